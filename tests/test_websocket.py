@@ -1,0 +1,395 @@
+"""ws.websocket: the client socket against a real ``websockets`` server."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+from websockets.asyncio.server import serve
+
+import ws
+from ws import WebSocket
+
+from .conftest import Recorder, run
+
+
+async def echo(conn: object) -> None:
+    async for message in conn:  # type: ignore[attr-defined]
+        await conn.send(message)  # type: ignore[attr-defined]
+
+
+def ws_url(server: object, path: str = "/") -> str:
+    port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+    return f"ws://127.0.0.1:{port}{path}"
+
+
+# -- construction errors -------------------------------------------------------
+
+
+def test_url_must_be_a_string() -> None:
+    with pytest.raises(TypeError, match="URL must be a string, got NoneType"):
+        WebSocket()
+    with pytest.raises(TypeError, match="got int"):
+        WebSocket(8080)
+
+
+@pytest.mark.parametrize("url", ["ftp://x/", "127.0.0.1:8080", "ws://", "ws://host/#frag"])
+def test_bad_url_is_a_value_error(url: str) -> None:
+    with pytest.raises(ValueError):
+        WebSocket(url)
+
+
+def test_bad_subprotocols_and_options() -> None:
+    with pytest.raises(ValueError, match="subprotocol"):
+        WebSocket("ws://127.0.0.1:1/", ["a", "a"])
+    with pytest.raises(ValueError, match="subprotocol"):
+        WebSocket("ws://127.0.0.1:1/", "bad proto")
+    with pytest.raises(TypeError, match="unknown WebSocket option"):
+        WebSocket("ws://127.0.0.1:1/", bogus=1)
+
+
+def test_constants() -> None:
+    assert (WebSocket.CONNECTING, WebSocket.OPEN, WebSocket.CLOSING, WebSocket.CLOSED) == (0, 1, 2, 3)
+    assert (WebSocket.TextMessage, WebSocket.BinaryMessage) == (1, 2)
+    assert (ws.TextMessage, ws.BinaryMessage) == (1, 2)
+
+
+# -- talking to a websockets server -------------------------------------------------
+
+
+def test_echo_text_binary_and_large() -> None:
+    async def main() -> None:
+        async with serve(echo, "127.0.0.1", 0, max_size=None) as server:
+            sock = WebSocket(ws_url(server))
+            rec = Recorder(sock, "open", "message", "close", "error")
+            await rec.wait("open")
+            assert sock.ready_state == WebSocket.OPEN == sock.readyState
+            big = b"\xff" * (3 * 1024 * 1024)
+            sock.send("héllo")
+            sock.send(b"\x00\x01")
+            sock.send(bytearray(b"ba"))
+            sock.send(big)
+            msgs = await rec.wait("message", 4)
+            events = [m[0] for m in msgs]
+            assert [(e.type, e.is_binary) for e in events] == [(1, False), (2, True), (2, True), (2, True)]
+            assert events[0].data == "héllo" and isinstance(events[0].data, str)
+            assert events[1].data == b"\x00\x01" and type(events[1].data) is bytes
+            assert events[3].data == big
+            sock.close(4000, "done")
+            assert sock.ready_state == WebSocket.CLOSING
+            (code, reason), = await rec.wait("close")
+            assert (code, reason) == (4000, "done")
+            assert sock.ready_state == WebSocket.CLOSED
+            assert rec.count("error") == 0
+            assert rec.names()[0] == "open" and rec.names()[-1] == "close"
+
+    run(main)
+
+
+def test_subprotocol_negotiated_and_none() -> None:
+    async def main() -> None:
+        async with serve(echo, "127.0.0.1", 0, subprotocols=["b", "a"]) as server:
+            sock = WebSocket(ws_url(server), ["a", "b"])
+            rec = Recorder(sock, "open", "close")
+            await rec.wait("open")
+            assert sock.protocol == "b"
+            sock.close()
+            await rec.wait("close")
+        async with serve(echo, "127.0.0.1", 0) as server:
+            sock = WebSocket(ws_url(server))
+            rec = Recorder(sock, "open", "close")
+            await rec.wait("open")
+            assert sock.protocol == ""
+            sock.terminate()
+            (code, _), = await rec.wait("close")
+            assert code == 1006
+
+    run(main)
+
+
+def test_per_message_deflate_offered_by_default_and_can_be_disabled() -> None:
+    async def main() -> None:
+        async with serve(echo, "127.0.0.1", 0) as server:
+            on = WebSocket(ws_url(server))
+            off = WebSocket(ws_url(server), per_message_deflate=False)
+            r1, r2 = Recorder(on, "open", "message"), Recorder(off, "open")
+            await r1.wait("open")
+            await r2.wait("open")
+            assert on.extensions.startswith("permessage-deflate")
+            assert off.extensions == ""
+            on.send("x" * 10000)
+            (evt,), = await r1.wait("message")
+            assert evt.data == "x" * 10000
+            on.close()
+            off.close()
+
+    run(main)
+
+
+def test_refused_connection_emits_error_then_close() -> None:
+    async def main() -> None:
+        sock = WebSocket("ws://127.0.0.1:1/")
+        rec = Recorder(sock, "open", "error", "close")
+        (code, _), = await rec.wait("close")
+        assert code == 1006
+        assert rec.names() == ["error", "close"]
+        err = rec.args("error")[0][0]
+        assert isinstance(err, ws.ConnectError)
+        assert "ECONNREFUSED" in str(err) and "127.0.0.1:1" in str(err)
+
+    run(main)
+
+
+def test_unknown_host_reports_dns_failure() -> None:
+    async def main() -> None:
+        sock = WebSocket("ws://no-such-host.invalid/")
+        rec = Recorder(sock, "error", "close")
+        await rec.wait("close", timeout=15)
+        err = rec.args("error")[0][0]
+        assert isinstance(err, ws.ConnectError)
+        assert "no-such-host.invalid" in str(err)
+
+    run(main)
+
+
+def test_rejected_upgrade_reports_status() -> None:
+    async def main() -> None:
+        def reject(conn: object, request: object) -> object:
+            return conn.respond(403, "go away\n")  # type: ignore[attr-defined]
+
+        async with serve(echo, "127.0.0.1", 0, process_request=reject) as server:
+            sock = WebSocket(ws_url(server))
+            rec = Recorder(sock, "unexpected-response", "error", "close", "open")
+            await rec.wait("close")
+            assert rec.names() == ["unexpected-response", "error", "close"]
+            status, headers, body = rec.args("unexpected-response")[0]
+            assert status == 403 and b"go away" in body
+            err = rec.args("error")[0][0]
+            assert isinstance(err, ws.HandshakeError) and err.status == 403
+            assert str(err) == "Unexpected server response: 403"
+
+    run(main)
+
+
+def test_handshake_timeout() -> None:
+    async def main() -> None:
+        # A TCP server that never answers the upgrade request.
+        server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            sock = WebSocket(f"ws://127.0.0.1:{port}/", handshake_timeout=0.3)
+            rec = Recorder(sock, "error", "close")
+            (code, _), = await rec.wait("close")
+            assert code == 1006
+            assert "timed out" in str(rec.args("error")[0][0])
+        finally:
+            server.close()
+
+    run(main)
+
+
+def test_send_before_open_and_after_close_emits_error() -> None:
+    async def main() -> None:
+        async with serve(echo, "127.0.0.1", 0) as server:
+            sock = WebSocket(ws_url(server))
+            rec = Recorder(sock, "open", "error", "close")
+            sock.send("too early")
+            err = rec.args("error")[0][0]
+            assert isinstance(err, ws.NotOpenError)
+            assert str(err) == "WebSocket is not open: readyState 0 (CONNECTING)"
+            await rec.wait("open")
+            sock.close()
+            await rec.wait("close")
+            sock.send("too late")
+            assert str(rec.args("error")[1][0]) == "WebSocket is not open: readyState 3 (CLOSED)"
+
+    run(main)
+
+
+@pytest.mark.parametrize("code", [0, 999, 1004, 1005, 1006, 1015, 2999, 5000])
+def test_invalid_close_codes_raise(code: int) -> None:
+    async def main() -> None:
+        async with serve(echo, "127.0.0.1", 0) as server:
+            sock = WebSocket(ws_url(server))
+            rec = Recorder(sock, "open", "close")
+            await rec.wait("open")
+            with pytest.raises(ValueError):
+                sock.close(code)
+            with pytest.raises(ValueError):
+                sock.close(1000, "x" * 124)
+            assert sock.ready_state == WebSocket.OPEN
+            sock.close(1000, "y" * 123)
+            (c, r), = await rec.wait("close")
+            assert c == 1000 and r == "y" * 123
+
+    run(main)
+
+
+def test_close_while_connecting() -> None:
+    async def main() -> None:
+        async with serve(echo, "127.0.0.1", 0) as server:
+            sock = WebSocket(ws_url(server))
+            rec = Recorder(sock, "open", "error", "close")
+            sock.close()
+            (code, _), = await rec.wait("close")
+            assert code == 1006
+            assert "closed before the connection was established" in str(rec.args("error")[0][0])
+            assert rec.count("open") == 0
+
+    run(main)
+
+
+def test_ping_pong_events() -> None:
+    async def main() -> None:
+        async def pinger(conn: object) -> None:
+            await conn.ping(b"srv")  # type: ignore[attr-defined]
+            async for message in conn:  # type: ignore[attr-defined]
+                await conn.send(message)  # type: ignore[attr-defined]
+
+        async with serve(pinger, "127.0.0.1", 0) as server:
+            sock = WebSocket(ws_url(server))
+            rec = Recorder(sock, "open", "ping", "pong", "close")
+            await rec.wait("open")
+            (payload,), = await rec.wait("ping")
+            assert payload == b"srv"
+            sock.ping("abc")
+            (payload,), = await rec.wait("pong")
+            assert payload == b"abc"
+            with pytest.raises(ValueError):
+                sock.ping(b"x" * 126)
+            sock.close()
+            await rec.wait("close")
+
+    run(main)
+
+
+def test_max_payload_closes_with_1009() -> None:
+    async def main() -> None:
+        async def blaster(conn: object) -> None:
+            await conn.send(b"x" * 5000)  # type: ignore[attr-defined]
+            await conn.wait_closed()  # type: ignore[attr-defined]
+
+        async with serve(blaster, "127.0.0.1", 0) as server:
+            sock = WebSocket(ws_url(server), max_payload=1000)
+            rec = Recorder(sock, "message", "error", "close")
+            (code, _), = await rec.wait("close")
+            assert rec.count("message") == 0
+            err = rec.args("error")[0][0]
+            assert isinstance(err, ws.ProtocolError) and err.close_code == 1009
+            assert code == 1009
+
+    run(main)
+
+
+def test_listener_exception_is_reported_not_fatal(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        async with serve(echo, "127.0.0.1", 0) as server:
+            sock = WebSocket(ws_url(server))
+            rec = Recorder(sock, "open", "error", "close")
+
+            def boom(evt: object) -> None:
+                raise RuntimeError("listener bug")
+
+            sock.on("message", boom)
+            sock.on("message", rec._make("message"))
+            await rec.wait("open")
+            sock.send("1")
+            await rec.wait("message")
+            assert isinstance(rec.args("error")[0][0], RuntimeError)
+            sock.send("2")  # the connection survived
+            await rec.wait("message", 2)
+            sock.close()
+            await rec.wait("close")
+
+    run(main)
+    assert "listener bug" in caplog.text
+
+
+def test_listeners_may_take_fewer_arguments_and_be_async() -> None:
+    async def main() -> None:
+        async with serve(echo, "127.0.0.1", 0) as server:
+            sock = WebSocket(ws_url(server))
+            seen: list[object] = []
+            done = asyncio.get_running_loop().create_future()
+            sock.on("open", lambda: sock.send("a"))
+
+            async def on_message(evt: object) -> None:
+                await asyncio.sleep(0)
+                seen.append(evt.data)  # type: ignore[attr-defined]
+                sock.close()
+
+            sock.on("message", on_message)
+            sock.on("close", lambda: done.set_result(True))
+            await done
+            assert seen == ["a"]
+
+    run(main)
+
+
+def test_dom_style_listeners_and_aliases() -> None:
+    async def main() -> None:
+        async with serve(echo, "127.0.0.1", 0) as server:
+            sock = WebSocket(ws_url(server))
+            got: list[object] = []
+            done = asyncio.get_running_loop().create_future()
+
+            def on_message(event: object) -> None:
+                got.append(event)
+
+            sock.addEventListener("open", lambda event: sock.send("dom"))
+            sock.addEventListener("message", on_message)
+            sock.addEventListener("close", lambda event: done.set_result(event))
+            await asyncio.sleep(0.3)
+            assert got and got[0].data == "dom"  # type: ignore[attr-defined]
+            sock.removeEventListener("message", on_message)
+            sock.send("ignored")
+            await asyncio.sleep(0.2)
+            assert len(got) == 1
+            assert sock.bufferedAmount == 0
+            sock.close(1000, "bye")
+            event = await done
+            assert (event.code, event.reason, event.was_clean, event.wasClean) == (1000, "bye", True, True)
+
+    run(main)
+
+
+def test_send_from_another_thread() -> None:
+    async def main() -> None:
+        async with serve(echo, "127.0.0.1", 0) as server:
+            sock = WebSocket(ws_url(server))
+            rec = Recorder(sock, "open", "message", "close")
+            await rec.wait("open")
+            threads = [threading.Thread(target=lambda i=i: [sock.send(f"{i}-{n}") for n in range(50)]) for i in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(5)
+            msgs = await rec.wait("message", 200)
+            texts = [m[0].data for m in msgs]
+            for i in range(4):  # per-thread order is kept
+                mine = [t for t in texts if t.startswith(f"{i}-")]
+                assert mine == [f"{i}-{n}" for n in range(50)]
+            sock.close()
+            await rec.wait("close")
+
+    run(main)
+
+
+def test_pause_and_resume() -> None:
+    async def main() -> None:
+        async with serve(echo, "127.0.0.1", 0) as server:
+            sock = WebSocket(ws_url(server))
+            rec = Recorder(sock, "open", "message", "close")
+            await rec.wait("open")
+            sock.pause()
+            assert sock.is_paused
+            sock.send("held")
+            await asyncio.sleep(0.2)
+            assert rec.count("message") == 0
+            sock.resume()
+            await rec.wait("message")
+            sock.close()
+            await rec.wait("close")
+
+    run(main)

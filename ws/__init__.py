@@ -1,0 +1,59 @@
+"""``ws``: the JavaScript WebSocket API for Python.
+
+    from ws import WebSocket
+    ws = WebSocket('ws://127.0.0.1:8080/ws')
+    ws.on('open', lambda: ws.send('hello'))
+    ws.on('message', lambda evt: print(evt.data))
+
+``WebSocket`` (client and accepted sockets) and ``WebSocketServer`` are
+pyee EventEmitters.  The protocol is ``websockets``' Sans-I/O layer, HTTP is
+h11 (``ws.http``), I/O is asyncio: objects made inside a running loop live
+on it; objects made in a plain script live on one shared background loop.
+"""
+
+from __future__ import annotations
+
+from . import _compat
+from .events import BINARY, TEXT, CloseEvent, ErrorEvent, Event, MessageEvent
+from .exceptions import (
+    ConnectError,
+    HandshakeError,
+    NotOpenError,
+    ProtocolError,
+    Reject,
+    WebSocketError,
+)
+from .request import Request, RequestSocket
+from .server import VerifyInfo, WebSocketServer
+from .websocket import CLOSED, CLOSING, CONNECTING, OPEN, WebSocket
+
+__version__ = "0.1.0"
+
+TextMessage = TEXT
+BinaryMessage = BINARY
+
+_compat.install(WebSocket, WebSocketServer, Request, RequestSocket, MessageEvent, CloseEvent)
+
+__all__ = [
+    "WebSocket",
+    "WebSocketServer",
+    "Request",
+    "VerifyInfo",
+    "Event",
+    "MessageEvent",
+    "CloseEvent",
+    "ErrorEvent",
+    "WebSocketError",
+    "ConnectError",
+    "HandshakeError",
+    "ProtocolError",
+    "NotOpenError",
+    "Reject",
+    "CONNECTING",
+    "OPEN",
+    "CLOSING",
+    "CLOSED",
+    "TextMessage",
+    "BinaryMessage",
+    "__version__",
+]

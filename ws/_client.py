@@ -1,0 +1,257 @@
+"""The client half of ``WebSocket``: URL checks, connecting, the opening handshake.
+
+Kept apart from ``websocket.py`` so that the connection logic (TCP, TLS,
+proxies, redirects) can grow without touching the message hot path.
+``websockets``' ``ClientProtocol`` builds the request and checks the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import re
+import socket
+import ssl as _ssl
+from typing import TYPE_CHECKING, Any, Iterable
+from urllib.parse import urlsplit
+
+from websockets.exceptions import InvalidStatus, InvalidURI
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+from websockets.http11 import Response
+from websockets.uri import WebSocketURI, parse_uri
+
+from . import _protocol
+from .exceptions import ConnectError, HandshakeError, describe
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .websocket import WebSocket
+
+__all__ = ["parse_url", "parse_protocols", "ClientConfig", "start"]
+
+DEFAULT_HANDSHAKE_TIMEOUT = 30.0
+
+CLIENT_OPTIONS = frozenset(
+    {
+        "headers",
+        "origin",
+        "handshake_timeout",
+        "max_payload",
+        "max_fragments",
+        "per_message_deflate",
+        "ping_interval",
+        "ping_timeout",
+        "close_timeout",
+        "ssl",
+        "proxy",
+        "follow_redirects",
+        "max_redirects",
+        "high_water_mark",
+        "low_water_mark",
+        "binary_type",
+    }
+)
+
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+def parse_url(url: Any) -> WebSocketURI:
+    """Check ``url`` at once, as browsers and Node do: ``TypeError`` / ``ValueError``."""
+    if not isinstance(url, str):
+        raise TypeError(f"URL must be a string, got {type(url).__name__}")
+    split = urlsplit(url)
+    scheme = split.scheme.lower()
+    if scheme in ("http", "https"):
+        url = ("ws" if scheme == "http" else "wss") + url[len(split.scheme):]
+    elif scheme not in ("ws", "wss"):
+        raise ValueError(
+            f"Invalid URL {url!r}: the scheme must be 'ws', 'wss', 'http' or 'https', got {split.scheme!r}"
+            if split.scheme
+            else f"Invalid URL {url!r}: no scheme"
+        )
+    if split.fragment:
+        raise ValueError(f"Invalid URL {url!r}: the URL contains a fragment identifier")
+    try:
+        return parse_uri(url)
+    except InvalidURI as exc:
+        raise ValueError(f"Invalid URL {url!r}: {exc}") from None
+
+
+def parse_protocols(protocols: str | Iterable[str] | None) -> list[str]:
+    """Subprotocols to offer, in order; each an HTTP token, no duplicates."""
+    if protocols is None:
+        return []
+    items = [protocols] if isinstance(protocols, str) else list(protocols)
+    seen: set[str] = set()
+    for item in items:
+        if not isinstance(item, str) or not _TOKEN.match(item) or item in seen:
+            raise ValueError(f"An invalid or duplicated subprotocol was specified: {item!r}")
+        seen.add(item)
+    return items
+
+
+def format_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class ClientConfig:
+    """What one client connection was asked for, and its connecting state."""
+
+    def __init__(self, target: WebSocketURI, offered: list[str], options: dict[str, Any]) -> None:
+        unknown = set(options) - CLIENT_OPTIONS
+        if unknown:
+            raise TypeError(f"unknown WebSocket option(s): {', '.join(sorted(unknown))}")
+        self.target = target
+        self.offered = offered
+        headers = options.get("headers") or {}
+        self.headers: list[tuple[str, str]] = list(headers.items() if isinstance(headers, dict) else headers)
+        self.origin: str | None = options.get("origin")
+        self.handshake_timeout: float = options.get("handshake_timeout", DEFAULT_HANDSHAKE_TIMEOUT)
+        self.per_message_deflate = options.get("per_message_deflate", True)
+        self.ssl: _ssl.SSLContext | bool | None = options.get("ssl")
+        self.ping_interval: float | None = options.get("ping_interval")
+        self.ping_timeout: float | None = options.get("ping_timeout", self.ping_interval)
+        self.proxy = options.get("proxy", "env")
+        self.follow_redirects: bool = options.get("follow_redirects", False)
+        self.max_redirects: int = options.get("max_redirects", 10)
+        self.task: asyncio.Task | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    @property
+    def address(self) -> str:
+        return format_address(self.target.host, self.target.port)
+
+    def ssl_context(self) -> _ssl.SSLContext | None:
+        if not self.target.secure:
+            return None
+        if isinstance(self.ssl, _ssl.SSLContext):
+            return self.ssl
+        return _ssl.create_default_context()
+
+    def extensions(self) -> list[Any] | None:
+        if not self.per_message_deflate:
+            return None
+        if isinstance(self.per_message_deflate, dict):
+            return [ClientPerMessageDeflateFactory(**self.per_message_deflate)]
+        return [ClientPerMessageDeflateFactory(client_max_window_bits=True)]
+
+    # -- lifecycle, driven by WebSocket -------------------------------------------
+
+    def connection_made(self, ws: "WebSocket", transport: asyncio.Transport) -> None:
+        """TCP (and TLS) is up: send the upgrade request."""
+        peer = transport.get_extra_info("peername")
+        ws._remote_address = peer[0] if isinstance(peer, tuple) else peer
+        proto = _protocol.Client(
+            self.target,
+            origin=self.origin,  # type: ignore[arg-type]
+            extensions=self.extensions(),
+            subprotocols=self.offered or None,  # type: ignore[arg-type]
+            max_size=ws.max_payload,
+        )
+        request = proto.connect()
+        for name, value in self.headers:
+            if name in request.headers:
+                del request.headers[name]
+            request.headers[name] = value
+        proto.send_request(request)
+        ws._proto = proto
+        ws._set_write_limits({})
+        ws._flush()
+
+    def handshake_response(self, ws: "WebSocket", response: Response) -> None:
+        """The server answered the upgrade request."""
+        self._stop_timer()
+        proto = ws._proto
+        assert proto is not None
+        exc = proto.handshake_exc
+        if exc is not None:
+            if isinstance(exc, InvalidStatus):
+                status = response.status_code
+                headers = list(response.headers.raw_items())
+                body = bytes(response.body or b"")
+                ws._emit_event("unexpected-response", status, headers, body)
+                error: Exception = HandshakeError(f"Unexpected server response: {status}", status, headers, body)
+            else:
+                error = HandshakeError(f"Invalid WebSocket handshake response from {self.address}: {describe(exc)}")
+                error.__cause__ = exc
+            ws._abort_connecting(error)
+            return
+        ws._protocol = proto.subprotocol or ""  # type: ignore[attr-defined]
+        ws._extensions = response.headers.get("Sec-WebSocket-Extensions", "")
+        if self.ping_interval:
+            from ._keepalive import Heartbeat
+
+            Heartbeat(ws._loop, self.ping_interval, self.ping_timeout).add(ws)
+        ws._opened()
+
+    def connection_lost(self, ws: "WebSocket", exc: Exception | None) -> None:
+        """The connection ended before the handshake finished."""
+        self._stop_timer()
+        if not ws._error_emitted:
+            reason = f": {describe(exc)}" if exc else ""
+            ws._emit_error(ConnectError(f"connection to {self.address} closed before the handshake completed{reason}", self.address))
+        ws._finish(1006, "")
+
+    def cancel(self, ws: "WebSocket") -> None:
+        self._stop_timer()
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+    def _stop_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
+def start(ws: "WebSocket") -> None:
+    """Begin connecting (on the socket's loop)."""
+    config: ClientConfig = ws._client
+    if ws._ready_state != 0:  # closed before we even started
+        return
+    loop = ws._loop
+    config.task = loop.create_task(_connect(ws, config))
+    if config.handshake_timeout:
+        config.timer = loop.call_later(config.handshake_timeout, _timed_out, ws, config)
+
+
+def _timed_out(ws: "WebSocket", config: ClientConfig) -> None:
+    config.timer = None
+    if ws._ready_state == 0:
+        ws._abort_connecting(ConnectError(f"Opening handshake has timed out ({config.address})", config.address))
+
+
+async def _connect(ws: "WebSocket", config: ClientConfig) -> None:
+    from .websocket import _Stream
+
+    target = config.target
+    loop = ws._loop
+    ssl_context = config.ssl_context()
+    try:
+        await loop.create_connection(
+            lambda: _Stream(ws),
+            target.host,
+            target.port,
+            ssl=ssl_context,
+            server_hostname=target.host if ssl_context is not None else None,
+        )
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        if ws._ready_state == 0:
+            error = ConnectError(describe_connect_error(exc, target.host, target.port), config.address)
+            error.__cause__ = exc
+            ws._abort_connecting(error)
+
+
+def describe_connect_error(exc: BaseException, host: str, port: int) -> str:
+    """Node-style one-liners: ``connect ECONNREFUSED 127.0.0.1:8080 (Connection refused)``."""
+    address = format_address(host, port)
+    if isinstance(exc, socket.gaierror):
+        return f"getaddrinfo ENOTFOUND {host} ({exc.strerror or exc})"
+    if isinstance(exc, _ssl.SSLCertVerificationError):
+        return f"TLS certificate verification failed for {address}: {exc.verify_message or exc.reason}"
+    if isinstance(exc, _ssl.SSLError):
+        return f"TLS handshake with {address} failed: {exc.reason or exc}"
+    if isinstance(exc, OSError) and exc.errno in errno.errorcode:
+        return f"connect {errno.errorcode[exc.errno]} {address} ({os.strerror(exc.errno)})"
+    return f"connect to {address} failed: {describe(exc)}"

@@ -1,0 +1,142 @@
+"""The EventEmitter every public object extends: pyee, with JavaScript manners.
+
+pyee does the bookkeeping (``on``, ``once``, ``remove_listener``, ...).  This
+subclass adds what JavaScript users rely on and Python code must not break:
+
+* a listener may accept fewer positional arguments than the event carries
+  (``lambda: ...`` works for every event);
+* ``async def`` listeners are scheduled on the emitter's loop;
+* a listener that raises is logged with its traceback and re-emitted as
+  ``'error'`` when someone listens for it; it never reaches the event loop;
+* an ``'error'`` nobody listens to is logged, never raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from typing import Any, Callable
+
+from pyee import EventEmitter as _PyeeEmitter
+
+__all__ = ["EventEmitter", "adapt_arity"]
+
+logger = logging.getLogger("ws")
+
+
+def _positional_capacity(fn: Callable[..., Any]) -> int | None:
+    """How many positional arguments ``fn`` takes; ``None`` for "any number"."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    count = 0
+    for param in sig.parameters.values():
+        if param.kind is param.VAR_POSITIONAL:
+            return None
+        if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+            count += 1
+    return count
+
+
+def adapt_arity(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap ``fn`` so that surplus positional arguments are dropped."""
+    capacity = _positional_capacity(fn)
+    if capacity is None:
+        return fn
+    if capacity == 0:
+        return lambda *args: fn()
+    if capacity == 1:
+        return lambda *args: fn(*args[:1])
+    return lambda *args: fn(*args[:capacity])
+
+
+class EventEmitter(_PyeeEmitter):
+    """pyee's EventEmitter with JavaScript-style listener calling (see module doc)."""
+
+    #: The loop ``async def`` listeners are scheduled on; subclasses set it.
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    def _add_event_handler(self, event: str, k: Callable, v: Callable) -> None:
+        super()._add_event_handler(event, k, adapt_arity(v))
+        self._listeners_changed(event)
+
+    def _remove_listener(self, event: str, f: Callable) -> None:
+        super()._remove_listener(event, f)
+        self._listeners_changed(event)
+
+    def remove_all_listeners(self, event: str | None = None) -> None:
+        super().remove_all_listeners(event)
+        self._listeners_changed(event)
+
+    def once(self, event: str, f: Callable | None = None) -> Callable:
+        """Like ``on``, but the listener is removed before its first call."""
+
+        def wrap(fn: Callable) -> Callable:
+            adapted = adapt_arity(fn)
+
+            def once_wrapper(*args: Any, **kwargs: Any) -> Any:
+                with self._lock:
+                    listeners = self._events.get(event)
+                    if not listeners or fn not in listeners:
+                        return None
+                    self._remove_listener(event, fn)
+                return adapted(*args, **kwargs)
+
+            self._add_event_handler(event, fn, once_wrapper)
+            return fn
+
+        return wrap if f is None else wrap(f)
+
+    def _listeners_changed(self, event: str | None) -> None:
+        """Hook for subclasses that cache their listeners (hot paths)."""
+
+    def _emit_run(self, f: Callable, args: tuple, kwargs: dict) -> None:
+        try:
+            result = f(*args, **kwargs)
+        except Exception as exc:
+            self._listener_failed(exc)
+            return
+        if result is not None and inspect.isawaitable(result):
+            self._schedule(result)
+
+    def _schedule(self, awaitable: Any) -> None:
+        loop = self._loop
+        try:
+            if loop is None:
+                loop = asyncio.get_running_loop()
+            task = asyncio.ensure_future(awaitable, loop=loop)
+        except Exception as exc:  # no loop at all: report, do not raise
+            self._listener_failed(exc)
+            return
+        task.add_done_callback(self._async_listener_done)
+
+    def _async_listener_done(self, task: asyncio.Future) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None and isinstance(exc, Exception):
+            self._listener_failed(exc)
+
+    def _listener_failed(self, exc: Exception) -> None:
+        logger.error("listener of %s raised", type(self).__name__, exc_info=exc)
+        if self._events.get("error"):
+            # Errors from error listeners are logged above and not re-emitted,
+            # so one broken listener cannot loop.
+            for handler in list(self._events["error"].values()):
+                try:
+                    result = handler(exc)
+                    if result is not None and inspect.isawaitable(result):
+                        self._schedule(result)
+                except Exception:
+                    logger.exception("'error' listener of %s raised", type(self).__name__)
+
+    def _emit_handle_potential_error(self, event: str, error: Any) -> None:
+        if event == "error":
+            logger.error(
+                "unhandled 'error' event on %s: %s",
+                type(self).__name__,
+                error,
+                exc_info=error if isinstance(error, BaseException) else None,
+            )

@@ -1,0 +1,72 @@
+"""Keepalive: find dead peers with pings, one timer for many sockets.
+
+A half-open TCP connection (peer frozen, cable pulled) never reports an
+error by itself.  Every ``interval`` seconds each socket gets a ping; a
+socket whose pong has not come back ``timeout`` seconds after its ping is
+closed with 1011.  One ``Heartbeat`` serves a whole server, so an idle
+connection costs no timer of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .websocket import WebSocket
+
+__all__ = ["Heartbeat"]
+
+
+class Heartbeat:
+    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float, timeout: float | None) -> None:
+        if interval <= 0:
+            raise ValueError("ping_interval must be positive")
+        if timeout is not None and timeout <= 0:
+            raise ValueError("ping_timeout must be positive")
+        self.loop = loop
+        self.interval = interval
+        self.timeout = timeout
+        # Ticks come often enough to detect a timeout within a quarter of it.
+        self.step = min(interval, timeout or interval) / 4
+        self.sockets: dict["WebSocket", float] = {}  # socket -> time of its last ping
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, ws: "WebSocket") -> None:
+        ws._keepalive = self
+        self.sockets[ws] = self.loop.time()
+        if self._timer is None:
+            self._timer = self.loop.call_later(self.step, self._tick)
+
+    def discard(self, ws: "WebSocket") -> None:
+        self.sockets.pop(ws, None)
+        if not self.sockets and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.sockets.clear()
+
+    def _tick(self) -> None:
+        self._timer = None
+        now = self.loop.time()
+        timeout = self.timeout
+        for ws, last_ping in list(self.sockets.items()):
+            since = ws._awaiting_pong_since
+            if since is not None:
+                if timeout is not None and now - since >= timeout:
+                    self.sockets.pop(ws, None)
+                    ws._keepalive_expired()
+                continue
+            if now - last_ping >= self.interval and ws._ready_state == 1:
+                self.sockets[ws] = now
+                ws._awaiting_pong_since = now
+                try:
+                    ws._send_control_now_ping()
+                except Exception:  # a socket closing under us: the next tick drops it
+                    pass
+        if self.sockets:
+            self._timer = self.loop.call_later(self.step, self._tick)

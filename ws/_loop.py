@@ -1,0 +1,278 @@
+"""The event-loop model: which asyncio loop an object lives on.
+
+Code running inside asyncio binds its objects to the running loop.  A plain
+script has no loop, so its objects bind to one shared *reactor*: a single
+background thread running one asyncio loop, started on demand.  Like Node,
+the process stays alive while anything holds a reference on the reactor
+(an open socket or a listening server) and exits by itself when the last
+one is released (``ref()`` / ``unref()`` opt out and back in).
+
+Everything here is internal; the public surface is ``ref``/``unref`` on
+sockets and servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import Any, Awaitable, Callable, TypeVar
+
+logger = logging.getLogger("ws")
+
+T = TypeVar("T")
+
+_get_running_loop = asyncio._get_running_loop  # C-accelerated, no exception when none
+
+
+class _Reactor:
+    """The shared background loop of plain scripts."""
+
+    # How often the idle reactor checks whether the main thread has finished.
+    POLL = 0.05
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._refs = 0
+        self._shutdown_hooks: list[Callable[[], Any]] = []
+        self._signals_installed = False
+        self._stopping = False
+
+    def get(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self.loop is None or self.thread is None or not self.thread.is_alive():
+                self._start()
+            assert self.loop is not None
+            return self.loop
+
+    def _start(self) -> None:
+        loop = _new_loop()
+        ready = threading.Event()
+        self.loop = loop
+        self._stopping = False
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            loop.call_soon(ready.set)
+            loop.call_soon(self._watch)
+            try:
+                loop.run_forever()
+            finally:
+                _drain(loop)
+
+        # Not a daemon: the interpreter waits for it at exit, which is what
+        # keeps a serving script alive after its last line (like Node).
+        self.thread = threading.Thread(target=run, name="ws-reactor", daemon=False)
+        self.thread.start()
+        ready.wait(10)
+        self._install_signal_handlers()
+
+    def _watch(self) -> None:
+        """Stop the loop once the main thread is done and nothing holds a ref."""
+        loop = self.loop
+        if loop is None:
+            return
+        if self._refs <= 0 and not threading.main_thread().is_alive():
+            with self._lock:
+                if self._refs <= 0:
+                    self.loop = None
+                    loop.stop()
+                    return
+        loop.call_later(self.POLL, self._watch)
+
+    def hold(self) -> None:
+        with self._lock:
+            self._refs += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._refs -= 1
+
+    @property
+    def refs(self) -> int:
+        return self._refs
+
+    def on_shutdown(self, hook: Callable[[], Any]) -> None:
+        """Register ``hook`` to run on the reactor when SIGINT/SIGTERM arrives."""
+        self._shutdown_hooks.append(hook)
+
+    def remove_shutdown(self, hook: Callable[[], Any]) -> None:
+        try:
+            self._shutdown_hooks.remove(hook)
+        except ValueError:
+            pass
+
+    def _install_signal_handlers(self) -> None:
+        if self._signals_installed or threading.current_thread() is not threading.main_thread():
+            return
+        if os.environ.get("WS_NO_SIGNALS"):
+            return
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            current = signal.getsignal(signum)
+            if current in (signal.default_int_handler, signal.SIG_DFL):
+                signal.signal(signum, self._on_signal)
+        self._signals_installed = True
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        """Close everything with 1001 (going away) and let the process end.
+
+        While the main thread still runs user code, SIGINT also raises
+        ``KeyboardInterrupt`` there, as Python users expect; once the script
+        has finished (the usual serving script), the shutdown is silent.
+        """
+        loop = self.loop
+        first = not self._stopping
+        self._stopping = True
+        if loop is not None and first:
+            loop.call_soon_threadsafe(self._run_shutdown_hooks)
+            # Leave a stuck peer no more than a few seconds.
+            timer = threading.Timer(5.0, _force_exit, args=(128 + signum,))
+            timer.daemon = True
+            timer.start()
+        elif not first:
+            _force_exit(128 + signum)
+        if signum == signal.SIGINT and _main_thread_running_user_code():
+            raise KeyboardInterrupt
+
+    def _run_shutdown_hooks(self) -> None:
+        for hook in list(self._shutdown_hooks):
+            try:
+                hook()
+            except Exception:  # pragma: no cover - hooks are ours and defensive
+                logger.exception("error during shutdown")
+
+
+def _main_thread_running_user_code() -> bool:
+    # Once the script's last line ran, the interpreter marks the main thread
+    # stopped before joining the reactor thread.
+    return threading.main_thread().is_alive()
+
+
+def _force_exit(code: int) -> None:
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    if os.environ.get("WS_LOOP") == "uvloop":
+        try:
+            import uvloop  # type: ignore[import-not-found]
+
+            return uvloop.new_event_loop()
+        except ImportError:
+            logger.warning("WS_LOOP=uvloop but uvloop is not installed; using asyncio")
+    return asyncio.new_event_loop()
+
+
+def _drain(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel leftovers so the loop closes without 'Task was destroyed' noise."""
+    try:
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    except Exception:  # pragma: no cover
+        pass
+    finally:
+        loop.close()
+
+
+reactor = _Reactor()
+
+
+def bind() -> asyncio.AbstractEventLoop:
+    """The loop a new object should live on: the running one, else the reactor."""
+    loop = _get_running_loop()
+    if loop is not None:
+        return loop
+    return reactor.get()
+
+
+def is_reactor(loop: asyncio.AbstractEventLoop) -> bool:
+    return loop is reactor.loop
+
+
+def in_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether the caller runs on ``loop``'s thread, inside it."""
+    return _get_running_loop() is loop
+
+
+def call(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> None:
+    """Run ``fn(*args)`` on ``loop``: now if we are on it, else soon (thread-safe)."""
+    if _get_running_loop() is loop:
+        fn(*args)
+    else:
+        try:
+            loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:
+            # The loop is closed: nothing is left to act on.
+            logger.debug("call on a closed loop ignored: %r", fn)
+
+
+def run_blocking(loop: asyncio.AbstractEventLoop, coro: Awaitable[T], timeout: float | None = 30) -> T:
+    """Run ``coro`` on ``loop`` from another thread and wait for its result."""
+    future = asyncio.run_coroutine_threadsafe(coro, loop)  # type: ignore[arg-type]
+    try:
+        return future.result(timeout)
+    except concurrent.futures.TimeoutError:
+        future.cancel()
+        raise TimeoutError(f"timed out after {timeout} s") from None
+
+
+class Ref:
+    """A keep-alive reference of one socket or server on the reactor.
+
+    ``hold()``/``release()`` follow the object's life; ``ref()``/``unref()``
+    are the user's switch.  Only the reactor counts references: a loop the
+    user runs lives as long as the user says.
+    """
+
+    __slots__ = ("_loop", "_alive", "_wanted")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._alive = False
+        self._wanted = True
+
+    def _counts(self) -> bool:
+        return self._alive and self._wanted
+
+    def _update(self, before: bool) -> None:
+        after = self._counts()
+        if before == after or self._loop is not reactor.loop:
+            return
+        if after:
+            reactor.hold()
+        else:
+            reactor.release()
+
+    def hold(self) -> None:
+        before = self._counts()
+        self._alive = True
+        self._update(before)
+
+    def release(self) -> None:
+        before = self._counts()
+        self._alive = False
+        self._update(before)
+
+    def ref(self) -> None:
+        before = self._counts()
+        self._wanted = True
+        self._update(before)
+
+    def unref(self) -> None:
+        before = self._counts()
+        self._wanted = False
+        self._update(before)

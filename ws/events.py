@@ -1,0 +1,72 @@
+"""Event objects: what ``'message'`` listeners and DOM-style listeners receive.
+
+They use ``__slots__``: one is built per message, so they must be cheap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["Event", "MessageEvent", "CloseEvent", "ErrorEvent", "TEXT", "BINARY"]
+
+TEXT = 1
+BINARY = 2
+
+
+class Event:
+    """A DOM-style event (``addEventListener`` listeners get one)."""
+
+    __slots__ = ("type", "target")
+
+    def __init__(self, type: str, target: Any = None) -> None:
+        self.type = type
+        self.target = target
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.type!r}>"
+
+
+class MessageEvent:
+    """One received message.
+
+    ``type`` is ``1`` (text) or ``2`` (binary) as in JSH; ``data`` is ``str``
+    for text and ``bytes`` for binary; ``is_binary`` says which.
+    """
+
+    __slots__ = ("type", "data", "target")
+
+    def __init__(self, type: int, data: str | bytes, target: Any = None) -> None:
+        self.type = type
+        self.data = data
+        self.target = target
+
+    @property
+    def is_binary(self) -> bool:
+        return self.type == BINARY
+
+    def __repr__(self) -> str:
+        kind = "binary" if self.type == BINARY else "text"
+        return f"<MessageEvent {kind} {len(self.data)} {'bytes' if self.type == BINARY else 'chars'}>"
+
+
+class CloseEvent(Event):
+    """``'close'`` as a DOM event: ``code``, ``reason``, ``was_clean``."""
+
+    __slots__ = ("code", "reason", "was_clean")
+
+    def __init__(self, code: int, reason: str, was_clean: bool, target: Any = None) -> None:
+        super().__init__("close", target)
+        self.code = code
+        self.reason = reason
+        self.was_clean = was_clean
+
+
+class ErrorEvent(Event):
+    """``'error'`` as a DOM event: ``error`` and its ``message``."""
+
+    __slots__ = ("error", "message")
+
+    def __init__(self, error: BaseException, target: Any = None) -> None:
+        super().__init__("error", target)
+        self.error = error
+        self.message = str(error)

@@ -1,0 +1,111 @@
+"""Every exception ``ws`` raises or emits, in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+
+__all__ = [
+    "WebSocketError",
+    "ConnectError",
+    "HandshakeError",
+    "ProtocolError",
+    "NotOpenError",
+    "Reject",
+]
+
+
+class WebSocketError(Exception):
+    """Base class of the errors ``ws`` emits as ``'error'`` events."""
+
+
+class ConnectError(WebSocketError):
+    """The client could not reach the server (refused, DNS, timeout, TLS).
+
+    ``address`` is the ``host:port`` that was tried; ``__cause__`` holds the
+    underlying ``OSError``/``ssl.SSLError``.
+    """
+
+    def __init__(self, message: str, address: str | None = None) -> None:
+        super().__init__(message)
+        self.address = address
+
+
+class HandshakeError(WebSocketError):
+    """The server answered the upgrade request with something other than 101.
+
+    ``status``, ``headers`` (a list of ``(name, value)``) and ``body`` are
+    what the server sent; ``status`` is ``None`` when the response was not
+    valid HTTP or failed a WebSocket check (bad accept key, unknown
+    subprotocol or extension).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        status: int | None = None,
+        headers: list[tuple[str, str]] | None = None,
+        body: bytes = b"",
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers = headers or []
+        self.body = body
+
+
+class ProtocolError(WebSocketError):
+    """The peer broke RFC 6455 (or a configured limit); ``close_code`` is what we sent."""
+
+    def __init__(self, message: str, close_code: int = 1002) -> None:
+        super().__init__(message)
+        self.close_code = close_code
+
+    @property
+    def code(self) -> int:
+        """Alias of ``close_code`` (Node's ``err[kStatusCode]``)."""
+        return self.close_code
+
+
+class NotOpenError(WebSocketError):
+    """``send``/``ping``/``pong`` was called while the socket was not OPEN."""
+
+    def __init__(self, ready_state: int, name: str) -> None:
+        super().__init__(f"WebSocket is not open: readyState {ready_state} ({name})")
+        self.ready_state = ready_state
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line description of ``exc``, with its class when the text is bare."""
+    text = str(exc)
+    if not text or text == "None":
+        return type(exc).__name__
+    return text
+
+
+
+
+class Reject(Exception):
+    """Raise it in ``verify_client`` to refuse a handshake with this HTTP status.
+
+    ``raise Reject(403, 'Forbidden', {'X-Why': 'banned'})``: the client gets
+    that status, reason (as a plain-text body) and headers; nothing is
+    reported as a server error.
+    """
+
+    def __init__(self, status: int = 401, reason: str = "", headers: Any = None) -> None:
+        super().__init__(f"{status} {reason}".strip())
+        self.status = status
+        self.reason = reason or _phrase(status)
+        if isinstance(headers, dict):
+            headers = list(headers.items())
+        self.headers: list[tuple[str, str]] = list(headers or [])
+
+
+def _phrase(status: int) -> str:
+    import http
+
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"

@@ -1,0 +1,125 @@
+"""The request helper handed to ``'connection'`` listeners and ``verify_client``.
+
+It is a small, read-only view of one HTTP request (similar to Node's
+``IncomingMessage`` and JSH's request helper), built once by the HTTP layer
+from what h11 parsed.  It owns no I/O.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any, Iterable
+from urllib.parse import parse_qs, urlsplit
+
+__all__ = ["Request", "RequestSocket"]
+
+
+def _format_address(address: Any) -> str | None:
+    """``('127.0.0.1', 5000)`` -> ``'127.0.0.1'``; unix paths stay as they are."""
+    if address is None:
+        return None
+    if isinstance(address, (tuple, list)):
+        return str(address[0]) if address else None
+    return str(address) or None
+
+
+class RequestSocket:
+    """What ``request.socket`` exposes: the peer's address, as in Node."""
+
+    __slots__ = ("remote_address", "remote_port", "encrypted")
+
+    def __init__(self, peername: Any, encrypted: bool = False) -> None:
+        self.remote_address = _format_address(peername)
+        self.remote_port = (
+            peername[1] if isinstance(peername, (tuple, list)) and len(peername) > 1 else None
+        )
+        self.encrypted = encrypted
+
+
+class Request:
+    """One HTTP request: method, target, headers, body and the peer.
+
+    ``headers`` is a dict with lower-cased names where repeated headers are
+    joined with ``", "`` (RFC 9110, section 5.3), except ``cookie``
+    which is joined with ``"; "`` as Node does; ``raw_headers`` keeps the
+    wire order and spelling as a list of ``(name, value)`` pairs.
+    """
+
+    def __init__(
+        self,
+        method: str,
+        target: str,
+        raw_headers: Iterable[tuple[str, str]],
+        *,
+        http_version: str = "1.1",
+        peername: Any = None,
+        secure: bool = False,
+        body: bytes = b"",
+        complete: bool = True,
+    ) -> None:
+        self.method = method.upper()
+        self.url = target
+        self.request_uri = target
+        self.raw_headers: list[tuple[str, str]] = list(raw_headers)
+        self.http_version = http_version
+        self.secure = secure
+        self.body = body
+        self.complete = complete
+        self.socket = RequestSocket(peername, secure)
+        self.remote_address = self.socket.remote_address
+        self.state = types.SimpleNamespace()
+        headers: dict[str, str] = {}
+        for name, value in self.raw_headers:
+            key = name.lower()
+            if key in headers:
+                sep = "; " if key == "cookie" else ", "
+                headers[key] = headers[key] + sep + value
+            else:
+                headers[key] = value
+        self.headers = headers
+        split = urlsplit(target)
+        self.path = split.path or "/"
+        self.query_string = split.query
+        self._query: dict[str, list[str]] | None = None
+
+    @property
+    def host(self) -> str | None:
+        """The ``Host`` header, as the client sent it."""
+        return self.headers.get("host")
+
+    @property
+    def params(self) -> dict[str, list[str]]:
+        """All query parameters, each with every value in order."""
+        if self._query is None:
+            self._query = parse_qs(self.query_string, keep_blank_values=True)
+        return self._query
+
+    def query(self, name: str) -> str | None:
+        """The first value of query parameter ``name``, or ``None``."""
+        values = self.params.get(name)
+        return values[0] if values else None
+
+    def query_all(self, name: str) -> list[str]:
+        """Every value of query parameter ``name`` (empty list when absent)."""
+        return list(self.params.get(name, ()))
+
+    def get_header(self, name: str) -> str | None:
+        """Header ``name`` (any case), repeated values joined; ``None`` when absent."""
+        return self.headers.get(name.lower())
+
+    def has_header(self, name: str) -> bool:
+        """Whether header ``name`` (any case) was sent."""
+        return name.lower() in self.headers
+
+    def text(self, encoding: str = "utf-8") -> str:
+        """The request body decoded as text."""
+        return self.body.decode(encoding)
+
+    def json(self) -> Any:
+        """The request body parsed as JSON."""
+        import json
+
+        return json.loads(self.body or b"null")
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.url} from {self.remote_address}>"
