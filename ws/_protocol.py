@@ -33,4 +33,14 @@ class Client(_CloseMidMessage, ClientProtocol):
 
 
 class Server(_CloseMidMessage, ServerProtocol):
-    """``websockets``' server protocol with the close-mid-message fix."""
+    """``websockets``' server protocol with the close-mid-message fix.
+
+    Our HTTP layer (h11) reads the upgrade request, so this object never
+    parses one: after ``send_response`` accepted the handshake,
+    :meth:`read_frames` points its parser at frames.
+    """
+
+    def read_frames(self) -> None:
+        # ServerProtocol.parse() reads frames once the state is OPEN.
+        self.parser = self.parse()
+        next(self.parser)

@@ -419,6 +419,7 @@ class WebSocketServer(EventEmitter):
             self.emit("headers", lines, request)
             headers = _headers_from_lines(lines[1:] if lines and str(lines[0]).startswith("HTTP/") else lines)
         proto.send_response(Response(101, "Switching Protocols", headers))
+        proto.read_frames()
 
         ws = WebSocket._accepted(self._loop, proto, transport, request, self, self._socket_options)
         ws._extensions = extensions_header or ""
