@@ -180,9 +180,20 @@ class WebSocketServer(EventEmitter):
         """Open sockets accepted by this server, or ``None`` with ``client_tracking=False``."""
         return self._sockets if self.client_tracking else None
 
-    def address(self) -> Any:
-        """The bound address of the HTTP server (``host:port``), as Node's ``address()``."""
-        return getattr(self.server, "address", None)
+    def address(self) -> dict[str, Any] | str | None:
+        """Where the HTTP server listens, shaped as Node's ``server.address()``.
+
+        ``{'address': '127.0.0.1', 'family': 'IPv4', 'port': 8080}`` for TCP
+        (so ``WebSocketServer(port=0)`` users can learn the port), the path
+        for a unix socket, ``None`` before listening or with ``no_server``.
+        """
+        server = self.server
+        if server is None or getattr(server, "address", None) is None:
+            return None
+        if getattr(server, "network", "tcp") == "unix":
+            return server.address
+        host = server.host
+        return {"address": host, "family": "IPv6" if ":" in host else "IPv4", "port": server.port}
 
     def should_handle(self, request: Request) -> bool:
         """Whether ``request`` targets this server's path."""
