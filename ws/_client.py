@@ -14,14 +14,14 @@ import re
 import socket
 import ssl as _ssl
 from typing import TYPE_CHECKING, Any, Iterable
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from websockets.exceptions import InvalidStatus, InvalidURI
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.http11 import Response
 from websockets.uri import WebSocketURI, parse_uri
 
-from . import _protocol
+from . import _protocol, _proxy
 from .exceptions import ConnectError, HandshakeError, describe
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -111,9 +111,14 @@ class ClientConfig:
         self.ssl: _ssl.SSLContext | bool | None = options.get("ssl")
         self.ping_interval: float | None = options.get("ping_interval")
         self.ping_timeout: float | None = options.get("ping_timeout", self.ping_interval)
-        self.proxy = options.get("proxy", "env")
-        self.follow_redirects: bool = options.get("follow_redirects", False)
-        self.max_redirects: int = options.get("max_redirects", 10)
+        proxy = options.get("proxy", "env")
+        self.proxy: Any = proxy if proxy in (None, False, "", "env") else _proxy.parse_proxy(proxy)
+        self.follow_redirects: bool = bool(options.get("follow_redirects", False))
+        max_redirects = options.get("max_redirects", 10)
+        if isinstance(max_redirects, bool) or not isinstance(max_redirects, int) or max_redirects < 0:
+            raise ValueError(f"max_redirects must be a non-negative int, got {max_redirects!r}")
+        self.max_redirects: int = max_redirects
+        self.redirects = 0
         self.task: asyncio.Task | None = None
         self.timer: asyncio.TimerHandle | None = None
 
@@ -165,6 +170,9 @@ class ClientConfig:
         assert proto is not None
         exc = proto.handshake_exc
         if exc is not None:
+            if isinstance(exc, InvalidStatus) and self._wants_redirect(response):
+                self._redirect(ws, response)
+                return
             if isinstance(exc, InvalidStatus):
                 status = response.status_code
                 headers = list(response.headers.raw_items())
@@ -184,6 +192,49 @@ class ClientConfig:
             Heartbeat(ws._loop, self.ping_interval, self.ping_timeout).add(ws)
         ws._opened()
 
+    # -- redirects (Node's followRedirects) ------------------------------------------
+
+    def _wants_redirect(self, response: Response) -> bool:
+        return self.follow_redirects and 300 <= response.status_code < 400 and "Location" in response.headers
+
+    def _redirect(self, ws: "WebSocket", response: Response) -> None:
+        """Reconnect the same socket to the ``Location``, after a ``'redirect'`` event.
+
+        As Node's ``ws``: ``'redirect'`` gets the new URL and the list of
+        extra request headers (a listener may edit it); credentials
+        (``Authorization``, ``Cookie``) are dropped when the host changes.
+        """
+        location = response.headers["Location"]
+        base = ("https" if self.target.secure else "http") + ws._url[ws._url.index(":"):]
+        try:
+            url = urljoin(base, location)
+            target = parse_url(url)
+        except ValueError as exc:
+            ws._abort_connecting(HandshakeError(f"Invalid redirect location {location!r}: {exc}", response.status_code))
+            return
+        self.redirects += 1
+        if self.redirects > self.max_redirects:
+            ws._abort_connecting(HandshakeError(f"Maximum redirects exceeded ({self.max_redirects})", response.status_code))
+            return
+        old = self.target
+        self._drop_connection(ws)
+        if (target.host, target.port) != (old.host, old.port):
+            self.headers = [(k, v) for k, v in self.headers if k.lower() not in ("authorization", "cookie")]
+        ws._url = ("wss" if target.secure else "ws") + url[url.index(":"):]
+        self.target = target
+        ws._emit_event("redirect", ws._url, self.headers)
+        if ws._ready_state == 0:  # a listener may have closed it
+            start(ws)
+
+    def _drop_connection(self, ws: "WebSocket") -> None:
+        """Close the current connection quietly: its end is not the socket's end."""
+        transport = ws._transport
+        ws._transport = None
+        ws._proto = None
+        if transport is not None:
+            transport.set_protocol(_Ignore())
+            transport.abort()
+
     def connection_lost(self, ws: "WebSocket", exc: Exception | None) -> None:
         """The connection ended before the handshake finished."""
         self._stop_timer()
@@ -201,6 +252,10 @@ class ClientConfig:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+
+
+class _Ignore(asyncio.Protocol):
+    """Takes the callbacks of a connection left behind by a redirect."""
 
 
 def start(ws: "WebSocket") -> None:
@@ -226,14 +281,22 @@ async def _connect(ws: "WebSocket", config: ClientConfig) -> None:
     target = config.target
     loop = ws._loop
     ssl_context = config.ssl_context()
+    server_hostname = target.host if ssl_context is not None else None
     try:
-        await loop.create_connection(
-            lambda: _Stream(ws),
-            target.host,
-            target.port,
-            ssl=ssl_context,
-            server_hostname=target.host if ssl_context is not None else None,
-        )
+        proxy = _proxy.proxy_for(config.proxy, target.secure, target.host, target.port)
+        if proxy is None:
+            await loop.create_connection(
+                lambda: _Stream(ws), target.host, target.port, ssl=ssl_context, server_hostname=server_hostname
+            )
+        else:
+            sock = await _proxy.open_tunnel(loop, proxy, target.host, target.port)
+            try:
+                await loop.create_connection(
+                    lambda: _Stream(ws), sock=sock, ssl=ssl_context, server_hostname=server_hostname
+                )
+            except BaseException:
+                sock.close()
+                raise
     except asyncio.CancelledError:
         raise
     except Exception as exc:
@@ -246,6 +309,8 @@ async def _connect(ws: "WebSocket", config: ClientConfig) -> None:
 def describe_connect_error(exc: BaseException, host: str, port: int) -> str:
     """Node-style one-liners: ``connect ECONNREFUSED 127.0.0.1:8080 (Connection refused)``."""
     address = format_address(host, port)
+    if isinstance(exc, _proxy.ProxyError):
+        return str(exc)
     if isinstance(exc, socket.gaierror):
         return f"getaddrinfo ENOTFOUND {host} ({exc.strerror or exc})"
     if isinstance(exc, _ssl.SSLCertVerificationError):
