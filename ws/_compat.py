@@ -31,6 +31,15 @@ OPTION_ALIASES: dict[str, str] = {
 
 #: class name -> {camelCase attribute: snake_case attribute}.
 ATTRIBUTE_ALIASES: dict[str, dict[str, str]] = {
+    # Every emitter (WebSocket, WebSocketServer, ...): Node's EventEmitter names.
+    "EventEmitter": {
+        "off": "remove_listener",
+        "addListener": "add_listener",
+        "removeListener": "remove_listener",
+        "removeAllListeners": "remove_all_listeners",
+        "listenerCount": "listener_count",
+        "eventNames": "event_names",
+    },
     "WebSocket": {
         "readyState": "ready_state",
         "bufferedAmount": "buffered_amount",

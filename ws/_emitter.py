@@ -92,6 +92,10 @@ class EventEmitter(_PyeeEmitter):
     def _listeners_changed(self, event: str | None) -> None:
         """Hook for subclasses that cache their listeners (hot paths)."""
 
+    def listener_count(self, event: str) -> int:
+        """How many listeners ``event`` has (Node's ``listenerCount``)."""
+        return len(self._events.get(event, ()))
+
     def _emit_run(self, f: Callable, args: tuple, kwargs: dict) -> None:
         try:
             result = f(*args, **kwargs)
@@ -108,6 +112,8 @@ class EventEmitter(_PyeeEmitter):
                 loop = asyncio.get_running_loop()
             task = asyncio.ensure_future(awaitable, loop=loop)
         except Exception as exc:  # no loop at all: report, do not raise
+            if inspect.iscoroutine(awaitable):
+                awaitable.close()  # it will never run: no "never awaited" warning
             self._listener_failed(exc)
             return
         task.add_done_callback(self._async_listener_done)

@@ -1,0 +1,164 @@
+"""ws._emitter: pyee with JavaScript manners (arity, async listeners, errors)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from typing import Any
+
+import pytest
+
+from ws._emitter import EventEmitter, adapt_arity
+
+from .conftest import run
+
+
+class Box:
+    def __init__(self) -> None:
+        self.calls: list[Any] = []
+
+    def method(self, a: Any) -> None:
+        self.calls.append(a)
+
+
+def test_adapt_arity_drops_surplus_arguments() -> None:
+    assert adapt_arity(lambda: "none")(1, 2, 3) == "none"
+    assert adapt_arity(lambda a: a)(1, 2, 3) == 1
+    assert adapt_arity(lambda a, b: (a, b))(1, 2, 3) == (1, 2)
+    assert adapt_arity(lambda a, b=0, c=0: (a, b, c))(1, 2) == (1, 2, 0)
+    assert adapt_arity(lambda *args: args)(1, 2, 3) == (1, 2, 3)
+    assert adapt_arity(lambda a, *args: (a, args))(1, 2) == (1, (2,))
+    assert adapt_arity(lambda *, key=1: key)(1, 2) == 1
+    box = Box()
+    adapt_arity(box.method)(7, 8)
+    assert box.calls == [7]
+    assert adapt_arity(functools.partial(lambda a, b: (a, b), 1))(2, 3) == (1, 2)
+    # Callables without a signature are called as they are.
+    assert adapt_arity(print) is print
+
+
+def test_fewer_argument_listeners_on_emit() -> None:
+    em = EventEmitter()
+    got: list[Any] = []
+    em.on("close", lambda: got.append("none"))
+    em.on("close", lambda code: got.append(code))
+    em.on("close", lambda code, reason: got.append((code, reason)))
+    em.on("close", lambda *args: got.append(args))
+    assert em.emit("close", 1000, "bye") is True
+    assert got == ["none", 1000, (1000, "bye"), (1000, "bye")]  # registration order
+
+
+def test_remove_and_once_work_with_the_original_function() -> None:
+    em = EventEmitter()
+    got: list[Any] = []
+
+    def listener() -> None:
+        got.append("on")
+
+    def once_listener(x: Any) -> None:
+        got.append(("once", x))
+
+    em.on("e", listener)
+    em.once("e", once_listener)
+    assert em.listener_count("e") == 2
+    em.emit("e", 1, 2)
+    em.emit("e", 3, 4)
+    assert got == ["on", ("once", 1), "on"]
+    em.remove_listener("e", listener)
+    em.emit("e")
+    assert got == ["on", ("once", 1), "on"]
+    assert em.listener_count("e") == 0
+    em.once("e", once_listener)
+    em.remove_listener("e", once_listener)  # removed before it ever ran
+    em.emit("e", 9)
+    assert got == ["on", ("once", 1), "on"]
+    decorated = em.on("d")(lambda: got.append("deco"))
+    em.emit("d", 1)
+    assert got[-1] == "deco" and callable(decorated)
+
+
+def test_raising_listener_is_logged_and_emitted_as_error(caplog: pytest.LogCaptureFixture) -> None:
+    em = EventEmitter()
+    errors: list[BaseException] = []
+    after: list[int] = []
+    em.on("error", errors.append)
+    em.on("data", lambda: 1 / 0)
+    em.on("data", lambda: after.append(1))
+    with caplog.at_level(logging.ERROR, logger="ws"):
+        em.emit("data", "x")
+    assert len(errors) == 1 and isinstance(errors[0], ZeroDivisionError)
+    assert after == [1]  # the next listener still ran
+    assert "ZeroDivisionError" in caplog.text and "listener of EventEmitter raised" in caplog.text
+
+
+def test_raising_error_listener_does_not_loop(caplog: pytest.LogCaptureFixture) -> None:
+    em = EventEmitter()
+    calls: list[int] = []
+
+    def bad_error_listener(exc: BaseException) -> None:
+        calls.append(1)
+        raise RuntimeError("error listener bug")
+
+    em.on("error", bad_error_listener)
+    em.on("data", lambda: 1 / 0)
+    with caplog.at_level(logging.ERROR, logger="ws"):
+        em.emit("data")
+    assert calls == [1]
+    assert "error listener bug" in caplog.text
+
+
+def test_unhandled_error_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    em = EventEmitter()
+    with caplog.at_level(logging.ERROR, logger="ws"):
+        assert em.emit("error", ValueError("nobody listens")) is False
+        em.emit("error", "a string error")
+    assert "nobody listens" in caplog.text and "a string error" in caplog.text
+    em.on("data", lambda: 1 / 0)
+    with caplog.at_level(logging.ERROR, logger="ws"):
+        em.emit("data")  # no 'error' listener: logged only
+    assert "ZeroDivisionError" in caplog.text
+
+
+def test_async_listeners_run_on_the_emitters_loop(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        em = EventEmitter()
+        em._loop = asyncio.get_running_loop()
+        done = em._loop.create_future()
+        errors: list[BaseException] = []
+        em.on("error", errors.append)
+
+        async def listener(a: Any) -> None:
+            await asyncio.sleep(0)
+            done.set_result((a, asyncio.get_running_loop()))
+
+        async def failing() -> None:
+            await asyncio.sleep(0)
+            raise KeyError("async bug")
+
+        em.on("tick", listener)
+        em.on("tick", failing)
+        em.emit("tick", 5, 6)
+        value, loop = await asyncio.wait_for(done, 5)
+        assert value == 5 and loop is em._loop
+        for _ in range(50):
+            if errors:
+                break
+            await asyncio.sleep(0.01)
+        assert len(errors) == 1 and isinstance(errors[0], KeyError)
+
+    with caplog.at_level(logging.ERROR, logger="ws"):
+        run(main)
+    assert "async bug" in caplog.text
+
+
+def test_async_listener_without_any_loop_is_reported(caplog: pytest.LogCaptureFixture) -> None:
+    em = EventEmitter()  # no loop bound, none running
+
+    async def listener() -> None:  # pragma: no cover - never runs
+        pass
+
+    em.on("x", listener)
+    with caplog.at_level(logging.ERROR, logger="ws"):
+        em.emit("x")
+    assert "listener of EventEmitter raised" in caplog.text
