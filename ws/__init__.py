@@ -17,6 +17,7 @@ from . import _compat
 from .events import BINARY, TEXT, CloseEvent, ErrorEvent, Event, MessageEvent
 from .exceptions import (
     ConnectError,
+    ConnectionClosed,
     HandshakeError,
     NotOpenError,
     ProtocolError,
@@ -45,6 +46,7 @@ __all__ = [
     "ErrorEvent",
     "WebSocketError",
     "ConnectError",
+    "ConnectionClosed",
     "HandshakeError",
     "ProtocolError",
     "NotOpenError",

@@ -12,6 +12,7 @@ __all__ = [
     "HandshakeError",
     "ProtocolError",
     "NotOpenError",
+    "ConnectionClosed",
     "Reject",
 ]
 
@@ -73,6 +74,16 @@ class NotOpenError(WebSocketError):
     def __init__(self, ready_state: int, name: str) -> None:
         super().__init__(f"WebSocket is not open: readyState {ready_state} ({name})")
         self.ready_state = ready_state
+
+
+class ConnectionClosed(WebSocketError):
+    """``recv()``/``send_async()`` on a socket that has closed: ``code`` and ``reason`` of its ``'close'``."""
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        detail = f" ({reason})" if reason else ""
+        super().__init__(f"WebSocket closed with code {code}{detail}")
+        self.code = code
+        self.reason = reason
 
 
 def describe(exc: BaseException) -> str:

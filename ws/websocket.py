@@ -25,6 +25,7 @@ from websockets.protocol import OPEN as _P_OPEN, CLOSING as _P_CLOSING, Protocol
 from . import _loop
 from ._compat import normalize_options
 from ._emitter import EventEmitter
+from ._iteration import IterationMixin
 from .events import BINARY, TEXT, CloseEvent, ErrorEvent, Event, MessageEvent
 from .exceptions import NotOpenError, ProtocolError, WebSocketError
 
@@ -54,6 +55,12 @@ DEFAULT_CLOSE_TIMEOUT = 10.0
 #: ``buffered_amount`` grows and ``'drain'`` fires once it falls below the low one.
 DEFAULT_HIGH_WATER = 1 << 20
 DEFAULT_LOW_WATER = 1 << 18
+#: Hard cap on unsent bytes: a ``send`` while more than this waits (the peer
+#: does not read) fails the connection instead of growing memory without bound.
+DEFAULT_MAX_BUFFERED_AMOUNT = 64 << 20
+#: ``async def`` listeners of one socket running at once before it stops
+#: reading; it reads again when half of them have finished.
+MAX_PENDING_LISTENERS = 32
 
 #: Events a script-made client keeps for listeners attached late (see _emit_event).
 MAX_HELD_EVENTS = 1024
@@ -93,7 +100,7 @@ class _Stream(asyncio.Protocol):
         self.ws._writing_resumed()
 
 
-class WebSocket(EventEmitter):
+class WebSocket(IterationMixin, EventEmitter):
     """A WebSocket connection with the JavaScript API.
 
     As a client: ``WebSocket(url, protocols=None, **options)`` connects in the
@@ -180,6 +187,9 @@ class WebSocket(EventEmitter):
         # Options.
         self.max_payload: int | None = options.get("max_payload", DEFAULT_MAX_PAYLOAD)
         self.max_fragments: int | None = options.get("max_fragments", DEFAULT_MAX_FRAGMENTS)
+        self.max_buffered_amount: int | None = options.get("max_buffered_amount", DEFAULT_MAX_BUFFERED_AMOUNT)
+        self._listener_tasks = 0  # async listeners still running
+        self._backlog_paused = False  # reading paused until they catch up
         self.close_timeout: float = options.get("close_timeout", DEFAULT_CLOSE_TIMEOUT)
         self.binary_type = options.get("binary_type", "bytes")
         self._on_message: Callable[[MessageEvent], Any] | None = None
@@ -298,6 +308,8 @@ class WebSocket(EventEmitter):
     def _send_frame(self, is_text: bool, payload: Any) -> None:
         if self._ready_state != OPEN:
             self._emit_error(NotOpenError(self._ready_state, _STATE_NAMES[self._ready_state]))
+            return
+        if self._writing_paused and self._over_buffer_limit():
             return
         proto = self._proto
         assert proto is not None
@@ -490,13 +502,54 @@ class WebSocket(EventEmitter):
         if paused == self._paused:
             return
         self._paused = paused
+        self._apply_reading()
+
+    def _apply_reading(self) -> None:
+        """Read unless ``pause()`` or a backlog of async listeners says otherwise."""
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        if paused:
+        if self._paused or self._backlog_paused:
             transport.pause_reading()
         else:
             transport.resume_reading()
+
+    def _schedule(self, awaitable: Any) -> asyncio.Future | None:
+        """Run an ``async def`` listener; too many at once stop reading (TCP pushes back)."""
+        task = super()._schedule(awaitable)
+        if task is not None and not task.done():
+            self._listener_tasks += 1
+            task.add_done_callback(self._listener_task_done)
+            if self._listener_tasks >= MAX_PENDING_LISTENERS and not self._backlog_paused:
+                self._backlog_paused = True
+                self._apply_reading()
+        return task
+
+    def _listener_task_done(self, task: asyncio.Future) -> None:
+        self._listener_tasks -= 1
+        if self._backlog_paused and self._listener_tasks <= MAX_PENDING_LISTENERS // 2:
+            self._backlog_paused = False
+            self._apply_reading()
+
+    def _over_buffer_limit(self) -> bool:
+        """More than ``max_buffered_amount`` bytes unsent: fail the connection (``True``).
+
+        Checked only above the high-water mark, so it costs nothing while
+        the peer keeps up.  The socket is dropped at once: a close frame
+        would wait behind the very bytes the peer does not read.
+        """
+        limit = self.max_buffered_amount
+        pending = self.buffered_amount
+        if limit is None or pending <= limit:
+            return False
+        self._emit_error(WebSocketError(
+            f"{pending} bytes wait to be sent, over max_buffered_amount ({limit}): the peer does not read"
+        ))
+        self._failed_with = (1008, "send buffer limit exceeded")
+        self._ready_state = CLOSING
+        if self._transport is not None:
+            self._transport.abort()
+        return True
 
     def _writing_resumed(self) -> None:
         self._writing_paused = False

@@ -1,0 +1,310 @@
+"""Python idioms on top of the EventEmitter: ``recv``, ``async for``, ``with``.
+
+``WebSocket`` stays event-driven; this mixin adds pull-style reading for
+code that prefers it.  The inbox (a bounded queue of ``MessageEvent``) is
+created the first time ``recv``/iteration/``wait_open``/``with`` is used, as
+one more ``'message'`` listener, so ``.on('message')`` listeners keep
+receiving every message too.  When the inbox is full the socket stops
+reading (TCP pushes back on the peer) until the consumer catches up: a
+socket that uses these idioms must also consume with ``recv``/``async for``.
+
+Every method works from the three places code runs: on the socket's own
+loop (coroutines), on another running loop (awaitables bridged across
+threads) and in a plain thread (blocking calls with a timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, TypeVar
+
+from . import _loop
+from .exceptions import ConnectionClosed, NotOpenError, WebSocketError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .events import MessageEvent
+
+__all__ = ["IterationMixin", "DEFAULT_INBOX_SIZE"]
+
+T = TypeVar("T")
+
+#: Messages kept for ``recv()`` before the socket stops reading.
+DEFAULT_INBOX_SIZE = 256
+
+_OPEN, _CLOSED = 1, 3
+_STATE_NAMES = ("CONNECTING", "OPEN", "CLOSING", "CLOSED")
+
+
+class _Inbox:
+    """Messages waiting for ``recv()``; lives on the socket's loop only."""
+
+    __slots__ = ("sock", "items", "limit", "waiters", "closed", "paused_by_us")
+
+    def __init__(self, sock: Any, limit: int) -> None:
+        self.sock = sock
+        self.items: collections.deque[MessageEvent] = collections.deque()
+        self.limit = limit
+        self.waiters: list[asyncio.Future] = []
+        self.closed: tuple[int, str] | None = None
+        self.paused_by_us = False
+
+    def put(self, event: "MessageEvent") -> None:
+        self.items.append(event)
+        self._wake()
+        if len(self.items) >= self.limit and not self.sock._paused:
+            self.paused_by_us = True
+            self.sock._set_paused(True)
+
+    def close(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+        self._wake()
+
+    def take(self) -> "MessageEvent | None":
+        """The oldest message, or ``None``; raises ``ConnectionClosed`` once drained after close."""
+        if self.items:
+            event = self.items.popleft()
+            if self.paused_by_us and len(self.items) <= self.limit // 2:
+                self.paused_by_us = False
+                self.sock._set_paused(False)
+            return event
+        if self.closed is not None:
+            raise ConnectionClosed(*self.closed)
+        return None
+
+    def _wake(self) -> None:
+        waiters, self.waiters = self.waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+
+def _bridge(loop: asyncio.AbstractEventLoop, make: Callable[[], Awaitable[T]], timeout: float | None) -> Any:
+    """Run ``make()`` on ``loop`` from wherever the caller is (see module doc)."""
+    running = _loop._get_running_loop()
+    if running is loop:
+        return _bounded(make(), timeout)
+    if running is not None:
+        future = asyncio.run_coroutine_threadsafe(_bounded(make(), timeout), loop)
+        return asyncio.wrap_future(future)
+    return _loop.run_blocking(loop, _bounded(make(), timeout), timeout=None)
+
+
+async def _bounded(awaitable: Awaitable[T], timeout: float | None) -> T:
+    if timeout is None:
+        return await awaitable
+    try:
+        return await asyncio.wait_for(awaitable, timeout)
+    except asyncio.TimeoutError:
+        raise TimeoutError(f"timed out after {timeout} s") from None
+
+
+class IterationMixin:
+    """``recv``, ``send_async``, ``async for`` and context managers for ``WebSocket``."""
+
+    # Provided by WebSocket.
+    _loop: asyncio.AbstractEventLoop
+    _ready_state: int
+    _paused: bool
+    _writing_paused: bool
+    _inbox: _Inbox | None = None
+    on: Callable[..., Any]
+    remove_listener: Callable[..., Any]
+    _set_paused: Callable[[bool], None]
+    send: Callable[..., None]
+    close: Callable[..., None]
+    close_timeout: float
+
+    # -- receiving ------------------------------------------------------------------
+
+    def recv(self, timeout: float | None = None) -> Any:
+        """The next message (a ``MessageEvent``).
+
+        On the socket's loop (or any running loop) this returns an awaitable:
+        ``event = await sock.recv()``; in a plain thread it blocks.  Raises
+        ``ConnectionClosed`` once the socket has closed and every message
+        received before was taken, ``TimeoutError`` after ``timeout`` seconds.
+        """
+        return _bridge(self._loop, self._recv, timeout)
+
+    async def _recv(self) -> "MessageEvent":
+        inbox = self._ensure_inbox()
+        while True:
+            event = inbox.take()
+            if event is not None:
+                return event
+            fut = self._loop.create_future()
+            inbox.waiters.append(fut)
+            try:
+                await fut
+            finally:
+                if fut in inbox.waiters:
+                    inbox.waiters.remove(fut)
+
+    def _ensure_inbox(self, limit: int = DEFAULT_INBOX_SIZE) -> _Inbox:
+        inbox = self._inbox
+        if inbox is None:
+            inbox = self._inbox = _Inbox(self, limit)
+            if self._ready_state == _CLOSED:
+                inbox.close(*self._close_status())
+            else:
+                self.on("message", inbox.put)
+                self.on("close", self._inbox_closed)
+        return inbox
+
+    def _inbox_closed(self, code: int, reason: str) -> None:
+        if self._inbox is not None:
+            self._inbox.close(code, reason)
+
+    def __aiter__(self) -> AsyncIterator["MessageEvent"]:
+        """``async for event in sock:``; ends cleanly when the socket closes."""
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator["MessageEvent"]:
+        while True:
+            try:
+                yield await self.recv()
+            except ConnectionClosed:
+                return
+
+    # -- sending --------------------------------------------------------------------
+
+    def send_async(self, data: str | bytes | bytearray | memoryview, timeout: float | None = None) -> Any:
+        """Send, then wait while the write buffer is above its high-water mark.
+
+        Awaitable inside asyncio, blocking in a plain thread.  Raises
+        ``NotOpenError`` (not an ``'error'`` event) when the socket is not OPEN
+        and ``ConnectionClosed`` if it closes while waiting for ``'drain'``.
+        """
+        if not isinstance(data, (str, bytes, bytearray, memoryview)):
+            raise TypeError(f"data must be str or bytes-like, got {type(data).__name__}")
+        if not isinstance(data, (str, bytes)):
+            data = bytes(data)  # the caller may reuse its buffer before we run
+        return _bridge(self._loop, lambda: self._send_async(data), timeout)
+
+    async def _send_async(self, data: str | bytes) -> None:
+        if self._ready_state != _OPEN:
+            raise NotOpenError(self._ready_state, _STATE_NAMES[self._ready_state])
+        self.send(data)
+        if self._writing_paused:
+            await self._until("drain")
+
+    async def _until(self, event: str) -> None:
+        """Wait for ``event``; a ``'close'`` first raises ``ConnectionClosed``."""
+        fut = self._loop.create_future()
+
+        def done(*args: Any) -> None:
+            if not fut.done():
+                fut.set_result(args)
+
+        def closed(code: int, reason: str) -> None:
+            if not fut.done():
+                fut.set_exception(ConnectionClosed(code, reason))
+
+        handlers = {event: done, "close": closed}
+        self._listen(handlers)
+        try:
+            await fut
+        finally:
+            self._unlisten(handlers)
+
+    # -- opening and closing ----------------------------------------------------------
+
+    def wait_open(self, timeout: float | None = None) -> Any:
+        """Wait until the socket is OPEN; the connect error (``ConnectError``, ...) is raised.
+
+        Awaitable inside asyncio, blocking in a plain thread.
+        """
+        return _bridge(self._loop, self._wait_open, timeout)
+
+    async def _wait_open(self) -> None:
+        # Pull-style code reads next: keep what arrives from now on (a greeting
+        # can come in the same packet as the handshake response).
+        self._ensure_inbox()
+        if self._ready_state == _OPEN:
+            return
+        if self._ready_state != 0:
+            raise NotOpenError(self._ready_state, _STATE_NAMES[self._ready_state])
+        fut = self._loop.create_future()
+
+        def opened() -> None:
+            if not fut.done():
+                fut.set_result(None)
+
+        def failed(error: BaseException) -> None:
+            if not fut.done():
+                fut.set_exception(error if isinstance(error, BaseException) else WebSocketError(str(error)))
+
+        def closed(code: int, reason: str) -> None:
+            if not fut.done():
+                fut.set_exception(ConnectionClosed(code, reason))
+
+        handlers = {"open": opened, "error": failed, "close": closed}
+        self._listen(handlers)
+        try:
+            await fut
+        finally:
+            self._unlisten(handlers)
+
+    def wait_closed(self, timeout: float | None = None) -> Any:
+        """Wait until ``'close'`` was emitted; awaitable inside asyncio, blocking in a thread."""
+        return _bridge(self._loop, self._wait_closed, timeout)
+
+    async def _wait_closed(self) -> None:
+        if self._ready_state == _CLOSED:
+            return
+        fut = self._loop.create_future()
+
+        def closed() -> None:
+            if not fut.done():
+                fut.set_result(None)
+
+        handlers = {"close": closed}
+        self._listen(handlers)
+        try:
+            await fut
+        finally:
+            self._unlisten(handlers)
+
+    def _close_status(self) -> tuple[int, str]:
+        """The code and reason of a socket that closed before the inbox existed."""
+        proto = getattr(self, "_proto", None)
+        received = getattr(proto, "close_rcvd", None)
+        if received is not None:
+            return received.code, received.reason
+        return getattr(self, "_failed_with", None) or (1006, "")
+
+    def _listen(self, handlers: dict[str, Callable[..., Any]]) -> None:
+        for event, handler in handlers.items():
+            self.on(event, handler)
+
+    def _unlisten(self, handlers: dict[str, Callable[..., Any]]) -> None:
+        for event, handler in handlers.items():
+            try:
+                self.remove_listener(event, handler)
+            except KeyError:
+                pass
+
+    def __enter__(self) -> Any:
+        if _loop._get_running_loop() is not None:
+            raise RuntimeError("inside asyncio use 'async with WebSocket(...)'")
+        self.wait_open()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+        try:
+            self.wait_closed(timeout=self.close_timeout + 1)
+        except TimeoutError:
+            pass  # the close timer has aborted the connection by now
+
+    async def __aenter__(self) -> Any:
+        await self.wait_open()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.close()
+        try:
+            await self.wait_closed(timeout=self.close_timeout + 1)
+        except TimeoutError:
+            pass
