@@ -13,7 +13,8 @@ on it; objects made in a plain script live on one shared background loop.
 
 from __future__ import annotations
 
-from . import _compat
+from . import _compat, _log
+from ._log import disable_debug, enable_debug
 from .events import BINARY, TEXT, CloseEvent, ErrorEvent, Event, MessageEvent
 from .exceptions import (
     ConnectError,
@@ -33,6 +34,7 @@ __version__ = "0.1.0"
 TextMessage = TEXT
 BinaryMessage = BINARY
 
+_log.configure_from_env()
 _compat.install(WebSocket, WebSocketServer, Request, RequestSocket, MessageEvent, CloseEvent)
 
 __all__ = [
@@ -57,5 +59,7 @@ __all__ = [
     "CLOSED",
     "TextMessage",
     "BinaryMessage",
+    "enable_debug",
+    "disable_debug",
     "__version__",
 ]

@@ -10,6 +10,9 @@ handshake that drops the partial message (Autobahn case 7.1.5, as Node's
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
 from websockets.server import ServerProtocol
@@ -17,6 +20,7 @@ from websockets.server import ServerProtocol
 __all__ = ["Client", "Server"]
 
 _CLOSE = Opcode.CLOSE
+_CLIENT_LOGGER = logging.getLogger("ws.client.protocol")
 
 
 class _CloseMidMessage:
@@ -29,7 +33,15 @@ class _CloseMidMessage:
 
 
 class Client(_CloseMidMessage, ClientProtocol):
-    """``websockets``' client protocol with the close-mid-message fix."""
+    """``websockets``' client protocol with the close-mid-message fix.
+
+    It logs (frames, at DEBUG) to ``ws.client.protocol``, inside the ``ws``
+    logger hierarchy, so ``ws.enable_debug()`` shows client frames too.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("logger", _CLIENT_LOGGER)
+        super().__init__(*args, **kwargs)
 
 
 class Server(_CloseMidMessage, ServerProtocol):
