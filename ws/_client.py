@@ -46,6 +46,7 @@ CLIENT_OPTIONS = frozenset(
         "proxy",
         "follow_redirects",
         "max_redirects",
+        "max_buffered_amount",
         "high_water_mark",
         "low_water_mark",
         "binary_type",

@@ -23,6 +23,7 @@ OPTION_ALIASES: dict[str, str] = {
     "pingInterval": "ping_interval",
     "pingTimeout": "ping_timeout",
     "maxFragments": "max_fragments",
+    "maxBufferedAmount": "max_buffered_amount",
     "followRedirects": "follow_redirects",
     "maxRedirects": "max_redirects",
     "maxPendingHandshakes": "max_pending_handshakes",

@@ -105,7 +105,8 @@ class EventEmitter(_PyeeEmitter):
         if result is not None and inspect.isawaitable(result):
             self._schedule(result)
 
-    def _schedule(self, awaitable: Any) -> None:
+    def _schedule(self, awaitable: Any) -> asyncio.Future | None:
+        """Run an awaitable listener result as a task (returned; ``None`` if it cannot run)."""
         loop = self._loop
         try:
             if loop is None:
@@ -115,8 +116,9 @@ class EventEmitter(_PyeeEmitter):
             if inspect.iscoroutine(awaitable):
                 awaitable.close()  # it will never run: no "never awaited" warning
             self._listener_failed(exc)
-            return
+            return None
         task.add_done_callback(self._async_listener_done)
+        return task
 
     def _async_listener_done(self, task: asyncio.Future) -> None:
         if task.cancelled():

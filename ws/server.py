@@ -62,6 +62,7 @@ SERVER_OPTIONS = frozenset(
         "high_water_mark",
         "low_water_mark",
         "binary_type",
+        "max_buffered_amount",
     }
 )
 
@@ -137,7 +138,10 @@ class WebSocketServer(EventEmitter):
         self.per_message_deflate = opts.get("per_message_deflate", False)
         self._socket_options = {
             key: opts[key]
-            for key in ("max_payload", "max_fragments", "close_timeout", "high_water_mark", "low_water_mark", "binary_type")
+            for key in (
+                "max_payload", "max_fragments", "close_timeout", "high_water_mark", "low_water_mark",
+                "binary_type", "max_buffered_amount",
+            )
             if key in opts
         }
         self._sockets: set[WebSocket] = set()
@@ -240,6 +244,8 @@ class WebSocketServer(EventEmitter):
             if proto is None or proto.extensions or ws._dispatching:
                 ws._send_frame(frame.opcode is Opcode.TEXT, frame.data)
             else:
+                if ws._writing_paused and ws._over_buffer_limit():
+                    continue  # a client that does not read is dropped, not fed
                 if wire is None:
                     wire = frame.serialize(mask=False)
                 ws._flush()  # keep order with anything already queued

@@ -1,0 +1,307 @@
+"""Backpressure, both ways, and closing without losing what was sent.
+
+``buffered_amount`` counts unsent bytes, ``'drain'`` fires below the
+low-water mark, ``pause()``/``resume()`` stop and restart reading, a peer
+that stops reading cannot grow our memory past ``max_buffered_amount``, and a
+flood into slow ``async def`` listeners is held back by TCP, not queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ws import WebSocket
+from ws.exceptions import WebSocketError
+from ws.websocket import DEFAULT_MAX_BUFFERED_AMOUNT, MAX_PENDING_LISTENERS
+
+from .conftest import Recorder, run
+from .test_limits import CLOSE, T, RawPeer, serving
+
+MB = 1 << 20
+
+
+async def until(predicate: Any, timeout: float = T, step: float = 0.01) -> None:
+    """Wait (bounded) until ``predicate()`` is true."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(step)
+
+
+async def open_pair(served: Any, **client_options: Any) -> tuple[WebSocket, Recorder, WebSocket, Recorder]:
+    client = WebSocket(served.url, **client_options)
+    crec = Recorder(client, "open", "message", "close", "error", "drain")
+    await crec.wait("open", timeout=T)
+    sock, _ = await served.socket()
+    srec = Recorder(sock, "error", "close", "drain")
+    return client, crec, sock, srec
+
+
+def test_server_buffered_amount_grows_then_drain_when_the_client_reads_again() -> None:
+    async def main() -> None:
+        async with serving(ping_interval=None) as served:
+            client, crec, sock, srec = await open_pair(served)
+            sock.remove_all_listeners("message")  # no echo: one direction only
+            client.pause()
+            await asyncio.sleep(0.05)
+            assert client.is_paused
+            chunk = b"s" * MB
+            for _ in range(24):
+                sock.send(chunk)
+            queued = sock.buffered_amount
+            assert queued > 2 * MB, queued  # the kernel took some, the rest waits with us
+            await asyncio.sleep(0.2)
+            assert crec.count("message") == 0 and srec.count("drain") == 0
+            client.resume()
+            await srec.wait("drain", timeout=T)
+            assert sock.buffered_amount <= 1 << 18 or crec.count("message") > 0
+            msgs = await crec.wait("message", 24, timeout=15)
+            assert all(m[0].data == chunk for m in msgs)
+            await until(lambda: sock.buffered_amount == 0)
+            client.close()
+            await crec.wait("close", timeout=T)
+
+    run(main, 40)
+
+
+def test_client_buffered_amount_and_drain_when_the_server_pauses() -> None:
+    async def main() -> None:
+        async with serving(ping_interval=None) as served:
+            client, crec, sock, srec = await open_pair(served)
+            sock.remove_all_listeners("message")
+            got: list[int] = []
+            sock.on("message", lambda event: got.append(len(event.data)))
+            sock.pause()
+            await asyncio.sleep(0.05)
+            chunk = b"c" * MB
+            for _ in range(24):
+                client.send(chunk)
+            assert client.buffered_amount > 2 * MB, client.buffered_amount
+            await asyncio.sleep(0.2)
+            assert got == [] and crec.count("drain") == 0
+            sock.resume()
+            await crec.wait("drain", timeout=T)
+            await until(lambda: len(got) == 24, timeout=15)
+            assert client.buffered_amount == 0
+            client.close()
+            await crec.wait("close", timeout=T)
+
+    run(main, 40)
+
+
+def test_pause_and_resume_stop_and_restart_reading() -> None:
+    async def main() -> None:
+        async with serving(ping_interval=None) as served:
+            client, crec, sock, srec = await open_pair(served)
+            client.pause()
+            client.pause()  # idempotent
+            for i in range(50):
+                sock.send(f"m{i}")
+            await asyncio.sleep(0.3)
+            assert crec.count("message") == 0 and client.is_paused and client.isPaused
+            client.resume()
+            msgs = await crec.wait("message", 50, timeout=T)
+            assert [m[0].data for m in msgs] == [f"m{i}" for i in range(50)]
+            assert not client.is_paused
+            client.close()
+            await crec.wait("close", timeout=T)
+
+    run(main)
+
+
+def test_a_sender_that_watches_buffered_amount_stays_bounded() -> None:
+    """The documented pattern: stop above a threshold, go on at 'drain'."""
+
+    async def main() -> None:
+        async with serving(ping_interval=None) as served:
+            client, crec, sock, srec = await open_pair(served)
+            sock.remove_all_listeners("message")
+            received = 0
+
+            async def slow_reader(event: Any) -> None:
+                nonlocal received
+                received += len(event.data)
+
+            client.remove_all_listeners("message")
+            client.on("message", slow_reader)
+            chunk, total, threshold = b"w" * (256 * 1024), 64, 2 * MB
+            sent, peak = 0, 0
+            done = asyncio.get_running_loop().create_future()
+
+            def pump() -> None:
+                nonlocal sent, peak
+                while sent < total and sock.buffered_amount <= threshold:
+                    sock.send(chunk)
+                    sent += 1
+                    peak = max(peak, sock.buffered_amount)
+                if sent == total and not done.done():
+                    done.set_result(None)
+
+            sock.on("drain", pump)
+            # The reader pauses now and then: the sender must wait for it.
+            pump()
+            for _ in range(5):
+                client.pause()
+                await asyncio.sleep(0.05)
+                client.resume()
+                await asyncio.sleep(0.02)
+            await asyncio.wait_for(done, 20)
+            await until(lambda: received == total * len(chunk), timeout=20)
+            assert peak <= threshold + len(chunk) + 64, peak
+            assert srec.count("error") == 0
+            client.close()
+            await crec.wait("close", timeout=T)
+
+    run(main, 60)
+
+
+def test_a_peer_that_never_reads_is_dropped_at_max_buffered_amount() -> None:
+    async def main() -> None:
+        limit = 4 * MB
+        async with serving(ping_interval=None, max_buffered_amount=limit) as served:
+            client, crec, sock, srec = await open_pair(served)
+            sock.remove_all_listeners("message")
+            client.pause()  # and never resumes
+            chunk = b"x" * (256 * 1024)
+            peak = 0
+            for _ in range(400):  # 100 MB offered: far more than the kernel and the cap hold
+                if sock.ready_state != WebSocket.OPEN:
+                    break
+                sock.send(chunk)
+                peak = max(peak, sock.buffered_amount)
+                await asyncio.sleep(0)
+            assert sock.ready_state != WebSocket.OPEN, "the cap never triggered"
+            assert peak <= limit + 2 * len(chunk), peak
+            ((code, reason),) = await srec.wait("close", timeout=T)
+            assert code == 1008 and "buffer" in reason
+            errors = [a[0] for a in srec.args("error")]
+            assert isinstance(errors[0], WebSocketError) and "max_buffered_amount" in str(errors[0])
+            assert srec.names()[0] == "error"
+            client.resume()
+            ((code, _),) = await crec.wait("close", timeout=T)  # the client sees the connection drop
+            assert code == 1006
+            assert not served.wss.clients
+
+    run(main, 40)
+
+
+def test_max_buffered_amount_default_and_opt_out() -> None:
+    async def main() -> None:
+        async with serving(ping_interval=None, maxBufferedAmount=None) as served:
+            client, crec, sock, srec = await open_pair(served, max_buffered_amount=MB)
+            assert sock.max_buffered_amount is None
+            assert client.max_buffered_amount == MB
+            client.close()
+            await crec.wait("close", timeout=T)
+        async with serving(ping_interval=None) as served:
+            client, crec, sock, srec = await open_pair(served)
+            assert sock.max_buffered_amount == client.max_buffered_amount == DEFAULT_MAX_BUFFERED_AMOUNT
+            client.close()
+            await crec.wait("close", timeout=T)
+
+    run(main)
+
+
+def test_a_flood_into_slow_async_listeners_is_held_back_by_tcp() -> None:
+    async def main() -> None:
+        async with serving(ping_interval=None) as served:
+            client, crec, sock, srec = await open_pair(served)
+            sock.remove_all_listeners("message")
+            active = peak = done = 0
+            order: list[int] = []
+
+            async def slow(event: Any) -> None:
+                nonlocal active, peak, done
+                active += 1
+                peak = max(peak, active)
+                order.append(int(event.data[:8]))
+                await asyncio.sleep(0.01)
+                active -= 1
+                done += 1
+
+            sock.on("message", slow)
+            size, count = 16 * 1024, 2000  # 32 MB, sent as fast as the client can
+            for i in range(count):
+                client.send(b"%08d" % i + b"f" * (size - 8))
+            # The server stopped reading, so the client holds what TCP refused.
+            assert client.buffered_amount > 4 * MB, client.buffered_amount
+            await until(lambda: done == count, timeout=40)
+            assert order == list(range(count))
+            # At most the bound plus what one socket read (<= 256 KiB) carried.
+            assert peak <= MAX_PENDING_LISTENERS + 256 * 1024 // size + 1, peak
+            assert sock._listener_tasks == 0 and not sock._backlog_paused
+            client.close()
+            await crec.wait("close", timeout=T)
+
+    run(main, 60)
+
+
+# -- closing ---------------------------------------------------------------------------------
+
+
+def test_close_flushes_everything_sent_before_it() -> None:
+    async def main() -> None:
+        async with serving(ping_interval=None) as served:
+            client, crec, sock, srec = await open_pair(served)
+            client.pause()  # so that the 10 MB are still queued when close() is called
+            await asyncio.sleep(0.05)
+            big = bytes(range(256)) * (10 * MB // 256)
+            sock.send(big)
+            sock.send("last words")
+            sock.close(1000, "bye")
+            assert sock.buffered_amount > 0
+            await asyncio.sleep(0.1)
+            client.resume()
+            msgs = await crec.wait("message", 2, timeout=15)
+            assert msgs[0][0].data == big and msgs[1][0].data == "last words"
+            ((code, reason),) = await crec.wait("close", timeout=T)
+            assert (code, reason) == (1000, "bye")
+            ((code, _),) = await srec.wait("close", timeout=T)
+            assert code == 1000 and srec.count("error") == 0
+
+    run(main, 40)
+
+
+def test_client_close_flushes_too() -> None:
+    async def main() -> None:
+        async with serving(ping_interval=None) as served:
+            client, crec, sock, srec = await open_pair(served)
+            sock.remove_all_listeners("message")
+            got: list[bytes] = []
+            sock.on("message", lambda event: got.append(event.data))
+            sock.pause()
+            big = b"\x5a" * (10 * MB)
+            client.send(big)
+            client.close(4001, "done")
+            await asyncio.sleep(0.1)
+            sock.resume()
+            ((code, reason),) = await srec.wait("close", timeout=15)
+            assert got == [big] and (code, reason) == (4001, "done")
+            await crec.wait("close", timeout=T)
+
+    run(main, 40)
+
+
+def test_server_close_sends_1001_and_finishes_within_close_timeout_despite_a_mute_peer() -> None:
+    async def main() -> None:
+        async with serving(ping_interval=None, close_timeout=0.5) as served:
+            polite = WebSocket(served.url)
+            prec = Recorder(polite, "open", "close")
+            await prec.wait("open", timeout=T)
+            mute = await RawPeer.open(served.port)  # never answers the close frame
+            await until(lambda: len(served.wss.clients) == 2)
+            closed = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            served.wss.close(lambda: closed.done() or closed.set_result(loop.time()))
+            ((code, _),) = await prec.wait("close", timeout=T)
+            assert code == 1001
+            opcode, payload = await mute.read_frame()
+            assert opcode == CLOSE and payload[:2] == b"\x03\xe9"  # 1001
+            finished = await asyncio.wait_for(closed, T)
+            assert finished - started < 0.5 + 2.0, finished - started
+            assert await mute.at_eof(), "the mute peer is dropped after close_timeout"
+            assert not served.wss.clients
+
+    run(main)
