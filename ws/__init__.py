@@ -13,7 +13,7 @@ on it; objects made in a plain script live on one shared background loop.
 
 from __future__ import annotations
 
-from . import _compat, _log
+from . import _compat, _log, rooms
 from ._log import disable_debug, enable_debug
 from .events import BINARY, TEXT, CloseEvent, ErrorEvent, Event, MessageEvent
 from .exceptions import (
@@ -25,7 +25,9 @@ from .exceptions import (
     Reject,
     WebSocketError,
 )
+from .handlers import context, create_websocket, get_client, get_client_by_handler, get_clients
 from .request import Request, RequestSocket
+from .routes import require_auth
 from .server import VerifyInfo, WebSocketServer
 from .websocket import CLOSED, CLOSING, CONNECTING, OPEN, WebSocket
 
@@ -36,6 +38,7 @@ BinaryMessage = BINARY
 
 _log.configure_from_env()
 _compat.install(WebSocket, WebSocketServer, Request, RequestSocket, MessageEvent, CloseEvent)
+_compat.export_functions(globals())
 
 __all__ = [
     "WebSocket",
@@ -59,6 +62,13 @@ __all__ = [
     "CLOSED",
     "TextMessage",
     "BinaryMessage",
+    "context",
+    "create_websocket",
+    "get_clients",
+    "get_client",
+    "get_client_by_handler",
+    "require_auth",
+    "rooms",
     "enable_debug",
     "disable_debug",
     "__version__",

@@ -80,7 +80,41 @@ ATTRIBUTE_ALIASES: dict[str, dict[str, str]] = {
     },
     "MessageEvent": {"isBinary": "is_binary"},
     "CloseEvent": {"wasClean": "was_clean"},
+    "HandlerContext": {
+        "getMessage": "get_message",
+        "getError": "get_error",
+        "getMethod": "get_method",
+        "getConnection": "get_connection",
+        "isOnOpen": "is_on_open",
+        "isOnMessage": "is_on_message",
+        "isOnError": "is_on_error",
+        "isOnClose": "is_on_close",
+    },
+    "ConnectionRequest": {"connectionId": "connection_id"},
 }
+
+#: Handler-module functions (``ws.handlers``): JSH name -> Python name.
+HANDLER_ALIASES: dict[str, str] = {
+    "onOpen": "on_open",
+    "onMessage": "on_message",
+    "onError": "on_error",
+    "onClose": "on_close",
+}
+
+#: Module-level functions of ``ws``: JSH name -> Python name.
+FUNCTION_ALIASES: dict[str, str] = {
+    "createWebsocket": "create_websocket",
+    "getClients": "get_clients",
+    "getClient": "get_client",
+    "getClientByHandler": "get_client_by_handler",
+}
+
+
+def export_functions(namespace: dict[str, Any]) -> None:
+    """Add the camelCase names of ``FUNCTION_ALIASES`` to a module's namespace."""
+    for js_name, py_name in FUNCTION_ALIASES.items():
+        if py_name in namespace:
+            namespace[js_name] = namespace[py_name]
 
 
 def normalize_options(options: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,443 @@
+"""Routes with path parameters, validated messages as an async iterator, and guards.
+
+    @server.route_ws('/chat/room/:room_id', message=ClientMessage, guard=require_auth(check))
+    async def room(ctx):
+        async for msg in ctx.messages:          # validated messages; ends when the client leaves
+            ctx.send({'echo': msg.content, 'room': ctx.params['room_id'], 'user': ctx.user})
+
+Each route is a ``WebSocketServer`` whose HTTP server is an ``UpgradeRouter``:
+the router matches ``:name``/``{name}`` patterns and hands the upgrade to the
+route's server, so guards are plain ``verify_client`` hooks and run before
+any WebSocket opens.  The handler runs as one task per connection (the
+async-iterator style needs one); the connection closes when it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import inspect
+import json
+import logging
+import re
+from typing import Any, Callable, Iterable
+
+from . import _messages
+from .exceptions import Reject
+from .request import Request
+from .server import VerifyInfo, WebSocketServer
+from .websocket import CLOSED, OPEN, WebSocket, valid_close_code
+from ._calls import spawn
+
+__all__ = ["route", "RouteContext", "UpgradeRouter", "InvalidMessage", "require_auth", "compile_validator"]
+
+logger = logging.getLogger("ws.routes")
+
+_PARAM = re.compile(r":([A-Za-z_]\w*)|\{([A-Za-z_]\w*)\}")
+
+#: Messages queued for a handler that does not read them before reading pauses.
+QUEUE_HIGH = 64
+QUEUE_LOW = 16
+
+
+# -- path patterns and the upgrade router ------------------------------------------
+
+
+def compile_path(path: str) -> re.Pattern[str]:
+    """``'/room/:id'`` or ``'/room/{id}'`` -> a regex whose groups are the parameters."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ValueError(f"route path must be a string starting with '/', got {path!r}")
+    parts: list[str] = []
+    names: set[str] = set()
+    position = 0
+    for match in _PARAM.finditer(path):
+        name = match.group(1) or match.group(2)
+        if name in names:
+            raise ValueError(f"route path {path!r} uses parameter {name!r} twice")
+        names.add(name)
+        parts.append(re.escape(path[position : match.start()]))
+        parts.append(f"(?P<{name}>[^/]+)")
+        position = match.end()
+    parts.append(re.escape(path[position:]))
+    return re.compile("^" + "".join(parts) + "$")
+
+
+class UpgradeRouter:
+    """Routes WebSocket upgrades by path pattern; to its ``WebSocketServer``s it is their server.
+
+    One per HTTP server, registered there as the upgrade handler of paths
+    with no exact handler; paths no route matches stay the HTTP server's.
+    """
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self._loop = server._loop
+        self._routes: list[tuple[str, re.Pattern[str], Any]] = []
+
+    @classmethod
+    def of(cls, server: Any) -> "UpgradeRouter":
+        router = getattr(server, "_ws_upgrade_router", None)
+        if router is None:
+            if not hasattr(server, "_add_upgrade_handler"):
+                raise TypeError(f"routes need a ws.http.Server, got {type(server).__name__}")
+            router = cls(server)
+            server._add_upgrade_handler(None, router)
+            server._ws_upgrade_router = router
+        return router
+
+    @property
+    def address(self) -> Any:
+        return getattr(self.server, "address", None)
+
+    def _add_upgrade_handler(self, path: str, handler: Any) -> None:
+        if any(existing == path for existing, _, _ in self._routes):
+            raise ValueError(f"a WebSocket route is already registered on {path!r}")
+        self._routes.append((path, compile_path(path), handler))
+
+    def _remove_upgrade_handler(self, path: str, handler: Any) -> None:
+        self._routes = [r for r in self._routes if not (r[0] == path and r[2] is handler)]
+
+    def match(self, path: str) -> tuple[Any, dict[str, str]] | None:
+        from urllib.parse import unquote
+
+        for _, regex, handler in self._routes:
+            found = regex.match(path)
+            if found:
+                return handler, {k: unquote(v) for k, v in found.groupdict().items()}
+        return None
+
+    def handles_path(self, path: str) -> bool:
+        """Whether a route matches ``path`` (the HTTP server asks before handing over)."""
+        return self.match(path) is not None
+
+    def _handle_http_upgrade(self, request: Request, transport: asyncio.Transport, head: bytes) -> None:
+        found = self.match(request.path)
+        if found is None:  # the HTTP server asked handles_path first; defensive
+            from .server import _respond
+
+            _respond(transport, 404, "Not Found")
+            return
+        handler, params = found
+        request.state.path_params = params
+        handler._handle_http_upgrade(request, transport, head)
+
+
+# -- message validation ----------------------------------------------------------------
+
+
+class InvalidMessage(ValueError):
+    """A message failed the route's ``message=`` validation."""
+
+
+def compile_validator(message: Any) -> Callable[[str | bytes], Any]:
+    """``data -> value`` for a pydantic model, a JSON-schema dict, a callable or ``None``.
+
+    The returned function raises ``InvalidMessage`` with a readable reason.
+    pydantic and jsonschema are imported only when such a validator is used.
+    """
+    if message is None:
+        return _messages.decode
+    if isinstance(message, type) and (hasattr(message, "model_validate") or hasattr(message, "parse_obj")):
+        return _pydantic_validator(message)
+    if isinstance(message, dict):
+        return _schema_validator(message)
+    if callable(message):
+        return _callable_validator(message)
+    raise TypeError(f"message= must be a pydantic model, a JSON-schema dict or a callable, got {type(message).__name__}")
+
+
+def _json_value(data: str | bytes) -> Any:
+    if not isinstance(data, str):
+        raise InvalidMessage("binary messages are not accepted here: send JSON text")
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise InvalidMessage(f"message is not valid JSON: {exc}") from None
+
+
+def _pydantic_validator(model: type) -> Callable[[str | bytes], Any]:
+    parse = getattr(model, "model_validate", None) or getattr(model, "parse_obj")
+
+    def validate(data: str | bytes) -> Any:
+        value = _json_value(data)
+        try:
+            return parse(value)
+        except Exception as exc:
+            errors = getattr(exc, "errors", None)
+            if not callable(errors):
+                raise
+            parts = []
+            for error in errors():
+                where = ".".join(str(p) for p in error.get("loc", ())) or "message"
+                parts.append(f"{where}: {error.get('msg', 'invalid')}")
+            raise InvalidMessage(f"invalid {model.__name__}: " + "; ".join(parts)) from None
+
+    return validate
+
+
+def _schema_validator(schema: dict[str, Any]) -> Callable[[str | bytes], Any]:
+    try:
+        import jsonschema  # type: ignore[import-untyped]
+        from jsonschema.exceptions import SchemaError, best_match  # type: ignore[import-untyped]
+    except ImportError:
+        raise ImportError(
+            "message= with a JSON-schema dict needs the 'jsonschema' package: pip install jsonschema"
+        ) from None
+    cls = jsonschema.validators.validator_for(schema)
+    try:
+        cls.check_schema(schema)
+    except SchemaError as exc:
+        raise ValueError(f"message= is not a valid JSON schema: {exc.message}") from None
+    validator = cls(schema)
+
+    def validate(data: str | bytes) -> Any:
+        value = _json_value(data)
+        error = best_match(validator.iter_errors(value))
+        if error is not None:
+            where = "/".join(str(p) for p in error.absolute_path)
+            raise InvalidMessage(f"{where + ': ' if where else ''}{error.message}")
+        return value
+
+    return validate
+
+
+def _callable_validator(check: Callable[[Any], Any]) -> Callable[[str | bytes], Any]:
+    def validate(data: str | bytes) -> Any:
+        value = _messages.decode(data)
+        try:
+            result = check(value)
+        except InvalidMessage:
+            raise
+        except Exception as exc:
+            raise InvalidMessage(str(exc) or type(exc).__name__) from None
+        if result is False:
+            raise InvalidMessage("message rejected")
+        return value if result is True else result
+
+    return validate
+
+
+# -- guards ------------------------------------------------------------------------------
+
+
+def require_auth(check: Callable[[str], Any], *, query_param: str = "token") -> Callable[[Request], Any]:
+    """A guard: the token of ``Authorization: Bearer <token>`` or ``?token=`` must pass ``check``.
+
+    ``check(token)`` returns the user (``ctx.user``), or ``None``/``False``
+    to refuse; refusals are 401 before any WebSocket opens.
+    """
+    if not callable(check):
+        raise TypeError(f"require_auth needs a function token -> user, got {type(check).__name__}")
+
+    def guard(request: Request) -> Any:
+        token = None
+        authorization = request.get_header("authorization") or ""
+        scheme, _, credentials = authorization.partition(" ")
+        if scheme.lower() == "bearer" and credentials.strip():
+            token = credentials.strip()
+        if token is None:
+            token = request.query(query_param) or None
+        if token is None:
+            raise Reject(401, "Unauthorized: missing token", {"WWW-Authenticate": "Bearer"})
+        user = check(token)
+        if inspect.isawaitable(user):
+            if inspect.iscoroutine(user):
+                user.close()
+            raise TypeError("require_auth: check() must be a plain function (guards run synchronously in the handshake)")
+        if user is None or user is False:
+            raise Reject(401, "Unauthorized: invalid token", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        return token if user is True else user
+
+    guard.__name__ = guard.__qualname__ = f"require_auth({getattr(check, '__name__', 'check')})"
+    return guard
+
+
+def _verify_client(guards: list[Callable[[Request], Any]]) -> Callable[[VerifyInfo], Any]:
+    def verify(info: VerifyInfo) -> bool:
+        request = info.req
+        user = None
+        for guard in guards:
+            verdict = guard(request)
+            if inspect.isawaitable(verdict):
+                if inspect.iscoroutine(verdict):
+                    verdict.close()
+                raise TypeError(f"guard {guard!r} returned an awaitable: guards run synchronously in the handshake")
+            if verdict is None or verdict is False:
+                return False
+            if verdict is not True:
+                user = verdict
+        request.state.user = user
+        return True
+
+    return verify
+
+
+# -- the handler's side ----------------------------------------------------------------------
+
+
+class _End:
+    pass
+
+
+_END = _End()
+
+
+class MessageStream:
+    """``ctx.messages``: validated messages in order; ends when the client leaves.
+
+    While the handler lags ``QUEUE_HIGH`` messages behind, the socket stops
+    reading (TCP pushes back on the client) until it catches up.
+    """
+
+    def __init__(self, socket: WebSocket) -> None:
+        self._socket = socket
+        self._items: collections.deque[Any] = collections.deque()
+        self._waiter: asyncio.Future | None = None
+        self._paused = False
+
+    def _put(self, item: Any) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if not self._paused and len(self._items) >= QUEUE_HIGH and item is not _END:
+            self._paused = True
+            self._socket.pause()
+
+    def __aiter__(self) -> "MessageStream":
+        return self
+
+    async def __anext__(self) -> Any:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        item = self._items[0]
+        if item is _END:
+            raise StopAsyncIteration
+        self._items.popleft()
+        if self._paused and len(self._items) <= QUEUE_LOW:
+            self._paused = False
+            self._socket.resume()
+        return item
+
+
+class RouteContext:
+    """What a route handler gets: ``params``, ``query``, ``user``, ``send``, ``messages``, ``close``."""
+
+    __slots__ = ("params", "query", "request", "socket", "user", "messages")
+
+    def __init__(self, socket: WebSocket, request: Request) -> None:
+        self.socket = socket
+        self.request = request
+        self.params: dict[str, str] = dict(getattr(request.state, "path_params", {}))
+        self.query: dict[str, str] = {name: values[0] for name, values in request.params.items() if values}
+        self.user: Any = getattr(request.state, "user", None)
+        self.messages = MessageStream(socket)
+
+    def send(self, message: Any) -> None:
+        """Send ``message`` (dicts and lists as JSON); ignored once the connection is closing."""
+        if self.socket.ready_state == OPEN:
+            self.socket.send(_messages.encode(message))
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        self.socket.close(code, reason)
+
+    def __repr__(self) -> str:
+        return f"<RouteContext {self.request.path} params={self.params}>"
+
+
+def route(
+    server: Any,
+    path: str,
+    handler: Callable[[RouteContext], Any] | None = None,
+    *,
+    message: Any = None,
+    guard: Callable[[Request], Any] | Iterable[Callable[[Request], Any]] | None = None,
+    on_invalid: str | int = "error",
+    **options: Any,
+) -> Any:
+    """Serve ``async def handler(ctx)`` on ``path`` of ``server``; a decorator without ``handler``.
+
+    ``message``: how incoming messages are validated (see
+    ``compile_validator``); an invalid one is answered with ``{"error": ...}``
+    (``on_invalid='error'``) or closes the connection with the close code
+    given as ``on_invalid`` (1007 or 1008, say).  ``guard``: one or more
+    ``guard(request) -> user`` functions run in the handshake (raise
+    ``Reject`` or return ``None``/``False`` to refuse with 401).
+    ``options`` go to the ``WebSocketServer``.  With ``handler`` it returns
+    the ``WebSocketServer``; as a decorator it returns the function.
+    """
+    validate = compile_validator(message)
+    if on_invalid != "error":
+        if isinstance(on_invalid, bool) or not isinstance(on_invalid, int) or not valid_close_code(on_invalid):
+            raise ValueError(f"on_invalid must be 'error' or a close code such as 1007 or 1008, got {on_invalid!r}")
+    guards = [] if guard is None else [guard] if callable(guard) else list(guard)
+    for g in guards:
+        if not callable(g):
+            raise TypeError(f"guard must be callable, got {type(g).__name__}")
+    if guards:
+        if "verify_client" in options or "verifyClient" in options:
+            raise TypeError("give either guard= or verify_client=, not both")
+        options["verify_client"] = _verify_client(guards)
+    router = UpgradeRouter.of(server)
+    compile_path(path)
+
+    def attach(fn: Callable[[RouteContext], Any]) -> WebSocketServer:
+        if not (inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))):
+            raise TypeError(f"a route handler must be an async def function, got {fn!r}")
+        wss = WebSocketServer(server=router, path=path, **options)
+        wss.on("connection", lambda socket, request: _start(fn, socket, request, validate, on_invalid))
+        return wss
+
+    if handler is None:
+
+        def decorator(fn: Callable[[RouteContext], Any]) -> Callable[[RouteContext], Any]:
+            attach(fn)
+            return fn
+
+        return decorator
+    return attach(handler)
+
+
+def _start(fn: Callable[[RouteContext], Any], socket: WebSocket, request: Request, validate: Callable[[Any], Any], on_invalid: str | int) -> None:
+    ctx = RouteContext(socket, request)
+    stream = ctx.messages
+
+    def on_message(event: Any) -> None:
+        try:
+            value = validate(event.data)
+        except InvalidMessage as exc:
+            reject(str(exc))
+            return
+        except Exception as exc:  # a bug in a user validator
+            logger.exception("message validator of %s raised", request.path)
+            reject(f"message could not be validated: {type(exc).__name__}")
+            return
+        stream._put(value)
+
+    def reject(reason: str) -> None:
+        if on_invalid == "error":
+            ctx.send({"error": reason})
+        else:
+            clipped = reason.encode()[:123].decode(errors="ignore")
+            socket.close(int(on_invalid), clipped)
+
+    socket.on("message", on_message)
+    socket.on("close", lambda code, reason: stream._put(_END))
+    socket.on("error", lambda exc: logger.debug("route %s: %s", request.path, exc))
+
+    async def run() -> None:
+        try:
+            await fn(ctx)
+        except Exception:
+            logger.exception("route handler for %s raised", request.path)
+            if socket.ready_state == OPEN:
+                socket.close(1011, "internal error")
+            return
+        if socket.ready_state not in (CLOSED,):
+            socket.close(1000)
+
+    spawn(run(), what=f"route {request.path}")
