@@ -214,14 +214,13 @@ class Client:
     ``socket`` is the underlying ``WebSocket`` for everything else.
     """
 
-    __slots__ = ("id", "uri", "handler", "socket", "_target_names")
+    __slots__ = ("id", "uri", "handler", "socket")
 
     def __init__(self, uri: str, handler: Any, socket: WebSocket) -> None:
         self.id = uuid.uuid4().hex
         self.uri = uri
         self.handler = handler
         self.socket = socket
-        self._target_names: set[str] = set()
 
     @property
     def state(self) -> str:
@@ -260,8 +259,6 @@ def create_websocket(uri: str, handler: Any, engine: str | None = None, **option
     protocols = options.pop("protocols", None)
     socket = WebSocket(uri, protocols, **options)
     client = Client(uri, handler, socket)
-    if isinstance(handler, str):
-        client._target_names.add(handler)
     with _clients_lock:
         _clients[client.id] = client
     _attach(socket, handlers, client, on_closed=lambda: _forget(client))
@@ -301,16 +298,25 @@ def get_client(client_id: str) -> Client | None:
 
 
 def get_client_by_handler(handler: Any) -> Client | None:
-    """The first open client created with ``handler`` (the same object or import path), or ``None``."""
+    """The first open client created with ``handler`` (the same object or import path), or ``None``.
+
+    A module and its import path (``'pkg.mod'`` or ``'pkg/mod'``) name the same handler.
+    """
+    key = _handler_key(handler)
     with _clients_lock:
         clients = list(_clients.values())
     for client in clients:
-        if client.handler is handler or (isinstance(handler, str) and handler in client._target_names):
+        if client.handler is handler or (key is not None and _handler_key(client.handler) == key):
             return client
-        if isinstance(handler, str) and isinstance(client.handler, types.ModuleType) and client.handler.__name__ == handler.replace("/", "."):
-            return client
-        if isinstance(client.handler, str) and isinstance(handler, types.ModuleType) and client.handler.replace("/", ".") == handler.__name__:
-            return client
+    return None
+
+
+def _handler_key(handler: Any) -> str | None:
+    if isinstance(handler, str):
+        name = handler.strip().replace("/", ".")
+        return name[:-3] if name.endswith(".py") else name
+    if isinstance(handler, types.ModuleType):
+        return handler.__name__
     return None
 
 
