@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any, AsyncIterator
 
 from ws import WebSocket, http
@@ -76,3 +80,17 @@ async def eventually(predicate: Any, timeout: float = TIMEOUT) -> None:
         if loop.time() > deadline:
             raise AssertionError(f"condition not met within {timeout} s: {predicate}")
         await asyncio.sleep(0.01)
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "scripts" / "examples"
+
+
+def run_example(name: str, timeout: float = 60) -> str:
+    """Run ``scripts/examples/<name>`` (it exits by itself); its stdout, after checking it succeeded."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("WS_NO_SIGNALS", None)
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / name)], capture_output=True, text=True, timeout=timeout, env=env, cwd=EXAMPLES
+    )
+    assert done.returncode == 0, f"{name} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+    return done.stdout

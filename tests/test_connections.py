@@ -12,7 +12,7 @@ from ws import http
 from ws.connections import ConnectionNotFound, EventContext, MemoryStore, kv
 
 from .conftest import run
-from .styles_helpers import Peer, eventually, refused, serving
+from .styles_helpers import Peer, eventually, refused, run_example, serving
 
 
 def test_definition_errors() -> None:
@@ -157,3 +157,10 @@ def test_send_and_close_by_id_from_anywhere() -> None:
             await b.close()
 
     run(main)
+
+
+def test_example_runs() -> None:
+    out = run_example("style_connections.py")
+    assert "anonymous: Unexpected server response: 403" in out
+    assert out.index("connect ann") < out.index("message from ann: hi from ann") < out.index("disconnect ann")
+    assert 'ann got {"from":"ann","text":"hi from ann"}' in out

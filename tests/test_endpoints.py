@@ -11,7 +11,7 @@ from ws._messages import decode, encode
 from ws.endpoints import Connection
 
 from .conftest import run
-from .styles_helpers import Peer, eventually, serving
+from .styles_helpers import Peer, eventually, run_example, serving
 
 
 def test_json_conventions() -> None:
@@ -141,3 +141,12 @@ def test_two_endpoints_and_custom_prefix() -> None:
             await b.close()
 
     run(main)
+
+
+def test_example_runs() -> None:
+    out = run_example("style_endpoints.py")
+    assert "server: open demo" in out
+    assert "server: message {'hello': 'world'}" in out
+    assert 'client: got {"type":"echo","message":{"hello":"world"}}' in out
+    assert 'client: got {"type":"echo","message":"plain text"}' in out
+    assert "server: close 1000 done" in out

@@ -15,7 +15,7 @@ import ws
 from ws import handlers
 
 from .conftest import run
-from .styles_helpers import Peer, eventually, serving
+from .styles_helpers import Peer, eventually, run_example, serving
 
 HANDLER_SOURCE = '''
 import asyncio
@@ -228,3 +228,19 @@ def test_load_websockets_needs_a_folder(tmp_path: Path) -> None:
     server = http.Server("127.0.0.1:0")
     with pytest.raises(FileNotFoundError, match="no such folder"):
         server.load_websockets(tmp_path / "nope")
+
+
+def test_example_runs() -> None:
+    out = run_example("style_handlers.py")
+    assert "endpoints: ['my-endpoint']" in out
+    assert "bad descriptor: broken.websocket - ValueError: not valid JSON" in out
+    assert "registry: [('my-endpoint', 'style_handlers_app.client_handler')]" in out
+    lines = [line for line in out.splitlines() if line.startswith(("client:", "server:"))]
+    assert lines == [
+        "client: opened, onopen",
+        "client: onmessage 'welcome to my-endpoint'",
+        "server: onmessage 'hello'",
+        "client: onmessage 'HELLO'",
+        "client: onclose",
+    ]
+    assert "client left the registry: True" in out

@@ -12,7 +12,7 @@ import ws
 from ws.rooms import MemoryBackend, Rooms
 
 from .conftest import run
-from .styles_helpers import Peer, eventually, serving
+from .styles_helpers import Peer, eventually, run_example, serving
 
 
 def test_publish_subscribe_and_unsubscribe() -> None:
@@ -168,3 +168,10 @@ def test_rooms_over_real_connections() -> None:
             await eventually(lambda: rooms.names() == [])
 
     run(main)
+
+
+def test_example_uses_rooms() -> None:
+    out = run_example("style_routes.py")
+    joined = [line for line in out.splitlines() if '"type":"joined"' in line]
+    assert len(joined) == 3  # Alice sees Alice and Bob; Bob sees Bob
+    assert sum('"type":"left"' in line for line in out.splitlines()) == 1

@@ -13,7 +13,7 @@ from ws import Reject, http, require_auth
 from ws.routes import RouteContext, compile_path, compile_validator, InvalidMessage
 
 from .conftest import run
-from .styles_helpers import Peer, eventually, refused, serving
+from .styles_helpers import Peer, eventually, refused, run_example, serving
 
 
 class ClientMessage(BaseModel):
@@ -276,3 +276,12 @@ def test_a_lagging_handler_pauses_reading_and_loses_nothing() -> None:
             await peer.close()
 
     run(main)
+
+
+def test_example_runs() -> None:
+    out = run_example("style_routes.py")
+    assert "intruder: Unexpected server response: 401" in out
+    assert 'Bob sees: {"type":"message","username":"Alice","content":"Hello everyone!"' in out
+    assert 'Alice sees: {"type":"message","username":"Alice","content":"Hello everyone!"' in out
+    assert "Bob sees: {\"error\":\"invalid ClientMessage: type:" in out
+    assert 'Alice sees: {"type":"left","room":"general","member":"Bob"' in out

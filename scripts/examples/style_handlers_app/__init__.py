@@ -1,0 +1,1 @@
+"""Handler modules of the style_handlers.py example."""
