@@ -486,3 +486,23 @@ def test_request_body_over_the_limit_gets_413() -> None:
             await rec.wait("close", timeout=T)
 
     run(main)
+
+
+def test_non_ascii_handshake_header_is_a_400_not_a_server_error() -> None:
+    async def main() -> None:
+        async with serving() as served:
+            errors = Recorder(served.wss, "error")
+            request = handshake_bytes(served.port).replace(b"Sec-WebSocket-Key: ", b"Sec-WebSocket-Key: \xc3\xa9")
+            answer = await http_exchange(served.port, request)
+            assert answer.startswith(b"HTTP/1.1 400 "), answer[:80]
+            assert errors.count("error") == 0
+            await assert_serves(served.url)
+
+    run(main)
+
+
+def handshake_bytes(port: int, path: str = "/ws") -> bytes:
+    """A valid opening handshake request, as bytes."""
+    proto = ClientProtocol(parse_uri(f"ws://127.0.0.1:{port}{path}"))
+    proto.send_request(proto.connect())
+    return b"".join(proto.data_to_send())

@@ -371,13 +371,14 @@ class WebSocketServer(EventEmitter):
             max_size=self.max_payload,
             logger=_quiet,
         )
-        ws_request = _WsRequest(
-            path=request.url,
-            headers=Headers(request.raw_headers),
-            method=request.method,
-            protocol=f"HTTP/{request.http_version}",
-        )
         try:
+            # Headers() itself refuses values websockets deems invalid (non-ASCII...): a 400 too.
+            ws_request = _WsRequest(
+                path=request.url,
+                headers=Headers(request.raw_headers),
+                method=request.method,
+                protocol=f"HTTP/{request.http_version}",
+            )
             accept_key, extensions_header, _ = proto.process_request(ws_request)
         except InvalidMethod:
             _respond(transport, 405, "Method Not Allowed: a WebSocket handshake uses GET", [("Allow", "GET")])

@@ -386,7 +386,10 @@ class WebSocket(IterationMixin, EventEmitter):
             # After the closing handshake the server closes the TCP connection.
             transport.close()
         elif transport.can_write_eof():
-            transport.write_eof()
+            try:
+                transport.write_eof()
+            except OSError:  # the peer reset the connection meanwhile
+                transport.abort()
         else:
             transport.close()
 
