@@ -1,0 +1,233 @@
+"""ws._loop: which loop objects bind to, the reactor thread, refs, thread hops.
+
+The plain (non-async) tests here behave like a script: no loop runs in the
+calling thread, so everything binds to the shared reactor thread.  Process
+exit behaviour (refs keeping a script alive, signals) is tested end to end
+in test_e2e.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from ws import WebSocket, WebSocketServer, _loop, http
+
+TIMEOUT = 10.0
+
+
+def wait_for(predicate: Any, timeout: float = TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.01)
+
+
+def test_objects_made_in_asyncio_bind_to_the_running_loop() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        assert _loop.bind() is loop
+        server = http.Server("127.0.0.1:0")
+        wss = WebSocketServer(server=server, path="/ws")
+        sock = WebSocket("ws://127.0.0.1:9/")  # never connects; we only look at its loop
+        try:
+            assert server._loop is loop and wss._loop is loop and sock._loop is loop
+            assert not _loop.is_reactor(loop)
+            assert _loop.in_loop(loop)
+        finally:
+            sock.terminate()
+            wss.close()
+
+    asyncio.run(asyncio.wait_for(main(), TIMEOUT))
+
+
+def test_objects_made_in_a_plain_thread_bind_to_the_reactor() -> None:
+    loop = _loop.bind()
+    assert _loop.is_reactor(loop) and loop is _loop.reactor.loop
+    thread = _loop.reactor.thread
+    assert thread is not None and thread.is_alive()
+    assert thread.name == "ws-reactor" and thread.daemon is False  # it keeps a script alive
+    assert _loop.bind() is loop  # one shared reactor
+    assert not _loop.in_loop(loop)
+
+
+def test_script_style_server_and_client_listeners_run_on_the_reactor_in_order() -> None:
+    server = http.Server("127.0.0.1:0")
+    wss = WebSocketServer(server=server, path="/ws")
+    events: list[tuple[str, Any, str]] = []
+    done = threading.Event()
+
+    def record(name: str, *args: Any) -> None:
+        events.append((name, args, threading.current_thread().name))
+
+    def on_connection(sock: WebSocket, request: Any) -> None:
+        record("connection")
+        sock.on("message", lambda evt: sock.send(evt.data.upper()))
+
+    wss.on("connection", on_connection)
+    address = server.serve()
+    assert address == server.address
+    try:
+        sock = WebSocket(f"ws://{address}/ws")
+        sock.on("open", lambda: (record("open"), sock.send("a"), sock.send("b")))
+
+        def on_message(evt: Any) -> None:
+            record("message", evt.data)
+            if evt.data == "B":
+                sock.close()
+
+        sock.on("message", on_message)
+
+        async def on_close(code: int, reason: str) -> None:  # async def listener in a script
+            await asyncio.sleep(0)
+            record("close", code)
+            done.set()
+
+        sock.on("close", on_close)
+        assert done.wait(TIMEOUT)
+        names = [(name, args) for name, args, _ in events if name != "connection"]
+        assert names == [("open", ()), ("message", ("A",)), ("message", ("B",)), ("close", (1000,))]
+        assert {thread for _, _, thread in events} == {"ws-reactor"}
+        assert sock._loop is _loop.reactor.loop
+    finally:
+        wss.close()
+        server.close()
+
+
+def test_late_listeners_of_a_script_client_still_get_early_events() -> None:
+    """A script attaches listeners after the constructor; the reactor may be faster."""
+    server = http.Server("127.0.0.1:0")
+    server.ws("/ws", lambda s, r: s.send("welcome"))
+    address = server.serve()
+    try:
+        sock = WebSocket(f"ws://{address}/ws")
+        wait_for(lambda: sock.ready_state == WebSocket.OPEN)
+        time.sleep(0.2)  # 'open' and 'message' happened with no listener attached
+        got: list[Any] = []
+        done = threading.Event()
+        sock.on("open", lambda: got.append("open"))
+        sock.on("message", lambda evt: (got.append(evt.data), done.set()))
+        assert done.wait(TIMEOUT)
+        assert got == ["open", "welcome"]
+        closed = threading.Event()
+        sock.on("close", lambda: closed.set())
+        sock.close()
+        assert closed.wait(TIMEOUT)
+    finally:
+        server.close()
+
+
+def test_script_client_error_without_listener_is_replayed_to_a_late_listener() -> None:
+    sock = WebSocket("ws://127.0.0.1:9/")  # discard port: refused
+    wait_for(lambda: sock.ready_state == WebSocket.CLOSED)
+    errors: list[BaseException] = []
+    sock.on("error", errors.append)
+    wait_for(lambda: bool(errors))
+    assert "ECONNREFUSED" in str(errors[0]) or "refused" in str(errors[0]).lower()
+
+
+def test_refs_follow_open_sockets_and_servers() -> None:
+    base = _loop.reactor.refs
+    server = http.Server("127.0.0.1:0")
+    server.serve()
+    assert _loop.reactor.refs == base + 1
+    server.unref()
+    assert _loop.reactor.refs == base
+    server.ref()
+    assert _loop.reactor.refs == base + 1
+    opened = threading.Event()
+    peers: list[WebSocket] = []
+    server.ws("/ws", lambda s, r: (peers.append(s), opened.set()))
+    sock = WebSocket(f"ws://{server.address}/ws")
+    assert _loop.reactor.refs >= base + 2  # a connecting client counts at once
+    assert opened.wait(TIMEOUT)
+    wait_for(lambda: _loop.reactor.refs == base + 3)  # + the accepted socket
+    assert sock.unref() is sock
+    assert _loop.reactor.refs == base + 2
+    sock.unref()  # twice changes nothing
+    assert _loop.reactor.refs == base + 2
+    sock.ref()
+    assert _loop.reactor.refs == base + 3
+    sock.close()
+    wait_for(lambda: _loop.reactor.refs == base + 1)
+    server.close()
+    wait_for(lambda: _loop.reactor.refs == base)
+
+
+def test_unref_while_closed_does_not_go_negative() -> None:
+    base = _loop.reactor.refs
+    sock = WebSocket("ws://127.0.0.1:9/")
+    wait_for(lambda: sock.ready_state == WebSocket.CLOSED)
+    assert _loop.reactor.refs == base
+    sock.unref()
+    sock.ref()
+    assert _loop.reactor.refs == base
+
+
+def test_call_and_run_blocking() -> None:
+    loop = _loop.bind()
+    seen: list[str] = []
+    done = threading.Event()
+    _loop.call(loop, lambda: (seen.append(threading.current_thread().name), done.set()))
+    assert done.wait(TIMEOUT) and seen == ["ws-reactor"]
+
+    async def answer() -> int:
+        return 42
+
+    assert _loop.run_blocking(loop, answer()) == 42
+
+    async def slow() -> None:
+        await asyncio.sleep(5)
+
+    with pytest.raises(TimeoutError, match="timed out"):
+        _loop.run_blocking(loop, slow(), timeout=0.1)
+
+
+def test_call_on_a_closed_loop_is_ignored() -> None:
+    loop = asyncio.new_event_loop()
+    loop.close()
+    _loop.call(loop, lambda: None)  # no exception
+
+
+def test_keepalive_detects_a_silent_peer() -> None:
+    """ping_interval/ping_timeout close a socket whose peer never answers pings."""
+
+    async def main() -> None:
+        # A raw server that accepts the upgrade and then never reads again.
+        from websockets.server import ServerProtocol
+
+        transports: list[asyncio.Transport] = []
+
+        class Mute(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                self.proto = ServerProtocol()
+                self.transport = transport
+                transports.append(transport)  # type: ignore[arg-type]
+
+            def data_received(self, data: bytes) -> None:
+                if self.proto.state.name == "CONNECTING":
+                    self.proto.receive_data(data)
+                    for request in self.proto.events_received():
+                        self.proto.send_response(self.proto.accept(request))
+                    for chunk in self.proto.data_to_send():
+                        self.transport.write(chunk)  # type: ignore[attr-defined]
+                # afterwards: silence, no pong
+
+        loop = asyncio.get_running_loop()
+        tcp = await loop.create_server(Mute, "127.0.0.1", 0)
+        port = tcp.sockets[0].getsockname()[1]
+        closed = loop.create_future()
+        sock = WebSocket(f"ws://127.0.0.1:{port}/", ping_interval=0.2, ping_timeout=0.3)
+        sock.on("close", lambda code, reason: closed.set_result((code, reason)) if not closed.done() else None)
+        code, reason = await asyncio.wait_for(closed, TIMEOUT)
+        assert code == 1011 and "keepalive" in reason
+        tcp.close()
+        for transport in transports:
+            transport.abort()
+
+    asyncio.run(asyncio.wait_for(main(), TIMEOUT * 2))
