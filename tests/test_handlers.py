@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
-import textwrap
 import types
 from pathlib import Path
 
@@ -204,7 +202,13 @@ def test_load_websockets_reports_bad_descriptors_and_loads_the_rest(handler_pkg:
             assert sorted(loaded.endpoints) == ["implicit", "my-endpoint"]
             assert loaded.descriptions["my-endpoint"] == "My Websocket"
             errors = {Path(name).name: text for name, text in loaded.errors.items()}
-            assert sorted(errors) == ["broken.websocket", "extra.websocket", "list.websocket", "missing.websocket", "twice.websocket"]
+            assert sorted(errors) == [
+                "broken.websocket",
+                "extra.websocket",
+                "list.websocket",
+                "missing.websocket",
+                "twice.websocket",
+            ]
             assert "not valid JSON" in errors["broken.websocket"]
             assert "color" in errors["extra.websocket"]
             assert "no_such_pkg_xyz" in errors["missing.websocket"]

@@ -13,7 +13,7 @@ from ws import Reject, http, require_auth
 from ws.routes import RouteContext, compile_path, compile_validator, InvalidMessage
 
 from .conftest import run
-from .styles_helpers import Peer, eventually, refused, run_example, serving
+from .styles_helpers import Peer, refused, run_example, serving
 
 
 class ClientMessage(BaseModel):

@@ -265,7 +265,12 @@ def create_websocket(uri: str, handler: Any, engine: str | None = None, **option
     return client
 
 
-def _attach(socket: WebSocket, handlers: dict[str, Callable[..., Any]], connection: Any, on_closed: Callable[[], Any] | None = None) -> None:
+def _attach(
+    socket: WebSocket,
+    handlers: dict[str, Callable[..., Any]],
+    connection: Any,
+    on_closed: Callable[[], Any] | None = None,
+) -> None:
     """Route the socket's events to the handler functions."""
     socket.on("open", lambda: _call(handlers, "on_open", connection))
     socket.on("message", lambda event: _call(handlers, "on_message", connection, message=event.data))

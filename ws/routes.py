@@ -156,7 +156,7 @@ def _json_value(data: str | bytes) -> Any:
 
 
 def _pydantic_validator(model: type) -> Callable[[str | bytes], Any]:
-    parse = getattr(model, "model_validate", None) or getattr(model, "parse_obj")
+    parse = getattr(model, "model_validate", None) or model.parse_obj  # type: ignore[attr-defined]
 
     def validate(data: str | bytes) -> Any:
         value = _json_value(data)
@@ -386,7 +386,7 @@ def route(
     compile_path(path)
 
     def attach(fn: Callable[[RouteContext], Any]) -> WebSocketServer:
-        if not (inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))):
+        if not (inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)):
             raise TypeError(f"a route handler must be an async def function, got {fn!r}")
         wss = WebSocketServer(server=router, path=path, **options)
         wss.on("connection", lambda socket, request: _start(fn, socket, request, validate, on_invalid))
@@ -402,7 +402,13 @@ def route(
     return attach(handler)
 
 
-def _start(fn: Callable[[RouteContext], Any], socket: WebSocket, request: Request, validate: Callable[[Any], Any], on_invalid: str | int) -> None:
+def _start(
+    fn: Callable[[RouteContext], Any],
+    socket: WebSocket,
+    request: Request,
+    validate: Callable[[Any], Any],
+    on_invalid: str | int,
+) -> None:
     ctx = RouteContext(socket, request)
     stream = ctx.messages
 
