@@ -65,15 +65,14 @@ def test_iteration_ends_when_the_peer_closes_and_recv_then_raises() -> None:
 
     async def main() -> None:
         async with serve(handler, "127.0.0.1", 0) as server:
-            sock = WebSocket(url_of(server))
-            await sock.wait_open(timeout=5)
-            received = [event.data async for event in sock]
-            assert received == ["a", "b"]
-            with pytest.raises(ConnectionClosed) as info:
-                await sock.recv(timeout=5)
-            assert (info.value.code, info.value.reason) == (4001, "bye")
-            with pytest.raises(NotOpenError):
-                await sock.send_async("late")
+            async with WebSocket(url_of(server)) as sock:
+                received = [event.data async for event in sock]
+                assert received == ["a", "b"]
+                with pytest.raises(ConnectionClosed) as info:
+                    await sock.recv(timeout=5)
+                assert (info.value.code, info.value.reason) == (4001, "bye")
+                with pytest.raises(NotOpenError):
+                    await sock.send_async("late")
 
     run(main)
 

@@ -2,7 +2,7 @@
 
 ``WebSocket`` stays event-driven; this mixin adds pull-style reading for
 code that prefers it.  The inbox (a bounded queue of ``MessageEvent``) is
-created the first time ``recv``/iteration/``wait_open``/``with`` is used, as
+created the first time ``recv``/iteration/``with``/``async with`` is used, as
 one more ``'message'`` listener, so ``.on('message')`` listeners keep
 receiving every message too.  When the inbox is full the socket stops
 reading (TCP pushes back on the peer) until the consumer catches up: a
@@ -217,10 +217,11 @@ class IterationMixin:
         """
         return _bridge(self._loop, self._wait_open, timeout)
 
-    async def _wait_open(self) -> None:
-        # Pull-style code reads next: keep what arrives from now on (a greeting
-        # can come in the same packet as the handshake response).
-        self._ensure_inbox()
+    async def _wait_open(self, keep_messages: bool = False) -> None:
+        if keep_messages:
+            # Pull-style code reads next: keep what arrives from now on (a
+            # greeting can come in the same packet as the handshake response).
+            self._ensure_inbox()
         if self._ready_state == _OPEN:
             return
         if self._ready_state != 0:
@@ -288,7 +289,7 @@ class IterationMixin:
     def __enter__(self) -> Any:
         if _loop._get_running_loop() is not None:
             raise RuntimeError("inside asyncio use 'async with WebSocket(...)'")
-        self.wait_open()
+        _bridge(self._loop, lambda: self._wait_open(keep_messages=True), None)
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -299,7 +300,7 @@ class IterationMixin:
             pass  # the close timer has aborted the connection by now
 
     async def __aenter__(self) -> Any:
-        await self.wait_open()
+        await _bridge(self._loop, lambda: self._wait_open(keep_messages=True), None)
         return self
 
     async def __aexit__(self, *exc: Any) -> None:

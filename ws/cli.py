@@ -204,13 +204,13 @@ async def _connect(args: argparse.Namespace) -> int:
             finished.set_result((code, reason))
 
     sock.on("close", on_close)
+    # Listen before the handshake ends: a greeting may arrive with it.
+    sock.on("message", lambda evt: console.show("in", "< ", format_message(evt, args.json)))
     try:
         await sock.wait_open(timeout=args.timeout + 5)
     except (WebSocketError, ConnectionClosed, TimeoutError, OSError) as exc:
         console.error(str(exc))
         return 1
-
-    sock.on("message", lambda evt: console.show("in", "< ", format_message(evt, args.json)))
     sock.on("error", lambda exc: console.error(str(exc)))
     if args.ping:
         sock.on("ping", lambda data: console.show("info", "< ", f"ping {_show_bytes(data)}".rstrip()))
