@@ -1,0 +1,293 @@
+"""ws.asgi: a WebSocketServer as an ASGI app, under a real uvicorn process and in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from typing import Any, Iterator
+
+import pytest
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import InvalidStatus
+
+from ws import Reject, WebSocket, WebSocketServer
+from ws.asgi import ASGIApp, ASGIWebSocket, request_from_scope
+from ws.exceptions import HandshakeError
+
+from .conftest import ROOT, Recorder, run
+
+EXAMPLES = ROOT / "scripts" / "examples"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Uvicorn:
+    """``uvicorn asgi_app:app`` (scripts/examples/asgi_app.py) in a subprocess."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "asgi_app:app", "--app-dir", str(EXAMPLES),
+             "--host", "127.0.0.1", "--port", str(self.port), "--lifespan", "on"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"uvicorn exited: {self.proc.stdout.read()}")  # type: ignore[union-attr]
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("uvicorn did not start within 30 s")
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            out, _ = self.proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate(timeout=5)
+        return out
+
+
+@pytest.fixture(scope="module")
+def uvicorn() -> Iterator[Uvicorn]:
+    server = Uvicorn()
+    yield server
+    server.stop()
+
+
+def test_our_client_under_uvicorn(uvicorn: Uvicorn) -> None:
+    async def main() -> None:
+        async with WebSocket(f"{uvicorn.url}?name=ours", ["chat"]) as sock:
+            assert sock.protocol == "chat"
+            assert (await sock.recv(timeout=10)).data == "welcome ours"
+            await sock.send_async("héllo")
+            assert (await sock.recv(timeout=10)).data == "héllo"
+            big = bytes(range(256)) * 4000
+            await sock.send_async(big)
+            event = await sock.recv(timeout=10)
+            assert event.is_binary and event.data == big
+            rec = Recorder(sock, "close")
+            sock.send("close-me")
+            (code, reason), = await rec.wait("close", timeout=10)
+            assert (code, reason) == (4002, "as asked")
+
+    run(main, timeout=60)
+
+
+def test_websockets_client_under_uvicorn_and_broadcast(uvicorn: Uvicorn) -> None:
+    async def main() -> None:
+        async with ws_connect(uvicorn.url) as a, ws_connect(uvicorn.url) as b:
+            assert a.subprotocol is None
+            assert await asyncio.wait_for(a.recv(), 10) == "welcome anonymous"
+            assert await asyncio.wait_for(b.recv(), 10) == "welcome anonymous"
+            await a.send(b"\x00\x01")
+            assert await asyncio.wait_for(a.recv(), 10) == b"\x00\x01"
+            await a.send("broadcast")
+            assert await asyncio.wait_for(a.recv(), 10) == "to all"
+            assert await asyncio.wait_for(b.recv(), 10) == "to all"
+            await b.close(4000, "client done")
+
+    run(main, timeout=60)
+
+
+def test_verify_client_refusal_is_an_http_status(uvicorn: Uvicorn) -> None:
+    async def main() -> None:
+        with pytest.raises(InvalidStatus) as info:
+            async with ws_connect(f"{uvicorn.url}?token=bad"):
+                pass  # pragma: no cover
+        assert info.value.response.status_code == 403
+        assert info.value.response.body == b"Forbidden: bad token\n"
+        sock = WebSocket(f"{uvicorn.url}?token=bad")
+        with pytest.raises(HandshakeError, match="403"):
+            await sock.wait_open(timeout=10)
+
+    run(main, timeout=30)
+
+
+def test_http_goes_to_the_fallback_app(uvicorn: Uvicorn) -> None:
+    with urllib.request.urlopen(f"http://127.0.0.1:{uvicorn.port}/anything", timeout=10) as response:
+        assert response.read() == b"hello over http"
+
+
+def test_server_log_shows_close_codes() -> None:
+    server = Uvicorn()
+    try:
+
+        async def main() -> None:
+            async with WebSocket(server.url) as sock:
+                await sock.recv(timeout=10)
+                sock.close(4000, "bye")
+                await sock.wait_closed(timeout=10)
+
+        run(main)
+        time.sleep(0.5)
+    finally:
+        out = server.stop()
+    assert "closed 4000 bye" in out
+    assert "Traceback" not in out
+
+
+# -- in-process: the ASGI conversation with scripted events -----------------------------
+
+
+class FakeASGI:
+    """Scripted receive() and a recording send(), to drive ASGIApp without a server."""
+
+    def __init__(self, *incoming: dict[str, Any]) -> None:
+        self.incoming: asyncio.Queue = asyncio.Queue()
+        for message in incoming:
+            self.incoming.put_nowait(message)
+        self.sent: list[dict[str, Any]] = []
+        self.sent_event = asyncio.Event()
+
+    async def receive(self) -> dict[str, Any]:
+        return await self.incoming.get()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+        self.sent_event.set()
+
+    async def sent_type(self, kind: str, count: int = 1) -> list[dict[str, Any]]:
+        for _ in range(200):
+            found = [m for m in self.sent if m["type"] == kind]
+            if len(found) >= count:
+                return found
+            self.sent_event.clear()
+            try:
+                await asyncio.wait_for(self.sent_event.wait(), 0.05)
+            except asyncio.TimeoutError:
+                pass
+        raise AssertionError(f"no {kind} in {self.sent}")
+
+
+def scope(path: str = "/ws", query: bytes = b"", subprotocols: list[str] | None = None, extensions: dict | None = None) -> dict:
+    return {
+        "type": "websocket", "asgi": {"version": "3.0"}, "http_version": "1.1", "scheme": "ws",
+        "path": path, "raw_path": path.encode(), "query_string": query, "root_path": "",
+        "headers": [(b"host", b"x"), (b"origin", b"http://o.test"), (b"cookie", b"a=1"), (b"cookie", b"b=2")],
+        "client": ("127.0.0.1", 5555), "server": ("127.0.0.1", 80),
+        "subprotocols": subprotocols or [], "extensions": extensions if extensions is not None else {},
+    }
+
+
+def test_refusal_without_the_response_extension_closes_before_accept() -> None:
+    async def main() -> None:
+        def verify(info: Any) -> bool:
+            raise Reject(401, "who are you")
+
+        wss = WebSocketServer(no_server=True, path="/ws", verify_client=verify)
+        fake = FakeASGI({"type": "websocket.connect"})
+        await ASGIApp(wss)(scope(), fake.receive, fake.send)
+        assert fake.sent == [{"type": "websocket.close", "code": 1008, "reason": "401 who are you"}]
+        # With the extension: a real HTTP answer.
+        fake = FakeASGI({"type": "websocket.connect"})
+        await ASGIApp(wss)(scope(extensions={"websocket.http.response": {}}), fake.receive, fake.send)
+        assert fake.sent[0]["type"] == "websocket.http.response.start" and fake.sent[0]["status"] == 401
+        assert fake.sent[1] == {"type": "websocket.http.response.body", "body": b"who are you\n"}
+
+    run(main)
+
+
+def test_path_protocols_headers_event_and_request_helper() -> None:
+    async def main() -> None:
+        wss = WebSocketServer(no_server=True, path="/ws", handle_protocols=lambda offered, req: offered[-1])
+        wss.on("headers", lambda headers, req: headers.append("X-Hello: there"))
+        seen = Recorder(wss, "connection")
+        app = ASGIApp(wss)
+        fake = FakeASGI({"type": "websocket.connect"})
+        await app(scope(path="/other"), fake.receive, fake.send)
+        assert fake.sent[0]["type"] == "websocket.close"  # 404 as a close: wrong path
+
+        fake = FakeASGI({"type": "websocket.connect"})
+        task = asyncio.ensure_future(app(scope(query=b"a=1&a=2", subprotocols=["one", "two"]), fake.receive, fake.send))
+        (accept,) = await fake.sent_type("websocket.accept")
+        assert accept == {"type": "websocket.accept", "subprotocol": "two", "headers": [(b"x-hello", b"there")]}
+        (sock, request), = await seen.wait("connection")
+        assert isinstance(sock, ASGIWebSocket) and isinstance(sock, WebSocket)
+        assert sock.protocol == "two" and sock.remote_address == "127.0.0.1"
+        assert request.query_all("a") == ["1", "2"] and request.get_header("cookie") == "a=1; b=2"
+        assert request.url == "/ws?a=1&a=2" and request.path == "/ws"
+
+        # Messages both ways, listeners and recv() together.
+        got = Recorder(sock, "message", "close")
+        fake.incoming.put_nowait({"type": "websocket.receive", "text": "hi"})
+        fake.incoming.put_nowait({"type": "websocket.receive", "bytes": b"\x01"})
+        await got.wait("message", 2)
+        assert [a[0].data for a in got.args("message")] == ["hi", b"\x01"]
+        sock.send("back")
+        sock.send(b"\x02")
+        await fake.sent_type("websocket.send", 2)
+        assert [m for m in fake.sent if m["type"] == "websocket.send"] == [
+            {"type": "websocket.send", "text": "back"},
+            {"type": "websocket.send", "bytes": b"\x02"},
+        ]
+        assert wss.broadcast("all") == 1
+        await fake.sent_type("websocket.send", 3)
+
+        sock.close(4001, "enough")
+        (close,) = await fake.sent_type("websocket.close")
+        assert close == {"type": "websocket.close", "code": 4001, "reason": "enough"}
+        assert sock.ready_state == WebSocket.CLOSING
+        sock.send("too late")  # an 'error' event, not an exception
+        fake.incoming.put_nowait({"type": "websocket.disconnect", "code": 4001, "reason": "enough"})
+        await asyncio.wait_for(task, 5)
+        assert got.args("close") == [(4001, "enough")]
+        assert sock.ready_state == WebSocket.CLOSED and not wss.clients
+
+    run(main)
+
+
+def test_terminate_and_peer_disconnect() -> None:
+    async def main() -> None:
+        wss = WebSocketServer(no_server=True)
+        seen = Recorder(wss, "connection")
+        app = ASGIApp(wss)
+        fake = FakeASGI({"type": "websocket.connect"})
+        task = asyncio.ensure_future(app(scope(path="/anything"), fake.receive, fake.send))
+        (sock, _), = await seen.wait("connection")
+        rec = Recorder(sock, "close")
+        sock.terminate()
+        await asyncio.wait_for(task, 5)  # the application returns: the ASGI server drops the connection
+        assert rec.args("close") == [(1006, "")]
+
+        fake = FakeASGI({"type": "websocket.connect"}, {"type": "websocket.disconnect", "code": 1001})
+        await asyncio.wait_for(app(scope(), fake.receive, fake.send), 5)
+        sock2 = seen.args("connection")[1][0]
+        assert sock2.ready_state == WebSocket.CLOSED
+
+    run(main)
+
+
+def test_lifespan_http_and_bad_arguments() -> None:
+    async def main() -> None:
+        wss = WebSocketServer(no_server=True)
+        app = ASGIApp(wss)
+        fake = FakeASGI({"type": "lifespan.startup"}, {"type": "lifespan.shutdown"})
+        await asyncio.wait_for(app({"type": "lifespan"}, fake.receive, fake.send), 5)
+        assert [m["type"] for m in fake.sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+        fake = FakeASGI({"type": "http.request", "body": b""})
+        await app({"type": "http", "path": "/"}, fake.receive, fake.send)
+        assert fake.sent[0]["status"] == 426
+
+    run(main)
+    with pytest.raises(TypeError, match="WebSocketServer"):
+        ASGIApp(object())  # type: ignore[arg-type]
+    assert request_from_scope(scope(query=b"x=1")).url == "/ws?x=1"

@@ -1,0 +1,394 @@
+"""``ws.asgi``: a ``WebSocketServer`` as an ASGI application (uvicorn, hypercorn, Starlette).
+
+    wss = WebSocketServer(no_server=True, verify_client=check)
+    wss.on('connection', lambda sock, req: sock.on('message', lambda e: sock.send(e.data)))
+    app = ASGIApp(wss, fallback=other_asgi_app)   # uvicorn module:app
+
+Under ASGI the server owns the socket and does the framing; it hands the
+application events (``websocket.receive``, ``websocket.disconnect``) and
+takes messages (``websocket.send``, ``websocket.close``).  So the sockets
+given to ``'connection'`` listeners are ``ASGIWebSocket``: a ``WebSocket``
+whose transport seam is replaced -- received ASGI events are delivered as
+``'message'``/``'close'`` exactly as frames are, and ``send``/``close``
+become ASGI messages, written in order by one writer per connection.  The
+handshake decisions are the server's own: ``verify_client`` (a refusal
+answers with its HTTP status through the ``websocket.http.response``
+extension when the ASGI server offers it, else with a close before accept,
+which the server turns into a 403), ``handle_protocols``/``protocols``,
+and the ``'headers'`` event.
+
+Limits of ASGI, not of ``ws``: there are no ping/pong frames for the
+application (keepalive is the ASGI server's: ``uvicorn --ws-ping-interval``),
+``terminate()`` ends the application's side (the server closes the
+connection) and ``per_message_deflate`` is the server's setting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from typing import Any, Awaitable, Callable, MutableMapping
+from urllib.parse import quote
+
+from ._emitter import EventEmitter
+from .events import BINARY, TEXT
+from .exceptions import NotOpenError, Reject
+from .request import Request
+from .server import VerifyInfo, WebSocketServer, _headers_from_lines, _parse_verdict, _phrase
+from .websocket import CLOSED, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, OPEN, WebSocket
+
+__all__ = ["ASGIApp", "ASGIWebSocket"]
+
+logger = logging.getLogger("ws.asgi")
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+#: Response headers the ASGI server writes itself; the rest of a 'headers' edit is passed on.
+_SERVER_HEADERS = frozenset(
+    {"upgrade", "connection", "sec-websocket-accept", "sec-websocket-protocol", "sec-websocket-extensions", "date", "server"}
+)
+
+
+class ASGIApp:
+    """An ASGI 3 application serving ``wss``; other scopes go to ``fallback`` (or get a 426)."""
+
+    def __init__(self, wss: WebSocketServer, fallback: Callable[..., Awaitable[None]] | None = None) -> None:
+        if not isinstance(wss, WebSocketServer):
+            raise TypeError(f"ASGIApp needs a WebSocketServer, got {type(wss).__name__}")
+        if fallback is not None and not callable(fallback):
+            raise TypeError(f"fallback must be an ASGI application, got {type(fallback).__name__}")
+        self.wss = wss
+        self.fallback = fallback
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope.get("type")
+        if kind == "websocket":
+            await self._websocket(scope, receive, send)
+        elif self.fallback is not None:
+            await self.fallback(scope, receive, send)
+        elif kind == "http":
+            await _upgrade_required(send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.wss._close_now(1001, "server shutting down")
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- one WebSocket connection ------------------------------------------------------
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        wss = self.wss
+        _rebind(wss, asyncio.get_running_loop())
+        message = await receive()
+        if message.get("type") != "websocket.connect":
+            return
+        request = request_from_scope(scope)
+        try:
+            refusal = self._refusal(scope, request)
+            if refusal is None:
+                chosen = self._choose(scope, request)
+                if chosen is False:
+                    refusal = (500, "Internal Server Error", [])
+        except Exception as exc:  # a bug of ours: answer, report, keep serving
+            logger.exception("WebSocket handshake failed")
+            wss.emit("error", exc)
+            refusal = (500, "Internal Server Error", [])
+        if refusal is not None:
+            await _reject(scope, send, *refusal)
+            return
+        await send({"type": "websocket.accept", "subprotocol": chosen or None, "headers": self._headers(chosen, request)})
+        sock = ASGIWebSocket._from_scope(request, wss, chosen or "", send)
+        wss._sockets.add(sock)
+        wss.emit("connection", sock, request)
+        await sock._run(receive)
+
+    def _path_matches(self, scope: Scope, request: Request) -> bool:
+        """``path='/'`` (the default) takes every path the ASGI router sends here."""
+        path = self.wss.path
+        if path == "/" or request.path == path:
+            return True
+        root = scope.get("root_path") or ""
+        return bool(root) and request.path.startswith(root) and request.path[len(root):] == path
+
+    def _refusal(self, scope: Scope, request: Request) -> tuple[int, str, list[tuple[str, str]]] | None:
+        wss = self.wss
+        if wss._closed:
+            return 503, "WebSocket server is closed", []
+        if not self._path_matches(scope, request):
+            return 404, "Not Found", []
+        if wss.verify_client is None:
+            return None
+        origin = request.get_header("origin") or request.get_header("sec-websocket-origin")
+        try:
+            verdict = wss.verify_client(VerifyInfo(origin, request, request.secure))
+        except Reject as rejection:
+            return rejection.status, rejection.reason, rejection.headers
+        except Exception as exc:
+            logger.error("verify_client raised", exc_info=exc)
+            wss.emit("error", exc)
+            return 500, "Internal Server Error", []
+        accepted, status, reason, headers = _parse_verdict(verdict)
+        return None if accepted else (status, reason, headers)
+
+    def _choose(self, scope: Scope, request: Request) -> str | None | bool:
+        offered = [str(p) for p in scope.get("subprotocols") or ()]
+        # The server's own rules; a broken handle_protocols "answers" into a recorder.
+        return self.wss._choose_protocol(offered, request, _Recorder())  # type: ignore[arg-type]
+
+    def _headers(self, chosen: Any, request: Request) -> list[tuple[bytes, bytes]]:
+        wss = self.wss
+        if not wss._events.get("headers"):
+            return []
+        lines: list[Any] = ["HTTP/1.1 101 Switching Protocols"]
+        if chosen:
+            lines.append(f"Sec-WebSocket-Protocol: {chosen}")
+        wss.emit("headers", lines, request)
+        headers = _headers_from_lines([line for line in lines if not str(line).startswith("HTTP/")])
+        return [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in headers.raw_items()
+            if name.lower() not in _SERVER_HEADERS
+        ]
+
+
+class ASGIWebSocket(WebSocket):
+    """A server-side ``WebSocket`` driven by ASGI events instead of a transport.
+
+    Everything above the wire is inherited (events, ``send`` argument rules,
+    thread hopping, ``recv``/``async for``, close-code checks); the methods
+    below replace the frame-level seam: sending queues ASGI messages for
+    one writer coroutine, receiving delivers ASGI events.
+    """
+
+    _asgi_send: Send
+    _outbox: collections.deque
+    _outbox_bytes: int
+    _wakeup: asyncio.Event
+    _reading: asyncio.Event
+    _runner: asyncio.Task | None
+    _terminated: bool
+
+    @classmethod
+    def _from_scope(cls, request: Request, server: WebSocketServer, subprotocol: str, send: Send) -> "ASGIWebSocket":
+        self = cls.__new__(cls)
+        EventEmitter.__init__(self)
+        options = server._socket_options
+        self._setup(server._loop, is_server=True, options=options)
+        self._request = request
+        self._server = server
+        self._url = request.url
+        self._protocol = subprotocol
+        self._remote_address = request.remote_address
+        self._ready_state = OPEN
+        self._asgi_send = send
+        self._outbox = collections.deque()
+        self._outbox_bytes = 0
+        self._high = options.get("high_water_mark", DEFAULT_HIGH_WATER)
+        self._low = options.get("low_water_mark", DEFAULT_LOW_WATER)
+        self._wakeup = asyncio.Event()
+        self._reading = asyncio.Event()
+        self._reading.set()
+        self._runner = None
+        self._terminated = False
+        self._ref.hold()
+        return self
+
+    @property
+    def buffered_amount(self) -> int:
+        """Bytes handed to ``send`` that the ASGI server has not taken yet."""
+        return self._outbox_bytes + self._queued_bytes
+
+    # -- the receiving side: ASGI events in -----------------------------------------
+
+    async def _run(self, receive: Receive) -> None:
+        self._runner = asyncio.current_task()
+        writer = self._loop.create_task(self._write_all())
+        try:
+            while self._ready_state != CLOSED:
+                if not self._reading.is_set():
+                    await self._reading.wait()
+                message = await receive()
+                kind = message.get("type")
+                if kind == "websocket.receive":
+                    self._received(message)
+                elif kind == "websocket.disconnect":
+                    self._finish(int(message.get("code") or 1005), str(message.get("reason") or ""))
+        except asyncio.CancelledError:
+            if not self._terminated:
+                raise
+        except Exception as exc:  # the ASGI server failed us: the connection is gone
+            logger.debug("ASGI receive failed: %r", exc)
+        finally:
+            writer.cancel()
+            if self._ready_state != CLOSED:
+                self._finish(1006, "")
+
+    def _received(self, message: MutableMapping[str, Any]) -> None:
+        text = message.get("text")
+        data: str | bytes = text if text is not None else bytes(message.get("bytes") or b"")
+        if self.max_payload is not None and len(data) > self.max_payload:
+            self._close_now(1009, "message too big")
+            return
+        self._deliver(TEXT if text is not None else BINARY, data)
+
+    # -- the sending side: ASGI messages out ------------------------------------------
+
+    def _send_frame(self, is_text: bool, payload: Any) -> None:
+        if self._ready_state != OPEN:
+            self._emit_error(NotOpenError(self._ready_state, ("CONNECTING", "OPEN", "CLOSING", "CLOSED")[self._ready_state]))
+            return
+        if is_text:
+            try:
+                message = {"type": "websocket.send", "text": bytes(payload).decode()}
+            except UnicodeDecodeError as exc:
+                self._emit_error(ValueError(f"a text message must be valid UTF-8: {exc}"))
+                return
+        else:
+            message = {"type": "websocket.send", "bytes": bytes(payload)}
+        self._enqueue(message, len(payload))
+
+    def _enqueue(self, message: dict[str, Any], size: int) -> None:
+        self._outbox.append((message, size))
+        self._outbox_bytes += size
+        if self._outbox_bytes > self._high:
+            self._writing_paused = True
+        self._wakeup.set()
+
+    async def _write_all(self) -> None:
+        while True:
+            while not self._outbox:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            message, size = self._outbox.popleft()
+            try:
+                await self._asgi_send(message)
+            except Exception as exc:  # the peer is gone; receive() reports the disconnect
+                logger.debug("ASGI send failed: %r", exc)
+                self._outbox.clear()
+                self._outbox_bytes = 0
+                return
+            self._outbox_bytes -= size
+            if self._writing_paused and self._outbox_bytes <= self._low:
+                self._writing_paused = False
+                self.emit("drain")
+            if message["type"] == "websocket.close":
+                return
+
+    def _send_control(self, opcode: Any, payload: bytes) -> None:
+        logger.debug("ping/pong frames are the ASGI server's job; %s not sent", opcode.name)
+
+    def _flush(self) -> None:
+        """Nothing to flush: the writer coroutine sends as soon as it can."""
+
+    # -- closing -------------------------------------------------------------------------
+
+    def _close_now(self, code: int | None, reason: str) -> None:
+        if self._ready_state != OPEN:
+            return
+        self._ready_state = 2  # CLOSING
+        self._enqueue({"type": "websocket.close", "code": code or 1000, "reason": reason}, 0)
+        if self._close_timer is None:
+            self._close_timer = self._loop.call_later(self.close_timeout, self._close_timed_out)
+
+    def _close_timed_out(self) -> None:
+        self._close_timer = None
+        self._terminate_now()
+
+    def _terminate_now(self) -> None:
+        if self._ready_state == CLOSED:
+            return
+        self._terminated = True
+        self._finish(1006, "")
+        runner = self._runner
+        if runner is not None and runner is not asyncio.current_task():
+            runner.cancel()  # the application returns; the ASGI server closes the connection
+
+    def _finish(self, code: int, reason: str) -> None:
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
+        super()._finish(code, reason)
+
+    def _set_paused(self, paused: bool) -> None:
+        self._paused = paused
+        if paused:
+            self._reading.clear()
+        else:
+            self._reading.set()
+
+
+def request_from_scope(scope: Scope) -> Request:
+    """The request helper for an ASGI ``websocket`` (or ``http``) scope."""
+    raw_path = scope.get("raw_path")
+    target = raw_path.decode("latin-1") if raw_path else quote(scope.get("path") or "/")
+    query = scope.get("query_string") or b""
+    if query:
+        target += "?" + query.decode("latin-1")
+    headers = [(bytes(n).decode("latin-1"), bytes(v).decode("latin-1")) for n, v in scope.get("headers") or ()]
+    return Request(
+        "GET",
+        target,
+        headers,
+        http_version=str(scope.get("http_version") or "1.1"),
+        peername=tuple(scope["client"]) if scope.get("client") else None,
+        secure=scope.get("scheme") == "wss",
+    )
+
+
+def _rebind(wss: WebSocketServer, loop: asyncio.AbstractEventLoop) -> None:
+    """A server built at import time bound to the script reactor; ASGI runs it on the server's loop."""
+    if wss._loop is loop:
+        return
+    if wss._sockets:
+        raise RuntimeError("this WebSocketServer already serves sockets on another event loop")
+    wss._loop = loop
+
+
+async def _reject(scope: Scope, send: Send, status: int, reason: str, headers: list[tuple[str, str]]) -> None:
+    if "websocket.http.response" in (scope.get("extensions") or {}):
+        body = (reason.rstrip("\n") + "\n").encode()
+        pairs = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+        pairs += [(str(n).lower().encode("latin-1"), str(v).encode("latin-1")) for n, v in headers]
+        await send({"type": "websocket.http.response.start", "status": status, "headers": pairs})
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:
+        await send({"type": "websocket.close", "code": 1008, "reason": f"{status} {reason or _phrase(status)}"[:123]})
+
+
+async def _upgrade_required(send: Send) -> None:
+    body = b"426 Upgrade Required: this is a WebSocket endpoint\n"
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 426,
+            "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()), (b"upgrade", b"websocket")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class _Recorder:
+    """A stand-in transport for ``WebSocketServer._choose_protocol``'s error answer."""
+
+    def __init__(self) -> None:
+        self.written = b""
+        self.closed = False
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def close(self) -> None:
+        self.closed = True
