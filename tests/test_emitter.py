@@ -162,3 +162,31 @@ def test_async_listener_without_any_loop_is_reported(caplog: pytest.LogCaptureFi
     with caplog.at_level(logging.ERROR, logger="ws"):
         em.emit("x")
     assert "listener of EventEmitter raised" in caplog.text
+
+
+def test_report_falls_back_to_stderr_only_without_logging_setup(capsys: pytest.CaptureFixture) -> None:
+    from ws._emitter import report
+
+    isolated = logging.getLogger("ws-test-isolated")
+    isolated.propagate = False
+    isolated.addHandler(logging.NullHandler())  # what a library installs: still "no setup"
+    try:
+        raise ValueError("bug in a listener")
+    except ValueError as exc:
+        error = exc
+    report("listener of %s raised", "X", error=error, log=isolated)
+    err = capsys.readouterr().err
+    assert err.startswith("ws: listener of X raised\n")
+    assert "Traceback" in err and "ValueError: bug in a listener" in err
+    report("unhandled %s", "thing", error=ValueError("never raised"), log=isolated)
+    assert capsys.readouterr().err == "ws: unhandled thing\n"  # no traceback to show
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    isolated.addHandler(handler)  # the application configured logging: no stderr copy
+    try:
+        report("configured %d", 1, error=error, log=isolated)
+    finally:
+        isolated.removeHandler(handler)
+    assert capsys.readouterr().err == ""
+    assert [r.getMessage() for r in records] == ["configured 1"] and records[0].exc_info

@@ -9,6 +9,11 @@ subclass adds what JavaScript users rely on and Python code must not break:
 * a listener that raises is logged with its traceback and re-emitted as
   ``'error'`` when someone listens for it; it never reaches the event loop;
 * an ``'error'`` nobody listens to is logged, never raised.
+
+The ``ws`` logger is quiet by default (a ``NullHandler``), but these two
+are bugs in the application, as an uncaught exception is in Node: when the
+application configured no logging at all, :func:`report` still prints them
+(with the traceback) to stderr, so that a failing listener is never silent.
 """
 
 from __future__ import annotations
@@ -16,13 +21,43 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import sys
+import traceback
 from typing import Any, Callable
 
 from pyee import EventEmitter as _PyeeEmitter
 
-__all__ = ["EventEmitter", "adapt_arity"]
+__all__ = ["EventEmitter", "adapt_arity", "report"]
 
 logger = logging.getLogger("ws")
+
+
+def _logging_configured(log: logging.Logger) -> bool:
+    """Whether a record of ``log`` at ERROR reaches a handler other than a NullHandler."""
+    current: logging.Logger | None = log
+    while current is not None:
+        if any(not isinstance(h, logging.NullHandler) for h in current.handlers):
+            return True
+        if not current.propagate:
+            return False
+        current = current.parent
+    return False
+
+
+def report(message: str, *args: Any, error: BaseException | None = None, log: logging.Logger = logger) -> None:
+    """Log an application bug at ERROR; to stderr when the application set up no logging."""
+    exc_info = error if isinstance(error, BaseException) else None
+    log.error(message, *args, exc_info=exc_info)
+    if not log.isEnabledFor(logging.ERROR) or _logging_configured(log):
+        return
+    try:
+        text = message % args if args else message
+        sys.stderr.write(f"ws: {text}\n")
+        if exc_info is not None and exc_info.__traceback__ is not None:
+            traceback.print_exception(type(exc_info), exc_info, exc_info.__traceback__, file=sys.stderr)
+        sys.stderr.flush()
+    except Exception:  # stderr closed or broken: nothing more we can do
+        pass
 
 
 def _positional_capacity(fn: Callable[..., Any]) -> int | None:
@@ -128,7 +163,7 @@ class EventEmitter(_PyeeEmitter):
             self._listener_failed(exc)
 
     def _listener_failed(self, exc: Exception) -> None:
-        logger.error("listener of %s raised", type(self).__name__, exc_info=exc)
+        report("listener of %s raised", type(self).__name__, error=exc)
         if self._events.get("error"):
             # Errors from error listeners are logged above and not re-emitted,
             # so one broken listener cannot loop.
@@ -137,14 +172,9 @@ class EventEmitter(_PyeeEmitter):
                     result = handler(exc)
                     if result is not None and inspect.isawaitable(result):
                         self._schedule(result)
-                except Exception:
-                    logger.exception("'error' listener of %s raised", type(self).__name__)
+                except Exception as again:
+                    report("'error' listener of %s raised", type(self).__name__, error=again)
 
     def _emit_handle_potential_error(self, event: str, error: Any) -> None:
         if event == "error":
-            logger.error(
-                "unhandled 'error' event on %s: %s",
-                type(self).__name__,
-                error,
-                exc_info=error if isinstance(error, BaseException) else None,
-            )
+            report("unhandled 'error' event on %s: %s", type(self).__name__, error, error=error)

@@ -22,9 +22,9 @@ from websockets.frames import Opcode
 from websockets.http11 import Response
 from websockets.protocol import OPEN as _P_OPEN, CLOSING as _P_CLOSING, Protocol
 
-from . import _loop
+from . import _fastpath, _loop
 from ._compat import normalize_options
-from ._emitter import EventEmitter
+from ._emitter import EventEmitter, report
 from ._iteration import IterationMixin
 from .events import BINARY, TEXT, CloseEvent, ErrorEvent, Event, MessageEvent
 from .exceptions import NotOpenError, ProtocolError, WebSocketError
@@ -167,6 +167,8 @@ class WebSocket(IterationMixin, EventEmitter):
         self._hold_events = False
         # Receive state.
         self._dispatching = False
+        self._lean = False  # common frames bypass the protocol object (ws/_fastpath.py)
+        self._rbuf: bytearray | None = None  # lean path: an incomplete frame's bytes
         self._frag_opcode: Opcode | None = None
         self._frag_buffer: bytearray | None = None
         self._frag_text: list[str] | None = None
@@ -177,6 +179,7 @@ class WebSocket(IterationMixin, EventEmitter):
         self._close_emitted = False
         self._paused = False
         # Send state.
+        self._out: list[bytes] = []  # frames written at the end of the current batch
         self._writing_paused = False
         self._queued_bytes = 0  # bytes of sends still hopping over from other threads
         # Timers.
@@ -209,6 +212,7 @@ class WebSocket(IterationMixin, EventEmitter):
         EventEmitter.__init__(self)
         self._setup(loop, is_server=True, options=options)
         self._proto = proto
+        self._lean = not proto.extensions and not proto.debug  # debug mode logs every frame
         self._request = request
         self._server = server
         self._url = request.url
@@ -313,7 +317,16 @@ class WebSocket(IterationMixin, EventEmitter):
             return
         proto = self._proto
         assert proto is not None
-        if is_text:
+        if proto.state is not _P_OPEN:
+            # The peer's close frame came in the same read as the message this
+            # listener answers: too late to send, and not the caller's fault.
+            return
+        if self._lean:
+            out = self._out
+            if proto.writes:  # keep the order of frames the protocol produced
+                out += proto.data_to_send()
+            _fastpath.add_frame(out, is_text, payload, not self._is_server)
+        elif is_text:
             proto.send_text(payload)
         else:
             proto.send_binary(payload)
@@ -358,23 +371,34 @@ class WebSocket(IterationMixin, EventEmitter):
                 self._flush()
 
     def _flush(self) -> None:
-        """Hand everything the protocol produced to the transport, in one write."""
+        """Hand everything pending (lean frames, then the protocol's) to the transport, in one write."""
         proto = self._proto
-        transport = self._transport
         if proto is None:
             return
-        writes = proto.data_to_send()
-        if not writes or transport is None:
+        writes = self._out
+        if writes:
+            self._out = []
+            if proto.writes:
+                writes += proto.data_to_send()
+        elif proto.writes:
+            writes = proto.data_to_send()
+        else:
+            return
+        transport = self._transport
+        if transport is None:
             return
         eof = False
         if writes[-1] == b"":
             eof = True
             writes.pop()
-        if writes:
-            if len(writes) == 1:
-                transport.write(writes[0])
-            else:
+        if len(writes) == 1:
+            transport.write(writes[0])
+        elif writes:
+            if sum(map(len, writes)) <= 65536:
                 transport.write(b"".join(writes))
+            else:  # large payloads: no joined copy
+                for chunk in writes:
+                    transport.write(chunk)
         if eof:
             self._send_eof()
 
@@ -581,10 +605,15 @@ class WebSocket(IterationMixin, EventEmitter):
             return
         self._dispatching = True
         try:
-            proto.receive_data(data)
-            events = proto.events_received()
-            if events:
-                self._handle_events(events)
+            if self._lean:
+                _fastpath.receive(self, proto, data)
+            elif self._ready_state == CONNECTING and self._client is not None:
+                _fastpath.handshake(self, proto, data)
+            else:
+                proto.receive_data(data)
+                events = proto.events_received()
+                if events:
+                    self._handle_events(events)
         except Exception as exc:  # a bug of ours: never into the loop
             logger.exception("internal error while receiving")
             self._fail(1011, f"internal error: {exc}")
@@ -731,6 +760,11 @@ class WebSocket(IterationMixin, EventEmitter):
         proto = self._proto
         if proto is None:
             return None
+        self._lean = False
+        if self._rbuf is not None:  # an incomplete frame (lean path) or handshake tail
+            if self._ready_state != CONNECTING:
+                proto.receive_data(bytes(self._rbuf))
+            self._rbuf = None
         proto.receive_eof()
         events = proto.events_received()
         if events:
@@ -806,7 +840,7 @@ class WebSocket(IterationMixin, EventEmitter):
     def _report_unclaimed(self, error: BaseException) -> None:
         held = self._held
         if held is not None and any(e == "error" and a[0] is error for e, a in held):
-            logger.error("unhandled 'error' event on WebSocket %s: %s", self._url, error)
+            report("unhandled 'error' event on WebSocket %s: %s", self._url, error, log=logger)
 
     def _replay(self, event: str) -> None:
         held = self._held

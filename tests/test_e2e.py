@@ -1,0 +1,202 @@
+"""End to end: real scripts from scripts/examples/ in subprocesses.
+
+Each script runs with ``sys.executable`` and without ``WS_NO_SIGNALS`` (so
+its SIGINT/SIGTERM handling is the real one); every wait is bounded and every
+process is killed in the end, whatever happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from ws import WebSocket
+
+from .conftest import ROOT, Recorder, run
+
+EXAMPLES = ROOT / "scripts" / "examples"
+START_TIMEOUT = 20.0  # a loaded CI machine imports slowly
+EXIT_TIMEOUT = 20.0
+
+pytestmark = pytest.mark.skipif(os.name != "posix", reason="signals and subprocess checks assume POSIX")
+
+
+def script_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "WS_NO_SIGNALS"}
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def start(name: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(EXAMPLES / name), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=script_env(),
+        cwd=ROOT,
+    )
+
+
+def first_line(proc: subprocess.Popen[str], timeout: float = START_TIMEOUT) -> str:
+    """The first stdout line, read by a helper thread so that the wait is bounded."""
+    import threading
+
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.append(proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    reader.join(timeout)
+    if not lines or not lines[0]:
+        proc.kill()
+        _, err = proc.communicate(timeout=5)
+        raise AssertionError(f"{proc.args} printed nothing in {timeout} s; stderr:\n{err}")
+    return lines[0].strip()
+
+
+@pytest.fixture
+def echo_server() -> Iterator[tuple[subprocess.Popen[str], int]]:
+    proc = start("echo_server.py", "0")
+    try:
+        line = first_line(proc)
+        assert line.startswith("listening on 127.0.0.1:"), line
+        yield proc, int(line.rsplit(":", 1)[1])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=10)
+
+
+def test_readme_script_prints_in_order_and_exits_by_itself(echo_server: tuple) -> None:
+    _, port = echo_server
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "hello_client.py"), f"ws://127.0.0.1:{port}/ws"],
+        capture_output=True,
+        text=True,
+        env=script_env(),
+        timeout=EXIT_TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["hello", "closed 1000"]
+    assert done.stderr == ""
+
+
+def test_client_script_reports_a_refused_connection_and_exits(tmp_path: Path) -> None:
+    script = tmp_path / "refused.py"
+    script.write_text(
+        "from ws import WebSocket\n"
+        "ws = WebSocket('ws://127.0.0.1:9/ws')\n"
+        "ws.on('error', lambda err: print('error', err))\n"
+        "ws.on('close', lambda code, reason: print('closed', code))\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=script_env(),
+                          timeout=EXIT_TIMEOUT)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("error connect ECONNREFUSED 127.0.0.1:9")
+    assert lines[1] == "closed 1006"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_closes_clients_with_1001_and_exits_promptly(echo_server: tuple, signum: int) -> None:
+    proc, port = echo_server
+
+    async def main() -> tuple[int, float]:
+        sock = WebSocket(f"ws://127.0.0.1:{port}/ws")
+        rec = Recorder(sock, "open", "message", "close")
+        await rec.wait("open", timeout=START_TIMEOUT)
+        sock.send("are you there")
+        await rec.wait("message", timeout=START_TIMEOUT)
+        proc.send_signal(signum)
+        sent = time.monotonic()
+        ((code, _),) = await rec.wait("close", timeout=EXIT_TIMEOUT)
+        return code, sent
+
+    code, sent = run(main, timeout=60)
+    assert code == 1001
+    out, err = proc.communicate(timeout=EXIT_TIMEOUT)
+    elapsed = time.monotonic() - sent
+    assert elapsed < 5, f"the server took {elapsed:.1f} s to exit"
+    assert "Traceback" not in err, err
+    assert proc.returncode in (0, 128 + signum, -signum), (proc.returncode, err)
+    assert "connected 127.0.0.1" in out
+
+
+def test_signal_with_no_client_exits_quietly(echo_server: tuple) -> None:
+    proc, _ = echo_server
+    # 'listening' prints from the reactor just before serve() returns; give the
+    # script a moment to finish its last line (a SIGINT while it still runs
+    # user code is a KeyboardInterrupt there, as in any Python script).
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=EXIT_TIMEOUT)
+    assert "Traceback" not in err, err
+    assert proc.returncode in (0, 128 + signal.SIGINT, -signal.SIGINT)
+
+
+def test_a_raising_listener_keeps_the_script_serving() -> None:
+    proc = start("fragile_server.py", "0")
+    try:
+        line = first_line(proc)
+        port = int(line.rsplit(":", 1)[1])
+
+        async def main() -> list[str]:
+            sock = WebSocket(f"ws://127.0.0.1:{port}/ws")
+            rec = Recorder(sock, "open", "message", "close")
+            await rec.wait("open", timeout=START_TIMEOUT)
+            sock.send("boom")
+            sock.send("after")
+            await rec.wait("message", timeout=START_TIMEOUT)
+            sock.send("boom")
+            sock.send("again")
+            msgs = await rec.wait("message", 2, timeout=START_TIMEOUT)
+            assert sock.ready_state == WebSocket.OPEN
+            sock.close()
+            await rec.wait("close")
+            return [m[0].data for m in msgs]
+
+        assert run(main, timeout=60) == ["after", "again"]
+        assert proc.poll() is None  # still serving
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=EXIT_TIMEOUT)
+        assert err.count("listener exploded on purpose") >= 2  # logged with its traceback
+        assert "RuntimeError" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+
+
+def test_unref_socket_lets_the_script_exit(echo_server: tuple) -> None:
+    server, port = echo_server
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "unref_client.py"), f"ws://127.0.0.1:{port}/ws"],
+        capture_output=True,
+        text=True,
+        env=script_env(),
+        timeout=EXIT_TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == "open"
+    assert "Traceback" not in done.stderr
+
+
+def test_unref_server_lets_the_script_exit() -> None:
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "unref_server.py")],
+        capture_output=True,
+        text=True,
+        env=script_env(),
+        timeout=EXIT_TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("listening on ")
+    assert "Traceback" not in done.stderr
