@@ -30,12 +30,12 @@ def free_port() -> int:
 
 
 class Uvicorn:
-    """``uvicorn asgi_app:app`` (scripts/examples/asgi_app.py) in a subprocess."""
+    """``uvicorn asgi_app:app`` (an app of scripts/examples/) in a subprocess."""
 
-    def __init__(self) -> None:
+    def __init__(self, app: str = "asgi_app:app") -> None:
         self.port = free_port()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "asgi_app:app", "--app-dir", str(EXAMPLES),
+            [sys.executable, "-m", "uvicorn", app, "--app-dir", str(EXAMPLES),
              "--host", "127.0.0.1", "--port", str(self.port), "--lifespan", "on"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
@@ -142,6 +142,27 @@ def test_server_log_shows_close_codes() -> None:
     finally:
         out = server.stop()
     assert "closed 4000 bye" in out
+    assert "Traceback" not in out
+
+
+def test_mounted_in_starlette() -> None:
+    pytest.importorskip("starlette")
+    server = Uvicorn("starlette_app:app")
+    try:
+
+        async def main() -> None:
+            url = f"ws://127.0.0.1:{server.port}/chat"
+            async with WebSocket(url) as a, ws_connect(url) as b:
+                loop = asyncio.get_running_loop()
+                fetch = lambda: urllib.request.urlopen(f"http://127.0.0.1:{server.port}/", timeout=10).read()
+                assert await loop.run_in_executor(None, fetch) == b"starlette here, 2 in the chat"
+                await a.send_async("hi all")
+                assert (await a.recv(timeout=10)).data == "hi all"
+                assert await asyncio.wait_for(b.recv(), 10) == "hi all"
+
+        run(main, timeout=30)
+    finally:
+        out = server.stop()
     assert "Traceback" not in out
 
 
