@@ -30,6 +30,7 @@ from .request import Request, RequestSocket
 from .routes import require_auth
 from .server import VerifyInfo, WebSocketServer
 from .websocket import CLOSED, CLOSING, CONNECTING, OPEN, WebSocket
+from .reconnect import ReconnectingWebSocket
 
 __version__ = "0.1.0"
 
@@ -43,6 +44,7 @@ _compat.export_functions(globals())
 __all__ = [
     "WebSocket",
     "WebSocketServer",
+    "ReconnectingWebSocket",
     "Request",
     "VerifyInfo",
     "Event",

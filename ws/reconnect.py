@@ -1,0 +1,253 @@
+"""``ReconnectingWebSocket``: a client that comes back after the server goes away.
+
+Why a helper and not ``WebSocket(url, reconnect=True)``: a ``WebSocket`` is
+one connection, as in browsers and Node -- ``ready_state`` CLOSED is final,
+``'close'`` fires once, ``protocol``/``extensions`` describe one handshake.
+Reconnecting inside it would break those promises for every listener.  The
+helper is a separate EventEmitter that owns a sequence of ``WebSocket``
+objects (``.socket`` is the current one) and forwards their events, adding
+``'reconnect'`` between them.
+
+Policy:
+
+* after any close the user did not ask for, wait ``initial_delay`` seconds,
+  then ``initial_delay * factor``, ... up to ``max_delay``; each delay is
+  shortened by a random share of up to ``jitter`` (0.5: between half and
+  all of it) so that many clients do not return in lockstep; the count
+  restarts after a successful open;
+* ``max_retries`` attempts in a row without an open (``None``: forever),
+  then an ``'error'`` (``ReconnectError``) and the helper is CLOSED;
+* ``send()`` while down queues the message (at most ``max_queued``, sent in
+  order right after the next ``'open'``); beyond that, or with
+  ``max_queued=0``, the message is refused with an ``'error'``
+  (``QueueFullError`` / ``NotOpenError``) -- never silently lost;
+* ``close()`` stops everything and drops the queue.
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+from typing import Any, Callable, Iterable
+
+from . import _client, _loop
+from ._emitter import EventEmitter
+from .exceptions import NotOpenError, WebSocketError
+from .websocket import CLOSED, CONNECTING, OPEN, WebSocket
+
+__all__ = ["ReconnectingWebSocket", "ReconnectError", "QueueFullError", "backoff_delay"]
+
+#: Events of the inner socket that are passed on unchanged.
+FORWARDED = ("message", "error", "ping", "pong", "unexpected-response", "drain")
+MAX_HELD_EVENTS = 1024
+
+
+class ReconnectError(WebSocketError):
+    """``max_retries`` reconnection attempts failed in a row; the helper gave up."""
+
+
+class QueueFullError(WebSocketError):
+    """``send()`` while disconnected with ``max_queued`` messages already waiting."""
+
+
+def backoff_delay(attempt: int, initial: float, maximum: float, factor: float, jitter: float, rng: Callable[[], float] = random.random) -> float:
+    """Seconds to wait before attempt ``attempt`` (1, 2, ...): exponential, capped, jittered."""
+    base = min(maximum, initial * factor ** (attempt - 1))
+    return base * (1.0 - jitter * rng())
+
+
+class ReconnectingWebSocket(EventEmitter):
+    """A client ``WebSocket`` that reconnects with exponential backoff (see the module doc).
+
+    Events: ``'open'``, ``'message'``, ``'close'`` ``(code, reason)`` (for
+    every connection that ends), ``'reconnect'`` ``(attempt, delay)`` (a new
+    attempt is scheduled), ``'error'``, ``'ping'``, ``'pong'``.  Other
+    keyword options go to every ``WebSocket`` it creates.
+    """
+
+    CONNECTING = CONNECTING
+    OPEN = OPEN
+    CLOSED = CLOSED
+
+    def __init__(
+        self,
+        url: str,
+        protocols: str | Iterable[str] | None = None,
+        *,
+        initial_delay: float = 0.5,
+        max_delay: float = 30.0,
+        factor: float = 2.0,
+        jitter: float = 0.5,
+        max_retries: int | None = None,
+        max_queued: int = 100,
+        **options: Any,
+    ) -> None:
+        super().__init__()
+        _client.parse_url(url)
+        protocols = _client.parse_protocols(protocols) or None
+        if initial_delay < 0 or max_delay < initial_delay:
+            raise ValueError("need 0 <= initial_delay <= max_delay")
+        if factor < 1:
+            raise ValueError("factor must be >= 1")
+        if not 0 <= jitter <= 1:
+            raise ValueError("jitter must be between 0 and 1")
+        if max_retries is not None and max_retries < 0:
+            raise ValueError("max_retries must be >= 0 or None")
+        if max_queued < 0:
+            raise ValueError("max_queued must be >= 0")
+        self.url = url
+        self.protocols = protocols
+        self.initial_delay = initial_delay
+        self.max_delay = max_delay
+        self.factor = factor
+        self.jitter = jitter
+        self.max_retries = max_retries
+        self.max_queued = max_queued
+        self._options = options
+        self._loop = _loop.bind()
+        self._ref = _loop.Ref(self._loop)
+        self._held: list[tuple[str, tuple]] | None = [] if not _loop.in_loop(self._loop) else None
+        self._queue: collections.deque[str | bytes] = collections.deque()
+        self._failures = 0
+        self._stopped = False
+        self._timer: Any = None
+        self.socket: WebSocket | None = None
+        self._ref.hold()
+        self._connect()  # in the caller's thread: bad options raise here
+
+    # -- public API -----------------------------------------------------------------------
+
+    @property
+    def ready_state(self) -> int:
+        """OPEN while a connection is up, CLOSED once stopped, CONNECTING otherwise."""
+        if self._stopped:
+            return CLOSED
+        sock = self.socket
+        return OPEN if sock is not None and sock.ready_state == OPEN else CONNECTING
+
+    @property
+    def queued(self) -> int:
+        """Messages waiting for the next connection."""
+        return len(self._queue)
+
+    def send(self, data: str | bytes | bytearray | memoryview) -> None:
+        """Send now if connected, else queue (bounded); refusals are ``'error'`` events."""
+        if not isinstance(data, (str, bytes, bytearray, memoryview)):
+            raise TypeError(f"data must be str or bytes-like, got {type(data).__name__}")
+        if not isinstance(data, (str, bytes)):
+            data = bytes(data)
+        _loop.call(self._loop, self._send, data)
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the current connection and stop reconnecting; queued messages are dropped."""
+        _loop.call(self._loop, self._close, code, reason)
+
+    def ref(self) -> "ReconnectingWebSocket":
+        self._ref.ref()
+        return self
+
+    def unref(self) -> "ReconnectingWebSocket":
+        self._ref.unref()
+        return self
+
+    def __repr__(self) -> str:
+        state = ("CONNECTING", "OPEN", "CLOSING", "CLOSED")[self.ready_state]
+        return f"<ReconnectingWebSocket {self.url} {state} queued={len(self._queue)}>"
+
+    # -- on the loop ------------------------------------------------------------------------
+
+    def _send(self, data: str | bytes) -> None:
+        sock = self.socket
+        if not self._stopped and sock is not None and sock.ready_state == OPEN:
+            sock.send(data)
+        elif self._stopped or self.max_queued == 0:
+            state = self.ready_state
+            self._emit_event("error", NotOpenError(state, ("CONNECTING", "OPEN", "CLOSING", "CLOSED")[state]))
+        elif len(self._queue) >= self.max_queued:
+            self._emit_event("error", QueueFullError(f"{self.max_queued} messages already wait for the connection; message refused"))
+        else:
+            self._queue.append(data)
+
+    def _close(self, code: int, reason: str) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self._queue.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        sock = self.socket
+        if sock is not None and sock.ready_state != CLOSED:
+            sock.close(code, reason)  # its 'close' is forwarded, then we release
+        else:
+            self._ref.release()
+
+    def _connect(self) -> None:
+        self._timer = None
+        if self._stopped:
+            return
+        sock = WebSocket(self.url, self.protocols, **self._options)
+        self.socket = sock
+        for event in FORWARDED:
+            sock.on(event, self._forwarder(event))
+        sock.on("open", self._opened)
+        sock.on("close", self._closed)
+
+    def _forwarder(self, event: str) -> Callable[..., None]:
+        def forward(*args: Any) -> None:
+            self._emit_event(event, *args)
+
+        return forward
+
+    def _opened(self) -> None:
+        self._failures = 0
+        sock = self.socket
+        self._emit_event("open")
+        while self._queue and sock is not None and sock.ready_state == OPEN:
+            sock.send(self._queue.popleft())
+
+    def _closed(self, code: int, reason: str) -> None:
+        self._emit_event("close", code, reason)
+        if self._stopped:
+            self._ref.release()
+            return
+        self._failures += 1
+        if self.max_retries is not None and self._failures > self.max_retries:
+            self._stopped = True
+            self._queue.clear()
+            self._emit_event("error", ReconnectError(f"gave up after {self.max_retries} reconnection attempts"))
+            self._ref.release()
+            return
+        delay = backoff_delay(self._failures, self.initial_delay, self.max_delay, self.factor, self.jitter)
+        self._timer = self._loop.call_later(delay, self._connect)
+        self._emit_event("reconnect", self._failures, delay)
+
+    # -- events for listeners attached late (plain scripts) -------------------------------
+
+    def _emit_event(self, event: str, *args: Any) -> None:
+        """As ``WebSocket``: a script-made helper keeps events until someone listens."""
+        held = self._held
+        if held is not None and not self._events.get(event):
+            if len(held) < MAX_HELD_EVENTS:
+                held.append((event, args))
+            return
+        self.emit(event, *args)
+
+    def _listeners_changed(self, event: str | None) -> None:
+        if self._held and event is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._replay, event)
+            except RuntimeError:  # loop closed
+                pass
+
+    def _replay(self, event: str) -> None:
+        held = self._held
+        if not held or not self._events.get(event):
+            return
+        keep = []
+        for name, args in held:
+            if name == event:
+                self.emit(name, *args)
+            else:
+                keep.append((name, args))
+        self._held = keep
