@@ -40,6 +40,17 @@ def test_backoff_is_exponential_capped_and_jittered() -> None:
     assert len(spread) > 1 and all(1.0 <= d <= 2.0 for d in spread)
 
 
+def test_camel_case_options_and_aliases() -> None:
+    async def main() -> None:
+        rws = ReconnectingWebSocket("ws://127.0.0.1:1/", maxRetries=0, maxQueued=7, initialDelay=0.01, maxDelay=0.01, handshakeTimeout=5)
+        assert (rws.max_retries, rws.max_queued, rws.initial_delay) == (0, 7, 0.01)
+        assert rws.readyState == rws.ready_state == ReconnectingWebSocket.CONNECTING
+        rws.on("error", lambda exc: None)
+        rws.close()
+
+    run(main)
+
+
 def test_bad_options() -> None:
     with pytest.raises(ValueError):
         ReconnectingWebSocket("ftp://x/")

@@ -38,7 +38,7 @@ TextMessage = TEXT
 BinaryMessage = BINARY
 
 _log.configure_from_env()
-_compat.install(WebSocket, WebSocketServer, Request, RequestSocket, MessageEvent, CloseEvent)
+_compat.install(WebSocket, WebSocketServer, Request, RequestSocket, MessageEvent, CloseEvent, ReconnectingWebSocket)
 _compat.export_functions(globals())
 
 __all__ = [

@@ -28,6 +28,11 @@ OPTION_ALIASES: dict[str, str] = {
     "maxRedirects": "max_redirects",
     "maxPendingHandshakes": "max_pending_handshakes",
     "skipUTF8Validation": "skip_utf8_validation",
+    # ReconnectingWebSocket (ws.reconnect)
+    "initialDelay": "initial_delay",
+    "maxDelay": "max_delay",
+    "maxRetries": "max_retries",
+    "maxQueued": "max_queued",
 }
 
 #: class name -> {camelCase attribute: snake_case attribute}.
@@ -78,6 +83,7 @@ ATTRIBUTE_ALIASES: dict[str, dict[str, str]] = {
         "remoteAddress": "remote_address",
         "remotePort": "remote_port",
     },
+    "ReconnectingWebSocket": {"readyState": "ready_state"},
     "MessageEvent": {"isBinary": "is_binary"},
     "CloseEvent": {"wasClean": "was_clean"},
     "HandlerContext": {

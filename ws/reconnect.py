@@ -31,6 +31,7 @@ import random
 from typing import Any, Callable, Iterable
 
 from . import _client, _loop
+from ._compat import normalize_options
 from ._emitter import EventEmitter
 from .exceptions import NotOpenError, WebSocketError
 from .websocket import CLOSED, CONNECTING, OPEN, WebSocket
@@ -83,6 +84,13 @@ class ReconnectingWebSocket(EventEmitter):
         **options: Any,
     ) -> None:
         super().__init__()
+        # camelCase spellings (maxRetries=...) arrive in ``options``.
+        policy = dict(initial_delay=initial_delay, max_delay=max_delay, factor=factor, jitter=jitter, max_retries=max_retries, max_queued=max_queued)
+        options = normalize_options(options)
+        for key in [k for k in options if k in policy]:
+            policy[key] = options.pop(key)
+        initial_delay, max_delay, factor, jitter = policy["initial_delay"], policy["max_delay"], policy["factor"], policy["jitter"]
+        max_retries, max_queued = policy["max_retries"], policy["max_queued"]
         _client.parse_url(url)
         protocols = _client.parse_protocols(protocols) or None
         if initial_delay < 0 or max_delay < initial_delay:
