@@ -15,6 +15,13 @@ port = int(args[0]) if args else 0
 server = http.Server(f"127.0.0.1:{port}")
 socket = server.websocket("socket")
 names = kv("names")  # our own metadata, in a key-value store
+running = {"anonymous", "ann"}  # the demo clients; the server closes after both
+
+
+def finished(name):
+    running.discard(name)
+    if not running:
+        server.close()
 
 
 @socket.on("connect")
@@ -39,8 +46,8 @@ async def message(ctx):
 async def disconnect(ctx):
     print("disconnect", await names.get(ctx.req.connection_id), flush=True)
     await names.delete(ctx.req.connection_id)
-    if "--serve" not in sys.argv and not socket.connections():
-        server.close()
+    if "--serve" not in sys.argv:
+        finished("ann")
 
 
 address = server.serve()
@@ -49,6 +56,7 @@ print("listening on", f"ws://{address}/socket", flush=True)
 if "--serve" not in sys.argv:
     anonymous = WebSocket(f"ws://{address}/socket")
     anonymous.on("error", lambda error: print("anonymous:", error, flush=True))
+    anonymous.on("close", lambda code, reason: finished("anonymous"))
     ann = WebSocket(f"ws://{address}/socket?name=ann")
     ann.on("open", lambda: ann.send("hi from ann"))
 

@@ -25,7 +25,6 @@ address = server.serve()
 
 # The client's events go to the handler module given by its import path.
 client = ws.create_websocket(f"ws://{address}/websockets/v4/service/my-endpoint", "style_handlers_app.client_handler")
-print("registry:", [(c["uri"].rsplit("/", 1)[-1], c["handler"]) for c in ws.get_clients()], flush=True)
 
 # Plain scripts may wait: the client lives on the background loop.
 deadline = time.monotonic() + 10

@@ -53,8 +53,16 @@ print("listening on", f"ws://{address}/chat/room/:room_id", flush=True)
 
 if "--serve" not in sys.argv:
     url = f"ws://{address}/chat/room/general"
+    running = {"intruder", "alice"}
+
+    def finished(name):
+        running.discard(name)
+        if not running:
+            server.close()
+
     intruder = WebSocket(url)  # no token: refused with 401 before any WebSocket opens
     intruder.on("error", lambda error: print("intruder:", error, flush=True))
+    intruder.on("close", lambda code, reason: finished("intruder"))
 
     alice = WebSocket(url + "?token=alice-token")
     bob = None
@@ -81,4 +89,4 @@ if "--serve" not in sys.argv:
 
     alice.on("message", alice_joined)
     alice.on("message", show("Alice"))
-    alice.on("close", lambda code, reason: server.close())
+    alice.on("close", lambda code, reason: finished("alice"))

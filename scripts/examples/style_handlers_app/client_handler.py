@@ -7,6 +7,8 @@ received = []
 
 def onOpen():
     print("client: opened,", ws.context.get_method(), flush=True)
+    # Until it closes, the client is in the registry.
+    print("registry:", [(c["uri"].rsplit("/", 1)[-1], c["handler"]) for c in ws.get_clients()], flush=True)
 
 
 def onMessage(message):
