@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 
 import pytest
 from websockets.asyncio.server import serve
@@ -11,7 +13,7 @@ from websockets.asyncio.server import serve
 from ws import ConnectError, WebSocket, WebSocketServer, http
 from ws.exceptions import ConnectionClosed, NotOpenError
 
-from .conftest import Recorder, run
+from .conftest import ROOT, Recorder, run
 
 
 async def echo(conn: object) -> None:
@@ -218,3 +220,18 @@ def test_recv_from_another_loop_thread() -> None:
 
         assert asyncio.run(main()) == "hi"
         wss.close()
+
+
+@pytest.mark.parametrize(
+    "script, expected",
+    [
+        ("async_iteration.py", "echo: one\necho: two\necho: three\nclient closed: True\n"),
+        ("blocking_client.py", "reply: ping?\nreply: still there?\n"),
+    ],
+)
+def test_example_scripts(script: str, expected: str) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "examples" / script)], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == expected
