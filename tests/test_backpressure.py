@@ -305,3 +305,33 @@ def test_server_close_sends_1001_and_finishes_within_close_timeout_despite_a_mut
             assert not served.wss.clients
 
     run(main)
+
+
+def test_broadcast_drops_a_client_that_does_not_read_and_feeds_the_others() -> None:
+    async def main() -> None:
+        limit = 4 * MB
+        async with serving(ping_interval=None, max_buffered_amount=limit) as served:
+            stuck = WebSocket(served.url)
+            srec = Recorder(stuck, "open", "close")
+            await srec.wait("open", timeout=T)
+            stuck_side, stuck_events = await served.socket(0)
+            reader = WebSocket(served.url)
+            rrec = Recorder(reader, "open", "message", "close")
+            await rrec.wait("open", timeout=T)
+            await served.socket(1)
+            stuck.pause()  # and never resumes
+            chunk = b"b" * (256 * 1024)
+            for _ in range(120):  # 30 MB each
+                served.wss.broadcast(chunk)
+                await asyncio.sleep(0.005)
+            ((code, _),) = await stuck_events.wait("close", timeout=T)
+            assert code == 1008
+            await rrec.wait("message", 120, timeout=20)
+            assert reader.ready_state == WebSocket.OPEN
+            assert served.wss.clients == {served.accepted[1][0]}
+            reader.close()
+            await rrec.wait("close", timeout=T)
+            stuck.resume()
+            await srec.wait("close", timeout=T)
+
+    run(main, 60)
