@@ -1,0 +1,312 @@
+"""ws._fastpath: the lean frame path, checked byte by byte against a raw TCP peer.
+
+The lean path must be invisible: every split of the input, every mix of
+common and unusual frames, gives the same messages, in the same order, with
+the same replies as the protocol object alone would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import struct
+from typing import Any
+
+import pytest
+
+from ws import WebSocket, WebSocketServer, http
+from ws._fastpath import apply_mask
+
+from .conftest import Recorder, run
+
+KEY = base64.b64encode(b"0123456789abcdef").decode()
+
+
+def frame(opcode: int, payload: bytes, *, fin: bool = True, mask: bool = True, rsv: int = 0) -> bytes:
+    """One frame as a client (masked) or server (unmasked) would write it."""
+    head = bytes([(0x80 if fin else 0) | rsv | opcode])
+    n = len(payload)
+    bit = 0x80 if mask else 0
+    if n < 126:
+        head += bytes([bit | n])
+    elif n < 65536:
+        head += bytes([bit | 126]) + struct.pack("!H", n)
+    else:
+        head += bytes([bit | 127]) + struct.pack("!Q", n)
+    if not mask:
+        return head + payload
+    key = os.urandom(4)
+    return head + key + apply_mask(payload, key)
+
+
+class FrameReader:
+    """Reads frames off a StreamReader (unmasking the client's, if masked)."""
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self.reader = reader
+
+    async def next(self, timeout: float = 10) -> tuple[int, bytes]:
+        return await asyncio.wait_for(self._next(), timeout)
+
+    async def _next(self) -> tuple[int, bytes]:
+        b0, b1 = await self.reader.readexactly(2)
+        n = b1 & 0x7F
+        if n == 126:
+            (n,) = struct.unpack("!H", await self.reader.readexactly(2))
+        elif n == 127:
+            (n,) = struct.unpack("!Q", await self.reader.readexactly(8))
+        key = await self.reader.readexactly(4) if b1 & 0x80 else None
+        payload = await self.reader.readexactly(n)
+        return b0, apply_mask(payload, key) if key else payload
+
+
+async def echo_server(**options: Any) -> tuple[http.Server, WebSocketServer, list]:
+    server = http.Server(address="127.0.0.1:0")
+    wss = WebSocketServer(server=server, path="/", **options)
+    sockets: list = []
+
+    def on_connection(sock: WebSocket, request: Any) -> None:
+        sockets.append((sock, Recorder(sock, "error", "close")))
+        sock.on("message", lambda evt: sock.send(evt.data))
+
+    wss.on("connection", on_connection)
+    await server.serve()
+    return server, wss, sockets
+
+
+async def raw_client(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, FrameReader]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert head.startswith(b"HTTP/1.1 101")
+    return reader, writer, FrameReader(reader)
+
+
+MIXED = [
+    frame(0x1, "héllo ✓".encode()),
+    frame(0x2, bytes(range(256)) * 2),  # 16-bit length
+    frame(0x9, b"ping-1"),
+    frame(0x1, b"frag-", fin=False),  # a fragmented text with a ping inside
+    frame(0x9, b"ping-2"),
+    frame(0x0, b"ment", fin=False),
+    frame(0x0, b"ed", fin=True),
+    frame(0x2, b"\x07" * 70000),  # 64-bit length
+    frame(0x1, b""),
+]
+EXPECTED = [
+    (0x81, "héllo ✓".encode()),
+    (0x82, bytes(range(256)) * 2),
+    (0x8A, b"ping-1"),
+    (0x8A, b"ping-2"),
+    (0x81, b"frag-mented"),
+    (0x82, b"\x07" * 70000),
+    (0x81, b""),
+]
+
+
+@pytest.mark.parametrize("chunk", [0, 1, 3, 7, 1000], ids=lambda c: f"chunk{c or 'all'}")
+def test_any_split_of_mixed_frames_gives_the_same_replies_in_order(chunk: int) -> None:
+    async def main() -> None:
+        server, _, sockets = await echo_server()
+        reader, writer, frames = await raw_client(server.port)
+        wire = b"".join(MIXED)
+        if chunk == 0:
+            writer.write(wire)
+        else:
+            for i in range(0, len(wire), chunk):
+                writer.write(wire[i : i + chunk])
+                if chunk < 10 and i % 64 == 0:
+                    await writer.drain()
+                    await asyncio.sleep(0)  # really separate reads, now and then
+        got = [await frames.next() for _ in EXPECTED]
+        assert got == EXPECTED
+        sock, rec = sockets[0]
+        assert sock._lean and rec.count("error") == 0
+        writer.write(frame(0x8, struct.pack("!H", 1000)))
+        assert await frames.next() == (0x88, struct.pack("!H", 1000))
+        await rec.wait("close", timeout=10)
+        writer.close()
+        server.close()
+
+    run(main, 60)
+
+
+def test_many_messages_in_one_read_leave_in_one_write() -> None:
+    async def main() -> None:
+        server, _, sockets = await echo_server()
+        reader, writer, frames = await raw_client(server.port)
+        messages = [f"m{i}".encode() for i in range(200)]
+        await asyncio.sleep(0.1)
+        sock, _ = sockets[0]
+        writes: list[bytes] = []
+        transport = sock._transport
+        original = transport.write
+        transport.write = lambda data: (writes.append(bytes(data)), original(data))  # type: ignore[method-assign]
+        writer.write(b"".join(frame(0x1, m) for m in messages))
+        got = [await frames.next() for _ in messages]
+        assert got == [(0x81, m) for m in messages]
+        # 200 echoes of one read batch: far fewer writes than messages.
+        assert 1 <= len(writes) < 20
+        writer.close()
+        server.close()
+
+    run(main, 30)
+
+
+@pytest.mark.parametrize(
+    "wire, code",
+    [
+        (frame(0x1, b"\xff\xfe"), 1007),  # bad UTF-8 in a lean text frame
+        (frame(0x2, b"x", mask=False), 1002),  # an unmasked client frame
+        (frame(0x2, b"x", rsv=0x40), 1002),  # a reserved bit
+        (frame(0x3, b"x"), 1002),  # a reserved opcode
+        (frame(0x0, b"x"), 1002),  # a continuation with nothing to continue
+    ],
+    ids=["utf8", "unmasked", "rsv1", "opcode3", "stray-cont"],
+)
+def test_bad_frames_after_good_ones_fail_with_the_right_code(wire: bytes, code: int) -> None:
+    async def main() -> None:
+        server, _, sockets = await echo_server()
+        reader, writer, frames = await raw_client(server.port)
+        writer.write(frame(0x1, b"ok") + wire + frame(0x1, b"never echoed"))
+        assert await frames.next() == (0x81, b"ok")
+        op, payload = await frames.next()
+        assert op == 0x88 and struct.unpack("!H", payload[:2])[0] == code
+        sock, rec = sockets[0]
+        await rec.wait("close", timeout=10)
+        assert rec.names()[0] == "error" and rec.count("error") == 1 and rec.count("close") == 1
+        writer.close()
+        server.close()
+
+    run(main, 30)
+
+
+def test_announced_length_over_max_payload_fails_without_waiting_for_it() -> None:
+    async def main() -> None:
+        server, _, sockets = await echo_server(max_payload=1000)
+        reader, writer, frames = await raw_client(server.port)
+        # Only the header of a 1 MiB frame: the server must not wait for (or buffer) the rest.
+        writer.write(bytes([0x82, 0xFF]) + struct.pack("!Q", 1 << 20) + b"\x00\x00\x00\x00")
+        op, payload = await frames.next()
+        assert op == 0x88 and struct.unpack("!H", payload[:2])[0] == 1009
+        sock, rec = sockets[0]
+        await rec.wait("close", timeout=10)
+        assert sock._rbuf is None
+        writer.close()
+        server.close()
+
+    run(main, 30)
+
+
+def test_incomplete_frame_then_eof_is_an_abnormal_close() -> None:
+    async def main() -> None:
+        server, _, sockets = await echo_server()
+        reader, writer, frames = await raw_client(server.port)
+        writer.write(frame(0x1, b"whole") + frame(0x1, b"cut short")[:5])
+        assert await frames.next() == (0x81, b"whole")
+        writer.write_eof()
+        sock, rec = sockets[0]
+        (code, _reason), = await rec.wait("close", timeout=10)
+        assert code == 1006
+        writer.close()
+        server.close()
+
+    run(main, 30)
+
+
+def test_close_from_a_listener_hands_the_rest_of_the_batch_to_the_protocol() -> None:
+    async def main() -> None:
+        server = http.Server(address="127.0.0.1:0")
+        wss = WebSocketServer(server=server, path="/")
+        seen: list[str] = []
+
+        def on_connection(sock: WebSocket, request: Any) -> None:
+            def on_message(evt: Any) -> None:
+                seen.append(evt.data)
+                if evt.data == "bye":
+                    sock.close(4000, "done")
+
+            sock.on("message", on_message)
+
+        wss.on("connection", on_connection)
+        await server.serve()
+        reader, writer, frames = await raw_client(server.port)
+        writer.write(frame(0x1, b"a") + frame(0x1, b"bye") + frame(0x1, b"after close"))
+        op, payload = await frames.next()
+        assert op == 0x88 and payload == struct.pack("!H", 4000) + b"done"
+        writer.write(frame(0x8, struct.pack("!H", 4000)))
+        await asyncio.wait_for(reader.read(), 10)  # the server closes TCP
+        # Messages after our close frame are still delivered (RFC 6455 5.5.1 allows it).
+        assert seen[:2] == ["a", "bye"]
+        writer.close()
+        server.close()
+
+    run(main, 30)
+
+
+# -- client side: our WebSocket against a raw server -----------------------------------
+
+
+def test_client_reads_frames_that_arrive_with_the_101_and_masks_what_it_sends() -> None:
+    async def main() -> None:
+        received: list[tuple[int, bytes]] = []
+        done = asyncio.get_running_loop().create_future()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            request = await reader.readuntil(b"\r\n\r\n")
+            key = [l.split(b":", 1)[1].strip() for l in request.split(b"\r\n") if l.lower().startswith(b"sec-websocket-key")][0]
+            import hashlib
+
+            accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+            response = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+            # The 101 and the first frames in one write, the last frame split in two.
+            tail = frame(0x2, b"\x01" * 300, mask=False)
+            writer.write(response + frame(0x1, b"one", mask=False) + frame(0x9, b"p", mask=False) + tail[:3])
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.write(tail[3:])
+            frames = FrameReader(reader)
+            for _ in range(4):
+                b0, payload = await frames.next()
+                received.append((b0, payload))
+            done.set_result(None)
+            writer.close()
+
+        raw = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = raw.sockets[0].getsockname()[1]
+        sock = WebSocket(f"ws://127.0.0.1:{port}/", per_message_deflate=False)
+        rec = Recorder(sock, "open", "message", "ping", "error")
+        sock.on("message", lambda evt: sock.send(evt.data))
+        messages = await rec.wait("message", 2, timeout=10)
+        assert [m[0].data for m in messages] == ["one", b"\x01" * 300]
+        sock.send("from client " * 20)
+        await asyncio.wait_for(done, 10)
+        # FrameReader unmasked them: the client masked every frame.
+        assert received == [(0x81, b"one"), (0x8A, b"p"), (0x82, b"\x01" * 300), (0x81, ("from client " * 20).encode())]
+        assert sock._lean and rec.count("error") == 0
+        sock.terminate()
+        raw.close()
+
+    run(main, 30)
+
+
+def test_client_large_echo_through_our_server() -> None:
+    async def main() -> None:
+        server, _, _ = await echo_server()
+        sock = WebSocket(f"ws://127.0.0.1:{server.port}/", per_message_deflate=False)
+        rec = Recorder(sock, "open", "message", "close")
+        await rec.wait("open", timeout=10)
+        big = os.urandom(3 << 20)
+        sock.send(big)
+        sock.send("after the big one")
+        messages = await rec.wait("message", 2, timeout=30)
+        assert messages[0][0].data == big and messages[1][0].data == "after the big one"
+        sock.close()
+        await rec.wait("close", timeout=10)
+        server.close()
+
+    run(main, 60)
