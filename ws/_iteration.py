@@ -99,6 +99,15 @@ async def _bounded(awaitable: Awaitable[T], timeout: float | None) -> T:
         raise TimeoutError(f"timed out after {timeout} s") from None
 
 
+def _ok(*args: Any) -> None:
+    """An outcome of ``_first`` that ends the wait normally."""
+    return None
+
+
+def _as_error(error: Any) -> BaseException:
+    return error if isinstance(error, BaseException) else WebSocketError(str(error))
+
+
 class IterationMixin:
     """``recv``, ``send_async``, ``async for`` and context managers for ``WebSocket``."""
 
@@ -191,17 +200,25 @@ class IterationMixin:
 
     async def _until(self, event: str) -> None:
         """Wait for ``event``; a ``'close'`` first raises ``ConnectionClosed``."""
+        await self._first({event: _ok, "close": ConnectionClosed})
+
+    async def _first(self, outcomes: dict[str, Callable[..., BaseException | None]]) -> None:
+        """Wait for the first of several events; an outcome that returns an exception raises it."""
         fut = self._loop.create_future()
 
-        def done(*args: Any) -> None:
-            if not fut.done():
-                fut.set_result(args)
+        def listener(outcome: Callable[..., BaseException | None]) -> Callable[..., None]:
+            def settle(*args: Any) -> None:
+                if fut.done():
+                    return
+                error = outcome(*args)
+                if error is None:
+                    fut.set_result(None)
+                else:
+                    fut.set_exception(error)
 
-        def closed(code: int, reason: str) -> None:
-            if not fut.done():
-                fut.set_exception(ConnectionClosed(code, reason))
+            return settle
 
-        handlers = {event: done, "close": closed}
+        handlers = {event: listener(outcome) for event, outcome in outcomes.items()}
         self._listen(handlers)
         try:
             await fut
@@ -226,26 +243,7 @@ class IterationMixin:
             return
         if self._ready_state != 0:
             raise NotOpenError(self._ready_state, _STATE_NAMES[self._ready_state])
-        fut = self._loop.create_future()
-
-        def opened() -> None:
-            if not fut.done():
-                fut.set_result(None)
-
-        def failed(error: BaseException) -> None:
-            if not fut.done():
-                fut.set_exception(error if isinstance(error, BaseException) else WebSocketError(str(error)))
-
-        def closed(code: int, reason: str) -> None:
-            if not fut.done():
-                fut.set_exception(ConnectionClosed(code, reason))
-
-        handlers = {"open": opened, "error": failed, "close": closed}
-        self._listen(handlers)
-        try:
-            await fut
-        finally:
-            self._unlisten(handlers)
+        await self._first({"open": _ok, "error": _as_error, "close": ConnectionClosed})
 
     def wait_closed(self, timeout: float | None = None) -> Any:
         """Wait until ``'close'`` was emitted; awaitable inside asyncio, blocking in a thread."""
@@ -254,18 +252,7 @@ class IterationMixin:
     async def _wait_closed(self) -> None:
         if self._ready_state == _CLOSED:
             return
-        fut = self._loop.create_future()
-
-        def closed() -> None:
-            if not fut.done():
-                fut.set_result(None)
-
-        handlers = {"close": closed}
-        self._listen(handlers)
-        try:
-            await fut
-        finally:
-            self._unlisten(handlers)
+        await self._first({"close": _ok})
 
     def _close_status(self) -> tuple[int, str]:
         """The code and reason of a socket that closed before the inbox existed."""

@@ -248,14 +248,5 @@ class ReconnectingWebSocket(EventEmitter):
             except RuntimeError:  # loop closed
                 pass
 
-    def _replay(self, event: str) -> None:
-        held = self._held
-        if not held or not self._events.get(event):
-            return
-        keep = []
-        for name, args in held:
-            if name == event:
-                self.emit(name, *args)
-            else:
-                keep.append((name, args))
-        self._held = keep
+    # The same bookkeeping as WebSocket's held events.
+    _replay = WebSocket._replay
