@@ -285,3 +285,18 @@ def test_example_runs() -> None:
     assert 'Alice sees: {"type":"message","username":"Alice","content":"Hello everyone!"' in out
     assert "Bob sees: {\"error\":\"invalid ClientMessage: type:" in out
     assert 'Alice sees: {"type":"left","room":"general","member":"Bob"' in out
+
+
+def test_pydantic_and_jsonschema_are_optional_at_runtime() -> None:
+    import subprocess
+
+    code = (
+        "import sys, ws, ws.routes, ws.rooms, ws.handlers, ws.endpoints, ws.connections\n"
+        "from ws import http\n"
+        "server = http.Server('127.0.0.1:0')\n"
+        "async def h(ctx): pass\n"
+        "server.route_ws('/a/:b', h, message=lambda m: True)\n"
+        "assert 'pydantic' not in sys.modules and 'jsonschema' not in sys.modules, sorted(sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
