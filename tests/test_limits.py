@@ -418,7 +418,7 @@ def test_header_timeout_closes_slow_and_silent_clients() -> None:
             assert await silent.at_eof(timeout=T)
             assert await slow.at_eof(timeout=T)
             elapsed = loop.time() - started
-            assert 0.4 <= elapsed < 4.0, elapsed
+            assert 0.3 <= elapsed < 5.0, elapsed
             trickler.cancel()
             await assert_serves(served.url)
 
