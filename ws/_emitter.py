@@ -83,8 +83,12 @@ def adapt_arity(fn: Callable[..., Any]) -> Callable[..., Any]:
     if capacity == 0:
         return lambda *args: fn()
     if capacity == 1:
-        return lambda *args: fn(*args[:1])
-    return lambda *args: fn(*args[:capacity])
+        wrapper = lambda *args: fn(*args[:1])  # noqa: E731
+    else:
+        wrapper = lambda *args: fn(*args[:capacity])  # noqa: E731
+    # Hot paths emitting exactly one argument may call ``fn`` as is, skipping a frame.
+    wrapper._ws_direct = fn  # type: ignore[attr-defined]
+    return wrapper
 
 
 class EventEmitter(_PyeeEmitter):

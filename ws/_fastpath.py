@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .websocket import WebSocket
 
-__all__ = ["receive", "handshake", "add_frame", "serialize", "apply_mask"]
+__all__ = ["receive", "handshake", "add_frame", "serialize", "apply_mask", "TEXT_HEADS", "BINARY_HEADS"]
 
 _FIN_TEXT = 0x81
 _FIN_BINARY = 0x82
@@ -45,6 +45,9 @@ _SMALL = 2048
 #: Frames longer than this are written as header + payload (no concatenation copy).
 _JOIN_LIMIT = 16384
 _urandom = os.urandom
+#: The two header bytes of every short unmasked FIN frame, by payload length.
+TEXT_HEADS = [bytes((_FIN_TEXT, n)) for n in range(126)]
+BINARY_HEADS = [bytes((_FIN_BINARY, n)) for n in range(126)]
 _from_bytes = int.from_bytes
 
 
@@ -116,7 +119,14 @@ def receive(ws: "WebSocket", proto: "Protocol", data: bytes) -> None:
             events = proto.events_received()
             if events:
                 ws._handle_events(events)
-        if proto.state is not _P_OPEN or ws._ready_state == 3:
+            if proto.state is not _P_OPEN:
+                _hand_over(ws, proto, data[pos:])
+                return
+        if ws._ready_state != 1:
+            # A listener closed, failed or terminated the connection: the
+            # protocol reads the rest.  (While this stays OPEN the protocol is
+            # OPEN too: it only changes state on frames it is given, or when
+            # we close or fail, which leave OPEN first.)
             _hand_over(ws, proto, data[pos:])
             return
     if pos < n:
@@ -188,6 +198,6 @@ def add_frame(out: list[bytes], is_text: bool, payload: Any, mask: bool) -> None
     length = len(payload)
     opcode_byte = _FIN_TEXT if is_text else _FIN_BINARY
     if length < 126 and not mask:
-        out.append(bytes((opcode_byte, length)) + payload)
+        out.append((TEXT_HEADS if is_text else BINARY_HEADS)[length] + payload)
     else:
         out += serialize(opcode_byte, payload, mask)

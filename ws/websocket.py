@@ -317,15 +317,19 @@ class WebSocket(IterationMixin, EventEmitter):
             return
         proto = self._proto
         assert proto is not None
-        if proto.state is not _P_OPEN:
-            # The peer's close frame came in the same read as the message this
-            # listener answers: too late to send, and not the caller's fault.
-            return
-        if self._lean:
+        if self._lean:  # OPEN here implies the protocol is OPEN (see ws/_fastpath.py)
             out = self._out
             if proto.writes:  # keep the order of frames the protocol produced
                 out += proto.data_to_send()
-            _fastpath.add_frame(out, is_text, payload, not self._is_server)
+            n = len(payload)
+            if n < 126 and self._is_server:
+                out.append((_fastpath.TEXT_HEADS if is_text else _fastpath.BINARY_HEADS)[n] + payload)
+            else:
+                _fastpath.add_frame(out, is_text, payload, not self._is_server)
+        elif proto.state is not _P_OPEN:
+            # The peer's close frame came in the same read as the message this
+            # listener answers: too late to send, and not the caller's fault.
+            return
         elif is_text:
             proto.send_text(payload)
         else:
@@ -748,7 +752,11 @@ class WebSocket(IterationMixin, EventEmitter):
             # One listener (the common case) is called directly, without the
             # emitter's machinery; several go through emit().
             listeners = self._events.get("message")
-            self._on_message = next(iter(listeners.values())) if listeners and len(listeners) == 1 else None
+            if listeners and len(listeners) == 1:
+                listener = next(iter(listeners.values()))
+                self._on_message = getattr(listener, "_ws_direct", listener)  # one argument: no arity wrapper
+            else:
+                self._on_message = None
         if self._held and event is not None:
             # Never synchronously: pyee may hold its lock while calling us.
             try:
