@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from websockets.asyncio.server import serve
 
-from ws import WebSocket
 from ws.exceptions import NotOpenError
 from ws.reconnect import QueueFullError, ReconnectError, ReconnectingWebSocket, backoff_delay
 

@@ -59,7 +59,7 @@ class StdlibAdapter:
 
     @property
     def address(self) -> str:
-        host, port = self.server.server_address[:2]  # type: ignore[index]
+        host, port = self.host, self.port
         return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
     @property

@@ -49,7 +49,7 @@ class _Inbox:
         self.closed: tuple[int, str] | None = None
         self.paused_by_us = False
 
-    def put(self, event: "MessageEvent") -> None:
+    def put(self, event: MessageEvent) -> None:
         self.items.append(event)
         self._wake()
         if len(self.items) >= self.limit and not self.sock._paused:
@@ -60,7 +60,7 @@ class _Inbox:
         self.closed = (code, reason)
         self._wake()
 
-    def take(self) -> "MessageEvent | None":
+    def take(self) -> MessageEvent | None:
         """The oldest message, or ``None``; raises ``ConnectionClosed`` once drained after close."""
         if self.items:
             event = self.items.popleft()
@@ -136,7 +136,7 @@ class IterationMixin:
         """
         return _bridge(self._loop, self._recv, timeout)
 
-    async def _recv(self) -> "MessageEvent":
+    async def _recv(self) -> MessageEvent:
         inbox = self._ensure_inbox()
         while True:
             event = inbox.take()
@@ -165,11 +165,11 @@ class IterationMixin:
         if self._inbox is not None:
             self._inbox.close(code, reason)
 
-    def __aiter__(self) -> AsyncIterator["MessageEvent"]:
+    def __aiter__(self) -> AsyncIterator[MessageEvent]:
         """``async for event in sock:``; ends cleanly when the socket closes."""
         return self._iterate()
 
-    async def _iterate(self) -> AsyncIterator["MessageEvent"]:
+    async def _iterate(self) -> AsyncIterator[MessageEvent]:
         while True:
             try:
                 yield await self.recv()

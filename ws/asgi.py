@@ -35,7 +35,13 @@ from ._emitter import EventEmitter
 from .events import BINARY, TEXT
 from .exceptions import NotOpenError, Reject
 from .request import Request
-from .server import VerifyInfo, WebSocketServer, _headers_from_lines, _parse_verdict, _phrase
+from .server import (
+    VerifyInfo,
+    WebSocketServer,
+    _headers_from_lines,
+    _parse_verdict,
+    _phrase,
+)
 from .websocket import CLOSED, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, OPEN, WebSocket
 
 __all__ = ["ASGIApp", "ASGIWebSocket"]
@@ -107,7 +113,7 @@ class ASGIApp:
             await _reject(scope, send, *refusal)
             return
         await send({"type": "websocket.accept", "subprotocol": chosen or None, "headers": self._headers(chosen, request)})
-        sock = ASGIWebSocket._from_scope(request, wss, chosen or "", send)
+        sock = ASGIWebSocket._from_scope(request, wss, str(chosen or ""), send)
         wss._sockets.add(sock)
         wss.emit("connection", sock, request)
         await sock._run(receive)
@@ -177,12 +183,15 @@ class ASGIWebSocket(WebSocket):
     _reading: asyncio.Event
     _runner: asyncio.Task | None
     _terminated: bool
+    _high: int
+    _low: int
 
     @classmethod
-    def _from_scope(cls, request: Request, server: WebSocketServer, subprotocol: str, send: Send) -> "ASGIWebSocket":
+    def _from_scope(cls, request: Request, server: WebSocketServer, subprotocol: str, send: Send) -> ASGIWebSocket:
         self = cls.__new__(cls)
         EventEmitter.__init__(self)
-        options = server._socket_options
+        options: dict[str, Any] = {**server._socket_options}  # type: ignore[dict-item]
+        assert server._loop is not None
         self._setup(server._loop, is_server=True, options=options)
         self._request = request
         self._server = server
@@ -247,6 +256,7 @@ class ASGIWebSocket(WebSocket):
         if self._ready_state != OPEN:
             self._emit_error(NotOpenError(self._ready_state, ("CONNECTING", "OPEN", "CLOSING", "CLOSED")[self._ready_state]))
             return
+        message: dict[str, Any]
         if is_text:
             try:
                 message = {"type": "websocket.send", "text": bytes(payload).decode()}

@@ -292,6 +292,11 @@ def _server_ssl(args: argparse.Namespace) -> ssl.SSLContext | None:
     return context
 
 
+def _settle(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 def _log_line(text: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {text}", flush=True)
 
@@ -317,7 +322,12 @@ async def _serve(args: argparse.Namespace) -> int:
         if args.mode == "broadcast":
             sock.on("message", lambda evt: wss.broadcast(evt.data))
         else:
-            sock.on("message", lambda evt: sock.ready_state == WebSocket.OPEN and sock.send(evt.data))
+
+            def echo(evt: MessageEvent) -> None:
+                if sock.ready_state == WebSocket.OPEN:  # not after the peer's close in the same read
+                    sock.send(evt.data)
+
+            sock.on("message", echo)
         sock.on("error", lambda exc: _log_line(f"{peer} error: {exc}"))
 
         def on_close(code: int, reason: str) -> None:
@@ -340,7 +350,7 @@ async def _serve(args: argparse.Namespace) -> int:
     stopped = loop.create_future()
     for signum in (signal.SIGINT, signal.SIGTERM):
         try:
-            loop.add_signal_handler(signum, lambda: stopped.done() or stopped.set_result(None))
+            loop.add_signal_handler(signum, _settle, stopped)
         except (NotImplementedError, RuntimeError):  # pragma: no cover - not on Unix
             pass
     await stopped

@@ -26,6 +26,7 @@ Policy:
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import random
 from typing import Any, Callable, Iterable
@@ -85,12 +86,11 @@ class ReconnectingWebSocket(EventEmitter):
     ) -> None:
         super().__init__()
         # camelCase spellings (maxRetries=...) arrive in ``options``.
-        policy = dict(initial_delay=initial_delay, max_delay=max_delay, factor=factor, jitter=jitter, max_retries=max_retries, max_queued=max_queued)
         options = normalize_options(options)
-        for key in [k for k in options if k in policy]:
-            policy[key] = options.pop(key)
-        initial_delay, max_delay, factor, jitter = policy["initial_delay"], policy["max_delay"], policy["factor"], policy["jitter"]
-        max_retries, max_queued = policy["max_retries"], policy["max_queued"]
+        initial_delay = options.pop("initial_delay", initial_delay)
+        max_delay = options.pop("max_delay", max_delay)
+        max_retries = options.pop("max_retries", max_retries)
+        max_queued = options.pop("max_queued", max_queued)
         _client.parse_url(url)
         protocols = _client.parse_protocols(protocols) or None
         if initial_delay < 0 or max_delay < initial_delay:
@@ -112,7 +112,7 @@ class ReconnectingWebSocket(EventEmitter):
         self.max_retries = max_retries
         self.max_queued = max_queued
         self._options = options
-        self._loop = _loop.bind()
+        self._loop: asyncio.AbstractEventLoop = _loop.bind()
         self._ref = _loop.Ref(self._loop)
         self._held: list[tuple[str, tuple]] | None = [] if not _loop.in_loop(self._loop) else None
         self._queue: collections.deque[str | bytes] = collections.deque()
@@ -150,11 +150,11 @@ class ReconnectingWebSocket(EventEmitter):
         """Close the current connection and stop reconnecting; queued messages are dropped."""
         _loop.call(self._loop, self._close, code, reason)
 
-    def ref(self) -> "ReconnectingWebSocket":
+    def ref(self) -> ReconnectingWebSocket:
         self._ref.ref()
         return self
 
-    def unref(self) -> "ReconnectingWebSocket":
+    def unref(self) -> ReconnectingWebSocket:
         self._ref.unref()
         return self
 
@@ -248,5 +248,5 @@ class ReconnectingWebSocket(EventEmitter):
             except RuntimeError:  # loop closed
                 pass
 
-    # The same bookkeeping as WebSocket's held events.
-    _replay = WebSocket._replay
+    def _replay(self, event: str) -> None:
+        WebSocket._replay(self, event)  # type: ignore[arg-type]  # the same held-event bookkeeping
