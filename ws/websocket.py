@@ -113,7 +113,8 @@ class WebSocket(IterationMixin, EventEmitter):
     ``origin``, ``handshake_timeout``, ``max_payload``, ``max_fragments``,
     ``per_message_deflate``, ``ping_interval``, ``ping_timeout``,
     ``close_timeout``, ``ssl``, ``proxy``, ``follow_redirects``,
-    ``max_redirects``.
+    ``max_redirects``, ``high_water_mark``, ``low_water_mark``,
+    ``max_buffered_amount`` (see docs/reliability.md for every limit).
     """
 
     CONNECTING = CONNECTING
