@@ -1,0 +1,102 @@
+"""In-process cost of the receive -> listener -> send path, lean path on and off.
+
+    python benchmarks/hotpath.py [--size 32] [--batch 1000] [--rounds 300]
+
+No sockets: batches of masked client frames go straight into a server-side
+``WebSocket``'s ``_data_received`` with an echo listener, and a fake transport
+counts the writes.  It isolates the Python work per message from the kernel,
+so the effect of ``ws/_fastpath.py`` shows without the noise of a shared
+machine; the harness (scripts/bench) remains the measure that counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from websockets.protocol import OPEN  # noqa: E402
+
+from ws import _protocol  # noqa: E402
+from ws._fastpath import apply_mask  # noqa: E402
+from ws.websocket import WebSocket  # noqa: E402
+
+
+class CountingTransport(asyncio.Transport):
+    """Accepts writes and counts them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, data: Any) -> None:
+        self.writes += 1
+
+    def is_closing(self) -> bool:
+        return False
+
+    def set_protocol(self, protocol: Any) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+
+class FakeRequest:
+    url = "/"
+    remote_address = "127.0.0.1"
+
+
+def client_frame(payload: bytes) -> bytes:
+    key = os.urandom(4)
+    n = len(payload)
+    head = bytes([0x82, 0x80 | n]) if n < 126 else bytes([0x82, 0xFE]) + n.to_bytes(2, "big")
+    return head + key + apply_mask(payload, key)
+
+
+async def measure(lean: bool, size: int, batch: int, rounds: int) -> tuple[float, int]:
+    proto = _protocol.Server(max_size=2**24)
+    proto.state = OPEN
+    proto.read_frames()
+    transport = CountingTransport()
+    ws = WebSocket._accepted(asyncio.get_running_loop(), proto, transport, FakeRequest(), None, {})  # type: ignore[arg-type]
+    ws._lean = lean
+    ws.on("message", lambda event: ws.send(event.data))
+    data = b"".join(client_frame(os.urandom(size)) for _ in range(batch))
+    for _ in range(max(rounds // 10, 5)):  # warm up
+        ws._data_received(data)
+    transport.writes = 0
+    start = time.perf_counter()
+    for _ in range(rounds):
+        ws._data_received(data)
+    elapsed = time.perf_counter() - start
+    return elapsed / (rounds * batch) * 1e6, transport.writes
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", type=int, default=32)
+    ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument("--rounds", type=int, default=300)
+    ap.add_argument("--reps", type=int, default=5)
+    args = ap.parse_args()
+    for lean in (False, True):
+        runs = [asyncio.run(measure(lean, args.size, args.batch, args.rounds)) for _ in range(args.reps)]
+        us = statistics.median(r[0] for r in runs)
+        writes = runs[0][1]
+        label = "lean path" if lean else "protocol object"
+        print(f"{label:16s} {us:6.2f} us/msg (median of {args.reps}), {writes} writes for {args.rounds} batches")
+
+
+if __name__ == "__main__":
+    main()
