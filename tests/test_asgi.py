@@ -312,3 +312,29 @@ def test_lifespan_http_and_bad_arguments() -> None:
     with pytest.raises(TypeError, match="WebSocketServer"):
         ASGIApp(object())  # type: ignore[arg-type]
     assert request_from_scope(scope(query=b"x=1")).url == "/ws?x=1"
+
+
+def test_async_connection_listener_iterating_gets_the_first_message() -> None:
+    async def main() -> None:
+        wss = WebSocketServer(no_server=True)
+        got: list[Any] = []
+
+        async def handler(sock: WebSocket, request: Any) -> None:
+            async for event in sock:
+                got.append(event.data)
+
+        wss.on("connection", handler)
+        fake = FakeASGI(
+            {"type": "websocket.connect"},
+            {"type": "websocket.receive", "text": "already queued"},
+            {"type": "websocket.receive", "bytes": b"second"},
+            {"type": "websocket.disconnect", "code": 1000},
+        )
+        await asyncio.wait_for(ASGIApp(wss)(scope(), fake.receive, fake.send), 5)
+        for _ in range(100):
+            if len(got) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert got == ["already queued", b"second"]
+
+    run(main)

@@ -222,6 +222,9 @@ class ASGIWebSocket(WebSocket):
     async def _run(self, receive: Receive) -> None:
         self._runner = asyncio.current_task()
         writer = self._loop.create_task(self._write_all())
+        # Let async 'connection' listeners start (and reach their first
+        # recv()) before any message is delivered.
+        await asyncio.sleep(0)
         try:
             while self._ready_state != CLOSED:
                 if not self._reading.is_set():
