@@ -1,0 +1,318 @@
+"""Interop with a real browser: headless Chromium's own ``WebSocket`` against our server.
+
+The page (tests/fixtures/web) is served by ``ws.http.Server.static``; the
+tests drive it with Selenium and check both ends: what the browser saw and
+what our ``WebSocketServer`` saw.  Our servers run on the background reactor
+loop, as in a plain script, while Selenium blocks the test thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from ws import Reject, WebSocket
+from ws.http import Server
+
+from .fixtures.browser import run_js, start_chromium
+from .fixtures.node_peer import pattern
+
+WEB = Path(__file__).resolve().parent / "fixtures" / "web"
+ROOT = Path(__file__).resolve().parent.parent
+MiB = 1024 * 1024
+
+
+def browser_test(feature: str) -> Any:
+    return pytest.mark.interop(peer="Chromium (browser WebSocket)", feature=feature)
+
+
+def eventually(check: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:
+    """Poll ``check`` until it returns something truthy (server-side events arrive on the reactor thread)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+class Site:
+    """The test server: the harness page and several WebSocket endpoints, recording what happens."""
+
+    def __init__(self) -> None:
+        self.server = Server("127.0.0.1:0")
+        self.server.static("/", WEB)
+        self.log: list[tuple[str, str, Any]] = []  # (path, event, value); list.append is thread-safe
+        self.sockets: dict[str, list[WebSocket]] = {}
+        for path, options in (
+            ("/echo", {}),
+            ("/deflate", {"per_message_deflate": True}),
+            ("/private", {"verify_client": self._refuse}),
+            ("/chat", {}),
+        ):
+            wss = self.server.ws(path, self._connected(path), handle_protocols=self._choose, **options)
+            if path == "/chat":
+                self.chat = wss
+        self.server.serve()
+        self.url = f"http://127.0.0.1:{self.server.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.server.port}"
+
+    @staticmethod
+    def _choose(offered: list[str], request: Any) -> str | None:
+        return "b" if "b" in offered else None
+
+    def _refuse(self, info: Any) -> bool:
+        self.log.append(("/private", "refused", info.origin))
+        raise Reject(403, "Forbidden: no browsers here")
+
+    def _connected(self, path: str) -> Callable[[WebSocket, Any], None]:
+        def on_connection(sock: WebSocket, request: Any) -> None:
+            self.sockets.setdefault(path, []).append(sock)
+            self.log.append((path, "open", (sock.protocol, sock.extensions, request.get_header("origin"))))
+
+            def on_message(event: Any) -> None:
+                self.log.append((path, "message", event.data))
+                if event.data == "close me":
+                    sock.close(4001, "server bye ✓")
+                elif path != "/chat":
+                    sock.send(event.data)
+
+            sock.on("message", on_message)
+            sock.on("close", lambda code, reason: self.log.append((path, "close", (code, reason))))
+
+        return on_connection
+
+    def of(self, path: str, event: str) -> list[Any]:
+        return [value for p, e, value in list(self.log) if (p, e) == (path, event)]
+
+    def close(self) -> None:
+        self.server.close()
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[Site]:
+    s = Site()
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    d = start_chromium(tmp_path_factory.mktemp("chromium-profile"))
+    yield d
+    d.quit()
+
+
+@pytest.fixture
+def page(driver: Any, site: Site) -> Any:
+    """The harness page, freshly loaded in the first tab."""
+    for handle in driver.window_handles[1:]:
+        driver.switch_to.window(handle)
+        driver.close()
+    driver.switch_to.window(driver.window_handles[0])
+    driver.get(f"{site.url}/index.html")
+    assert driver.execute_script("return typeof window.harness") == "object"
+    return driver
+
+
+ECHO_SCRIPT = """
+const [url, size] = args;
+const s = harness.open(url, ['a', 'b']);
+if (!await s.opened) return {opened: false, close: s.close};
+const text = 'héllo ✓ ' + 'x'.repeat(size);
+const bin = harness.pattern(size, 5);
+s.ws.send('héllo ✓');
+s.ws.send(new Uint8Array([0, 1, 255]));
+s.ws.send(text);
+s.ws.send(bin);
+const echoes = [await s.next(), await s.next(), await s.next(), await s.next()];
+const result = {
+  opened: true, protocol: s.ws.protocol, extensions: s.ws.extensions,
+  first: echoes[0],
+  smallIsArrayBuffer: echoes[1] instanceof ArrayBuffer,
+  small: Array.from(new Uint8Array(echoes[1])),
+  bigTextOk: echoes[2] === text, bigTextLength: echoes[2].length,
+  bigBinaryOk: echoes[3] instanceof ArrayBuffer && harness.sameBytes(echoes[3], bin.buffer),
+};
+s.ws.close(1000);
+result.close = await s.closed;
+return result;
+"""
+
+
+@pytest.mark.parametrize("path", ["/echo", "/deflate"], ids=["plain", "deflate"])
+@browser_test("echo text/binary (arraybuffer), 1 MiB, subprotocol, permessage-deflate")
+def test_echo_subprotocol_and_deflate(page: Any, site: Site, path: str) -> None:
+    before = len(site.of(path, "message"))
+    result = run_js(page, ECHO_SCRIPT, f"{site.ws_url}{path}", MiB)
+    assert "error" not in result, result
+    assert result["opened"] and result["protocol"] == "b"
+    deflate = path == "/deflate"
+    assert ("permessage-deflate" in result["extensions"]) is deflate
+    assert result["first"] == "héllo ✓"
+    assert result["smallIsArrayBuffer"] and result["small"] == [0, 1, 255]
+    assert result["bigTextOk"] and result["bigTextLength"] == len("héllo ✓ ") + MiB
+    assert result["bigBinaryOk"]
+    assert result["close"] == {"code": 1000, "reason": "", "wasClean": True}
+    protocol, extensions, origin = site.of(path, "open")[-1]
+    assert protocol == "b" and ("permessage-deflate" in extensions) is deflate and origin == site.url
+    received = eventually(lambda: site.of(path, "message")[before:] if len(site.of(path, "message")) >= before + 4 else None)
+    assert received[0] == "héllo ✓" and received[1] == b"\x00\x01\xff"
+    assert received[2] == "héllo ✓ " + "x" * MiB
+    assert hashlib.sha256(received[3]).digest() == hashlib.sha256(pattern(MiB, 5)).digest()
+    assert eventually(lambda: site.of(path, "close"))[-1] == (1000, "")
+
+
+@browser_test("no acceptable subprotocol: the server answers without one, Chromium fails the connection")
+def test_no_acceptable_subprotocol(page: Any, site: Site) -> None:
+    # RFC 6455 lets a server pick none of the offered subprotocols, but
+    # Chromium then fails the connection ("Sent non-empty
+    # 'Sec-WebSocket-Protocol' header but no response was received").
+    result = run_js(page, """
+        const s = harness.open(args[0], ['x']);
+        const opened = await s.opened;
+        await s.closed;
+        return {opened, events: s.events, close: s.close};
+    """, f"{site.ws_url}/echo")
+    assert result["opened"] is False and result["events"] == ["error", "close"]
+    assert result["close"]["code"] == 1006
+
+
+@browser_test("close codes and reasons both ways")
+def test_close_codes_both_ways(page: Any, site: Site) -> None:
+    result = run_js(page, """
+        const s = harness.open(args[0]);
+        await s.opened;
+        s.ws.close(4000, 'browser bye ✓');
+        const browserClosed = await s.closed;
+        const t = harness.open(args[0]);
+        await t.opened;
+        t.ws.send('close me');
+        const serverClosed = await t.closed;
+        return {browserClosed, serverClosed};
+    """, f"{site.ws_url}/echo")
+    assert result["browserClosed"] == {"code": 4000, "reason": "browser bye ✓", "wasClean": True}
+    assert result["serverClosed"] == {"code": 4001, "reason": "server bye ✓", "wasClean": True}
+    closes = eventually(lambda: [c for c in site.of("/echo", "close") if c[0] in (4000, 4001)] if len(
+        [c for c in site.of("/echo", "close") if c[0] in (4000, 4001)]) >= 2 else None)
+    assert sorted(closes[-2:]) == [(4000, "browser bye ✓"), (4001, "server bye ✓")]
+
+
+@browser_test("verify_client rejection seen by the browser (error, close 1006)")
+def test_verify_client_rejection(page: Any, site: Site) -> None:
+    opened_before = len(site.of("/private", "open"))
+    result = run_js(page, """
+        const s = harness.open(args[0]);
+        const opened = await s.opened;
+        await s.closed;
+        return {opened, events: s.events, close: s.close};
+    """, f"{site.ws_url}/private")
+    assert result["opened"] is False
+    assert result["events"] == ["error", "close"]
+    assert result["close"] == {"code": 1006, "reason": "", "wasClean": False}
+    assert site.of("/private", "refused")[-1] == site.url  # the browser's Origin reached verify_client
+    assert len(site.of("/private", "open")) == opened_before
+
+
+@browser_test("broadcast to several tabs")
+def test_broadcast_to_tabs(page: Any, site: Site) -> None:
+    tabs = 3
+    join = """
+        const s = harness.open(args[0]);
+        window.chat = s;
+        return await s.opened;
+    """
+    before = len(site.sockets.get("/chat", []))
+    handles = []
+    for i in range(tabs):
+        if i:
+            page.switch_to.new_window("tab")
+            page.get(f"{site.url}/index.html")
+        handles.append(page.current_window_handle)
+        assert run_js(page, join, f"{site.ws_url}/chat") is True
+    eventually(lambda: len(site.chat.clients) >= tabs, what="all tabs connected")
+    assert len(site.sockets["/chat"]) - before == tabs
+    assert site.chat.broadcast("to every tab ✓") >= tabs
+    site.chat.broadcast(b"\x07\x08")
+    for handle in handles:
+        page.switch_to.window(handle)
+        got = run_js(page, """
+            const a = await window.chat.next();
+            const b = await window.chat.next();
+            window.chat.ws.close();
+            return [a, Array.from(new Uint8Array(b))];
+        """)
+        assert got == ["to every tab ✓", [7, 8]]
+
+
+# -- the demo page (scripts/examples/static, served by scripts/examples/demo_server.py) ----------
+
+
+def load_demo_server() -> Any:
+    spec = importlib.util.spec_from_file_location("demo_server", ROOT / "scripts" / "examples" / "demo_server.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.interop(peer="Chromium (browser WebSocket)", feature="demo chat page: a round of messages between two tabs")
+def test_demo_page(driver: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    demo = load_demo_server()
+    server, chat = demo.build("127.0.0.1:0")
+    server.serve()
+    try:
+        url = f"http://127.0.0.1:{server.port}/"
+        driver.switch_to.window(driver.window_handles[0])
+        driver.get(url)
+        first = driver.current_window_handle
+        driver.switch_to.new_window("tab")
+        driver.get(url)
+        second = driver.current_window_handle
+
+        def connected() -> bool:
+            return "connected to" in driver.find_element(By.ID, "status").text
+
+        for handle in (first, second):
+            driver.switch_to.window(handle)
+            eventually(connected, what="the demo page to connect")
+        eventually(lambda: len(chat.clients) == 2, what="both tabs on /chat")
+
+        def say(handle: str, name: str, text: str) -> None:
+            driver.switch_to.window(handle)
+            name_input = driver.find_element(By.ID, "name")
+            name_input.clear()
+            name_input.send_keys(name)
+            driver.find_element(By.ID, "text").send_keys(text)
+            driver.find_element(By.ID, "send").click()
+
+        say(first, "alice", "hello from tab one")
+        say(second, "bob", "hi alice, tab two here")
+        expected = ["alice: hello from tab one", "bob: hi alice, tab two here"]
+        for handle in (first, second):
+            driver.switch_to.window(handle)
+            lines = eventually(
+                lambda: [li.text for li in driver.find_elements(By.CSS_SELECTOR, "#log li")] if len(
+                    driver.find_elements(By.CSS_SELECTOR, "#log li")) >= 2 else None,
+                what="both messages on the page",
+            )
+            assert lines == expected
+        shot = tmp_path / "demo.png"
+        assert driver.save_screenshot(str(shot))
+        data = shot.read_bytes()
+        assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 5000
+        body = driver.find_element(By.TAG_NAME, "body").text
+        assert "ws demo chat" in body and "bob: hi alice, tab two here" in body
+        driver.close()
+        driver.switch_to.window(first)
+    finally:
+        server.close()
