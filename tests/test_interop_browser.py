@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024
 
 
-def browser_test(feature: str) -> Any:
-    return pytest.mark.interop(peer="Chromium (browser WebSocket)", feature=feature)
+def browser_test(*features: str) -> Any:
+    return pytest.mark.interop("Chromium", *features)
 
 
 def eventually(check: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:
@@ -148,7 +148,7 @@ return result;
 
 
 @pytest.mark.parametrize("path", ["/echo", "/deflate"], ids=["plain", "deflate"])
-@browser_test("echo text/binary (arraybuffer), 1 MiB, subprotocol, permessage-deflate")
+@browser_test("echo", "large", "subprotocol", "deflate")
 def test_echo_subprotocol_and_deflate(page: Any, site: Site, path: str) -> None:
     before = len(site.of(path, "message"))
     result = run_js(page, ECHO_SCRIPT, f"{site.ws_url}{path}", MiB)
@@ -170,7 +170,7 @@ def test_echo_subprotocol_and_deflate(page: Any, site: Site, path: str) -> None:
     assert eventually(lambda: site.of(path, "close"))[-1] == (1000, "")
 
 
-@browser_test("no acceptable subprotocol: the server answers without one, Chromium fails the connection")
+@browser_test("no-subprotocol")
 def test_no_acceptable_subprotocol(page: Any, site: Site) -> None:
     # RFC 6455 lets a server pick none of the offered subprotocols, but
     # Chromium then fails the connection ("Sent non-empty
@@ -185,7 +185,7 @@ def test_no_acceptable_subprotocol(page: Any, site: Site) -> None:
     assert result["close"]["code"] == 1006
 
 
-@browser_test("close codes and reasons both ways")
+@browser_test("close")
 def test_close_codes_both_ways(page: Any, site: Site) -> None:
     result = run_js(page, """
         const s = harness.open(args[0]);
@@ -205,7 +205,7 @@ def test_close_codes_both_ways(page: Any, site: Site) -> None:
     assert sorted(closes[-2:]) == [(4000, "browser bye ✓"), (4001, "server bye ✓")]
 
 
-@browser_test("verify_client rejection seen by the browser (error, close 1006)")
+@browser_test("refusal")
 def test_verify_client_rejection(page: Any, site: Site) -> None:
     opened_before = len(site.of("/private", "open"))
     result = run_js(page, """
@@ -221,7 +221,7 @@ def test_verify_client_rejection(page: Any, site: Site) -> None:
     assert len(site.of("/private", "open")) == opened_before
 
 
-@browser_test("broadcast to several tabs")
+@browser_test("broadcast")
 def test_broadcast_to_tabs(page: Any, site: Site) -> None:
     tabs = 3
     join = """
@@ -263,7 +263,7 @@ def load_demo_server() -> Any:
     return module
 
 
-@pytest.mark.interop(peer="Chromium (browser WebSocket)", feature="demo chat page: a round of messages between two tabs")
+@browser_test("demo")
 def test_demo_page(driver: Any, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
 

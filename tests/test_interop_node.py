@@ -31,14 +31,6 @@ def _node() -> None:
     require_node_ws()
 
 
-def node_server_test(peer: str, feature: str) -> Any:
-    return pytest.mark.interop(peer=f"Node ws server ({peer})", feature=feature)
-
-
-def node_client_test(peer: str, feature: str) -> Any:
-    return pytest.mark.interop(peer=f"Node ws client ({peer})", feature=feature)
-
-
 async def connect(port: int, path: str = "/", protocols: Any = None, **options: Any) -> tuple[WebSocket, Recorder]:
     sock = WebSocket(f"ws://127.0.0.1:{port}{path}", protocols, **options)
     rec = Recorder(sock, "open", "message", "ping", "pong", "close", "error", "unexpected-response")
@@ -49,7 +41,7 @@ async def connect(port: int, path: str = "/", protocols: Any = None, **options: 
 
 
 @DEFLATE
-@pytest.mark.interop(peer="Node ws server", feature="echo text/binary, 16 MiB, subprotocol, permessage-deflate")
+@pytest.mark.interop("Node ws server", "echo", "large", "subprotocol", "deflate")
 def test_client_echo_big_and_negotiation(deflate: bool) -> None:
     async def main() -> None:
         node, port = await NodePeer.server({"echo": True, "perMessageDeflate": deflate, "prefer": "chat.v2"})
@@ -80,7 +72,7 @@ def test_client_echo_big_and_negotiation(deflate: bool) -> None:
 
 
 @DEFLATE
-@pytest.mark.interop(peer="Node ws server", feature="fragmented messages (Node sends fin:false), 16 MiB from Node")
+@pytest.mark.interop("Node ws server", "fragments", "large", "deflate")
 def test_client_receives_fragments_and_big(deflate: bool) -> None:
     async def main() -> None:
         node, port = await NodePeer.server({"perMessageDeflate": deflate})
@@ -102,7 +94,7 @@ def test_client_receives_fragments_and_big(deflate: bool) -> None:
     run(main, TIMEOUT + 30)
 
 
-@pytest.mark.interop(peer="Node ws server", feature="ping/pong both ways")
+@pytest.mark.interop("Node ws server", "ping")
 def test_client_ping_pong() -> None:
     async def main() -> None:
         node, port = await NodePeer.server({})
@@ -122,7 +114,7 @@ def test_client_ping_pong() -> None:
     run(main)
 
 
-@pytest.mark.interop(peer="Node ws server", feature="close codes and reasons both ways")
+@pytest.mark.interop("Node ws server", "close")
 def test_client_close_codes_both_ways() -> None:
     async def main() -> None:
         node, port = await NodePeer.server({})
@@ -146,7 +138,7 @@ def test_client_close_codes_both_ways() -> None:
     run(main)
 
 
-@pytest.mark.interop(peer="Node ws server", feature="verifyClient rejection seen by our client")
+@pytest.mark.interop("Node ws server", "refusal")
 def test_client_sees_node_verify_client_rejection() -> None:
     async def main() -> None:
         node, port = await NodePeer.server({})
@@ -194,7 +186,7 @@ async def our_server(deflate: bool = False, reject: bool = False) -> tuple[Serve
 
 
 @DEFLATE
-@pytest.mark.interop(peer="Node ws client", feature="echo text/binary, 16 MiB, subprotocol, permessage-deflate")
+@pytest.mark.interop("Node ws client", "echo", "large", "subprotocol", "deflate")
 def test_node_client_echo_big_and_negotiation(deflate: bool) -> None:
     async def main() -> None:
         server, sockets, recorders = await our_server(deflate)
@@ -224,7 +216,7 @@ def test_node_client_echo_big_and_negotiation(deflate: bool) -> None:
 
 
 @DEFLATE
-@pytest.mark.interop(peer="Node ws client", feature="fragmented messages (Node sends fin:false)")
+@pytest.mark.interop("Node ws client", "fragments", "deflate")
 def test_node_client_fragments(deflate: bool) -> None:
     async def main() -> None:
         server, sockets, recorders = await our_server(deflate)
@@ -248,7 +240,7 @@ def test_node_client_fragments(deflate: bool) -> None:
     run(main)
 
 
-@pytest.mark.interop(peer="Node ws client", feature="ping/pong both ways")
+@pytest.mark.interop("Node ws client", "ping")
 def test_node_client_ping_pong() -> None:
     async def main() -> None:
         server, sockets, recorders = await our_server()
@@ -270,7 +262,7 @@ def test_node_client_ping_pong() -> None:
     run(main)
 
 
-@pytest.mark.interop(peer="Node ws client", feature="close codes and reasons both ways")
+@pytest.mark.interop("Node ws client", "close")
 def test_node_client_close_codes_both_ways() -> None:
     async def main() -> None:
         server, sockets, recorders = await our_server()
@@ -296,7 +288,7 @@ def test_node_client_close_codes_both_ways() -> None:
     run(main)
 
 
-@pytest.mark.interop(peer="Node ws client", feature="verify_client rejection seen by Node")
+@pytest.mark.interop("Node ws client", "refusal")
 def test_node_client_sees_verify_client_rejection() -> None:
     async def main() -> None:
         server, sockets, recorders = await our_server(reject=True)

@@ -30,8 +30,9 @@ IMPLS = pytest.mark.parametrize("impl", ["asyncio", "sync"])
 DEFLATE = pytest.mark.parametrize("deflate", [False, True], ids=["plain", "deflate"])
 
 
-def interop(side: str, feature: str) -> Any:
-    return pytest.mark.interop(peer=f"websockets {{impl}} {side}", feature=feature)
+def interop(side: str, *features: str) -> Any:
+    """The ``{impl}`` in the peer name is filled from the test's parameters (see interop_matrix)."""
+    return pytest.mark.interop(f"websockets {{impl}} {side}", *features)
 
 
 class Conn:
@@ -190,7 +191,7 @@ async def connect(port: int, path: str, protocols: Any = None, **options: Any) -
 
 @IMPLS
 @DEFLATE
-@interop("server", "echo text/binary, 16 MiB, subprotocol, permessage-deflate")
+@interop("server", "echo", "large", "subprotocol", "deflate")
 def test_client_echo_big_and_negotiation(impl: str, deflate: bool) -> None:
     async def main() -> None:
         async with WebsocketsServer(impl, deflate) as server:
@@ -215,7 +216,7 @@ def test_client_echo_big_and_negotiation(impl: str, deflate: bool) -> None:
 
 @IMPLS
 @DEFLATE
-@interop("server", "fragmented messages (websockets sends an iterable), 16 MiB from websockets")
+@interop("server", "fragments", "large", "deflate")
 def test_client_receives_fragments(impl: str, deflate: bool) -> None:
     async def main() -> None:
         async with WebsocketsServer(impl, deflate) as server:
@@ -231,7 +232,7 @@ def test_client_receives_fragments(impl: str, deflate: bool) -> None:
 
 
 @IMPLS
-@interop("server", "ping/pong both ways")
+@interop("server", "ping")
 def test_client_ping_pong(impl: str) -> None:
     async def main() -> None:
         async with WebsocketsServer(impl, False) as server:
@@ -248,7 +249,7 @@ def test_client_ping_pong(impl: str) -> None:
 
 
 @IMPLS
-@interop("server", "close codes and reasons both ways")
+@interop("server", "close")
 def test_client_close_codes_both_ways(impl: str) -> None:
     async def main() -> None:
         async with WebsocketsServer(impl, False) as server:
@@ -269,7 +270,7 @@ def test_client_close_codes_both_ways(impl: str) -> None:
 
 
 @IMPLS
-@interop("server", "handshake refusal (process_request) seen by our client")
+@interop("server", "refusal")
 def test_client_sees_refusal(impl: str) -> None:
     async def main() -> None:
         async with WebsocketsServer(impl, False) as server:
@@ -327,7 +328,7 @@ async def as_client(impl: str, url: str, scenario: Callable[[Conn], Any], **opti
 
 @IMPLS
 @DEFLATE
-@interop("client", "echo text/binary, 16 MiB, subprotocol, permessage-deflate")
+@interop("client", "echo", "large", "subprotocol", "deflate")
 def test_websockets_client_echo_big_and_negotiation(impl: str, deflate: bool) -> None:
     async def main() -> None:
         server, sockets, recorders = await our_server(deflate)
@@ -358,7 +359,7 @@ def test_websockets_client_echo_big_and_negotiation(impl: str, deflate: bool) ->
 
 @IMPLS
 @DEFLATE
-@interop("client", "fragmented messages (websockets sends an iterable)")
+@interop("client", "fragments", "deflate")
 def test_websockets_client_fragments(impl: str, deflate: bool) -> None:
     async def main() -> None:
         server, sockets, recorders = await our_server(deflate)
@@ -382,7 +383,7 @@ def test_websockets_client_fragments(impl: str, deflate: bool) -> None:
 
 
 @IMPLS
-@interop("client", "ping/pong both ways")
+@interop("client", "ping")
 def test_websockets_client_ping_pong(impl: str) -> None:
     async def main() -> None:
         server, sockets, recorders = await our_server()
@@ -412,7 +413,7 @@ def test_websockets_client_ping_pong(impl: str) -> None:
 
 
 @IMPLS
-@interop("client", "close codes and reasons both ways")
+@interop("client", "close")
 def test_websockets_client_close_codes_both_ways(impl: str) -> None:
     async def main() -> None:
         server, sockets, recorders = await our_server()
@@ -439,7 +440,7 @@ def test_websockets_client_close_codes_both_ways(impl: str) -> None:
 
 
 @IMPLS
-@interop("client", "verify_client rejection seen by websockets")
+@interop("client", "refusal")
 def test_websockets_client_sees_verify_client_rejection(impl: str) -> None:
     async def main() -> None:
         server, sockets, recorders = await our_server()

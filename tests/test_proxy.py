@@ -15,6 +15,7 @@ from .fixtures.connect_proxy import ConnectProxy
 from .fixtures.tls import TestPKI
 
 pki = TestPKI()
+OURS = "ws client ↔ ws server"  # the column of the interop matrix (tests/fixtures/interop_matrix.py)
 
 
 async def echo_server(**options: Any) -> Server:
@@ -58,6 +59,7 @@ def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     return monkeypatch
 
 
+@pytest.mark.interop(OURS, "proxy")
 def test_explicit_proxy_tunnels_ws(no_proxy_env: Any) -> None:
     async def main() -> None:
         server = await echo_server()
@@ -72,6 +74,7 @@ def test_explicit_proxy_tunnels_ws(no_proxy_env: Any) -> None:
     run(main)
 
 
+@pytest.mark.interop(OURS, "proxy", "tls")
 def test_wss_through_proxy_verifies_the_target_certificate(no_proxy_env: Any) -> None:
     async def main() -> None:
         server = await echo_server(ssl=pki.server_context())
@@ -89,6 +92,7 @@ def test_wss_through_proxy_verifies_the_target_certificate(no_proxy_env: Any) ->
     run(main)
 
 
+@pytest.mark.interop(OURS, "proxy-auth")
 def test_basic_proxy_auth(no_proxy_env: Any) -> None:
     async def main() -> None:
         server = await echo_server()
@@ -107,6 +111,7 @@ def test_basic_proxy_auth(no_proxy_env: Any) -> None:
     run(main)
 
 
+@pytest.mark.interop(OURS, "proxy-env")
 def test_environment_proxies(no_proxy_env: pytest.MonkeyPatch) -> None:
     async def main() -> None:
         plain = await echo_server()
@@ -137,6 +142,7 @@ def test_environment_proxies(no_proxy_env: pytest.MonkeyPatch) -> None:
     run(main)
 
 
+@pytest.mark.interop(OURS, "proxy-env")
 def test_unreachable_proxy_and_bad_env(no_proxy_env: pytest.MonkeyPatch) -> None:
     async def main() -> None:
         async with ConnectProxy() as proxy:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from ws import HandshakeError, WebSocket
 from ws.http import Server
 
 from .conftest import Recorder, run
+
+OURS = "ws client ↔ ws server"  # the column of the interop matrix (tests/fixtures/interop_matrix.py)
 
 
 async def redirecting_server() -> tuple[Server, list[tuple[str, dict[str, str]]]]:
@@ -42,6 +46,7 @@ async def redirecting_server() -> tuple[Server, list[tuple[str, dict[str, str]]]
     return server, seen
 
 
+@pytest.mark.interop(OURS, "redirects")
 def test_redirects_are_off_by_default() -> None:
     async def main() -> None:
         server, seen = await redirecting_server()
@@ -61,6 +66,7 @@ def test_redirects_are_off_by_default() -> None:
     run(main)
 
 
+@pytest.mark.interop(OURS, "redirects")
 def test_follow_a_relative_redirect() -> None:
     async def main() -> None:
         server, seen = await redirecting_server()
@@ -85,6 +91,7 @@ def test_follow_a_relative_redirect() -> None:
     run(main)
 
 
+@pytest.mark.interop(OURS, "redirects")
 def test_credentials_dropped_on_another_host_and_listener_edits_headers() -> None:
     async def main() -> None:
         server, seen = await redirecting_server()
@@ -113,6 +120,7 @@ def test_credentials_dropped_on_another_host_and_listener_edits_headers() -> Non
     run(main)
 
 
+@pytest.mark.interop(OURS, "redirects")
 def test_too_many_redirects() -> None:
     async def main() -> None:
         server, seen = await redirecting_server()
@@ -131,6 +139,7 @@ def test_too_many_redirects() -> None:
     run(main)
 
 
+@pytest.mark.interop(OURS, "redirects")
 def test_close_from_the_redirect_listener_stops() -> None:
     async def main() -> None:
         server, seen = await redirecting_server()

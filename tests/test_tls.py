@@ -15,6 +15,7 @@ from .conftest import Recorder, run
 from .fixtures.tls import TestPKI, expired
 
 pki = TestPKI()
+OURS = "ws client ↔ ws server"  # the column of the interop matrix (tests/fixtures/interop_matrix.py)
 
 
 async def tls_server(server_ssl: ssl.SSLContext, seen: list[Any] | None = None) -> Server:
@@ -43,6 +44,7 @@ async def https_get(port: int, path: str, context: ssl.SSLContext, host: str = "
     return data
 
 
+@pytest.mark.interop(OURS, "tls")
 def test_https_and_wss_on_one_port() -> None:
     async def main() -> None:
         seen: list[Any] = []
@@ -105,6 +107,7 @@ async def failed_connect(url: str, **options: Any) -> str:
         ("expired", ("localhost",), expired(), "localhost", "certificate has expired"),
     ],
 )
+@pytest.mark.interop(OURS, "tls-errors")
 def test_bad_certificates_say_which_check_failed(case: str, names: tuple, cert_options: dict, url_host: str, expected: str) -> None:
     async def main() -> None:
         server = await tls_server(pki.server_context(*names, **cert_options))
