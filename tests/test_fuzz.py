@@ -31,7 +31,7 @@ from ws import WebSocket, WebSocketServer, http
 
 from .test_limits import assert_serves, frame
 
-EXAMPLES = int(os.environ.get("WS_FUZZ_EXAMPLES", "400"))
+EXAMPLES = int(os.environ.get("WS_FUZZ_EXAMPLES", "600"))
 IO_TIMEOUT = 5.0
 
 FUZZ = settings(
