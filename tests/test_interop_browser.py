@@ -86,6 +86,7 @@ class Site:
 
             sock.on("message", on_message)
             sock.on("close", lambda code, reason: self.log.append((path, "close", (code, reason))))
+            sock.on("pong", lambda data: self.log.append((path, "pong", data)))
 
         return on_connection
 
@@ -183,6 +184,18 @@ def test_no_acceptable_subprotocol(page: Any, site: Site) -> None:
     """, f"{site.ws_url}/echo")
     assert result["opened"] is False and result["events"] == ["error", "close"]
     assert result["close"]["code"] == 1006
+
+
+@browser_test("ping")
+def test_browser_answers_our_ping(page: Any, site: Site) -> None:
+    # Browsers cannot send pings; they must answer ours.
+    count = len(site.sockets.get("/echo", []))
+    assert run_js(page, "window.s = harness.open(args[0]); return await window.s.opened;", f"{site.ws_url}/echo") is True
+    sock = eventually(lambda: site.sockets["/echo"][count] if len(site.sockets.get("/echo", [])) > count else None)
+    sock.ping(b"are you there")
+    assert eventually(lambda: [p for p in site.of("/echo", "pong") if p == b"are you there"], what="the browser's pong")
+    result = run_js(page, "window.s.ws.send('still open'); const m = await window.s.next(); window.s.ws.close(); return m;")
+    assert result == "still open"
 
 
 @browser_test("close")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,10 +21,12 @@ from ws.http import Server
 
 from .conftest import Recorder, run
 from .fixtures.node_peer import NodePeer, pattern, require_node_ws
+from .fixtures.tls import TestPKI
 
 BIG = 16 * 1024 * 1024
 DEFLATE = pytest.mark.parametrize("deflate", [False, True], ids=["plain", "deflate"])
 TIMEOUT = 60  # a loaded CI machine moving 16 MiB through deflate twice
+pki = TestPKI()
 
 
 @pytest.fixture(autouse=True)
@@ -299,6 +302,65 @@ def test_node_client_sees_verify_client_rejection() -> None:
                 assert refused["headers"]["x-refused-by"] == "ws-python"
                 assert refused["body"] == "Refused by Python\n"
                 assert not node.of("open") and sockets == []
+        finally:
+            await server.close_async()
+
+    run(main)
+
+
+# -- TLS (wss://) both ways --------------------------------------------------------------
+
+
+@pytest.mark.interop("Node ws server", "wss")
+def test_client_wss_to_node_server(tmp_path: Path) -> None:
+    async def main() -> None:
+        cert, key = pki.server_files(tmp_path, "localhost")
+        node, port = await NodePeer.server({"echo": True, "tls": {"cert": cert, "key": key}})
+        async with node:
+            sock = WebSocket(f"wss://localhost:{port}/", ssl=pki.client_context())
+            rec = Recorder(sock, "open", "message", "close", "error")
+            await rec.wait("open", timeout=20)
+            sock.send("over tls")
+            assert (await rec.wait("message", timeout=20))[0][0].data == "over tls"
+            sock.close()
+            await rec.wait("close", timeout=20)
+            # The system store does not know the test CA.
+            sock = WebSocket(f"wss://localhost:{port}/")
+            rec = Recorder(sock, "open", "close", "error")
+            await rec.wait("close", timeout=20)
+            (error,), = rec.args("error")
+            assert rec.count("open") == 0
+            assert "TLS certificate verification failed" in str(error) and "local issuer" in str(error)
+            assert len(node.of("open")) == 1
+
+    run(main)
+
+
+@pytest.mark.interop("Node ws client", "wss")
+def test_node_client_wss_to_our_server(tmp_path: Path) -> None:
+    async def main() -> None:
+        server = Server("127.0.0.1:0", ssl=pki.server_context("localhost"))
+        sockets: list[WebSocket] = []
+
+        def on_connection(sock: WebSocket, request: Any) -> None:
+            sockets.append(sock)
+            sock.on("message", lambda event: sock.send(event.data))
+
+        server.ws("/echo", on_connection)
+        await server.serve()
+        try:
+            url = f"wss://localhost:{server.port}/echo"
+            async with await NodePeer.client(url, {"ca": pki.ca_file(tmp_path / "ca.pem")}) as node:
+                await node.wait("open")
+                node.command("send", id=1, text="over tls")
+                assert (await node.wait("message"))["text"] == "over tls"
+                node.command("close", id=1, code=1000)
+                await node.wait("close")
+            async with await NodePeer.client(url) as node:  # Node's own CA list only
+                error = await node.wait("error")
+                assert error["code"] in ("UNABLE_TO_VERIFY_LEAF_SIGNATURE", "SELF_SIGNED_CERT_IN_CHAIN", "UNABLE_TO_GET_ISSUER_CERT_LOCALLY")
+                assert not node.of("open")
+            assert len(sockets) == 1
         finally:
             await server.close_async()
 

@@ -8,6 +8,7 @@ one in a thread (blocking calls inside that thread's own loop are fine).
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from typing import Any, Callable
 
@@ -23,11 +24,13 @@ from ws.http import Server
 
 from .conftest import Recorder, run
 from .fixtures.node_peer import pattern
+from .fixtures.tls import TestPKI
 
 BIG = 16 * 1024 * 1024
 TIMEOUT = 60
 IMPLS = pytest.mark.parametrize("impl", ["asyncio", "sync"])
 DEFLATE = pytest.mark.parametrize("deflate", [False, True], ids=["plain", "deflate"])
+pki = TestPKI()
 
 
 def interop(side: str, *features: str) -> Any:
@@ -136,12 +139,12 @@ def refuse(connection: Any, request: Any) -> Any:
 class WebsocketsServer:
     """A websockets server (asyncio on this loop, or sync in a thread) running :func:`handle`."""
 
-    def __init__(self, impl: str, deflate: bool) -> None:
+    def __init__(self, impl: str, deflate: bool, ssl: Any = None) -> None:
         self.impl = impl
         self.log: Log = []
         self.options: dict[str, Any] = dict(
             select_subprotocol=prefer_v2, compression="deflate" if deflate else None,
-            max_size=None, process_request=refuse, ping_interval=None,
+            max_size=None, process_request=refuse, ping_interval=None, ssl=ssl,
         )
         self.port = 0
         self._server: Any = None
@@ -290,9 +293,9 @@ def test_client_sees_refusal(impl: str) -> None:
 # -- websockets client -> our server -------------------------------------------------------
 
 
-async def our_server(deflate: bool = False) -> tuple[Server, list[WebSocket], list[Recorder]]:
+async def our_server(deflate: bool = False, ssl: Any = None) -> tuple[Server, list[WebSocket], list[Recorder]]:
     """Echo on ``/echo`` ("close me" closes with 4004); ``verify_client`` refuses requests with ``X-Reject``."""
-    server = Server("127.0.0.1:0")
+    server = Server("127.0.0.1:0", ssl=ssl)
     sockets: list[WebSocket] = []
     recorders: list[Recorder] = []
 
@@ -456,6 +459,54 @@ def test_websockets_client_sees_verify_client_rejection(impl: str) -> None:
             assert response.headers["X-Refused-By"] == "ws-python"
             assert response.body == b"Refused by Python ws\n"
             assert sockets == []
+        finally:
+            await server.close_async()
+
+    run(main)
+
+
+# -- TLS (wss://) both ways --------------------------------------------------------------
+
+
+@IMPLS
+@interop("server", "wss")
+def test_client_wss_to_websockets_server(impl: str) -> None:
+    async def main() -> None:
+        async with WebsocketsServer(impl, False, ssl=pki.server_context("localhost")) as server:
+            sock = WebSocket(f"wss://localhost:{server.port}/echo", ssl=pki.client_context())
+            rec = Recorder(sock, "open", "message", "close", "error")
+            await rec.wait("open", timeout=20)
+            sock.send("over tls")
+            assert (await rec.wait("message", timeout=20))[0][0].data == "over tls"
+            sock.close()
+            await rec.wait("close", timeout=20)
+            sock = WebSocket(f"wss://localhost:{server.port}/echo")  # system store only
+            rec = Recorder(sock, "open", "close", "error")
+            await rec.wait("close", timeout=20)
+            (error,), = rec.args("error")
+            assert rec.count("open") == 0 and "TLS certificate verification failed" in str(error)
+
+    run(main)
+
+
+@IMPLS
+@interop("client", "wss")
+def test_websockets_client_wss_to_our_server(impl: str) -> None:
+    async def main() -> None:
+        server, sockets, recorders = await our_server(ssl=pki.server_context("localhost"))
+
+        async def scenario(conn: Conn) -> Any:
+            await conn.send("over tls")
+            reply = await conn.recv()
+            await conn.close()
+            return reply
+
+        try:
+            url = f"wss://localhost:{server.port}/echo"
+            assert await as_client(impl, url, scenario, ssl=pki.client_context()) == "over tls"
+            with pytest.raises(ssl.SSLCertVerificationError):
+                await as_client(impl, url, scenario)
+            assert len(sockets) == 1
         finally:
             await server.close_async()
 
