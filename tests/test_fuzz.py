@@ -6,7 +6,8 @@ that records every traceback logged by ``ws`` or ``websockets`` (our
 "internal error" paths).  Hypothesis drives blocking sockets at it.  After
 the examples: nothing was recorded, no connection or task is left, and a
 normal client is still served.  Examples are bounded and derandomized so CI
-is fast and repeatable; ``WS_FUZZ_EXAMPLES=N`` runs more.
+is fast and repeatable; ``WS_FUZZ_EXAMPLES=N`` runs more and
+``WS_FUZZ_RANDOM=1`` draws new examples on every run.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ IO_TIMEOUT = 5.0
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
-    derandomize=True,
+    derandomize=not os.environ.get("WS_FUZZ_RANDOM"),
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
