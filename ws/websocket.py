@@ -105,7 +105,8 @@ class WebSocket(IterationMixin, EventEmitter):
 
     As a client: ``WebSocket(url, protocols=None, **options)`` connects in the
     background and emits ``'open'``, ``'message'``, ``'close'``, ``'error'``,
-    ``'ping'``, ``'pong'``, ``'unexpected-response'``, ``'drain'``.  On the
+    ``'ping'``, ``'pong'``, ``'unexpected-response'``, ``'drain'``,
+    ``'redirect'`` ``(url, headers)`` (with ``follow_redirects``).  On the
     server side ``WebSocketServer`` creates them and hands them to
     ``'connection'`` listeners.
 
@@ -114,7 +115,8 @@ class WebSocket(IterationMixin, EventEmitter):
     ``per_message_deflate``, ``ping_interval``, ``ping_timeout``,
     ``close_timeout``, ``ssl``, ``proxy``, ``follow_redirects``,
     ``max_redirects``, ``high_water_mark``, ``low_water_mark``,
-    ``max_buffered_amount`` (see docs/reliability.md for every limit).
+    ``max_buffered_amount`` (see docs/reliability.md for every limit;
+    docs/interop.md for ``ssl``, ``proxy`` and redirects).
     """
 
     CONNECTING = CONNECTING
