@@ -1,0 +1,22 @@
+"""``ws.http``: a small embedded HTTP/1.1 server (h11) that WebSockets can share.
+
+    from ws import http
+
+    server = http.Server("127.0.0.1:3000")
+
+    @server.get("/hello")
+    def hello(ctx):
+        ctx.text(http.status.OK, "hi")
+
+    server.serve()
+
+See ``docs/http.md`` for the full reference.
+"""
+
+from __future__ import annotations
+
+from . import status
+from .context import Context
+from .server import Server
+
+__all__ = ["Server", "Context", "status"]
