@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import ssl
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect as async_connect
@@ -24,7 +25,7 @@ from ws.http import Server
 
 from .conftest import Recorder, run
 from .fixtures.node_peer import pattern
-from .fixtures.tls import TestPKI
+from .fixtures.tls import TestPKI, check_wss_peer
 
 BIG = 16 * 1024 * 1024
 TIMEOUT = 60
@@ -142,7 +143,7 @@ class WebsocketsServer:
     def __init__(self, impl: str, deflate: bool, ssl: Any = None) -> None:
         self.impl = impl
         self.log: Log = []
-        self.options: dict[str, Any] = dict(
+        self.options: dict[str, Any] = dict(  # noqa: C408 - keyword form reads as options
             select_subprotocol=prefer_v2, compression="deflate" if deflate else None,
             max_size=None, process_request=refuse, ping_interval=None, ssl=ssl,
         )
@@ -150,7 +151,7 @@ class WebsocketsServer:
         self._server: Any = None
         self._thread: threading.Thread | None = None
 
-    async def __aenter__(self) -> "WebsocketsServer":
+    async def __aenter__(self) -> WebsocketsServer:
         if self.impl == "asyncio":
             async def handler(conn: Any) -> None:
                 await handle(Conn(conn, False), conn.request.path, self.log)
@@ -167,7 +168,7 @@ class WebsocketsServer:
             self._thread.start()
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         if self.impl == "asyncio":
             self._server.close()
             await asyncio.wait_for(self._server.wait_closed(), 20)
@@ -277,7 +278,7 @@ def test_client_close_codes_both_ways(impl: str) -> None:
 def test_client_sees_refusal(impl: str) -> None:
     async def main() -> None:
         async with WebsocketsServer(impl, False) as server:
-            sock, rec = await connect(server.port, "/echo", headers={"X-Reject": "1"})
+            _, rec = await connect(server.port, "/echo", headers={"X-Reject": "1"})
             await rec.wait("close", timeout=20)
             assert rec.count("open") == 0
             (status, headers, body), = rec.args("unexpected-response")
@@ -365,7 +366,7 @@ def test_websockets_client_echo_big_and_negotiation(impl: str, deflate: bool) ->
 @interop("client", "fragments", "deflate")
 def test_websockets_client_fragments(impl: str, deflate: bool) -> None:
     async def main() -> None:
-        server, sockets, recorders = await our_server(deflate)
+        server, _, recorders = await our_server(deflate)
 
         async def scenario(conn: Conn) -> list[Any]:
             await conn.send(["a" * 1000, "b", "✓"])
@@ -419,7 +420,7 @@ def test_websockets_client_ping_pong(impl: str) -> None:
 @interop("client", "close")
 def test_websockets_client_close_codes_both_ways(impl: str) -> None:
     async def main() -> None:
-        server, sockets, recorders = await our_server()
+        server, _, recorders = await our_server()
         url = f"ws://127.0.0.1:{server.port}/echo"
 
         async def client_closes(conn: Conn) -> Any:
@@ -446,7 +447,7 @@ def test_websockets_client_close_codes_both_ways(impl: str) -> None:
 @interop("client", "refusal")
 def test_websockets_client_sees_verify_client_rejection(impl: str) -> None:
     async def main() -> None:
-        server, sockets, recorders = await our_server()
+        server, sockets, _ = await our_server()
 
         async def never(conn: Conn) -> None:  # pragma: no cover - the handshake fails
             raise AssertionError("opened")
@@ -473,18 +474,7 @@ def test_websockets_client_sees_verify_client_rejection(impl: str) -> None:
 def test_client_wss_to_websockets_server(impl: str) -> None:
     async def main() -> None:
         async with WebsocketsServer(impl, False, ssl=pki.server_context("localhost")) as server:
-            sock = WebSocket(f"wss://localhost:{server.port}/echo", ssl=pki.client_context())
-            rec = Recorder(sock, "open", "message", "close", "error")
-            await rec.wait("open", timeout=20)
-            sock.send("over tls")
-            assert (await rec.wait("message", timeout=20))[0][0].data == "over tls"
-            sock.close()
-            await rec.wait("close", timeout=20)
-            sock = WebSocket(f"wss://localhost:{server.port}/echo")  # system store only
-            rec = Recorder(sock, "open", "close", "error")
-            await rec.wait("close", timeout=20)
-            (error,), = rec.args("error")
-            assert rec.count("open") == 0 and "TLS certificate verification failed" in str(error)
+            await check_wss_peer(f"wss://localhost:{server.port}/echo", pki.client_context())
 
     run(main)
 
@@ -493,7 +483,7 @@ def test_client_wss_to_websockets_server(impl: str) -> None:
 @interop("client", "wss")
 def test_websockets_client_wss_to_our_server(impl: str) -> None:
     async def main() -> None:
-        server, sockets, recorders = await our_server(ssl=pki.server_context("localhost"))
+        server, sockets, _ = await our_server(ssl=pki.server_context("localhost"))
 
         async def scenario(conn: Conn) -> Any:
             await conn.send("over tls")

@@ -16,10 +16,11 @@ import base64
 import ipaddress
 import os
 import socket
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["ProxyURL", "ProxyError", "parse_proxy", "proxy_for", "open_tunnel"]
+__all__ = ["ProxyError", "ProxyURL", "open_tunnel", "parse_proxy", "proxy_for"]
 
 #: The most we read of a proxy's answer to CONNECT before giving up on it.
 MAX_RESPONSE_HEAD = 16 * 1024
@@ -39,7 +40,7 @@ class ProxyError(OSError):
 class ProxyURL:
     """A parsed ``http://[user:pass@]host:port`` proxy address."""
 
-    __slots__ = ("host", "port", "username", "password")
+    __slots__ = ("host", "password", "port", "username")
 
     def __init__(self, host: str, port: int, username: str | None = None, password: str | None = None) -> None:
         self.host = host
@@ -124,8 +125,7 @@ def bypasses(host: str, port: int, no_proxy: str) -> bool:
                 pass
             continue
         name = name.lstrip("*").rstrip(".")
-        if name.startswith("."):
-            name = name[1:]
+        name = name.removeprefix(".")
         if host == name or host.endswith("." + name):
             return True
     return False
