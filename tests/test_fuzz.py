@@ -13,6 +13,8 @@ is fast and repeatable; ``WS_FUZZ_EXAMPLES=N`` runs more and
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import logging
 import os
 import socket
@@ -32,6 +34,7 @@ from ws import WebSocket, WebSocketServer, http
 
 from .test_limits import assert_serves, frame
 
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 EXAMPLES = int(os.environ.get("WS_FUZZ_EXAMPLES", "600"))
 IO_TIMEOUT = 5.0
 
@@ -85,7 +88,26 @@ class LiveServer:
             sock.on("message", lambda event: sock.send(event.data))
 
         self.wss.on("connection", on_connection)
+        # A hostile server for our client: a valid 101, then whatever it is told.
+        self.evil_reply = b""
+        self.evil = await asyncio.start_server(self._evil, "127.0.0.1", 0)
         return len(asyncio.all_tasks())
+
+    async def _evil(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), IO_TIMEOUT)
+            key = next(
+                line.split(b":", 1)[1].strip() for line in head.split(b"\r\n") if line.lower().startswith(b"sec-websocket-key:")
+            )
+            writer.write(self.evil_reply.replace(b"{accept}", base64.b64encode(hashlib.sha1(key + _GUID).digest())))
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError):
+            pass
+        finally:
+            writer.close()
+
+    @property
+    def evil_port(self) -> int:
+        return self.evil.sockets[0].getsockname()[1]
 
     @property
     def port(self) -> int:
@@ -106,6 +128,7 @@ class LiveServer:
             self.wss.close()
             await asyncio.wait_for(self.wss.wait_closed(), 10)
             await asyncio.wait_for(self.server.close_async(), 10)
+            self.evil.close()
 
         try:
             self.call(close())
@@ -251,6 +274,48 @@ def test_random_frames_after_a_valid_handshake(live: LiveServer) -> None:
 
     check()
     assert_healthy(live)
+
+
+def test_a_hostile_server_cannot_break_our_client(live: LiveServer) -> None:
+    """Random frames (and broken 101s) from a server: the client fails cleanly, 'close' once."""
+
+    @settings(FUZZ, max_examples=max(EXAMPLES // 2, 1))
+    @given(
+        data=frame_streams,
+        deflate=st.booleans(),
+        broken_head=st.one_of(st.none(), st.none(), st.none(), st.binary(max_size=40)),
+    )
+    def check(data: bytes, deflate: bool, broken_head: bytes | None) -> None:
+        head = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        head += b"Sec-WebSocket-Accept: {accept}\r\n"
+        if deflate:
+            head += b"Sec-WebSocket-Extensions: permessage-deflate\r\n"
+        if broken_head is not None:
+            head += broken_head + b"\r\n"
+        live.evil_reply = head + b"\r\n" + data
+        live.call(client_survives(f"ws://127.0.0.1:{live.evil_port}/"))
+
+    check()
+    assert_healthy(live)
+
+
+async def client_survives(url: str) -> None:
+    client = WebSocket(url, close_timeout=1.0, handshake_timeout=IO_TIMEOUT)
+    events: list[str] = []
+    closed = asyncio.get_running_loop().create_future()
+
+    def on_close(code: int, reason: str) -> None:
+        events.append("close")
+        if not closed.done():
+            closed.set_result(code)
+
+    client.on("error", lambda exc: events.append("error"))
+    client.on("close", on_close)
+    client.on("message", lambda event: None)
+    await asyncio.wait_for(closed, IO_TIMEOUT + 5)
+    await asyncio.sleep(0)
+    assert events.count("close") == 1 and events[-1] == "close", events
+    assert client.ready_state == WebSocket.CLOSED
 
 
 def assert_healthy(live: LiveServer) -> None:
