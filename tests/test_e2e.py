@@ -130,6 +130,29 @@ def test_signal_closes_clients_with_1001_and_exits_promptly(echo_server: tuple, 
     assert "connected 127.0.0.1" in out
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_closes_a_client_script_with_1001(echo_server: tuple, signum: int) -> None:
+    server, port = echo_server
+    proc = start("idle_client.py", f"ws://127.0.0.1:{port}/ws")
+    try:
+        assert first_line(proc) == "open"
+        time.sleep(0.5)  # past the script's last line: it is only waiting now
+        proc.send_signal(signum)
+        sent = time.monotonic()
+        out, err = proc.communicate(timeout=EXIT_TIMEOUT)
+        assert time.monotonic() - sent < 5
+        assert out.splitlines() == ["closed 1001"]
+        assert "Traceback" not in err, err
+        assert proc.returncode in (0, 128 + signum, -signum), (proc.returncode, err)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+    server.send_signal(signal.SIGTERM)
+    out, _ = server.communicate(timeout=EXIT_TIMEOUT)
+    assert "closed 1001" in out  # the server saw the client go away
+
+
 def test_signal_with_no_client_exits_quietly(echo_server: tuple) -> None:
     proc, _ = echo_server
     # 'listening' prints from the reactor just before serve() returns; give the

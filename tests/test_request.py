@@ -132,3 +132,30 @@ def test_request_of_a_real_upgrade() -> None:
             await asyncio.wait_for(server.close(), 10)
 
     run(main)
+
+
+def test_client_headers_and_origin_reach_the_request() -> None:
+    async def main() -> None:
+        server = http.Server("127.0.0.1:0")
+        wss = WebSocketServer(server=server, path="/ws")
+        srec = Recorder(wss, "connection")
+        await server.serve()
+        try:
+            from ws import WebSocket
+
+            sock = WebSocket(
+                f"ws://127.0.0.1:{server.port}/ws",
+                headers={"Authorization": "Bearer t0k", "X-Trace": "42"},
+                origin="https://app.test",
+            )
+            ((peer, req),) = await srec.wait("connection")
+            assert req.get_header("authorization") == "Bearer t0k"
+            assert req.getHeader("X-TRACE") == "42"
+            assert req.get_header("origin") == "https://app.test"
+            assert req.host == f"127.0.0.1:{server.port}"
+            sock.close()
+        finally:
+            wss.close()
+            await asyncio.wait_for(server.close(), 10)
+
+    run(main)

@@ -33,7 +33,14 @@ EVENTS = ("open", "message", "close", "error", "unexpected-response")
 
 @contextlib.asynccontextmanager
 async def serving(path: str = "/ws", **options: Any) -> AsyncIterator[tuple[http.Server, WebSocketServer]]:
-    """An HTTP server on a free port with one WebSocketServer on ``path``."""
+    """An HTTP server on a free port with one WebSocketServer on ``path``.
+
+    Whatever reaches the loop's exception handler fails the test: nothing in
+    the handshake or connection paths may raise into the event loop.
+    """
+    loop = asyncio.get_running_loop()
+    leaked: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: leaked.append(context))
     server = http.Server("127.0.0.1:0")
     wss = WebSocketServer(server=server, path=path, **options)
     await server.serve()
@@ -42,6 +49,8 @@ async def serving(path: str = "/ws", **options: Any) -> AsyncIterator[tuple[http
     finally:
         wss.close()
         await asyncio.wait_for(server.close(), 10)
+        loop.set_exception_handler(None)
+    assert leaked == [], leaked
 
 
 def url(server: http.Server, path: str = "/ws") -> str:
@@ -543,6 +552,32 @@ def test_max_payload_on_the_server_closes_1009() -> None:
             ((pcode, _),) = await prec.wait("close")
             assert pcode == 1009
             assert prec.count("message") == 1
+
+    run(main)
+
+
+def test_close_timeout_drops_a_peer_that_never_answers() -> None:
+    async def main() -> None:
+        async with serving(close_timeout=0.3) as (server, wss):
+            srec = Recorder(wss, "connection")
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            try:
+                writer.write(upgrade_request())
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+                assert head.startswith(b"HTTP/1.1 101")
+                ((peer, _),) = await srec.wait("connection")
+                prec = Recorder(peer, "close")
+                loop = asyncio.get_running_loop()
+                started = loop.time()
+                peer.close(1000)  # the raw client never sends its Close frame back
+                assert peer.ready_state == WebSocket.CLOSING
+                ((code, _),) = await prec.wait("close", timeout=5)
+                assert code == 1006
+                assert loop.time() - started >= 0.25
+                frame = await asyncio.wait_for(reader.read(2), 5)
+                assert frame[0] == 0x88  # our Close frame did go out
+            finally:
+                writer.close()
 
     run(main)
 

@@ -40,7 +40,8 @@ class _Reactor:
         self.thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._refs = 0
-        self._shutdown_hooks: list[Callable[[], Any]] = []
+        # A dict as an ordered set: script clients come and go by the thousand.
+        self._shutdown_hooks: dict[Callable[[], Any], None] = {}
         self._signals_installed = False
         self._stopping = False
 
@@ -100,13 +101,10 @@ class _Reactor:
 
     def on_shutdown(self, hook: Callable[[], Any]) -> None:
         """Register ``hook`` to run on the reactor when SIGINT/SIGTERM arrives."""
-        self._shutdown_hooks.append(hook)
+        self._shutdown_hooks[hook] = None
 
     def remove_shutdown(self, hook: Callable[[], Any]) -> None:
-        try:
-            self._shutdown_hooks.remove(hook)
-        except ValueError:
-            pass
+        self._shutdown_hooks.pop(hook, None)
 
     def _install_signal_handlers(self) -> None:
         if self._signals_installed or threading.current_thread() is not threading.main_thread():

@@ -157,7 +157,8 @@ class WebSocketServer(EventEmitter):
         ping_interval = opts.get("ping_interval", DEFAULT_PING_INTERVAL)
         ping_timeout = opts.get("ping_timeout", DEFAULT_PING_TIMEOUT if ping_interval else None)
         self._heartbeat = Heartbeat(self._loop, ping_interval, ping_timeout) if ping_interval else None
-        self._shutdown_hook = lambda: self._close_now(1001, "server shutting down")
+        # Shutdown hooks run on the reactor; this server may live on another loop.
+        self._shutdown_hook = lambda: _loop.call(self._loop, self._close_now, 1001, "server shutting down")
         _loop.reactor.on_shutdown(self._shutdown_hook)
 
         if port is not None:

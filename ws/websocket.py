@@ -144,6 +144,9 @@ class WebSocket(IterationMixin, EventEmitter):
         self._hold_events = not _loop.in_loop(self._loop)
         self._held: list[tuple[str, tuple]] | None = [] if self._hold_events else None
         self._ref.hold()
+        if _loop.is_reactor(self._loop):
+            # A script's client goes away with 1001 on SIGINT/SIGTERM, as servers do.
+            _loop.reactor.on_shutdown(self._going_away)
         if self._hold_events:
             self._loop.call_soon_threadsafe(_client.start, self)
         else:
@@ -823,6 +826,8 @@ class WebSocket(IterationMixin, EventEmitter):
             self._keepalive = None
         if self._server is not None:
             self._server._socket_closed(self)
+        elif self._client is not None:
+            _loop.reactor.remove_shutdown(self._going_away)
         if not self._close_emitted:
             self._close_emitted = True
             self._emit_event("close", code, reason)
@@ -864,6 +869,10 @@ class WebSocket(IterationMixin, EventEmitter):
             else:
                 keep.append((name, args))
         self._held = keep
+
+    def _going_away(self) -> None:
+        """SIGINT/SIGTERM in a script: close with 1001 (going away)."""
+        self._close_now(1001, "")
 
     def _opened(self) -> None:
         """The opening handshake finished (client side)."""
