@@ -484,6 +484,13 @@ def test_default_subprotocol_choice() -> None:
             assert sock.protocol == ""
             sock.close()
             await rec.wait("close")
+        async with serving(protocols="chat") as (server, wss):
+            assert wss.protocols == ["chat"]
+            sock, rec = client(url(server), ["c", "chat"])
+            await rec.wait("open")
+            assert sock.protocol == "chat"
+            sock.close()
+            await rec.wait("close")
 
     run(main)
 
@@ -552,6 +559,32 @@ def test_max_payload_on_the_server_closes_1009() -> None:
             ((pcode, _),) = await prec.wait("close")
             assert pcode == 1009
             assert prec.count("message") == 1
+
+    run(main)
+
+
+def test_frames_sent_with_the_upgrade_request_are_not_lost() -> None:
+    from websockets.frames import Frame, Opcode
+
+    async def main() -> None:
+        async with serving() as (server, wss):
+            srec = Recorder(wss, "connection")
+            got: list[str] = []
+            wss.on("connection", lambda s, r: s.on("message", lambda evt: got.append(evt.data)))
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            try:
+                early = Frame(Opcode.TEXT, b"early bird").serialize(mask=True, extensions=[])
+                writer.write(upgrade_request() + early)
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+                assert head.startswith(b"HTTP/1.1 101")
+                await srec.wait("connection")
+                for _ in range(100):
+                    if got:
+                        break
+                    await asyncio.sleep(0.02)
+                assert got == ["early bird"]
+            finally:
+                writer.close()
 
     run(main)
 

@@ -36,7 +36,7 @@ from ._emitter import EventEmitter
 from ._keepalive import Heartbeat
 from .exceptions import Reject, WebSocketError
 from .request import Request
-from .websocket import DEFAULT_MAX_PAYLOAD, OPEN, WebSocket
+from .websocket import DEFAULT_MAX_PAYLOAD, OPEN, WebSocket, check_byte_limit
 
 __all__ = ["WebSocketServer", "VerifyInfo"]
 
@@ -133,8 +133,12 @@ class WebSocketServer(EventEmitter):
         self.client_tracking = bool(opts.get("client_tracking", True))
         self.verify_client = verify
         self.handle_protocols = handle
-        self.protocols: list[str] | None = list(opts["protocols"]) if opts.get("protocols") else None
+        protocols = opts.get("protocols")
+        if isinstance(protocols, str):
+            protocols = [protocols]  # one name, not its letters
+        self.protocols: list[str] | None = list(protocols) if protocols else None
         self.max_payload = opts.get("max_payload", DEFAULT_MAX_PAYLOAD)
+        check_byte_limit("max_buffered_amount", opts.get("max_buffered_amount"))
         self.per_message_deflate = opts.get("per_message_deflate", False)
         self._socket_options = {
             key: opts[key]
