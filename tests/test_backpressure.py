@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ws import WebSocket
+import pytest
+
+from ws import WebSocket, WebSocketServer
 from ws.exceptions import WebSocketError
 from ws.websocket import DEFAULT_MAX_BUFFERED_AMOUNT, MAX_PENDING_LISTENERS
 
@@ -335,3 +337,14 @@ def test_broadcast_drops_a_client_that_does_not_read_and_feeds_the_others() -> N
             await srec.wait("close", timeout=T)
 
     run(main, 60)
+
+
+def test_max_buffered_amount_must_be_a_positive_int_or_none() -> None:
+    with pytest.raises(ValueError, match="max_buffered_amount must be positive"):
+        WebSocket("ws://127.0.0.1:1/", max_buffered_amount=0)
+    with pytest.raises(TypeError, match="max_buffered_amount must be an int or None, got str"):
+        WebSocket("ws://127.0.0.1:1/", maxBufferedAmount="64MB")
+    with pytest.raises(ValueError, match="max_buffered_amount must be positive"):
+        WebSocketServer(no_server=True, max_buffered_amount=-1)
+    with pytest.raises(TypeError, match="got float"):
+        WebSocketServer(no_server=True, max_buffered_amount=1.5)

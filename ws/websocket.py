@@ -68,6 +68,16 @@ MAX_HELD_EVENTS = 1024
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
 
+def check_byte_limit(name: str, value: Any) -> None:
+    """A size limit option is ``None`` (no limit) or a positive int: say so at construction."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int or None, got {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+
+
 def valid_close_code(code: int) -> bool:
     """Close codes an application may send (RFC 6455 7.4, as Node's ``ws``)."""
     return (1000 <= code <= 1014 and code not in (1004, 1005, 1006)) or 3000 <= code <= 4999
@@ -138,6 +148,7 @@ class WebSocket(IterationMixin, EventEmitter):
         target = _client.parse_url(url)
         offered = _client.parse_protocols(protocols)
         config = _client.ClientConfig(target, offered, options)
+        check_byte_limit("max_buffered_amount", options.get("max_buffered_amount"))
         self._setup(_loop.bind(), is_server=False, options=options)
         self._url = url
         self._client = config
