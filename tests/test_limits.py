@@ -506,3 +506,23 @@ def handshake_bytes(port: int, path: str = "/ws") -> bytes:
     proto = ClientProtocol(parse_uri(f"ws://127.0.0.1:{port}{path}"))
     proto.send_request(proto.connect())
     return b"".join(proto.data_to_send())
+
+
+def test_client_max_payload_closes_with_1009_too() -> None:
+    async def main() -> None:
+        async with serving(ping_interval=None) as served:
+            client = WebSocket(served.url, max_payload=1024, per_message_deflate=False)
+            rec = Recorder(client, "open", "message", "error", "close")
+            await rec.wait("open", timeout=T)
+            sock, srec = await served.socket()
+            sock.send(b"small")
+            sock.send(b"x" * 2048)
+            ((code, _),) = await rec.wait("close", timeout=T)
+            await asyncio.sleep(0.05)
+            assert code == 1009
+            assert rec.names() == ["open", "message", "error", "close"], rec.names()
+            ((server_code, _),) = await srec.wait("close", timeout=T)
+            assert server_code == 1009  # the server got our close frame
+            await assert_serves(served.url)
+
+    run(main)
