@@ -348,3 +348,15 @@ def test_max_buffered_amount_must_be_a_positive_int_or_none() -> None:
         WebSocketServer(no_server=True, max_buffered_amount=-1)
     with pytest.raises(TypeError, match="got float"):
         WebSocketServer(no_server=True, max_buffered_amount=1.5)
+
+
+def test_water_marks_apply_on_both_sides() -> None:
+    async def main() -> None:
+        async with serving(ping_interval=None, high_water_mark=128 * 1024, low_water_mark=32 * 1024) as served:
+            client, crec, sock, srec = await open_pair(served, high_water_mark=64 * 1024, low_water_mark=16 * 1024)
+            assert client._transport.get_write_buffer_limits() == (16 * 1024, 64 * 1024)
+            assert sock._transport.get_write_buffer_limits() == (32 * 1024, 128 * 1024)
+            client.close()
+            await crec.wait("close", timeout=T)
+
+    run(main)

@@ -121,6 +121,7 @@ class ClientConfig:
         self.max_redirects: int = max_redirects
         self.redirects = 0
         self.task: asyncio.Task | None = None
+        self.write_limits = {k: options[k] for k in ("high_water_mark", "low_water_mark") if k in options}
         self.timer: asyncio.TimerHandle | None = None
 
     @property
@@ -161,7 +162,7 @@ class ClientConfig:
             request.headers[name] = value
         proto.send_request(request)
         ws._proto = proto
-        ws._set_write_limits({})
+        ws._set_write_limits(self.write_limits)
         ws._flush()
 
     def handshake_response(self, ws: "WebSocket", response: Response) -> None:
