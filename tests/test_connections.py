@@ -158,6 +158,38 @@ def test_send_and_close_by_id_from_anywhere() -> None:
     run(main)
 
 
+def test_handler_chains_run_in_order_and_a_failure_stops_only_its_chain() -> None:
+    async def main() -> None:
+        log: list[str] = []
+        async with serving() as server:
+            socket = server.websocket("chain")
+
+            def first(ctx: EventContext) -> None:
+                log.append("first " + ctx.req.data)
+                if ctx.req.data == "boom":
+                    raise RuntimeError("handler bug")
+
+            async def second(ctx: EventContext) -> None:
+                await asyncio.sleep(0)
+                log.append("second " + ctx.req.data)
+
+            def third(ctx: EventContext) -> None:
+                log.append("third " + ctx.req.data)
+                socket.send(ctx.req.connection_id, "ok " + ctx.req.data)
+
+            socket.on("message", first, second, third)
+            peer = await Peer.connect(server, "/chain")
+            peer.send("a")
+            assert await peer.recv() == "ok a"
+            peer.send("boom")
+            peer.send("b")
+            assert await peer.recv() == "ok b"
+            assert log == ["first a", "second a", "third a", "first boom", "first b", "second b", "third b"]
+            await peer.close()
+
+    run(main)
+
+
 def test_example_runs() -> None:
     out = run_example("style_connections.py")
     assert "anonymous: Unexpected server response: 403" in out

@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import weakref
 from typing import Any, Callable
 
-from ._emitter import adapt_arity
+from ._emitter import _positional_capacity
 
 __all__ = ["invoke", "spawn"]
 
@@ -29,14 +30,31 @@ def invoke(fn: Callable[..., Any], *args: Any, what: str = "handler") -> Any:
     Returns the task of an ``async def`` handler, else its result (``None``
     when it raised).
     """
+    capacity = _capacity(fn)
     try:
-        result = adapt_arity(fn)(*args)
+        result = fn(*args) if capacity is None or capacity >= len(args) else fn(*args[:capacity])
     except Exception:
         logger.exception("%s %s raised", what, _name(fn))
         return None
     if inspect.isawaitable(result):
         return spawn(result, what=f"{what} {_name(fn)}")
     return result
+
+
+# fn -> how many positional arguments it takes; the values hold no reference to
+# their keys, so a handler's entry goes away with the handler.
+_capacities: "weakref.WeakKeyDictionary[Callable[..., Any], int | None]" = weakref.WeakKeyDictionary()
+
+
+def _capacity(fn: Callable[..., Any]) -> int | None:
+    try:
+        return _capacities[fn]
+    except KeyError:
+        capacity = _positional_capacity(fn)
+        _capacities[fn] = capacity
+        return capacity
+    except TypeError:  # not weakly referenceable: work it out each time
+        return _positional_capacity(fn)
 
 
 def spawn(awaitable: Any, *, what: str = "task") -> asyncio.Future | None:

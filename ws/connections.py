@@ -223,7 +223,7 @@ class Socket:
                 return fn
 
             return decorator
-        self._handlers[event].extend(handlers)
+        self._handlers[event].extend(adapt_arity(handler) for handler in handlers)
         return handlers[0]
 
     # -- pushing to connections --
@@ -275,7 +275,7 @@ class Socket:
     async def _decide(self, request: Request, transport: asyncio.Transport, head: bytes) -> None:
         ctx = EventContext("connect", self, ConnectionRequest(request.state.connection_id, request))
         try:
-            await asyncio.wait_for(self._run(ctx), self.connect_timeout)
+            await asyncio.wait_for(self._run(ctx, self._handlers["connect"]), self.connect_timeout)
         except asyncio.TimeoutError:
             logger.error("connect handlers of websocket %r took more than %s s", self.name, self.connect_timeout)
             _respond(transport, 503, "Service Unavailable: the connect handler timed out")
@@ -296,20 +296,37 @@ class Socket:
         assert self._inner is not None
         self._inner._handle_http_upgrade(request, transport, head)
 
-    async def _run(self, ctx: EventContext) -> None:
-        """Run the handlers of ``ctx.event`` in order, awaiting the async ones."""
-        for handler in self._handlers[ctx.event]:
-            result = adapt_arity(handler)(ctx)
-            if inspect.isawaitable(result):
-                await result
+    async def _run(self, ctx: EventContext, handlers: list[Callable[[EventContext], Any]], first: Any = None) -> None:
+        """Await ``first`` (if given), then run ``handlers`` in order, awaiting the async ones."""
+        if first is not None:
+            await first
+        for handler in handlers:
             if not ctx.res.success:
                 return
+            result = handler(ctx)
+            if result is not _DONE and inspect.isawaitable(result):
+                await result
 
-    async def _run_logged(self, ctx: EventContext) -> None:
+    async def _run_logged(self, ctx: EventContext, handlers: list[Callable[[EventContext], Any]], first: Any = None) -> None:
         try:
-            await self._run(ctx)
+            await self._run(ctx, handlers, first)
         except Exception:
             logger.exception("%s handler of websocket %r raised", ctx.event, self.name)
+
+    def _dispatch(self, ctx: EventContext) -> None:
+        """Run the handlers of ``ctx.event``: inline while they are plain functions, in a task from the first async one."""
+        handlers = self._handlers[ctx.event]
+        for index, handler in enumerate(handlers):
+            if not ctx.res.success:
+                return
+            try:
+                result = handler(ctx)
+            except Exception:
+                logger.exception("%s handler of websocket %r raised", ctx.event, self.name)
+                return
+            if result is not _DONE and inspect.isawaitable(result):  # (a lambda returning socket.send's result)
+                spawn(self._run_logged(ctx, handlers[index + 1 :], result), what=f"{ctx.event} handler")
+                return
 
     # -- open connections --
 
@@ -329,15 +346,14 @@ class Socket:
         ws.on("close", lambda code, reason: self._disconnected(connection_id, request))
 
     def _message(self, connection_id: str, request: Request, data: str | bytes) -> None:
-        ctx = EventContext("message", self, ConnectionRequest(connection_id, request, data))
-        spawn(self._run_logged(ctx), what="message handler")
+        self._dispatch(EventContext("message", self, ConnectionRequest(connection_id, request, data)))
 
     def _disconnected(self, connection_id: str, request: Request) -> None:
         self._open.pop(connection_id, None)
         ctx = EventContext("disconnect", self, ConnectionRequest(connection_id, request))
 
         async def finish() -> None:
-            await self._run_logged(ctx)
+            await self._run_logged(ctx, self._handlers["disconnect"])
             await self.store.delete(connection_id)
 
         spawn(finish(), what="disconnect handler")
