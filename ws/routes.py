@@ -382,8 +382,8 @@ def route(
         if "verify_client" in options or "verifyClient" in options:
             raise TypeError("give either guard= or verify_client=, not both")
         options["verify_client"] = _verify_client(guards)
-    router = UpgradeRouter.of(server)
     compile_path(path)
+    router = UpgradeRouter.of(server)
 
     def attach(fn: Callable[[RouteContext], Any]) -> WebSocketServer:
         if not (inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)):
