@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from typing import Any
 
 import pytest
@@ -154,3 +155,46 @@ def test_close_from_the_redirect_listener_stops() -> None:
             await server.close_async()
 
     run(main)
+
+
+SCRIPT = """
+import asyncio
+
+from ws import WebSocket, http
+
+server = http.Server("127.0.0.1:0")
+
+
+async def old(ctx):
+    await asyncio.sleep(0.5)  # the script's main thread has ended by now
+    ctx.redirect(f"http://localhost:{server.port}/ws", 302)
+
+
+server.get("/old", old)
+server.ws("/ws", lambda sock, req: sock.on("message", lambda event: sock.send(event.data)))
+server.serve()
+client = WebSocket(f"ws://127.0.0.1:{server.port}/old", follow_redirects=True)
+client.on("redirect", lambda url, headers: print("redirect", url.replace(str(server.port), "PORT"), flush=True))
+client.on("open", lambda: client.send("hello"))
+client.on("error", lambda err: print("error", err, flush=True))
+client.on("close", lambda code, reason: server.close())
+
+
+def on_message(event):
+    print("echo", event.data, flush=True)
+    client.close()
+
+
+client.on("message", on_message)
+"""
+
+
+@pytest.mark.interop(OURS, "redirects")
+def test_script_redirect_resolves_a_host_name_after_the_main_thread_ended(tmp_path: Any, python: str) -> None:
+    # The script's last line has run before the redirect arrives: resolving
+    # 'localhost' then must not need the (already shut down) thread pool.
+    script = tmp_path / "redirected.py"
+    script.write_text(SCRIPT)
+    done = subprocess.run([python, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.stdout.splitlines() == ["redirect ws://localhost:PORT/ws", "echo hello"], done.stderr
+    assert done.returncode == 0

@@ -124,6 +124,12 @@ def test_bad_certificates_say_which_check_failed(case: str, names: tuple, cert_o
     run(main)
 
 
+def test_ssl_option_is_checked() -> None:
+    for bad in (False, "cert.pem", 1):
+        with pytest.raises(TypeError, match="ssl must be an ssl.SSLContext"):
+            WebSocket("wss://localhost:1/", ssl=bad)
+
+
 def test_ssl_option_must_be_a_context_for_custom_trust() -> None:
     # The default context is the system store: ws:// ignores ssl entirely.
     async def main() -> None:

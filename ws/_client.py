@@ -110,6 +110,8 @@ class ClientConfig:
         self.handshake_timeout: float = options.get("handshake_timeout", DEFAULT_HANDSHAKE_TIMEOUT)
         self.per_message_deflate = options.get("per_message_deflate", True)
         self.ssl: _ssl.SSLContext | bool | None = options.get("ssl")
+        if self.ssl is not None and self.ssl is not True and not isinstance(self.ssl, _ssl.SSLContext):
+            raise TypeError(f"ssl must be an ssl.SSLContext (or None for the system's trust store), got {self.ssl!r}")
         self.ping_interval: float | None = options.get("ping_interval")
         self.ping_timeout: float | None = options.get("ping_timeout", self.ping_interval)
         proxy = options.get("proxy", "env")
@@ -119,9 +121,9 @@ class ClientConfig:
         if isinstance(max_redirects, bool) or not isinstance(max_redirects, int) or max_redirects < 0:
             raise ValueError(f"max_redirects must be a non-negative int, got {max_redirects!r}")
         self.max_redirects: int = max_redirects
+        self.write_limits = {k: options[k] for k in ("high_water_mark", "low_water_mark") if k in options}
         self.redirects = 0
         self.task: asyncio.Task | None = None
-        self.write_limits = {k: options[k] for k in ("high_water_mark", "low_water_mark") if k in options}
         self.timer: asyncio.TimerHandle | None = None
 
     @property

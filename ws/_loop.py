@@ -29,6 +29,31 @@ T = TypeVar("T")
 _get_running_loop = asyncio._get_running_loop  # C-accelerated, no exception when none
 
 
+class _ThreadPerCall(concurrent.futures.ThreadPoolExecutor):
+    """The reactor's ``run_in_executor`` (DNS lookups): one daemon thread per call.
+
+    The standard thread pool refuses new work once the main thread has
+    ended, which is when a script's reactor goes on serving: a client
+    redirected or reconnecting to a host name would fail to resolve it.
+    """
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future:  # type: ignore[override]
+        future: concurrent.futures.Future = concurrent.futures.Future()
+
+        def work() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+        threading.Thread(target=work, name="ws-executor", daemon=True).start()
+        return future
+
+
 class _Reactor:
     """The shared background loop of plain scripts."""
 
@@ -54,6 +79,7 @@ class _Reactor:
 
     def _start(self) -> None:
         loop = _new_loop()
+        loop.set_default_executor(_ThreadPerCall())
         ready = threading.Event()
         self.loop = loop
         self._stopping = False

@@ -197,11 +197,23 @@ async def open_tunnel(loop: asyncio.AbstractEventLoop, proxy: ProxyURL, host: st
     return sock
 
 
-async def _connect(loop: asyncio.AbstractEventLoop, proxy: ProxyURL) -> socket.socket:
+def _literal_address(proxy: ProxyURL) -> list[tuple[Any, ...]] | None:
+    """An IP literal needs no resolver thread (none can start once a script's main thread ended)."""
     try:
-        infos = await loop.getaddrinfo(proxy.host, proxy.port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise ProxyError(f"cannot resolve proxy {proxy.address}: {exc.strerror or exc}") from exc
+        ip = ipaddress.ip_address(proxy.host)
+    except ValueError:
+        return None
+    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+    return [(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (proxy.host, proxy.port))]
+
+
+async def _connect(loop: asyncio.AbstractEventLoop, proxy: ProxyURL) -> socket.socket:
+    infos = _literal_address(proxy)
+    if infos is None:
+        try:
+            infos = await loop.getaddrinfo(proxy.host, proxy.port, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise ProxyError(f"cannot resolve proxy {proxy.address}: {exc.strerror or exc}") from exc
     last: OSError | None = None
     for family, type_, proto, _, address in infos:
         sock = socket.socket(family, type_, proto)
