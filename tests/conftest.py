@@ -65,3 +65,22 @@ class Recorder:
 @pytest.fixture
 def python() -> str:
     return sys.executable
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Never let a test that leaked a server keep the process alive.
+
+    The reactor thread is not a daemon (that is what keeps a serving script
+    alive); at the end of the session it is stopped whatever still holds it.
+    """
+    from ws import _loop
+
+    loop = _loop.reactor.loop
+    thread = _loop.reactor.thread
+    if loop is None or thread is None or not thread.is_alive():
+        return
+    try:
+        loop.call_soon_threadsafe(loop.stop)
+    except RuntimeError:
+        return
+    thread.join(5)
