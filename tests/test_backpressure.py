@@ -18,7 +18,7 @@ from ws.exceptions import WebSocketError
 from ws.websocket import DEFAULT_MAX_BUFFERED_AMOUNT, MAX_PENDING_LISTENERS
 
 from .conftest import Recorder, run
-from .test_limits import CLOSE, T, RawPeer, serving
+from .test_limits import CLOSE, TEXT, T, RawPeer, close_payload, frame, serving
 
 MB = 1 << 20
 
@@ -230,13 +230,70 @@ def test_a_flood_into_slow_async_listeners_is_held_back_by_tcp() -> None:
             assert client.buffered_amount > 4 * MB, client.buffered_amount
             await until(lambda: done == count, timeout=40)
             assert order == list(range(count))
-            # At most the bound plus what one socket read (<= 256 KiB) carried.
-            assert peak <= MAX_PENDING_LISTENERS + 256 * 1024 // size + 1, peak
+            # Never more than the bound: frames past it wait, unparsed, until half have finished.
+            assert peak <= MAX_PENDING_LISTENERS, peak
             assert sock._listener_tasks == 0 and not sock._backlog_paused
             client.close()
             await crec.wait("close", timeout=T)
 
     run(main, 60)
+
+
+def test_a_burst_of_tiny_frames_in_one_read_creates_no_more_listeners_than_the_bound() -> None:
+    """10,000 empty messages arrive in one or two reads: without the bound, one task each at once."""
+
+    async def main() -> None:
+        async with serving(ping_interval=None) as served:
+            served.wss.remove_all_listeners("connection")
+            active = peak = done = 0
+
+            async def slow(event: Any) -> None:
+                nonlocal active, peak, done
+                active += 1
+                peak = max(peak, active)
+                await asyncio.sleep(0.001)
+                active -= 1
+                done += 1
+
+            served.wss.on("connection", lambda sock, request: sock.on("message", slow))
+            peer = await RawPeer.open(served.port)
+            count = 10_000
+            peer.send(frame(TEXT, b"", mask=True) * count)
+            await until(lambda: done == count, timeout=40, step=0.02)
+            assert peak <= MAX_PENDING_LISTENERS, peak
+            peer.send(frame(CLOSE, close_payload(1000)))
+            assert await peer.read_close() == 1000
+
+    run(main, 60)
+
+
+def test_pause_inside_a_listener_holds_the_rest_of_the_batch() -> None:
+    async def main() -> None:
+        async with serving(ping_interval=None, close_timeout=1.0) as served:
+            served.wss.remove_all_listeners("connection")
+            got: list[str] = []
+
+            def on_connection(sock: WebSocket, request: Any) -> None:
+                def on_message(event: Any) -> None:
+                    got.append(event.data)
+                    if len(got) == 3:
+                        sock.pause()
+
+                sock.on("message", on_message)
+                served.accepted.append((sock, Recorder(sock, "close")))
+
+            served.wss.on("connection", on_connection)
+            peer = await RawPeer.open(served.port)
+            peer.send(b"".join(frame(TEXT, b"m%d" % i) for i in range(10)))  # one write, one read
+            await until(lambda: len(got) >= 3)
+            await asyncio.sleep(0.2)
+            assert got == ["m0", "m1", "m2"]  # the other seven wait
+            sock, _ = await served.socket()
+            sock.resume()
+            await until(lambda: len(got) == 10)
+            assert got == [f"m{i}" for i in range(10)]
+
+    run(main)
 
 
 # -- closing ---------------------------------------------------------------------------------

@@ -13,7 +13,10 @@ protocol object, which stays the reference for correctness.  To keep its
 parser consistent it is only ever fed whole frames while the lean path is
 on: an incomplete frame waits in ``ws._rbuf`` until its last byte arrives
 (bounded by ``max_payload``: a longer header is handed over at once, and the
-protocol fails the connection with 1009).  Once the protocol takes over for
+protocol fails the connection with 1009).  While reading is paused
+(``pause()``, or too many ``async`` listeners still running) ``_rbuf`` also
+keeps the not yet delivered frames of the last read, unparsed; they are
+delivered when reading resumes.  Once the protocol takes over for
 good (closing, failing) it gets every byte from then on.
 """
 
@@ -64,7 +67,8 @@ def receive(ws: "WebSocket", proto: "Protocol", data: bytes) -> None:
     limit = proto.max_message_size
     deliver = ws._deliver
     view: memoryview | None = None
-    while n - pos >= 2:
+    # Paused (pause() or async listeners behind): the rest waits, unparsed, in ws._rbuf.
+    while n - pos >= 2 and not ws._reading_held:
         b0 = data[pos]
         b1 = data[pos + 1]
         length = b1 & 0x7F

@@ -210,6 +210,7 @@ class WebSocket(IterationMixin, EventEmitter):
         self.max_buffered_amount: int | None = options.get("max_buffered_amount", DEFAULT_MAX_BUFFERED_AMOUNT)
         self._listener_tasks = 0  # async listeners still running
         self._backlog_paused = False  # reading paused until they catch up
+        self._reading_held = False  # paused either way: the lean path stops between frames
         self.close_timeout: float = options.get("close_timeout", DEFAULT_CLOSE_TIMEOUT)
         self.binary_type = options.get("binary_type", "bytes")
         self._on_message: Callable[[MessageEvent], Any] | None = None
@@ -553,14 +554,24 @@ class WebSocket(IterationMixin, EventEmitter):
         self._apply_reading()
 
     def _apply_reading(self) -> None:
-        """Read unless ``pause()`` or a backlog of async listeners says otherwise."""
+        """Read unless ``pause()`` or a backlog of async listeners says otherwise.
+
+        While held, the lean path leaves the frames it has not delivered yet
+        in ``_rbuf``, as raw bytes; they are delivered first when reading resumes.
+        """
+        held = self._paused or self._backlog_paused
+        self._reading_held = held
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        if self._paused or self._backlog_paused:
+        if held:
             transport.pause_reading()
-        else:
-            transport.resume_reading()
+            return
+        if self._rbuf and self._lean and not self._dispatching and self._ready_state == OPEN:
+            self._data_received(b"")
+            if self._reading_held:
+                return
+        transport.resume_reading()
 
     def _schedule(self, awaitable: Any) -> asyncio.Future | None:
         """Run an ``async def`` listener; too many at once stop reading (TCP pushes back)."""
