@@ -47,6 +47,23 @@ def start(name: str, *args: str) -> subprocess.Popen[str]:
     )
 
 
+def run_script(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run a script to its end (bounded): it must exit by itself."""
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        capture_output=True,
+        text=True,
+        env=script_env(),
+        timeout=EXIT_TIMEOUT,
+    )
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate(timeout=10)
+
+
 def first_line(proc: subprocess.Popen[str], timeout: float = START_TIMEOUT) -> str:
     """The first stdout line, read by a helper thread so that the wait is bounded."""
     import threading
@@ -77,13 +94,7 @@ def echo_server() -> Iterator[tuple[subprocess.Popen[str], int]]:
 
 def test_readme_script_prints_in_order_and_exits_by_itself(echo_server: tuple) -> None:
     _, port = echo_server
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLES / "hello_client.py"), f"ws://127.0.0.1:{port}/ws"],
-        capture_output=True,
-        text=True,
-        env=script_env(),
-        timeout=EXIT_TIMEOUT,
-    )
+    done = run_script("hello_client.py", f"ws://127.0.0.1:{port}/ws")
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["hello", "closed 1000"]
     assert done.stderr == ""
@@ -145,9 +156,7 @@ def test_signal_closes_a_client_script_with_1001(echo_server: tuple, signum: int
         assert "Traceback" not in err, err
         assert proc.returncode in (0, 128 + signum, -signum), (proc.returncode, err)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=10)
+        stop(proc)
     server.send_signal(signal.SIGTERM)
     out, _ = server.communicate(timeout=EXIT_TIMEOUT)
     assert "closed 1001" in out  # the server saw the client go away
@@ -163,6 +172,29 @@ def test_signal_with_no_client_exits_quietly(echo_server: tuple) -> None:
     _, err = proc.communicate(timeout=EXIT_TIMEOUT)
     assert "Traceback" not in err, err
     assert proc.returncode in (0, 128 + signal.SIGINT, -signal.SIGINT)
+
+
+def test_sigint_while_serve_is_still_returning_prints_no_traceback(tmp_path: Path) -> None:
+    script = tmp_path / "slow_start.py"
+    script.write_text(
+        "import time\n"
+        "from ws import http\n"
+        "server = http.Server('127.0.0.1:0')\n"
+        "# The callback holds serve() open: the main thread waits inside ws.\n"
+        "server.serve(lambda address: (print('listening', address, flush=True), time.sleep(1)))\n"
+        "print('serve returned', flush=True)\n"
+    )
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=script_env())
+    try:
+        assert first_line(proc).startswith("listening")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=EXIT_TIMEOUT)
+        assert "Traceback" not in err, err
+        assert out.strip() == "serve returned"  # the script ran to its end, then exited
+        assert proc.returncode in (0, 130), (proc.returncode, err)
+    finally:
+        stop(proc)
 
 
 def test_a_raising_listener_keeps_the_script_serving() -> None:
@@ -193,33 +225,19 @@ def test_a_raising_listener_keeps_the_script_serving() -> None:
         assert err.count("listener exploded on purpose") >= 2  # logged with its traceback
         assert "RuntimeError" in err
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=10)
+        stop(proc)
 
 
 def test_unref_socket_lets_the_script_exit(echo_server: tuple) -> None:
     server, port = echo_server
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLES / "unref_client.py"), f"ws://127.0.0.1:{port}/ws"],
-        capture_output=True,
-        text=True,
-        env=script_env(),
-        timeout=EXIT_TIMEOUT,
-    )
+    done = run_script("unref_client.py", f"ws://127.0.0.1:{port}/ws")
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0] == "open"
     assert "Traceback" not in done.stderr
 
 
 def test_unref_server_lets_the_script_exit() -> None:
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLES / "unref_server.py")],
-        capture_output=True,
-        text=True,
-        env=script_env(),
-        timeout=EXIT_TIMEOUT,
-    )
+    done = run_script("unref_server.py")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("listening on ")
     assert "Traceback" not in done.stderr

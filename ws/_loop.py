@@ -172,10 +172,17 @@ class _Reactor:
                 logger.exception("error during shutdown")
 
 
+#: Whether the main thread waits inside ws (``run_blocking``: ``serve()``,
+#: ``close()``) rather than running the user's code.
+_main_waiting_in_ws = False
+
+
 def _main_thread_running_user_code() -> bool:
     # Once the script's last line ran, the interpreter marks the main thread
-    # stopped before joining the reactor thread.
-    return threading.main_thread().is_alive()
+    # stopped before joining the reactor thread.  While it waits inside ws
+    # (say ``serve()`` returning), a KeyboardInterrupt would only print our
+    # internals: the shutdown hooks are the whole answer then.
+    return threading.main_thread().is_alive() and not _main_waiting_in_ws
 
 
 def _force_exit(code: int) -> None:
@@ -246,12 +253,19 @@ def call(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) ->
 
 def run_blocking(loop: asyncio.AbstractEventLoop, coro: Awaitable[T], timeout: float | None = 30) -> T:
     """Run ``coro`` on ``loop`` from another thread and wait for its result."""
+    global _main_waiting_in_ws
     future = asyncio.run_coroutine_threadsafe(coro, loop)  # type: ignore[arg-type]
+    on_main = threading.current_thread() is threading.main_thread()
+    if on_main:
+        _main_waiting_in_ws = True
     try:
         return future.result(timeout)
     except concurrent.futures.TimeoutError:
         future.cancel()
         raise TimeoutError(f"timed out after {timeout} s") from None
+    finally:
+        if on_main:
+            _main_waiting_in_ws = False
 
 
 class Ref:
