@@ -203,6 +203,32 @@ async def assert_serves(url: str, payload: str = "still serving") -> None:
     assert code == 1000 and rec.count("error") == 0
 
 
+class Bystander:
+    """A client connected before the bad input arrives: it must not notice anything."""
+
+    def __init__(self, url: str) -> None:
+        self.client = WebSocket(url)
+        self.rec = Recorder(self.client, "open", "message", "close")
+        self.sent = 0
+
+    @classmethod
+    async def open(cls, url: str) -> "Bystander":
+        bystander = cls(url)
+        await bystander.rec.wait("open", timeout=T)
+        return bystander
+
+    async def still_echoes(self, text: str) -> None:
+        self.client.send(text)
+        self.sent += 1
+        messages = await self.rec.wait("message", self.sent, timeout=T)
+        assert messages[-1][0].data == text and self.rec.count("close") == 0
+
+    async def close(self) -> None:
+        self.client.close()
+        ((code, _),) = await self.rec.wait("close", timeout=T)
+        assert code == 1000
+
+
 async def assert_failed_once(rec: Recorder, code: int) -> None:
     """The server socket emitted ``'error'`` then ``'close'`` (with ``code``), once each."""
     ((got, _),) = await rec.wait("close", timeout=T)
@@ -325,9 +351,7 @@ def test_protocol_violation_gets_the_right_close_code(case: str) -> None:
 
     async def main() -> None:
         async with serving(ping_interval=None) as served:
-            bystander = WebSocket(served.url)
-            brec = Recorder(bystander, "open", "message", "close")
-            await brec.wait("open", timeout=T)
+            bystander = await Bystander.open(served.url)
             peer = await RawPeer.open(served.port)
             peer.send(data)
             assert await peer.read_close() == code
@@ -335,12 +359,9 @@ def test_protocol_violation_gets_the_right_close_code(case: str) -> None:
             _, rec = await served.socket(-1)
             await assert_failed_once(rec, code)
             # Neither the connection open meanwhile nor a new one noticed anything.
-            bystander.send("fine")
-            ((event,),) = await brec.wait("message", timeout=T)
-            assert event.data == "fine" and brec.count("close") == 0
+            await bystander.still_echoes("fine")
             await assert_serves(served.url)
-            bystander.close()
-            await brec.wait("close", timeout=T)
+            await bystander.close()
 
     run(main)
 
@@ -365,9 +386,7 @@ async def http_exchange(port: int, request: bytes, timeout: float = T) -> bytes:
 def test_long_request_line_headers_and_header_count_get_431() -> None:
     async def main() -> None:
         async with serving({"max_header_size": 4096, "max_header_count": 20}) as served:
-            open_client = WebSocket(served.url)
-            rec = Recorder(open_client, "open", "message", "close")
-            await rec.wait("open", timeout=T)
+            bystander = await Bystander.open(served.url)
             cases = [
                 b"GET /ws?" + b"q" * 8000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
                 b"GET /ws HTTP/1.1\r\nHost: x\r\nX-Big: " + b"v" * 8000 + b"\r\n\r\n",
@@ -385,12 +404,9 @@ def test_long_request_line_headers_and_header_count_get_431() -> None:
             answer = await asyncio.wait_for(reader.read(65536), T)
             assert answer.startswith(b"HTTP/1.1 431 "), answer[:80]
             writer.close()
-            open_client.send("after 431s")
-            ((event,),) = await rec.wait("message", timeout=T)
-            assert event.data == "after 431s"
+            await bystander.still_echoes("after 431s")
             await assert_serves(served.url)
-            open_client.close()
-            await rec.wait("close", timeout=T)
+            await bystander.close()
 
     run(main)
 
@@ -428,9 +444,7 @@ def test_header_timeout_closes_slow_and_silent_clients() -> None:
 def test_pending_handshake_cap_refuses_the_excess_with_503() -> None:
     async def main() -> None:
         async with serving({"max_pending_handshakes": 4, "header_timeout": 1.0}) as served:
-            established = WebSocket(served.url)
-            rec = Recorder(established, "open", "message", "close")
-            await rec.wait("open", timeout=T)
+            established = await Bystander.open(served.url)
             hogs = [await RawPeer.open(served.port, handshake=False) for _ in range(4)]
             for hog in hogs:
                 hog.send(b"GET /ws HTTP/1.1\r\n")  # a head that never ends
@@ -440,16 +454,13 @@ def test_pending_handshake_cap_refuses_the_excess_with_503() -> None:
             assert answer.startswith(b"HTTP/1.1 503 "), answer[:80]
             assert await refused.at_eof()
             # The established connection is untouched while the cap is reached.
-            established.send("during")
-            ((event,),) = await rec.wait("message", timeout=T)
-            assert event.data == "during"
+            await established.still_echoes("during")
             # The header timeout frees the slots, and new clients get in again.
             for hog in hogs:
                 assert await hog.at_eof(timeout=T)
             await assert_serves(served.url)
             assert not served.server._pending
-            established.close()
-            await rec.wait("close", timeout=T)
+            await established.close()
 
     run(main)
 
@@ -465,9 +476,7 @@ def test_request_body_over_the_limit_gets_413() -> None:
     async def main() -> None:
         async with serving({"max_body_size": 1000}) as served:
             served.server.post("/upload", lambda ctx: ctx.text(200, f"got {len(ctx.request.body)}"))
-            open_client = WebSocket(served.url)
-            rec = Recorder(open_client, "open", "message", "close")
-            await rec.wait("open", timeout=T)
+            bystander = await Bystander.open(served.url)
             declared = b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n"
             answer = await http_exchange(served.port, declared)
             assert answer.startswith(b"HTTP/1.1 413 "), answer[:80]
@@ -478,12 +487,9 @@ def test_request_body_over_the_limit_gets_413() -> None:
             small = b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\n0123456789"
             answer = await http_exchange(served.port, small)
             assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"got 10"), answer
-            open_client.send("after 413")
-            ((event,),) = await rec.wait("message", timeout=T)
-            assert event.data == "after 413"
+            await bystander.still_echoes("after 413")
             await assert_serves(served.url)
-            open_client.close()
-            await rec.wait("close", timeout=T)
+            await bystander.close()
 
     run(main)
 
