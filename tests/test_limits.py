@@ -228,6 +228,12 @@ class Bystander:
         ((code, _),) = await self.rec.wait("close", timeout=T)
         assert code == 1000
 
+    async def finish(self, text: str) -> None:
+        """Still echoing, a new client is served too, then a clean close."""
+        await self.still_echoes(text)
+        await assert_serves(self.client.url)
+        await self.close()
+
 
 async def assert_failed_once(rec: Recorder, code: int) -> None:
     """The server socket emitted ``'error'`` then ``'close'`` (with ``code``), once each."""
@@ -359,9 +365,7 @@ def test_protocol_violation_gets_the_right_close_code(case: str) -> None:
             _, rec = await served.socket(-1)
             await assert_failed_once(rec, code)
             # Neither the connection open meanwhile nor a new one noticed anything.
-            await bystander.still_echoes("fine")
-            await assert_serves(served.url)
-            await bystander.close()
+            await bystander.finish("fine")
 
     run(main)
 
@@ -404,9 +408,7 @@ def test_long_request_line_headers_and_header_count_get_431() -> None:
             answer = await asyncio.wait_for(reader.read(65536), T)
             assert answer.startswith(b"HTTP/1.1 431 "), answer[:80]
             writer.close()
-            await bystander.still_echoes("after 431s")
-            await assert_serves(served.url)
-            await bystander.close()
+            await bystander.finish("after 431s")
 
     run(main)
 
@@ -487,9 +489,7 @@ def test_request_body_over_the_limit_gets_413() -> None:
             small = b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\n0123456789"
             answer = await http_exchange(served.port, small)
             assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"got 10"), answer
-            await bystander.still_echoes("after 413")
-            await assert_serves(served.url)
-            await bystander.close()
+            await bystander.finish("after 413")
 
     run(main)
 
