@@ -1,4 +1,5 @@
-"""scripts/soak, short: 100 clients for 5 s with churn; nothing lost, no descriptor leak."""
+"""scripts/soak, short: 100 clients for 5 s with churn, uncompressed and with
+permessage-deflate; nothing lost, no descriptor leak."""
 
 from __future__ import annotations
 
@@ -7,14 +8,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .conftest import ROOT
 
 
-def test_short_soak_loses_nothing_and_leaks_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("deflate", [False, True], ids=["uncompressed", "deflate"])
+def test_short_soak_loses_nothing_and_leaks_nothing(tmp_path: Path, deflate: bool) -> None:
     summary_file = tmp_path / "soak.json"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "soak"), "--clients", "100", "--duration", "5",
-         "--json", str(summary_file)],
+         "--json", str(summary_file)] + (["--deflate"] if deflate else []),
         capture_output=True,
         text=True,
         timeout=240,
@@ -22,7 +26,7 @@ def test_short_soak_loses_nothing_and_leaks_nothing(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "soak: OK" in proc.stdout
     summary = json.loads(summary_file.read_text())
-    assert summary["problems"] == []
+    assert summary["problems"] == [] and summary["deflate"] is deflate
     assert summary["lost"] == 0 and summary["mismatched"] == 0
     assert summary["sent"] > 500 and summary["echoed"] > 500
     assert summary["sent"] == summary["echoed"] + summary["abandoned"]
