@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import struct
+import weakref
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
@@ -530,5 +532,31 @@ def test_client_max_payload_closes_with_1009_too() -> None:
             ((server_code, _),) = await srec.wait("close", timeout=T)
             assert server_code == 1009  # the server got our close frame
             await assert_serves(served.url)
+
+    run(main)
+
+
+def test_compression_state_is_freed_when_the_connection_closes() -> None:
+    """~300 KB of zlib state per connection must not wait for a full garbage collection."""
+
+    async def main() -> None:
+        async with serving(ping_interval=None, per_message_deflate=True) as served:
+            client = WebSocket(served.url)
+            rec = Recorder(client, "open", "message", "close")
+            await rec.wait("open", timeout=T)
+            sock, srec = await served.socket()
+            assert client._proto is not None and sock._proto is not None
+            extensions = [weakref.ref(ext) for ext in client._proto.extensions + sock._proto.extensions]
+            assert len(extensions) == 2
+            client.send("squeeze me " * 100)
+            await rec.wait("message", timeout=T)
+            gc.disable()  # the sockets live on in cycles; their zlib state must not
+            try:
+                client.close()
+                await rec.wait("close", timeout=T)
+                await srec.wait("close", timeout=T)
+                assert [ref() for ref in extensions] == [None, None]
+            finally:
+                gc.enable()
 
     run(main)

@@ -843,6 +843,12 @@ class WebSocket(IterationMixin, EventEmitter):
         if transport is not None and not transport.is_closing():
             transport.abort()
         self._ref.release()
+        proto = self._proto
+        if proto is not None and proto.extensions:
+            # Free the compression contexts (~300 KB with permessage-deflate)
+            # now: the socket itself may live on in reference cycles until
+            # the next full garbage collection.
+            proto.extensions = []
         if self._keepalive is not None:
             self._keepalive.discard(self)
             self._keepalive = None
