@@ -1026,6 +1026,22 @@ def test_unix_socket_server() -> None:
                     answer = await asyncio.wait_for(conn.recv(), 5)
                     assert answer.startswith("hi via")
                     assert len(wss.clients) == 1
+                # Our client, with Node's socketPath option.
+                sock, rec = client("ws://localhost/ws", socketPath=path)
+                await rec.wait("open")
+                assert sock.remote_address == path
+                sock.send("yo")
+                ((evt,),) = await rec.wait("message")
+                assert evt.data.startswith("yo via")
+                sock.close()
+                await rec.wait("close")
+                bad, rbad = client("ws://localhost/ws", socket_path=os.path.join(tmp, "nothing.sock"))
+                ((err,),) = await rbad.wait("error")
+                assert "nothing.sock" in str(err) and err.address.endswith("nothing.sock")
+                ((code, _),) = await rbad.wait("close")
+                assert code == 1006
+                with pytest.raises(TypeError, match="socket_path"):
+                    WebSocket("ws://localhost/", socket_path=3)
             finally:
                 wss.close()
                 await asyncio.wait_for(server.close(), 10)

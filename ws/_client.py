@@ -46,6 +46,7 @@ CLIENT_OPTIONS = frozenset(
         "proxy",
         "follow_redirects",
         "max_redirects",
+        "socket_path",
         "max_buffered_amount",
         "high_water_mark",
         "low_water_mark",
@@ -117,6 +118,12 @@ class ClientConfig:
         proxy = options.get("proxy", "env")
         self.proxy: Any = proxy if proxy in (None, False, "", "env") else _proxy.parse_proxy(proxy)
         self.follow_redirects: bool = bool(options.get("follow_redirects", False))
+        # Node's socketPath: reach a server on a unix socket; the URL still
+        # gives the Host header, the path and ws/wss.
+        socket_path = options.get("socket_path")
+        if socket_path is not None and not isinstance(socket_path, (str, os.PathLike)):
+            raise TypeError(f"socket_path must be a path, got {type(socket_path).__name__}")
+        self.socket_path: str | None = os.fspath(socket_path) if socket_path is not None else None
         max_redirects = options.get("max_redirects", 10)
         if isinstance(max_redirects, bool) or not isinstance(max_redirects, int) or max_redirects < 0:
             raise ValueError(f"max_redirects must be a non-negative int, got {max_redirects!r}")
@@ -128,6 +135,8 @@ class ClientConfig:
 
     @property
     def address(self) -> str:
+        if self.socket_path is not None:
+            return self.socket_path
         return format_address(self.target.host, self.target.port)
 
     def ssl_context(self) -> _ssl.SSLContext | None:
@@ -287,8 +296,12 @@ async def _connect(ws: "WebSocket", config: ClientConfig) -> None:
     ssl_context = config.ssl_context()
     server_hostname = target.host if ssl_context is not None else None
     try:
-        proxy = _proxy.proxy_for(config.proxy, target.secure, target.host, target.port)
-        if proxy is None:
+        proxy = None if config.socket_path else _proxy.proxy_for(config.proxy, target.secure, target.host, target.port)
+        if config.socket_path is not None:
+            await loop.create_unix_connection(
+                lambda: _Stream(ws), config.socket_path, ssl=ssl_context, server_hostname=server_hostname
+            )
+        elif proxy is None:
             await loop.create_connection(
                 lambda: _Stream(ws), target.host, target.port, ssl=ssl_context, server_hostname=server_hostname
             )
@@ -305,7 +318,10 @@ async def _connect(ws: "WebSocket", config: ClientConfig) -> None:
         raise
     except Exception as exc:
         if ws._ready_state == 0:
-            error = ConnectError(describe_connect_error(exc, target.host, target.port), config.address)
+            if config.socket_path is not None:
+                error = ConnectError(f"connect to unix socket {config.socket_path} failed: {describe(exc)}", config.address)
+            else:
+                error = ConnectError(describe_connect_error(exc, target.host, target.port), config.address)
             error.__cause__ = exc
             ws._abort_connecting(error)
 

@@ -26,6 +26,7 @@ OPTION_ALIASES: dict[str, str] = {
     "maxBufferedAmount": "max_buffered_amount",
     "followRedirects": "follow_redirects",
     "maxRedirects": "max_redirects",
+    "socketPath": "socket_path",
     "maxPendingHandshakes": "max_pending_handshakes",
     "skipUTF8Validation": "skip_utf8_validation",
     # ReconnectingWebSocket (ws.reconnect)
