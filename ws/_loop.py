@@ -85,6 +85,12 @@ class _Reactor:
         self._stopping = False
 
         def run() -> None:
+            if hasattr(signal, "pthread_sigmask"):
+                # SIGINT/SIGTERM must reach the main thread: a signal taken by
+                # this thread only sets Python's flag, and a main thread asleep
+                # waiting for us to finish would never run the handler.
+                # Threads started from here (DNS executors) inherit the mask.
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
             asyncio.set_event_loop(loop)
             loop.call_soon(ready.set)
             loop.call_soon(self._watch)
