@@ -151,7 +151,8 @@ class ClientConfig:
             return None
         if isinstance(self.per_message_deflate, dict):
             return [ClientPerMessageDeflateFactory(**self.per_message_deflate)]
-        return [ClientPerMessageDeflateFactory(client_max_window_bits=True)]
+        # Let the server pick our window size; memLevel 5 as websockets recommends.
+        return [ClientPerMessageDeflateFactory(client_max_window_bits=True, compress_settings={"memLevel": 5})]
 
     # -- lifecycle, driven by WebSocket -------------------------------------------
 
