@@ -260,11 +260,11 @@ def call(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) ->
 def run_blocking(loop: asyncio.AbstractEventLoop, coro: Awaitable[T], timeout: float | None = 30) -> T:
     """Run ``coro`` on ``loop`` from another thread and wait for its result."""
     global _main_waiting_in_ws
-    future = asyncio.run_coroutine_threadsafe(coro, loop)  # type: ignore[arg-type]
     on_main = threading.current_thread() is threading.main_thread()
     if on_main:
-        _main_waiting_in_ws = True
+        _main_waiting_in_ws = True  # before scheduling: the coroutine may run at once
     try:
+        future = asyncio.run_coroutine_threadsafe(coro, loop)  # type: ignore[arg-type]
         return future.result(timeout)
     except concurrent.futures.TimeoutError:
         future.cancel()
