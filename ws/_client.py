@@ -50,7 +50,6 @@ CLIENT_OPTIONS = frozenset(
         "max_buffered_amount",
         "high_water_mark",
         "low_water_mark",
-        "binary_type",
     }
 )
 

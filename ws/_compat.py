@@ -28,7 +28,6 @@ OPTION_ALIASES: dict[str, str] = {
     "maxRedirects": "max_redirects",
     "socketPath": "socket_path",
     "maxPendingHandshakes": "max_pending_handshakes",
-    "skipUTF8Validation": "skip_utf8_validation",
     # ReconnectingWebSocket (ws.reconnect)
     "initialDelay": "initial_delay",
     "maxDelay": "max_delay",
@@ -51,7 +50,6 @@ ATTRIBUTE_ALIASES: dict[str, dict[str, str]] = {
         "readyState": "ready_state",
         "bufferedAmount": "buffered_amount",
         "remoteAddress": "remote_address",
-        "binaryType": "binary_type",
         "isPaused": "is_paused",
         "addListener": "add_listener",
         "removeListener": "remove_listener",

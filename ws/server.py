@@ -64,7 +64,6 @@ SERVER_OPTIONS = frozenset(
         "close_timeout",
         "high_water_mark",
         "low_water_mark",
-        "binary_type",
         "max_buffered_amount",
     }
 )
@@ -147,7 +146,7 @@ class WebSocketServer(EventEmitter):
             key: opts[key]
             for key in (
                 "max_payload", "max_fragments", "close_timeout", "high_water_mark", "low_water_mark",
-                "binary_type", "max_buffered_amount",
+                "max_buffered_amount",
             )
             if key in opts
         }

@@ -212,7 +212,6 @@ class WebSocket(IterationMixin, EventEmitter):
         self._backlog_paused = False  # reading paused until they catch up
         self._reading_held = False  # paused either way: the lean path stops between frames
         self.close_timeout: float = options.get("close_timeout", DEFAULT_CLOSE_TIMEOUT)
-        self.binary_type = options.get("binary_type", "bytes")
         self._on_message: Callable[[MessageEvent], Any] | None = None
 
     @classmethod
