@@ -135,7 +135,10 @@ def receive(ws: "WebSocket", proto: "Protocol", data: bytes) -> None:
             return
     if pos < n:
         # Only the tail of an incomplete frame waits (reused when nothing was taken).
-        ws._rbuf = data if pos == 0 and type(data) is bytearray else bytearray(data[pos:])
+        if type(data) is bytearray:
+            ws._rbuf = data if pos == 0 else data[pos:]
+        else:
+            ws._rbuf = bytearray(memoryview(data)[pos:])  # one copy, not two
 
 
 def _hand_over(ws: "WebSocket", proto: "Protocol", rest: Any) -> None:
