@@ -97,6 +97,31 @@ def test_client_receives_fragments_and_big(deflate: bool) -> None:
     run(main, TIMEOUT + 30)
 
 
+@DEFLATE
+@pytest.mark.interop("Node ws server", "fragments", "deflate")
+def test_client_sends_fragments(deflate: bool) -> None:
+    async def main() -> None:
+        node, port = await NodePeer.server({"echo": True, "perMessageDeflate": deflate})
+        async with node:
+            sock, rec = await connect(port, per_message_deflate=deflate)
+            await rec.wait("open", timeout=20)
+            await node.wait("open")
+            sock.send("frag", fin=False)
+            sock.send("men", fin=False)
+            sock.send("ted ✓")
+            sock.send(b"\x01" * 70000, fin=False)
+            sock.send(b"\x02", fin=True)
+            messages = [m[0] for m in await rec.wait("message", 2, timeout=20)]
+            seen = node.of("message")
+            assert seen[0]["text"] == "fragmented ✓" and (seen[1]["binary"], seen[1]["length"]) == (True, 70001)
+            assert messages[0].data == "fragmented ✓" and messages[1].data == b"\x01" * 70000 + b"\x02"
+            sock.close()
+            await rec.wait("close", timeout=20)
+            assert rec.count("error") == 0
+
+    run(main)
+
+
 @pytest.mark.interop("Node ws server", "ping")
 def test_client_ping_pong() -> None:
     async def main() -> None:
@@ -235,6 +260,32 @@ def test_node_client_fragments(deflate: bool) -> None:
                 assert received[0].data == "a" * 1000 + "b✓"
                 assert received[1].data == b"\x00" * 10 + b"\x01" * 100000 and received[1].is_binary
                 assert echoed["length"] == 100010 and node.of("message")[0]["text"] == "a" * 1000 + "b✓"
+                node.command("close", id=1, code=1000)
+                await node.wait("close")
+        finally:
+            await server.close_async()
+
+    run(main)
+
+
+@DEFLATE
+@pytest.mark.interop("Node ws client", "fragments", "deflate")
+def test_node_client_receives_our_fragments(deflate: bool) -> None:
+    async def main() -> None:
+        server, sockets, _ = await our_server(deflate)
+        try:
+            async with await NodePeer.client(f"ws://127.0.0.1:{server.port}/echo") as node:
+                await node.wait("open")
+                sock = sockets[0]
+                sock.send("frag", fin=False)
+                sock.send("men", fin=False)
+                sock.send("ted ✓")
+                sock.send(b"\x01" * 70000, fin=False)
+                sock.send(b"\x02", fin=True)
+                await node.wait("message", 2, timeout=20)
+                seen = node.of("message")
+                assert seen[0]["text"] == "fragmented ✓" and not seen[0]["binary"]
+                assert (seen[1]["binary"], seen[1]["length"]) == (True, 70001)
                 node.command("close", id=1, code=1000)
                 await node.wait("close")
         finally:

@@ -393,3 +393,37 @@ def test_pause_and_resume() -> None:
             await rec.wait("close")
 
     run(main)
+
+
+def test_fragmented_send_arrives_as_one_message() -> None:
+    async def main() -> None:
+        frames: list[tuple[str, bool]] = []
+
+        async def recorder(conn: object) -> None:
+            # recv_streaming yields each fragment: proof the message was fragmented.
+            async for fragment in conn.recv_streaming():  # type: ignore[attr-defined]
+                frames.append((fragment, False))
+            frames.append(("", True))
+            async for fragment in conn.recv_streaming():  # type: ignore[attr-defined]
+                frames.append((fragment, False))
+            await conn.send("done")  # type: ignore[attr-defined]
+
+        async with serve(recorder, "127.0.0.1", 0) as server:
+            for deflate in (False, True):
+                frames.clear()
+                sock = WebSocket(ws_url(server), per_message_deflate=deflate)
+                rec = Recorder(sock, "open", "message", "close", "error")
+                await rec.wait("open")
+                sock.send("hel", fin=False)
+                sock.send("lo ", fin=False)
+                sock.send("world")  # fin=True ends the message
+                sock.send(b"\x01", fin=False)
+                sock.send(b"\x02\x03", fin=True)
+                await rec.wait("message")
+                assert frames == [("hel", False), ("lo ", False), ("world", False), ("", True),
+                                  (b"\x01", False), (b"\x02\x03", False)]
+                assert rec.count("error") == 0
+                sock.close()
+                await rec.wait("close")
+
+    run(main)

@@ -185,6 +185,7 @@ class WebSocket(IterationMixin, EventEmitter):
         # Receive state.
         self._dispatching = False
         self._lean = False  # common frames bypass the protocol object (ws/_fastpath.py)
+        self._fragmenting = False  # a message sent with fin=False is still open
         self._rbuf: bytearray | None = None  # lean path: an incomplete frame's bytes
         self._frag_opcode: Opcode | None = None
         self._frag_buffer: bytearray | None = None
@@ -300,11 +301,15 @@ class WebSocket(IterationMixin, EventEmitter):
 
     # -- sending ------------------------------------------------------------------
 
-    def send(self, data: str | bytes | bytearray | memoryview, *, binary: bool | None = None) -> None:
+    def send(
+        self, data: str | bytes | bytearray | memoryview, *, binary: bool | None = None, fin: bool = True
+    ) -> None:
         """Send one message: ``str`` as a text frame, bytes-like as a binary frame.
 
         Non-blocking.  While the socket is not OPEN nothing is sent and an
-        ``'error'`` (``NotOpenError``) is emitted instead.
+        ``'error'`` (``NotOpenError``) is emitted instead.  ``fin=False``
+        sends a fragment, as Node's ``send(data, {fin: false})``: every
+        following ``send`` continues that message until one has ``fin=True``.
         """
         if isinstance(data, str):
             payload: Any = data.encode()
@@ -315,18 +320,18 @@ class WebSocket(IterationMixin, EventEmitter):
         else:
             raise TypeError(f"data must be str or bytes-like, got {type(data).__name__}")
         if _loop._get_running_loop() is self._loop:
-            self._send_frame(is_text, payload)
+            self._send_frame(is_text, payload, fin)
         else:
             if not isinstance(payload, bytes):
                 payload = bytes(payload)  # the caller may reuse its buffer
             self._queued_bytes += len(payload)
-            _loop.call(self._loop, self._send_from_thread, is_text, payload)
+            _loop.call(self._loop, self._send_from_thread, is_text, payload, fin)
 
-    def _send_from_thread(self, is_text: bool, payload: bytes) -> None:
+    def _send_from_thread(self, is_text: bool, payload: bytes, fin: bool = True) -> None:
         self._queued_bytes -= len(payload)
-        self._send_frame(is_text, payload)
+        self._send_frame(is_text, payload, fin)
 
-    def _send_frame(self, is_text: bool, payload: Any) -> None:
+    def _send_frame(self, is_text: bool, payload: Any, fin: bool = True) -> None:
         if self._ready_state != OPEN:
             self._emit_error(NotOpenError(self._ready_state, _STATE_NAMES[self._ready_state]))
             return
@@ -334,7 +339,9 @@ class WebSocket(IterationMixin, EventEmitter):
             return
         proto = self._proto
         assert proto is not None
-        if self._lean:  # OPEN here implies the protocol is OPEN (see ws/_fastpath.py)
+        if not fin or self._fragmenting:
+            self._send_fragment(proto, is_text, payload, fin)
+        elif self._lean:  # OPEN here implies the protocol is OPEN (see ws/_fastpath.py)
             out = self._out
             if proto.writes:  # keep the order of frames the protocol produced
                 out += proto.data_to_send()
@@ -353,6 +360,22 @@ class WebSocket(IterationMixin, EventEmitter):
             proto.send_binary(payload)
         if not self._dispatching:
             self._flush()
+
+    def _send_fragment(self, proto: Protocol, is_text: bool, payload: Any, fin: bool) -> None:
+        """One frame of a fragmented message, through the protocol object.
+
+        The lean path never runs while a message is open, so the protocol's
+        frames keep their order behind anything already queued.
+        """
+        if proto.state is not _P_OPEN:
+            return
+        if self._fragmenting:
+            proto.send_continuation(payload, fin)
+        elif is_text:
+            proto.send_text(payload, fin)
+        else:
+            proto.send_binary(payload, fin)
+        self._fragmenting = not fin
 
     def ping(self, data: str | bytes = b"") -> None:
         """Send a ping (payload at most 125 bytes)."""
