@@ -98,7 +98,7 @@ def test_client_receives_fragments_and_big(deflate: bool) -> None:
 
 
 @DEFLATE
-@pytest.mark.interop("Node ws server", "fragments", "deflate")
+@pytest.mark.interop("Node ws server", "fragments-sent", "deflate")
 def test_client_sends_fragments(deflate: bool) -> None:
     async def main() -> None:
         node, port = await NodePeer.server({"echo": True, "perMessageDeflate": deflate})
@@ -269,7 +269,7 @@ def test_node_client_fragments(deflate: bool) -> None:
 
 
 @DEFLATE
-@pytest.mark.interop("Node ws client", "fragments", "deflate")
+@pytest.mark.interop("Node ws client", "fragments-sent", "deflate")
 def test_node_client_receives_our_fragments(deflate: bool) -> None:
     async def main() -> None:
         server, sockets, _ = await our_server(deflate)
