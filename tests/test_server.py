@@ -702,6 +702,31 @@ def test_broadcast_reaches_every_client() -> None:
     run(main)
 
 
+def test_broadcast_keeps_order_and_framing_per_client() -> None:
+    """Shared bytes never cut into a client's queued frames or its open fragmented message."""
+
+    async def main() -> None:
+        async with serving() as (server, wss):
+            srec = Recorder(wss, "connection")
+            pairs = []  # (server-side peer, client recorder), connected one at a time
+            for i in range(3):
+                _, rec = client(url(server))
+                await rec.wait("open")
+                ((peer, _),) = (await srec.wait("connection", i + 1))[i:]
+                pairs.append((peer, rec))
+            (fragmenting, frag_rec), (queued, queued_rec), (_, plain_rec) = pairs
+            fragmenting.send("part-", fin=False)  # a message left open: broadcast continues it, as send does
+            big = os.urandom(70_000)  # above the join limit: header and payload framed apart
+            assert wss.broadcast("end") == 3
+            assert wss.broadcast(big) == 3
+            queued.send("after")
+            assert [m[0].data for m in await frag_rec.wait("message", 2)] == ["part-end", big]
+            assert [m[0].data for m in await queued_rec.wait("message", 3)] == ["end", big, "after"]
+            assert [m[0].data for m in await plain_rec.wait("message", 2)] == ["end", big]
+
+    run(main)
+
+
 def test_broadcast_from_another_thread() -> None:
     async def main() -> None:
         async with serving() as (server, wss):

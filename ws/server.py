@@ -28,12 +28,11 @@ from websockets.extensions.permessage_deflate import (
     ServerPerMessageDeflateFactory,
     enable_server_permessage_deflate,
 )
-from websockets.frames import Frame, Opcode
 from websockets.http11 import Request as _WsRequest
 from websockets.http11 import Response
 from websockets.protocol import State
 
-from . import _loop, _protocol
+from . import _fastpath, _loop, _protocol
 from ._compat import normalize_options
 from ._emitter import EventEmitter
 from ._keepalive import Heartbeat
@@ -231,32 +230,32 @@ class WebSocketServer(EventEmitter):
         client that has no extension (compressed clients get their own).
         """
         if isinstance(data, str):
-            frame = Frame(Opcode.TEXT, data.encode())
+            is_text, payload = True, data.encode()
         elif isinstance(data, (bytes, bytearray, memoryview)):
-            frame = Frame(Opcode.BINARY, bytes(data))
+            is_text, payload = False, bytes(data)
         else:
             raise TypeError(f"data must be str or bytes-like, got {type(data).__name__}")
         if not _loop.in_loop(self._loop):
-            _loop.call(self._loop, self._broadcast, frame, data, exclude)
+            _loop.call(self._loop, self._broadcast, is_text, payload, exclude)
             return len(self._sockets)
-        return self._broadcast(frame, data, exclude)
+        return self._broadcast(is_text, payload, exclude)
 
-    def _broadcast(self, frame: Frame, data: Any, exclude: Any) -> int:
-        excluded = set() if exclude is None else ({exclude} if isinstance(exclude, WebSocket) else set(exclude))
-        wire: bytes | None = None
+    def _broadcast(self, is_text: bool, payload: bytes, exclude: Any) -> int:
+        excluded = () if exclude is None else ({exclude} if isinstance(exclude, WebSocket) else set(exclude))
+        # One frame for all; per client only the checks and the write.
+        wire = b"".join(_fastpath.serialize(_FIN_TEXT if is_text else _FIN_BINARY, payload, False))
         count = 0
         for ws in list(self._sockets):
-            if ws in excluded or ws._ready_state != OPEN:
+            if ws._ready_state != OPEN or (excluded and ws in excluded):
                 continue
-            proto = ws._proto
-            if proto is None or proto.extensions or ws._dispatching:
-                ws._send_frame(frame.opcode is Opcode.TEXT, frame.data)
+            if not ws._lean or ws._dispatching or ws._fragmenting:
+                # compressed, debug, inside a listener (keep its batch) or a fragmented message open
+                ws._send_frame(is_text, payload)
             else:
                 if ws._writing_paused and ws._over_buffer_limit():
                     continue  # a client that does not read is dropped, not fed
-                if wire is None:
-                    wire = frame.serialize(mask=False)
-                ws._flush()  # keep order with anything already queued
+                if ws._out or ws._proto.writes:  # type: ignore[union-attr]
+                    ws._flush()  # keep order with anything already queued
                 transport = ws._transport
                 if transport is not None:
                     transport.write(wire)
@@ -506,6 +505,8 @@ class WebSocketServer(EventEmitter):
 
 _quiet = logging.getLogger("ws.server.protocol")
 _OPEN_STATE = State.OPEN
+_FIN_TEXT = 0x81
+_FIN_BINARY = 0x82
 
 
 def _headers_101(accept_key: str, extensions_header: str | None, chosen: str | None) -> list[tuple[str, str]]:
