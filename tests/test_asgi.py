@@ -338,3 +338,23 @@ def test_async_connection_listener_iterating_gets_the_first_message() -> None:
         assert got == ["already queued", b"second"]
 
     run(main)
+
+
+def test_fragmented_send_leaves_as_one_asgi_message() -> None:
+    async def main() -> None:
+        wss = WebSocketServer(no_server=True)
+        seen = Recorder(wss, "connection")
+        app = ASGIApp(wss)
+        fake = FakeASGI({"type": "websocket.connect"})
+        task = asyncio.ensure_future(app(scope(), fake.receive, fake.send))
+        (sock, _), = await seen.wait("connection")
+        sock.send("frag", fin=False)
+        sock.send("ment")
+        sock.send(b"\x01", fin=False)
+        sock.send(b"\x02")
+        sent = await fake.sent_type("websocket.send", 2)
+        assert [m.get("text", m.get("bytes")) for m in sent] == ["fragment", b"\x01\x02"]
+        sock.terminate()
+        await asyncio.wait_for(task, 5)
+
+    run(main)

@@ -201,6 +201,7 @@ class ASGIWebSocket(WebSocket):
         self._ready_state = OPEN
         self._asgi_send = send
         self._outbox = collections.deque()
+        self._asgi_fragments: tuple[bool, list[bytes]] | None = None
         self._outbox_bytes = 0
         self._high = options.get("high_water_mark", DEFAULT_HIGH_WATER)
         self._low = options.get("low_water_mark", DEFAULT_LOW_WATER)
@@ -255,10 +256,21 @@ class ASGIWebSocket(WebSocket):
 
     # -- the sending side: ASGI messages out ------------------------------------------
 
-    def _send_frame(self, is_text: bool, payload: Any) -> None:
+    def _send_frame(self, is_text: bool, payload: Any, fin: bool = True) -> None:
         if self._ready_state != OPEN:
             self._emit_error(NotOpenError(self._ready_state, ("CONNECTING", "OPEN", "CLOSING", "CLOSED")[self._ready_state]))
             return
+        # ASGI sends whole messages only: fragments (send(fin=False)) are
+        # gathered here and leave as one message when the last one comes.
+        pending = self._asgi_fragments
+        if not fin or pending is not None:
+            if pending is None:
+                self._asgi_fragments = pending = (is_text, [])
+            pending[1].append(bytes(payload))
+            if not fin:
+                return
+            self._asgi_fragments = None
+            is_text, payload = pending[0], b"".join(pending[1])
         message: dict[str, Any]
         if is_text:
             try:
