@@ -475,6 +475,30 @@ def test_header_timeout_closes_slow_clients(make_server):
     slow.close()
 
 
+def test_a_stalled_body_times_out_but_a_slow_one_is_served(make_server):
+    # The body timer is an idle timer: armed once the head is in, re-armed on every read.
+    server = make_server(header_timeout=0.4)
+    server.post("/", lambda ctx: ctx.text(200, f"got {len(ctx.request.body)}"))
+    server.serve()
+    stalled = connect(server)
+    stalled.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+    started = time.monotonic()
+    data = read_until_eof(stalled)
+    stalled.close()
+    assert status_of(data) == 408
+    assert 0.3 < time.monotonic() - started < 2.0
+
+    slow = connect(server)
+    slow.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\nConnection: close\r\n\r\n")
+    for chunk in (b"ab", b"cd", b"ef"):
+        time.sleep(0.25)  # each pause is below the timeout, their sum above it
+        slow.sendall(chunk)
+    data = read_until_eof(slow)
+    slow.close()
+    assert status_of(data) == 200
+    assert data.endswith(b"got 6")
+
+
 def test_keep_alive_timeout_closes_idle_connections(make_server):
     server = make_server(keep_alive_timeout=0.3)
     server.get("/", lambda ctx: ctx.text(200, "ok"))

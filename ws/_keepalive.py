@@ -39,10 +39,10 @@ class Heartbeat:
             self._timer = self.loop.call_later(self.step, self._tick)
 
     def discard(self, ws: "WebSocket") -> None:
+        # The timer stays: the next tick finds no socket and does not re-arm.
+        # (Cancelling it here cost a timer per connection when clients come
+        # and go one at a time.)
         self.sockets.pop(ws, None)
-        if not self.sockets and self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
     def stop(self) -> None:
         if self._timer is not None:

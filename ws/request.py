@@ -77,9 +77,12 @@ class Request:
             else:
                 headers[key] = value
         self.headers = headers
-        split = urlsplit(target)
-        self.path = split.path or "/"
-        self.query_string = split.query
+        if target[:1] == "/" and target[1:2] != "/" and "?" not in target and "#" not in target:
+            self.path, self.query_string = target, ""  # the common case, without urlsplit
+        else:
+            split = urlsplit(target)
+            self.path = split.path or "/"
+            self.query_string = split.query
         self._query: dict[str, list[str]] | None = None
 
     @property

@@ -525,7 +525,10 @@ class WebSocket(IterationMixin, EventEmitter):
 
     def _expect_close(self) -> None:
         """Arm the timer that ends a closing handshake the peer never completes."""
-        if self._close_timer is None and self._transport is not None:
+        transport = self._transport
+        if self._close_timer is None and transport is not None:
+            if transport.is_closing() and not transport.get_write_buffer_size():
+                return  # closed with nothing left to send: connection_lost is on its way
             self._close_timer = self._loop.call_later(self.close_timeout, self._close_timed_out)
 
     def _close_timed_out(self) -> None:

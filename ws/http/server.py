@@ -212,6 +212,7 @@ class _Connection(asyncio.Protocol):
         self.lost = False
         self.timer: asyncio.TimerHandle | None = None
         self.head: h11.Request | None = None
+        self.raw_headers: list[tuple[bytes, bytes]] = []
         self.body = bytearray()
         self.upgrade: Any = None
         self.processing = False
@@ -364,6 +365,9 @@ class _Connection(asyncio.Protocol):
                     self._fail(exc.error_status_hint or _status.BAD_REQUEST)
                     return
                 if event is h11.NEED_DATA or event is h11.PAUSED:
+                    if self.phase is _BODY and self.timer is None:
+                        # A body still to come: an idle timer, re-armed on every read.
+                        self._set_timer(self.server.header_timeout, self._on_head_timeout)
                     return
                 kind = type(event)
                 if kind is h11.Request:
@@ -382,27 +386,30 @@ class _Connection(asyncio.Protocol):
         server = self.server
         server._pending.discard(self)
         self._cancel_timer()
-        self.phase = _BODY
-        self._set_timer(server.header_timeout, self._on_head_timeout)
-        headers = event.headers
-        if len(headers) > server.max_header_count:
+        self.phase = _BODY  # its idle timer starts only if the body does not follow at once (_process)
+        raw = event.headers.raw_items()
+        if len(raw) > server.max_header_count:
             self._fail(_status.REQUEST_HEADER_FIELDS_TOO_LARGE)
             return
         # h11 only enforces its limit on heads that arrive in pieces; a
-        # whole oversized head in one read is caught here.
-        size = len(event.target) + sum(len(n) + len(v) + 4 for n, v in headers)
+        # whole oversized head in one read is caught here.  One pass over the
+        # raw items (iterating h11's Headers goes through __getitem__).
+        size = len(event.target)
+        length = None
+        upgrade = None
+        for name, value in raw:
+            size += len(name) + len(value) + 4
+            if len(name) == 14 and name.lower() == b"content-length":
+                length = int(value)  # h11 validated it
+            elif len(name) == 7 and name.lower() == b"upgrade":
+                upgrade = value
         if size > server.max_header_size:
             self._fail(_status.REQUEST_HEADER_FIELDS_TOO_LARGE)
             return
         self.head = event
+        self.raw_headers = raw
         self.body = bytearray()
-        self.upgrade = None
-        length = None
-        for name, value in headers:
-            if name == b"content-length":
-                length = int(value)  # h11 validated it
-            elif name == b"upgrade":
-                self.upgrade = value
+        self.upgrade = upgrade
         if length is not None and length > server.max_body_size:
             self._fail(_status.REQUEST_ENTITY_TOO_LARGE)
             return
@@ -428,7 +435,7 @@ class _Connection(asyncio.Protocol):
         request = Request(
             event.method.decode("ascii"),
             target,
-            [(n.decode("latin-1"), v.decode("latin-1")) for n, v in event.headers.raw_items()],
+            [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self.raw_headers],
             http_version=event.http_version.decode("ascii"),
             peername=self.peername,
             secure=server._ssl is not None,
