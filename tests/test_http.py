@@ -1059,3 +1059,13 @@ def test_status_module():
     assert status.CONTENT_TOO_LARGE == status.REQUEST_ENTITY_TOO_LARGE == 413
     assert status.reason(404) == "Not Found" and status.reason(799) == ""
     assert http.__all__ == ["Server", "Context", "status"]
+
+
+def test_listening_listener_attached_after_serve_still_runs_once(make_server):
+    server = make_server()
+    address = server.serve()  # a plain thread: returns once listening
+    got: list[Any] = []
+    done = threading.Event()
+    server.on("listening", lambda addr: (got.append(addr), done.set()))
+    assert done.wait(5), "'listening' was lost"
+    assert got == [address]

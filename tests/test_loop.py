@@ -231,3 +231,69 @@ def test_keepalive_detects_a_silent_peer() -> None:
             transport.abort()
 
     asyncio.run(asyncio.wait_for(main(), TIMEOUT * 2))
+
+
+# -- the ws[speed] extra: uvloop ------------------------------------------------------
+
+_SCRIPT_ON_UVLOOP = """
+import sys
+from ws import WebSocket, WebSocketServer, _loop
+
+wss = WebSocketServer(port=0, host="127.0.0.1")
+wss.on("connection", lambda sock, req: sock.on("message", lambda ev: sock.send(ev.data * 2)))
+
+def listening():
+    client = WebSocket(f"ws://127.0.0.1:{wss.address()['port']}/")
+    client.on("open", lambda: client.send("ab"))
+    def got(ev):
+        print(type(_loop.reactor.loop).__module__, ev.data, flush=True)
+        client.close()
+        wss.close()
+    client.on("message", got)
+
+wss.on("listening", listening)
+"""
+
+_ASYNC_ON_UVLOOP = """
+import asyncio, uvloop
+from ws import WebSocket, WebSocketServer
+
+async def main():
+    listening = asyncio.get_running_loop().create_future()
+    wss = WebSocketServer(port=0, host="127.0.0.1")
+    wss.on("listening", lambda: listening.done() or listening.set_result(None))
+    await asyncio.wait_for(listening, 10)
+    wss.on("connection", lambda sock, req: sock.on("message", lambda ev: sock.send(ev.data.upper())))
+    async with WebSocket(f"ws://127.0.0.1:{wss.address()['port']}/") as client:
+        client.send("hi")
+        reply = (await asyncio.wait_for(client.recv(), 10)).data
+    print(type(asyncio.get_running_loop()).__module__, reply, flush=True)
+    wss.close()
+    await asyncio.wait_for(wss.wait_closed(), 10)
+
+uvloop.run(main())
+"""
+
+
+@pytest.mark.parametrize(
+    "script, env, expected",
+    [
+        (_SCRIPT_ON_UVLOOP, {"WS_LOOP": "uvloop"}, "uvloop abab"),  # script mode: the reactor is uvloop
+        (_SCRIPT_ON_UVLOOP, {}, "asyncio.unix_events abab"),  # ... and asyncio by default
+        (_ASYNC_ON_UVLOOP, {}, "uvloop HI"),  # inside asyncio: the user's uvloop loop
+    ],
+    ids=["reactor-uvloop", "reactor-default", "async-uvloop"],
+)
+def test_the_speed_extra_runs_on_uvloop(script: str, env: dict[str, str], expected: str) -> None:
+    pytest.importorskip("uvloop")
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    full_env = {k: v for k, v in os.environ.items() if k != "WS_LOOP"}
+    full_env.update(env, PYTHONPATH=str(ROOT) + os.pathsep + full_env.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=full_env, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == expected, done.stderr

@@ -1099,3 +1099,22 @@ def test_ref_and_unref_return_self() -> None:
         assert wss2.unref() is wss2 and wss2.ref() is wss2
 
     run(main)
+
+
+def test_listening_listener_attached_after_the_constructor_still_runs_once() -> None:
+    # A plain script (this test runs in a plain thread): the server listens on the
+    # reactor before the constructor returns; Node emits 'listening' on a later
+    # tick, so `wss.on('listening', ...)` on the next line must still be called.
+    wss = WebSocketServer(port=0, host="127.0.0.1")
+    try:
+        called = threading.Event()
+        calls: list[Any] = []
+        wss.on("listening", lambda: (calls.append(wss.address()), called.set()))
+        assert called.wait(5), "'listening' was lost"
+        assert calls[0]["port"] > 0
+        late = threading.Event()
+        wss.on("listening", lambda: late.set())  # it was claimed: not replayed again
+        assert not late.wait(0.3)
+        assert len(calls) == 1
+    finally:
+        wss.close()

@@ -427,3 +427,57 @@ def test_fragmented_send_arrives_as_one_message() -> None:
                 await rec.wait("close")
 
     run(main)
+
+
+# -- sends outside a listener: one write per loop turn ------------------------------
+
+
+def test_sends_in_one_loop_turn_leave_in_one_write_in_order() -> None:
+    async def main() -> None:
+        async with serve(echo, "127.0.0.1", 0, max_size=None, compression=None) as server:
+            sock = WebSocket(ws_url(server))
+            rec = Recorder(sock, "open", "message")
+            await rec.wait("open")
+            assert sock._lean  # uncompressed: the lean path, where sends are batched
+            transport = sock._transport
+            writes: list[int] = []
+            real_write = transport.write
+
+            def counting_write(data: bytes) -> None:
+                writes.append(len(data))
+                real_write(data)
+
+            transport.write = counting_write  # type: ignore[method-assign]
+            for i in range(10):
+                sock.send(f"m{i}")
+            assert writes == []  # queued until the end of this loop turn...
+            assert sock.buffered_amount == 10 * (2 + 4 + 2)  # ... and counted as buffered
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            assert len(writes) == 1  # ... then one write for all ten frames
+            # A large payload is not held back: it flushes what is queued before it, in order.
+            sock.send("small")
+            sock.send(b"\x01" * 100_000)
+            assert len(writes) >= 2
+            msgs = await rec.wait("message", 12)
+            assert [m[0].data for m in msgs[:11]] == [f"m{i}" for i in range(10)] + ["small"]
+            assert msgs[11][0].data == b"\x01" * 100_000
+            sock.close()
+
+    run(main)
+
+
+def test_a_burst_without_yielding_is_written_in_bounded_batches() -> None:
+    async def main() -> None:
+        async with serve(echo, "127.0.0.1", 0, max_size=None, compression=None) as server:
+            sock = WebSocket(ws_url(server))
+            rec = Recorder(sock, "open", "message")
+            await rec.wait("open")
+            for i in range(1000):  # never yields: the queue is written every 64 frames
+                sock.send(str(i))
+                assert len(sock._out) <= 64 * 2
+            msgs = await rec.wait("message", 1000)
+            assert [m[0].data for m in msgs] == [str(i) for i in range(1000)]
+            sock.close()
+
+    run(main)

@@ -138,7 +138,33 @@ class EventEmitter(_PyeeEmitter):
         return wrap if f is None else wrap(f)
 
     def _listeners_changed(self, event: str | None) -> None:
-        """Hook for subclasses that cache their listeners (hot paths)."""
+        """Hook for subclasses that cache their listeners (hot paths); replays unclaimed events."""
+        unclaimed = self._unclaimed
+        if unclaimed and event in unclaimed and self._events.get(event):
+            args = unclaimed.pop(event)
+            # Never synchronously: pyee may hold its lock while calling us.
+            loop = self._loop
+            if loop is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(self.emit, event, *args)
+
+    #: Events emitted before anyone listened, kept for the first listener (see ``_emit_kept``).
+    _unclaimed: dict[str, tuple] | None = None
+
+    def _emit_kept(self, event: str, *args: Any) -> None:
+        """Emit ``event``, or keep it for the first listener if nobody listens yet.
+
+        In a plain script a server starts listening on the reactor thread
+        before the constructor returns, while Node emits ``'listening'`` on a
+        later tick, after the script's next line has attached its listener.
+        Keeping the unclaimed event gives ``wss.on('listening', ...)`` after
+        the constructor the same outcome as in Node.
+        """
+        if self._events.get(event):
+            self.emit(event, *args)
+        else:
+            if self._unclaimed is None:
+                self._unclaimed = {}
+            self._unclaimed[event] = args
 
     def listener_count(self, event: str) -> int:
         """How many listeners ``event`` has (Node's ``listenerCount``)."""

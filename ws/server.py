@@ -175,7 +175,7 @@ class WebSocketServer(EventEmitter):
             self._own_server = server
             self._loop = server._loop
             server._add_upgrade_handler(path, self)
-            server.on("listening", lambda *args: self.emit("listening"))
+            server.on("listening", lambda *args: self._emit_kept("listening"))
             server.on("error", lambda exc: self.emit("error", exc))
             if callback is not None:
                 self.once("listening", callback)

@@ -55,6 +55,10 @@ DEFAULT_CLOSE_TIMEOUT = 10.0
 #: ``buffered_amount`` grows and ``'drain'`` fires once it falls below the low one.
 DEFAULT_HIGH_WATER = 1 << 20
 DEFAULT_LOW_WATER = 1 << 18
+#: Sends outside a listener wait for the end of the loop turn, unless this many
+#: frames are queued or a payload is larger than ``_BATCH_BYTES`` (no gain in batching it).
+_BATCH_FRAMES = 64
+_BATCH_BYTES = 16384
 #: Hard cap on unsent bytes: a ``send`` while more than this waits (the peer
 #: does not read) fails the connection instead of growing memory without bound.
 DEFAULT_MAX_BUFFERED_AMOUNT = 64 << 20
@@ -197,7 +201,8 @@ class WebSocket(IterationMixin, EventEmitter):
         self._close_emitted = False
         self._paused = False
         # Send state.
-        self._out: list[bytes] = []  # frames written at the end of the current batch
+        self._out: list[bytes] = []  # frames written at the end of the current batch or loop turn
+        self._flush_scheduled = False  # a _scheduled_flush is on its way
         self._writing_paused = False
         self._queued_bytes = 0  # bytes of sends still hopping over from other threads
         # Timers.
@@ -280,6 +285,8 @@ class WebSocket(IterationMixin, EventEmitter):
         """Bytes accepted by ``send`` but not yet handed to the kernel."""
         transport = self._transport
         pending = self._queued_bytes
+        if self._out:
+            pending += sum(map(len, self._out))
         if transport is not None and not transport.is_closing():
             pending += transport.get_write_buffer_size()
         return pending
@@ -350,6 +357,16 @@ class WebSocket(IterationMixin, EventEmitter):
                 out.append((_fastpath.TEXT_HEADS if is_text else _fastpath.BINARY_HEADS)[n] + payload)
             else:
                 _fastpath.add_frame(out, is_text, payload, not self._is_server)
+            if not self._dispatching:
+                # Outside a listener (a coroutine, a timer, another thread):
+                # the frames sent in one loop turn leave in one write, so a
+                # burst costs one system call instead of one per message.
+                if n > _BATCH_BYTES or len(out) >= _BATCH_FRAMES:
+                    self._flush()
+                elif not self._flush_scheduled:
+                    self._flush_scheduled = True
+                    self._loop.call_soon(self._scheduled_flush)
+            return
         elif proto.state is not _P_OPEN:
             # The peer's close frame came in the same read as the message this
             # listener answers: too late to send, and not the caller's fault.
@@ -359,6 +376,11 @@ class WebSocket(IterationMixin, EventEmitter):
         else:
             proto.send_binary(payload)
         if not self._dispatching:
+            self._flush()
+
+    def _scheduled_flush(self) -> None:
+        self._flush_scheduled = False
+        if self._out:
             self._flush()
 
     def _send_fragment(self, proto: Protocol, is_text: bool, payload: Any, fin: bool) -> None:

@@ -1164,7 +1164,7 @@ class Server(EventEmitter):
         _loop.reactor.on_shutdown(self._shutdown_hook)
         address = self.address
         logger.debug("HTTP server listening on %s", address)
-        self.emit("listening", address)
+        self._emit_kept("listening", address)
         if self._close_requested:
             self._begin_close()
         return address  # type: ignore[return-value]
