@@ -310,3 +310,76 @@ def test_client_large_echo_through_our_server() -> None:
         server.close()
 
     run(main, 60)
+
+
+# -- large frames: read straight into a buffer of their size --------------------------
+
+LARGE = [os.urandom(300_000), os.urandom(1 << 20), b"\x05" * 200_000, os.urandom(2 << 20)]
+
+
+@pytest.mark.parametrize("chunk", [0, 4096, 65_537], ids=lambda c: f"chunk{c or 'all'}")
+def test_large_frames_between_small_ones_arrive_whole_and_in_order(chunk: int) -> None:
+    async def main() -> None:
+        server, _, sockets = await echo_server()
+        reader, writer, frames = await raw_client(server.port)
+        wire = b"".join(frame(0x2, p) + frame(0x1, b"small %d" % i) for i, p in enumerate(LARGE))
+        step = chunk or len(wire)
+        for i in range(0, len(wire), step):
+            writer.write(wire[i : i + step])
+            await writer.drain()
+        for i, payload in enumerate(LARGE):
+            assert await frames.next() == (0x82, payload)
+            assert await frames.next() == (0x81, b"small %d" % i)
+        sock, rec = sockets[0]
+        assert sock._lean and sock._direct_reads and rec.count("error") == 0
+        assert sock._frame is None and sock._spare is None  # nothing held once idle
+        writer.close()
+        server.close()
+
+    run(main, 60)
+
+
+def test_a_large_frame_header_alone_reserves_nothing() -> None:
+    async def main() -> None:
+        server, _, sockets = await echo_server()
+        reader, writer, frames = await raw_client(server.port)
+        claimed = frame(0x2, os.urandom(8 << 20))
+        writer.write(claimed[: 64 * 1024])  # well under an eighth of the frame
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        sock, rec = sockets[0]
+        assert sock._frame is None and len(sock._rbuf) == 64 * 1024
+        writer.write(claimed[64 * 1024 : 2 << 20])  # now a quarter: its own buffer
+        await writer.drain()
+        deadline = asyncio.get_running_loop().time() + 10
+        while sock._frame is None:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.01)
+        assert len(sock._frame) == len(claimed) and sock._rbuf is None
+        writer.write(claimed[2 << 20 :])
+        opcode, payload = await frames.next(timeout=20)
+        assert opcode == 0x82 and len(payload) == 8 << 20
+        writer.close()
+        server.close()
+
+    run(main, 60)
+
+
+def test_eof_in_the_middle_of_a_large_frame_is_an_abnormal_close() -> None:
+    async def main() -> None:
+        server, _, sockets = await echo_server()
+        reader, writer, frames = await raw_client(server.port)
+        writer.write(frame(0x2, os.urandom(1 << 20))[: 600_000])
+        await writer.drain()
+        sock, rec = sockets[0]
+        deadline = asyncio.get_running_loop().time() + 10
+        while sock._frame is None:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.01)
+        writer.write_eof()
+        (code, _reason), = await rec.wait("close", timeout=10)
+        assert code == 1006 and sock._frame is None
+        writer.close()
+        server.close()
+
+    run(main, 30)

@@ -59,8 +59,11 @@ def test_https_and_wss_on_one_port() -> None:
             await rec.wait("open", timeout=10)
             sock.send("secret")
             sock.send(b"\x00" * 100_000)
-            messages = await rec.wait("message", 2, timeout=10)
-            assert [m[0].data for m in messages] == ["secret", b"\x00" * 100_000]
+            large = bytes(range(256)) * 8192  # 2 MiB: read straight into its own buffer, through TLS
+            sock.send(large)
+            sock.send(large[::-1])
+            messages = await rec.wait("message", 4, timeout=20)
+            assert [m[0].data for m in messages] == ["secret", b"\x00" * 100_000, large, large[::-1]]
             sock.close(1000, "bye")
             assert (await rec.wait("close", timeout=10))[0] == (1000, "bye")
             assert rec.count("error") == 0

@@ -18,6 +18,12 @@ protocol fails the connection with 1009).  While reading is paused
 keeps the not yet delivered frames of the last read, unparsed; they are
 delivered when reading resumes.  Once the protocol takes over for
 good (closing, failing) it gets every byte from then on.
+
+A large frame (``DIRECT_MIN``) is not gathered in ``_rbuf``: once an eighth
+of it is in, it gets a buffer of its exact size, ``ws._frame``, and the
+transport reads the rest straight into it (``_Stream`` is a
+``BufferedProtocol``).  Its payload is then copied once, by the unmasking,
+from the socket to the listener.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .websocket import WebSocket
 
-__all__ = ["receive", "handshake", "add_frame", "serialize", "apply_mask", "TEXT_HEADS", "BINARY_HEADS"]
+__all__ = ["receive", "handshake", "add_frame", "serialize", "apply_mask", "TEXT_HEADS", "BINARY_HEADS", "DIRECT_MIN"]
 
 _FIN_TEXT = 0x81
 _FIN_BINARY = 0x82
@@ -47,6 +53,10 @@ _FIN_BINARY = 0x82
 _SMALL = 2048
 #: Frames longer than this are written as header + payload (no concatenation copy).
 _JOIN_LIMIT = 16384
+#: Incoming frames at least this long are read straight into a buffer of their
+#: size once ``1 / DIRECT_AHEAD`` of them has arrived (``ws._frame``).
+DIRECT_MIN = 128 * 1024
+DIRECT_AHEAD = 8
 _urandom = os.urandom
 #: The two header bytes of every short unmasked FIN frame, by payload length.
 TEXT_HEADS = [bytes((_FIN_TEXT, n)) for n in range(126)]
@@ -63,6 +73,7 @@ def receive(ws: "WebSocket", proto: "Protocol", data: bytes) -> None:
         ws._rbuf = None
     n = len(data)
     pos = 0
+    need = 0  # the length of the incomplete frame at ``pos``, once its header is in
     server = ws._is_server
     limit = proto.max_message_size
     deliver = ws._deliver
@@ -93,6 +104,7 @@ def receive(ws: "WebSocket", proto: "Protocol", data: bytes) -> None:
             head += 4
         end = head + length
         if end > n:
+            need = end - pos
             break
         if (b0 == _FIN_TEXT or b0 == _FIN_BINARY) and proto.current_size is None:
             if length < _SMALL:
@@ -133,7 +145,27 @@ def receive(ws: "WebSocket", proto: "Protocol", data: bytes) -> None:
             # we close or fail, which leave OPEN first.)
             _hand_over(ws, proto, data[pos:])
             return
+    spare = ws._spare
+    ws._spare = None  # kept only from one large frame to the next
     if pos < n:
+        have = n - pos
+        if need >= DIRECT_MIN and ws._direct_reads:
+            # A large frame: a buffer of its size, which the transport reads
+            # the rest into (see ``_Stream.get_buffer``); no growing buffer, no
+            # copy between the socket and the unmasking.  The previous large
+            # frame's buffer is reused (no allocation, no page faults); a new
+            # one is made only once an eighth of the frame is here, so that a
+            # header alone cannot make us reserve its claimed length.
+            if spare is not None and need <= len(spare) <= 4 * need:
+                frame = memoryview(spare)[:need]
+            elif have * DIRECT_AHEAD >= need:
+                frame = memoryview(bytearray(need))
+            else:
+                frame = None
+            if frame is not None:
+                frame[:have] = memoryview(data)[pos:]
+                ws._frame, ws._frame_fill = frame, have
+                return
         # Only the tail of an incomplete frame waits (reused when nothing was taken).
         if type(data) is bytearray:
             ws._rbuf = data if pos == 0 else data[pos:]

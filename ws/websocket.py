@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import logging
+import threading
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from websockets.frames import Opcode
@@ -55,6 +56,8 @@ DEFAULT_CLOSE_TIMEOUT = 10.0
 #: ``buffered_amount`` grows and ``'drain'`` fires once it falls below the low one.
 DEFAULT_HIGH_WATER = 1 << 20
 DEFAULT_LOW_WATER = 1 << 18
+#: Bytes read from the socket at a time (asyncio reads 256 KiB too).
+_READ_SIZE = 256 * 1024
 #: Sends outside a listener wait for the end of the loop turn, unless this many
 #: frames are queued or a payload is larger than ``_BATCH_BYTES`` (no gain in batching it).
 _BATCH_FRAMES = 64
@@ -87,18 +90,67 @@ def valid_close_code(code: int) -> bool:
     return (1000 <= code <= 1014 and code not in (1004, 1005, 1006)) or 3000 <= code <= 4999
 
 
-class _Stream(asyncio.Protocol):
-    """The transport-facing half of a ``WebSocket``: forwards asyncio callbacks."""
+_reads = threading.local()  # one receive buffer per thread that runs a loop
 
-    __slots__ = ("ws",)
+
+def _read_buffer() -> memoryview:
+    view = getattr(_reads, "view", None)
+    if view is None:
+        view = _reads.view = memoryview(bytearray(_READ_SIZE))
+    return view
+
+
+class _Stream(asyncio.BufferedProtocol):
+    """The transport-facing half of a ``WebSocket``: forwards asyncio callbacks.
+
+    A ``BufferedProtocol``: reads land in a buffer shared by the thread's
+    sockets, which the lean path parses in place, except while a large frame
+    is coming in, which is read straight into a buffer of its own size
+    (``ws._frame``, see ``ws/_fastpath.py``).
+    """
+
+    __slots__ = ("ws", "view")
 
     def __init__(self, ws: "WebSocket") -> None:
         self.ws = ws
+        self.view: memoryview | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.ws._connection_made(transport)  # type: ignore[arg-type]
 
+    def get_buffer(self, sizehint: int) -> memoryview:
+        ws = self.ws
+        frame = ws._frame
+        if frame is not None:
+            self.view = None
+            return frame[ws._frame_fill :]
+        ws._direct_reads = True
+        view = self.view = _read_buffer()
+        return view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        ws = self.ws
+        view = self.view
+        if view is not None:
+            self.view = None
+            # The lean path reads the shared buffer in place (it copies what it
+            # keeps: payloads by unmasking, an incomplete tail into ``_rbuf``);
+            # the protocol object gets its own bytes.
+            ws._data_received(view[:nbytes] if ws._lean else bytes(view[:nbytes]))
+            return
+        ws._frame_fill += nbytes
+        frame = ws._frame
+        if frame is not None and ws._frame_fill >= len(frame):
+            ws._frame = None
+            if ws._lean:
+                ws._data_received(frame)
+                # Delivered (unmasked into new bytes): the buffer may take the next large frame.
+                ws._spare = frame.obj
+            else:
+                ws._data_received(bytes(frame))
+
     def data_received(self, data: bytes) -> None:
+        # Transports that do not use get_buffer() (never with a large frame pending).
         self.ws._data_received(data)
 
     def eof_received(self) -> bool | None:
@@ -191,6 +243,10 @@ class WebSocket(IterationMixin, EventEmitter):
         self._lean = False  # common frames bypass the protocol object (ws/_fastpath.py)
         self._fragmenting = False  # a message sent with fin=False is still open
         self._rbuf: bytearray | None = None  # lean path: an incomplete frame's bytes
+        self._frame: memoryview | None = None  # lean path: a large frame being read into its own buffer
+        self._spare: bytearray | None = None  # ... the last one's buffer, for the next
+        self._frame_fill = 0  # ... how much of it is in
+        self._direct_reads = False  # the transport reads through _Stream.get_buffer
         self._frag_opcode: Opcode | None = None
         self._frag_buffer: bytearray | None = None
         self._frag_text: list[str] | None = None
@@ -844,6 +900,10 @@ class WebSocket(IterationMixin, EventEmitter):
         if proto is None:
             return None
         self._lean = False
+        if self._frame is not None:  # a large frame cut short
+            proto.receive_data(bytes(self._frame[: self._frame_fill]))
+            self._frame = None
+        self._spare = None
         if self._rbuf is not None:  # an incomplete frame (lean path) or handshake tail
             if self._ready_state != CONNECTING:
                 proto.receive_data(bytes(self._rbuf))
@@ -885,6 +945,7 @@ class WebSocket(IterationMixin, EventEmitter):
     def _finish(self, code: int, reason: str) -> None:
         """The connection is gone: release everything and emit ``'close'`` once."""
         self._ready_state = CLOSED
+        self._frame = self._rbuf = self._spare = None
         self._drop_partial_message()
         transport = self._transport
         if transport is not None and not transport.is_closing():
