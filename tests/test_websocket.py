@@ -481,3 +481,23 @@ def test_a_burst_without_yielding_is_written_in_bounded_batches() -> None:
             sock.close()
 
     run(main)
+
+
+def test_frames_queued_for_the_loop_turn_are_dropped_when_the_connection_is_lost() -> None:
+    async def main() -> None:
+        async with serve(echo, "127.0.0.1", 0, compression=None) as server:
+            sock = WebSocket(ws_url(server))
+            rec = Recorder(sock, "open", "close", "error")
+            await rec.wait("open")
+            transport = sock._transport
+            writes: list[bytes] = []
+            real_write = transport.write
+            transport.write = lambda data: (writes.append(data), real_write(data))  # type: ignore[method-assign]
+            sock.send("queued")
+            sock._connection_lost(None)  # the connection ends before the end of this turn
+            assert sock._out == []
+            await asyncio.sleep(0.05)  # the scheduled flush finds nothing to write
+            assert writes == []
+            assert (await rec.wait("close"))[0][0] == 1006 and rec.count("error") == 0
+
+    run(main)

@@ -946,6 +946,7 @@ class WebSocket(IterationMixin, EventEmitter):
         """The connection is gone: release everything and emit ``'close'`` once."""
         self._ready_state = CLOSED
         self._frame = self._rbuf = self._spare = None
+        self._out = []  # frames queued for the end of the loop turn can no longer leave
         self._drop_partial_message()
         transport = self._transport
         if transport is not None and not transport.is_closing():
