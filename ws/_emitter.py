@@ -32,6 +32,9 @@ __all__ = ["EventEmitter", "adapt_arity", "report"]
 
 logger = logging.getLogger("ws")
 
+#: Events kept for listeners attached late, at most (messages and helpers' events; see ``_emit_kept``).
+MAX_HELD_EVENTS = 1024
+
 
 def _logging_configured(log: logging.Logger) -> bool:
     """Whether a record of ``log`` at ERROR reaches a handler other than a NullHandler."""
@@ -138,33 +141,48 @@ class EventEmitter(_PyeeEmitter):
         return wrap if f is None else wrap(f)
 
     def _listeners_changed(self, event: str | None) -> None:
-        """Hook for subclasses that cache their listeners (hot paths); replays unclaimed events."""
-        unclaimed = self._unclaimed
-        if unclaimed and event in unclaimed and self._events.get(event):
-            args = unclaimed.pop(event)
+        """Hook for subclasses that cache their listeners (hot paths); replays kept events."""
+        if self._held and event is not None:
             # Never synchronously: pyee may hold its lock while calling us.
-            loop = self._loop
-            if loop is not None and not loop.is_closed():
-                loop.call_soon_threadsafe(self.emit, event, *args)
+            try:
+                self._loop.call_soon_threadsafe(self._replay, event)  # type: ignore[union-attr]
+            except (AttributeError, RuntimeError):  # no loop, or closed: nothing left to replay to
+                pass
 
-    #: Events emitted before anyone listened, kept for the first listener (see ``_emit_kept``).
-    _unclaimed: dict[str, tuple] | None = None
+    #: Events emitted while nobody listened, in order, for listeners attached
+    #: later (``None``: nothing kept).  See ``_emit_kept``.
+    _held: list[tuple[str, tuple]] | None = None
 
-    def _emit_kept(self, event: str, *args: Any) -> None:
-        """Emit ``event``, or keep it for the first listener if nobody listens yet.
+    def _emit_kept(self, event: str, *args: Any, limit: int | None = None) -> None:
+        """Emit ``event``; if nobody listens yet, keep it for the first listener of it.
 
-        In a plain script a server starts listening on the reactor thread
-        before the constructor returns, while Node emits ``'listening'`` on a
-        later tick, after the script's next line has attached its listener.
-        Keeping the unclaimed event gives ``wss.on('listening', ...)`` after
-        the constructor the same outcome as in Node.
+        In a plain script work runs on the reactor thread while the script's
+        next lines are still attaching listeners: a server listens before its
+        constructor returns, a client may connect before ``on('open')`` runs,
+        whereas Node emits these on a later tick.  Kept events are replayed
+        in order when a listener arrives, which gives the Node outcome.
+        ``limit`` bounds how many kept events this one may join.
         """
         if self._events.get(event):
             self.emit(event, *args)
-        else:
-            if self._unclaimed is None:
-                self._unclaimed = {}
-            self._unclaimed[event] = args
+            return
+        held = self._held
+        if held is None:
+            held = self._held = []
+        if limit is None or len(held) < limit:
+            held.append((event, args))
+
+    def _replay(self, event: str) -> None:
+        held = self._held
+        if not held or not self._events.get(event):
+            return
+        keep = []
+        for name, args in held:
+            if name == event:
+                self.emit(name, *args)
+            else:
+                keep.append((name, args))
+        self._held = keep
 
     def listener_count(self, event: str) -> int:
         """How many listeners ``event`` has (Node's ``listenerCount``)."""

@@ -45,7 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .websocket import WebSocket
 
-__all__ = ["receive", "handshake", "add_frame", "serialize", "apply_mask", "TEXT_HEADS", "BINARY_HEADS", "DIRECT_MIN"]
+__all__ = ["receive", "handshake", "add_frame", "serialize", "apply_mask", "TEXT_HEADS", "BINARY_HEADS"]
 
 _FIN_TEXT = 0x81
 _FIN_BINARY = 0x82

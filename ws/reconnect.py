@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterable
 
 from . import _client, _loop
 from ._compat import normalize_options
-from ._emitter import EventEmitter
+from ._emitter import MAX_HELD_EVENTS, EventEmitter
 from .exceptions import NotOpenError, WebSocketError
 from .websocket import CLOSED, CONNECTING, OPEN, WebSocket
 
@@ -41,7 +41,6 @@ __all__ = ["ReconnectingWebSocket", "ReconnectError", "QueueFullError", "backoff
 
 #: Events of the inner socket that are passed on unchanged.
 FORWARDED = ("message", "error", "ping", "pong", "unexpected-response", "drain")
-MAX_HELD_EVENTS = 1024
 
 
 class ReconnectError(WebSocketError):
@@ -234,19 +233,7 @@ class ReconnectingWebSocket(EventEmitter):
 
     def _emit_event(self, event: str, *args: Any) -> None:
         """As ``WebSocket``: a script-made helper keeps events until someone listens."""
-        held = self._held
-        if held is not None and not self._events.get(event):
-            if len(held) < MAX_HELD_EVENTS:
-                held.append((event, args))
-            return
-        self.emit(event, *args)
-
-    def _listeners_changed(self, event: str | None) -> None:
-        if self._held and event is not None:
-            try:
-                self._loop.call_soon_threadsafe(self._replay, event)
-            except RuntimeError:  # loop closed
-                pass
-
-    def _replay(self, event: str) -> None:
-        WebSocket._replay(self, event)  # type: ignore[arg-type]  # the same held-event bookkeeping
+        if self._held is None:
+            self.emit(event, *args)
+        else:
+            self._emit_kept(event, *args, limit=MAX_HELD_EVENTS)

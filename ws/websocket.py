@@ -25,7 +25,7 @@ from websockets.protocol import OPEN as _P_OPEN, CLOSING as _P_CLOSING, Protocol
 
 from . import _fastpath, _loop
 from ._compat import normalize_options
-from ._emitter import EventEmitter, report
+from ._emitter import MAX_HELD_EVENTS, EventEmitter, report
 from ._iteration import IterationMixin
 from .events import BINARY, TEXT, CloseEvent, ErrorEvent, Event, MessageEvent
 from .exceptions import NotOpenError, ProtocolError, WebSocketError
@@ -69,8 +69,6 @@ DEFAULT_MAX_BUFFERED_AMOUNT = 64 << 20
 #: reading; it reads again when half of them have finished.
 MAX_PENDING_LISTENERS = 32
 
-#: Events a script-made client keeps for listeners attached late (see _emit_event).
-MAX_HELD_EVENTS = 1024
 
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
@@ -144,8 +142,9 @@ class _Stream(asyncio.BufferedProtocol):
             ws._frame = None
             if ws._lean:
                 ws._data_received(frame)
-                # Delivered (unmasked into new bytes): the buffer may take the next large frame.
-                ws._spare = frame.obj
+                if ws._ready_state != CLOSED:
+                    # Delivered (unmasked into new bytes): the buffer may take the next large frame.
+                    ws._spare = frame.obj
             else:
                 ws._data_received(bytes(frame))
 
@@ -872,9 +871,8 @@ class WebSocket(IterationMixin, EventEmitter):
                 return
             if result is not None and hasattr(result, "__await__"):
                 self._schedule(result)
-        elif self._held is not None and not self._events.get("message"):
-            if len(self._held) < MAX_HELD_EVENTS:
-                self._held.append(("message", (event,)))
+        elif self._held is not None:
+            self._emit_kept("message", event, limit=MAX_HELD_EVENTS)
         else:
             self.emit("message", event)
 
@@ -888,12 +886,7 @@ class WebSocket(IterationMixin, EventEmitter):
                 self._on_message = getattr(listener, "_ws_direct", listener)  # one argument: no arity wrapper
             else:
                 self._on_message = None
-        if self._held and event is not None:
-            # Never synchronously: pyee may hold its lock while calling us.
-            try:
-                self._loop.call_soon_threadsafe(self._replay, event)
-            except RuntimeError:  # loop closed: nothing left to replay to
-                pass
+        super()._listeners_changed(event)
 
     def _eof_received(self) -> bool | None:
         proto = self._proto
@@ -982,30 +975,17 @@ class WebSocket(IterationMixin, EventEmitter):
         while the script's next lines are still attaching listeners; events
         that find no listener yet are kept and replayed when one arrives.
         """
-        held = self._held
-        if held is not None and not self._events.get(event):
-            held.append((event, args))
-            if event == "error":
-                self._loop.call_later(1.0, self._report_unclaimed, args[0])
+        if self._held is None:
+            self.emit(event, *args)
             return
-        self.emit(event, *args)
+        if event == "error" and not self._events.get(event):
+            self._loop.call_later(1.0, self._report_unclaimed, args[0])
+        self._emit_kept(event, *args)
 
     def _report_unclaimed(self, error: BaseException) -> None:
         held = self._held
         if held is not None and any(e == "error" and a[0] is error for e, a in held):
             report("unhandled 'error' event on WebSocket %s: %s", self._url, error, log=logger)
-
-    def _replay(self, event: str) -> None:
-        held = self._held
-        if not held or not self._events.get(event):
-            return
-        keep = []
-        for name, args in held:
-            if name == event:
-                self.emit(name, *args)
-            else:
-                keep.append((name, args))
-        self._held = keep
 
     def _going_away(self) -> None:
         """SIGINT/SIGTERM in a script: close with 1001 (going away)."""
