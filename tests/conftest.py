@@ -27,6 +27,14 @@ def run(coro_fn: Callable[[], Awaitable[T]], timeout: float = 20) -> T:
     return asyncio.run(bounded())
 
 
+async def until(predicate: Any, timeout: float = 5.0, step: float = 0.01, what: str = "condition not reached in time") -> None:
+    """Wait (bounded) until ``predicate()`` is true, polling every ``step`` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, what
+        await asyncio.sleep(step)
+
+
 class Recorder:
     """Collects events of an emitter; ``await rec.wait('close')`` with a timeout."""
 

@@ -17,18 +17,10 @@ from ws import WebSocket, WebSocketServer
 from ws.exceptions import WebSocketError
 from ws.websocket import DEFAULT_MAX_BUFFERED_AMOUNT, MAX_PENDING_LISTENERS
 
-from .conftest import Recorder, run
+from .conftest import Recorder, run, until
 from .test_limits import CLOSE, TEXT, T, RawPeer, close_payload, frame, serving
 
 MB = 1 << 20
-
-
-async def until(predicate: Any, timeout: float = T, step: float = 0.01) -> None:
-    """Wait (bounded) until ``predicate()`` is true."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(step)
 
 
 async def open_pair(served: Any, **client_options: Any) -> tuple[WebSocket, Recorder, WebSocket, Recorder]:

@@ -18,7 +18,7 @@ import pytest
 from ws import WebSocket, WebSocketServer, http
 from ws._fastpath import apply_mask
 
-from .conftest import Recorder, run
+from .conftest import Recorder, run, until
 
 KEY = base64.b64encode(b"0123456789abcdef").decode()
 
@@ -351,10 +351,7 @@ def test_a_large_frame_header_alone_reserves_nothing() -> None:
         assert sock._frame is None and len(sock._rbuf) == 64 * 1024
         writer.write(claimed[64 * 1024 : 2 << 20])  # now a quarter: its own buffer
         await writer.drain()
-        deadline = asyncio.get_running_loop().time() + 10
-        while sock._frame is None:
-            assert asyncio.get_running_loop().time() < deadline
-            await asyncio.sleep(0.01)
+        await until(lambda: sock._frame is not None, timeout=10)
         assert len(sock._frame) == len(claimed) and sock._rbuf is None
         writer.write(claimed[2 << 20 :])
         opcode, payload = await frames.next(timeout=20)
@@ -372,10 +369,7 @@ def test_eof_in_the_middle_of_a_large_frame_is_an_abnormal_close() -> None:
         writer.write(frame(0x2, os.urandom(1 << 20))[: 600_000])
         await writer.drain()
         sock, rec = sockets[0]
-        deadline = asyncio.get_running_loop().time() + 10
-        while sock._frame is None:
-            assert asyncio.get_running_loop().time() < deadline
-            await asyncio.sleep(0.01)
+        await until(lambda: sock._frame is not None, timeout=10)
         writer.write_eof()
         (code, _reason), = await rec.wait("close", timeout=10)
         assert code == 1006 and sock._frame is None

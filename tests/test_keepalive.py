@@ -13,15 +13,14 @@ import os
 import signal
 import subprocess
 import sys
-from typing import Any
 
 import pytest
 
-from ws import WebSocket, WebSocketServer
+from ws import WebSocket
 from ws._keepalive import Heartbeat
 from ws.server import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT
 
-from .conftest import ROOT, Recorder, run
+from .conftest import ROOT, Recorder, run, until
 from .test_limits import PING, T, serving
 
 INTERVAL, TIMEOUT = 0.2, 0.3
@@ -193,18 +192,12 @@ def test_one_heartbeat_timer_for_many_sockets_and_none_when_idle() -> None:
             recs = [Recorder(c, "open", "close") for c in clients]
             for rec in recs:
                 await rec.wait("open", timeout=T)
-            deadline = asyncio.get_running_loop().time() + T
-            while len(heartbeat.sockets) < 5:
-                assert asyncio.get_running_loop().time() < deadline
-                await asyncio.sleep(0.01)
+            await until(lambda: len(heartbeat.sockets) >= 5, timeout=T)
             assert heartbeat._timer is not None
             for client in clients:
                 client.close()
             for rec in recs:
                 await rec.wait("close", timeout=T)
-            deadline = asyncio.get_running_loop().time() + T
-            while heartbeat.sockets or heartbeat._timer is not None:
-                assert asyncio.get_running_loop().time() < deadline, "heartbeat still armed"
-                await asyncio.sleep(0.01)
+            await until(lambda: not heartbeat.sockets and heartbeat._timer is None, timeout=T, what="heartbeat still armed")
 
     run(main)
