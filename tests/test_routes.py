@@ -74,6 +74,25 @@ def test_validators() -> None:
         compile_validator(42)
 
 
+def test_pydantic_v1_models() -> None:
+    """A v1-style model (``parse_obj``, no ``model_validate``) validates and explains its errors."""
+    v1 = pytest.importorskip("pydantic.v1")
+
+    class LegacyMessage(v1.BaseModel):
+        type: Literal["message", "typing"]
+        content: Optional[str] = None
+
+    assert not hasattr(LegacyMessage, "model_validate")
+    validate = compile_validator(LegacyMessage)
+    assert validate('{"type": "message", "content": "hi"}') == LegacyMessage(type="message", content="hi")
+    with pytest.raises(InvalidMessage, match="invalid LegacyMessage: type: unexpected value"):
+        validate('{"type": "shout"}')
+    with pytest.raises(InvalidMessage, match="invalid LegacyMessage: type: field required"):
+        validate('{"content": "no type"}')
+    with pytest.raises(InvalidMessage, match="not valid JSON"):
+        validate("{")
+
+
 def test_schema_without_jsonschema_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "jsonschema", None)
     with pytest.raises(ImportError, match="pip install jsonschema"):
