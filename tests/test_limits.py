@@ -247,6 +247,18 @@ async def assert_failed_once(rec: Recorder, code: int) -> None:
     assert getattr(error, "code", code) == code
 
 
+async def assert_refused(peer: Any, served: Any, code: int) -> Recorder:
+    """The peer got a Close with ``code`` then EOF; the server socket failed once with it.
+
+    Returns that socket's recorder, for checks of the error's text.
+    """
+    assert await peer.read_close() == code
+    assert await peer.at_eof(), "the server must close the offender's socket"
+    _, rec = await served.socket()
+    await assert_failed_once(rec, code)
+    return rec
+
+
 # -- message size and fragments -------------------------------------------------------
 
 
@@ -256,10 +268,7 @@ def test_announced_length_over_max_payload_fails_before_any_payload() -> None:
             peer = await RawPeer.open(served.port)
             # Only the header of a 1 GB frame: nothing is ever buffered for it.
             peer.send(frame(BINARY, length=1 << 30))
-            assert await peer.read_close() == 1009
-            assert await peer.at_eof()
-            _, rec = await served.socket()
-            await assert_failed_once(rec, 1009)
+            rec = await assert_refused(peer, served, 1009)
             assert "max payload" in str(rec.args("error")[0][0]) or "too big" in str(rec.args("error")[0][0])
             await assert_serves(served.url)
             assert not served.wss.clients
@@ -273,10 +282,7 @@ def test_fragmented_message_fails_as_soon_as_its_total_exceeds_max_payload() -> 
             peer = await RawPeer.open(served.port)
             peer.send(frame(TEXT, b"a" * 400, fin=False) + frame(CONT, b"b" * 400, fin=False))
             peer.send(frame(CONT, b"c" * 400, fin=False))  # 1200 > 1024, and not even the last fragment
-            assert await peer.read_close() == 1009
-            assert await peer.at_eof()
-            _, rec = await served.socket()
-            await assert_failed_once(rec, 1009)
+            await assert_refused(peer, served, 1009)
             await assert_serves(served.url)
 
     run(main)
@@ -301,10 +307,7 @@ def test_too_many_fragments_is_1009() -> None:
         async with serving(max_fragments=4) as served:
             peer = await RawPeer.open(served.port)
             peer.send(frame(BINARY, b"1", fin=False) + b"".join(frame(CONT, b"n", fin=False) for _ in range(4)))
-            assert await peer.read_close() == 1009
-            assert await peer.at_eof()
-            _, rec = await served.socket()
-            await assert_failed_once(rec, 1009)
+            rec = await assert_refused(peer, served, 1009)
             assert "fragments" in str(rec.args("error")[0][0])
             await assert_serves(served.url)
 
@@ -319,10 +322,7 @@ def test_compressed_bomb_is_stopped_at_max_payload() -> None:
             bomb = deflater.compress(b"\0" * (8 << 20)) + deflater.flush(zlib.Z_SYNC_FLUSH)
             assert bomb.endswith(b"\x00\x00\xff\xff") and len(bomb) < 64 * 1024
             peer.send(frame(BINARY, bomb[:-4], rsv=0b100))  # 8 MiB once inflated
-            assert await peer.read_close() == 1009
-            assert await peer.at_eof()
-            _, rec = await served.socket()
-            await assert_failed_once(rec, 1009)
+            await assert_refused(peer, served, 1009)
             await assert_serves(served.url)
 
     run(main)
@@ -362,10 +362,7 @@ def test_protocol_violation_gets_the_right_close_code(case: str) -> None:
             bystander = await Bystander.open(served.url)
             peer = await RawPeer.open(served.port)
             peer.send(data)
-            assert await peer.read_close() == code
-            assert await peer.at_eof(), "the server must close the offender's socket"
-            _, rec = await served.socket(-1)
-            await assert_failed_once(rec, code)
+            await assert_refused(peer, served, code)
             # Neither the connection open meanwhile nor a new one noticed anything.
             await bystander.finish("fine")
 
