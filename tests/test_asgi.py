@@ -1,8 +1,10 @@
-"""ws.asgi: a WebSocketServer as an ASGI app, under a real uvicorn process and in-process."""
+"""ws.asgi: a WebSocketServer as an ASGI app, under real uvicorn and hypercorn processes and in-process."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import socket
 import subprocess
 import sys
@@ -29,27 +31,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Uvicorn:
-    """``uvicorn asgi_app:app`` (an app of scripts/examples/) in a subprocess."""
+class ServerProcess:
+    """An ASGI server running ``command`` in a subprocess, listening on 127.0.0.1:``port``."""
 
-    def __init__(self, app: str = "asgi_app:app") -> None:
-        self.port = free_port()
+    def __init__(self, command: list[str], port: int, env: dict[str, str] | None = None) -> None:
+        self.port = port
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", app, "--app-dir", str(EXAMPLES),
-             "--host", "127.0.0.1", "--port", str(self.port), "--lifespan", "on"],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"uvicorn exited: {self.proc.stdout.read()}")  # type: ignore[union-attr]
+                raise RuntimeError(f"{command[2]} exited: {self.proc.stdout.read()}")  # type: ignore[union-attr]
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 return
             except OSError:
                 time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("uvicorn did not start within 30 s")
+        out = self.stop()
+        raise RuntimeError(f"{command[2]} did not start within 30 s: {out}")
 
     @property
     def url(self) -> str:
@@ -66,16 +66,45 @@ class Uvicorn:
         return out
 
 
-@pytest.fixture(scope="module")
-def uvicorn() -> Iterator[Uvicorn]:
-    server = Uvicorn()
-    yield server
-    server.stop()
+def uvicorn_process(app: str = "asgi_app:app") -> ServerProcess:
+    """``uvicorn APP`` (an app of scripts/examples/)."""
+    port = free_port()
+    return ServerProcess(
+        [sys.executable, "-m", "uvicorn", app, "--app-dir", str(EXAMPLES),
+         "--host", "127.0.0.1", "--port", str(port), "--lifespan", "on"],
+        port,
+    )
 
 
-def test_our_client_under_uvicorn(uvicorn: Uvicorn) -> None:
+def hypercorn_process(app: str = "asgi_app:app") -> ServerProcess:
+    """``hypercorn APP`` (an app of scripts/examples/); hypercorn has no --app-dir, so PYTHONPATH."""
+    pytest.importorskip("hypercorn")
+    port = free_port()
+    path = os.pathsep.join(p for p in (str(EXAMPLES), os.environ.get("PYTHONPATH")) if p)
+    return ServerProcess(
+        [sys.executable, "-m", "hypercorn", app, "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "2"],
+        port,
+        env={**os.environ, "PYTHONPATH": path},
+    )
+
+
+SERVERS = {"uvicorn": uvicorn_process, "hypercorn": hypercorn_process}
+
+
+@pytest.fixture(scope="module", params=sorted(SERVERS))
+def asgi_server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+    """scripts/examples/asgi_app.py under each ASGI server; its log must end without a traceback."""
+    server = SERVERS[request.param]()
+    try:
+        yield server
+    finally:
+        out = server.stop()
+    assert "Traceback" not in out, out
+
+
+def test_our_client(asgi_server: ServerProcess) -> None:
     async def main() -> None:
-        async with WebSocket(f"{uvicorn.url}?name=ours", ["chat"]) as sock:
+        async with WebSocket(f"{asgi_server.url}?name=ours", ["chat"]) as sock:
             assert sock.protocol == "chat"
             assert (await sock.recv(timeout=10)).data == "welcome ours"
             await sock.send_async("héllo")
@@ -92,10 +121,10 @@ def test_our_client_under_uvicorn(uvicorn: Uvicorn) -> None:
     run(main, timeout=60)
 
 
-def test_websockets_client_under_uvicorn_and_broadcast(uvicorn: Uvicorn) -> None:
+def test_websockets_client_and_broadcast(asgi_server: ServerProcess) -> None:
     async def main() -> None:
-        async with ws_connect(uvicorn.url) as a, ws_connect(uvicorn.url) as b:
-            assert a.subprotocol is None
+        async with ws_connect(asgi_server.url) as a, ws_connect(asgi_server.url, subprotocols=["chat"]) as b:
+            assert a.subprotocol is None and b.subprotocol == "chat"
             assert await asyncio.wait_for(a.recv(), 10) == "welcome anonymous"
             assert await asyncio.wait_for(b.recv(), 10) == "welcome anonymous"
             await a.send(b"\x00\x01")
@@ -108,27 +137,29 @@ def test_websockets_client_under_uvicorn_and_broadcast(uvicorn: Uvicorn) -> None
     run(main, timeout=60)
 
 
-def test_verify_client_refusal_is_an_http_status(uvicorn: Uvicorn) -> None:
+def test_verify_client_refusal_is_an_http_status(asgi_server: ServerProcess) -> None:
     async def main() -> None:
         with pytest.raises(InvalidStatus) as info:
-            async with ws_connect(f"{uvicorn.url}?token=bad"):
+            async with ws_connect(f"{asgi_server.url}?token=bad"):
                 pass  # pragma: no cover
         assert info.value.response.status_code == 403
         assert info.value.response.body == b"Forbidden: bad token\n"
-        sock = WebSocket(f"{uvicorn.url}?token=bad")
+        sock = WebSocket(f"{asgi_server.url}?token=bad")
         with pytest.raises(HandshakeError, match="403"):
             await sock.wait_open(timeout=10)
 
     run(main, timeout=30)
 
 
-def test_http_goes_to_the_fallback_app(uvicorn: Uvicorn) -> None:
-    with urllib.request.urlopen(f"http://127.0.0.1:{uvicorn.port}/anything", timeout=10) as response:
+def test_http_goes_to_the_fallback_app(asgi_server: ServerProcess) -> None:
+    with urllib.request.urlopen(f"http://127.0.0.1:{asgi_server.port}/anything", timeout=10) as response:
         assert response.read() == b"hello over http"
 
 
 def test_server_log_shows_close_codes() -> None:
-    server = Uvicorn()
+    # uvicorn only: hypercorn 0.18 reports every client close to the app as 1006
+    # (or 1000 after the app's own close), never the peer's code and reason.
+    server = uvicorn_process()
     try:
 
         async def main() -> None:
@@ -147,7 +178,7 @@ def test_server_log_shows_close_codes() -> None:
 
 def test_mounted_in_starlette() -> None:
     pytest.importorskip("starlette")
-    server = Uvicorn("starlette_app:app")
+    server = uvicorn_process("starlette_app:app")
     try:
 
         async def main() -> None:
@@ -164,6 +195,31 @@ def test_mounted_in_starlette() -> None:
     finally:
         out = server.stop()
     assert "Traceback" not in out
+
+
+@pytest.mark.parametrize("server_name", sorted(SERVERS))
+def test_mounted_in_fastapi(server_name: str) -> None:
+    pytest.importorskip("fastapi")
+    server = SERVERS[server_name]("fastapi_app:app")
+    try:
+
+        async def main() -> None:
+            url = f"ws://127.0.0.1:{server.port}/chat"
+            async with WebSocket(url) as a, ws_connect(url) as b:
+                loop = asyncio.get_running_loop()
+                fetch = lambda: urllib.request.urlopen(f"http://127.0.0.1:{server.port}/", timeout=10).read()
+                assert json.loads(await loop.run_in_executor(None, fetch)) == {"server": "fastapi", "in_chat": 2}
+                await a.send_async("hi from ours")
+                assert (await a.recv(timeout=10)).data == "hi from ours"
+                assert await asyncio.wait_for(b.recv(), 10) == "hi from ours"
+                await b.send(b"\x07 from websockets")
+                assert (await a.recv(timeout=10)).data == b"\x07 from websockets"
+                assert await asyncio.wait_for(b.recv(), 10) == b"\x07 from websockets"
+
+        run(main, timeout=30)
+    finally:
+        out = server.stop()
+    assert "Traceback" not in out, out
 
 
 # -- in-process: the ASGI conversation with scripted events -----------------------------
