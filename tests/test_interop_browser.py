@@ -4,12 +4,21 @@ The page (tests/fixtures/web) is served by ``ws.http.Server.static``; the
 tests drive it with Selenium and check both ends: what the browser saw and
 what our ``WebSocketServer`` saw.  Our servers run on the background reactor
 loop, as in a plain script, while Selenium blocks the test thread.
+
+The same page is also served over ``https://`` with WebSocket over
+``wss://`` (one ``Server(ssl=...)``), its certificate issued by the test
+run's trustme CA.  That browser trusts only this certificate's public key
+(``--ignore-certificate-errors-spki-list``); a second server with another
+certificate from the same CA must be refused, which shows the browser
+really verifies.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import importlib.util
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,12 +29,14 @@ import pytest
 from ws import Reject, WebSocket
 from ws.http import Server
 
-from .fixtures.browser import run_js, start_chromium
+from .fixtures.browser import run_js, spki_sha256, start_chromium
 from .fixtures.node_peer import pattern
+from .fixtures.tls import TestPKI
 
 WEB = Path(__file__).resolve().parent / "fixtures" / "web"
 ROOT = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024
+pki = TestPKI()
 
 
 def browser_test(*features: str) -> Any:
@@ -45,12 +56,16 @@ def eventually(check: Callable[[], Any], timeout: float = 20, what: str = "condi
 
 
 class Site:
-    """The test server: the harness page and several WebSocket endpoints, recording what happens."""
+    """The test server: the harness page and several WebSocket endpoints, recording what happens.
 
-    def __init__(self) -> None:
-        self.server = Server("127.0.0.1:0")
+    With ``ssl_context`` it serves ``https://`` and ``wss://`` on its one port.
+    """
+
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.server = Server("127.0.0.1:0", ssl=ssl_context)
         self.server.static("/", WEB)
         self.log: list[tuple[str, str, Any]] = []  # (path, event, value); list.append is thread-safe
+        self.server.on("request", lambda ctx: self.log.append((ctx.request.path, "http", ctx.request.secure)))
         self.sockets: dict[str, list[WebSocket]] = {}
         for path, options in (
             ("/echo", {}),
@@ -62,8 +77,9 @@ class Site:
             if path == "/chat":
                 self.chat = wss
         self.server.serve()
-        self.url = f"http://127.0.0.1:{self.server.port}"
-        self.ws_url = f"ws://127.0.0.1:{self.server.port}"
+        scheme = "s" if ssl_context is not None else ""
+        self.url = f"http{scheme}://127.0.0.1:{self.server.port}"
+        self.ws_url = f"ws{scheme}://127.0.0.1:{self.server.port}"
 
     @staticmethod
     def _choose(offered: list[str], request: Any) -> str | None:
@@ -76,7 +92,8 @@ class Site:
     def _connected(self, path: str) -> Callable[[WebSocket, Any], None]:
         def on_connection(sock: WebSocket, request: Any) -> None:
             self.sockets.setdefault(path, []).append(sock)
-            self.log.append((path, "open", (sock.protocol, sock.extensions, request.get_header("origin"))))
+            opened = (sock.protocol, sock.extensions, request.get_header("origin"), request.secure)
+            self.log.append((path, "open", opened))
 
             def on_message(event: Any) -> None:
                 self.log.append((path, "message", event.data))
@@ -149,9 +166,8 @@ return result;
 """
 
 
-@pytest.mark.parametrize("path", ["/echo", "/deflate"], ids=["plain", "deflate"])
-@browser_test("echo", "large", "subprotocol", "deflate")
-def test_echo_subprotocol_and_deflate(page: Any, site: Site, path: str) -> None:
+def check_echo(page: Any, site: Site, path: str) -> None:
+    """ECHO_SCRIPT on ``path``: what the browser got back and what the server received."""
     before = len(site.of(path, "message"))
     result = run_js(page, ECHO_SCRIPT, f"{site.ws_url}{path}", MiB)
     assert "error" not in result, result
@@ -163,13 +179,20 @@ def test_echo_subprotocol_and_deflate(page: Any, site: Site, path: str) -> None:
     assert result["bigTextOk"] and result["bigTextLength"] == len("héllo ✓ ") + MiB
     assert result["bigBinaryOk"]
     assert result["close"] == {"code": 1000, "reason": "", "wasClean": True}
-    protocol, extensions, origin = site.of(path, "open")[-1]
+    protocol, extensions, origin, secure = site.of(path, "open")[-1]
     assert protocol == "b" and ("permessage-deflate" in extensions) is deflate and origin == site.url
+    assert secure is site.url.startswith("https:")
     received = eventually(lambda: site.of(path, "message")[before:] if len(site.of(path, "message")) >= before + 4 else None)
     assert received[0] == "héllo ✓" and received[1] == b"\x00\x01\xff"
     assert received[2] == "héllo ✓ " + "x" * MiB
     assert hashlib.sha256(received[3]).digest() == hashlib.sha256(pattern(MiB, 5)).digest()
     assert eventually(lambda: site.of(path, "close"))[-1] == (1000, "")
+
+
+@pytest.mark.parametrize("path", ["/echo", "/deflate"], ids=["plain", "deflate"])
+@browser_test("echo", "large", "subprotocol", "deflate")
+def test_echo_subprotocol_and_deflate(page: Any, site: Site, path: str) -> None:
+    check_echo(page, site, path)
 
 
 @browser_test("no-subprotocol")
@@ -199,8 +222,9 @@ def test_browser_answers_our_ping(page: Any, site: Site) -> None:
     assert result == "still open"
 
 
-@browser_test("close")
-def test_close_codes_both_ways(page: Any, site: Site) -> None:
+def check_close(page: Any, site: Site) -> None:
+    """The browser closes with 4000, the server with 4001; both ends see code and reason."""
+    seen = len(site.of("/echo", "close"))
     result = run_js(page, """
         const s = harness.open(args[0]);
         await s.opened;
@@ -214,9 +238,17 @@ def test_close_codes_both_ways(page: Any, site: Site) -> None:
     """, f"{site.ws_url}/echo")
     assert result["browserClosed"] == {"code": 4000, "reason": "browser bye ✓", "wasClean": True}
     assert result["serverClosed"] == {"code": 4001, "reason": "server bye ✓", "wasClean": True}
-    closes = eventually(lambda: [c for c in site.of("/echo", "close") if c[0] in (4000, 4001)] if len(
-        [c for c in site.of("/echo", "close") if c[0] in (4000, 4001)]) >= 2 else None)
-    assert sorted(closes[-2:]) == [(4000, "browser bye ✓"), (4001, "server bye ✓")]
+
+    def ours() -> list[Any]:
+        return [c for c in site.of("/echo", "close")[seen:] if c[0] in (4000, 4001)]
+
+    closes = eventually(lambda: len(ours()) >= 2, what="both closes on the server") and ours()
+    assert sorted(closes) == [(4000, "browser bye ✓"), (4001, "server bye ✓")]
+
+
+@browser_test("close")
+def test_close_codes_both_ways(page: Any, site: Site) -> None:
+    check_close(page, site)
 
 
 @browser_test("refusal")
@@ -264,6 +296,103 @@ def test_broadcast_to_tabs(page: Any, site: Site) -> None:
             return [a, Array.from(new Uint8Array(b))];
         """)
         assert got == ["to every tab ✓", [7, 8]]
+
+
+# -- over TLS: the page from https://, the browser's WebSocket over wss:// -----------------------
+
+
+def tls_site(folder: Path) -> tuple[Site, str]:
+    """A ``Site`` on HTTPS/WSS with a fresh certificate from the test CA, and that certificate's SPKI hash."""
+    cert, key = pki.server_files(folder, "127.0.0.1")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return Site(ssl_context=context), spki_sha256(Path(cert).read_bytes())
+
+
+@pytest.fixture(scope="module")
+def secure_sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Site, str, Site]]:
+    """(trusted site, its SPKI hash, stranger): two servers, each with its own certificate from the same CA."""
+    trusted, spki = tls_site(tmp_path_factory.mktemp("trusted-cert"))
+    try:
+        stranger, _ = tls_site(tmp_path_factory.mktemp("stranger-cert"))
+    except BaseException:
+        trusted.close()
+        raise
+    yield trusted, spki, stranger
+    trusted.close()
+    stranger.close()
+
+
+@pytest.fixture(scope="module")
+def tls_driver(tmp_path_factory: pytest.TempPathFactory, secure_sites: tuple[Site, str, Site]) -> Iterator[Any]:
+    """A second Chromium, started trusting the trusted site's certificate (by its SPKI) and nothing more."""
+    d = start_chromium(tmp_path_factory.mktemp("chromium-tls-profile"), trust_spki=[secure_sites[1]])
+    yield d
+    d.quit()
+
+
+@pytest.fixture
+def secure_site(secure_sites: tuple[Site, str, Site]) -> Site:
+    return secure_sites[0]
+
+
+@pytest.fixture
+def secure_page(tls_driver: Any, secure_site: Site) -> Any:
+    """The harness page loaded from the trusted site over https://."""
+    tls_driver.get(f"{secure_site.url}/index.html")
+    assert tls_driver.execute_script("return typeof window.harness") == "object"
+    assert tls_driver.execute_script("return [location.protocol, window.isSecureContext]") == ["https:", True]
+    assert (secure_site.of("/index.html", "http") or [None])[-1] is True  # the page came over TLS
+    return tls_driver
+
+
+@browser_test("wss", "tls", "echo", "large")
+def test_wss_echo_text_binary_and_1mib(secure_page: Any, secure_site: Site) -> None:
+    check_echo(secure_page, secure_site, "/echo")
+
+
+@browser_test("wss", "tls", "close")
+def test_wss_close_codes_both_ways(secure_page: Any, secure_site: Site) -> None:
+    check_close(secure_page, secure_site)
+
+
+@browser_test("wss")
+def test_wss_other_certificate_refused(secure_page: Any, secure_sites: tuple[Site, str, Site]) -> None:
+    # The stranger's certificate comes from the same CA for the same name;
+    # only its key differs, and its SPKI is not in the browser's list.
+    trusted, _, stranger = secure_sites
+    result = run_js(secure_page, """
+        const [good, bad] = args;
+        const t = harness.open(good);
+        const trustedOpened = await t.opened;
+        t.ws.close(1000);
+        await t.closed;
+        const s = harness.open(bad);
+        const opened = await s.opened;
+        if (opened) s.ws.close(1000);  // a failure of this test, but no wait for a close that never comes
+        await s.closed;
+        return {trustedOpened, opened, events: s.events, close: s.close};
+    """, f"{trusted.ws_url}/echo", f"{stranger.ws_url}/echo")
+    assert result["trustedOpened"] is True  # same page, same moment: the trusted server still opens
+    assert result["opened"] is False and result["events"] == ["error", "close"]
+    assert result["close"] == {"code": 1006, "reason": "", "wasClean": False}
+
+    # Navigating to the stranger is an interstitial, not the page.
+    secure_page.get(f"{stranger.url}/index.html")
+    assert secure_page.execute_script("return typeof window.harness") == "undefined"
+    assert "ERR_CERT_AUTHORITY_INVALID" in secure_page.page_source
+    # The TLS handshake failed, so the stranger saw no request and no WebSocket.
+    assert stranger.log == []
+
+    # The stranger itself is fine: a client that trusts the test CA gets the page.
+    conn = http.client.HTTPSConnection("127.0.0.1", stranger.server.port, context=pki.client_context(), timeout=10)
+    try:
+        conn.request("GET", "/index.html")
+        reply = conn.getresponse()
+        assert reply.status == 200 and b"ws interop harness" in reply.read()
+    finally:
+        conn.close()
+    assert stranger.of("/index.html", "http") == [True]
 
 
 # -- the demo page (scripts/examples/static, served by scripts/examples/demo_server.py) ----------
