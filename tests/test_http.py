@@ -374,6 +374,34 @@ def test_pipelined_requests(make_server):
     assert data.index(b"\r\n\r\n1") < data.index(b"\r\n\r\n2") < data.index(b"\r\n\r\n3")
 
 
+def test_partial_heads_and_bodies_survive_other_connections_reads(make_server):
+    """Connections read into one shared buffer per thread (ws/_reads.py): what
+    one keeps between reads must be its own copy, not a view of that buffer."""
+    server = make_server()
+    server.post("/echo", lambda ctx: ctx.text(200, ctx.request.body.decode()))
+    server.serve()
+    first, second = connect(server), connect(server)
+    body = "é" * 50 + "end"
+    request = (
+        f"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body.encode())}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode() + body.encode()
+    cut_head, cut_body = 20, len(request) - 40  # inside the head, then inside the body
+    first.sendall(request[:cut_head])
+    time.sleep(0.05)  # read by the server before the other connection's bytes
+    second.sendall(request.replace(b"\xc3\xa9", b"xx"))  # a whole request of the same size, other bytes
+    time.sleep(0.05)
+    first.sendall(request[cut_head:cut_body])
+    time.sleep(0.05)
+    second_reply = read_until_eof(second)
+    first.sendall(request[cut_body:])
+    first_reply = read_until_eof(first)
+    first.close()
+    second.close()
+    assert status_of(first_reply) == 200 and first_reply.endswith(body.encode())
+    assert status_of(second_reply) == 200 and second_reply.endswith(b"xx" * 50 + b"end")
+
+
 def test_http10_closes_after_response(make_server):
     server = make_server()
     server.get("/", lambda ctx: ctx.text(200, "old"))

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import codecs
 import logging
-import threading
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from websockets.frames import Opcode
@@ -27,6 +26,7 @@ from . import _fastpath, _loop
 from ._compat import normalize_options
 from ._emitter import MAX_HELD_EVENTS, EventEmitter, report
 from ._iteration import IterationMixin
+from ._reads import read_buffer
 from .events import BINARY, TEXT, CloseEvent, ErrorEvent, Event, MessageEvent
 from .exceptions import NotOpenError, ProtocolError, WebSocketError
 
@@ -56,8 +56,6 @@ DEFAULT_CLOSE_TIMEOUT = 10.0
 #: ``buffered_amount`` grows and ``'drain'`` fires once it falls below the low one.
 DEFAULT_HIGH_WATER = 1 << 20
 DEFAULT_LOW_WATER = 1 << 18
-#: Bytes read from the socket at a time (asyncio reads 256 KiB too).
-_READ_SIZE = 256 * 1024
 #: Sends outside a listener wait for the end of the loop turn, unless this many
 #: frames are queued or a payload is larger than ``_BATCH_BYTES`` (no gain in batching it).
 _BATCH_FRAMES = 64
@@ -88,14 +86,6 @@ def valid_close_code(code: int) -> bool:
     return (1000 <= code <= 1014 and code not in (1004, 1005, 1006)) or 3000 <= code <= 4999
 
 
-_reads = threading.local()  # one receive buffer per thread that runs a loop
-
-
-def _read_buffer() -> memoryview:
-    view = getattr(_reads, "view", None)
-    if view is None:
-        view = _reads.view = memoryview(bytearray(_READ_SIZE))
-    return view
 
 
 class _Stream(asyncio.BufferedProtocol):
@@ -123,7 +113,7 @@ class _Stream(asyncio.BufferedProtocol):
             self.view = None
             return frame[ws._frame_fill :]
         ws._direct_reads = True
-        view = self.view = _read_buffer()
+        view = self.view = read_buffer()
         return view
 
     def buffer_updated(self, nbytes: int) -> None:

@@ -30,6 +30,7 @@ import h11
 
 from .. import _loop
 from .._emitter import EventEmitter
+from .._reads import read_buffer
 from ..request import Request
 from . import status as _status
 from .context import Context, Response
@@ -194,11 +195,12 @@ _IDLE = "idle"  # keep-alive, between requests
 _CLOSING = "closing"  # answered for the last time; draining input until close
 
 
-class _Connection(asyncio.Protocol):
+class _Connection(asyncio.BufferedProtocol):
     """One HTTP/1.1 connection, driven by h11.
 
     Every callback is wrapped: a bug here aborts this connection and is
-    logged, it never reaches the event loop.
+    logged, it never reaches the event loop.  Reads land in the thread's
+    shared buffer (``ws/_reads.py``), which h11 copies from at once.
     """
 
     def __init__(self, server: Server) -> None:
@@ -245,7 +247,13 @@ class _Connection(asyncio.Protocol):
             logger.exception("HTTP connection setup failed")
             transport.abort()  # type: ignore[attr-defined]
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return read_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(read_buffer()[:nbytes])
+
+    def data_received(self, data: bytes | memoryview) -> None:
         if self.detached or self.lost:
             return
         try:
