@@ -1,9 +1,10 @@
 """``WebSocket``: one WebSocket connection, client or server side, as an EventEmitter.
 
-The connection is an ``asyncio.Protocol``-driven state machine.  Bytes from
-the socket go straight into ``websockets``' Sans-I/O protocol object, and the
-frames it returns are dispatched to listeners from ``data_received``: no
-task, future or thread per connection or per message.  Everything written
+The connection is an ``asyncio.BufferedProtocol``-driven state machine.  Bytes
+from the socket go to the lean frame path (``ws/_fastpath.py``) or to
+``websockets``' Sans-I/O protocol object, and the messages are dispatched to
+listeners from the read callback: no task, future or thread per connection
+or per message.  Everything written
 while one batch of input is handled (echoes, pongs, close frames) leaves in a
 single ``transport.write``.
 

@@ -1,9 +1,10 @@
 """The embedded HTTP/1.1 server: routes, static files and the WebSocket hand-off.
 
 h11 does all of the parsing and framing; this module only decides what to
-answer and when to close.  Each connection is one ``asyncio.Protocol`` fed
-by the loop's callbacks (no reading task per connection), so an idle
-keep-alive connection costs a few objects and a timer.
+answer and when to close.  Each connection is one ``asyncio.BufferedProtocol``
+fed by the loop's callbacks (no reading task per connection, reads into the
+thread's shared buffer), so an idle keep-alive connection costs a few objects
+and a timer.
 
 The server binds like Node: the object can be created anywhere and lives on
 the loop chosen by ``_loop.bind()`` at construction (the running loop, or the
