@@ -723,6 +723,31 @@ def test_broadcast_from_another_thread() -> None:
     run(main)
 
 
+def test_a_thread_sending_while_a_listener_runs_goes_through_the_loop() -> None:
+    """While our read callback runs a listener, a send from another thread is
+    still handed to the loop (after the listener), never done on that thread."""
+
+    async def main() -> None:
+        async with serving() as (server, wss):
+            def on_connection(peer: WebSocket, _request: Any) -> None:
+                def on_message(event: Any) -> None:
+                    other = threading.Thread(target=peer.send, args=("from a thread",))
+                    other.start()
+                    other.join(5)  # the loop thread waits, inside the listener
+                    peer.send("from the listener")
+
+                peer.on("message", on_message)
+
+            wss.on("connection", on_connection)
+            sock, rec = client(url(server))
+            await rec.wait("open")
+            sock.send("go")
+            msgs = await rec.wait("message", 2)
+            assert [m[0].data for m in msgs] == ["from the listener", "from a thread"]
+
+    run(main)
+
+
 def test_send_from_many_threads_keeps_each_threads_order() -> None:
     async def main() -> None:
         async with serving() as (server, wss):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import logging
+from threading import get_ident as _get_ident
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from websockets.frames import Opcode
@@ -229,7 +230,9 @@ class WebSocket(IterationMixin, EventEmitter):
         self._held = None
         self._hold_events = False
         # Receive state.
-        self._dispatching = False
+        # The thread running our read callback (listeners batch their sends
+        # meanwhile); False outside one.
+        self._dispatching: int | bool = False
         self._lean = False  # common frames bypass the protocol object (ws/_fastpath.py)
         self._fragmenting = False  # a message sent with fin=False is still open
         self._rbuf: bytearray | None = None  # lean path: an incomplete frame's bytes
@@ -372,7 +375,9 @@ class WebSocket(IterationMixin, EventEmitter):
             is_text = binary is False
         else:
             raise TypeError(f"data must be str or bytes-like, got {type(data).__name__}")
-        if _loop._get_running_loop() is self._loop:
+        # Inside our own read callback, on its thread: no need to ask asyncio,
+        # whose _get_running_loop() costs a getpid() system call on Python 3.11.
+        if self._dispatching == _get_ident() or _loop._get_running_loop() is self._loop:
             self._send_frame(is_text, payload, fin)
         else:
             if not isinstance(payload, bytes):
@@ -728,7 +733,7 @@ class WebSocket(IterationMixin, EventEmitter):
         proto = self._proto
         if proto is None:
             return
-        self._dispatching = True
+        self._dispatching = _get_ident()
         try:
             if self._lean:
                 _fastpath.receive(self, proto, data)
@@ -895,7 +900,7 @@ class WebSocket(IterationMixin, EventEmitter):
         proto.receive_eof()
         events = proto.events_received()
         if events:
-            self._dispatching = True
+            self._dispatching = _get_ident()
             try:
                 self._handle_events(events)
             finally:
