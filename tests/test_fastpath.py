@@ -377,3 +377,55 @@ def test_eof_in_the_middle_of_a_large_frame_is_an_abnormal_close() -> None:
         server.close()
 
     run(main, 30)
+
+
+# -- masking keys ---------------------------------------------------------------------------
+
+
+def test_mask_keys_are_read_in_blocks_and_never_handed_out_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from ws import _fastpath
+
+    calls: list[int] = []
+    counter = iter(range(1 << 30))
+
+    def numbered_urandom(n: int) -> bytes:  # every 4-byte piece distinct, so any reuse shows
+        calls.append(n)
+        return b"".join(next(counter).to_bytes(4, "big") for _ in range(n // 4))
+
+    monkeypatch.setattr(_fastpath, "_urandom", numbered_urandom)
+    monkeypatch.setattr(_fastpath, "_keys", iter(()))
+    per_thread, threads = 5000, 4
+    got: list[list[bytes]] = [[] for _ in range(threads)]
+    start = threading.Barrier(threads)
+
+    def take(mine: list[bytes]) -> None:
+        start.wait(5)
+        for _ in range(per_thread):
+            mine.append(_fastpath.mask_key())
+
+    workers = [threading.Thread(target=take, args=(got[n],)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(10)
+    keys = [key for mine in got for key in mine]
+    assert len(keys) == per_thread * threads and all(len(key) == 4 for key in keys)
+    assert len(set(keys)) == len(keys)  # no key served twice, across threads
+    # One os.urandom call per 1,024 keys (a racing refill may add one).
+    assert all(n == 4096 for n in calls)
+    assert len(keys) / 1024 <= len(calls) <= len(keys) / 1024 + threads + 1
+
+
+def test_client_frames_carry_fresh_keys_and_unmask_right() -> None:
+    from ws import _fastpath
+
+    keys = set()
+    for n in range(3000):
+        payload = b"x%d" % n
+        (wire,) = _fastpath.serialize(0x82, payload, True)
+        key = wire[2:6]
+        keys.add(key)
+        assert apply_mask(wire[6:], key) == payload
+    assert len(keys) >= 2995  # random 32-bit keys: a collision or two at most

@@ -58,6 +58,9 @@ _JOIN_LIMIT = 16384
 DIRECT_MIN = 128 * 1024
 DIRECT_AHEAD = 8
 _urandom = os.urandom
+#: Masking keys come from ``os.urandom`` in blocks of this many bytes.
+_KEY_BLOCK = 4096
+_keys: Any = iter(())
 #: The two header bytes of every short unmasked FIN frame, by payload length.
 TEXT_HEADS = [bytes((_FIN_TEXT, n)) for n in range(126)]
 BINARY_HEADS = [bytes((_FIN_BINARY, n)) for n in range(126)]
@@ -213,6 +216,24 @@ def _feed(ws: "WebSocket", proto: "Protocol", data: bytes) -> None:
         ws._handle_events(events)
 
 
+def mask_key() -> bytes:
+    """A fresh masking key for one client frame.
+
+    RFC 6455 wants each key unpredictable, from a strong source of entropy:
+    they are 4-byte pieces of ``os.urandom`` output, each handed out once.
+    Reading 1,024 keys per ``os.urandom`` call instead of one saves a
+    ``getrandom`` system call per message.  ``next`` on a list iterator is
+    atomic under the GIL, so threads never share a key; two threads that
+    find the block empty at once both refill, which only wastes a block.
+    """
+    global _keys
+    for key in _keys:
+        return key
+    block = _urandom(_KEY_BLOCK)
+    _keys = iter([block[i : i + 4] for i in range(0, _KEY_BLOCK, 4)])
+    return next(_keys)
+
+
 def serialize(opcode_byte: int, payload: Any, mask: bool) -> list[bytes]:
     """One frame as its wire pieces: ``[frame]``, or ``[header, payload]`` when large."""
     length = len(payload)
@@ -223,7 +244,7 @@ def serialize(opcode_byte: int, payload: Any, mask: bool) -> list[bytes]:
     else:
         header = bytes((opcode_byte, 0xFF if mask else 127)) + length.to_bytes(8, "big")
     if mask:
-        key = _urandom(4)
+        key = mask_key()
         if length > _JOIN_LIMIT:
             return [header + key, apply_mask(payload, key)]
         return [header + key + apply_mask(payload, key)]
