@@ -11,11 +11,12 @@ import asyncio
 import base64
 import os
 import struct
+import threading
 from typing import Any
 
 import pytest
 
-from ws import WebSocket, WebSocketServer, http
+from ws import WebSocket, WebSocketServer, _fastpath, http
 from ws._fastpath import apply_mask
 
 from .conftest import Recorder, run, until
@@ -383,10 +384,6 @@ def test_eof_in_the_middle_of_a_large_frame_is_an_abnormal_close() -> None:
 
 
 def test_mask_keys_are_read_in_blocks_and_never_handed_out_twice(monkeypatch: pytest.MonkeyPatch) -> None:
-    import threading
-
-    from ws import _fastpath
-
     calls: list[int] = []
     counter = iter(range(1 << 30))
 
@@ -419,8 +416,6 @@ def test_mask_keys_are_read_in_blocks_and_never_handed_out_twice(monkeypatch: py
 
 
 def test_client_frames_carry_fresh_keys_and_unmask_right() -> None:
-    from ws import _fastpath
-
     keys = set()
     for n in range(3000):
         payload = b"x%d" % n

@@ -4,9 +4,8 @@ The connection is an ``asyncio.BufferedProtocol``-driven state machine.  Bytes
 from the socket go to the lean frame path (``ws/_fastpath.py``) or to
 ``websockets``' Sans-I/O protocol object, and the messages are dispatched to
 listeners from the read callback: no task, future or thread per connection
-or per message.  Everything written
-while one batch of input is handled (echoes, pongs, close frames) leaves in a
-single ``transport.write``.
+or per message.  Everything written while one batch of input is handled
+(echoes, pongs, close frames) leaves in a single ``transport.write``.
 
 Public methods are safe to call from any thread: off the loop thread they
 hop onto it with ``call_soon_threadsafe``.
@@ -69,7 +68,6 @@ DEFAULT_MAX_BUFFERED_AMOUNT = 64 << 20
 #: reading; it reads again when half of them have finished.
 MAX_PENDING_LISTENERS = 32
 
-
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
 
@@ -86,8 +84,6 @@ def check_byte_limit(name: str, value: Any) -> None:
 def valid_close_code(code: int) -> bool:
     """Close codes an application may send (RFC 6455 7.4, as Node's ``ws``)."""
     return (1000 <= code <= 1014 and code not in (1004, 1005, 1006)) or 3000 <= code <= 4999
-
-
 
 
 class _Stream(asyncio.BufferedProtocol):
