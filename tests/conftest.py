@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
@@ -16,6 +17,13 @@ os.environ.setdefault("WS_NO_SIGNALS", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
+
+
+def shared_tools() -> Path:
+    """``../shared`` beside the repository (Autobahn, the benchmark harness); CI has it there too."""
+    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=ROOT, capture_output=True, text=True)
+    base = Path(top.stdout.strip()) if top.returncode == 0 else ROOT
+    return base.parent / "shared"
 
 
 def run(coro_fn: Callable[[], Awaitable[T]], timeout: float = 20) -> T:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
-import subprocess
 import sys
 import time
 import urllib.request
@@ -21,49 +19,9 @@ from ws.asgi import ASGIApp, ASGIWebSocket, request_from_scope
 from ws.exceptions import HandshakeError
 
 from .conftest import ROOT, Recorder, run
+from .fixtures.processes import ServerProcess, free_port
 
 EXAMPLES = ROOT / "scripts" / "examples"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ServerProcess:
-    """An ASGI server running ``command`` in a subprocess, listening on 127.0.0.1:``port``."""
-
-    def __init__(self, command: list[str], port: int, env: dict[str, str] | None = None) -> None:
-        self.port = port
-        self.proc = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{command[2]} exited: {self.proc.stdout.read()}")  # type: ignore[union-attr]
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        out = self.stop()
-        raise RuntimeError(f"{command[2]} did not start within 30 s: {out}")
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
-
-    def stop(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        try:
-            out, _ = self.proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, _ = self.proc.communicate(timeout=5)
-        return out
 
 
 def uvicorn_process(app: str = "asgi_app:app") -> ServerProcess:
@@ -72,7 +30,7 @@ def uvicorn_process(app: str = "asgi_app:app") -> ServerProcess:
     return ServerProcess(
         [sys.executable, "-m", "uvicorn", app, "--app-dir", str(EXAMPLES),
          "--host", "127.0.0.1", "--port", str(port), "--lifespan", "on"],
-        port,
+        port, cwd=ROOT, path="/ws",
     )
 
 
@@ -83,7 +41,7 @@ def hypercorn_process(app: str = "asgi_app:app") -> ServerProcess:
     path = os.pathsep.join(p for p in (str(EXAMPLES), os.environ.get("PYTHONPATH")) if p)
     return ServerProcess(
         [sys.executable, "-m", "hypercorn", app, "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "2"],
-        port,
+        port, cwd=ROOT, path="/ws",
         env={**os.environ, "PYTHONPATH": path},
     )
 

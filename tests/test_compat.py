@@ -30,6 +30,7 @@ def test_every_alias_reads_a_real_attribute() -> None:
         sock = WebSocket("ws://127.0.0.1:9/")  # refused later; we only read attributes
         wss = WebSocketServer(no_server=True)
         request = Request("GET", "/", [("Host", "h")], peername=("127.0.0.1", 1))
+        assert isinstance(request.socket, RequestSocket)
         instances = {
             "WebSocket": sock,
             "WebSocketServer": wss,

@@ -13,16 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT
+from .conftest import ROOT, shared_tools
 
 SCRIPT = ROOT / "scripts" / "autobahn"
 QUICK_CASES = 247  # 1.x-7.x and 10.x of Autobahn|Testsuite 25.10.1
 
 
 def shared_autobahn() -> Path:
-    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=ROOT, capture_output=True, text=True)
-    base = Path(top.stdout.strip()) if top.returncode == 0 else ROOT
-    return base.parent / "shared" / "autobahn"
+    return shared_tools() / "autobahn"
 
 
 pytestmark = pytest.mark.skipif(

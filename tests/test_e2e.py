@@ -7,7 +7,6 @@ process is killed in the end, whatever happens.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import sys
 
@@ -14,6 +13,7 @@ from ws import ConnectError, WebSocket, WebSocketServer, http
 from ws.exceptions import ConnectionClosed, NotOpenError
 
 from .conftest import ROOT, Recorder, run
+from .fixtures.processes import free_port
 
 
 async def echo(conn: object) -> None:
@@ -25,11 +25,6 @@ def url_of(server: object) -> str:
     port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
     return f"ws://127.0.0.1:{port}/"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_async_with_recv_and_iteration_coexist_with_listeners() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,17 +16,13 @@ from ws.exceptions import NotOpenError
 from ws.reconnect import QueueFullError, ReconnectError, ReconnectingWebSocket, backoff_delay
 
 from .conftest import ROOT, Recorder, run
+from .fixtures.processes import free_port
 
 
 async def echo(conn: Any) -> None:
     async for message in conn:
         await conn.send(message)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_backoff_is_exponential_capped_and_jittered() -> None:

@@ -1,0 +1,66 @@
+"""benchmarks/: the adapters the harness runs are real, correct WebSocket servers.
+
+A benchmark figure only means something if the server measured does the
+whole job: each adapter is started as the harness starts it (its
+``_common`` module on the path) and must pass a real ``websockets`` client's
+handshake checks (``Sec-WebSocket-Accept`` included), echo, and end with a
+clean 1000 closing handshake.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Iterator
+
+import pytest
+from websockets.sync.client import connect
+
+from .conftest import ROOT, shared_tools
+from .fixtures.processes import ServerProcess, free_port
+
+IMPLS = shared_tools() / "bench" / "impls"
+BENCHMARKS = ROOT / "benchmarks"
+
+pytestmark = pytest.mark.skipif(
+    not (IMPLS / "_common.py").exists(),
+    reason=f"benchmark harness not found at {IMPLS} (CI has it at ../shared beside the clone)",
+)
+
+
+def start(adapter: str) -> ServerProcess:
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(IMPLS), os.environ.get("PYTHONPATH")) if p)}
+    return ServerProcess(
+        [sys.executable, str(BENCHMARKS / adapter), "--port", str(port)], port, cwd=IMPLS, env=env, name=adapter
+    )
+
+
+@pytest.fixture(params=["server_ws.py", "server_hsfloor_asyncio.py", "server_hsfloor_h11.py", "server_hsfloor_websockets.py"])
+def adapter(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+    server = start(request.param)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_handshake_echo_and_close(adapter: ServerProcess) -> None:
+    with connect(adapter.url, open_timeout=10, close_timeout=5) as client:
+        client.send("hello")
+        assert client.recv(timeout=5) == "hello"
+        client.send(b"\x00\x01\x02")
+        assert client.recv(timeout=5) == b"\x00\x01\x02"
+    assert client.protocol.close_rcvd is not None and client.protocol.close_rcvd.code == 1000
+
+
+def test_ws_adapter_broadcasts_on_request() -> None:
+    server = start("server_ws.py")
+    try:
+        url = f"ws://127.0.0.1:{server.port}/broadcast"
+        with connect(url, open_timeout=10) as a, connect(url, open_timeout=10) as b:
+            a.send("3")  # three rounds to every subscriber
+            for client in (a, b):
+                assert [client.recv(timeout=5) for _ in range(3)] == ["broadcast-payload-0123456789abcd"] * 3
+    finally:
+        server.stop()
