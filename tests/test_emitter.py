@@ -190,3 +190,38 @@ def test_report_falls_back_to_stderr_only_without_logging_setup(capsys: pytest.C
         isolated.removeHandler(handler)
     assert capsys.readouterr().err == ""
     assert [r.getMessage() for r in records] == ["configured 1"] and records[0].exc_info
+
+
+class Keeper(EventEmitter):
+    """An emitter that keeps events nobody listens to yet, as servers and script clients do."""
+
+
+def test_kept_events_replay_in_order_to_the_first_listener_on_the_loop() -> None:
+    async def main() -> None:
+        e = Keeper()
+        e._loop = asyncio.get_running_loop()
+        e._emit_kept("message", 1)
+        e._emit_kept("open")
+        e._emit_kept("message", 2)
+        got: list[Any] = []
+        e.on("message", got.append)
+        assert got == []  # never synchronously: pyee may hold its lock while calling the hook
+        await asyncio.sleep(0)
+        assert got == [1, 2]
+        assert e._held == [("open", ())]  # the other event waits for its own listener
+        e._emit_kept("message", 3)  # someone listens now: emitted at once
+        assert got == [1, 2, 3]
+
+    run(main)
+
+
+def test_a_listener_added_once_the_loop_is_gone_does_not_raise() -> None:
+    closed = asyncio.new_event_loop()
+    closed.close()
+    for loop in (closed, None):
+        e = Keeper()
+        e._loop = loop
+        e._emit_kept("open")
+        got: list[Any] = []
+        e.on("open", lambda: got.append("open"))  # RuntimeError / AttributeError swallowed
+        assert got == [] and e._held == [("open", ())]  # nothing left to replay to
