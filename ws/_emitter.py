@@ -152,6 +152,9 @@ class EventEmitter(_PyeeEmitter):
     #: Events emitted while nobody listened, in order, for listeners attached
     #: later (``None``: nothing kept).  See ``_emit_kept``.
     _held: list[tuple[str, tuple]] | None = None
+    #: Whether *every* lifecycle event goes through ``_emit_kept`` (clients and
+    #: helpers made in a plain script); servers keep only ``'listening'``.
+    _hold_events = False
 
     def _emit_kept(self, event: str, *args: Any, limit: int | None = None) -> None:
         """Emit ``event``; if nobody listens yet, keep it for the first listener of it.

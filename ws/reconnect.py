@@ -113,7 +113,7 @@ class ReconnectingWebSocket(EventEmitter):
         self._options = options
         self._loop: asyncio.AbstractEventLoop = _loop.bind()
         self._ref = _loop.Ref(self._loop)
-        self._held: list[tuple[str, tuple]] | None = [] if not _loop.in_loop(self._loop) else None
+        self._hold_events = not _loop.in_loop(self._loop)
         self._queue: collections.deque[str | bytes] = collections.deque()
         self._failures = 0
         self._stopped = False
@@ -233,7 +233,7 @@ class ReconnectingWebSocket(EventEmitter):
 
     def _emit_event(self, event: str, *args: Any) -> None:
         """As ``WebSocket``: a script-made helper keeps events until someone listens."""
-        if self._held is None:
+        if not self._hold_events:
             self.emit(event, *args)
         else:
             self._emit_kept(event, *args, limit=MAX_HELD_EVENTS)

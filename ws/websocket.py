@@ -196,7 +196,6 @@ class WebSocket(IterationMixin, EventEmitter):
         self._url = url
         self._client = config
         self._hold_events = not _loop.in_loop(self._loop)
-        self._held: list[tuple[str, tuple]] | None = [] if self._hold_events else None
         self._ref.hold()
         if _loop.is_reactor(self._loop):
             # A script's client goes away with 1001 on SIGINT/SIGTERM, as servers do.
@@ -863,7 +862,7 @@ class WebSocket(IterationMixin, EventEmitter):
                 return
             if result is not None and hasattr(result, "__await__"):
                 self._schedule(result)
-        elif self._held is not None:
+        elif self._hold_events:
             self._emit_kept("message", event, limit=MAX_HELD_EVENTS)
         else:
             self.emit("message", event)
@@ -967,7 +966,7 @@ class WebSocket(IterationMixin, EventEmitter):
         while the script's next lines are still attaching listeners; events
         that find no listener yet are kept and replayed when one arrives.
         """
-        if self._held is None:
+        if not self._hold_events:
             self.emit(event, *args)
             return
         if event == "error" and not self._events.get(event):
