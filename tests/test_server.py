@@ -707,6 +707,28 @@ def test_broadcast_keeps_order_and_framing_per_client() -> None:
     run(main)
 
 
+def test_broadcast_keeps_order_with_queued_sends_and_control_frames() -> None:
+    """A send queued for the end of the loop turn and a ping leave before the broadcast frame."""
+
+    async def main() -> None:
+        async with serving() as (server, wss):
+            srec = Recorder(wss, "connection")
+            sock, rec = client(url(server))
+            order: list[Any] = []
+            sock.on("message", lambda event: order.append(event.data))
+            sock.on("ping", lambda data: order.append(("ping", data)))
+            await rec.wait("open")
+            ((peer, _),) = await srec.wait("connection")
+            peer.ping(b"p")  # outside a read: written at once
+            peer.send("before")  # from a coroutine: queued until the end of this loop turn
+            assert wss.broadcast("all") == 1
+            peer.send("after")
+            await rec.wait("message", 3)
+            assert order == [("ping", b"p"), "before", "all", "after"]
+
+    run(main)
+
+
 def test_broadcast_from_another_thread() -> None:
     async def main() -> None:
         async with serving() as (server, wss):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import Any
 
 import pytest
 from websockets.asyncio.server import serve
@@ -499,5 +500,35 @@ def test_frames_queued_for_the_loop_turn_are_dropped_when_the_connection_is_lost
             await asyncio.sleep(0.05)  # the scheduled flush finds nothing to write
             assert writes == []
             assert (await rec.wait("close"))[0][0] == 1006 and rec.count("error") == 0
+
+    run(main)
+
+
+def test_users_may_keep_their_own_attributes_on_sockets() -> None:
+    """Node code marks sockets (``ws.isAlive = true``); slots for our hot state must not forbid it."""
+
+    async def main() -> None:
+        server = ws.WebSocketServer(port=0, host="127.0.0.1")
+        seen: list[Any] = []
+
+        def on_connection(peer: WebSocket, _request: Any) -> None:
+            peer.is_alive = True  # type: ignore[attr-defined]
+            peer.on("message", lambda event: seen.append((peer.is_alive, event.data)))  # type: ignore[attr-defined]
+
+        server.on("connection", on_connection)
+        await Recorder(server, "listening").wait("listening")
+        sock = WebSocket(f"ws://127.0.0.1:{server.address()['port']}/")
+        sock.room = "lobby"  # type: ignore[attr-defined]
+        rec = Recorder(sock, "open", "close")
+        await rec.wait("open")
+        sock.send("hi")
+        for _ in range(200):
+            if seen:
+                break
+            await asyncio.sleep(0.01)
+        assert seen == [(True, "hi")] and sock.room == "lobby"  # type: ignore[attr-defined]
+        sock.close()
+        await rec.wait("close")
+        server.close()
 
     run(main)
