@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import time
 import urllib.request
@@ -38,11 +37,9 @@ def hypercorn_process(app: str = "asgi_app:app") -> ServerProcess:
     """``hypercorn APP`` (an app of scripts/examples/); hypercorn has no --app-dir, so PYTHONPATH."""
     pytest.importorskip("hypercorn")
     port = free_port()
-    path = os.pathsep.join(p for p in (str(EXAMPLES), os.environ.get("PYTHONPATH")) if p)
     return ServerProcess(
         [sys.executable, "-m", "hypercorn", app, "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "2"],
-        port, cwd=ROOT, path="/ws",
-        env={**os.environ, "PYTHONPATH": path},
+        port, cwd=ROOT, path="/ws", pythonpath=EXAMPLES,
     )
 
 

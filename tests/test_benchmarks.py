@@ -9,7 +9,6 @@ clean 1000 closing handshake.
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Iterator
 
@@ -30,9 +29,8 @@ pytestmark = pytest.mark.skipif(
 
 def start(adapter: str) -> ServerProcess:
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(IMPLS), os.environ.get("PYTHONPATH")) if p)}
     return ServerProcess(
-        [sys.executable, str(BENCHMARKS / adapter), "--port", str(port)], port, cwd=IMPLS, env=env, name=adapter
+        [sys.executable, str(BENCHMARKS / adapter), "--port", str(port)], port, cwd=IMPLS, pythonpath=IMPLS, name=adapter
     )
 
 

@@ -12,7 +12,7 @@ from websockets.asyncio.server import serve
 import ws
 from ws import WebSocket
 
-from .conftest import Recorder, run
+from .conftest import Recorder, run, until
 
 
 async def echo(conn: object) -> None:
@@ -522,10 +522,7 @@ def test_users_may_keep_their_own_attributes_on_sockets() -> None:
         rec = Recorder(sock, "open", "close")
         await rec.wait("open")
         sock.send("hi")
-        for _ in range(200):
-            if seen:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: bool(seen))
         assert seen == [(True, "hi")] and sock.room == "lobby"  # type: ignore[attr-defined]
         sock.close()
         await rec.wait("close")
