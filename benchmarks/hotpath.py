@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from websockets.protocol import OPEN  # noqa: E402
 
-from ws import _protocol  # noqa: E402
-from ws._fastpath import apply_mask  # noqa: E402
-from ws.websocket import WebSocket  # noqa: E402
+from ws.protocol import _websockets as _protocol  # noqa: E402
+from ws.protocol.frames import apply_mask  # noqa: E402
+from ws.connection.websocket import WebSocket  # noqa: E402
 
 
 class CountingTransport(asyncio.Transport):

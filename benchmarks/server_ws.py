@@ -8,7 +8,8 @@ import asyncio
 
 import _common as c
 
-from ws import WebSocketServer, http
+from ws import WebSocketServer
+from ws import http
 
 args = c.server_args()
 

@@ -89,7 +89,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     The reactor thread is not a daemon (that is what keeps a serving script
     alive); at the end of the session it is stopped whatever still holds it.
     """
-    from ws import _loop
+    from ws._runtime import loop as _loop
 
     loop = _loop.reactor.loop
     thread = _loop.reactor.thread

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from ws import WebSocket, http
+from ws import WebSocket
+from ws import http
 
 TIMEOUT = 5.0
 

@@ -1,4 +1,4 @@
-"""ws._adapters: WebSocketServer on a real http.server / wsgiref server run by serve_forever()."""
+"""ws.http.stdlib: WebSocketServer on a real http.server / wsgiref server run by serve_forever()."""
 
 from __future__ import annotations
 

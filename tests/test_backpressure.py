@@ -15,7 +15,7 @@ import pytest
 
 from ws import WebSocket, WebSocketServer
 from ws.exceptions import WebSocketError
-from ws.websocket import DEFAULT_MAX_BUFFERED_AMOUNT, MAX_PENDING_LISTENERS
+from ws.connection.websocket import DEFAULT_MAX_BUFFERED_AMOUNT, MAX_PENDING_LISTENERS
 
 from .conftest import Recorder, run, until
 from .test_limits import CLOSE, TEXT, T, RawPeer, close_payload, frame, serving

@@ -1,4 +1,4 @@
-"""ws._compat: the JavaScript (Node ws / JSH) spellings, defined once."""
+"""ws._runtime.compat: the JavaScript (Node ws / JSH) spellings, defined once."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import asyncio
 import pytest
 
 import ws
-from ws import CloseEvent, MessageEvent, Request, WebSocket, WebSocketServer, _compat, http
+from ws import CloseEvent, MessageEvent, Request, WebSocket, WebSocketServer
+from ws._runtime import compat as _compat
+from ws import http
 from ws.request import RequestSocket
 
 from .conftest import Recorder, run

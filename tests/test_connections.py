@@ -1,4 +1,4 @@
-"""ws.connections: connect/disconnect/message handlers with connection ids, over real connections."""
+"""ws.styles.connections: connect/disconnect/message handlers with connection ids, over real connections."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from ws import http
-from ws.connections import ConnectionNotFound, EventContext, MemoryStore, kv
+from ws.styles.connections import ConnectionNotFound, EventContext, MemoryStore, kv
 
 from .conftest import run
 from .styles_helpers import Peer, eventually, refused, run_example, serving

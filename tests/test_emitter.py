@@ -1,4 +1,4 @@
-"""ws._emitter: pyee with JavaScript manners (arity, async listeners, errors)."""
+"""ws._runtime.emitter: pyee with JavaScript manners (arity, async listeners, errors)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ws._emitter import EventEmitter, adapt_arity
+from ws._runtime.emitter import EventEmitter, adapt_arity
 
 from .conftest import run
 
@@ -165,7 +165,7 @@ def test_async_listener_without_any_loop_is_reported(caplog: pytest.LogCaptureFi
 
 
 def test_report_falls_back_to_stderr_only_without_logging_setup(capsys: pytest.CaptureFixture) -> None:
-    from ws._emitter import report
+    from ws._runtime.emitter import report
 
     isolated = logging.getLogger("ws-test-isolated")
     isolated.propagate = False

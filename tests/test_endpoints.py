@@ -1,4 +1,4 @@
-"""ws.endpoints: declarative endpoints (``server.websockets({...})``) over real connections."""
+"""ws.styles.endpoints: declarative endpoints (``server.websockets({...})``) over real connections."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from ws import http
-from ws._messages import decode, encode
-from ws.endpoints import Connection
+from ws.styles.messages import decode, encode
+from ws.styles.endpoints import Connection
 
 from .conftest import run
 from .styles_helpers import Peer, eventually, run_example, serving

@@ -1,4 +1,4 @@
-"""ws._fastpath: the lean frame path, checked byte by byte against a raw TCP peer.
+"""ws.protocol.frames: the lean frame path, checked byte by byte against a raw TCP peer.
 
 The lean path must be invisible: every split of the input, every mix of
 common and unusual frames, gives the same messages, in the same order, with
@@ -16,8 +16,10 @@ from typing import Any
 
 import pytest
 
-from ws import WebSocket, WebSocketServer, _fastpath, http
-from ws._fastpath import apply_mask
+from ws import WebSocket, WebSocketServer
+from ws.protocol import frames as _fastpath
+from ws import http
+from ws.protocol.frames import apply_mask
 
 from .conftest import Recorder, run, until
 

@@ -30,7 +30,8 @@ from websockets.client import ClientProtocol
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.uri import parse_uri
 
-from ws import WebSocket, WebSocketServer, http
+from ws import WebSocket, WebSocketServer
+from ws import http
 
 from .test_limits import assert_serves, frame
 

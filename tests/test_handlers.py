@@ -1,4 +1,4 @@
-"""ws.handlers: handler modules, ws.context, the client registry and .websocket descriptors."""
+"""ws.styles.handlers: handler modules, ws.context, the client registry and .websocket descriptors."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import ws
-from ws import handlers
+from ws.styles import handlers
 
 from .conftest import run
 from .styles_helpers import Peer, eventually, run_example, serving

@@ -157,7 +157,7 @@ def is_closed(sock: socket.socket, timeout: float = TIMEOUT) -> bool:
 @pytest.fixture
 def loop_errors():
     """What reached the reactor loop's exception handler: must stay empty."""
-    from ws import _loop
+    from ws._runtime import loop as _loop
 
     loop = _loop.reactor.get()
     errors: list[dict[str, Any]] = []
@@ -696,7 +696,7 @@ def test_context_manager_and_close_callback(tmp_path):
 
 
 def test_ref_unref_keep_counts_balanced(make_server):
-    from ws import _loop
+    from ws._runtime import loop as _loop
 
     server = make_server()
     before = _loop.reactor.refs
@@ -711,7 +711,7 @@ def test_ref_unref_keep_counts_balanced(make_server):
 
 
 def test_shutdown_hook_closes_the_server(make_server):
-    from ws import _loop
+    from ws._runtime import loop as _loop
 
     server = make_server()
     server.serve()

@@ -15,7 +15,8 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosedOK, InvalidStatus
 
-from ws import WebSocket, WebSocketServer, http
+from ws import WebSocket, WebSocketServer
+from ws import http
 
 from .conftest import Recorder, run
 

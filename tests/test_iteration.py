@@ -1,4 +1,4 @@
-"""ws._iteration: recv / async for / send_async / context managers, on real sockets."""
+"""ws.connection.pull: recv / async for / send_async / context managers, on real sockets."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import sys
 import pytest
 from websockets.asyncio.server import serve
 
-from ws import ConnectError, WebSocket, WebSocketServer, http
+from ws import ConnectError, WebSocket, WebSocketServer
+from ws import http
 from ws.exceptions import ConnectionClosed, NotOpenError
 
 from .conftest import ROOT, Recorder, run

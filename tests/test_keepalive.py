@@ -1,4 +1,4 @@
-"""ws._keepalive: pings find half-open peers, on the server and on the client.
+"""ws.connection.keepalive: pings find half-open peers, on the server and on the client.
 
 A frozen process (SIGSTOP) keeps its TCP connection: its kernel still
 acknowledges our bytes, so only a missing pong can tell it is gone.
@@ -17,7 +17,7 @@ import sys
 import pytest
 
 from ws import WebSocket
-from ws._keepalive import Heartbeat
+from ws.connection.keepalive import Heartbeat
 from ws.server import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT
 
 from .conftest import ROOT, Recorder, run, until

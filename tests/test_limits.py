@@ -25,7 +25,8 @@ from websockets.client import ClientProtocol
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.uri import parse_uri
 
-from ws import WebSocket, WebSocketServer, http
+from ws import WebSocket, WebSocketServer
+from ws import http
 
 from .conftest import Recorder, run
 

@@ -1,4 +1,4 @@
-"""ws._log: a quiet library by default, a frame-level debug mode on demand."""
+"""ws._runtime.log: a quiet library by default, a frame-level debug mode on demand."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import sys
 import textwrap
 
 import ws
-from ws import WebSocket, WebSocketServer, http
+from ws import WebSocket, WebSocketServer
+from ws import http
 
 from .conftest import ROOT, Recorder, run
 
@@ -20,7 +21,8 @@ from .conftest import ROOT, Recorder, run
 SCRIPT = textwrap.dedent(
     """
     import os, socket
-    from ws import WebSocket, WebSocketServer, http
+    from ws import WebSocket, WebSocketServer
+    from ws import http
 
     server = http.Server(address="127.0.0.1:0")
     wss = WebSocketServer(server=server, path="/")

@@ -1,4 +1,4 @@
-"""ws._loop: which loop objects bind to, the reactor thread, refs, thread hops.
+"""ws._runtime.loop: which loop objects bind to, the reactor thread, refs, thread hops.
 
 The plain (non-async) tests here behave like a script: no loop runs in the
 calling thread, so everything binds to the shared reactor thread.  Process
@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
-from ws import WebSocket, WebSocketServer, _loop, http
+from ws import WebSocket, WebSocketServer
+from ws._runtime import loop as _loop
+from ws import http
 
 TIMEOUT = 10.0
 
@@ -237,7 +239,8 @@ def test_keepalive_detects_a_silent_peer() -> None:
 
 _SCRIPT_ON_UVLOOP = """
 import sys
-from ws import WebSocket, WebSocketServer, _loop
+from ws import WebSocket, WebSocketServer
+from ws._runtime import loop as _loop
 
 wss = WebSocketServer(port=0, host="127.0.0.1")
 wss.on("connection", lambda sock, req: sock.on("message", lambda ev: sock.send(ev.data * 2)))

@@ -1,4 +1,4 @@
-"""ws._proxy: the client through an HTTP CONNECT proxy (explicit, from the environment, with auth)."""
+"""ws.connection.proxy: the client through an HTTP CONNECT proxy (explicit, from the environment, with auth)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from ws import ConnectError, WebSocket
-from ws._proxy import ProxyURL, bypasses, parse_proxy, proxy_for
+from ws.connection.proxy import ProxyURL, bypasses, parse_proxy, proxy_for
 from ws.http import Server
 
 from .conftest import Recorder, run

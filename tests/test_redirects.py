@@ -1,4 +1,4 @@
-"""ws._client: ``follow_redirects`` / ``max_redirects`` and the ``'redirect'`` event, as Node's ws."""
+"""ws.connection.client: ``follow_redirects`` / ``max_redirects`` and the ``'redirect'`` event, as Node's ws."""
 
 from __future__ import annotations
 
@@ -160,7 +160,8 @@ def test_close_from_the_redirect_listener_stops() -> None:
 SCRIPT = """
 import asyncio
 
-from ws import WebSocket, http
+from ws import WebSocket
+from ws import http
 
 server = http.Server("127.0.0.1:0")
 

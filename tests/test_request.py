@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import types
 
-from ws import Request, WebSocketServer, http
+from ws import Request, WebSocketServer
+from ws import http
 
 from .conftest import Recorder, run
 from .test_server import raw_exchange, upgrade_request

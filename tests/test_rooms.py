@@ -1,4 +1,4 @@
-"""ws.rooms: members, publish/subscribe, announcements, cleanup, the backend interface."""
+"""ws.styles.rooms: members, publish/subscribe, announcements, cleanup, the backend interface."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any, Hashable
 import pytest
 
 import ws
-from ws.rooms import MemoryBackend, Rooms
+from ws.styles.rooms import MemoryBackend, Rooms
 
 from .conftest import run
 from .styles_helpers import Peer, eventually, run_example, serving
@@ -113,17 +113,17 @@ def test_custom_backend_behind_the_interface() -> None:
 
 def test_module_level_api_is_the_process_wide_rooms() -> None:
     got: list[Any] = []
-    off = ws.rooms.subscribe("ws-rooms-module-test", got.append)
+    off = ws.styles.rooms.subscribe("ws-rooms-module-test", got.append)
     try:
-        ws.rooms.join("ws-rooms-module-test", "zed")
-        assert ws.rooms.members("ws-rooms-module-test") == ["zed"]
-        assert ws.rooms.get("ws-rooms-module-test").publish("x") == 1
-        assert "ws-rooms-module-test" in ws.rooms.names()
+        ws.styles.rooms.join("ws-rooms-module-test", "zed")
+        assert ws.styles.rooms.members("ws-rooms-module-test") == ["zed"]
+        assert ws.styles.rooms.get("ws-rooms-module-test").publish("x") == 1
+        assert "ws-rooms-module-test" in ws.styles.rooms.names()
     finally:
-        ws.rooms.leave("ws-rooms-module-test", "zed", announce=False)
+        ws.styles.rooms.leave("ws-rooms-module-test", "zed", announce=False)
         off()
     assert got[0]["type"] == "joined" and got[1] == "x"
-    assert "ws-rooms-module-test" not in ws.rooms.names()
+    assert "ws-rooms-module-test" not in ws.styles.rooms.names()
 
 
 def test_rooms_over_real_connections() -> None:

@@ -1,4 +1,4 @@
-"""ws.routes: path parameters, validated async message streams, guards, over real connections."""
+"""ws.styles.routes: path parameters, validated async message streams, guards, over real connections."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from typing import Any, Literal, Optional
 import pytest
 from pydantic import BaseModel
 
-from ws import Reject, http, require_auth
-from ws.routes import RouteContext, compile_path, compile_validator, InvalidMessage
+from ws import Reject, require_auth
+from ws import http
+from ws.styles.routes import RouteContext, compile_path, compile_validator, InvalidMessage
 
 from .conftest import run
 from .styles_helpers import Peer, refused, run_example, serving
@@ -310,7 +311,7 @@ def test_pydantic_and_jsonschema_are_optional_at_runtime() -> None:
     import subprocess
 
     code = (
-        "import sys, ws, ws.routes, ws.rooms, ws.handlers, ws.endpoints, ws.connections\n"
+        "import sys, ws, ws.styles.routes, ws.styles.rooms, ws.styles.handlers, ws.styles.endpoints, ws.styles.connections\n"
         "from ws import http\n"
         "server = http.Server('127.0.0.1:0')\n"
         "async def h(ctx): pass\n"

@@ -19,7 +19,8 @@ from typing import Any, AsyncIterator
 import h11
 import pytest
 
-from ws import NotOpenError, ProtocolError, Reject, WebSocket, WebSocketServer, http
+from ws import NotOpenError, ProtocolError, Reject, WebSocket, WebSocketServer
+from ws import http
 from ws.request import Request
 
 from .conftest import Recorder, run

@@ -1,4 +1,4 @@
-"""ws.websocket: the client socket against a real ``websockets`` server."""
+"""ws.connection.websocket: the client socket against a real ``websockets`` server."""
 
 from __future__ import annotations
 

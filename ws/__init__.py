@@ -13,8 +13,10 @@ on it; objects made in a plain script live on one shared background loop.
 
 from __future__ import annotations
 
-from . import _compat, _log, rooms
-from ._log import disable_debug, enable_debug
+from ._runtime import compat as _compat
+from ._runtime import log as _log
+from .styles import rooms
+from ._runtime.log import disable_debug, enable_debug
 from .events import BINARY, TEXT, CloseEvent, ErrorEvent, Event, MessageEvent
 from .exceptions import (
     ConnectError,
@@ -25,11 +27,11 @@ from .exceptions import (
     Reject,
     WebSocketError,
 )
-from .handlers import context, create_websocket, get_client, get_client_by_handler, get_clients
+from .styles.handlers import context, create_websocket, get_client, get_client_by_handler, get_clients
 from .request import Request, RequestSocket
-from .routes import require_auth
+from .styles.routes import require_auth
 from .server import VerifyInfo, WebSocketServer
-from .websocket import CLOSED, CLOSING, CONNECTING, OPEN, WebSocket
+from .connection.websocket import CLOSED, CLOSING, CONNECTING, OPEN, WebSocket
 from .reconnect import ReconnectingWebSocket
 
 __version__ = "0.1.0"

@@ -31,7 +31,7 @@ import logging
 from typing import Any, Awaitable, Callable, MutableMapping
 from urllib.parse import quote
 
-from ._emitter import EventEmitter
+from ._runtime.emitter import EventEmitter
 from .events import BINARY, TEXT
 from .exceptions import NotOpenError, Reject
 from .request import Request
@@ -42,7 +42,7 @@ from .server import (
     _parse_verdict,
     _phrase,
 )
-from .websocket import CLOSED, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, OPEN, WebSocket
+from .connection.websocket import CLOSED, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, OPEN, WebSocket
 
 __all__ = ["ASGIApp", "ASGIWebSocket"]
 

@@ -28,7 +28,7 @@ from .events import MessageEvent
 from .exceptions import ConnectionClosed, WebSocketError
 from .http import Server as HttpServer
 from .server import WebSocketServer
-from .websocket import WebSocket
+from .connection.websocket import WebSocket
 
 __all__ = ["main", "build_parser"]
 

@@ -5,12 +5,26 @@ They use ``__slots__``: one is built per message, so they must be cheap.
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
-__all__ = ["Event", "MessageEvent", "CloseEvent", "ErrorEvent", "TEXT", "BINARY"]
+__all__ = ["ReadyState", "Event", "MessageEvent", "CloseEvent", "ErrorEvent", "TEXT", "BINARY"]
 
 TEXT = 1
 BINARY = 2
+
+
+class ReadyState(enum.IntEnum):
+    """A connection's state, as ``readyState`` in browsers and Node's ``ws``.
+
+    An ``IntEnum``, so ``sock.ready_state == 1`` and ``== WebSocket.OPEN``
+    both hold and ``sock.ready_state.name`` is ``'OPEN'``.
+    """
+
+    CONNECTING = 0
+    OPEN = 1
+    CLOSING = 2
+    CLOSED = 3
 
 
 class Event:

@@ -31,11 +31,12 @@ import collections
 import random
 from typing import Any, Callable, Iterable
 
-from . import _client, _loop
-from ._compat import normalize_options
-from ._emitter import MAX_HELD_EVENTS, EventEmitter
+from .connection import client as _client
+from ._runtime import loop as _loop
+from ._runtime.compat import normalize_options
+from ._runtime.emitter import MAX_HELD_EVENTS, EventEmitter
 from .exceptions import NotOpenError, WebSocketError
-from .websocket import CLOSED, CONNECTING, OPEN, WebSocket
+from .connection.websocket import CLOSED, CONNECTING, OPEN, WebSocket
 
 __all__ = ["ReconnectingWebSocket", "ReconnectError", "QueueFullError", "backoff_delay"]
 

@@ -32,14 +32,16 @@ from websockets.http11 import Request as _WsRequest
 from websockets.http11 import Response
 from websockets.protocol import State
 
-from . import _fastpath, _loop, _protocol
-from ._compat import normalize_options
-from ._emitter import EventEmitter
-from ._keepalive import Heartbeat
+from .protocol import frames as _fastpath
+from ._runtime import loop as _loop
+from .protocol import _websockets as _protocol
+from ._runtime.compat import normalize_options
+from ._runtime.emitter import EventEmitter
+from .connection.keepalive import Heartbeat
 from .exceptions import Reject, WebSocketError
 from .http.server import _http_date
 from .request import Request
-from .websocket import DEFAULT_MAX_PAYLOAD, OPEN, WebSocket, check_byte_limit
+from .connection.websocket import DEFAULT_MAX_PAYLOAD, OPEN, WebSocket, check_byte_limit
 
 __all__ = ["WebSocketServer", "VerifyInfo"]
 
@@ -611,7 +613,7 @@ def _respond(transport: asyncio.Transport, status: int, text: str, headers: Iter
 def _adapt_server(server: Any) -> Any:
     """Other HTTP servers get an adapter (see ``ws._adapters``); unknown ones a ``TypeError``."""
     try:
-        from ._adapters import adapt  # type: ignore[attr-defined]
+        from .http.stdlib import adapt  # type: ignore[attr-defined]
     except ImportError:
         adapt = None
     adapted = adapt(server) if adapt is not None else None

@@ -8,7 +8,8 @@ loop, then a client that sends three messages and reads the echoes.
 
 import asyncio
 
-from ws import WebSocket, WebSocketServer, http
+from ws import WebSocket, WebSocketServer
+from ws import http
 
 
 async def echo(sock):

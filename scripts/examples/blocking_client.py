@@ -8,7 +8,8 @@ connection and closes it at the end; `recv(timeout=...)` blocks.
 
 import sys
 
-from ws import WebSocket, http
+from ws import WebSocket
+from ws import http
 
 if len(sys.argv) > 1:
     url = sys.argv[1]

@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ws import WebSocket, http
+from ws import WebSocket
+from ws import http
 
 STATIC = Path(__file__).resolve().parent / "static"
 #: A chat line is small; anything bigger is refused by the protocol layer (1009).

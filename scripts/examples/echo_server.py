@@ -2,7 +2,8 @@
 
 import sys
 
-from ws import WebSocketServer, http
+from ws import WebSocketServer
+from ws import http
 
 port = int(sys.argv[1]) if len(sys.argv) > 1 else 8080
 server = http.Server(address=f"127.0.0.1:{port}")

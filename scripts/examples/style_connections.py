@@ -7,8 +7,9 @@
 
 import sys
 
-from ws import WebSocket, http
-from ws.connections import kv
+from ws import WebSocket
+from ws import http
+from ws.styles.connections import kv
 
 args = [a for a in sys.argv[1:] if not a.startswith("--")]
 port = int(args[0]) if args else 0

@@ -6,7 +6,8 @@
 
 import sys
 
-from ws import WebSocket, http
+from ws import WebSocket
+from ws import http
 
 args = [a for a in sys.argv[1:] if not a.startswith("--")]
 port = int(args[0]) if args else 0

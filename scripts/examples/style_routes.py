@@ -12,7 +12,8 @@ from typing import Literal, Optional
 from pydantic import BaseModel
 
 import ws
-from ws import WebSocket, http, require_auth
+from ws import WebSocket, require_auth
+from ws import http
 
 args = [a for a in sys.argv[1:] if not a.startswith("--")]
 port = int(args[0]) if args else 0
@@ -30,7 +31,7 @@ server = http.Server(f"127.0.0.1:{port}")
 @server.route_ws("/chat/room/:room_id", message=ClientMessage, guard=require_auth(TOKENS.get))
 async def room(ctx):
     username = ctx.user
-    chat = ws.rooms.get(ctx.params["room_id"])
+    chat = ws.styles.rooms.get(ctx.params["room_id"])
     unsubscribe = chat.subscribe(ctx.send)
     chat.join(username)  # subscribers get {"type": "joined", ...}
     try:

@@ -12,7 +12,7 @@ import json as _json
 import os
 from typing import TYPE_CHECKING, Any, Callable, Union
 
-from .. import _loop
+from .._runtime import loop as _loop
 from ..request import Request
 from . import status as _status
 

@@ -29,9 +29,9 @@ from urllib.parse import unquote
 
 import h11
 
-from .. import _loop
-from .._emitter import EventEmitter
-from .._reads import read_buffer
+from .._runtime import loop as _loop
+from .._runtime.emitter import EventEmitter
+from .._runtime.reads import read_buffer
 from ..request import Request
 from . import status as _status
 from .context import Context, Response
@@ -985,25 +985,25 @@ class Server(EventEmitter):
 
     def websockets(self, endpoints: Mapping[str, Any], prefix: str = "/api/_websockets", **options: Any) -> Any:
         """Declarative endpoints ``{name: {'on_open': ..., ...}}`` under ``prefix`` (see ``ws.endpoints``)."""
-        from ..endpoints import define
+        from ..styles.endpoints import define
 
         return define(self, endpoints, prefix, **options)
 
     def load_websockets(self, folder: str | os.PathLike[str], prefix: str = "/websockets/v4/service", **options: Any) -> Any:
         """Serve the ``*.websocket`` descriptor files of ``folder`` under ``prefix`` (see ``ws.handlers``)."""
-        from ..handlers import load_websockets
+        from ..styles.handlers import load_websockets
 
         return load_websockets(self, folder, prefix, **options)
 
     def route_ws(self, path: str, handler: Callable[..., Any] | None = None, **options: Any) -> Any:
         """A WebSocket route with ``:name`` parameters, ``message=`` and ``guard=`` (see ``ws.routes``)."""
-        from ..routes import route
+        from ..styles.routes import route
 
         return route(self, path, handler, **options)
 
     def websocket(self, name: str, **options: Any) -> Any:
         """A named socket with connect/disconnect/message handlers (see ``ws.connections``)."""
-        from ..connections import Socket
+        from ..styles.connections import Socket
 
         return Socket(self, name, **options)
 

@@ -21,8 +21,9 @@ from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFact
 from websockets.http11 import Response
 from websockets.uri import WebSocketURI, parse_uri
 
-from . import _protocol, _proxy
-from .exceptions import ConnectError, HandshakeError, describe
+from ..protocol import _websockets as _protocol
+from . import proxy as _proxy
+from ..exceptions import ConnectError, HandshakeError, describe
 
 if TYPE_CHECKING:  # pragma: no cover
     from .websocket import WebSocket
@@ -200,7 +201,7 @@ class ClientConfig:
         ws._protocol = proto.subprotocol or ""  # type: ignore[attr-defined]
         ws._extensions = response.headers.get("Sec-WebSocket-Extensions", "")
         if self.ping_interval:
-            from ._keepalive import Heartbeat
+            from .keepalive import Heartbeat
 
             Heartbeat(ws._loop, self.ping_interval, self.ping_timeout).add(ws)
         ws._opened()

@@ -29,12 +29,12 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from . import _compat
-from ._calls import invoke
+from .._runtime import compat as _compat
+from .._runtime.calls import invoke
 from .endpoints import Connection, join_path
-from .request import Request
-from .server import WebSocketServer
-from .websocket import _STATE_NAMES, WebSocket
+from ..request import Request
+from ..server import WebSocketServer
+from ..connection.websocket import _STATE_NAMES, WebSocket
 
 __all__ = [
     "context",

@@ -38,12 +38,12 @@ try:
 except ImportError:  # pragma: no cover - websockets built without its C extension
     from websockets.utils import apply_mask
 
-from .events import BINARY, TEXT
+from ..events import BINARY, TEXT
 
 if TYPE_CHECKING:  # pragma: no cover
     from websockets.protocol import Protocol
 
-    from .websocket import WebSocket
+    from ..connection.websocket import WebSocket
 
 __all__ = ["receive", "handshake", "add_frame", "serialize", "apply_mask", "TEXT_HEADS", "BINARY_HEADS"]
 

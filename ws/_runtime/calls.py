@@ -15,7 +15,7 @@ import logging
 import weakref
 from typing import Any, Callable
 
-from ._emitter import _positional_capacity
+from .emitter import _positional_capacity
 
 __all__ = ["invoke", "spawn"]
 

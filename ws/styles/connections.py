@@ -29,14 +29,14 @@ import time
 import uuid
 from typing import Any, Callable, Generator, Protocol
 
-from . import _compat
-from ._calls import spawn
-from ._emitter import adapt_arity
-from ._messages import decode, encode
+from .._runtime import compat as _compat
+from .._runtime.calls import spawn
+from .._runtime.emitter import adapt_arity
+from .messages import decode, encode
 from .endpoints import join_path
-from .request import Request
-from .server import WebSocketServer, _respond
-from .websocket import OPEN, WebSocket
+from ..request import Request
+from ..server import WebSocketServer, _respond
+from ..connection.websocket import OPEN, WebSocket
 
 __all__ = [
     "Socket",

@@ -22,12 +22,12 @@ import logging
 import re
 from typing import Any, Callable, Iterable
 
-from . import _messages
-from .exceptions import Reject
-from .request import Request
-from .server import VerifyInfo, WebSocketServer
-from .websocket import CLOSED, OPEN, WebSocket, valid_close_code
-from ._calls import spawn
+from . import messages as _messages
+from ..exceptions import Reject
+from ..request import Request
+from ..server import VerifyInfo, WebSocketServer
+from ..connection.websocket import CLOSED, OPEN, WebSocket, valid_close_code
+from .._runtime.calls import spawn
 
 __all__ = ["route", "RouteContext", "UpgradeRouter", "InvalidMessage", "require_auth", "compile_validator"]
 
@@ -113,7 +113,7 @@ class UpgradeRouter:
     def _handle_http_upgrade(self, request: Request, transport: asyncio.Transport, head: bytes) -> None:
         found = self.match(request.path)
         if found is None:  # the HTTP server asked handles_path first; defensive
-            from .server import _respond
+            from ..server import _respond
 
             _respond(transport, 404, "Not Found")
             return

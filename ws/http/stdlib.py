@@ -28,8 +28,8 @@ import ssl
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import _loop
-from .request import Request
+from .._runtime import loop as _loop
+from ..request import Request
 
 __all__ = ["adapt", "StdlibAdapter"]
 

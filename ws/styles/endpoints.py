@@ -20,11 +20,11 @@ import logging
 import uuid
 from typing import Any, Callable, Mapping
 
-from ._calls import invoke
-from ._messages import decode, encode
-from .request import Request
-from .server import WebSocketServer
-from .websocket import WebSocket
+from .._runtime.calls import invoke
+from .messages import decode, encode
+from ..request import Request
+from ..server import WebSocketServer
+from ..connection.websocket import WebSocket
 
 __all__ = ["Connection", "define", "DEFAULT_PREFIX", "HANDLER_NAMES"]
 

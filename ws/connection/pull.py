@@ -19,11 +19,11 @@ import asyncio
 import collections
 from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, TypeVar
 
-from . import _loop
-from .exceptions import ConnectionClosed, NotOpenError, WebSocketError
+from .._runtime import loop as _loop
+from ..exceptions import ConnectionClosed, NotOpenError, WebSocketError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .events import MessageEvent
+    from ..events import MessageEvent
 
 __all__ = ["IterationMixin", "DEFAULT_INBOX_SIZE"]
 

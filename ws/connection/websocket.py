@@ -23,16 +23,17 @@ from websockets.frames import Opcode
 from websockets.http11 import Response
 from websockets.protocol import OPEN as _P_OPEN, CLOSING as _P_CLOSING, Protocol
 
-from . import _fastpath, _loop
-from ._compat import normalize_options
-from ._emitter import MAX_HELD_EVENTS, EventEmitter, report
-from ._iteration import IterationMixin
-from ._reads import read_buffer
-from .events import BINARY, TEXT, CloseEvent, ErrorEvent, Event, MessageEvent
-from .exceptions import NotOpenError, ProtocolError, WebSocketError
+from ..protocol import frames as _fastpath
+from .._runtime import loop as _loop
+from .._runtime.compat import normalize_options
+from .._runtime.emitter import MAX_HELD_EVENTS, EventEmitter, report
+from .pull import IterationMixin
+from .._runtime.reads import read_buffer
+from ..events import BINARY, TEXT, CloseEvent, ErrorEvent, Event, MessageEvent
+from ..exceptions import NotOpenError, ProtocolError, WebSocketError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .request import Request
+    from ..request import Request
 
 __all__ = ["WebSocket"]
 
@@ -196,7 +197,7 @@ class WebSocket(IterationMixin, EventEmitter):
     _transport: asyncio.Transport | None
 
     def __init__(self, url: Any = None, protocols: str | Iterable[str] | None = None, **options: Any) -> None:
-        from . import _client  # the client half lives in its own module
+        from . import client as _client  # the client half lives in its own module
 
         super().__init__()
         options = normalize_options(options)
