@@ -33,15 +33,11 @@ from urllib.parse import quote
 
 from ._runtime.emitter import EventEmitter
 from .events import BINARY, TEXT
-from .exceptions import NotOpenError, Reject
+from .exceptions import NotOpenError
+from .http.responses import phrase
+from .protocol.handshake import Accepted, HandshakeResult, Refused, admit
 from .request import Request
-from .server import (
-    VerifyInfo,
-    WebSocketServer,
-    _headers_from_lines,
-    _parse_verdict,
-    _phrase,
-)
+from .server import WebSocketServer
 from .connection.websocket import CLOSED, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, OPEN, WebSocket
 
 __all__ = ["ASGIApp", "ASGIWebSocket"]
@@ -100,20 +96,21 @@ class ASGIApp:
             return
         request = request_from_scope(scope)
         try:
-            refusal = self._refusal(scope, request)
-            if refusal is None:
-                chosen = self._choose(scope, request)
-                if chosen is False:
-                    refusal = (500, "Internal Server Error", [])
+            decision = self._decide(scope, request)
         except Exception as exc:  # a bug of ours: answer, report, keep serving
             logger.exception("WebSocket handshake failed")
             wss.emit("error", exc)
-            refusal = (500, "Internal Server Error", [])
-        if refusal is not None:
-            await _reject(scope, send, *refusal)
+            decision = Refused(500, "Internal Server Error")
+        if isinstance(decision, Refused):
+            wss._report(decision)
+            await _reject(scope, send, decision)
             return
-        await send({"type": "websocket.accept", "subprotocol": chosen or None, "headers": self._headers(chosen, request)})
-        sock = ASGIWebSocket._from_scope(request, wss, str(chosen or ""), send)
+        if wss._events.get("headers"):
+            lines = decision.header_lines()
+            wss.emit("headers", lines, request)
+            decision = decision.edited(lines)
+        await send({"type": "websocket.accept", "subprotocol": decision.subprotocol, "headers": _accept_headers(decision)})
+        sock = ASGIWebSocket._from_scope(request, wss, decision.subprotocol or "", send)
         wss._sockets.add(sock)
         wss.emit("connection", sock, request)
         await sock._run(receive)
@@ -126,45 +123,15 @@ class ASGIApp:
         root = scope.get("root_path") or ""
         return bool(root) and request.path.startswith(root) and request.path[len(root):] == path
 
-    def _refusal(self, scope: Scope, request: Request) -> tuple[int, str, list[tuple[str, str]]] | None:
+    def _decide(self, scope: Scope, request: Request) -> HandshakeResult:
+        """The server's decision; the ASGI server already checked the request and negotiates extensions."""
         wss = self.wss
         if wss._closed:
-            return 503, "WebSocket server is closed", []
+            return Refused(503, "WebSocket server is closed")
         if not self._path_matches(scope, request):
-            return 404, "Not Found", []
-        if wss.verify_client is None:
-            return None
-        origin = request.get_header("origin") or request.get_header("sec-websocket-origin")
-        try:
-            verdict = wss.verify_client(VerifyInfo(origin, request, request.secure))
-        except Reject as rejection:
-            return rejection.status, rejection.reason, rejection.headers
-        except Exception as exc:
-            logger.error("verify_client raised", exc_info=exc)
-            wss.emit("error", exc)
-            return 500, "Internal Server Error", []
-        accepted, status, reason, headers = _parse_verdict(verdict)
-        return None if accepted else (status, reason, headers)
-
-    def _choose(self, scope: Scope, request: Request) -> str | None | bool:
+            return Refused(404, "Not Found")
         offered = [str(p) for p in scope.get("subprotocols") or ()]
-        # The server's own rules; a broken handle_protocols "answers" into a recorder.
-        return self.wss._choose_protocol(offered, request, _Recorder())  # type: ignore[arg-type]
-
-    def _headers(self, chosen: Any, request: Request) -> list[tuple[bytes, bytes]]:
-        wss = self.wss
-        if not wss._events.get("headers"):
-            return []
-        lines: list[Any] = ["HTTP/1.1 101 Switching Protocols"]
-        if chosen:
-            lines.append(f"Sec-WebSocket-Protocol: {chosen}")
-        wss.emit("headers", lines, request)
-        headers = _headers_from_lines([line for line in lines if not str(line).startswith("HTTP/")])
-        return [
-            (name.lower().encode("latin-1"), value.encode("latin-1"))
-            for name, value in headers.raw_items()
-            if name.lower() not in _SERVER_HEADERS
-        ]
+        return admit(request, wss._policy(), offered)
 
 
 class ASGIWebSocket(WebSocket):
@@ -379,41 +346,35 @@ def _rebind(wss: WebSocketServer, loop: asyncio.AbstractEventLoop) -> None:
     wss._loop = loop
 
 
-async def _reject(scope: Scope, send: Send, status: int, reason: str, headers: list[tuple[str, str]]) -> None:
+def _accept_headers(accepted: Accepted) -> list[tuple[bytes, bytes]]:
+    """The 101's headers for ``websocket.accept``: those the ASGI server does not write itself."""
+    return [
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in accepted.headers
+        if name.lower() not in _SERVER_HEADERS
+    ]
+
+
+def _plain(refused: Refused) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """A refusal as ASGI response headers and a plain-text body."""
+    body = (refused.reason.rstrip("\n") + "\n").encode()
+    pairs = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+    pairs += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in refused.headers]
+    return pairs, body
+
+
+async def _reject(scope: Scope, send: Send, refused: Refused) -> None:
+    """A refusal as an HTTP response if the ASGI server offers that extension, else a close before accept."""
     if "websocket.http.response" in (scope.get("extensions") or {}):
-        body = (reason.rstrip("\n") + "\n").encode()
-        pairs = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
-        pairs += [(str(n).lower().encode("latin-1"), str(v).encode("latin-1")) for n, v in headers]
-        await send({"type": "websocket.http.response.start", "status": status, "headers": pairs})
+        headers, body = _plain(refused)
+        await send({"type": "websocket.http.response.start", "status": refused.status, "headers": headers})
         await send({"type": "websocket.http.response.body", "body": body})
     else:
-        await send({"type": "websocket.close", "code": 1008, "reason": f"{status} {reason or _phrase(status)}"[:123]})
+        reason = refused.reason or phrase(refused.status)
+        await send({"type": "websocket.close", "code": 1008, "reason": f"{refused.status} {reason}"[:123]})
 
 
 async def _upgrade_required(send: Send) -> None:
-    body = b"426 Upgrade Required: this is a WebSocket endpoint\n"
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 426,
-            "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()), (b"upgrade", b"websocket")],
-        }
-    )
+    headers, body = _plain(Refused(426, "426 Upgrade Required: this is a WebSocket endpoint", (("Upgrade", "websocket"),)))
+    await send({"type": "http.response.start", "status": 426, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-class _Recorder:
-    """A stand-in transport for ``WebSocketServer._choose_protocol``'s error answer."""
-
-    def __init__(self) -> None:
-        self.written = b""
-        self.closed = False
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def write(self, data: bytes) -> None:
-        self.written += data
-
-    def close(self) -> None:
-        self.closed = True

@@ -2,44 +2,30 @@
 
 The HTTP server (``ws.http.Server``) parses the request with h11 and hands
 over upgrades on our path with the transport and any bytes already read.
-Here the handshake is decided synchronously, in one call: ``websockets``
-validates the request, ``verify_client`` and ``handle_protocols`` (the
-user's hooks) run, and either a 101 goes out and a ``WebSocket`` is born, or
-a plain-text HTTP error answers and the connection closes.  Nothing on this
-path may raise into the event loop.
+Here the handshake is decided synchronously, in one call to
+``ws.protocol.handshake.accept`` (``websockets`` validates the request, then
+``verify_client`` and ``handle_protocols``, the user's hooks, run), and this
+module renders the result: either a 101 goes out and a ``WebSocket`` is born,
+or a plain-text HTTP error answers and the connection closes.  Nothing on
+this path may raise into the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import http
 import logging
 from typing import Any, Callable, Iterable
 
-from websockets.datastructures import Headers
-from websockets.exceptions import (
-    InvalidHandshake,
-    InvalidHeaderValue,
-    InvalidMethod,
-    InvalidProtocol,
-    InvalidUpgrade,
-)
-from websockets.extensions.permessage_deflate import (
-    ServerPerMessageDeflateFactory,
-    enable_server_permessage_deflate,
-)
-from websockets.http11 import Request as _WsRequest
-from websockets.http11 import Response
 from websockets.protocol import State
 
 from .protocol import frames as _fastpath
+from .protocol import handshake
+from .protocol.handshake import Policy, Refused, VerifyInfo
 from ._runtime import loop as _loop
-from .protocol import _websockets as _protocol
 from ._runtime.compat import normalize_options
 from ._runtime.emitter import EventEmitter
 from .connection.keepalive import Heartbeat
-from .exceptions import Reject, WebSocketError
-from .http.server import _http_date
+from .http.responses import http_date, plain_response
 from .request import Request
 from .connection.websocket import DEFAULT_MAX_PAYLOAD, OPEN, WebSocket, check_byte_limit
 
@@ -74,28 +60,6 @@ DEFAULT_PING_INTERVAL = 20.0
 DEFAULT_PING_TIMEOUT = 20.0
 
 
-class VerifyInfo:
-    """What ``verify_client(info)`` receives: ``origin``, ``req``, ``secure``.
-
-    Subscriptable too (``info['req']``), for code written against Node.
-    """
-
-    __slots__ = ("origin", "req", "secure")
-
-    def __init__(self, origin: str | None, req: Request, secure: bool) -> None:
-        self.origin = origin
-        self.req = req
-        self.secure = secure
-
-    def __getitem__(self, key: str) -> Any:
-        if key not in self.__slots__:
-            raise KeyError(key)
-        return getattr(self, key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return getattr(self, key, default) if key in self.__slots__ else default
-
-
 class WebSocketServer(EventEmitter):
     """A WebSocket endpoint on an HTTP server.
 
@@ -108,6 +72,8 @@ class WebSocketServer(EventEmitter):
     Events: ``'connection'`` ``(socket, request)``, ``'headers'``
     ``(headers, request)``, ``'error'`` ``(exc)``, ``'listening'``, ``'close'``.
     """
+
+    _loop: asyncio.AbstractEventLoop  # always bound: the HTTP server's loop, or the running one
 
     def __init__(self, options: dict[str, Any] | None = None, callback: Callable[..., Any] | None = None, **kwargs: Any) -> None:
         super().__init__()
@@ -144,7 +110,7 @@ class WebSocketServer(EventEmitter):
         self.max_payload = opts.get("max_payload", DEFAULT_MAX_PAYLOAD)
         check_byte_limit("max_buffered_amount", opts.get("max_buffered_amount"))
         self.per_message_deflate = opts.get("per_message_deflate", False)
-        self._socket_options = {
+        self._socket_options: dict[str, Any] = {
             key: opts[key]
             for key in (
                 "max_payload", "max_fragments", "close_timeout", "high_water_mark", "low_water_mark",
@@ -155,7 +121,7 @@ class WebSocketServer(EventEmitter):
         self._sockets: set[WebSocket] = set()
         self._closed = False
         self._close_callbacks: list[Callable[[], Any]] = []
-        self._closed_future: asyncio.Future | None = None
+        self._closed_future: asyncio.Future[None] | None = None
         self._own_server: Any = None
 
         if server is not None:
@@ -204,7 +170,8 @@ class WebSocketServer(EventEmitter):
         if server is None or getattr(server, "address", None) is None:
             return None
         if getattr(server, "network", "tcp") == "unix":
-            return server.address
+            path: str = server.address
+            return path
         host = server.host
         return {"address": host, "family": "IPv6" if ":" in host else "IPv4", "port": server.port}
 
@@ -360,7 +327,7 @@ class WebSocketServer(EventEmitter):
             self._accept(request, transport, head, callback)
         except Exception as exc:  # a bug of ours or of a listener: answer, report, keep serving
             logger.exception("WebSocket handshake failed")
-            _respond(transport, 500, "Internal Server Error")
+            write_refusal(transport, Refused(500, "Internal Server Error"))
             self.emit("error", exc)
 
     def _accept(
@@ -370,79 +337,26 @@ class WebSocketServer(EventEmitter):
         head: bytes,
         callback: Callable[[WebSocket, Request], Any] | None,
     ) -> None:
+        """Decide (``ws.protocol.handshake``), then write the answer and start the socket."""
         if self._closed:
-            _respond(transport, 503, "WebSocket server is closed")
+            write_refusal(transport, Refused(503, "WebSocket server is closed"))
             return
         if transport.is_closing():
             return
-        offered: list[str] = []
-
-        def record(_proto: Any, subprotocols: Any) -> None:
-            offered.extend(subprotocols)
-            return None
-
-        proto = _protocol.Server(
-            extensions=self._extension_factories(),
-            select_subprotocol=record,
-            max_size=self.max_payload,
-            logger=_quiet,
-        )
-        try:
-            # Headers() itself refuses values websockets deems invalid (non-ASCII...): a 400 too.
-            ws_request = _WsRequest(
-                path=request.url,
-                headers=Headers(request.raw_headers),
-                method=request.method,
-                protocol=f"HTTP/{request.http_version}",
-            )
-            accept_key, extensions_header, _ = proto.process_request(ws_request)
-        except InvalidMethod:
-            _respond(transport, 405, "Method Not Allowed: a WebSocket handshake uses GET", [("Allow", "GET")])
+        decision = handshake.accept(request, self._policy(), date=http_date())
+        if isinstance(decision, Refused):
+            write_refusal(transport, decision)
+            self._report(decision)
             return
-        except InvalidProtocol:
-            _respond(transport, 505, "HTTP Version Not Supported: a WebSocket handshake uses HTTP/1.1")
-            return
-        except InvalidHeaderValue as exc:
-            if exc.name == "Sec-WebSocket-Version":
-                _respond(transport, 426, f"Unsupported WebSocket version: {exc.value}", [("Sec-WebSocket-Version", "13")])
-            else:
-                _respond(transport, 400, f"Bad Request: {exc}")
-            return
-        except (InvalidUpgrade, InvalidHandshake) as exc:
-            _respond(transport, 400, f"Bad Request: {_chain(exc)}")
-            return
-
-        origin = request.get_header("origin") or request.get_header("sec-websocket-origin")
-        extra_headers: list[tuple[str, str]] = []
-        if self.verify_client is not None:
-            try:
-                verdict = self.verify_client(VerifyInfo(origin, request, request.secure))
-            except Reject as rejection:
-                _respond(transport, rejection.status, rejection.reason, rejection.headers)
-                return
-            except Exception as exc:
-                logger.error("verify_client raised", exc_info=exc)
-                _respond(transport, 500, "Internal Server Error")
-                self.emit("error", exc)
-                return
-            accepted, status, reason, extra_headers = _parse_verdict(verdict)
-            if not accepted:
-                _respond(transport, status, reason, extra_headers)
-                return
-            extra_headers = []
-
-        chosen = self._choose_protocol(offered, request, transport)
-        if chosen is False:
-            return  # already answered with 500
-
-        proto.subprotocol = chosen or None  # type: ignore[assignment]
         if self._events.get("headers"):
-            self._send_edited_101(proto, request, accept_key, extensions_header, chosen)
-        else:
-            # The common case: the 101 bytes straight from a template, no
-            # Headers/Response objects (a measurable share of a handshake).
-            transport.write(_response_101(accept_key, extensions_header, chosen))
-            proto.state = _OPEN_STATE
+            lines = decision.header_lines()
+            self.emit("headers", lines, request)
+            decision = decision.edited(lines)
+        proto = decision.protocol
+        assert proto is not None  # accept() always configures one
+        extensions_header = decision.extensions
+        transport.write(decision.response())
+        proto.state = _OPEN_STATE
         proto.read_frames()
 
         ws = WebSocket._accepted(self._loop, proto, transport, request, self, self._socket_options)
@@ -461,82 +375,27 @@ class WebSocketServer(EventEmitter):
             # attach its 'message' listener first; later reads queue behind.
             self._loop.call_soon(_deliver_head, ws, head)
 
-    def _send_edited_101(
-        self, proto: Any, request: Request, accept_key: str, extensions_header: str | None, chosen: str | None
-    ) -> None:
-        """The 101 as lines a ``'headers'`` listener may edit, then through ``websockets``."""
-        lines: list[Any] = [
-            "HTTP/1.1 101 Switching Protocols",
-            *(f"{name}: {value}" for name, value in _headers_101(accept_key, extensions_header, chosen)),
-        ]
-        self.emit("headers", lines, request)
-        headers = _headers_from_lines(lines[1:] if lines and str(lines[0]).startswith("HTTP/") else lines)
-        proto.send_response(Response(101, "Switching Protocols", headers))
+    def _policy(self) -> Policy:
+        """The handshake policy from this server's options as they are now (users may reassign them)."""
+        return Policy(
+            verify_client=self.verify_client,
+            handle_protocols=self.handle_protocols,
+            protocols=self.protocols,
+            per_message_deflate=self.per_message_deflate,
+            max_payload=self.max_payload,
+        )
 
-    def _extension_factories(self) -> list[Any] | None:
-        pmd = self.per_message_deflate
-        if not pmd:
-            return None
-        if isinstance(pmd, dict):
-            return [ServerPerMessageDeflateFactory(**pmd)]
-        # websockets' recommended settings: 4 KiB windows and memLevel 5 keep a
-        # compressed connection near 60 KiB instead of ~300 KiB at zlib's defaults.
-        return list(enable_server_permessage_deflate(None))
-
-    def _choose_protocol(self, offered: list[str], request: Request, transport: asyncio.Transport) -> str | None | bool:
-        """The subprotocol to accept: ``None`` for none, ``False`` if we already answered 500."""
-        if not offered:
-            return None
-        if self.handle_protocols is not None:
-            try:
-                chosen = self.handle_protocols(list(offered), request)
-            except Exception as exc:
-                logger.error("handle_protocols raised", exc_info=exc)
-                _respond(transport, 500, "Internal Server Error")
-                self.emit("error", exc)
-                return False
-            if chosen is None or chosen is False or chosen == "":
-                return None
-            if chosen not in offered:
-                exc = WebSocketError(f"handle_protocols returned {chosen!r}, which the client did not offer ({offered})")
-                logger.error("%s", exc)
-                _respond(transport, 500, "Internal Server Error")
-                self.emit("error", exc)
-                return False
-            return str(chosen)
-        if self.protocols is not None:
-            for name in self.protocols:
-                if name in offered:
-                    return name
-            return None
-        return offered[0]
+    def _report(self, refused: Refused) -> None:
+        """A refusal caused by a failing user hook is a server error: log it and emit ``'error'``."""
+        if refused.error is None:
+            return
+        logger.error("%s", refused.problem or "handshake hook failed", exc_info=refused.error)
+        self.emit("error", refused.error)
 
 
-_quiet = logging.getLogger("ws.server.protocol")
 _OPEN_STATE = State.OPEN
 _FIN_TEXT = 0x81
 _FIN_BINARY = 0x82
-
-
-def _headers_101(accept_key: str, extensions_header: str | None, chosen: str | None) -> list[tuple[str, str]]:
-    """The header lines of our 101 answer, in order."""
-    headers = [
-        ("Date", _http_date()),
-        ("Upgrade", "websocket"),
-        ("Connection", "Upgrade"),
-        ("Sec-WebSocket-Accept", accept_key),
-    ]
-    if extensions_header is not None:
-        headers.append(("Sec-WebSocket-Extensions", extensions_header))
-    if chosen:
-        headers.append(("Sec-WebSocket-Protocol", chosen))
-    return headers
-
-
-def _response_101(accept_key: str, extensions_header: str | None, chosen: str | None) -> bytes:
-    """The serialised 101 (values already validated: base64, websockets' extension header, an offered token)."""
-    lines = "".join(f"{name}: {value}\r\n" for name, value in _headers_101(accept_key, extensions_header, chosen))
-    return f"HTTP/1.1 101 Switching Protocols\r\n{lines}\r\n".encode("latin-1")
 
 
 def _deliver_head(ws: WebSocket, head: bytes) -> None:
@@ -544,79 +403,25 @@ def _deliver_head(ws: WebSocket, head: bytes) -> None:
         ws._data_received(head)
 
 
-def _chain(exc: BaseException) -> str:
-    text = str(exc)
-    cause = exc.__cause__
-    while cause is not None:
-        text += f"; {cause}"
-        cause = cause.__cause__
-    return text
+def write_refusal(transport: asyncio.WriteTransport, refused: Refused) -> None:
+    """Render a refused handshake on ``transport``: a short plain-text HTTP answer, then close.
 
-
-def _parse_verdict(verdict: Any) -> tuple[bool, int, str, list[tuple[str, str]]]:
-    """``verify_client``'s answer as (accepted, status, reason, headers)."""
-    if isinstance(verdict, tuple):
-        if not verdict:
-            return False, 401, "Unauthorized", []
-        accepted = bool(verdict[0])
-        status = int(verdict[1]) if len(verdict) > 1 and verdict[1] is not None else 401
-        reason = str(verdict[2]) if len(verdict) > 2 and verdict[2] is not None else _phrase(status)
-        headers = _header_pairs(verdict[3]) if len(verdict) > 3 and verdict[3] else []
-        return accepted, status, reason, headers
-    if verdict:
-        return True, 101, "", []
-    return False, 401, "Unauthorized", []
-
-
-def _header_pairs(headers: Any) -> list[tuple[str, str]]:
-    if isinstance(headers, dict):
-        return [(str(k), str(v)) for k, v in headers.items()]
-    return [(str(k), str(v)) for k, v in headers]
-
-
-def _headers_from_lines(lines: list[Any]) -> Headers:
-    headers = Headers()
-    for line in lines:
-        if isinstance(line, tuple):
-            name, value = line
-        else:
-            name, _, value = str(line).partition(":")
-        headers[str(name).strip()] = str(value).strip()
-    return headers
-
-
-def _phrase(status: int) -> str:
-    try:
-        return http.HTTPStatus(status).phrase
-    except ValueError:
-        return "Error"
-
-
-def _respond(transport: asyncio.Transport, status: int, text: str, headers: Iterable[tuple[str, str]] = ()) -> None:
-    """Answer a refused handshake with a short plain-text HTTP response and close."""
+    The application styles refuse through it too (a connect handler's 403,
+    an unmatched route's 404).
+    """
     if transport.is_closing():
         return
-    body = (text.rstrip("\n") + "\n").encode()
-    response_headers = Headers()
-    response_headers["Date"] = _http_date()
-    response_headers["Connection"] = "close"
-    response_headers["Content-Type"] = "text/plain; charset=utf-8"
-    response_headers["Content-Length"] = str(len(body))
-    for name, value in headers:
-        response_headers[name] = value
     try:
-        transport.write(Response(status, _phrase(status), response_headers, body).serialize())
+        transport.write(plain_response(refused.status, refused.reason, refused.headers))
     finally:
         transport.close()
 
 
 def _adapt_server(server: Any) -> Any:
     """Other HTTP servers get an adapter (see ``ws._adapters``); unknown ones a ``TypeError``."""
-    try:
-        from .http.stdlib import adapt  # type: ignore[attr-defined]
-    except ImportError:
-        adapt = None
-    adapted = adapt(server) if adapt is not None else None
+    from .http.stdlib import adapt
+
+    adapted = adapt(server)
     if adapted is None:
         raise TypeError(
             f"server must be a ws.http.Server (or a supported HTTP server), got {type(server).__name__}"

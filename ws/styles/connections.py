@@ -35,7 +35,8 @@ from .._runtime.emitter import adapt_arity
 from .messages import decode, encode
 from .endpoints import join_path
 from ..request import Request
-from ..server import WebSocketServer, _respond
+from ..protocol.handshake import Refused
+from ..server import WebSocketServer, write_refusal
 from ..connection.websocket import OPEN, WebSocket
 
 __all__ = [
@@ -278,14 +279,14 @@ class Socket:
             await asyncio.wait_for(self._run(ctx, self._handlers["connect"]), self.connect_timeout)
         except asyncio.TimeoutError:
             logger.error("connect handlers of websocket %r took more than %s s", self.name, self.connect_timeout)
-            _respond(transport, 503, "Service Unavailable: the connect handler timed out")
+            write_refusal(transport, Refused(503, "Service Unavailable: the connect handler timed out"))
             return
         except Exception:
             logger.exception("connect handler of websocket %r raised", self.name)
-            _respond(transport, 500, "Internal Server Error")
+            write_refusal(transport, Refused(500, "Internal Server Error"))
             return
         if not ctx.res.success:
-            _respond(transport, 403, "Forbidden: the connection was refused")
+            write_refusal(transport, Refused(403, "Forbidden: the connection was refused"))
             return
         if transport.is_closing():
             return

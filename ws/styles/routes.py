@@ -25,7 +25,8 @@ from typing import Any, Callable, Iterable
 from . import messages as _messages
 from ..exceptions import Reject
 from ..request import Request
-from ..server import VerifyInfo, WebSocketServer
+from ..protocol.handshake import Refused, VerifyInfo
+from ..server import WebSocketServer, write_refusal
 from ..connection.websocket import CLOSED, OPEN, WebSocket, valid_close_code
 from .._runtime.calls import spawn
 
@@ -113,9 +114,7 @@ class UpgradeRouter:
     def _handle_http_upgrade(self, request: Request, transport: asyncio.Transport, head: bytes) -> None:
         found = self.match(request.path)
         if found is None:  # the HTTP server asked handles_path first; defensive
-            from ..server import _respond
-
-            _respond(transport, 404, "Not Found")
+            write_refusal(transport, Refused(404, "Not Found"))
             return
         handler, params = found
         request.state.path_params = params

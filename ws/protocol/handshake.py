@@ -1,0 +1,304 @@
+"""The server's handshake decision, as data: ``accept(request, policy)``.
+
+One function decides whether an upgrade request becomes a WebSocket and
+returns what the host must write: :class:`Accepted` (the 101's headers, the
+subprotocol, the extensions and the configured ``websockets`` protocol
+object) or :class:`Refused` (an HTTP status, a plain-text reason, headers).
+It writes nothing and emits nothing, so every host -- the asyncio server,
+ASGI, the application styles -- only renders the result in its own medium,
+and the decision is tested without sockets.
+
+The user's hooks run here: ``verify_client`` (its verdict, a ``Reject``, or
+an exception, which becomes a 500 carrying the exception for the host to
+report) and ``handle_protocols``.  The ``'headers'`` event (users editing
+the 101) is the host's: it shows :meth:`Accepted.header_lines` to its
+listeners and renders :meth:`Accepted.edited`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence, Union
+
+from websockets.datastructures import Headers
+from websockets.exceptions import (
+    InvalidHandshake,
+    InvalidHeaderValue,
+    InvalidMethod,
+    InvalidProtocol,
+    InvalidUpgrade,
+)
+from websockets.extensions.base import ServerExtensionFactory
+from websockets.extensions.permessage_deflate import (
+    ServerPerMessageDeflateFactory,
+    enable_server_permessage_deflate,
+)
+from websockets.http11 import Request as _WsRequest
+
+from ..exceptions import Reject, WebSocketError
+from ..request import Request
+from . import _websockets
+
+__all__ = ["Accepted", "HandshakeResult", "Policy", "Refused", "VerifyInfo", "accept", "admit"]
+
+#: The status line of every 101 we send; a ``'headers'`` edit cannot change it.
+STATUS_LINE_101 = "HTTP/1.1 101 Switching Protocols"
+
+#: Where the accepted protocol objects log (frames at DEBUG), inside the ``ws`` hierarchy.
+_PROTOCOL_LOGGER = logging.getLogger("ws.server.protocol")
+
+HeaderPairs = tuple[tuple[str, str], ...]
+
+
+class VerifyInfo:
+    """What ``verify_client(info)`` receives: ``origin``, ``req``, ``secure``.
+
+    Subscriptable too (``info['req']``), for code written against Node.
+    """
+
+    __slots__ = ("origin", "req", "secure")
+
+    def __init__(self, origin: str | None, req: Request, secure: bool) -> None:
+        self.origin = origin
+        self.req = req
+        self.secure = secure
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.__slots__:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key, default) if key in self.__slots__ else default
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What a server lets in: the user's hooks and the negotiated limits.
+
+    ``per_message_deflate`` is ``False``, ``True`` (websockets' recommended
+    settings) or the keyword arguments of ``ServerPerMessageDeflateFactory``.
+    """
+
+    verify_client: Callable[[VerifyInfo], object] | None = None
+    handle_protocols: Callable[[list[str], Request], object] | None = None
+    protocols: Sequence[str] | None = None
+    per_message_deflate: bool | Mapping[str, Any] = False
+    max_payload: int | None = None
+
+    def extension_factories(self) -> list[ServerExtensionFactory] | None:
+        pmd = self.per_message_deflate
+        if not pmd:
+            return None
+        if isinstance(pmd, Mapping):
+            return [ServerPerMessageDeflateFactory(**pmd)]
+        # websockets' recommended settings: 4 KiB windows and memLevel 5 keep a
+        # compressed connection near 60 KiB instead of ~300 KiB at zlib's defaults.
+        return list(enable_server_permessage_deflate(None))
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """Answer with ``status``, ``reason`` as a plain-text body, and ``headers``; then close.
+
+    ``error`` is set when a user hook failed (``problem`` says how): the
+    host logs it and emits it as ``'error'``.  A ``Reject`` or a ``False``
+    verdict is a refusal, not an error.
+    """
+
+    status: int
+    reason: str
+    headers: HeaderPairs = ()
+    error: Exception | None = None
+    problem: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """Switch protocols: send ``101`` with ``headers`` and speak WebSocket.
+
+    ``protocol`` is the ``websockets`` server protocol, past the handshake
+    (the host marks it open once the 101 is written); ``None`` from
+    :func:`admit`, where the host's own server speaks the wire.
+    ``extensions`` is the ``Sec-WebSocket-Extensions`` value, if any.
+    """
+
+    subprotocol: str | None
+    extensions: str | None = None
+    headers: HeaderPairs = ()
+    protocol: _websockets.Server | None = field(default=None, compare=False)
+
+    def header_lines(self) -> list[Any]:
+        """The 101 as the editable list a ``'headers'`` listener receives (status line first)."""
+        return [STATUS_LINE_101, *(f"{name}: {value}" for name, value in self.headers)]
+
+    def edited(self, lines: Iterable[Any]) -> Accepted:
+        """This answer with the header lines a ``'headers'`` listener left.
+
+        Lines are ``'Name: value'`` strings or ``(name, value)`` pairs; a
+        leading status line is skipped (the status stays 101).
+        """
+        items = list(lines)
+        if items and str(items[0]).startswith("HTTP/"):
+            items = items[1:]
+        headers = []
+        for line in items:
+            if isinstance(line, tuple):
+                name, value = line
+            else:
+                name, _, value = str(line).partition(":")
+            headers.append((str(name).strip(), str(value).strip()))
+        return Accepted(self.subprotocol, self.extensions, tuple(headers), self.protocol)
+
+    def response(self) -> bytes:
+        """The serialised 101 (values are ours or the user's edit, written as given)."""
+        lines = "".join(f"{name}: {value}\r\n" for name, value in self.headers)
+        return f"{STATUS_LINE_101}\r\n{lines}\r\n".encode("latin-1")
+
+
+HandshakeResult = Union[Accepted, Refused]
+
+
+def accept(request: Request, policy: Policy, *, date: str | None = None) -> HandshakeResult:
+    """The whole server handshake of RFC 6455 for ``request``, for hosts that write the bytes.
+
+    ``websockets`` checks the request and negotiates extensions; then the
+    user's hooks run (see :func:`admit`).  ``date`` (an HTTP date) opens
+    the 101's headers when given: the clock is the caller's.
+    """
+    offered: list[str] = []
+
+    def record(_protocol: object, subprotocols: Sequence[str]) -> None:
+        offered.extend(subprotocols)
+        return None
+
+    protocol = _websockets.Server(
+        extensions=policy.extension_factories(),
+        select_subprotocol=record,
+        max_size=policy.max_payload,
+        logger=_PROTOCOL_LOGGER,
+    )
+    try:
+        # Headers() itself refuses values websockets deems invalid (non-ASCII...): a 400 too.
+        ws_request = _WsRequest(
+            path=request.url,
+            headers=Headers(request.raw_headers),
+            method=request.method,
+            protocol=f"HTTP/{request.http_version}",
+        )
+        accept_key, extensions, _ = protocol.process_request(ws_request)
+    except InvalidMethod:
+        return Refused(405, "Method Not Allowed: a WebSocket handshake uses GET", (("Allow", "GET"),))
+    except InvalidProtocol:
+        return Refused(505, "HTTP Version Not Supported: a WebSocket handshake uses HTTP/1.1")
+    except InvalidHeaderValue as exc:
+        if exc.name == "Sec-WebSocket-Version":
+            return Refused(426, f"Unsupported WebSocket version: {exc.value}", (("Sec-WebSocket-Version", "13"),))
+        return Refused(400, f"Bad Request: {exc}")
+    except (InvalidUpgrade, InvalidHandshake) as exc:
+        return Refused(400, f"Bad Request: {_chain(exc)}")
+
+    try:
+        _verify(request, policy)
+        subprotocol = _choose(request, policy, offered)
+    except _Refusal as refusal:
+        return refusal.refused
+    protocol.subprotocol = subprotocol  # type: ignore[assignment]  # websockets types it str, None is "no subprotocol"
+    headers = [("Date", date)] if date is not None else []
+    headers += [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Accept", accept_key)]
+    if extensions is not None:
+        headers.append(("Sec-WebSocket-Extensions", extensions))
+    if subprotocol:
+        headers.append(("Sec-WebSocket-Protocol", subprotocol))
+    return Accepted(subprotocol, extensions, tuple(headers), protocol)
+
+
+def admit(request: Request, policy: Policy, offered: Sequence[str]) -> HandshakeResult:
+    """Only the user's hooks, for hosts whose own server did the RFC 6455 part (ASGI).
+
+    ``verify_client`` first, then the subprotocol among ``offered``.  The
+    :class:`Accepted` has no protocol object, and its headers are the
+    subprotocol's only: the host's server writes the rest of the 101.
+    """
+    try:
+        _verify(request, policy)
+        subprotocol = _choose(request, policy, list(offered))
+    except _Refusal as refusal:
+        return refusal.refused
+    headers = (("Sec-WebSocket-Protocol", subprotocol),) if subprotocol else ()
+    return Accepted(subprotocol, None, headers)
+
+
+class _Refusal(Exception):
+    """Carries a refusal out of the hook steps (internal)."""
+
+    def __init__(self, refused: Refused) -> None:
+        super().__init__(refused.reason)
+        self.refused = refused
+
+
+def _internal_error(exc: Exception, problem: str) -> _Refusal:
+    return _Refusal(Refused(500, "Internal Server Error", error=exc, problem=problem))
+
+
+def _verify(request: Request, policy: Policy) -> None:
+    """Run ``verify_client``; raise :class:`_Refusal` unless it lets the request in."""
+    verify = policy.verify_client
+    if verify is None:
+        return
+    origin = request.get_header("origin") or request.get_header("sec-websocket-origin")
+    try:
+        verdict = verify(VerifyInfo(origin, request, request.secure))
+    except Reject as rejection:
+        raise _Refusal(Refused(rejection.status, rejection.reason, tuple(_header_pairs(rejection.headers)))) from None
+    except Exception as exc:
+        raise _internal_error(exc, "verify_client raised") from None
+    if isinstance(verdict, tuple):
+        if verdict and verdict[0]:
+            return
+        status = int(verdict[1]) if len(verdict) > 1 and verdict[1] is not None else 401
+        reason = str(verdict[2]) if len(verdict) > 2 and verdict[2] is not None else Reject(status).reason
+        headers = tuple(_header_pairs(verdict[3])) if len(verdict) > 3 and verdict[3] else ()
+        raise _Refusal(Refused(status, reason, headers))
+    if not verdict:
+        raise _Refusal(Refused(401, "Unauthorized"))
+
+
+def _choose(request: Request, policy: Policy, offered: list[str]) -> str | None:
+    """The subprotocol to accept (``None``: none); raise :class:`_Refusal` if ``handle_protocols`` fails."""
+    if not offered:
+        return None
+    handle = policy.handle_protocols
+    if handle is not None:
+        try:
+            chosen = handle(list(offered), request)
+        except Exception as exc:
+            raise _internal_error(exc, "handle_protocols raised") from None
+        if chosen is None or chosen is False or chosen == "":
+            return None
+        if chosen not in offered:
+            message = f"handle_protocols returned {chosen!r}, which the client did not offer ({offered})"
+            raise _internal_error(WebSocketError(message), message)
+        return str(chosen)
+    if policy.protocols is not None:
+        for name in policy.protocols:
+            if name in offered:
+                return name
+        return None
+    return offered[0]
+
+
+def _header_pairs(headers: Any) -> list[tuple[str, str]]:
+    if isinstance(headers, Mapping):
+        return [(str(k), str(v)) for k, v in headers.items()]
+    return [(str(k), str(v)) for k, v in headers]
+
+
+def _chain(exc: BaseException) -> str:
+    text = str(exc)
+    cause = exc.__cause__
+    while cause is not None:
+        text += f"; {cause}"
+        cause = cause.__cause__
+    return text
