@@ -228,6 +228,44 @@ def test_refusal_without_the_response_extension_closes_before_accept() -> None:
     run(main)
 
 
+@pytest.mark.parametrize(
+    "options, status, reason, headers",
+    [
+        ({"verify_client": lambda info: (False, 429, "Slow down", {"Retry-After": "7"})}, 429, "Slow down", [(b"retry-after", b"7")]),
+        ({"verify_client": lambda info: False}, 401, "Unauthorized", []),
+        ({"handle_protocols": lambda offered, req: "zzz"}, 500, "Internal Server Error", []),
+        ({"handle_protocols": lambda offered, req: 1 / 0}, 500, "Internal Server Error", []),
+    ],
+    ids=["verdict-tuple", "verdict-false", "unoffered-subprotocol", "handle-protocols-raises"],
+)
+def test_refusals_are_the_servers_decision(options: dict[str, Any], status: int, reason: str, headers: list) -> None:
+    async def main() -> None:
+        wss = WebSocketServer(no_server=True, path="/ws", **options)
+        errors = Recorder(wss, "error", "connection")
+        fake = FakeASGI({"type": "websocket.connect"})
+        await ASGIApp(wss)(scope(subprotocols=["a"], extensions={"websocket.http.response": {}}), fake.receive, fake.send)
+        start, body = fake.sent
+        assert start["type"] == "websocket.http.response.start" and start["status"] == status
+        assert start["headers"][2:] == headers
+        assert body == {"type": "websocket.http.response.body", "body": reason.encode() + b"\n"}
+        # A broken hook is the server's error; a refusal is not.
+        assert [name for name, _ in errors.log] == (["error"] if status == 500 else [])
+
+    run(main)
+
+
+def test_closed_server_refuses_with_503() -> None:
+    async def main() -> None:
+        wss = WebSocketServer(no_server=True, path="/ws")
+        wss.close()
+        await asyncio.sleep(0)
+        fake = FakeASGI({"type": "websocket.connect"})
+        await ASGIApp(wss)(scope(), fake.receive, fake.send)
+        assert fake.sent == [{"type": "websocket.close", "code": 1008, "reason": "503 WebSocket server is closed"}]
+
+    run(main)
+
+
 def test_path_protocols_headers_event_and_request_helper() -> None:
     async def main() -> None:
         wss = WebSocketServer(no_server=True, path="/ws", handle_protocols=lambda offered, req: offered[-1])

@@ -106,7 +106,12 @@ def test_protocols_list_picks_the_first_known(protocols: list[str], expected: st
 
 def test_no_offer_no_subprotocol_and_handle_protocols_not_called() -> None:
     calls: list[Any] = []
-    policy = Policy(handle_protocols=lambda offered, req: calls.append(offered) or "x")
+
+    def choose(offered: list[str], request: Request) -> str:
+        calls.append(offered)
+        return "x"
+
+    policy = Policy(handle_protocols=choose)
     result = accepted(accept(upgrade(), policy))
     assert result.subprotocol is None and calls == []
 
@@ -144,7 +149,7 @@ def test_verify_client_accepting_verdicts(verdict: Any) -> None:
         ((False, 429, "Slow down", [("Retry-After", 7)]), 429, "Slow down", (("Retry-After", "7"),)),
     ],
 )
-def test_verify_client_refusing_verdicts(verdict: Any, status: int, reason: str, headers: tuple) -> None:
+def test_verify_client_refusing_verdicts(verdict: Any, status: int, reason: str, headers: tuple[tuple[str, str], ...]) -> None:
     result = refused(accept(upgrade(), Policy(verify_client=lambda info: verdict)))
     assert (result.status, result.reason, result.headers) == (status, reason, headers)
     assert result.error is None  # a refusal, not a server error
@@ -176,7 +181,11 @@ def test_verify_client_runs_before_handle_protocols() -> None:
         calls.append("choose")
         return offered[0]
 
-    policy = Policy(verify_client=lambda info: calls.append("verify") or False, handle_protocols=choose)
+    def verify(info: VerifyInfo) -> bool:
+        calls.append("verify")
+        return False
+
+    policy = Policy(verify_client=verify, handle_protocols=choose)
     refused(accept(upgrade(extra=(("Sec-WebSocket-Protocol", "a"),)), policy))
     assert calls == ["verify"]
 
@@ -238,9 +247,14 @@ def test_handle_protocols_choosing_what_was_not_offered_is_a_500() -> None:
     ids=["no-key", "bad-key", "wrong-upgrade", "no-upgrade", "no-connection-upgrade", "no-version", "version-8",
          "post", "http-1.0"],
 )
-def test_bad_requests_are_refused_with_their_status(request_: Request, status: int, text: str, headers: tuple) -> None:
+def test_bad_requests_are_refused_with_their_status(request_: Request, status: int, text: str, headers: tuple[tuple[str, str], ...]) -> None:
     hooks: list[str] = []
-    policy = Policy(verify_client=lambda info: hooks.append("verify") or True)
+
+    def verify(info: VerifyInfo) -> bool:
+        hooks.append("verify")
+        return True
+
+    policy = Policy(verify_client=verify)
     result = refused(accept(request_, policy))
     assert result.status == status and text in result.reason, result
     assert result.headers == headers and result.error is None
