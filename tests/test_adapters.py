@@ -88,11 +88,11 @@ def test_routes_and_websocket_side_by_side(httpd: Any) -> None:
         assert (await loop.run_in_executor(None, get, port, "/ws"))[0] == 404
 
         sock = WebSocket(f"ws://127.0.0.1:{port}/ws?name=ours", per_message_deflate=True)
-        await sock.wait_open(timeout=10)
+        await sock.wait_open_async(timeout=10)
         await sock.send_async("héllo")
-        assert (await sock.recv(timeout=10)).data == "héllo"
+        assert (await sock.recv_async(timeout=10)).data == "héllo"
         await sock.send_async(b"\x00" * 100_000)
-        assert (await sock.recv(timeout=10)).data == b"\x00" * 100_000
+        assert (await sock.recv_async(timeout=10)).data == b"\x00" * 100_000
 
         async with ws_connect(f"ws://127.0.0.1:{port}/ws", subprotocols=["chat"]) as other:  # type: ignore[list-item]
             await other.send("from websockets")
@@ -108,7 +108,7 @@ def test_routes_and_websocket_side_by_side(httpd: Any) -> None:
         # Normal requests still work after upgrades.
         assert (await loop.run_in_executor(None, get, port, "/hello"))[0] == 200
         sock.close(4000, "bye")
-        await sock.wait_closed(timeout=10)
+        await sock.wait_closed_async(timeout=10)
         wss.close()
         await wss.wait_closed()
 

@@ -61,12 +61,12 @@ def test_our_client(asgi_server: ServerProcess) -> None:
     async def main() -> None:
         async with WebSocket(f"{asgi_server.url}?name=ours", ["chat"]) as sock:
             assert sock.protocol == "chat"
-            assert (await sock.recv(timeout=10)).data == "welcome ours"
+            assert (await sock.recv_async(timeout=10)).data == "welcome ours"
             await sock.send_async("héllo")
-            assert (await sock.recv(timeout=10)).data == "héllo"
+            assert (await sock.recv_async(timeout=10)).data == "héllo"
             big = bytes(range(256)) * 4000
             await sock.send_async(big)
-            event = await sock.recv(timeout=10)
+            event = await sock.recv_async(timeout=10)
             assert event.is_binary and event.data == big
             rec = Recorder(sock, "close")
             sock.send("close-me")
@@ -101,7 +101,7 @@ def test_verify_client_refusal_is_an_http_status(asgi_server: ServerProcess) -> 
         assert info.value.response.body == b"Forbidden: bad token\n"
         sock = WebSocket(f"{asgi_server.url}?token=bad")
         with pytest.raises(HandshakeError, match="403"):
-            await sock.wait_open(timeout=10)
+            await sock.wait_open_async(timeout=10)
 
     run(main, timeout=30)
 
@@ -119,9 +119,9 @@ def test_server_log_shows_close_codes() -> None:
 
         async def main() -> None:
             async with WebSocket(server.url) as sock:
-                await sock.recv(timeout=10)
+                await sock.recv_async(timeout=10)
                 sock.close(4000, "bye")
-                await sock.wait_closed(timeout=10)
+                await sock.wait_closed_async(timeout=10)
 
         run(main)
         time.sleep(0.5)
@@ -155,10 +155,10 @@ def test_mounted_in_a_framework(framework: str, server_name: str) -> None:
                 body = await loop.run_in_executor(None, fetch)
                 assert route_answer_ok(body), body
                 await a.send_async("hi from ours")
-                assert (await a.recv(timeout=10)).data == "hi from ours"
+                assert (await a.recv_async(timeout=10)).data == "hi from ours"
                 assert await asyncio.wait_for(b.recv(), 10) == "hi from ours"
                 await b.send(b"\x07 from websockets")
-                assert (await a.recv(timeout=10)).data == b"\x07 from websockets"
+                assert (await a.recv_async(timeout=10)).data == b"\x07 from websockets"
                 assert await asyncio.wait_for(b.recv(), 10) == b"\x07 from websockets"
 
         run(main, timeout=30)

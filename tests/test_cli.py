@@ -305,7 +305,7 @@ def test_our_client_against_ws_serve_subprotocol(echo_server: ServeProcess) -> N
         async with WebSocket(echo_server.url, ["other", "chat"]) as sock:
             assert sock.protocol == "chat"
             await sock.send_async("via library")
-            assert (await sock.recv(timeout=10)).data == "via library"
+            assert (await sock.recv_async(timeout=10)).data == "via library"
 
     asyncio.run(asyncio.wait_for(main(), TIMEOUT))
     echo_server.child.expect(r"connected /ws subprotocol=chat")

@@ -269,7 +269,7 @@ async def main():
     wss.on("connection", lambda sock, req: sock.on("message", lambda ev: sock.send(ev.data.upper())))
     async with WebSocket(f"ws://127.0.0.1:{wss.address()['port']}/") as client:
         client.send("hi")
-        reply = (await asyncio.wait_for(client.recv(), 10)).data
+        reply = (await client.recv_async(timeout=10)).data
     print(type(asyncio.get_running_loop()).__module__, reply, flush=True)
     wss.close()
     await asyncio.wait_for(wss.wait_closed(), 10)

@@ -207,7 +207,7 @@ async def _connect(args: argparse.Namespace) -> int:
     # Listen before the handshake ends: a greeting may arrive with it.
     sock.on("message", lambda evt: console.show("in", "< ", format_message(evt, args.json)))
     try:
-        await sock.wait_open(timeout=args.timeout + 5)
+        await sock.wait_open_async(timeout=args.timeout + 5)
     except (WebSocketError, ConnectionClosed, TimeoutError, OSError) as exc:
         console.error(str(exc))
         return 1

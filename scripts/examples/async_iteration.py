@@ -1,4 +1,4 @@
-"""Pull-style WebSockets inside asyncio: async with, async for, recv, send_async.
+"""Pull-style WebSockets inside asyncio: async with, async for, recv_async, send_async.
 
     python scripts/examples/async_iteration.py
 
@@ -27,7 +27,7 @@ async def main():
             for text in ("one", "two", "three"):
                 await client.send_async(text)
             for _ in range(3):
-                event = await client.recv(timeout=5)
+                event = await client.recv_async(timeout=5)
                 print("echo:", event.data)
         print("client closed:", client.ready_state == WebSocket.CLOSED)
 

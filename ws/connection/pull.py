@@ -8,16 +8,29 @@ receiving every message too.  When the inbox is full the socket stops
 reading (TCP pushes back on the peer) until the consumer catches up: a
 socket that uses these idioms must also consume with ``recv``/``async for``.
 
-Every method works from the three places code runs: on the socket's own
-loop (coroutines), on another running loop (awaitables bridged across
-threads) and in a plain thread (blocking calls with a timeout).
+Every wait comes in two spellings with one return type each, so that what a
+call returns never depends on where it was called from:
+
+* in a thread (a plain script): ``recv()``, ``send_wait()``, ``wait_open()``,
+  ``wait_closed()``, ``with`` block and return the value.  Inside a running
+  event loop they raise ``RuntimeError`` naming the async spelling: blocking
+  there would freeze the loop, and on the socket's own loop deadlock it.
+* in a coroutine: ``await recv_async()``, ``send_async()``,
+  ``wait_open_async()``, ``wait_closed_async()``, ``async with``, ``async
+  for``.  They work on the socket's own loop and on any other loop (the wait
+  then runs on the socket's loop and is awaited across threads).
+
+The plain names are the blocking ones, as ``send()``/``close()`` are callable
+from anywhere and ``_async`` marks a coroutine throughout ``ws``
+(``http.Server.close_async``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, TypeVar
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Coroutine, TypeVar
 
 from .._runtime import loop as _loop
 from ..exceptions import ConnectionClosed, NotOpenError, WebSocketError
@@ -28,6 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["IterationMixin", "DEFAULT_INBOX_SIZE"]
 
 T = TypeVar("T")
+_Sock = TypeVar("_Sock", bound="IterationMixin")
 
 #: Messages kept for ``recv()`` before the socket stops reading.
 DEFAULT_INBOX_SIZE = 256
@@ -41,11 +55,11 @@ class _Inbox:
 
     __slots__ = ("sock", "items", "limit", "waiters", "closed", "paused_by_us")
 
-    def __init__(self, sock: Any, limit: int) -> None:
+    def __init__(self, sock: IterationMixin, limit: int) -> None:
         self.sock = sock
         self.items: collections.deque[MessageEvent] = collections.deque()
         self.limit = limit
-        self.waiters: list[asyncio.Future] = []
+        self.waiters: list[asyncio.Future[None]] = []
         self.closed: tuple[int, str] | None = None
         self.paused_by_us = False
 
@@ -79,18 +93,7 @@ class _Inbox:
                 fut.set_result(None)
 
 
-def _bridge(loop: asyncio.AbstractEventLoop, make: Callable[[], Awaitable[T]], timeout: float | None) -> Any:
-    """Run ``make()`` on ``loop`` from wherever the caller is (see module doc)."""
-    running = _loop._get_running_loop()
-    if running is loop:
-        return _bounded(make(), timeout)
-    if running is not None:
-        future = asyncio.run_coroutine_threadsafe(_bounded(make(), timeout), loop)
-        return asyncio.wrap_future(future)
-    return _loop.run_blocking(loop, _bounded(make(), timeout), timeout=None)
-
-
-async def _bounded(awaitable: Awaitable[T], timeout: float | None) -> T:
+async def _bounded(awaitable: Coroutine[Any, Any, T], timeout: float | None) -> T:
     if timeout is None:
         return await awaitable
     try:
@@ -99,17 +102,26 @@ async def _bounded(awaitable: Awaitable[T], timeout: float | None) -> T:
         raise TimeoutError(f"timed out after {timeout} s") from None
 
 
-def _ok(*args: Any) -> None:
+def _ok(*args: object) -> None:
     """An outcome of ``_first`` that ends the wait normally."""
     return None
 
 
-def _as_error(error: Any) -> BaseException:
+def _as_error(error: object) -> BaseException:
     return error if isinstance(error, BaseException) else WebSocketError(str(error))
 
 
+def _check_data(data: object) -> str | bytes:
+    """``data`` as ``str``/``bytes``; a copy of other buffers, which the caller may reuse before we run."""
+    if isinstance(data, (str, bytes)):
+        return data
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)
+    raise TypeError(f"data must be str or bytes-like, got {type(data).__name__}")
+
+
 class IterationMixin:
-    """``recv``, ``send_async``, ``async for`` and context managers for ``WebSocket``."""
+    """``recv``, ``send_wait``/``send_async``, ``async for`` and context managers for ``WebSocket``."""
 
     # Provided by WebSocket.
     _loop: asyncio.AbstractEventLoop
@@ -124,17 +136,40 @@ class IterationMixin:
     close: Callable[..., None]
     close_timeout: float
 
+    # -- where a wait runs ------------------------------------------------------------
+
+    def _block(self, wait: Coroutine[Any, Any, T], timeout: float | None, call: str, instead: str) -> T:
+        """Run ``wait`` on the socket's loop and block this thread for its result.
+
+        Inside a running loop this raises at once, naming the spelling to use
+        ``instead``: on the socket's own loop the wait could never end.
+        """
+        if _loop._get_running_loop() is not None:
+            wait.close()  # never started: no "never awaited" warning
+            raise RuntimeError(f"{call} blocks the thread; inside asyncio use '{instead}'")
+        return _loop.run_blocking(self._loop, _bounded(wait, timeout), timeout=None)
+
+    async def _await(self, wait: Coroutine[Any, Any, T], timeout: float | None) -> T:
+        """Await ``wait`` on the socket's loop, from that loop or from another one."""
+        if asyncio.get_running_loop() is self._loop:
+            return await _bounded(wait, timeout)
+        future = asyncio.run_coroutine_threadsafe(_bounded(wait, timeout), self._loop)
+        return await asyncio.wrap_future(future)
+
     # -- receiving ------------------------------------------------------------------
 
-    def recv(self, timeout: float | None = None) -> Any:
-        """The next message (a ``MessageEvent``).
+    def recv(self, timeout: float | None = None) -> MessageEvent:
+        """Block until the next message; in a coroutine use ``await recv_async()``.
 
-        On the socket's loop (or any running loop) this returns an awaitable:
-        ``event = await sock.recv()``; in a plain thread it blocks.  Raises
-        ``ConnectionClosed`` once the socket has closed and every message
-        received before was taken, ``TimeoutError`` after ``timeout`` seconds.
+        Raises ``ConnectionClosed`` once the socket has closed and every
+        message received before was taken, ``TimeoutError`` after ``timeout``
+        seconds.
         """
-        return _bridge(self._loop, self._recv, timeout)
+        return self._block(self._recv(), timeout, "recv()", "await sock.recv_async()")
+
+    async def recv_async(self, timeout: float | None = None) -> MessageEvent:
+        """The next message; the coroutine form of ``recv()`` (same errors)."""
+        return await self._await(self._recv(), timeout)
 
     async def _recv(self) -> MessageEvent:
         inbox = self._ensure_inbox()
@@ -142,7 +177,7 @@ class IterationMixin:
             event = inbox.take()
             if event is not None:
                 return event
-            fut = self._loop.create_future()
+            fut: asyncio.Future[None] = self._loop.create_future()
             inbox.waiters.append(fut)
             try:
                 await fut
@@ -172,26 +207,27 @@ class IterationMixin:
     async def _iterate(self) -> AsyncIterator[MessageEvent]:
         while True:
             try:
-                yield await self.recv()
+                yield await self.recv_async()
             except ConnectionClosed:
                 return
 
     # -- sending --------------------------------------------------------------------
 
-    def send_async(self, data: str | bytes | bytearray | memoryview, timeout: float | None = None) -> Any:
-        """Send, then wait while the write buffer is above its high-water mark.
+    def send_wait(self, data: str | bytes | bytearray | memoryview, timeout: float | None = None) -> None:
+        """Send, then block while the write buffer is above its high-water mark.
 
-        Awaitable inside asyncio, blocking in a plain thread.  Raises
-        ``NotOpenError`` (not an ``'error'`` event) when the socket is not OPEN
-        and ``ConnectionClosed`` if it closes while waiting for ``'drain'``.
+        ``send()`` never waits; this is the blocking form of ``send_async()``.
+        Raises ``NotOpenError`` (not an ``'error'`` event) when the socket is
+        not OPEN and ``ConnectionClosed`` if it closes while waiting for
+        ``'drain'``.
         """
-        if not isinstance(data, (str, bytes, bytearray, memoryview)):
-            raise TypeError(f"data must be str or bytes-like, got {type(data).__name__}")
-        if not isinstance(data, (str, bytes)):
-            data = bytes(data)  # the caller may reuse its buffer before we run
-        return _bridge(self._loop, lambda: self._send_async(data), timeout)
+        self._block(self._send_and_drain(_check_data(data)), timeout, "send_wait()", "await sock.send_async(data)")
 
-    async def _send_async(self, data: str | bytes) -> None:
+    async def send_async(self, data: str | bytes | bytearray | memoryview, timeout: float | None = None) -> None:
+        """Send, then wait while the write buffer is above its high-water mark (errors as ``send_wait``)."""
+        await self._await(self._send_and_drain(_check_data(data)), timeout)
+
+    async def _send_and_drain(self, data: str | bytes) -> None:
         if self._ready_state != _OPEN:
             raise NotOpenError(self._ready_state, _STATE_NAMES[self._ready_state])
         self.send(data)
@@ -204,10 +240,10 @@ class IterationMixin:
 
     async def _first(self, outcomes: dict[str, Callable[..., BaseException | None]]) -> None:
         """Wait for the first of several events; an outcome that returns an exception raises it."""
-        fut = self._loop.create_future()
+        fut: asyncio.Future[None] = self._loop.create_future()
 
         def listener(outcome: Callable[..., BaseException | None]) -> Callable[..., None]:
-            def settle(*args: Any) -> None:
+            def settle(*args: object) -> None:
                 if fut.done():
                     return
                 error = outcome(*args)
@@ -227,12 +263,13 @@ class IterationMixin:
 
     # -- opening and closing ----------------------------------------------------------
 
-    def wait_open(self, timeout: float | None = None) -> Any:
-        """Wait until the socket is OPEN; the connect error (``ConnectError``, ...) is raised.
+    def wait_open(self, timeout: float | None = None) -> None:
+        """Block until the socket is OPEN; the connect error (``ConnectError``, ...) is raised."""
+        self._block(self._wait_open(), timeout, "wait_open()", "await sock.wait_open_async()")
 
-        Awaitable inside asyncio, blocking in a plain thread.
-        """
-        return _bridge(self._loop, self._wait_open, timeout)
+    async def wait_open_async(self, timeout: float | None = None) -> None:
+        """Wait until the socket is OPEN; the coroutine form of ``wait_open()``."""
+        await self._await(self._wait_open(), timeout)
 
     async def _wait_open(self, keep_messages: bool = False) -> None:
         if keep_messages:
@@ -245,9 +282,13 @@ class IterationMixin:
             raise NotOpenError(self._ready_state, _STATE_NAMES[self._ready_state])
         await self._first({"open": _ok, "error": _as_error, "close": ConnectionClosed})
 
-    def wait_closed(self, timeout: float | None = None) -> Any:
-        """Wait until ``'close'`` was emitted; awaitable inside asyncio, blocking in a thread."""
-        return _bridge(self._loop, self._wait_closed, timeout)
+    def wait_closed(self, timeout: float | None = None) -> None:
+        """Block until ``'close'`` was emitted; in a coroutine use ``await wait_closed_async()``."""
+        self._block(self._wait_closed(), timeout, "wait_closed()", "await sock.wait_closed_async()")
+
+    async def wait_closed_async(self, timeout: float | None = None) -> None:
+        """Wait until ``'close'`` was emitted; the coroutine form of ``wait_closed()``."""
+        await self._await(self._wait_closed(), timeout)
 
     async def _wait_closed(self) -> None:
         if self._ready_state == _CLOSED:
@@ -260,39 +301,44 @@ class IterationMixin:
         received = getattr(proto, "close_rcvd", None)
         if received is not None:
             return received.code, received.reason
-        return getattr(self, "_failed_with", None) or (1006, "")
+        failed: tuple[int, str] | None = getattr(self, "_failed_with", None)
+        return failed or (1006, "")
 
-    def _listen(self, handlers: dict[str, Callable[..., Any]]) -> None:
+    def _listen(self, handlers: dict[str, Callable[..., None]]) -> None:
         for event, handler in handlers.items():
             self.on(event, handler)
 
-    def _unlisten(self, handlers: dict[str, Callable[..., Any]]) -> None:
+    def _unlisten(self, handlers: dict[str, Callable[..., None]]) -> None:
         for event, handler in handlers.items():
             try:
                 self.remove_listener(event, handler)
             except KeyError:
                 pass
 
-    def __enter__(self) -> Any:
-        if _loop._get_running_loop() is not None:
-            raise RuntimeError("inside asyncio use 'async with WebSocket(...)'")
-        _bridge(self._loop, lambda: self._wait_open(keep_messages=True), None)
+    def __enter__(self: _Sock) -> _Sock:
+        """``with WebSocket(url) as sock:`` in a thread: blocks until OPEN (the connect error is raised)."""
+        self._block(self._wait_open(keep_messages=True), None, "'with WebSocket(...)'", "async with WebSocket(...)")
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
         try:
             self.wait_closed(timeout=self.close_timeout + 1)
         except TimeoutError:
             pass  # the close timer has aborted the connection by now
 
-    async def __aenter__(self) -> Any:
-        await _bridge(self._loop, lambda: self._wait_open(keep_messages=True), None)
+    async def __aenter__(self: _Sock) -> _Sock:
+        """``async with WebSocket(url) as sock:``: waits until OPEN (the connect error is raised)."""
+        await self._await(self._wait_open(keep_messages=True), None)
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
         try:
-            await self.wait_closed(timeout=self.close_timeout + 1)
+            await self.wait_closed_async(timeout=self.close_timeout + 1)
         except TimeoutError:
             pass
