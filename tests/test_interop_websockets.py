@@ -23,7 +23,7 @@ from websockets.sync.server import serve as sync_serve
 from ws import HandshakeError, Reject, WebSocket
 from ws.http import Server
 
-from .conftest import Recorder, run
+from .conftest import Recorder, connect, run
 from .fixtures.node_peer import pattern
 from .fixtures.tls import TestPKI, check_wss_peer
 
@@ -185,12 +185,6 @@ class WebsocketsServer:
                 await asyncio.sleep(0.02)
 
         return await asyncio.wait_for(until(), timeout)
-
-
-async def connect(port: int, path: str, protocols: Any = None, **options: Any) -> tuple[WebSocket, Recorder]:
-    sock = WebSocket(f"ws://127.0.0.1:{port}{path}", protocols, **options)
-    rec = Recorder(sock, "open", "message", "ping", "pong", "close", "error", "unexpected-response")
-    return sock, rec
 
 
 @IMPLS

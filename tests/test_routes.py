@@ -13,8 +13,8 @@ from ws import Reject, require_auth
 from ws import http
 from ws.styles.routes import RouteContext, compile_path, compile_validator, InvalidMessage
 
-from .conftest import run
-from .styles_helpers import Peer, refused, run_example, serving
+from .conftest import run, serving
+from .styles_helpers import Peer, refused, run_example
 
 
 class ClientMessage(BaseModel):
@@ -128,7 +128,7 @@ def test_params_query_validated_messages_and_error_frames() -> None:
         received: list[Any] = []
         finished = asyncio.Event()
 
-        async with serving() as server:
+        async with serving(None) as (server, _):
 
             @server.route_ws("/chat/room/:room_id/{kind}", message=ClientMessage)
             async def room(ctx: RouteContext) -> None:
@@ -165,7 +165,7 @@ def test_params_query_validated_messages_and_error_frames() -> None:
 
 def test_invalid_message_can_close_with_a_code() -> None:
     async def main() -> None:
-        async with serving() as server:
+        async with serving(None) as (server, _):
 
             async def handler(ctx: RouteContext) -> None:
                 async for msg in ctx.messages:
@@ -188,7 +188,7 @@ def test_invalid_message_can_close_with_a_code() -> None:
 
 def test_guards_reject_with_401_before_opening_and_set_user() -> None:
     async def main() -> None:
-        async with serving() as server:
+        async with serving(None) as (server, _):
 
             @server.route_ws("/secure/:room", guard=require_auth(check_token))
             async def secure(ctx: RouteContext) -> None:
@@ -225,7 +225,7 @@ def test_guards_reject_with_401_before_opening_and_set_user() -> None:
 
 def test_handler_end_and_failure_close_the_connection() -> None:
     async def main() -> None:
-        async with serving() as server:
+        async with serving(None) as (server, _):
 
             async def short(ctx: RouteContext) -> None:
                 ctx.send("bye")
@@ -248,7 +248,7 @@ def test_handler_end_and_failure_close_the_connection() -> None:
 
 def test_unrouted_paths_keep_their_http_answers() -> None:
     async def main() -> None:
-        async with serving() as server:
+        async with serving(None) as (server, _):
 
             async def handler(ctx: RouteContext) -> None: ...
 
@@ -273,7 +273,7 @@ def ctx_paused_at_end(server: http.Server) -> bool:
 
 def test_a_lagging_handler_pauses_reading_and_loses_nothing() -> None:
     async def main() -> None:
-        async with serving() as server:
+        async with serving(None) as (server, _):
             got: list[int] = []
             paused: list[bool] = []
 

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import logging
 import os
 import tempfile
 import threading
-from typing import Any, AsyncIterator
+from typing import Any
 
 import h11
 import pytest
@@ -23,35 +22,13 @@ from ws import NotOpenError, ProtocolError, Reject, WebSocket, WebSocketServer
 from ws import http
 from ws.request import Request
 
-from .conftest import Recorder, run
+from .conftest import Recorder, run, serving
 
 KEY = base64.b64encode(b"0123456789abcdef").decode()
 EVENTS = ("open", "message", "close", "error", "unexpected-response")
 
 
 # -- helpers --------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def serving(path: str = "/ws", **options: Any) -> AsyncIterator[tuple[http.Server, WebSocketServer]]:
-    """An HTTP server on a free port with one WebSocketServer on ``path``.
-
-    Whatever reaches the loop's exception handler fails the test: nothing in
-    the handshake or connection paths may raise into the event loop.
-    """
-    loop = asyncio.get_running_loop()
-    leaked: list[dict[str, Any]] = []
-    loop.set_exception_handler(lambda _loop, context: leaked.append(context))
-    server = http.Server("127.0.0.1:0")
-    wss = WebSocketServer(server=server, path=path, **options)
-    await server.serve()
-    try:
-        yield server, wss
-    finally:
-        wss.close()
-        await asyncio.wait_for(server.close(), 10)
-        loop.set_exception_handler(None)
-    assert leaked == [], leaked
 
 
 def url(server: http.Server, path: str = "/ws") -> str:
