@@ -9,6 +9,7 @@ in test_e2e.py.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from typing import Any
@@ -184,10 +185,24 @@ def test_call_and_run_blocking() -> None:
         _loop.run_blocking(loop, slow(), timeout=0.1)
 
 
-def test_call_on_a_closed_loop_is_ignored() -> None:
-    loop = asyncio.new_event_loop()
-    loop.close()
-    _loop.call(loop, lambda: None)  # no exception
+def test_call_on_a_closed_loop_is_ignored(caplog: pytest.LogCaptureFixture) -> None:
+    """Late work for a loop that is gone is dropped (and said at debug level), not raised to the caller."""
+    calls: list[str] = []
+    closed = asyncio.new_event_loop()
+    closed.close()
+    with caplog.at_level(logging.DEBUG, logger="ws"):
+        _loop.call(closed, calls.append, "late")
+    assert calls == []
+    assert any(r.levelno == logging.DEBUG and "closed loop" in r.getMessage() for r in caplog.records), caplog.text
+
+    open_loop = asyncio.new_event_loop()  # the same call on a live loop from outside it: run soon
+    try:
+        _loop.call(open_loop, calls.append, "soon")
+        assert calls == []
+        open_loop.run_until_complete(asyncio.sleep(0))
+    finally:
+        open_loop.close()
+    assert calls == ["soon"]
 
 
 def test_keepalive_detects_a_silent_peer() -> None:

@@ -22,7 +22,7 @@ from ws import NotOpenError, ProtocolError, Reject, WebSocket, WebSocketServer
 from ws import http
 from ws.request import Request
 
-from .conftest import Recorder, run, serving
+from .conftest import Recorder, run, serving, until
 
 KEY = base64.b64encode(b"0123456789abcdef").decode()
 EVENTS = ("open", "message", "close", "error", "unexpected-response")
@@ -1021,6 +1021,7 @@ def test_no_server_and_handle_upgrade() -> None:
         wss = WebSocketServer(no_server=True, path="/anything")
         srec = Recorder(wss, "connection")
         routed: list[Any] = []
+        handled: list[bool] = []  # asserted below: an assert in a protocol callback only reaches the loop's handler
         loop = asyncio.get_running_loop()
 
         class MyHttp(asyncio.Protocol):
@@ -1038,7 +1039,7 @@ def test_no_server_and_handle_upgrade() -> None:
                         [(n.decode(), v.decode()) for n, v in event.headers.raw_items()],
                         peername=self.transport.get_extra_info("peername"),
                     )
-                    assert wss.should_handle(request) is False  # another path: we route anyway
+                    handled.append(wss.should_handle(request))  # another path: we route anyway
                     wss.handle_upgrade(request, self.transport, b"", lambda s, r: routed.append((s, r)))
 
         tcp = await loop.create_server(MyHttp, "127.0.0.1", 0)
@@ -1046,10 +1047,8 @@ def test_no_server_and_handle_upgrade() -> None:
         try:
             sock, rec = client(f"ws://127.0.0.1:{port}/mine?x=1")
             await rec.wait("open")
-            for _ in range(100):
-                if routed:
-                    break
-                await asyncio.sleep(0.02)
+            await until(lambda: routed, what="the upgrade was not handed over")
+            assert handled == [False]
             (peer, request), = routed
             assert request.query("x") == "1" and peer.ready_state == WebSocket.OPEN
             assert srec.count("connection") == 0  # the callback replaces the event
