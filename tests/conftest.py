@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, TypeVar
 
 import pytest
+
+from ws import WebSocket, WebSocketServer
+from ws import http
 
 # In-process tests must not replace pytest's own SIGINT handling; the
 # end-to-end tests run scripts in subprocesses, where signals are tested.
@@ -35,12 +41,40 @@ def run(coro_fn: Callable[[], Awaitable[T]], timeout: float = 20) -> T:
     return asyncio.run(bounded())
 
 
-async def until(predicate: Any, timeout: float = 5.0, step: float = 0.01, what: str = "condition not reached in time") -> None:
-    """Wait (bounded) until ``predicate()`` is true, polling every ``step`` seconds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, what
+class _Deadline:
+    """The one polling rule of the suite: ``predicate()`` is read until truthy, or the test fails at the deadline."""
+
+    def __init__(self, predicate: Callable[[], Any], timeout: float, what: str) -> None:
+        self.predicate, self.timeout, self.what = predicate, timeout, what
+        self.end = time.monotonic() + timeout
+
+    def poll(self) -> tuple[bool, Any]:
+        value = self.predicate()
+        if value:
+            return True, value
+        if time.monotonic() > self.end:
+            raise AssertionError(f"{self.what} (not within {self.timeout} s)")
+        return False, None
+
+
+async def until(predicate: Callable[[], Any], timeout: float = 5.0, step: float = 0.01, what: str = "condition not reached in time") -> Any:
+    """Wait on the running loop (bounded) until ``predicate()`` is truthy; returns its value."""
+    deadline = _Deadline(predicate, timeout, what)
+    while True:
+        done, value = deadline.poll()
+        if done:
+            return value
         await asyncio.sleep(step)
+
+
+def until_sync(predicate: Callable[[], Any], timeout: float = 5.0, step: float = 0.01, what: str = "condition not reached in time") -> Any:
+    """``until`` for a thread with no running loop (the reactor thread serves): blocks; returns the value."""
+    deadline = _Deadline(predicate, timeout, what)
+    while True:
+        done, value = deadline.poll()
+        if done:
+            return value
+        time.sleep(step)
 
 
 class Recorder:
@@ -76,6 +110,86 @@ class Recorder:
             self._waiters.append((event, count, fut))
             await asyncio.wait_for(fut, timeout)
         return self.args(event)
+
+
+@dataclass
+class Served:
+    """A running ``http.Server``, with a ``WebSocketServer`` on ``path`` unless ``serving(None)``.
+
+    ``server, wss = served`` unpacks it; ``accepted`` holds each server-side socket with a recorder of its
+    ``'error'`` and ``'close'`` events, in the order they connected.
+    """
+
+    server: http.Server
+    wss: WebSocketServer | None
+    path: str = "/ws"
+    accepted: list[tuple[WebSocket, Recorder]] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.server, self.wss))
+
+    @property
+    def port(self) -> int:
+        port = self.server.port
+        assert port is not None
+        return port
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}{self.path}"
+
+    async def socket(self, index: int = -1, timeout: float = 5.0) -> tuple[WebSocket, Recorder]:
+        """The server side of the ``index``-th accepted connection (waits for it)."""
+        await until(lambda: len(self.accepted) > (index if index >= 0 else 0), timeout, what="no connection accepted")
+        return self.accepted[index]
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    path: str | None = "/ws", *, http_options: dict[str, Any] | None = None, echo: bool = False, **ws_options: Any
+) -> AsyncIterator[Served]:
+    """An ``http.Server`` on 127.0.0.1 (any port) on the running loop, closed afterwards.
+
+    With a ``path``, a ``WebSocketServer`` (``ws_options``) serves it; ``echo=True`` makes it send every
+    message back. Whatever reaches the loop's exception handler fails the test: nothing in the handshake
+    or connection paths may raise into the event loop.
+    """
+    loop = asyncio.get_running_loop()
+    leaked: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: leaked.append(context))
+    server = http.Server("127.0.0.1:0", **(http_options or {}))
+    wss = WebSocketServer(server=server, path=path, **ws_options) if path is not None else None
+    served = Served(server, wss, path or "/")
+    if wss is not None:
+
+        def on_connection(sock: WebSocket, request: Any) -> None:
+            served.accepted.append((sock, Recorder(sock, "error", "close")))
+            if echo:
+                sock.on("message", lambda event: sock.send(event.data))
+
+        wss.on("connection", on_connection)
+    await server.serve()
+    try:
+        yield served
+    finally:
+        if wss is not None:
+            wss.close()
+            await asyncio.wait_for(wss.wait_closed(), 15)
+        await asyncio.wait_for(server.close_async(), 15)
+        loop.set_exception_handler(None)
+    assert leaked == [], leaked
+
+
+def echo_server(path: str = "/ws", **options: Any) -> contextlib.AbstractAsyncContextManager[Served]:
+    """``serving`` whose WebSocketServer echoes every message."""
+    return serving(path, echo=True, **options)
+
+
+async def connect(port: int, path: str = "/", protocols: Any = None, **options: Any) -> tuple[WebSocket, Recorder]:
+    """A client ``WebSocket`` to 127.0.0.1, with a recorder of all its events."""
+    sock = WebSocket(f"ws://127.0.0.1:{port}{path}", protocols, **options)
+    rec = Recorder(sock, "open", "message", "ping", "pong", "close", "error", "unexpected-response")
+    return sock, rec
 
 
 @pytest.fixture

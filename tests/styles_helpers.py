@@ -1,31 +1,19 @@
-"""Helpers of the application-style tests: a served ``http.Server`` and a queueing client."""
+"""Helpers of the application-style tests: a queueing client and the example scripts (``serving`` is conftest's)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 from ws import WebSocket
 from ws import http
 
 TIMEOUT = 5.0
-
-
-@contextlib.asynccontextmanager
-async def serving() -> AsyncIterator[http.Server]:
-    """An ``http.Server`` on 127.0.0.1 (any port) on the running loop, closed afterwards."""
-    server = http.Server("127.0.0.1:0")
-    await server.serve()
-    try:
-        yield server
-    finally:
-        await server.close_async()
 
 
 class Peer:
@@ -71,16 +59,6 @@ async def refused(server: http.Server, path: str, **options: Any) -> int | None:
     await peer.wait_closed()
     assert not peer.opened.done(), "the WebSocket opened although it should have been refused"
     return getattr(peer.errors[0], "status", None) if peer.errors else None
-
-
-async def eventually(predicate: Any, timeout: float = TIMEOUT) -> None:
-    """Wait until ``predicate()`` is true (polling; bounded)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s: {predicate}")
-        await asyncio.sleep(0.01)
 
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "scripts" / "examples"

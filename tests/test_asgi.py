@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import time
+import threading
 import urllib.request
 from typing import Any, Iterator
 
@@ -124,11 +124,29 @@ def test_server_log_shows_close_codes() -> None:
                 await sock.wait_closed_async(timeout=10)
 
         run(main)
-        time.sleep(0.5)
+        seen = output_until(server, "closed 4000 bye")  # the app prints it once the close reached it
     finally:
         out = server.stop()
+    out = "".join(seen) + out
     assert "closed 4000 bye" in out
     assert "Traceback" not in out
+
+
+def output_until(server: ServerProcess, text: str, timeout: float = 10) -> list[str]:
+    """The server's output lines up to the first holding ``text``, read by a helper thread (bounded)."""
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in server.proc.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+            if text in line:
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout)
+    assert any(text in line for line in lines), f"no {text!r} from {server.name} in {timeout} s:\n{''.join(lines)}"
+    return lines
 
 
 #: Example apps that mount a WebSocketServer beside the framework's own HTTP

@@ -17,8 +17,8 @@ from ws import WebSocket, WebSocketServer
 from ws.exceptions import WebSocketError
 from ws.connection.websocket import DEFAULT_MAX_BUFFERED_AMOUNT, MAX_PENDING_LISTENERS
 
-from .conftest import Recorder, run, until
-from .test_limits import CLOSE, TEXT, T, RawPeer, close_payload, frame, serving
+from .conftest import Recorder, echo_server, run, until
+from .test_limits import CLOSE, TEXT, T, RawPeer, close_payload, frame
 
 MB = 1 << 20
 
@@ -34,7 +34,7 @@ async def open_pair(served: Any, **client_options: Any) -> tuple[WebSocket, Reco
 
 def test_server_buffered_amount_grows_then_drain_when_the_client_reads_again() -> None:
     async def main() -> None:
-        async with serving(ping_interval=None) as served:
+        async with echo_server(ping_interval=None) as served:
             client, crec, sock, srec = await open_pair(served)
             sock.remove_all_listeners("message")  # no echo: one direction only
             client.pause()
@@ -61,7 +61,7 @@ def test_server_buffered_amount_grows_then_drain_when_the_client_reads_again() -
 
 def test_client_buffered_amount_and_drain_when_the_server_pauses() -> None:
     async def main() -> None:
-        async with serving(ping_interval=None) as served:
+        async with echo_server(ping_interval=None) as served:
             client, crec, sock, srec = await open_pair(served)
             sock.remove_all_listeners("message")
             got: list[int] = []
@@ -86,7 +86,7 @@ def test_client_buffered_amount_and_drain_when_the_server_pauses() -> None:
 
 def test_pause_and_resume_stop_and_restart_reading() -> None:
     async def main() -> None:
-        async with serving(ping_interval=None) as served:
+        async with echo_server(ping_interval=None) as served:
             client, crec, sock, srec = await open_pair(served)
             client.pause()
             client.pause()  # idempotent
@@ -108,7 +108,7 @@ def test_a_sender_that_watches_buffered_amount_stays_bounded() -> None:
     """The documented pattern: stop above a threshold, go on at 'drain'."""
 
     async def main() -> None:
-        async with serving(ping_interval=None) as served:
+        async with echo_server(ping_interval=None) as served:
             client, crec, sock, srec = await open_pair(served)
             sock.remove_all_listeners("message")
             received = 0
@@ -153,7 +153,7 @@ def test_a_sender_that_watches_buffered_amount_stays_bounded() -> None:
 def test_a_peer_that_never_reads_is_dropped_at_max_buffered_amount() -> None:
     async def main() -> None:
         limit = 4 * MB
-        async with serving(ping_interval=None, max_buffered_amount=limit) as served:
+        async with echo_server(ping_interval=None, max_buffered_amount=limit) as served:
             client, crec, sock, srec = await open_pair(served)
             sock.remove_all_listeners("message")
             client.pause()  # and never resumes
@@ -182,13 +182,13 @@ def test_a_peer_that_never_reads_is_dropped_at_max_buffered_amount() -> None:
 
 def test_max_buffered_amount_default_and_opt_out() -> None:
     async def main() -> None:
-        async with serving(ping_interval=None, maxBufferedAmount=None) as served:
+        async with echo_server(ping_interval=None, maxBufferedAmount=None) as served:
             client, crec, sock, srec = await open_pair(served, max_buffered_amount=MB)
             assert sock.max_buffered_amount is None
             assert client.max_buffered_amount == MB
             client.close()
             await crec.wait("close", timeout=T)
-        async with serving(ping_interval=None) as served:
+        async with echo_server(ping_interval=None) as served:
             client, crec, sock, srec = await open_pair(served)
             assert sock.max_buffered_amount == client.max_buffered_amount == DEFAULT_MAX_BUFFERED_AMOUNT
             client.close()
@@ -199,7 +199,7 @@ def test_max_buffered_amount_default_and_opt_out() -> None:
 
 def test_a_flood_into_slow_async_listeners_is_held_back_by_tcp() -> None:
     async def main() -> None:
-        async with serving(ping_interval=None) as served:
+        async with echo_server(ping_interval=None) as served:
             client, crec, sock, srec = await open_pair(served)
             sock.remove_all_listeners("message")
             active = peak = done = 0
@@ -240,7 +240,7 @@ def test_a_burst_of_tiny_frames_in_one_read_creates_no_more_listeners_than_the_b
     """10,000 empty messages arrive in one or two reads: without the bound, one task each at once."""
 
     async def main() -> None:
-        async with serving(ping_interval=None) as served:
+        async with echo_server(ping_interval=None) as served:
             served.wss.remove_all_listeners("connection")
             active = peak = done = 0
 
@@ -266,7 +266,7 @@ def test_a_burst_of_tiny_frames_in_one_read_creates_no_more_listeners_than_the_b
 
 def test_pause_inside_a_listener_holds_the_rest_of_the_batch() -> None:
     async def main() -> None:
-        async with serving(ping_interval=None, close_timeout=1.0) as served:
+        async with echo_server(ping_interval=None, close_timeout=1.0) as served:
             served.wss.remove_all_listeners("connection")
             got: list[str] = []
 
@@ -298,7 +298,7 @@ def test_pause_inside_a_listener_holds_the_rest_of_the_batch() -> None:
 
 def test_close_flushes_everything_sent_before_it() -> None:
     async def main() -> None:
-        async with serving(ping_interval=None) as served:
+        async with echo_server(ping_interval=None) as served:
             client, crec, sock, srec = await open_pair(served)
             client.pause()  # so that the 10 MB are still queued when close() is called
             await asyncio.sleep(0.05)
@@ -321,7 +321,7 @@ def test_close_flushes_everything_sent_before_it() -> None:
 
 def test_client_close_flushes_too() -> None:
     async def main() -> None:
-        async with serving(ping_interval=None) as served:
+        async with echo_server(ping_interval=None) as served:
             client, crec, sock, srec = await open_pair(served)
             sock.remove_all_listeners("message")
             got: list[bytes] = []
@@ -341,7 +341,7 @@ def test_client_close_flushes_too() -> None:
 
 def test_server_close_sends_1001_and_finishes_within_close_timeout_despite_a_mute_peer() -> None:
     async def main() -> None:
-        async with serving(ping_interval=None, close_timeout=0.5) as served:
+        async with echo_server(ping_interval=None, close_timeout=0.5) as served:
             polite = WebSocket(served.url)
             prec = Recorder(polite, "open", "close")
             await prec.wait("open", timeout=T)
@@ -366,7 +366,7 @@ def test_server_close_sends_1001_and_finishes_within_close_timeout_despite_a_mut
 def test_broadcast_drops_a_client_that_does_not_read_and_feeds_the_others() -> None:
     async def main() -> None:
         limit = 4 * MB
-        async with serving(ping_interval=None, max_buffered_amount=limit) as served:
+        async with echo_server(ping_interval=None, max_buffered_amount=limit) as served:
             stuck = WebSocket(served.url)
             srec = Recorder(stuck, "open", "close")
             await srec.wait("open", timeout=T)
@@ -406,7 +406,7 @@ def test_max_buffered_amount_must_be_a_positive_int_or_none() -> None:
 
 def test_water_marks_apply_on_both_sides() -> None:
     async def main() -> None:
-        async with serving(ping_interval=None, high_water_mark=128 * 1024, low_water_mark=32 * 1024) as served:
+        async with echo_server(ping_interval=None, high_water_mark=128 * 1024, low_water_mark=32 * 1024) as served:
             client, crec, sock, srec = await open_pair(served, high_water_mark=64 * 1024, low_water_mark=16 * 1024)
             assert client._transport.get_write_buffer_limits() == (16 * 1024, 64 * 1024)
             assert sock._transport.get_write_buffer_limits() == (32 * 1024, 128 * 1024)

@@ -12,8 +12,8 @@ from ws._runtime import compat as _compat
 from ws import http
 from ws.request import RequestSocket
 
-from .conftest import Recorder, run
-from .test_server import serving, url
+from .conftest import Recorder, run, serving
+from .test_server import url
 
 
 def test_normalize_options() -> None:

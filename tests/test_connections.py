@@ -10,8 +10,8 @@ import pytest
 from ws import http
 from ws.styles.connections import ConnectionNotFound, EventContext, MemoryStore, kv
 
-from .conftest import run
-from .styles_helpers import Peer, eventually, refused, run_example, serving
+from .conftest import run, serving, until
+from .styles_helpers import Peer, refused, run_example
 
 
 def test_definition_errors() -> None:
@@ -52,7 +52,7 @@ def test_connect_message_disconnect_with_stable_ids_and_metadata() -> None:
     async def main() -> None:
         log: list[tuple] = []
         store = MemoryStore()
-        async with serving() as server:
+        async with serving(None) as (server, _):
             socket = server.websocket("socket", store=store)
 
             @socket.on("connect")
@@ -79,8 +79,8 @@ def test_connect_message_disconnect_with_stable_ids_and_metadata() -> None:
             (cid,) = socket.connections()
             assert (await store.get(cid))["remote_address"] == "127.0.0.1"
             await peer.close()
-            await eventually(lambda: log[-1][0] == "disconnect")
-            await eventually(lambda: not store._data)  # metadata removed after disconnect
+            await until(lambda: log[-1][0] == "disconnect")
+            await until(lambda: not store._data)  # metadata removed after disconnect
             query = {"user": ["ann"], "tag": ["a", "b"]}
             assert log == [
                 ("connect", cid, query),
@@ -96,7 +96,7 @@ def test_connect_message_disconnect_with_stable_ids_and_metadata() -> None:
 def test_connect_can_deny_fail_or_time_out() -> None:
     async def main() -> None:
         opened: list[str] = []
-        async with serving() as server:
+        async with serving(None) as (server, _):
             socket = server.websocket("socket")
 
             @socket.on("connect")
@@ -128,7 +128,7 @@ def test_connect_can_deny_fail_or_time_out() -> None:
 def test_send_and_close_by_id_from_anywhere() -> None:
     async def main() -> None:
         ids: list[str] = []
-        async with serving() as server:
+        async with serving(None) as (server, _):
             socket = server.websocket("push")
             socket.on("connect", lambda ctx: ids.append(ctx.req.connection_id))
             a = await Peer.connect(server, "/push")
@@ -150,7 +150,7 @@ def test_send_and_close_by_id_from_anywhere() -> None:
                 socket.close("nope")
             await socket.close(ids[0], 4001, "kicked")
             assert await a.wait_closed() == (4001, "kicked")
-            await eventually(lambda: ids[0] not in socket.connections())
+            await until(lambda: ids[0] not in socket.connections())
             with pytest.raises(ConnectionNotFound, match=ids[0]):
                 await socket.send(ids[0], "late")
             await b.close()
@@ -161,7 +161,7 @@ def test_send_and_close_by_id_from_anywhere() -> None:
 def test_handler_chains_run_in_order_and_a_failure_stops_only_its_chain() -> None:
     async def main() -> None:
         log: list[str] = []
-        async with serving() as server:
+        async with serving(None) as (server, _):
             socket = server.websocket("chain")
 
             def first(ctx: EventContext) -> None:

@@ -35,9 +35,26 @@ def script_env() -> dict[str, str]:
     return env
 
 
-def start(name: str, *args: str) -> subprocess.Popen[str]:
+# Runs an example as its own __main__, then says when the interpreter has marked the main thread finished
+# (the script's last line ran; ws then treats a signal as a silent shutdown, not a KeyboardInterrupt).
+WATCHED = """
+import runpy, sys, threading, time
+def watch():
+    while threading.main_thread().is_alive():
+        time.sleep(0.01)
+    print({marker!r}, flush=True)
+threading.Thread(target=watch, daemon=True).start()
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+MAIN_DONE = "-- main thread finished --"
+
+
+def start(name: str, *args: str, watched: bool = False) -> subprocess.Popen[str]:
+    """Start ``scripts/examples/<name>``; ``watched``: it also prints MAIN_DONE once its last line ran."""
+    prefix = ["-c", WATCHED.format(marker=MAIN_DONE)] if watched else []
     return subprocess.Popen(
-        [sys.executable, str(EXAMPLES / name), *args],
+        [sys.executable, *prefix, str(EXAMPLES / name), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -78,9 +95,17 @@ def first_line(proc: subprocess.Popen[str], timeout: float = START_TIMEOUT) -> s
     return lines[0].strip()
 
 
+def lines_until(proc: subprocess.Popen[str], *wanted: str) -> list[str]:
+    """stdout lines (each read bounded) until every one of ``wanted`` has appeared."""
+    lines: list[str] = []
+    while not set(wanted) <= set(lines):
+        lines.append(first_line(proc))
+    return lines
+
+
 @pytest.fixture
 def echo_server() -> Iterator[tuple[subprocess.Popen[str], int]]:
-    proc = start("echo_server.py", "0")
+    proc = start("echo_server.py", "0", watched=True)
     try:
         line = first_line(proc)
         assert line.startswith("listening on 127.0.0.1:"), line
@@ -143,10 +168,9 @@ def test_signal_closes_clients_with_1001_and_exits_promptly(echo_server: tuple, 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_closes_a_client_script_with_1001(echo_server: tuple, signum: int) -> None:
     server, port = echo_server
-    proc = start("idle_client.py", f"ws://127.0.0.1:{port}/ws")
+    proc = start("idle_client.py", f"ws://127.0.0.1:{port}/ws", watched=True)
     try:
-        assert first_line(proc) == "open"
-        time.sleep(0.5)  # past the script's last line: it is only waiting now
+        assert sorted(lines_until(proc, "open", MAIN_DONE)) == sorted(["open", MAIN_DONE])  # only waiting now
         proc.send_signal(signum)
         sent = time.monotonic()
         out, err = proc.communicate(timeout=EXIT_TIMEOUT)
@@ -163,10 +187,10 @@ def test_signal_closes_a_client_script_with_1001(echo_server: tuple, signum: int
 
 def test_signal_with_no_client_exits_quietly(echo_server: tuple) -> None:
     proc, _ = echo_server
-    # 'listening' prints from the reactor just before serve() returns; give the
-    # script a moment to finish its last line (a SIGINT while it still runs
-    # user code is a KeyboardInterrupt there, as in any Python script).
-    time.sleep(0.5)
+    # 'listening' prints from the reactor just before serve() returns; wait until the script
+    # has finished its last line (a SIGINT while it still runs user code is a KeyboardInterrupt
+    # there, as in any Python script).
+    lines_until(proc, MAIN_DONE)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=EXIT_TIMEOUT)
     assert "Traceback" not in err, err

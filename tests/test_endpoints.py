@@ -10,8 +10,8 @@ from ws import http
 from ws.styles.messages import decode, encode
 from ws.styles.endpoints import Connection
 
-from .conftest import run
-from .styles_helpers import Peer, eventually, run_example, serving
+from .conftest import run, serving, until
+from .styles_helpers import Peer, run_example
 
 
 def test_json_conventions() -> None:
@@ -62,7 +62,7 @@ def test_open_message_close_with_json_and_query() -> None:
             await asyncio.sleep(0)
             events.append(("close", code, reason, connection.id))
 
-        async with serving() as server:
+        async with serving(None) as (server, _):
             servers = server.websockets(
                 {"example_endpoint": {"on_open": on_open, "on_message": on_message, "on_close": on_close}},
                 prefix="/api/_websockets",
@@ -79,7 +79,7 @@ def test_open_message_close_with_json_and_query() -> None:
             assert await peer.recv() == b"\x01\x02"
             peer.socket.close(4001, "bye")
             await peer.wait_closed()
-            await eventually(lambda: any(e[0] == "close" for e in events))
+            await until(lambda: any(e[0] == "close" for e in events))
             conn = connections[0]
             assert hello == {"hello": conn.id} and len(conn.id) == 32
             assert conn.request.path == "/api/_websockets/example_endpoint"
@@ -101,7 +101,7 @@ def test_missing_handlers_failing_handlers_and_server_close() -> None:
         def broken(message: object, connection: Connection) -> None:
             raise RuntimeError("handler bug")
 
-        async with serving() as server:
+        async with serving(None) as (server, _):
             server.websockets({"quiet": {}, "broken": {"on_open": opened.append, "on_message": broken}})
             quiet = await Peer.connect(server, "/api/_websockets/quiet")
             quiet.send("ignored")
@@ -123,7 +123,7 @@ def test_missing_handlers_failing_handlers_and_server_close() -> None:
 
 def test_two_endpoints_and_custom_prefix() -> None:
     async def main() -> None:
-        async with serving() as server:
+        async with serving(None) as (server, _):
             server.websockets(
                 {
                     "a": {"on_message": lambda m, c: c.send({"from": "a", "got": m})},

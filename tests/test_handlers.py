@@ -12,8 +12,8 @@ import pytest
 import ws
 from ws.styles import handlers
 
-from .conftest import run
-from .styles_helpers import Peer, eventually, run_example, serving
+from .conftest import run, serving, until
+from .styles_helpers import Peer, run_example
 
 HANDLER_SOURCE = '''
 import asyncio
@@ -112,7 +112,7 @@ def test_context_outside_a_handler() -> None:
 
 def test_client_with_module_path_context_and_registry(handler_pkg: str) -> None:
     async def main() -> None:
-        async with serving() as server:
+        async with serving(None) as (server, _):
             server.websockets({"echo": {"on_message": lambda m, c: c.send(m)}}, prefix="/")
             path = f"{handler_pkg}.client_handler"
             client = ws.create_websocket(f"ws://127.0.0.1:{server.port}/echo", path)
@@ -124,7 +124,7 @@ def test_client_with_module_path_context_and_registry(handler_pkg: str) -> None:
             (meta,) = [m for m in ws.get_clients() if m["id"] == client.id]
             assert meta["uri"] == f"ws://127.0.0.1:{server.port}/echo" and meta["handler"] == path
             assert meta["state"] in ("CONNECTING", "OPEN")
-            await eventually(lambda: any(e[0] == "close" for e in module.events))
+            await until(lambda: any(e[0] == "close" for e in module.events))
             assert module.events == [
                 ("open", "onopen", True),
                 ("message", "hello", "hello", "onmessage", True),
@@ -156,24 +156,24 @@ def test_object_handler_send_close_and_errors() -> None:
             def on_close(self) -> None:
                 self.log.append(("close",))
 
-        async with serving() as server:
+        async with serving(None) as (server, _):
             server.websockets({"echo": {"on_message": lambda m, c: c.send(m)}}, prefix="/")
             handler = Handler()
             client = ws.create_websocket(f"ws://127.0.0.1:{server.port}/echo", handler)
             assert ws.get_client_by_handler(handler) is client
-            await eventually(lambda: handler.log == [("open",)])
+            await until(lambda: handler.log == [("open",)])
             client.send("ping")
-            await eventually(lambda: len(handler.log) == 2)
+            await until(lambda: len(handler.log) == 2)
             assert handler.log[1] == ("message", "ping", client.id)
             client.close()
-            await eventually(lambda: handler.log[-1] == ("close",))
+            await until(lambda: handler.log[-1] == ("close",))
             assert ws.get_client_by_handler(handler) is None
 
             # A refused connection: on_error (with the error in ws.context), then on_close.
             failing = Handler()
             port = server.port
         bad = ws.create_websocket(f"ws://127.0.0.1:{port}/echo", failing)
-        await eventually(lambda: failing.log and failing.log[-1] == ("close",))
+        await until(lambda: failing.log and failing.log[-1] == ("close",))
         assert failing.log[0] == ("error", "ConnectError", "onerror")
         assert ws.get_client(bad.id) is None
 
@@ -197,7 +197,7 @@ def test_load_websockets_reports_bad_descriptors_and_loads_the_rest(handler_pkg:
     (folder / "ignored.json").write_text("{}")
 
     async def main() -> None:
-        async with serving() as server:
+        async with serving(None) as (server, _):
             loaded = server.load_websockets(folder, prefix="/websockets/v4/service")
             assert sorted(loaded.endpoints) == ["implicit", "my-endpoint"]
             assert loaded.descriptions["my-endpoint"] == "My Websocket"

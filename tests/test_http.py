@@ -375,11 +375,18 @@ def test_pipelined_requests(make_server):
 
 
 def test_partial_heads_and_bodies_survive_other_connections_reads(make_server):
-    """Connections read into one shared buffer per thread (ws/_reads.py): what
+    """Connections read into one shared buffer per thread (ws/_runtime/reads.py): what
     one keeps between reads must be its own copy, not a view of that buffer."""
     server = make_server()
     server.post("/echo", lambda ctx: ctx.text(200, ctx.request.body.decode()))
+    server.get("/barrier", lambda ctx: ctx.text(200, "read"))
     server.serve()
+
+    def read_by_server() -> None:
+        # A request answered on a fresh connection: whatever was sent before it on the other
+        # connections was readable at the same select or an earlier one, so it has been read.
+        assert fetch(server, "GET", "/barrier").status == 200
+
     first, second = connect(server), connect(server)
     body = "é" * 50 + "end"
     request = (
@@ -388,12 +395,11 @@ def test_partial_heads_and_bodies_survive_other_connections_reads(make_server):
     ).encode() + body.encode()
     cut_head, cut_body = 20, len(request) - 40  # inside the head, then inside the body
     first.sendall(request[:cut_head])
-    time.sleep(0.05)  # read by the server before the other connection's bytes
+    read_by_server()
     second.sendall(request.replace(b"\xc3\xa9", b"xx"))  # a whole request of the same size, other bytes
-    time.sleep(0.05)
+    second_reply = read_until_eof(second)  # read (and answered) before first's next bytes
     first.sendall(request[cut_head:cut_body])
-    time.sleep(0.05)
-    second_reply = read_until_eof(second)
+    read_by_server()
     first.sendall(request[cut_body:])
     first_reply = read_until_eof(first)
     first.close()
@@ -511,20 +517,26 @@ def test_a_stalled_body_times_out_but_a_slow_one_is_served(make_server):
     stalled = connect(server)
     stalled.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
     started = time.monotonic()
-    data = read_until_eof(stalled)
+    data = read_until_eof(stalled)  # bounded by its socket timeout: the 408 has to come
     stalled.close()
     assert status_of(data) == 408
-    assert 0.3 < time.monotonic() - started < 2.0
+    assert time.monotonic() - started > 0.3  # not before the timer (armed after our send) ran out
 
-    slow = connect(server)
-    slow.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\nConnection: close\r\n\r\n")
-    for chunk in (b"ab", b"cd", b"ef"):
-        time.sleep(0.25)  # each pause is below the timeout, their sum above it
-        slow.sendall(chunk)
+    # Pauses a fifth of the timeout each (a loaded machine may stretch them), their sum above it.
+    patient = make_server(header_timeout=1.0)
+    patient.post("/", lambda ctx: ctx.text(200, f"got {len(ctx.request.body)}"))
+    patient.serve()
+    slow = connect(patient)
+    slow.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\nConnection: close\r\n\r\n")
+    started = time.monotonic()
+    for chunk in b"abcdefg":
+        time.sleep(0.2)
+        slow.sendall(bytes([chunk]))
+    assert time.monotonic() - started > 1.0
     data = read_until_eof(slow)
     slow.close()
     assert status_of(data) == 200
-    assert data.endswith(b"got 6")
+    assert data.endswith(b"got 7")
 
 
 def test_keep_alive_timeout_closes_idle_connections(make_server):

@@ -19,7 +19,6 @@ import hashlib
 import http.client
 import importlib.util
 import ssl
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import pytest
 from ws import Reject, WebSocket
 from ws.http import Server
 
+from .conftest import until_sync
 from .fixtures.browser import run_js, spki_sha256, start_chromium
 from .fixtures.node_peer import pattern
 from .fixtures.tls import TestPKI
@@ -39,20 +39,12 @@ MiB = 1024 * 1024
 pki = TestPKI()
 
 
+# Server-side events arrive on the reactor thread; the browser is slower than our own clients.
+PATIENCE = 20.0
+
+
 def browser_test(*features: str) -> Any:
     return pytest.mark.interop("Chromium", *features)
-
-
-def eventually(check: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:
-    """Poll ``check`` until it returns something truthy (server-side events arrive on the reactor thread)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 class Site:
@@ -182,11 +174,11 @@ def check_echo(page: Any, site: Site, path: str) -> None:
     protocol, extensions, origin, secure = site.of(path, "open")[-1]
     assert protocol == "b" and ("permessage-deflate" in extensions) is deflate and origin == site.url
     assert secure is site.url.startswith("https:")
-    received = eventually(lambda: site.of(path, "message")[before:] if len(site.of(path, "message")) >= before + 4 else None)
+    received = until_sync(lambda: site.of(path, "message")[before:] if len(site.of(path, "message")) >= before + 4 else None, timeout=PATIENCE)
     assert received[0] == "héllo ✓" and received[1] == b"\x00\x01\xff"
     assert received[2] == "héllo ✓ " + "x" * MiB
     assert hashlib.sha256(received[3]).digest() == hashlib.sha256(pattern(MiB, 5)).digest()
-    assert eventually(lambda: site.of(path, "close"))[-1] == (1000, "")
+    assert until_sync(lambda: site.of(path, "close"), timeout=PATIENCE)[-1] == (1000, "")
 
 
 @pytest.mark.parametrize("path", ["/echo", "/deflate"], ids=["plain", "deflate"])
@@ -215,9 +207,9 @@ def test_browser_answers_our_ping(page: Any, site: Site) -> None:
     # Browsers cannot send pings; they must answer ours.
     count = len(site.sockets.get("/echo", []))
     assert run_js(page, "window.s = harness.open(args[0]); return await window.s.opened;", f"{site.ws_url}/echo") is True
-    sock = eventually(lambda: site.sockets["/echo"][count] if len(site.sockets.get("/echo", [])) > count else None)
+    sock = until_sync(lambda: site.sockets["/echo"][count] if len(site.sockets.get("/echo", [])) > count else None, timeout=PATIENCE)
     sock.ping(b"are you there")
-    assert eventually(lambda: [p for p in site.of("/echo", "pong") if p == b"are you there"], what="the browser's pong")
+    assert until_sync(lambda: [p for p in site.of("/echo", "pong") if p == b"are you there"], what="the browser's pong", timeout=PATIENCE)
     result = run_js(page, "window.s.ws.send('still open'); const m = await window.s.next(); window.s.ws.close(); return m;")
     assert result == "still open"
 
@@ -242,7 +234,7 @@ def check_close(page: Any, site: Site) -> None:
     def ours() -> list[Any]:
         return [c for c in site.of("/echo", "close")[seen:] if c[0] in (4000, 4001)]
 
-    closes = eventually(lambda: len(ours()) >= 2, what="both closes on the server") and ours()
+    closes = until_sync(lambda: len(ours()) >= 2, what="both closes on the server", timeout=PATIENCE) and ours()
     assert sorted(closes) == [(4000, "browser bye ✓"), (4001, "server bye ✓")]
 
 
@@ -283,7 +275,7 @@ def test_broadcast_to_tabs(page: Any, site: Site) -> None:
             page.get(f"{site.url}/index.html")
         handles.append(page.current_window_handle)
         assert run_js(page, join, f"{site.ws_url}/chat") is True
-    eventually(lambda: len(site.chat.clients) >= tabs, what="all tabs connected")
+    until_sync(lambda: len(site.chat.clients) >= tabs, what="all tabs connected", timeout=PATIENCE)
     assert len(site.sockets["/chat"]) - before == tabs
     assert site.chat.broadcast("to every tab ✓") >= tabs
     site.chat.broadcast(b"\x07\x08")
@@ -427,8 +419,8 @@ def test_demo_page(driver: Any, tmp_path: Path) -> None:
 
         for handle in (first, second):
             driver.switch_to.window(handle)
-            eventually(connected, what="the demo page to connect")
-        eventually(lambda: len(chat.clients) == 2, what="both tabs on /chat")
+            until_sync(connected, what="the demo page to connect", timeout=PATIENCE)
+        until_sync(lambda: len(chat.clients) == 2, what="both tabs on /chat", timeout=PATIENCE)
 
         def say(handle: str, name: str, text: str) -> None:
             driver.switch_to.window(handle)
@@ -443,10 +435,10 @@ def test_demo_page(driver: Any, tmp_path: Path) -> None:
         expected = ["alice: hello from tab one", "bob: hi alice, tab two here"]
         for handle in (first, second):
             driver.switch_to.window(handle)
-            lines = eventually(
+            lines = until_sync(
                 lambda: [li.text for li in driver.find_elements(By.CSS_SELECTOR, "#log li")] if len(
                     driver.find_elements(By.CSS_SELECTOR, "#log li")) >= 2 else None,
-                what="both messages on the page",
+                what="both messages on the page", timeout=PATIENCE
             )
             assert lines == expected
         shot = tmp_path / "demo.png"

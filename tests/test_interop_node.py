@@ -19,7 +19,7 @@ import pytest
 from ws import HandshakeError, Reject, WebSocket
 from ws.http import Server
 
-from .conftest import Recorder, run
+from .conftest import Recorder, connect, run
 from .fixtures.node_peer import NodePeer, pattern, require_node_ws
 from .fixtures.tls import TestPKI, check_wss_peer
 
@@ -32,12 +32,6 @@ pki = TestPKI()
 @pytest.fixture(autouse=True)
 def _node() -> None:
     require_node_ws()
-
-
-async def connect(port: int, path: str = "/", protocols: Any = None, **options: Any) -> tuple[WebSocket, Recorder]:
-    sock = WebSocket(f"ws://127.0.0.1:{port}{path}", protocols, **options)
-    rec = Recorder(sock, "open", "message", "ping", "pong", "close", "error", "unexpected-response")
-    return sock, rec
 
 
 # -- our client -> Node server --------------------------------------------------------

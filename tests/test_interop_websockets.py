@@ -1,5 +1,8 @@
 """Interop with Python's ``websockets``, asyncio and sync implementations, both directions.
 
+Text, binary, large and fragmented messages, subprotocols, compression,
+ping/pong, close codes both ways, refusals and TLS.
+
 One scenario is written once as a coroutine over a small connection
 wrapper: the asyncio implementation runs it on the test's loop, the sync
 one in a thread (blocking calls inside that thread's own loop are fine).
@@ -16,14 +19,14 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect as async_connect
 from websockets.asyncio.server import serve as async_serve
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidStatus
 from websockets.sync.client import connect as sync_connect
 from websockets.sync.server import serve as sync_serve
 
 from ws import HandshakeError, Reject, WebSocket
 from ws.http import Server
 
-from .conftest import Recorder, run
+from .conftest import Recorder, connect, run, serving, until
 from .fixtures.node_peer import pattern
 from .fixtures.tls import TestPKI, check_wss_peer
 
@@ -177,20 +180,13 @@ class WebsocketsServer:
             await asyncio.to_thread(self._thread.join, 20)  # type: ignore[union-attr]
 
     async def wait_for(self, path: str, event: str, timeout: float = 20) -> Any:
-        async def until() -> Any:
-            while True:
-                for p, e, value in list(self.log):
-                    if (p, e) == (path, event):
-                        return value
-                await asyncio.sleep(0.02)
+        """The value of the first ``event`` the handler logged on ``path`` (waits for it)."""
 
-        return await asyncio.wait_for(until(), timeout)
+        def found() -> tuple[Any] | None:
+            return next(((value,) for p, e, value in list(self.log) if (p, e) == (path, event)), None)
 
-
-async def connect(port: int, path: str, protocols: Any = None, **options: Any) -> tuple[WebSocket, Recorder]:
-    sock = WebSocket(f"ws://127.0.0.1:{port}{path}", protocols, **options)
-    rec = Recorder(sock, "open", "message", "ping", "pong", "close", "error", "unexpected-response")
-    return sock, rec
+        (value,) = await until(found, timeout, step=0.02, what=f"no {event!r} on {path} at the websockets server")
+        return value
 
 
 @IMPLS
@@ -300,7 +296,9 @@ async def our_server(deflate: bool = False, ssl: Any = None) -> tuple[Server, li
     sockets: list[WebSocket] = []
     recorders: list[Recorder] = []
 
-    def verify(info: Any) -> bool:
+    def verify(info: Any) -> Any:
+        if info.req.get_header("x-reject") == "tuple":
+            return (False, 401, "Who are you")  # the ws (Node) verifyClient result form
         if info.req.get_header("x-reject"):
             raise Reject(403, "Refused by Python ws", {"X-Refused-By": "ws-python"})
         return True
@@ -459,9 +457,36 @@ def test_websockets_client_sees_verify_client_rejection(impl: str) -> None:
             assert response.status_code == 403
             assert response.headers["X-Refused-By"] == "ws-python"
             assert response.body == b"Refused by Python ws\n"
+            with pytest.raises(InvalidStatus) as info:
+                await as_client(impl, f"ws://127.0.0.1:{server.port}/echo", never, additional_headers={"X-Reject": "tuple"})
+            assert info.value.response.status_code == 401
             assert sockets == []
         finally:
             await server.close_async()
+
+    run(main)
+
+
+@IMPLS
+@interop("client", "subprotocol", "close")
+def test_websockets_client_gets_our_preferred_protocol_and_a_normal_close(impl: str) -> None:
+    """Our server picks by its own order among those offered; its 1000 close is a normal one to websockets."""
+
+    async def main() -> None:
+        async with serving("/", protocols=["v2", "v1"]) as served:
+            assert served.wss is not None
+            served.wss.on("connection", lambda sock, req: sock.on("message", lambda evt: sock.close(1000, "as asked")))
+
+            async def scenario(conn: Conn) -> Any:
+                assert conn.subprotocol == "v2"
+                await conn.send("close please")
+                with pytest.raises(ConnectionClosedOK):
+                    await conn.recv()
+                return conn.close_code, conn.close_reason
+
+            assert await as_client(impl, served.url, scenario, subprotocols=["v1", "v2"]) == (1000, "as asked")
+            (_, rec), = served.accepted
+            assert await rec.wait("close", timeout=20) == [(1000, "as asked")]
 
     run(main)
 

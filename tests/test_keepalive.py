@@ -20,8 +20,8 @@ from ws import WebSocket
 from ws.connection.keepalive import Heartbeat
 from ws.server import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT
 
-from .conftest import ROOT, Recorder, run, until
-from .test_limits import PING, T, serving
+from .conftest import ROOT, Recorder, echo_server, run, until
+from .test_limits import PING, T
 
 INTERVAL, TIMEOUT = 0.2, 0.3
 SLACK = 3.0  # a loaded machine may be late; detection must still come
@@ -37,7 +37,7 @@ sock.on('close', lambda code, reason: print('close', code, flush=True))
 
 def test_server_closes_a_frozen_client_with_1011() -> None:
     async def main() -> None:
-        async with serving(ping_interval=INTERVAL, ping_timeout=TIMEOUT) as served:
+        async with echo_server(ping_interval=INTERVAL, ping_timeout=TIMEOUT) as served:
             env = {**os.environ, "PYTHONPATH": str(ROOT), "WS_NO_SIGNALS": "1"}
             child = subprocess.Popen(
                 [sys.executable, "-c", CLIENT_SCRIPT, served.url],
@@ -71,7 +71,7 @@ def test_server_closes_a_frozen_client_with_1011() -> None:
 
 def test_a_live_peer_keeps_answering_and_stays_open() -> None:
     async def main() -> None:
-        async with serving(ping_interval=INTERVAL, ping_timeout=TIMEOUT) as served:
+        async with echo_server(ping_interval=INTERVAL, ping_timeout=TIMEOUT) as served:
             client = WebSocket(served.url)
             crec = Recorder(client, "open", "ping", "close")
             await crec.wait("open", timeout=T)
@@ -154,11 +154,11 @@ def test_client_keepalive_is_off_by_default() -> None:
 
 def test_server_keepalive_defaults_and_opt_out() -> None:
     async def main() -> None:
-        async with serving() as served:
+        async with echo_server() as served:
             heartbeat = served.wss._heartbeat
             assert heartbeat is not None
             assert (heartbeat.interval, heartbeat.timeout) == (DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT) == (20.0, 20.0)
-        async with serving(pingInterval=None) as served:
+        async with echo_server(pingInterval=None) as served:
             assert served.wss._heartbeat is None
             client = WebSocket(served.url)
             rec = Recorder(client, "open", "ping", "close")
@@ -186,7 +186,7 @@ def test_heartbeat_rejects_non_positive_values(interval: float, timeout: float) 
 
 def test_one_heartbeat_timer_for_many_sockets_and_none_when_idle() -> None:
     async def main() -> None:
-        async with serving(ping_interval=INTERVAL, ping_timeout=TIMEOUT) as served:
+        async with echo_server(ping_interval=INTERVAL, ping_timeout=TIMEOUT) as served:
             heartbeat = served.wss._heartbeat
             clients = [WebSocket(served.url) for _ in range(5)]
             recs = [Recorder(c, "open", "close") for c in clients]

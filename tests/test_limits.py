@@ -4,8 +4,8 @@ Raw TCP peers speak a valid opening handshake (built by ``websockets``'
 ``ClientProtocol``) and then write frames crafted by hand; each test checks
 the close code on the wire, that the peer's socket is closed, the server
 socket's ``'error'``/``'close'`` events, and that a normal client is still
-served afterwards.  The helpers here (``RawPeer``, ``frame``, ``serving``,
-``assert_serves``) are shared with the fuzz and backpressure tests.
+served afterwards.  The helpers here (``RawPeer``, ``frame``, ``assert_serves``; the server is
+conftest's ``echo_server``) are shared with the fuzz and backpressure tests.
 """
 
 from __future__ import annotations
@@ -17,18 +17,17 @@ import os
 import struct
 import weakref
 import zlib
-from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
 from websockets.client import ClientProtocol
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.uri import parse_uri
 
-from ws import WebSocket, WebSocketServer
+from ws import WebSocket
 from ws import http
 
-from .conftest import Recorder, run
+from .conftest import Recorder, echo_server, run
 
 T = 5.0  # generous per-wait timeout: the machine is shared and loaded
 
@@ -146,53 +145,6 @@ class RawPeer:
 # -- a live server -------------------------------------------------------------------
 
 
-@dataclass
-class Served:
-    """A running HTTP server with an echoing ``WebSocketServer`` on ``/ws``."""
-
-    server: http.Server
-    wss: WebSocketServer
-    accepted: list[tuple[WebSocket, Recorder]] = field(default_factory=list)
-
-    @property
-    def port(self) -> int:
-        port = self.server.port
-        assert port is not None
-        return port
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
-
-    async def socket(self, index: int = -1, timeout: float = T) -> tuple[WebSocket, Recorder]:
-        """The server side of the ``index``-th accepted connection (waits for it)."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while len(self.accepted) <= (index if index >= 0 else 0):
-            assert asyncio.get_running_loop().time() < deadline, "no connection accepted"
-            await asyncio.sleep(0.01)
-        return self.accepted[index]
-
-
-@contextlib.asynccontextmanager
-async def serving(http_options: dict[str, Any] | None = None, **ws_options: Any) -> AsyncIterator[Served]:
-    server = http.Server("127.0.0.1:0", **(http_options or {}))
-    await server.serve()
-    wss = WebSocketServer(server=server, path="/ws", **ws_options)
-    served = Served(server, wss)
-
-    def on_connection(sock: WebSocket, request: Any) -> None:
-        served.accepted.append((sock, Recorder(sock, "error", "close")))
-        sock.on("message", lambda event: sock.send(event.data))
-
-    wss.on("connection", on_connection)
-    try:
-        yield served
-    finally:
-        wss.close()
-        await asyncio.wait_for(wss.wait_closed(), 15)
-        await asyncio.wait_for(server.close_async(), 15)
-
-
 async def assert_serves(url: str, payload: str = "still serving") -> None:
     """A normal client connects, gets an echo and closes cleanly."""
     client = WebSocket(url)
@@ -265,7 +217,7 @@ async def assert_refused(peer: Any, served: Any, code: int) -> Recorder:
 
 def test_announced_length_over_max_payload_fails_before_any_payload() -> None:
     async def main() -> None:
-        async with serving(max_payload=1024) as served:
+        async with echo_server(max_payload=1024) as served:
             peer = await RawPeer.open(served.port)
             # Only the header of a 1 GB frame: nothing is ever buffered for it.
             peer.send(frame(BINARY, length=1 << 30))
@@ -279,7 +231,7 @@ def test_announced_length_over_max_payload_fails_before_any_payload() -> None:
 
 def test_fragmented_message_fails_as_soon_as_its_total_exceeds_max_payload() -> None:
     async def main() -> None:
-        async with serving(max_payload=1024) as served:
+        async with echo_server(max_payload=1024) as served:
             peer = await RawPeer.open(served.port)
             peer.send(frame(TEXT, b"a" * 400, fin=False) + frame(CONT, b"b" * 400, fin=False))
             peer.send(frame(CONT, b"c" * 400, fin=False))  # 1200 > 1024, and not even the last fragment
@@ -291,7 +243,7 @@ def test_fragmented_message_fails_as_soon_as_its_total_exceeds_max_payload() -> 
 
 def test_a_message_of_exactly_max_payload_is_fine() -> None:
     async def main() -> None:
-        async with serving(max_payload=1024) as served:
+        async with echo_server(max_payload=1024) as served:
             peer = await RawPeer.open(served.port)
             peer.send(frame(BINARY, b"x" * 512, fin=False) + frame(CONT, b"y" * 512))
             opcode, data = await peer.read_frame()
@@ -305,7 +257,7 @@ def test_a_message_of_exactly_max_payload_is_fine() -> None:
 
 def test_too_many_fragments_is_1009() -> None:
     async def main() -> None:
-        async with serving(max_fragments=4) as served:
+        async with echo_server(max_fragments=4) as served:
             peer = await RawPeer.open(served.port)
             peer.send(frame(BINARY, b"1", fin=False) + b"".join(frame(CONT, b"n", fin=False) for _ in range(4)))
             rec = await assert_refused(peer, served, 1009)
@@ -317,7 +269,7 @@ def test_too_many_fragments_is_1009() -> None:
 
 def test_compressed_bomb_is_stopped_at_max_payload() -> None:
     async def main() -> None:
-        async with serving(max_payload=64 * 1024, per_message_deflate=True) as served:
+        async with echo_server(max_payload=64 * 1024, per_message_deflate=True) as served:
             peer = await RawPeer.open(served.port, deflate=True)
             deflater = zlib.compressobj(wbits=-15)
             bomb = deflater.compress(b"\0" * (8 << 20)) + deflater.flush(zlib.Z_SYNC_FLUSH)
@@ -359,7 +311,7 @@ def test_protocol_violation_gets_the_right_close_code(case: str) -> None:
     data, code = BAD_FRAMES[case]
 
     async def main() -> None:
-        async with serving(ping_interval=None) as served:
+        async with echo_server(ping_interval=None) as served:
             bystander = await Bystander.open(served.url)
             peer = await RawPeer.open(served.port)
             peer.send(data)
@@ -389,7 +341,7 @@ async def http_exchange(port: int, request: bytes, timeout: float = T) -> bytes:
 
 def test_long_request_line_headers_and_header_count_get_431() -> None:
     async def main() -> None:
-        async with serving({"max_header_size": 4096, "max_header_count": 20}) as served:
+        async with echo_server(http_options={"max_header_size": 4096, "max_header_count": 20}) as served:
             bystander = await Bystander.open(served.url)
             cases = [
                 b"GET /ws?" + b"q" * 8000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -415,7 +367,7 @@ def test_long_request_line_headers_and_header_count_get_431() -> None:
 
 def test_header_timeout_closes_slow_and_silent_clients() -> None:
     async def main() -> None:
-        async with serving({"header_timeout": 0.5}) as served:
+        async with echo_server(http_options={"header_timeout": 0.5}) as served:
             loop = asyncio.get_running_loop()
             silent = await RawPeer.open(served.port, handshake=False)
             slow = await RawPeer.open(served.port, handshake=False)
@@ -445,7 +397,7 @@ def test_header_timeout_closes_slow_and_silent_clients() -> None:
 
 def test_pending_handshake_cap_refuses_the_excess_with_503() -> None:
     async def main() -> None:
-        async with serving({"max_pending_handshakes": 4, "header_timeout": 1.0}) as served:
+        async with echo_server(http_options={"max_pending_handshakes": 4, "header_timeout": 1.0}) as served:
             established = await Bystander.open(served.url)
             hogs = [await RawPeer.open(served.port, handshake=False) for _ in range(4)]
             for hog in hogs:
@@ -476,7 +428,7 @@ def test_pending_handshake_option_is_checked() -> None:
 
 def test_request_body_over_the_limit_gets_413() -> None:
     async def main() -> None:
-        async with serving({"max_body_size": 1000}) as served:
+        async with echo_server(http_options={"max_body_size": 1000}) as served:
             served.server.post("/upload", lambda ctx: ctx.text(200, f"got {len(ctx.request.body)}"))
             bystander = await Bystander.open(served.url)
             declared = b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n"
@@ -496,7 +448,7 @@ def test_request_body_over_the_limit_gets_413() -> None:
 
 def test_non_ascii_handshake_header_is_a_400_not_a_server_error() -> None:
     async def main() -> None:
-        async with serving() as served:
+        async with echo_server() as served:
             errors = Recorder(served.wss, "error")
             request = handshake_bytes(served.port).replace(b"Sec-WebSocket-Key: ", b"Sec-WebSocket-Key: \xc3\xa9")
             answer = await http_exchange(served.port, request)
@@ -516,7 +468,7 @@ def handshake_bytes(port: int, path: str = "/ws") -> bytes:
 
 def test_client_max_payload_closes_with_1009_too() -> None:
     async def main() -> None:
-        async with serving(ping_interval=None) as served:
+        async with echo_server(ping_interval=None) as served:
             client = WebSocket(served.url, max_payload=1024, per_message_deflate=False)
             rec = Recorder(client, "open", "message", "error", "close")
             await rec.wait("open", timeout=T)
@@ -538,7 +490,7 @@ def test_compression_state_is_freed_when_the_connection_closes() -> None:
     """~300 KB of zlib state per connection must not wait for a full garbage collection."""
 
     async def main() -> None:
-        async with serving(ping_interval=None, per_message_deflate=True) as served:
+        async with echo_server(ping_interval=None, per_message_deflate=True) as served:
             client = WebSocket(served.url)
             rec = Recorder(client, "open", "message", "close")
             await rec.wait("open", timeout=T)

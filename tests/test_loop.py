@@ -9,6 +9,7 @@ in test_e2e.py.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from typing import Any
@@ -19,15 +20,9 @@ from ws import WebSocket, WebSocketServer
 from ws._runtime import loop as _loop
 from ws import http
 
+from .conftest import until_sync
+
 TIMEOUT = 10.0
-
-
-def wait_for(predicate: Any, timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
 
 
 def test_objects_made_in_asyncio_bind_to_the_running_loop() -> None:
@@ -108,7 +103,7 @@ def test_late_listeners_of_a_script_client_still_get_early_events() -> None:
     address = server.serve()
     try:
         sock = WebSocket(f"ws://{address}/ws")
-        wait_for(lambda: sock.ready_state == WebSocket.OPEN)
+        until_sync(lambda: sock.ready_state == WebSocket.OPEN, TIMEOUT)
         time.sleep(0.2)  # 'open' and 'message' happened with no listener attached
         got: list[Any] = []
         done = threading.Event()
@@ -126,10 +121,10 @@ def test_late_listeners_of_a_script_client_still_get_early_events() -> None:
 
 def test_script_client_error_without_listener_is_replayed_to_a_late_listener() -> None:
     sock = WebSocket("ws://127.0.0.1:9/")  # discard port: refused
-    wait_for(lambda: sock.ready_state == WebSocket.CLOSED)
+    until_sync(lambda: sock.ready_state == WebSocket.CLOSED, TIMEOUT)
     errors: list[BaseException] = []
     sock.on("error", errors.append)
-    wait_for(lambda: bool(errors))
+    until_sync(lambda: bool(errors), TIMEOUT)
     assert "ECONNREFUSED" in str(errors[0]) or "refused" in str(errors[0]).lower()
 
 
@@ -148,7 +143,7 @@ def test_refs_follow_open_sockets_and_servers() -> None:
     sock = WebSocket(f"ws://{server.address}/ws")
     assert _loop.reactor.refs >= base + 2  # a connecting client counts at once
     assert opened.wait(TIMEOUT)
-    wait_for(lambda: _loop.reactor.refs == base + 3)  # + the accepted socket
+    until_sync(lambda: _loop.reactor.refs == base + 3, TIMEOUT)  # + the accepted socket
     assert sock.unref() is sock
     assert _loop.reactor.refs == base + 2
     sock.unref()  # twice changes nothing
@@ -156,15 +151,15 @@ def test_refs_follow_open_sockets_and_servers() -> None:
     sock.ref()
     assert _loop.reactor.refs == base + 3
     sock.close()
-    wait_for(lambda: _loop.reactor.refs == base + 1)
+    until_sync(lambda: _loop.reactor.refs == base + 1, TIMEOUT)
     server.close()
-    wait_for(lambda: _loop.reactor.refs == base)
+    until_sync(lambda: _loop.reactor.refs == base, TIMEOUT)
 
 
 def test_unref_while_closed_does_not_go_negative() -> None:
     base = _loop.reactor.refs
     sock = WebSocket("ws://127.0.0.1:9/")
-    wait_for(lambda: sock.ready_state == WebSocket.CLOSED)
+    until_sync(lambda: sock.ready_state == WebSocket.CLOSED, TIMEOUT)
     assert _loop.reactor.refs == base
     sock.unref()
     sock.ref()
@@ -190,10 +185,24 @@ def test_call_and_run_blocking() -> None:
         _loop.run_blocking(loop, slow(), timeout=0.1)
 
 
-def test_call_on_a_closed_loop_is_ignored() -> None:
-    loop = asyncio.new_event_loop()
-    loop.close()
-    _loop.call(loop, lambda: None)  # no exception
+def test_call_on_a_closed_loop_is_ignored(caplog: pytest.LogCaptureFixture) -> None:
+    """Late work for a loop that is gone is dropped (and said at debug level), not raised to the caller."""
+    calls: list[str] = []
+    closed = asyncio.new_event_loop()
+    closed.close()
+    with caplog.at_level(logging.DEBUG, logger="ws"):
+        _loop.call(closed, calls.append, "late")
+    assert calls == []
+    assert any(r.levelno == logging.DEBUG and "closed loop" in r.getMessage() for r in caplog.records), caplog.text
+
+    open_loop = asyncio.new_event_loop()  # the same call on a live loop from outside it: run soon
+    try:
+        _loop.call(open_loop, calls.append, "soon")
+        assert calls == []
+        open_loop.run_until_complete(asyncio.sleep(0))
+    finally:
+        open_loop.close()
+    assert calls == ["soon"]
 
 
 def test_keepalive_detects_a_silent_peer() -> None:

@@ -8,25 +8,13 @@ import pytest
 
 from ws import ConnectError, WebSocket
 from ws.connection.proxy import ProxyURL, bypasses, parse_proxy, proxy_for
-from ws.http import Server
 
-from .conftest import Recorder, run
+from .conftest import Recorder, echo_server, run
 from .fixtures.connect_proxy import ConnectProxy
 from .fixtures.tls import TestPKI
 
 pki = TestPKI()
 OURS = "ws client ↔ ws server"  # the column of the interop matrix (tests/fixtures/interop_matrix.py)
-
-
-async def echo_server(**options: Any) -> Server:
-    server = Server("127.0.0.1:0", **options)
-
-    def on_connection(sock: WebSocket, request: Any) -> None:
-        sock.on("message", lambda event: sock.send(event.data))
-
-    server.ws("/echo", on_connection)
-    await server.serve()
-    return server
 
 
 async def echo_once(url: str, **options: Any) -> Recorder:
@@ -62,14 +50,11 @@ def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 @pytest.mark.interop(OURS, "proxy")
 def test_explicit_proxy_tunnels_ws(no_proxy_env: Any) -> None:
     async def main() -> None:
-        server = await echo_server()
-        try:
+        async with echo_server("/echo") as server:
             async with ConnectProxy() as proxy:
                 await echo_once(f"ws://127.0.0.1:{server.port}/echo", proxy=proxy.url)
                 assert [(r["method"], r["target"]) for r in proxy.requests] == [("CONNECT", f"127.0.0.1:{server.port}")]
                 assert "proxy-authorization" not in proxy.requests[0]["headers"]
-        finally:
-            await server.close_async()
 
     run(main)
 
@@ -77,8 +62,7 @@ def test_explicit_proxy_tunnels_ws(no_proxy_env: Any) -> None:
 @pytest.mark.interop(OURS, "proxy", "tls")
 def test_wss_through_proxy_verifies_the_target_certificate(no_proxy_env: Any) -> None:
     async def main() -> None:
-        server = await echo_server(ssl=pki.server_context())
-        try:
+        async with echo_server("/echo", http_options={"ssl": pki.server_context()}) as server:
             async with ConnectProxy() as proxy:
                 url = f"wss://localhost:{server.port}/echo"
                 await echo_once(url, proxy=proxy.url, ssl=pki.client_context())
@@ -86,8 +70,6 @@ def test_wss_through_proxy_verifies_the_target_certificate(no_proxy_env: Any) ->
                 message = await refused(url, proxy=proxy.url)
                 assert "certificate verify" in message or "verification failed" in message
                 assert [r["target"] for r in proxy.requests] == [f"localhost:{server.port}"] * 2
-        finally:
-            await server.close_async()
 
     run(main)
 
@@ -95,8 +77,7 @@ def test_wss_through_proxy_verifies_the_target_certificate(no_proxy_env: Any) ->
 @pytest.mark.interop(OURS, "proxy-auth")
 def test_basic_proxy_auth(no_proxy_env: Any) -> None:
     async def main() -> None:
-        server = await echo_server()
-        try:
+        async with echo_server("/echo") as server:
             async with ConnectProxy(auth="alice:s3cr:t") as proxy:
                 url = f"ws://127.0.0.1:{server.port}/echo"
                 await echo_once(url, proxy=f"http://alice:s3cr%3At@127.0.0.1:{proxy.port}")
@@ -105,8 +86,6 @@ def test_basic_proxy_auth(no_proxy_env: Any) -> None:
                 assert message == f"proxy 127.0.0.1:{proxy.port} refused CONNECT 127.0.0.1:{server.port}: 407 Proxy Authentication Required"
                 message = await refused(url, proxy=f"http://alice:wrong@127.0.0.1:{proxy.port}")
                 assert "407" in message and "wrong" not in message
-        finally:
-            await server.close_async()
 
     run(main)
 
@@ -114,9 +93,7 @@ def test_basic_proxy_auth(no_proxy_env: Any) -> None:
 @pytest.mark.interop(OURS, "proxy-env")
 def test_environment_proxies(no_proxy_env: pytest.MonkeyPatch) -> None:
     async def main() -> None:
-        plain = await echo_server()
-        secure = await echo_server(ssl=pki.server_context())
-        try:
+        async with echo_server("/echo") as plain, echo_server("/echo", http_options={"ssl": pki.server_context()}) as secure:
             async with ConnectProxy() as http_proxy, ConnectProxy() as https_proxy:
                 no_proxy_env.setenv("http_proxy", http_proxy.url)
                 no_proxy_env.setenv("https_proxy", https_proxy.url)
@@ -135,9 +112,6 @@ def test_environment_proxies(no_proxy_env: pytest.MonkeyPatch) -> None:
                 # An explicit proxy wins over the environment.
                 await echo_once(f"ws://127.0.0.1:{plain.port}/echo", proxy=https_proxy.url)
                 assert len(https_proxy.requests) == 2
-        finally:
-            await plain.close_async()
-            await secure.close_async()
 
     run(main)
 

@@ -10,8 +10,8 @@ import pytest
 import ws
 from ws.styles.rooms import MemoryBackend, Rooms
 
-from .conftest import run
-from .styles_helpers import Peer, eventually, run_example, serving
+from .conftest import run, serving, until
+from .styles_helpers import Peer, run_example
 
 
 def test_publish_subscribe_and_unsubscribe() -> None:
@@ -149,7 +149,7 @@ def test_rooms_over_real_connections() -> None:
             unsubscribers.pop(connection.id)()
             rooms.leave("chat", connection.query["name"])
 
-        async with serving() as server:
+        async with serving(None) as (server, _):
             server.websockets({"chat": {"on_open": on_open, "on_message": on_message, "on_close": on_close}})
             ann = await Peer.connect(server, "/api/_websockets/chat?name=ann")
             assert (await ann.recv_json())["member"] == "ann"
@@ -164,7 +164,7 @@ def test_rooms_over_real_connections() -> None:
             assert (left["type"], left["member"]) == ("left", "bob")
             assert rooms.members("chat") == ["ann"]
             await ann.close()
-            await eventually(lambda: rooms.names() == [])
+            await until(lambda: rooms.names() == [])
 
     run(main)
 

@@ -134,10 +134,33 @@ def test_ssl_option_is_checked() -> None:
 
 
 def test_ssl_option_must_be_a_context_for_custom_trust() -> None:
-    # The default context is the system store: ws:// ignores ssl entirely.
+    """Only an ``SSLContext`` brings its own trust: ``ssl=True`` (like no ``ssl``) is the system store."""
+
     async def main() -> None:
+        server = await tls_server(pki.server_context())
+        try:
+            url = f"wss://localhost:{server.port}/ws"
+            message = await failed_connect(url, ssl=True)
+            assert "unable to get local issuer certificate" in message, message
+            sock = WebSocket(url, ssl=pki.client_context())
+            rec = Recorder(sock, "open", "close", "error")
+            await rec.wait("open", timeout=10)
+            sock.close()
+            await rec.wait("close", timeout=10)
+            assert rec.count("error") == 0
+        finally:
+            await server.close_async()
+
+    run(main)
+
+
+def test_ws_urls_ignore_the_ssl_option() -> None:
+    """``ws://`` never speaks TLS, whatever ``ssl`` says."""
+
+    async def main() -> None:
+        secure: list[bool] = []
         server = Server("127.0.0.1:0")
-        server.ws("/ws", lambda sock, req: None)
+        server.ws("/ws", lambda sock, req: secure.append(req.secure))
         await server.serve()
         try:
             sock = WebSocket(f"ws://127.0.0.1:{server.port}/ws", ssl=pki.client_context())
@@ -145,6 +168,8 @@ def test_ssl_option_must_be_a_context_for_custom_trust() -> None:
             await rec.wait("open", timeout=10)
             sock.close()
             await rec.wait("close", timeout=10)
+            assert rec.count("error") == 0
+            assert secure == [False]  # the server saw a plain connection
         finally:
             await server.close_async()
 
