@@ -21,7 +21,7 @@ TIMEOUT = 5.0
 async def serving() -> AsyncIterator[http.Server]:
     """An ``http.Server`` on 127.0.0.1 (any port) on the running loop, closed afterwards."""
     server = http.Server("127.0.0.1:0")
-    await server.serve()
+    await server.serve_async()
     try:
         yield server
     finally:

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from ws import Reject, WebSocket
+from ws import Reject, WebSocket, WebSocketServer
 from ws.http import Server
 
 from .fixtures.browser import run_js, spki_sha256, start_chromium
@@ -73,7 +73,8 @@ class Site:
             ("/private", {"verify_client": self._refuse}),
             ("/chat", {}),
         ):
-            wss = self.server.ws(path, self._connected(path), handle_protocols=self._choose, **options)
+            wss = WebSocketServer(server=self.server, path=path, handle_protocols=self._choose, **options)
+            wss.on("connection", self._connected(path))
             if path == "/chat":
                 self.chat = wss
         self.server.serve()

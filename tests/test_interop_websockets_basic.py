@@ -40,7 +40,7 @@ def test_websockets_client_against_our_server(compression: str | None) -> None:
             sock.on("close", lambda code, reason: closes.append((code, reason)))
 
         wss.on("connection", on_connection)
-        await server.serve()
+        await server.serve_async()
         try:
             async with connect(
                 f"ws://127.0.0.1:{server.port}/echo",
@@ -68,7 +68,7 @@ def test_websockets_client_against_our_server(compression: str | None) -> None:
             assert closes == [(4000, "client bye")]
         finally:
             wss.close()
-            await asyncio.wait_for(server.close(), 10)
+            await asyncio.wait_for(server.close_async(), 10)
 
     run(main)
 
@@ -78,7 +78,7 @@ def test_our_server_closes_a_websockets_client_cleanly() -> None:
         server = http.Server("127.0.0.1:0")
         wss = WebSocketServer(server=server, path="/")
         wss.on("connection", lambda sock, req: sock.on("message", lambda evt: sock.close(1000, "as asked")))
-        await server.serve()
+        await server.serve_async()
         try:
             async with connect(f"ws://127.0.0.1:{server.port}/", open_timeout=10) as conn:
                 await conn.send("close please")
@@ -87,7 +87,7 @@ def test_our_server_closes_a_websockets_client_cleanly() -> None:
                 assert conn.close_code == 1000 and conn.close_reason == "as asked"
         finally:
             wss.close()
-            await asyncio.wait_for(server.close(), 10)
+            await asyncio.wait_for(server.close_async(), 10)
 
     run(main)
 
@@ -96,7 +96,7 @@ def test_our_server_rejection_seen_by_websockets_client() -> None:
     async def main() -> None:
         server = http.Server("127.0.0.1:0")
         wss = WebSocketServer(server=server, path="/", verify_client=lambda info: (False, 403, "Forbidden"))
-        await server.serve()
+        await server.serve_async()
         try:
             with pytest.raises(InvalidStatus) as caught:
                 async with connect(f"ws://127.0.0.1:{server.port}/", open_timeout=10):
@@ -104,7 +104,7 @@ def test_our_server_rejection_seen_by_websockets_client() -> None:
             assert caught.value.response.status_code == 403
         finally:
             wss.close()
-            await asyncio.wait_for(server.close(), 10)
+            await asyncio.wait_for(server.close_async(), 10)
 
     run(main)
 

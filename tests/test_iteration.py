@@ -129,7 +129,7 @@ def test_send_async_waits_for_drain() -> None:
         wss = WebSocketServer(server=server, path="/")
         peers: list[WebSocket] = []
         wss.on("connection", lambda sock, req: (sock.pause(), peers.append(sock)))
-        await server.serve()
+        await server.serve_async()
         try:
             sock = WebSocket(f"ws://127.0.0.1:{server.port}/", per_message_deflate=False, high_water_mark=64 * 1024, low_water_mark=16 * 1024)
             rec = Recorder(sock, "drain")

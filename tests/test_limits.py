@@ -176,7 +176,7 @@ class Served:
 @contextlib.asynccontextmanager
 async def serving(http_options: dict[str, Any] | None = None, **ws_options: Any) -> AsyncIterator[Served]:
     server = http.Server("127.0.0.1:0", **(http_options or {}))
-    await server.serve()
+    await server.serve_async()
     wss = WebSocketServer(server=server, path="/ws", **ws_options)
     served = Served(server, wss)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from ws import ConnectError, WebSocket
+from ws import ConnectError, WebSocket, WebSocketServer
 from ws.connection.proxy import ProxyURL, bypasses, parse_proxy, proxy_for
 from ws.http import Server
 
@@ -24,8 +24,8 @@ async def echo_server(**options: Any) -> Server:
     def on_connection(sock: WebSocket, request: Any) -> None:
         sock.on("message", lambda event: sock.send(event.data))
 
-    server.ws("/echo", on_connection)
-    await server.serve()
+    WebSocketServer(server=server, path="/echo").on("connection", on_connection)
+    await server.serve_async()
     return server
 
 
