@@ -22,7 +22,7 @@ import asyncio
 import enum
 import inspect
 import logging
-from typing import IO, TYPE_CHECKING, Any, Awaitable, Callable, Literal, Protocol
+from typing import IO, TYPE_CHECKING, Any, Awaitable, Callable, Literal, Protocol, cast
 
 import h11
 
@@ -181,7 +181,8 @@ class Connection(asyncio.BufferedProtocol):
     # -- asyncio callbacks --
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # A stream transport (uvloop's does not subclass asyncio.Transport).
+        transport = cast(asyncio.Transport, transport)
         try:
             self.transport = transport
             self.peername = transport.get_extra_info("peername")
