@@ -186,7 +186,8 @@ class WebSocketServer(EventEmitter):
             server.serve()
         elif server is not None:
             server.add_upgrade_handler(path, self)
-        self.server = server
+        # An UpgradeHost (or None); address() also reads its host/port when it has them.
+        self.server: Any = server
 
     # -- public API ---------------------------------------------------------------
 
