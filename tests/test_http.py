@@ -584,22 +584,6 @@ def test_dict_form_constructor(make_server):
         http.Server("no-port-here")
 
 
-def test_address_forms():
-    from ws._runtime.net import parse_address as _parse_address
-
-    assert _parse_address("tcp", "127.0.0.1:80") == ("127.0.0.1", 80)
-    assert _parse_address("tcp", "[::1]:8080") == ("::1", 8080)
-    assert _parse_address("tcp", ":3000") == (None, 3000)
-    assert _parse_address("tcp", 3000) == (None, 3000)
-    assert _parse_address("tcp", "3000") == (None, 3000)
-    assert _parse_address("unix", "/tmp/x.sock") == "/tmp/x.sock"
-    for bad in ("host", "1.2.3.4:99999", "[::1]8080", "h:port"):
-        with pytest.raises(ValueError):
-            _parse_address("tcp", bad)
-    with pytest.raises(ValueError):
-        _parse_address("udp", "1.2.3.4:5")
-
-
 def test_serve_again_after_close(make_server):
     server = make_server()
     server.get("/", lambda ctx: ctx.text(200, "again"))
