@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import enum
 import errno
 import logging
 import os
@@ -51,6 +52,24 @@ _MOVED = {
     "route_ws": "route_ws(server, path, ...) (from ws.styles.routes import route_ws), also as @route_ws(server, path)",
     "websocket": "websocket(server, name) (from ws.styles.connections import websocket)",
 }
+
+
+class Lifecycle(enum.Enum):
+    """Where a ``Server`` is: NEW -> STARTING -> LISTENING -> CLOSING -> CLOSED (-> STARTING again)."""
+
+    #: Made, never served.
+    NEW = "new"
+    #: Bound (``serve()`` returned or is returning); the loop starts accepting.
+    STARTING = "starting"
+    #: Accepting connections.
+    LISTENING = "listening"
+    #: Not accepting; waiting for busy connections to answer (at most ``close_timeout``).
+    CLOSING = "closing"
+    #: Every socket closed; ``serve()`` may start it again.
+    CLOSED = "closed"
+
+
+_IDLE_STATES = (Lifecycle.NEW, Lifecycle.CLOSED)
 
 
 def _swallow(future: asyncio.Future[Any] | concurrent.futures.Future[Any]) -> None:
@@ -146,7 +165,8 @@ class Server(EventEmitter):
         self._tasks: set[asyncio.Task[None]] = set()
         self._servers: list[asyncio.AbstractServer] = []
         self._sockets: list[socket.socket] = []
-        self._state = "new"  # new -> starting -> listening -> closing -> closed
+        self._state = Lifecycle.NEW
+        # close() was called while STARTING: close as soon as listening.
         self._close_requested = False
         self._closed_waiters: list[asyncio.Future[None]] = []
         self._force_timer: asyncio.TimerHandle | None = None
@@ -163,7 +183,7 @@ class Server(EventEmitter):
     @property
     def listening(self) -> bool:
         """Whether the server accepts connections."""
-        return self._state == "listening"
+        return self._state is Lifecycle.LISTENING
 
     @property
     def secure(self) -> bool:
@@ -286,7 +306,7 @@ class Server(EventEmitter):
 
     def admit_connection(self, conn: Connection) -> Admission:
         """A new connection: take it, refuse it (not serving) or answer 503 (too many pending)."""
-        if self._state not in ("listening", "starting"):
+        if self._state not in (Lifecycle.LISTENING, Lifecycle.STARTING):
             return "refused"
         if self.max_pending_handshakes is not None and len(self._pending) >= self.max_pending_handshakes:
             return "busy"
@@ -302,7 +322,7 @@ class Server(EventEmitter):
         """``conn`` closed or was handed to an upgrade handler: it is not ours to close any more."""
         self._pending.discard(conn)
         self._connections.discard(conn)
-        if self._state == "closing":
+        if self._state is Lifecycle.CLOSING:
             self._check_closed()
 
     def make_context(self, request: Request, send: Callable[[Response], None]) -> Context:
@@ -448,15 +468,15 @@ class Server(EventEmitter):
 
     def _prepare(self, callback: Callable[..., Any] | None) -> None:
         """Bind synchronously (errors reach the caller) and enter ``starting``."""
-        if self._state not in ("new", "closed"):
-            raise RuntimeError(f"server is already {self._state}")
+        if self._state not in _IDLE_STATES:
+            raise RuntimeError(f"server is already {self._state.value}")
         if self._loop.is_closed():
             if self._connections:
                 raise RuntimeError("the server's event loop is closed")
             self._loop = _loop.bind()
             self._ref = _loop.Ref(self._loop)
         self._sockets = self._bind()
-        self._state = "starting"
+        self._state = Lifecycle.STARTING
         self._close_requested = False
         if callback is not None:
             self.once("listening", callback)
@@ -486,9 +506,9 @@ class Server(EventEmitter):
                 sock.close()
             self._servers = []
             self._sockets = []
-            self._state = "closed"
+            self._state = Lifecycle.CLOSED
             raise
-        self._state = "listening"
+        self._state = Lifecycle.LISTENING
         self._ref.hold()
         _loop.reactor.on_shutdown(self._shutdown_hook)
         address = self.address
@@ -515,7 +535,7 @@ class Server(EventEmitter):
         goes on after it returns (``await close_async()`` to wait for it).
         """
         if callback is not None:
-            if self._state not in ("new", "closed"):
+            if self._state not in _IDLE_STATES:
                 self.once("close", callback)
             elif self._loop.is_closed():
                 callback()
@@ -527,7 +547,7 @@ class Server(EventEmitter):
         if running is not None:
             _loop.call(self._loop, self._begin_close)
             return
-        if self._state in ("new", "closed"):
+        if self._state in _IDLE_STATES:
             return
         future = asyncio.run_coroutine_threadsafe(self._close_and_wait(), self._loop)
         timeout = (self.close_timeout or 0) + 10
@@ -540,7 +560,7 @@ class Server(EventEmitter):
         """``close()`` for coroutines: wait until the server is closed; from any loop."""
         if asyncio.get_running_loop() is self._loop:
             await self._close_and_wait()
-        elif not self._loop.is_closed() and self._state not in ("new", "closed"):
+        elif not self._loop.is_closed() and self._state not in _IDLE_STATES:
             await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._close_and_wait(), self._loop))
 
     async def _close_and_wait(self) -> None:
@@ -551,13 +571,13 @@ class Server(EventEmitter):
 
     def _begin_close(self) -> None:
         """Start closing (on the loop); idempotent."""
-        if self._state == "starting":
+        if self._state is Lifecycle.STARTING:
             self._close_requested = True
             return
-        if self._state != "listening":
+        if self._state is not Lifecycle.LISTENING:
             self._check_closed()
             return
-        self._state = "closing"
+        self._state = Lifecycle.CLOSING
         for server in self._servers:
             server.close()
         self._servers = []
@@ -591,8 +611,8 @@ class Server(EventEmitter):
         self._unix_inode = None
 
     def _check_closed(self) -> None:
-        if self._state == "closing" and not self._connections:
-            self._state = "closed"
+        if self._state is Lifecycle.CLOSING and not self._connections:
+            self._state = Lifecycle.CLOSED
             if self._force_timer is not None:
                 self._force_timer.cancel()
                 self._force_timer = None
@@ -603,7 +623,7 @@ class Server(EventEmitter):
             _loop.reactor.remove_shutdown(self._shutdown_hook)
             logger.debug("HTTP server closed")
             self.emit("close")
-        if self._state in ("closed", "new"):
+        if self._state in _IDLE_STATES:
             waiters, self._closed_waiters = self._closed_waiters, []
             for waiter in waiters:
                 if not waiter.done():
@@ -642,4 +662,4 @@ class Server(EventEmitter):
     def __repr__(self) -> str:
         target = self._target
         where = self.address or (target if isinstance(target, str) else format_host_port(target[0] or "*", target[1]))
-        return f"<ws.http.Server {where} {self._state}>"
+        return f"<ws.http.Server {where} {self._state.value}>"
