@@ -33,7 +33,7 @@ async def main() -> None:
 
     echo.on("connection", on_echo)
     fanout.on("connection", on_subscriber)
-    await server.serve()
+    await server.serve_async()
     c.ready()
     await c.forever()
 

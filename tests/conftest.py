@@ -168,7 +168,7 @@ async def serving(
                 sock.on("message", lambda event: sock.send(event.data))
 
         wss.on("connection", on_connection)
-    await server.serve()
+    await server.serve_async()
     try:
         yield served
     finally:

@@ -19,6 +19,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.frames import Frame, Opcode
 
 from ws import WebSocket, WebSocketServer
+from ws.upgrade import UpgradeHost
 
 from .conftest import ROOT, Recorder, run
 
@@ -220,6 +221,9 @@ def test_two_paths_share_one_adapter_and_duplicates_are_refused() -> None:
             a = WebSocketServer(server=httpd, path="/a")
             b = WebSocketServer(server=httpd, path="/b")
             assert a.server is b.server
+            assert isinstance(a.server, UpgradeHost) and a.server.loop is asyncio.get_running_loop()
+            assert a.server.address == f"127.0.0.1:{httpd.server_address[1]}"
+            assert not [name for name in vars(httpd) if name.startswith("_ws")]  # nothing written onto the user's server
             assert httpd.RequestHandlerClass.__mro__[1] is Hello  # wrapped once
             with pytest.raises(ValueError, match="already registered"):
                 WebSocketServer(server=httpd, path="/a")

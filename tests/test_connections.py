@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from ws import http
-from ws.styles.connections import ConnectionNotFound, EventContext, MemoryStore, kv
+from ws.styles.connections import ConnectionNotFound, EventContext, MemoryStore, kv, websocket
 
 from .conftest import run, serving, until
 from .styles_helpers import Peer, refused, run_example
@@ -16,19 +16,19 @@ from .styles_helpers import Peer, refused, run_example
 
 def test_definition_errors() -> None:
     server = http.Server("127.0.0.1:0")
-    socket = server.websocket("socket")
+    socket = websocket(server, "socket")
     assert socket.path == "/socket"
     with pytest.raises(ValueError, match="unknown websocket event 'open'"):
         socket.on("open", print)
     with pytest.raises(TypeError, match="callable"):
         socket.on("message", "nope")
     with pytest.raises(TypeError, match="connect' handler"):
-        server.websocket("other", verify_client=lambda info: True)
+        websocket(server, "other", verify_client=lambda info: True)
     with pytest.raises(TypeError, match="name"):
-        server.websocket("/")
+        websocket(server, "/")
     with pytest.raises(ValueError, match="already registered"):
-        server.websocket("socket")
-    assert server.websocket("s", prefix="/api/").path == "/api/s"
+        websocket(server, "socket")
+    assert websocket(server, "s", prefix="/api/").path == "/api/s"
 
 
 def test_stores() -> None:
@@ -53,7 +53,7 @@ def test_connect_message_disconnect_with_stable_ids_and_metadata() -> None:
         log: list[tuple] = []
         store = MemoryStore()
         async with serving(None) as (server, _):
-            socket = server.websocket("socket", store=store)
+            socket = websocket(server, "socket", store=store)
 
             @socket.on("connect")
             async def connect(ctx: EventContext) -> None:
@@ -97,7 +97,7 @@ def test_connect_can_deny_fail_or_time_out() -> None:
     async def main() -> None:
         opened: list[str] = []
         async with serving(None) as (server, _):
-            socket = server.websocket("socket")
+            socket = websocket(server, "socket")
 
             @socket.on("connect")
             async def connect(ctx: EventContext) -> None:
@@ -118,7 +118,7 @@ def test_connect_can_deny_fail_or_time_out() -> None:
             assert len(second) == 1 and socket.connections() == second
             await ok.close()
 
-            slow = server.websocket("slow", connect_timeout=0.2)
+            slow = websocket(server, "slow", connect_timeout=0.2)
             slow.on("connect", lambda ctx: asyncio.sleep(30))
             assert await refused(server, "/slow") == 503
 
@@ -129,7 +129,7 @@ def test_send_and_close_by_id_from_anywhere() -> None:
     async def main() -> None:
         ids: list[str] = []
         async with serving(None) as (server, _):
-            socket = server.websocket("push")
+            socket = websocket(server, "push")
             socket.on("connect", lambda ctx: ids.append(ctx.req.connection_id))
             a = await Peer.connect(server, "/push")
             b = await Peer.connect(server, "/push")
@@ -162,7 +162,7 @@ def test_handler_chains_run_in_order_and_a_failure_stops_only_its_chain() -> Non
     async def main() -> None:
         log: list[str] = []
         async with serving(None) as (server, _):
-            socket = server.websocket("chain")
+            socket = websocket(server, "chain")
 
             def first(ctx: EventContext) -> None:
                 log.append("first " + ctx.req.data)

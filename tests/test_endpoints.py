@@ -1,4 +1,4 @@
-"""ws.styles.endpoints: declarative endpoints (``server.websockets({...})``) over real connections."""
+"""ws.styles.endpoints: declarative endpoints (``websockets(server, {...})``) over real connections."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 from ws import http
 from ws.styles.messages import decode, encode
 from ws.styles.endpoints import Connection
+from ws.styles.endpoints import websockets
 
 from .conftest import run, serving, until
 from .styles_helpers import Peer, run_example
@@ -30,17 +31,17 @@ def test_json_conventions() -> None:
 def test_bad_definitions_are_type_errors_and_register_nothing() -> None:
     server = http.Server("127.0.0.1:0")
     with pytest.raises(TypeError, match="unknown key 'on_msg'"):
-        server.websockets({"ok": {}, "bad": {"on_msg": print}})
+        websockets(server, {"ok": {}, "bad": {"on_msg": print}})
     with pytest.raises(TypeError, match="on_open must be callable"):
-        server.websockets({"bad": {"on_open": "nope"}})
+        websockets(server, {"bad": {"on_open": "nope"}})
     with pytest.raises(TypeError, match="must map handler names"):
-        server.websockets({"bad": print})
+        websockets(server, {"bad": print})
     with pytest.raises(TypeError, match="endpoint name"):
-        server.websockets({"": {}})
+        websockets(server, {"": {}})
     with pytest.raises(TypeError, match="mapping of name"):
-        server.websockets([("a", {})])  # type: ignore[arg-type]
+        websockets(server, [("a", {})])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="prefix"):
-        server.websockets({"a": {}}, prefix="api")
+        websockets(server, {"a": {}}, prefix="api")
     assert server._upgrades == {}  # nothing half-registered
 
 
@@ -63,7 +64,7 @@ def test_open_message_close_with_json_and_query() -> None:
             events.append(("close", code, reason, connection.id))
 
         async with serving(None) as (server, _):
-            servers = server.websockets(
+            servers = websockets(server, 
                 {"example_endpoint": {"on_open": on_open, "on_message": on_message, "on_close": on_close}},
                 prefix="/api/_websockets",
             )
@@ -102,7 +103,7 @@ def test_missing_handlers_failing_handlers_and_server_close() -> None:
             raise RuntimeError("handler bug")
 
         async with serving(None) as (server, _):
-            server.websockets({"quiet": {}, "broken": {"on_open": opened.append, "on_message": broken}})
+            websockets(server, {"quiet": {}, "broken": {"on_open": opened.append, "on_message": broken}})
             quiet = await Peer.connect(server, "/api/_websockets/quiet")
             quiet.send("ignored")
             broken_peer = await Peer.connect(server, "/api/_websockets/broken")
@@ -124,7 +125,7 @@ def test_missing_handlers_failing_handlers_and_server_close() -> None:
 def test_two_endpoints_and_custom_prefix() -> None:
     async def main() -> None:
         async with serving(None) as (server, _):
-            server.websockets(
+            websockets(server, 
                 {
                     "a": {"on_message": lambda m, c: c.send({"from": "a", "got": m})},
                     "b": {"on_message": lambda m, c: c.send({"from": "b", "got": m})},

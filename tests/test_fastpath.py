@@ -74,7 +74,7 @@ async def echo_server(**options: Any) -> tuple[http.Server, WebSocketServer, lis
         sock.on("message", lambda evt: sock.send(evt.data))
 
     wss.on("connection", on_connection)
-    await server.serve()
+    await server.serve_async()
     return server, wss, sockets
 
 
@@ -236,7 +236,7 @@ def test_close_from_a_listener_hands_the_rest_of_the_batch_to_the_protocol() -> 
             sock.on("message", on_message)
 
         wss.on("connection", on_connection)
-        await server.serve()
+        await server.serve_async()
         reader, writer, frames = await raw_client(server.port)
         writer.write(frame(0x1, b"a") + frame(0x1, b"bye") + frame(0x1, b"after close"))
         op, payload = await frames.next()

@@ -78,7 +78,7 @@ class LiveServer:
 
     async def _start(self) -> int:
         self.server = http.Server("127.0.0.1:0", header_timeout=2.0, max_header_size=8192)
-        await self.server.serve()
+        await self.server.serve_async()
         self.server.get("/", lambda ctx: ctx.text(200, "home"))
         self.wss = WebSocketServer(
             server=self.server, path="/ws", max_payload=64 * 1024, per_message_deflate=True, close_timeout=1.0

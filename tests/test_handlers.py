@@ -11,6 +11,8 @@ import pytest
 
 import ws
 from ws.styles import handlers
+from ws.styles.endpoints import websockets
+from ws.styles.handlers import load_websockets
 
 from .conftest import run, serving, until
 from .styles_helpers import Peer, run_example
@@ -113,7 +115,7 @@ def test_context_outside_a_handler() -> None:
 def test_client_with_module_path_context_and_registry(handler_pkg: str) -> None:
     async def main() -> None:
         async with serving(None) as (server, _):
-            server.websockets({"echo": {"on_message": lambda m, c: c.send(m)}}, prefix="/")
+            websockets(server, {"echo": {"on_message": lambda m, c: c.send(m)}}, prefix="/")
             path = f"{handler_pkg}.client_handler"
             client = ws.create_websocket(f"ws://127.0.0.1:{server.port}/echo", path)
             module = sys.modules[path]
@@ -157,7 +159,7 @@ def test_object_handler_send_close_and_errors() -> None:
                 self.log.append(("close",))
 
         async with serving(None) as (server, _):
-            server.websockets({"echo": {"on_message": lambda m, c: c.send(m)}}, prefix="/")
+            websockets(server, {"echo": {"on_message": lambda m, c: c.send(m)}}, prefix="/")
             handler = Handler()
             client = ws.create_websocket(f"ws://127.0.0.1:{server.port}/echo", handler)
             assert ws.get_client_by_handler(handler) is client
@@ -198,7 +200,7 @@ def test_load_websockets_reports_bad_descriptors_and_loads_the_rest(handler_pkg:
 
     async def main() -> None:
         async with serving(None) as (server, _):
-            loaded = server.load_websockets(folder, prefix="/websockets/v4/service")
+            loaded = load_websockets(server, folder, prefix="/websockets/v4/service")
             assert sorted(loaded.endpoints) == ["implicit", "my-endpoint"]
             assert loaded.descriptions["my-endpoint"] == "My Websocket"
             errors = {Path(name).name: text for name, text in loaded.errors.items()}
@@ -231,7 +233,7 @@ def test_load_websockets_needs_a_folder(tmp_path: Path) -> None:
 
     server = http.Server("127.0.0.1:0")
     with pytest.raises(FileNotFoundError, match="no such folder"):
-        server.load_websockets(tmp_path / "nope")
+        load_websockets(server, tmp_path / "nope")
 
 
 def test_example_runs() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -17,7 +18,6 @@ import subprocess
 import sys
 import threading
 import time
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -27,6 +27,7 @@ import pytest
 
 from ws import http
 from ws.http import status
+from ws.upgrade import UpgradeHandler, UpgradeHost
 
 TIMEOUT = 3.0
 
@@ -571,7 +572,8 @@ def test_port_zero_address_properties_and_callback(make_server):
     got: list[Any] = []
     heard: list[Any] = []
     server.on("listening", lambda address: heard.append(address))
-    address = server.serve(lambda address: got.append(address))
+    assert server.serve(lambda address: got.append(address)) is None  # one return type, wherever it is called
+    address = server.address
     assert server.listening
     assert server.port and server.port > 0
     assert server.host == "127.0.0.1"
@@ -592,22 +594,6 @@ def test_dict_form_constructor(make_server):
         http.Server({"address": "127.0.0.1:0", "bogus": 1})
     with pytest.raises(ValueError):
         http.Server("no-port-here")
-
-
-def test_address_forms():
-    from ws.http.server import _parse_address
-
-    assert _parse_address("tcp", "127.0.0.1:80") == ("127.0.0.1", 80)
-    assert _parse_address("tcp", "[::1]:8080") == ("::1", 8080)
-    assert _parse_address("tcp", ":3000") == (None, 3000)
-    assert _parse_address("tcp", 3000) == (None, 3000)
-    assert _parse_address("tcp", "3000") == (None, 3000)
-    assert _parse_address("unix", "/tmp/x.sock") == "/tmp/x.sock"
-    for bad in ("host", "1.2.3.4:99999", "[::1]8080", "h:port"):
-        with pytest.raises(ValueError):
-            _parse_address("tcp", bad)
-    with pytest.raises(ValueError):
-        _parse_address("udp", "1.2.3.4:5")
 
 
 def test_serve_again_after_close(make_server):
@@ -638,7 +624,7 @@ def test_unix_socket(make_server, tmp_path):
     path = str(tmp_path / "http.sock")
     server = make_server(path, network="unix")
     server.get("/", lambda ctx: ctx.text(200, f"peer={ctx.request.remote_address}"))
-    assert server.serve() == path
+    server.serve()
     assert server.address == path and server.port is None
     assert fetch(server, "GET", "/").body == b"peer=None"
     # A second server on the live socket is refused ...
@@ -830,7 +816,7 @@ class FakeUpgrade:
     def __init__(self) -> None:
         self.calls: list[tuple[Any, bytes]] = []
 
-    def _handle_http_upgrade(self, request, transport, head):
+    def handle_upgrade(self, request, transport, head):
         self.calls.append((request, head))
         transport.set_protocol(EchoProtocol(transport))
         transport.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: test\r\nConnection: Upgrade\r\n\r\n" + head)
@@ -850,9 +836,9 @@ def recv_until(sock: socket.socket, marker: bytes) -> bytes:
 def test_upgrade_hand_off(make_server):
     server = make_server()
     fake = FakeUpgrade()
-    server._add_upgrade_handler("/chat", fake)
+    server.add_upgrade_handler("/chat", fake)
     with pytest.raises(ValueError):
-        server._add_upgrade_handler("/chat", FakeUpgrade())
+        server.add_upgrade_handler("/chat", FakeUpgrade())
     server.serve()
 
     sock = connect(server)
@@ -880,7 +866,7 @@ def test_upgrade_hand_off(make_server):
 def test_upgrade_without_connection_upgrade_is_still_handed_over(make_server):
     server = make_server()
     fake = FakeUpgrade()
-    server._add_upgrade_handler("/chat", fake)
+    server.add_upgrade_handler("/chat", fake)
     server.serve()
     sock = connect(server)
     sock.sendall(b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n")
@@ -892,7 +878,7 @@ def test_upgrade_without_connection_upgrade_is_still_handed_over(make_server):
 def test_upgrade_errors_426_and_404(make_server):
     server = make_server()
     fake = FakeUpgrade()
-    server._add_upgrade_handler("/chat", fake)
+    server.add_upgrade_handler("/chat", fake)
     server.get("/page", lambda ctx: ctx.text(200, "page"))
     server.serve()
 
@@ -910,53 +896,74 @@ def test_upgrade_errors_426_and_404(make_server):
     # An Upgrade the server does not speak on a normal route is ignored.
     assert fetch(server, "GET", "/page", headers=[("Upgrade", "h2c"), ("Connection", "Upgrade")]).status == 200
 
-    server._remove_upgrade_handler("/chat", fake)
+    server.remove_upgrade_handler("/chat", fake)
     assert fetch(server, "GET", "/chat").status == 404
     assert not fake.calls
 
 
-def test_ws_sugar_builds_a_websocket_server(make_server, monkeypatch):
-    created: list[Any] = []
+def test_http_server_is_an_upgrade_host(make_server):
+    server = make_server()
+    assert isinstance(server, UpgradeHost)
+    assert server.loop is server._loop and server.address is None
+    fake = FakeUpgrade()
+    assert isinstance(fake, UpgradeHandler)
+    server.add_upgrade_handler("/news", fake)
+    assert server.upgrade_handler_for("/news") is fake and server.upgrade_handler_for("/other") is None
+    with pytest.raises(ValueError, match="must start with '/'"):
+        server.add_upgrade_handler("news", fake)
 
-    class FakeWebSocketServer:
-        def __init__(self, *, server, path, **options):
-            self.server, self.path, self.options = server, path, options
-            self.listeners: dict[str, list[Any]] = {}
-            server._add_upgrade_handler(path, self)
-            created.append(self)
 
-        def on(self, event, fn):
-            self.listeners.setdefault(event, []).append(fn)
-
-        def _handle_http_upgrade(self, request, transport, head):  # pragma: no cover
-            transport.close()
-
-    fake_module = types.ModuleType("ws.server")
-    fake_module.WebSocketServer = FakeWebSocketServer  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "ws.server", fake_module)
-
+def test_a_catch_all_upgrade_handler_declines_paths_it_does_not_handle(make_server):
     server = make_server()
 
-    def on_chat(socket, request):  # pragma: no cover
-        pass
+    class Only(FakeUpgrade):
+        def handles_path(self, path):
+            return path.startswith("/rooms/")
 
-    wss = server.ws("/chat", on_chat, max_payload=10)
-    assert wss is created[0] and wss.path == "/chat" and wss.options == {"max_payload": 10}
-    assert wss.listeners["connection"] == [on_chat]
+    catch_all = Only()
+    server.add_upgrade_handler(None, catch_all)
+    assert server.upgrade_handler_for("/rooms/1") is catch_all
+    assert server.upgrade_handler_for("/elsewhere") is None
+    plain = FakeUpgrade()  # not a PathFilter: takes every path
+    server.remove_upgrade_handler(None, catch_all)
+    server.add_upgrade_handler(None, plain)
+    assert server.upgrade_handler_for("/elsewhere") is plain
 
-    @server.ws("/news")
-    def on_news(socket, request):  # pragma: no cover
-        pass
 
-    assert on_news.__name__ == "on_news"
-    assert created[1].path == "/news" and created[1].listeners["connection"] == [on_news]
-    assert server._upgrade_handler_for("/news") is created[1]
+@pytest.mark.parametrize(
+    "name, replacement",
+    [
+        ("ws", "WebSocketServer(server=server, path=path)"),
+        ("websockets", "from ws.styles.endpoints import websockets"),
+        ("load_websockets", "from ws.styles.handlers import load_websockets"),
+        ("route_ws", "from ws.styles.routes import route_ws"),
+        ("websocket", "from ws.styles.connections import websocket"),
+    ],
+)
+def test_the_websocket_factories_moved_out_and_say_where(make_server, name, replacement):
+    server = make_server()
+    with pytest.raises(AttributeError, match=re.escape(replacement)):
+        getattr(server, name)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        server.nope  # noqa: B018
+
+
+@pytest.mark.xfail(strict=False, reason="passes once ws/__init__.py is lazy (another branch): today `import ws` loads every layer")
+def test_import_ws_http_loads_no_websocket_layer():
+    """``ws.http`` sits below ``ws.server`` and the styles: importing it loads neither."""
+    code = (
+        "import sys, ws.http\n"
+        "above = sorted(m for m in sys.modules if m == 'ws.server' or m.startswith('ws.styles'))\n"
+        "assert not above, above\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
 
 
 # -- asyncio mode -------------------------------------------------------------------
 
 
-def test_inside_asyncio_serve_and_close_are_awaitable():
+def test_inside_asyncio_serve_async_and_close_async():
     async def main() -> None:
         server = http.Server("127.0.0.1:0")
 
@@ -967,7 +974,7 @@ def test_inside_asyncio_serve_and_close_are_awaitable():
 
         server.get("/sync", lambda ctx: ctx.text(200, "sync"))
         got: list[str] = []
-        address = await server.serve(got.append)
+        address = await server.serve_async(got.append)
         assert address == server.address and got == [address]
         assert server._loop is asyncio.get_running_loop()
 
@@ -993,8 +1000,7 @@ def test_inside_asyncio_serve_and_close_are_awaitable():
                 conn.send(h11.EndOfMessage())
         assert bodies == [b"sync", b"sync"]
 
-        closing = server.close()
-        await closing
+        await server.close_async()
         assert not server.listening
         assert await reader.read() == b""  # the idle keep-alive connection was closed
         writer.close()
@@ -1018,10 +1024,10 @@ def test_inside_asyncio_async_with_and_errors():
 
         async with http.Server("127.0.0.1:0") as server:
             server.get("/", lambda ctx: ctx.text(200, "ok"))
-            server.serve()  # not awaited: serving starts anyway
-            await asyncio.sleep(0.05)
-            assert server.listening
+            assert server.serve() is None  # inside a loop too: bound at once, listening starts on the loop
+            assert server.port  # bound, so the port is known at once
             assert (await asyncio.to_thread(fetch, server, "GET", "/")).body == b"ok"
+            assert server.listening
         assert not server.listening
         await server.close_async()  # closing twice is fine
 
@@ -1103,7 +1109,8 @@ def test_status_module():
 
 def test_listening_listener_attached_after_serve_still_runs_once(make_server):
     server = make_server()
-    address = server.serve()  # a plain thread: returns once listening
+    server.serve()  # a plain thread: returns once listening
+    address = server.address
     got: list[Any] = []
     done = threading.Event()
     server.on("listening", lambda addr: (got.append(addr), done.set()))

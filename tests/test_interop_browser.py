@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from ws import Reject, WebSocket
+from ws import Reject, WebSocket, WebSocketServer
 from ws.http import Server
 
 from .conftest import until_sync
@@ -65,7 +65,8 @@ class Site:
             ("/private", {"verify_client": self._refuse}),
             ("/chat", {}),
         ):
-            wss = self.server.ws(path, self._connected(path), handle_protocols=self._choose, **options)
+            wss = WebSocketServer(server=self.server, path=path, handle_protocols=self._choose, **options)
+            wss.on("connection", self._connected(path))
             if path == "/chat":
                 self.chat = wss
         self.server.serve()

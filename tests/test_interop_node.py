@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from ws import HandshakeError, Reject, WebSocket
+from ws import HandshakeError, Reject, WebSocket, WebSocketServer
 from ws.http import Server
 
 from .conftest import Recorder, connect, run
@@ -202,8 +202,9 @@ async def our_server(deflate: bool = False, reject: bool = False) -> tuple[Serve
     def choose(offered: list[str], request: Any) -> str | None:
         return "chat.v2" if "chat.v2" in offered else None
 
-    server.ws("/echo", on_connection, per_message_deflate=deflate, verify_client=verify, handle_protocols=choose)
-    await server.serve()
+    wss = WebSocketServer(server=server, path="/echo", per_message_deflate=deflate, verify_client=verify, handle_protocols=choose)
+    wss.on("connection", on_connection)
+    await server.serve_async()
     return server, sockets, recorders
 
 
@@ -378,8 +379,8 @@ def test_node_client_wss_to_our_server(tmp_path: Path) -> None:
             sockets.append(sock)
             sock.on("message", lambda event: sock.send(event.data))
 
-        server.ws("/echo", on_connection)
-        await server.serve()
+        WebSocketServer(server=server, path="/echo").on("connection", on_connection)
+        await server.serve_async()
         try:
             url = f"wss://localhost:{server.port}/echo"
             async with await NodePeer.client(url, {"ca": pki.ca_file(tmp_path / "ca.pem")}) as node:

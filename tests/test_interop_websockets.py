@@ -23,7 +23,7 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidS
 from websockets.sync.client import connect as sync_connect
 from websockets.sync.server import serve as sync_serve
 
-from ws import HandshakeError, Reject, WebSocket
+from ws import HandshakeError, Reject, WebSocket, WebSocketServer
 from ws.http import Server
 
 from .conftest import Recorder, connect, run, serving, until
@@ -308,8 +308,9 @@ async def our_server(deflate: bool = False, ssl: Any = None) -> tuple[Server, li
         recorders.append(Recorder(sock, "message", "ping", "pong", "close", "error"))
         sock.on("message", lambda event: sock.close(4004, "py bye") if event.data == "close me" else sock.send(event.data))
 
-    server.ws("/echo", on_connection, per_message_deflate=deflate, verify_client=verify, protocols=["chat.v2"])
-    await server.serve()
+    wss = WebSocketServer(server=server, path="/echo", per_message_deflate=deflate, verify_client=verify, protocols=["chat.v2"])
+    wss.on("connection", on_connection)
+    await server.serve_async()
     return server, sockets, recorders
 
 

@@ -143,7 +143,7 @@ def test_send_async_waits_for_drain() -> None:
             peers.append(peer)
 
         wss.on("connection", hold)
-        await server.serve()
+        await server.serve_async()
         try:
             sock = WebSocket(f"ws://127.0.0.1:{server.port}/", per_message_deflate=False, high_water_mark=64 * 1024, low_water_mark=16 * 1024)
             rec = Recorder(sock, "drain")

@@ -96,7 +96,7 @@ def test_enable_and_disable_debug_in_process() -> None:
             server = http.Server(address="127.0.0.1:0")
             wss = WebSocketServer(server=server, path="/")
             wss.on("connection", lambda s, r: s.on("message", lambda e: s.send(e.data)))
-            await server.serve()
+            await server.serve_async()
             sock = WebSocket(f"ws://127.0.0.1:{server.port}/")
             rec = Recorder(sock, "open", "message", "close")
             await rec.wait("open")

@@ -67,8 +67,9 @@ def test_script_style_server_and_client_listeners_run_on_the_reactor_in_order() 
         sock.on("message", lambda evt: sock.send(evt.data.upper()))
 
     wss.on("connection", on_connection)
-    address = server.serve()
-    assert address == server.address
+    server.serve()
+    address = server.address
+    assert address is not None
     try:
         sock = WebSocket(f"ws://{address}/ws")
         sock.on("open", lambda: (record("open"), sock.send("a"), sock.send("b")))
@@ -99,8 +100,9 @@ def test_script_style_server_and_client_listeners_run_on_the_reactor_in_order() 
 def test_late_listeners_of_a_script_client_still_get_early_events() -> None:
     """A script attaches listeners after the constructor; the reactor may be faster."""
     server = http.Server("127.0.0.1:0")
-    server.ws("/ws", lambda s, r: s.send("welcome"))
-    address = server.serve()
+    WebSocketServer(server=server, path="/ws").on("connection", lambda s, r: s.send("welcome"))
+    server.serve()
+    address = server.address
     try:
         sock = WebSocket(f"ws://{address}/ws")
         until_sync(lambda: sock.ready_state == WebSocket.OPEN, TIMEOUT)
@@ -139,7 +141,7 @@ def test_refs_follow_open_sockets_and_servers() -> None:
     assert _loop.reactor.refs == base + 1
     opened = threading.Event()
     peers: list[WebSocket] = []
-    server.ws("/ws", lambda s, r: (peers.append(s), opened.set()))
+    WebSocketServer(server=server, path="/ws").on("connection", lambda s, r: (peers.append(s), opened.set()))
     sock = WebSocket(f"ws://{server.address}/ws")
     assert _loop.reactor.refs >= base + 2  # a connecting client counts at once
     assert opened.wait(TIMEOUT)

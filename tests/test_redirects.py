@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from ws import HandshakeError, WebSocket
+from ws import HandshakeError, WebSocket, WebSocketServer
 from ws.http import Server
 
 from .conftest import Recorder, run
@@ -42,8 +42,8 @@ async def redirecting_server() -> tuple[Server, list[tuple[str, dict[str, str]]]
     server.get("/old", old)
     server.get("/away", away)
     server.get("/loop", loop_)
-    server.ws("/ws", on_connection)
-    await server.serve()
+    WebSocketServer(server=server, path="/ws").on("connection", on_connection)
+    await server.serve_async()
     return server, seen
 
 
@@ -160,7 +160,7 @@ def test_close_from_the_redirect_listener_stops() -> None:
 SCRIPT = """
 import asyncio
 
-from ws import WebSocket
+from ws import WebSocket, WebSocketServer
 from ws import http
 
 server = http.Server("127.0.0.1:0")
@@ -172,7 +172,7 @@ async def old(ctx):
 
 
 server.get("/old", old)
-server.ws("/ws", lambda sock, req: sock.on("message", lambda event: sock.send(event.data)))
+WebSocketServer(server=server, path="/ws").on("connection", lambda sock, req: sock.on("message", lambda event: sock.send(event.data)))
 server.serve()
 client = WebSocket(f"ws://127.0.0.1:{server.port}/old", follow_redirects=True)
 client.on("redirect", lambda url, headers: print("redirect", url.replace(str(server.port), "PORT"), flush=True))

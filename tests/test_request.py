@@ -112,7 +112,7 @@ def test_request_of_a_real_upgrade() -> None:
         seen: list = []
         wss.verify_client = lambda info: seen.append(info.req) or True
         srec = Recorder(wss, "connection")
-        await server.serve()
+        await server.serve_async()
         try:
             extra = (("X-Multi", "one"), ("X-Multi", "two"), ("Origin", "http://o.test"))
             status, _, _ = await raw_exchange(server.port, upgrade_request("/ws?who=me&who=you", extra=extra))
@@ -130,7 +130,7 @@ def test_request_of_a_real_upgrade() -> None:
             assert req.get_header("origin") == "http://o.test"
         finally:
             wss.close()
-            await asyncio.wait_for(server.close(), 10)
+            await asyncio.wait_for(server.close_async(), 10)
 
     run(main)
 
@@ -140,7 +140,7 @@ def test_client_headers_and_origin_reach_the_request() -> None:
         server = http.Server("127.0.0.1:0")
         wss = WebSocketServer(server=server, path="/ws")
         srec = Recorder(wss, "connection")
-        await server.serve()
+        await server.serve_async()
         try:
             from ws import WebSocket
 
@@ -157,6 +157,6 @@ def test_client_headers_and_origin_reach_the_request() -> None:
             sock.close()
         finally:
             wss.close()
-            await asyncio.wait_for(server.close(), 10)
+            await asyncio.wait_for(server.close_async(), 10)
 
     run(main)

@@ -8,6 +8,7 @@ from typing import Any, Hashable
 import pytest
 
 import ws
+from ws.styles.endpoints import websockets
 from ws.styles.rooms import MemoryBackend, Rooms
 
 from .conftest import run, serving, until
@@ -150,7 +151,7 @@ def test_rooms_over_real_connections() -> None:
             rooms.leave("chat", connection.query["name"])
 
         async with serving(None) as (server, _):
-            server.websockets({"chat": {"on_open": on_open, "on_message": on_message, "on_close": on_close}})
+            websockets(server, {"chat": {"on_open": on_open, "on_message": on_message, "on_close": on_close}})
             ann = await Peer.connect(server, "/api/_websockets/chat?name=ann")
             assert (await ann.recv_json())["member"] == "ann"
             bob = await Peer.connect(server, "/api/_websockets/chat?name=bob")

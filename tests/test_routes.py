@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from ws import Reject, require_auth
 from ws import http
-from ws.styles.routes import RouteContext, compile_path, compile_validator, InvalidMessage
+from ws.styles.routes import RouteContext, UpgradeRouter, compile_path, compile_validator, InvalidMessage, route_ws
 
 from .conftest import run, serving
 from .styles_helpers import Peer, refused, run_example
@@ -106,21 +106,21 @@ def test_definition_errors() -> None:
     def sync_handler(ctx: RouteContext) -> None: ...
 
     with pytest.raises(TypeError, match="async def"):
-        server.route_ws("/x", sync_handler)
+        route_ws(server, "/x", sync_handler)
     with pytest.raises(ValueError, match="on_invalid"):
-        server.route_ws("/x", message=ClientMessage, on_invalid="close")
+        route_ws(server, "/x", message=ClientMessage, on_invalid="close")
     with pytest.raises(ValueError, match="on_invalid"):
-        server.route_ws("/x", on_invalid=1006)
+        route_ws(server, "/x", on_invalid=1006)
     with pytest.raises(TypeError, match="guard must be callable"):
-        server.route_ws("/x", guard=[check_token, "nope"])
+        route_ws(server, "/x", guard=[check_token, "nope"])
     with pytest.raises(TypeError, match="require_auth needs a function"):
         require_auth("secret")  # type: ignore[arg-type]
 
     async def handler(ctx: RouteContext) -> None: ...
 
-    server.route_ws("/dup/:a", handler)
+    route_ws(server, "/dup/:a", handler)
     with pytest.raises(ValueError, match="already registered"):
-        server.route_ws("/dup/:a", handler)
+        route_ws(server, "/dup/:a", handler)
 
 
 def test_params_query_validated_messages_and_error_frames() -> None:
@@ -130,7 +130,7 @@ def test_params_query_validated_messages_and_error_frames() -> None:
 
         async with serving(None) as (server, _):
 
-            @server.route_ws("/chat/room/:room_id/{kind}", message=ClientMessage)
+            @route_ws(server, "/chat/room/:room_id/{kind}", message=ClientMessage)
             async def room(ctx: RouteContext) -> None:
                 ctx.send({"params": ctx.params, "query": ctx.query, "user": ctx.user})
                 try:
@@ -171,8 +171,8 @@ def test_invalid_message_can_close_with_a_code() -> None:
                 async for msg in ctx.messages:
                     ctx.send({"ok": msg})
 
-            server.route_ws("/strict", handler, message=SCHEMA, on_invalid=1008)
-            server.route_ws("/data", handler, message=SCHEMA, on_invalid=1007)
+            route_ws(server, "/strict", handler, message=SCHEMA, on_invalid=1008)
+            route_ws(server, "/data", handler, message=SCHEMA, on_invalid=1007)
             peer = await Peer.connect(server, "/strict")
             peer.send({"type": "message"})
             assert await peer.recv_json() == {"ok": {"type": "message"}}
@@ -190,7 +190,7 @@ def test_guards_reject_with_401_before_opening_and_set_user() -> None:
     async def main() -> None:
         async with serving(None) as (server, _):
 
-            @server.route_ws("/secure/:room", guard=require_auth(check_token))
+            @route_ws(server, "/secure/:room", guard=require_auth(check_token))
             async def secure(ctx: RouteContext) -> None:
                 ctx.send({"user": ctx.user, "room": ctx.params.get("room")})
                 async for msg in ctx.messages:
@@ -201,7 +201,7 @@ def test_guards_reject_with_401_before_opening_and_set_user() -> None:
                     raise Reject(403, "banned")
                 return request.query("who") is not None
 
-            server.route_ws("/multi/:room", secure, guard=[banned, require_auth(check_token)])
+            route_ws(server, "/multi/:room", secure, guard=[banned, require_auth(check_token)])
 
             assert await refused(server, "/secure/a") == 401
             assert await refused(server, "/secure/a?token=wrong") == 401
@@ -234,8 +234,8 @@ def test_handler_end_and_failure_close_the_connection() -> None:
                 async for _ in ctx.messages:
                     raise RuntimeError("handler bug")
 
-            server.route_ws("/short", short)
-            server.route_ws("/broken", broken)
+            route_ws(server, "/short", short)
+            route_ws(server, "/broken", broken)
             peer = await Peer.connect(server, "/short")
             assert await peer.recv() == "bye"
             assert (await peer.wait_closed())[0] == 1000
@@ -252,7 +252,7 @@ def test_unrouted_paths_keep_their_http_answers() -> None:
 
             async def handler(ctx: RouteContext) -> None: ...
 
-            server.route_ws("/rooms/:id", handler)
+            route_ws(server, "/rooms/:id", handler)
             server.get("/hello", lambda ctx: ctx.text(200, "hi"))
             assert await refused(server, "/elsewhere") == 404
             for path, expected in (("/hello", b" 200 "), ("/nothing", b" 404 "), ("/rooms/1", b" 426 ")):
@@ -267,8 +267,8 @@ def test_unrouted_paths_keep_their_http_answers() -> None:
 
 
 def ctx_paused_at_end(server: http.Server) -> bool:
-    router = server._ws_upgrade_router
-    return any(ws.is_paused for _, _, wss in router._routes for ws in wss.clients)
+    router = UpgradeRouter.of(server)
+    return any(ws.is_paused for _, wss in router._routes for ws in wss.clients)
 
 
 def test_a_lagging_handler_pauses_reading_and_loses_nothing() -> None:
@@ -286,7 +286,7 @@ def test_a_lagging_handler_pauses_reading_and_loses_nothing() -> None:
                     if n == 299:
                         ctx.send("done")
 
-            server.route_ws("/slow", slow)
+            route_ws(server, "/slow", slow)
             peer = await Peer.connect(server, "/slow")
             for n in range(300):
                 peer.send(str(n))
@@ -315,7 +315,7 @@ def test_pydantic_and_jsonschema_are_optional_at_runtime() -> None:
         "from ws import http\n"
         "server = http.Server('127.0.0.1:0')\n"
         "async def h(ctx): pass\n"
-        "server.route_ws('/a/:b', h, message=lambda m: True)\n"
+        "ws.styles.routes.route_ws(server, '/a/:b', h, message=lambda m: True)\n"
         "assert 'pydantic' not in sys.modules and 'jsonschema' not in sys.modules, sorted(sys.modules)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

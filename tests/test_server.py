@@ -608,7 +608,7 @@ def test_server_close_sends_1001_emits_close_and_calls_back() -> None:
     async def main() -> None:
         server = http.Server("127.0.0.1:0")
         wss = WebSocketServer(server=server, path="/ws")
-        await server.serve()
+        await server.serve_async()
         srec = Recorder(wss, "connection", "close")
         clients = [client(url(server)) for _ in range(3)]
         for _, rec in clients:
@@ -630,7 +630,7 @@ def test_server_close_sends_1001_emits_close_and_calls_back() -> None:
         wss.close()  # twice is harmless
         await asyncio.sleep(0.05)
         assert srec.count("close") == 1
-        await asyncio.wait_for(server.close(), 10)
+        await asyncio.wait_for(server.close_async(), 10)
 
     run(main)
 
@@ -915,7 +915,7 @@ def test_two_servers_on_two_paths_and_http_routes() -> None:
         server.get("/health", lambda ctx: ctx.text(200, "ok"))
         with pytest.raises(ValueError, match="already registered"):
             WebSocketServer(server=server, path="/chat")
-        await server.serve()
+        await server.serve_async()
         try:
             a, ra = client(url(server, "/chat"))
             b, rb = client(url(server, "/feed"))
@@ -937,23 +937,26 @@ def test_two_servers_on_two_paths_and_http_routes() -> None:
             await rb.wait("close")
         finally:
             feed.close()
-            await asyncio.wait_for(server.close(), 10)
+            await asyncio.wait_for(server.close_async(), 10)
 
     run(main)
 
 
-def test_http_server_ws_sugar() -> None:
+def test_websocket_servers_on_paths_of_an_http_server() -> None:
+    """The seed's ``server.ws(path, handler)``: a ``WebSocketServer`` per path, its 'connection' as a decorator too."""
+
     async def main() -> None:
         server = http.Server("127.0.0.1:0")
-        wss = server.ws("/echo", lambda sock, req: sock.on("message", lambda evt: sock.send(evt.data)), max_payload=1000)
-        assert isinstance(wss, WebSocketServer) and wss.path == "/echo" and wss.max_payload == 1000
+        wss = WebSocketServer(server=server, path="/echo", max_payload=1000)
+        wss.on("connection", lambda sock, req: sock.on("message", lambda evt: sock.send(evt.data)))
+        assert wss.path == "/echo" and wss.max_payload == 1000
 
-        @server.ws("/hi")
+        @WebSocketServer(server=server, path="/hi").on("connection")
         def hi(sock: WebSocket, req: Request) -> None:
             sock.send("hi")
 
         assert callable(hi)
-        await server.serve()
+        await server.serve_async()
         try:
             a, ra = client(url(server, "/echo"))
             await ra.wait("open")
@@ -968,7 +971,7 @@ def test_http_server_ws_sugar() -> None:
             await ra.wait("close")
             await rb.wait("close")
         finally:
-            await asyncio.wait_for(server.close(), 10)
+            await asyncio.wait_for(server.close_async(), 10)
 
     run(main)
 
@@ -1076,8 +1079,9 @@ def test_unix_socket_server() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "ws.sock")
             server = http.Server(path, network="unix")
-            wss = server.ws("/ws", lambda s, r: s.on("message", lambda evt: s.send(f"{evt.data} via {r.remote_address}")))
-            await server.serve()
+            wss = WebSocketServer(server=server, path="/ws")
+            wss.on("connection", lambda s, r: s.on("message", lambda evt: s.send(f"{evt.data} via {r.remote_address}")))
+            await server.serve_async()
             try:
                 assert server.address == path
                 async with unix_connect(path, uri="ws://localhost/ws", open_timeout=5) as conn:
@@ -1103,7 +1107,7 @@ def test_unix_socket_server() -> None:
                     WebSocket("ws://localhost/", socket_path=3)
             finally:
                 wss.close()
-                await asyncio.wait_for(server.close(), 10)
+                await asyncio.wait_for(server.close_async(), 10)
             assert not os.path.exists(path)
 
     run(main)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ws import ConnectError, WebSocket
+from ws import ConnectError, WebSocket, WebSocketServer
 from ws.http import Server
 
 from .conftest import Recorder, run
@@ -31,8 +31,8 @@ async def tls_server(server_ssl: ssl.SSLContext, seen: list[Any] | None = None) 
     def on_connection(sock: WebSocket, request: Any) -> None:
         sock.on("message", lambda event: sock.send(event.data))
 
-    server.ws("/ws", on_connection, verify_client=verify)
-    await server.serve()
+    WebSocketServer(server=server, path="/ws", verify_client=verify).on("connection", on_connection)
+    await server.serve_async()
     return server
 
 
@@ -160,8 +160,8 @@ def test_ws_urls_ignore_the_ssl_option() -> None:
     async def main() -> None:
         secure: list[bool] = []
         server = Server("127.0.0.1:0")
-        server.ws("/ws", lambda sock, req: secure.append(req.secure))
-        await server.serve()
+        WebSocketServer(server=server, path="/ws").on("connection", lambda sock, req: secure.append(req.secure))
+        await server.serve_async()
         try:
             sock = WebSocket(f"ws://127.0.0.1:{server.port}/ws", ssl=pki.client_context())
             rec = Recorder(sock, "open", "close", "error")

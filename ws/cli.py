@@ -339,7 +339,7 @@ async def _serve(args: argparse.Namespace) -> int:
     wss.on("connection", on_connection)
     wss.on("error", lambda exc: _log_line(f"error: {exc}"))
     try:
-        await server.serve()
+        await server.serve_async()
     except OSError as exc:
         print(f"error: {exc.strerror or exc}", file=sys.stderr, flush=True)
         return 1

@@ -27,6 +27,8 @@ from ._runtime.emitter import EventEmitter
 from .connection.keepalive import Heartbeat
 from .http.responses import http_date, plain_response
 from .request import Request
+from .upgrade import UpgradeHost
+from ._runtime.net import format_host_port
 from .connection.websocket import DEFAULT_MAX_PAYLOAD, OPEN, WebSocket, check_byte_limit
 
 __all__ = ["WebSocketServer", "VerifyInfo"]
@@ -88,7 +90,7 @@ class WebSocketServer(EventEmitter):
         no_server = bool(opts.get("no_server"))
         if (server is not None) + (port is not None) + no_server != 1:
             raise TypeError('One and only one of the "port", "server", or "no_server" options must be specified')
-        if server is not None and not hasattr(server, "_add_upgrade_handler"):
+        if server is not None and not isinstance(server, UpgradeHost):
             server = _adapt_server(server)
         path = opts.get("path", "/")
         if not isinstance(path, str) or not path.startswith("/"):
@@ -125,7 +127,7 @@ class WebSocketServer(EventEmitter):
         self._own_server: Any = None
 
         if server is not None:
-            self._loop = server._loop
+            self._loop = server.loop
         else:
             self._loop = _loop.bind()
         ping_interval = opts.get("ping_interval", DEFAULT_PING_INTERVAL)
@@ -139,18 +141,19 @@ class WebSocketServer(EventEmitter):
             from .http import Server as HttpServer
 
             host = opts.get("host") or "127.0.0.1"
-            server = HttpServer(address=f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+            server = HttpServer(address=format_host_port(host, port))
             self._own_server = server
-            self._loop = server._loop
-            server._add_upgrade_handler(path, self)
+            self._loop = server.loop
+            server.add_upgrade_handler(path, self)
             server.on("listening", lambda *args: self._emit_kept("listening"))
             server.on("error", lambda exc: self.emit("error", exc))
             if callback is not None:
                 self.once("listening", callback)
             server.serve()
         elif server is not None:
-            server._add_upgrade_handler(path, self)
-        self.server = server
+            server.add_upgrade_handler(path, self)
+        # An UpgradeHost (or None); address() also reads its host/port when it has them.
+        self.server: Any = server
 
     # -- public API ---------------------------------------------------------------
 
@@ -278,7 +281,7 @@ class WebSocketServer(EventEmitter):
             server = self.server
             if server is not None:
                 try:
-                    server._remove_upgrade_handler(self.path, self)
+                    server.remove_upgrade_handler(self.path, self)
                 except Exception:  # already gone
                     pass
             if self._own_server is not None:
@@ -311,10 +314,6 @@ class WebSocketServer(EventEmitter):
             self._maybe_closed()
 
     # -- the handshake --------------------------------------------------------------
-
-    def _handle_http_upgrade(self, request: Request, transport: asyncio.Transport, head: bytes) -> None:
-        """Called by the HTTP server for an upgrade request on our path."""
-        self._upgrade(request, transport, head, None)
 
     def _upgrade(
         self,
@@ -418,7 +417,7 @@ def write_refusal(transport: asyncio.WriteTransport, refused: Refused) -> None:
 
 
 def _adapt_server(server: Any) -> Any:
-    """Other HTTP servers get an adapter (see ``ws._adapters``); unknown ones a ``TypeError``."""
+    """Other HTTP servers get an adapter (see ``ws.http.stdlib``); unknown ones a ``TypeError``."""
     from .http.stdlib import adapt
 
     adapted = adapt(server)

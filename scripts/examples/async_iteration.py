@@ -21,7 +21,7 @@ async def main():
     async with http.Server(address="127.0.0.1:0") as server:
         wss = WebSocketServer(server=server, path="/echo")
         wss.on("connection", lambda sock, request: echo(sock))  # async listeners run as tasks
-        await server.serve()
+        await server.serve_async()
 
         async with WebSocket(f"ws://127.0.0.1:{server.port}/echo") as client:
             for text in ("one", "two", "three"):

@@ -8,14 +8,15 @@ connection and closes it at the end; `recv(timeout=...)` blocks.
 
 import sys
 
-from ws import WebSocket
+from ws import WebSocket, WebSocketServer
 from ws import http
 
 if len(sys.argv) > 1:
     url = sys.argv[1]
 else:
     server = http.Server(address="127.0.0.1:0")
-    server.ws("/echo", lambda sock, request: sock.on("message", lambda evt: sock.send(evt.data)))
+    echo = WebSocketServer(server=server, path="/echo")  # the seed's server.ws(path, handler)
+    echo.on("connection", lambda sock, request: sock.on("message", lambda evt: sock.send(evt.data)))
     server.serve()
     url = f"ws://127.0.0.1:{server.port}/echo"
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ws import WebSocket
+from ws import WebSocket, WebSocketServer
 from ws import http
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -32,7 +32,8 @@ def build(address: str) -> tuple[http.Server, Any]:
 
         socket.on("message", on_message)
 
-    chat = server.ws("/chat", on_connection, max_payload=MAX_MESSAGE)
+    chat = WebSocketServer(server=server, path="/chat", max_payload=MAX_MESSAGE)
+    chat.on("connection", on_connection)
     return server, chat
 
 

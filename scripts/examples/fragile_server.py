@@ -5,7 +5,7 @@ Used by tests/test_e2e.py; port from argv[1] (0 picks a free one).
 
 import sys
 
-from ws import http
+from ws import WebSocketServer, http
 
 port = int(sys.argv[1]) if len(sys.argv) > 1 else 8080
 server = http.Server(address=f"127.0.0.1:{port}")
@@ -20,5 +20,5 @@ def on_connection(socket, request):
     socket.on("message", on_message)
 
 
-server.ws("/ws", on_connection)
+WebSocketServer(server=server, path="/ws").on("connection", on_connection)
 server.serve(lambda address: print("listening on", address, flush=True))

@@ -9,12 +9,12 @@ import sys
 
 from ws import WebSocket
 from ws import http
-from ws.styles.connections import kv
+from ws.styles.connections import kv, websocket
 
 args = [a for a in sys.argv[1:] if not a.startswith("--")]
 port = int(args[0]) if args else 0
 server = http.Server(f"127.0.0.1:{port}")
-socket = server.websocket("socket")
+socket = websocket(server, "socket")  # the seed's server.websocket("socket")
 names = kv("names")  # our own metadata, in a key-value store
 running = {"anonymous", "ann"}  # the demo clients; the server closes after both
 
@@ -51,7 +51,8 @@ async def disconnect(ctx):
         finished("ann")
 
 
-address = server.serve()
+server.serve()
+address = server.address
 print("listening on", f"ws://{address}/socket", flush=True)
 
 if "--serve" not in sys.argv:

@@ -8,6 +8,7 @@ import sys
 
 from ws import WebSocket
 from ws import http
+from ws.styles.endpoints import websockets
 
 args = [a for a in sys.argv[1:] if not a.startswith("--")]
 port = int(args[0]) if args else 0
@@ -31,11 +32,13 @@ def on_close(code, reason, connection):
         server.close()
 
 
-server.websockets(
+websockets(  # the seed's server.websockets({...})
+    server,
     {"example_endpoint": {"on_open": on_open, "on_message": on_message, "on_close": on_close}},
     prefix="/api/_websockets",
 )
-address = server.serve()
+server.serve()
+address = server.address
 print("listening on", f"ws://{address}/api/_websockets/example_endpoint", flush=True)
 
 if "--serve" not in sys.argv:

@@ -12,16 +12,18 @@ from pathlib import Path
 
 import ws
 from ws import http
+from ws.styles.handlers import load_websockets
 
 port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
 here = Path(__file__).resolve().parent
 
 server = http.Server(f"127.0.0.1:{port}")
-loaded = server.load_websockets(here / "style_handlers_app", prefix="/websockets/v4/service")
+loaded = load_websockets(server, here / "style_handlers_app", prefix="/websockets/v4/service")
 print("endpoints:", sorted(loaded.endpoints), flush=True)
 for file, error in loaded.errors.items():
     print("bad descriptor:", Path(file).name, "-", error, flush=True)
-address = server.serve()
+server.serve()
+address = server.address
 
 # The client's events go to the handler module given by its import path.
 client = ws.create_websocket(f"ws://{address}/websockets/v4/service/my-endpoint", "style_handlers_app.client_handler")

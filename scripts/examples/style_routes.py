@@ -14,6 +14,7 @@ from pydantic import BaseModel
 import ws
 from ws import WebSocket, require_auth
 from ws import http
+from ws.styles.routes import route_ws
 
 args = [a for a in sys.argv[1:] if not a.startswith("--")]
 port = int(args[0]) if args else 0
@@ -28,7 +29,7 @@ class ClientMessage(BaseModel):
 server = http.Server(f"127.0.0.1:{port}")
 
 
-@server.route_ws("/chat/room/:room_id", message=ClientMessage, guard=require_auth(TOKENS.get))
+@route_ws(server, "/chat/room/:room_id", message=ClientMessage, guard=require_auth(TOKENS.get))
 async def room(ctx):
     username = ctx.user
     chat = ws.styles.rooms.get(ctx.params["room_id"])
@@ -49,7 +50,8 @@ async def room(ctx):
         chat.leave(username)
 
 
-address = server.serve()
+server.serve()
+address = server.address
 print("listening on", f"ws://{address}/chat/room/:room_id", flush=True)
 
 if "--serve" not in sys.argv:

@@ -24,6 +24,7 @@ from websockets.uri import WebSocketURI, parse_uri
 from ..protocol import _websockets as _protocol
 from . import proxy as _proxy
 from ..exceptions import ConnectError, HandshakeError, describe
+from .._runtime.net import format_host_port
 
 if TYPE_CHECKING:  # pragma: no cover
     from .websocket import WebSocket
@@ -93,7 +94,8 @@ def parse_protocols(protocols: str | Iterable[str] | None) -> list[str]:
 
 
 def format_address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    """``host:port`` as in a ``Host`` header (``ws._runtime.net.format_host_port``)."""
+    return format_host_port(host, port)
 
 
 class ClientConfig:

@@ -8,6 +8,7 @@ socket; the context itself does no I/O, so it is cheap and easy to test.
 
 from __future__ import annotations
 
+import builtins
 import json as _json
 import os
 from typing import TYPE_CHECKING, Any, Callable, Union
@@ -144,8 +145,12 @@ class Context:
         data = _json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         self.send(status, data, "application/json")
 
-    def bytes(self, status: int, data: bytes, content_type: str = "application/octet-stream") -> None:
-        """Answer with raw bytes of the given content type."""
+    def bytes(self, status: int, data: builtins.bytes, content_type: str = "application/octet-stream") -> None:
+        """Answer with raw bytes of the given content type.
+
+        (This method shadows the builtin inside the class body, so the
+        annotations here spell it ``builtins.bytes``.)
+        """
         self.send(status, bytes(data), content_type)
 
     def redirect(self, url: str, status: int = _status.FOUND) -> None:
@@ -177,7 +182,7 @@ class Context:
             handle.close()
             raise
 
-    def send(self, status: int, body: bytes = b"", content_type: str | None = None) -> None:
+    def send(self, status: int, body: builtins.bytes = b"", content_type: str | None = None) -> None:
         """Answer with ``body``; ``content_type`` applies unless a header sets one."""
         _check_status(status)
         self._respond(Response(status, self._header_list(content_type), bytes(body)))

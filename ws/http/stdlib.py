@@ -25,42 +25,53 @@ import logging
 import socket
 import socketserver
 import ssl
+import weakref
 from typing import Any
 from urllib.parse import urlsplit
 
 from .._runtime import loop as _loop
+from .._runtime.net import format_host_port
 from ..request import Request
+from ..upgrade import PathFilter, UpgradeHandler
 
 __all__ = ["adapt", "StdlibAdapter"]
 
 logger = logging.getLogger("ws.server")
 
+# One adapter per server, without writing onto the user's object; an entry
+# goes away with its server.
+_adapters: weakref.WeakKeyDictionary[socketserver.BaseServer, StdlibAdapter] = weakref.WeakKeyDictionary()
 
-def adapt(server: Any) -> Any:
-    """The adapter for ``server``, or ``None`` when its type is not supported."""
+
+def adapt(server: object) -> StdlibAdapter | None:
+    """The adapter for ``server`` (the same one each time), or ``None`` when its type is not supported."""
     if isinstance(server, socketserver.BaseServer) and isinstance(server.RequestHandlerClass, type):
         if issubclass(server.RequestHandlerClass, http.server.BaseHTTPRequestHandler):
-            existing = getattr(server, "_ws_adapter", None)
+            existing = _adapters.get(server)
             if existing is None:
-                existing = StdlibAdapter(server)
-                server._ws_adapter = existing  # type: ignore[attr-defined]
+                existing = _adapters[server] = StdlibAdapter(server)
             return existing
     return None
 
 
 class StdlibAdapter:
-    """The upgrade interface (``_add_upgrade_handler`` ...) on a ``socketserver`` HTTP server."""
+    """A ``socketserver`` HTTP server as a ``ws.upgrade.UpgradeHost``."""
 
     def __init__(self, server: socketserver.BaseServer) -> None:
         self.server = server
         self._loop = _loop.bind()
-        self._handlers: dict[str, Any] = {}
+        self._handlers: dict[str | None, UpgradeHandler] = {}
         self._install()
 
     @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the adopted sockets (and so the WebSockets) run on."""
+        return self._loop
+
+    @property
     def address(self) -> str:
-        host, port = self.host, self.port
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+        """The server's ``'host:port'``."""
+        return format_host_port(self.host, self.port)
 
     @property
     def host(self) -> str:
@@ -70,14 +81,24 @@ class StdlibAdapter:
     def port(self) -> int:
         return int(self.server.server_address[1])  # type: ignore[index]
 
-    def _add_upgrade_handler(self, path: str, handler: Any) -> None:
+    def add_upgrade_handler(self, path: str | None, handler: UpgradeHandler) -> None:
+        """Take over upgrade requests on ``path`` for ``handler`` (``None``: every other path)."""
         if path in self._handlers:
             raise ValueError(f"an upgrade handler is already registered on {path!r}")
         self._handlers[path] = handler
 
-    def _remove_upgrade_handler(self, path: str, handler: Any) -> None:
+    def remove_upgrade_handler(self, path: str | None, handler: UpgradeHandler) -> None:
+        """Undo ``add_upgrade_handler`` (no error when it is not registered)."""
         if self._handlers.get(path) is handler:
             del self._handlers[path]
+
+    def _handler_for(self, path: str) -> UpgradeHandler | None:
+        handler = self._handlers.get(path)
+        if handler is None:
+            handler = self._handlers.get(None)
+            if isinstance(handler, PathFilter) and not handler.handles_path(path):
+                return None
+        return handler
 
     def _install(self) -> None:
         """Subclass the user's handler class once, adding the upgrade check."""
@@ -103,7 +124,7 @@ class StdlibAdapter:
     def _takes_over(self, handler: http.server.BaseHTTPRequestHandler) -> bool:
         if not handler.headers.get("Upgrade"):
             return False
-        target = self._handlers.get(urlsplit(handler.path).path or "/")
+        target = self._handler_for(urlsplit(handler.path).path or "/")
         if target is None:
             return False
         conn = handler.connection
@@ -129,11 +150,11 @@ class StdlibAdapter:
 
     # -- on our loop ----------------------------------------------------------------
 
-    def _start(self, sock: socket.socket, request: Request, head: bytes, target: Any) -> None:
+    def _start(self, sock: socket.socket, request: Request, head: bytes, target: UpgradeHandler) -> None:
         task = self._loop.create_task(self._hand_over(sock, request, head, target))
         task.add_done_callback(_report)
 
-    async def _hand_over(self, sock: socket.socket, request: Request, head: bytes, target: Any) -> None:
+    async def _hand_over(self, sock: socket.socket, request: Request, head: bytes, target: UpgradeHandler) -> None:
         holder = _Holding()
         try:
             transport, _ = await self._loop.connect_accepted_socket(lambda: holder, sock)
@@ -142,7 +163,7 @@ class StdlibAdapter:
             raise
         if holder.lost:
             return
-        target._handle_http_upgrade(request, transport, head + bytes(holder.buffer))
+        target.handle_upgrade(request, transport, head + bytes(holder.buffer))
 
 
 class _Holding(asyncio.Protocol):
@@ -172,6 +193,6 @@ def _buffered(handler: Any, conn: socket.socket) -> bytes:
         return b""
 
 
-def _report(task: asyncio.Task) -> None:
+def _report(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         logger.error("WebSocket hand-over from http.server failed", exc_info=task.exception())

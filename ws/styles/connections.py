@@ -1,6 +1,8 @@
 """connect / disconnect / message handlers with connection ids.
 
-    socket = server.websocket('socket')            # ws://host:port/socket
+    from ws.styles.connections import websocket
+
+    socket = websocket(server, 'socket')           # ws://host:port/socket (seed: server.websocket('socket'))
 
     @socket.on('connect')
     async def connect(ctx):
@@ -38,8 +40,10 @@ from ..request import Request
 from ..protocol.handshake import Refused
 from ..server import WebSocketServer, write_refusal
 from ..connection.websocket import OPEN, WebSocket
+from ..upgrade import UpgradeHandler, UpgradeHost
 
 __all__ = [
+    "websocket",
     "Socket",
     "EventContext",
     "ConnectionRequest",
@@ -188,7 +192,7 @@ class Socket:
     ) -> None:
         if not isinstance(name, str) or not name.strip("/"):
             raise TypeError(f"websocket name must be a non-empty string, got {name!r}")
-        if not hasattr(server, "_add_upgrade_handler"):
+        if not isinstance(server, UpgradeHost):
             raise TypeError(f"server must be a ws.http.Server, got {type(server).__name__}")
         if "verify_client" in options or "verifyClient" in options:
             raise TypeError("use a 'connect' handler to accept or refuse connections, not verify_client")
@@ -197,10 +201,9 @@ class Socket:
         self.path = join_path(prefix, name)
         self.store: KeyValueStore = store if store is not None else MemoryStore()
         self.connect_timeout = connect_timeout
-        self._loop = server._loop
         self._handlers: dict[str, list[Callable[[EventContext], Any]]] = {event: [] for event in EVENTS}
         self._open: dict[str, WebSocket] = {}
-        self._inner: WebSocketServer | None = None
+        self._inner: UpgradeHandler | None = None
         self.wss = WebSocketServer(server=self, path=self.path, **options)
         self.wss.on("connection", self._connected)
 
@@ -255,17 +258,21 @@ class Socket:
     # -- posing as the HTTP server of self.wss --
 
     @property
-    def address(self) -> Any:
-        return getattr(self.server, "address", None)
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self.server.loop
 
-    def _add_upgrade_handler(self, path: str, handler: WebSocketServer) -> None:
-        self.server._add_upgrade_handler(path, self)
+    @property
+    def address(self) -> str | None:
+        return self.server.address
+
+    def add_upgrade_handler(self, path: str | None, handler: UpgradeHandler) -> None:
+        self.server.add_upgrade_handler(path, self)
         self._inner = handler
 
-    def _remove_upgrade_handler(self, path: str, handler: WebSocketServer) -> None:
-        self.server._remove_upgrade_handler(path, self)
+    def remove_upgrade_handler(self, path: str | None, handler: UpgradeHandler) -> None:
+        self.server.remove_upgrade_handler(path, self)
 
-    def _handle_http_upgrade(self, request: Request, transport: asyncio.Transport, head: bytes) -> None:
+    def handle_upgrade(self, request: Request, transport: asyncio.Transport, head: bytes) -> None:
         request.state.connection_id = uuid.uuid4().hex
         if not self._handlers["connect"]:
             self._accept(request, transport, head)
@@ -295,7 +302,7 @@ class Socket:
 
     def _accept(self, request: Request, transport: asyncio.Transport, head: bytes) -> None:
         assert self._inner is not None
-        self._inner._handle_http_upgrade(request, transport, head)
+        self._inner.handle_upgrade(request, transport, head)
 
     async def _run(self, ctx: EventContext, handlers: list[Callable[[EventContext], Any]], first: Any = None) -> None:
         """Await ``first`` (if given), then run ``handlers`` in order, awaiting the async ones."""
@@ -361,6 +368,15 @@ class Socket:
 
     def __repr__(self) -> str:
         return f"<Socket {self.name!r} at {self.path} open={len(self._open)}>"
+
+
+def websocket(server: Any, name: str, **options: Any) -> Socket:
+    """The named socket ``name`` on ``server`` (seed idiom: ``server.websocket(name)``).
+
+    ``options``: ``prefix``, ``store``, ``connect_timeout`` and the
+    ``WebSocketServer`` options; see ``Socket``.
+    """
+    return Socket(server, name, **options)
 
 
 _compat.install(ConnectionRequest)

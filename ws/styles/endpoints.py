@@ -1,6 +1,8 @@
 """Declarative endpoints: a map of names to ``on_open``/``on_message``/``on_close``.
 
-    server.websockets({
+    from ws.styles.endpoints import websockets
+
+    websockets(server, {                       # seed idiom: server.websockets({...})
         'chat': {
             'on_open': lambda connection: ...,
             'on_message': lambda message, connection: connection.send({'echo': message}),
@@ -26,7 +28,7 @@ from ..request import Request
 from ..server import WebSocketServer
 from ..connection.websocket import WebSocket
 
-__all__ = ["Connection", "define", "DEFAULT_PREFIX", "HANDLER_NAMES"]
+__all__ = ["Connection", "websockets", "DEFAULT_PREFIX", "HANDLER_NAMES"]
 
 DEFAULT_PREFIX = "/api/_websockets"
 HANDLER_NAMES = ("on_open", "on_message", "on_close")
@@ -85,10 +87,13 @@ def join_path(prefix: str, name: str) -> str:
     return prefix.rstrip("/") + "/" + name.strip("/")
 
 
-def define(
+def websockets(
     server: Any, endpoints: Mapping[str, Mapping[str, Callable[..., Any]]], prefix: str = DEFAULT_PREFIX, **options: Any
 ) -> dict[str, WebSocketServer]:
     """Serve every endpoint of ``endpoints`` on ``server`` under ``prefix``.
+
+    The seed idiom ``server.websockets({...})`` is spelled
+    ``websockets(server, {...})``: the HTTP server does not import the styles.
 
     Everything is validated before anything is registered, so a bad
     definition leaves the server unchanged.  ``options`` go to each

@@ -14,7 +14,8 @@ the connection as optional arguments; while one runs, ``ws.context`` answers
 for that call.  Clients live in a registry (``get_clients``, ``get_client``,
 ``get_client_by_handler``) until they close.  On the server side a handler
 serves an endpoint (``serve``), and ``NAME.websocket`` descriptor files
-declare endpoints by the folder (``load_websockets``).
+declare endpoints by the folder: ``load_websockets(server, folder)`` (the
+seed idiom ``server.load_websockets(folder)``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """Routes with path parameters, validated messages as an async iterator, and guards.
 
-    @server.route_ws('/chat/room/:room_id', message=ClientMessage, guard=require_auth(check))
+    from ws.styles.routes import route_ws
+
+    @route_ws(server, '/chat/room/:room_id', message=ClientMessage, guard=require_auth(check))
     async def room(ctx):
         async for msg in ctx.messages:          # validated messages; ends when the client leaves
             ctx.send({'echo': msg.content, 'room': ctx.params['room_id'], 'user': ctx.user})
@@ -20,21 +22,22 @@ import inspect
 import json
 import logging
 import re
+import weakref
 from typing import Any, Callable, Iterable
 
 from . import messages as _messages
 from ..exceptions import Reject
+from ..http.routing import PathPattern
 from ..request import Request
 from ..protocol.handshake import Refused, VerifyInfo
 from ..server import WebSocketServer, write_refusal
+from ..upgrade import UpgradeHandler, UpgradeHost
 from ..connection.websocket import CLOSED, OPEN, WebSocket, valid_close_code
 from .._runtime.calls import spawn
 
-__all__ = ["route", "RouteContext", "UpgradeRouter", "InvalidMessage", "require_auth", "compile_validator"]
+__all__ = ["route_ws", "RouteContext", "UpgradeRouter", "InvalidMessage", "require_auth", "compile_validator"]
 
 logger = logging.getLogger("ws.routes")
-
-_PARAM = re.compile(r":([A-Za-z_]\w*)|\{([A-Za-z_]\w*)\}")
 
 #: Messages queued for a handler that does not read them before reading pauses.
 QUEUE_HIGH = 64
@@ -45,80 +48,81 @@ QUEUE_LOW = 16
 
 
 def compile_path(path: str) -> re.Pattern[str]:
-    """``'/room/:id'`` or ``'/room/{id}'`` -> a regex whose groups are the parameters."""
-    if not isinstance(path, str) or not path.startswith("/"):
-        raise ValueError(f"route path must be a string starting with '/', got {path!r}")
-    parts: list[str] = []
-    names: set[str] = set()
-    position = 0
-    for match in _PARAM.finditer(path):
-        name = match.group(1) or match.group(2)
-        if name in names:
-            raise ValueError(f"route path {path!r} uses parameter {name!r} twice")
-        names.add(name)
-        parts.append(re.escape(path[position : match.start()]))
-        parts.append(f"(?P<{name}>[^/]+)")
-        position = match.end()
-    parts.append(re.escape(path[position:]))
-    return re.compile("^" + "".join(parts) + "$")
+    """``'/room/:id'`` or ``'/room/{id}'`` -> a regex whose groups are the parameters.
+
+    The one pattern compiler of ``ws.http.routing`` (HTTP routes use it too).
+    """
+    return PathPattern(path).regex
+
+
+# The router of each host, kept here rather than written onto the host.
+_routers: weakref.WeakKeyDictionary[UpgradeHost, UpgradeRouter] = weakref.WeakKeyDictionary()
 
 
 class UpgradeRouter:
     """Routes WebSocket upgrades by path pattern; to its ``WebSocketServer``s it is their server.
 
-    One per HTTP server, registered there as the upgrade handler of paths
-    with no exact handler; paths no route matches stay the HTTP server's.
+    One per HTTP server, registered there as the catch-all upgrade handler
+    (a ``ws.upgrade.PathFilter``): paths no route matches stay the HTTP
+    server's.  Towards each route's ``WebSocketServer`` it is an
+    ``UpgradeHost``; towards the HTTP server an ``UpgradeHandler``.
     """
 
-    def __init__(self, server: Any) -> None:
+    def __init__(self, server: UpgradeHost) -> None:
         self.server = server
-        self._loop = server._loop
-        self._routes: list[tuple[str, re.Pattern[str], Any]] = []
+        self._routes: list[tuple[PathPattern, UpgradeHandler]] = []
 
     @classmethod
-    def of(cls, server: Any) -> "UpgradeRouter":
-        router = getattr(server, "_ws_upgrade_router", None)
+    def of(cls, server: object) -> "UpgradeRouter":
+        """The router of ``server``, made and registered on first use."""
+        if not isinstance(server, UpgradeHost):
+            raise TypeError(f"routes need a ws.http.Server, got {type(server).__name__}")
+        router = _routers.get(server)
         if router is None:
-            if not hasattr(server, "_add_upgrade_handler"):
-                raise TypeError(f"routes need a ws.http.Server, got {type(server).__name__}")
             router = cls(server)
-            server._add_upgrade_handler(None, router)
-            server._ws_upgrade_router = router
+            server.add_upgrade_handler(None, router)
+            _routers[server] = router
         return router
 
     @property
-    def address(self) -> Any:
-        return getattr(self.server, "address", None)
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self.server.loop
 
-    def _add_upgrade_handler(self, path: str, handler: Any) -> None:
-        if any(existing == path for existing, _, _ in self._routes):
+    @property
+    def address(self) -> str | None:
+        return self.server.address
+
+    def add_upgrade_handler(self, path: str | None, handler: UpgradeHandler) -> None:
+        """Serve the route pattern ``path`` with ``handler``."""
+        if path is None:
+            raise ValueError("a WebSocket route needs a path")
+        if any(pattern.path == path for pattern, _ in self._routes):
             raise ValueError(f"a WebSocket route is already registered on {path!r}")
-        self._routes.append((path, compile_path(path), handler))
+        self._routes.append((PathPattern(path), handler))
 
-    def _remove_upgrade_handler(self, path: str, handler: Any) -> None:
-        self._routes = [r for r in self._routes if not (r[0] == path and r[2] is handler)]
+    def remove_upgrade_handler(self, path: str | None, handler: UpgradeHandler) -> None:
+        self._routes = [r for r in self._routes if not (r[0].path == path and r[1] is handler)]
 
-    def match(self, path: str) -> tuple[Any, dict[str, str]] | None:
-        from urllib.parse import unquote
-
-        for _, regex, handler in self._routes:
-            found = regex.match(path)
-            if found:
-                return handler, {k: unquote(v) for k, v in found.groupdict().items()}
+    def match(self, path: str) -> tuple[UpgradeHandler, dict[str, str]] | None:
+        """The first route matching ``path`` and its (decoded) parameters."""
+        for pattern, handler in self._routes:
+            params = pattern.match(path)
+            if params is not None:
+                return handler, params
         return None
 
     def handles_path(self, path: str) -> bool:
         """Whether a route matches ``path`` (the HTTP server asks before handing over)."""
         return self.match(path) is not None
 
-    def _handle_http_upgrade(self, request: Request, transport: asyncio.Transport, head: bytes) -> None:
+    def handle_upgrade(self, request: Request, transport: asyncio.Transport, head: bytes) -> None:
         found = self.match(request.path)
-        if found is None:  # the HTTP server asked handles_path first; defensive
+        if found is None:  # only reached when a host ignores handles_path
             write_refusal(transport, Refused(404, "Not Found"))
             return
         handler, params = found
         request.state.path_params = params
-        handler._handle_http_upgrade(request, transport, head)
+        handler.handle_upgrade(request, transport, head)
 
 
 # -- message validation ----------------------------------------------------------------
@@ -348,7 +352,7 @@ class RouteContext:
         return f"<RouteContext {self.request.path} params={self.params}>"
 
 
-def route(
+def route_ws(
     server: Any,
     path: str,
     handler: Callable[[RouteContext], Any] | None = None,
@@ -359,6 +363,9 @@ def route(
     **options: Any,
 ) -> Any:
     """Serve ``async def handler(ctx)`` on ``path`` of ``server``; a decorator without ``handler``.
+
+    The seed idiom ``@server.route_ws(path, ...)`` is spelled
+    ``@route_ws(server, path, ...)``: the HTTP server does not import the styles.
 
     ``message``: how incoming messages are validated (see
     ``compile_validator``); an invalid one is answered with ``{"error": ...}``

@@ -1,0 +1,701 @@
+"""One HTTP/1.1 connection: the h11 driver of ``ws.http.Server``.
+
+h11 parses and frames; this module decides what to answer and when to
+close.  Each connection is one ``asyncio.BufferedProtocol`` fed by the loop's
+callbacks (no reading task per connection, reads into the thread's shared
+buffer), so an idle keep-alive connection costs a few objects and a timer.
+
+Its life is one explicit state machine (``State``)::
+
+    READING_HEAD -> READING_BODY -> RESPONDING -> IDLE -> READING_HEAD ...
+                                  RESPONDING -> HELD (the peer does not read) -> IDLE
+    any state -> CLOSING -> CLOSED            (answered for the last time)
+    RESPONDING -> UPGRADED                    (an upgrade request, handed to its handler)
+
+plus four flags that are independent of it (see ``Connection.__init__``).
+The connection asks its server only through the narrow ``Owner`` interface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import inspect
+import logging
+from typing import IO, TYPE_CHECKING, Any, Awaitable, Callable, Literal, Protocol, cast
+
+import h11
+
+from .._runtime.reads import read_buffer
+from ..request import Request
+from ..upgrade import UpgradeHandler
+from . import status as _status
+from .context import Context, Response
+from .responses import SERVER_NAME, http_date, plain_response
+
+if TYPE_CHECKING:
+    from .routing import Handler
+
+__all__ = ["Connection", "Owner", "State"]
+
+logger = logging.getLogger("ws.http")
+
+_NO_BODY_STATUSES = frozenset({204, 304})
+#: File chunk size, and how much pipelined input a busy connection buffers
+#: before it stops reading.
+CHUNK = 64 * 1024
+# How long a connection we decided to close keeps draining the peer's input,
+# so that unread bytes do not turn our close into a reset that eats the
+# response (RFC 9112, section 9.6).
+LINGER = 2.0
+
+
+class State(enum.Enum):
+    """Where a connection is in its life; exactly one at a time."""
+
+    #: Waiting for (the rest of) a request head; the header timer runs.
+    READING_HEAD = "reading-head"
+    #: The head is read, the body is being read (an idle timer runs).
+    READING_BODY = "reading-body"
+    #: A handler runs or its response is being written.
+    RESPONDING = "responding"
+    #: Keep-alive, between requests; the keep-alive timer runs.
+    IDLE = "idle"
+    #: Between requests, but the peer does not read our answers: reading is
+    #: paused until it does (``resume_writing``); the keep-alive timer runs.
+    HELD = "held"
+    #: Answered for the last time: draining the peer's input until closed.
+    CLOSING = "closing"
+    #: Handed to an upgrade handler: the transport is not ours anymore.
+    UPGRADED = "upgraded"
+    #: The transport is closed (or was refused at once).
+    CLOSED = "closed"
+
+
+_READING = (State.READING_HEAD, State.READING_BODY)
+#: States in which no callback of ours acts on the transport any more.
+_GONE = (State.UPGRADED, State.CLOSED)
+
+Admission = Literal["admitted", "refused", "busy"]
+
+# A documented h11 state that h11's ``__all__`` leaves out: the peer asked
+# to switch protocols (``Connection: upgrade``) and its later bytes are ours.
+_MIGHT_SWITCH_PROTOCOL: type = h11.MIGHT_SWITCH_PROTOCOL  # type: ignore[attr-defined]
+
+
+class Owner(Protocol):
+    """What a connection needs from its server (``ws.http.Server`` implements it).
+
+    Kept narrow so that the connection can be driven without sockets (see
+    ``tests/unit/test_http_connection.py``).
+    """
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the connection's timers and tasks run on."""
+        ...
+
+    @property
+    def listening(self) -> bool:
+        """``False`` once the server closes: every answer is then the last one."""
+        ...
+
+    @property
+    def secure(self) -> bool:
+        """Whether the connection speaks TLS (``request.secure``)."""
+        ...
+
+    max_body_size: int
+    max_header_size: int
+    max_header_count: int
+    header_timeout: float | None
+    keep_alive_timeout: float | None
+
+    def admit_connection(self, conn: Connection) -> Admission:
+        """A new connection: ``'admitted'``, ``'refused'`` (close it) or ``'busy'`` (answer 503)."""
+        ...
+
+    def release_pending(self, conn: Connection) -> None:
+        """``conn`` no longer waits for its request head (read, or closing)."""
+        ...
+
+    def connection_gone(self, conn: Connection) -> None:
+        """``conn`` closed or was upgraded: the server stops tracking it."""
+        ...
+
+    def make_context(self, request: Request, send: Callable[[Response], None]) -> Context:
+        """The ``ctx`` for a request; ``send`` writes its response."""
+        ...
+
+    def intercept_request(self, ctx: Context) -> bool:
+        """Offer ``ctx`` to ``'request'`` listeners; whether one answered."""
+        ...
+
+    def resolve_route(self, method: str, path: str) -> tuple[Handler | None, dict[str, str], list[str]]:
+        """``(handler, params, allowed_methods)`` for a request."""
+        ...
+
+    def upgrade_handler_for(self, path: str) -> UpgradeHandler | None:
+        """Who takes an upgrade request on ``path``, if anyone."""
+        ...
+
+    def run_task(self, coro: Awaitable[None]) -> None:
+        """Run ``coro`` as a task the server keeps track of."""
+        ...
+
+
+class Connection(asyncio.BufferedProtocol):
+    """One HTTP/1.1 connection, driven by h11.
+
+    Every callback is wrapped: a bug here aborts this connection and is
+    logged, it never reaches the event loop.  Reads land in the thread's
+    shared buffer (``ws._runtime.reads``), which h11 copies from at once.
+    """
+
+    def __init__(self, owner: Owner) -> None:
+        self.owner = owner
+        self.loop = owner.loop
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=owner.max_header_size)
+        self.transport: asyncio.Transport | None = None
+        self.peername: Any = None
+        self.state = State.READING_HEAD
+        self.timer: asyncio.TimerHandle | None = None
+        # The request being read or answered.
+        self.request_head: h11.Request | None = None
+        self.raw_headers: list[tuple[bytes, bytes]] = []
+        self.body = bytearray()
+        self.upgrade_header: bytes | None = None
+        self.request: Request | None = None
+        # Resolved when writing may go on (a file being streamed).
+        self.drain: asyncio.Future[None] | None = None
+        # The flags below are independent of the state and of each other:
+        #: We paused the transport's reading (pipelined input piling up, or HELD).
+        self.reading_paused = False
+        #: The transport asked us to stop writing (its buffer is full).
+        self.writing_paused = False
+        #: The peer half-closed; what is being answered is the last answer.
+        self.peer_eof = False
+        #: ``_process`` is on the stack: a nested call leaves the work to it.
+        self.processing = False
+
+    # -- asyncio callbacks --
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A stream transport (uvloop's does not subclass asyncio.Transport).
+        transport = cast(asyncio.Transport, transport)
+        try:
+            self.transport = transport
+            self.peername = transport.get_extra_info("peername")
+            admission = self.owner.admit_connection(self)
+            if admission == "refused":
+                self.state = State.CLOSED
+                transport.close()
+            elif admission == "busy":
+                self._refuse_busy()
+            else:
+                self._set_timer(self.owner.header_timeout, self._on_head_timeout)
+        except Exception:
+            logger.exception("HTTP connection setup failed")
+            transport.abort()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return read_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(read_buffer()[:nbytes])
+
+    def data_received(self, data: bytes | memoryview) -> None:
+        state = self.state
+        if state in _GONE or state is State.CLOSING:
+            return  # not ours, or draining the peer before closing
+        try:
+            # h11 copies ``data`` into its own buffer at once, so a view of
+            # the shared read buffer is fine (its annotation says bytes).
+            self.h11.receive_data(data)  # type: ignore[arg-type]
+            if state is State.IDLE or state is State.HELD:
+                self.state = State.READING_HEAD
+                self._set_timer(self.owner.header_timeout, self._on_head_timeout)
+            elif state is State.READING_BODY:
+                # An idle timer, not a deadline: slow uploads are fine,
+                # a stalled one is not.
+                self._set_timer(self.owner.header_timeout, self._on_head_timeout)
+            elif state is State.RESPONDING:
+                if len(self.h11.trailing_data[0]) > CHUNK and not self.reading_paused:
+                    self._pause_reading()
+                return
+            self._process()
+        except Exception:
+            logger.exception("HTTP connection failed")
+            self._abort()
+
+    def eof_received(self) -> bool | None:
+        state = self.state
+        if state in _GONE or state is State.CLOSING:
+            return None
+        try:
+            if state is State.RESPONDING:
+                # The client half-closed after its request: answer first.
+                self.peer_eof = True
+                return None if self.owner.secure else True
+            self.h11.receive_data(b"")
+            self._process()
+        except Exception:
+            logger.exception("HTTP connection failed")
+            self._abort()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.state is State.CLOSED:
+            return
+        ours = self.state is not State.UPGRADED
+        self.state = State.CLOSED
+        try:
+            self._cancel_timer()
+            if self.drain is not None and not self.drain.done():
+                self.drain.set_result(None)
+            if ours:
+                self.owner.connection_gone(self)
+        except Exception:
+            logger.exception("HTTP connection cleanup failed")
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        if self.drain is not None and not self.drain.done():
+            self.drain.set_result(None)
+        if self.state is State.HELD:
+            self.state = State.IDLE
+            try:
+                self._next_request()
+            except Exception:
+                logger.exception("HTTP connection failed")
+                self._abort()
+
+    # -- timers --
+
+    def _set_timer(self, delay: float | None, callback: Callable[[], None]) -> None:
+        self._cancel_timer()
+        if delay is not None and delay > 0:
+            self.timer = self.loop.call_later(delay, self._guarded, callback)
+
+    def _cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _guarded(self, callback: Callable[[], None]) -> None:
+        self.timer = None
+        if self.state in _GONE:
+            return
+        try:
+            callback()
+        except Exception:
+            logger.exception("HTTP connection timer failed")
+            self._abort()
+
+    def _on_head_timeout(self) -> None:
+        """Slowloris defence: no complete head (or no body progress) in time."""
+        if self.state is State.READING_BODY or self.h11.trailing_data[0]:
+            self._fail(_status.REQUEST_TIMEOUT)
+        else:
+            self._close_now()
+
+    def _on_idle_timeout(self) -> None:
+        if self.state is State.IDLE or self.state is State.HELD:
+            self._close_now()
+
+    # -- reading --
+
+    def _process(self) -> None:
+        """Pull events out of h11 until it needs more data or we must answer."""
+        if self.processing:
+            return  # the outer loop picks up the new state
+        self.processing = True
+        try:
+            while self.state in _READING:
+                try:
+                    event = self.h11.next_event()
+                except h11.RemoteProtocolError as exc:
+                    logger.debug("bad request from %s: %s", self.peername, exc)
+                    self._fail(exc.error_status_hint or _status.BAD_REQUEST)
+                    return
+                if event is h11.NEED_DATA or event is h11.PAUSED:
+                    if self.state is State.READING_BODY and self.timer is None:
+                        # A body still to come: an idle timer, re-armed on every read.
+                        self._set_timer(self.owner.header_timeout, self._on_head_timeout)
+                    return
+                if isinstance(event, h11.Request):
+                    self._on_request_head(event)
+                elif isinstance(event, h11.Data):
+                    self._on_body(event.data)
+                elif isinstance(event, h11.EndOfMessage):
+                    self._on_complete()
+                elif isinstance(event, h11.ConnectionClosed):
+                    self._close_now()
+                    return
+        finally:
+            self.processing = False
+
+    def _on_request_head(self, event: h11.Request) -> None:
+        owner = self.owner
+        owner.release_pending(self)
+        self._cancel_timer()
+        self.state = State.READING_BODY  # its idle timer starts only if the body does not follow at once (_process)
+        raw = event.headers.raw_items()
+        if len(raw) > owner.max_header_count:
+            self._fail(_status.REQUEST_HEADER_FIELDS_TOO_LARGE)
+            return
+        # h11 only enforces its limit on heads that arrive in pieces; a
+        # whole oversized head in one read is caught here.  One pass over the
+        # raw items (iterating h11's Headers goes through __getitem__).
+        size = len(event.target)
+        length = None
+        upgrade = None
+        for name, value in raw:
+            size += len(name) + len(value) + 4
+            if len(name) == 14 and name.lower() == b"content-length":
+                length = int(value)  # h11 validated it
+            elif len(name) == 7 and name.lower() == b"upgrade":
+                upgrade = value
+        if size > owner.max_header_size:
+            self._fail(_status.REQUEST_HEADER_FIELDS_TOO_LARGE)
+            return
+        self.request_head = event
+        self.raw_headers = raw
+        self.body = bytearray()
+        self.upgrade_header = upgrade
+        if length is not None and length > owner.max_body_size:
+            self._fail(_status.REQUEST_ENTITY_TOO_LARGE)
+            return
+        if self.h11.they_are_waiting_for_100_continue:
+            self._write(self.h11.send(h11.InformationalResponse(status_code=100, headers=[])))
+
+    def _on_body(self, data: bytes) -> None:
+        self.body += data
+        if len(self.body) > self.owner.max_body_size:
+            self._fail(_status.REQUEST_ENTITY_TOO_LARGE)
+
+    def _on_complete(self) -> None:
+        self._cancel_timer()
+        self.state = State.RESPONDING
+        event = self.request_head
+        assert event is not None
+        try:
+            target = event.target.decode("utf-8")
+        except UnicodeDecodeError:
+            self._fail(_status.BAD_REQUEST)
+            return
+        request = Request(
+            event.method.decode("ascii"),
+            target,
+            [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self.raw_headers],
+            http_version=event.http_version.decode("ascii"),
+            peername=self.peername,
+            secure=self.owner.secure,
+            body=bytes(self.body),
+            complete=True,
+        )
+        self.request = request
+        self.body = bytearray()
+        if self.upgrade_header is not None:
+            handler = self.owner.upgrade_handler_for(request.path)
+            if handler is not None:
+                self._hand_off(handler, request)
+                return
+        self._dispatch(request)
+
+    # -- the upgrade hand-off --
+
+    def _hand_off(self, handler: UpgradeHandler, request: Request) -> None:
+        """Give the socket away: from now on every callback here is ignored."""
+        self.state = State.UPGRADED
+        self._cancel_timer()
+        self.owner.connection_gone(self)
+        transport = self.transport
+        assert transport is not None
+        after_head = b""  # what the peer sent after its request, e.g. a first frame
+        if self.h11.their_state is _MIGHT_SWITCH_PROTOCOL:
+            after_head = bytes(self.h11.trailing_data[0])
+        if self.reading_paused:
+            self.reading_paused = False
+            transport.resume_reading()
+        try:
+            handler.handle_upgrade(request, transport, after_head)
+        except Exception:
+            logger.exception("upgrade handler %r failed", handler)
+            transport.abort()
+
+    # -- answering --
+
+    def _dispatch(self, request: Request) -> None:
+        owner = self.owner
+        ctx = owner.make_context(request, self._send)
+        if owner.intercept_request(ctx):
+            return
+        handler, params, allowed = owner.resolve_route(request.method, request.path)
+        if handler is None:
+            if allowed:
+                ctx.set_header("Allow", ", ".join(allowed))
+                ctx.text(_status.METHOD_NOT_ALLOWED, "405 Method Not Allowed\n")
+            elif self.upgrade_header is None and owner.upgrade_handler_for(request.path) is not None:
+                ctx.set_header("Upgrade", "websocket")
+                ctx.set_header("Connection", "Upgrade")
+                ctx.text(_status.UPGRADE_REQUIRED, "426 Upgrade Required: this path speaks WebSocket\n")
+            else:
+                ctx.text(_status.NOT_FOUND, "404 Not Found\n")
+            return
+        ctx.params = params
+        try:
+            result = handler(ctx)
+        except Exception:
+            logger.exception("handler for %s %s raised", request.method, request.path)
+            self._internal_error(ctx)
+            return
+        if inspect.isawaitable(result):
+            owner.run_task(self._run_async(ctx, result))
+        else:
+            self._answer_for(ctx, result)
+
+    async def _run_async(self, ctx: Context, awaitable: Awaitable[Any]) -> None:
+        try:
+            result = await awaitable
+        except asyncio.CancelledError:
+            if not ctx.responded:
+                self._close_now()
+            raise
+        except Exception:
+            logger.exception("handler for %s %s raised", ctx.request.method, ctx.request.path)
+            self._internal_error(ctx)
+            return
+        try:
+            self._answer_for(ctx, result)
+        except Exception:
+            logger.exception("HTTP connection failed")
+            self._abort()
+
+    def _answer_for(self, ctx: Context, result: Any) -> None:
+        """A handler returned: answer for it if it did not (documented defaults)."""
+        if ctx.responded:
+            return
+        if result is None:
+            ctx.status(_status.NO_CONTENT)
+        elif isinstance(result, str):
+            ctx.text(_status.OK, result)
+        elif isinstance(result, (bytes, bytearray, memoryview)):
+            ctx.bytes(_status.OK, bytes(result))
+        elif isinstance(result, (dict, list)):
+            ctx.json(_status.OK, result)
+        else:
+            logger.error("handler for %s %s returned %r", ctx.request.method, ctx.request.path, type(result))
+            self._internal_error(ctx)
+
+    def _internal_error(self, ctx: Context) -> None:
+        if not ctx.responded:
+            ctx.headers.clear()
+            ctx.text(_status.INTERNAL_SERVER_ERROR, "500 Internal Server Error\n")
+
+    def _last_answer(self) -> bool:
+        """Whether the response being sent must close the connection."""
+        return self.peer_eof or not self.owner.listening
+
+    def _headers_for(self, response: Response, closing: bool) -> list[tuple[str, str]]:
+        headers = [("Server", SERVER_NAME), ("Date", http_date())]
+        for name, value in response.headers:
+            key = name.lower()
+            if key in ("server", "date"):
+                headers = [h for h in headers if h[0].lower() != key]
+            headers.append((name, value))
+        if response.status not in _NO_BODY_STATUSES and response.status >= 200:
+            headers.append(("Content-Length", str(response.length)))
+        if closing:
+            for i, (name, value) in enumerate(headers):
+                if name.lower() == "connection":
+                    if "close" not in value.lower():
+                        headers[i] = (name, value + ", close")
+                    break
+            else:
+                headers.append(("Connection", "close"))
+        return headers
+
+    def _send(self, response: Response) -> None:
+        """Send a handler's response (called by the context, on our loop)."""
+        if self.state is not State.RESPONDING:
+            if response.file is not None:
+                response.file.close()
+            return
+        try:
+            self._send_response(response)
+        except Exception:
+            logger.exception("sending a response failed")
+            if response.file is not None:
+                response.file.close()
+            self._abort()
+
+    def _send_response(self, response: Response) -> None:
+        closing = self._last_answer() or self.owner.keep_alive_timeout == 0
+        status_line = h11.Response(
+            status_code=response.status,
+            headers=self._headers_for(response, closing),
+            reason=_status.reason(response.status).encode("ascii"),
+        )
+        no_body = (
+            self.request is not None and self.request.method == "HEAD"
+        ) or response.status in _NO_BODY_STATUSES
+        out = self.h11.send(status_line) or b""
+        if response.file is not None:
+            if no_body or response.length <= CHUNK:
+                try:
+                    data = b"" if no_body else response.file.read(response.length)
+                finally:
+                    response.file.close()
+                if data:
+                    out += self.h11.send(h11.Data(data=data)) or b""
+            else:
+                self._write(out)
+                self.owner.run_task(self._stream(response.file))
+                return
+        elif response.body and not no_body:
+            out += self.h11.send(h11.Data(data=response.body)) or b""
+        out += self.h11.send(h11.EndOfMessage()) or b""
+        self._write(out)
+        self._response_done()
+
+    async def _stream(self, file: IO[bytes]) -> None:
+        """Write a large file in chunks, respecting the transport's flow control."""
+        try:
+            with file:
+                while self.state is not State.CLOSED:
+                    chunk = file.read(CHUNK)
+                    if not chunk:
+                        break
+                    self._write(self.h11.send(h11.Data(data=chunk)))
+                    if self.writing_paused:
+                        self.drain = self.loop.create_future()
+                        await self.drain
+                        self.drain = None
+            if self.state is State.CLOSED:
+                return
+            self._write(self.h11.send(h11.EndOfMessage()))
+            self._response_done()
+        except Exception:
+            logger.exception("streaming a file failed")
+            self._abort()
+
+    def _response_done(self) -> None:
+        """One exchange is over: keep the connection alive or close it."""
+        if self.state is not State.RESPONDING:
+            return
+        conn = self.h11
+        self.request = None
+        if conn.our_state is h11.DONE and conn.their_state is h11.DONE and not self._last_answer():
+            conn.start_next_cycle()
+            self.state = State.IDLE
+            self._next_request()
+        else:
+            self._close_gracefully()
+
+    def _next_request(self) -> None:
+        """Between requests (IDLE): read the next one, unless the peer is not reading ours."""
+        if self.writing_paused:
+            # Answers pile up unread: stop taking requests until they drain
+            # (the idle timer closes a peer that never reads).
+            self.state = State.HELD
+            if not self.reading_paused:
+                self._pause_reading()
+            self._set_timer(self.owner.keep_alive_timeout, self._on_idle_timeout)
+            return
+        if self.reading_paused:
+            self._resume_reading()
+        if self.h11.trailing_data[0]:  # a pipelined request is waiting
+            self.state = State.READING_HEAD
+            self._set_timer(self.owner.header_timeout, self._on_head_timeout)
+            self._process()
+        else:
+            self._set_timer(self.owner.keep_alive_timeout, self._on_idle_timeout)
+
+    def _pause_reading(self) -> None:
+        assert self.transport is not None
+        self.reading_paused = True
+        self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        assert self.transport is not None
+        self.reading_paused = False
+        self.transport.resume_reading()
+
+    def _fail(self, code: int) -> None:
+        """Answer a protocol-level error (if no answer was started) and close."""
+        if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            self._write(plain_response(code))
+        self._close_gracefully()
+
+    def _refuse_busy(self) -> None:
+        """Too many connections are still sending their request head: 503, close.
+
+        Answered before the request is read (the peer may see a reset
+        instead if it already sent one); the cap keeps slow or silent clients
+        from holding every socket while the header timeout runs.
+        """
+        self.state = State.CLOSED
+        transport = self.transport
+        assert transport is not None
+        transport.write(
+            plain_response(503, "503 Service Unavailable: too many pending connections", [("Retry-After", "1")])
+        )
+        transport.close()
+
+    # -- closing --
+
+    def _write(self, data: bytes | None) -> None:
+        if data and self.transport is not None and self.state is not State.CLOSED:
+            self.transport.write(data)
+
+    def _enter_closing(self) -> asyncio.Transport | None:
+        """The one transition into CLOSING; the transport if there is still one to close."""
+        if self.state in _GONE:
+            return None
+        self.state = State.CLOSING
+        self.owner.release_pending(self)  # a closing connection holds no handshake slot
+        self._cancel_timer()
+        return self.transport
+
+    def _close_gracefully(self) -> None:
+        """Flush, half-close and drain the peer for a moment, then close."""
+        transport = self._enter_closing()
+        if transport is None:
+            return
+        if self.reading_paused:
+            self._resume_reading()
+        if transport.can_write_eof() and not self.peer_eof and self.owner.listening:
+            # (A closing server does not linger: close() should be prompt.)
+            try:
+                transport.write_eof()
+            except OSError:  # the peer reset the connection meanwhile
+                transport.abort()
+                return
+            self._set_timer(LINGER, self._close_now)
+        else:
+            transport.close()
+
+    def _close_now(self) -> None:
+        transport = self._enter_closing()
+        if transport is not None:
+            transport.close()
+
+    def _abort(self) -> None:
+        transport = self._enter_closing()
+        if transport is not None:
+            transport.abort()
+
+    def abort(self) -> None:
+        """Drop the connection at once (the server's ``close_timeout`` ran out)."""
+        self._abort()
+
+    def server_closing(self) -> None:
+        """The server closes: idle connections go now, busy ones after their answer."""
+        if self.state in (State.IDLE, State.HELD, State.READING_HEAD, State.CLOSING):
+            self._close_now()
+        # READING_BODY / RESPONDING: the answer carries ``Connection: close``
+        # because the server no longer listens (``_last_answer``).
