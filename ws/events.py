@@ -62,6 +62,8 @@ class MessageEvent:
         kind = "binary" if self.type == BINARY else "text"
         return f"<MessageEvent {kind} {len(self.data)} {'bytes' if self.type == BINARY else 'chars'}>"
 
+    isBinary = is_binary
+
 
 class CloseEvent(Event):
     """``'close'`` as a DOM event: ``code``, ``reason``, ``was_clean``."""
@@ -73,6 +75,11 @@ class CloseEvent(Event):
         self.code = code
         self.reason = reason
         self.was_clean = was_clean
+
+    @property
+    def wasClean(self) -> bool:
+        """The DOM's spelling of ``was_clean``."""
+        return self.was_clean
 
 
 class ErrorEvent(Event):

@@ -511,6 +511,20 @@ class WebSocketServer(EventEmitter):
             return None
         return offered[0]
 
+    # -- JavaScript spellings (the EventEmitter ones come from EventEmitter) --------------
+
+    handleUpgrade = handle_upgrade
+    shouldHandle = should_handle
+
+    @property
+    def clientTracking(self) -> bool:
+        """Node's spelling of ``client_tracking``."""
+        return self.client_tracking
+
+    @clientTracking.setter
+    def clientTracking(self, value: bool) -> None:
+        self.client_tracking = value
+
 
 _quiet = logging.getLogger("ws.server.protocol")
 _OPEN_STATE = State.OPEN

@@ -14,6 +14,14 @@ The ``ws`` logger is quiet by default (a ``NullHandler``), but these two
 are bugs in the application, as an uncaught exception is in Node: when the
 application configured no logging at all, :func:`report` still prints them
 (with the traceback) to stderr, so that a failing listener is never silent.
+
+This module is the one place that calls user code.  Listeners of an emitter
+go through ``EventEmitter`` (a failure becomes an ``'error'`` event); the
+handlers of the application styles (endpoints, handler modules, routes,
+rooms, connections), which have no emitter of their own, go through
+:func:`invoke` and :func:`spawn` with the same manners: surplus arguments
+dropped, ``async def`` run as a task that is kept referenced, a failure
+logged (to ``ws.styles``) with its traceback and never raised into the loop.
 """
 
 from __future__ import annotations
@@ -24,11 +32,12 @@ import logging
 import sys
 import traceback
 import types
-from typing import Any, Callable
+import weakref
+from typing import Any, Awaitable, Callable
 
 from pyee import EventEmitter as _PyeeEmitter
 
-__all__ = ["EventEmitter", "adapt_arity", "report"]
+__all__ = ["EventEmitter", "adapt_arity", "invoke", "report", "spawn"]
 
 logger = logging.getLogger("ws")
 
@@ -238,3 +247,79 @@ class EventEmitter(_PyeeEmitter):
     def _emit_handle_potential_error(self, event: str, error: Any) -> None:
         if event == "error":
             report("unhandled 'error' event on %s: %s", type(self).__name__, error, error=error)
+
+    # -- Node's spellings, for every emitter ------------------------------------------------
+    # A subclass that redefines one of the snake_case methods declares its alias again.
+
+    off = _PyeeEmitter.remove_listener
+    addListener = _PyeeEmitter.add_listener
+    removeListener = _PyeeEmitter.remove_listener
+    removeAllListeners = remove_all_listeners
+    listenerCount = listener_count
+    eventNames = _PyeeEmitter.event_names
+
+
+# -- user handlers outside an emitter (the application styles) --------------------------
+
+styles_logger = logging.getLogger("ws.styles")
+
+_tasks: set[asyncio.Future[Any]] = set()
+
+# fn -> how many positional arguments it takes; the values hold no reference to
+# their keys, so a handler's entry goes away with the handler.
+_capacities: weakref.WeakKeyDictionary[Callable[..., Any], int | None] = weakref.WeakKeyDictionary()
+
+
+def _capacity(fn: Callable[..., Any]) -> int | None:
+    try:
+        return _capacities[fn]
+    except KeyError:
+        capacity = _positional_capacity(fn)
+        _capacities[fn] = capacity
+        return capacity
+    except TypeError:  # not weakly referenceable: work it out each time
+        return _positional_capacity(fn)
+
+
+def invoke(fn: Callable[..., Any], *args: Any, what: str = "handler") -> Any:
+    """Call ``fn(*args)`` (as many as it takes); log failures; schedule coroutines.
+
+    Returns the task of an ``async def`` handler, else its result (``None``
+    when it raised).
+    """
+    capacity = _capacity(fn)
+    try:
+        result = fn(*args) if capacity is None or capacity >= len(args) else fn(*args[:capacity])
+    except Exception:
+        styles_logger.exception("%s %s raised", what, _name(fn))
+        return None
+    if inspect.isawaitable(result):
+        return spawn(result, what=f"{what} {_name(fn)}")
+    return result
+
+
+def spawn(awaitable: Awaitable[Any], *, what: str = "task") -> asyncio.Future[Any] | None:
+    """Run ``awaitable`` on the running loop, keep it referenced, log its failure."""
+    try:
+        task = asyncio.ensure_future(awaitable)
+    except RuntimeError:  # no running loop: nothing can run it
+        if inspect.iscoroutine(awaitable):
+            awaitable.close()
+        styles_logger.error("%s returned an awaitable outside an event loop; it was dropped", what)
+        return None
+    _tasks.add(task)
+    task.add_done_callback(lambda t: _spawned_done(t, what))
+    return task
+
+
+def _spawned_done(task: asyncio.Future[Any], what: str) -> None:
+    _tasks.discard(task)
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
+        styles_logger.error("%s raised", what, exc_info=exc)
+
+
+def _name(fn: object) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)

@@ -1027,6 +1027,16 @@ class WebSocket(IterationMixin, EventEmitter):
         side = "server" if self._is_server else "client"
         return f"<WebSocket {side} {self._url} {_STATE_NAMES[self._ready_state]}>"
 
+    # -- JavaScript spellings (the EventEmitter ones come from EventEmitter) --------------
+
+    readyState = ready_state
+    bufferedAmount = buffered_amount
+    remoteAddress = remote_address
+    isPaused = is_paused
+    addEventListener = add_event_listener
+    removeEventListener = remove_event_listener
+    listenerCount = listener_count  # listener_count is redefined here
+
 
 def _dom_event(target: WebSocket, type: str, args: tuple) -> Any:
     if type == "message":

@@ -29,8 +29,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .._runtime import compat as _compat
-from .._runtime.calls import invoke
+from .._runtime.emitter import invoke
 from .endpoints import Connection, join_path
 from ..request import Request
 from ..server import WebSocketServer
@@ -54,6 +53,8 @@ __all__ = [
 logger = logging.getLogger("ws.handlers")
 
 METHODS = ("on_open", "on_message", "on_error", "on_close")
+#: A handler's functions may be spelled as in JSH: JSH name -> Python name.
+HANDLER_ALIASES = {"onOpen": "on_open", "onMessage": "on_message", "onError": "on_error", "onClose": "on_close"}
 DEFAULT_PREFIX = "/websockets/v4/service"
 DESCRIPTOR_KEYS = frozenset({"handler", "endpoint", "description"})
 
@@ -119,6 +120,16 @@ class HandlerContext:
     def __repr__(self) -> str:
         return f"<ws.context {self.get_method() or 'outside a handler'}>"
 
+    # JSH spellings (ws._runtime.compat has the option names).
+    getMethod = get_method
+    getMessage = get_message
+    getError = get_error
+    getConnection = get_connection
+    isOnOpen = is_on_open
+    isOnMessage = is_on_message
+    isOnError = is_on_error
+    isOnClose = is_on_close
+
 
 context = HandlerContext()
 
@@ -160,7 +171,7 @@ def resolve_handler(handler: Any) -> dict[str, Callable[..., Any]]:
     else:
         lookup = lambda name: getattr(target, name, None)  # noqa: E731
     found: dict[str, Callable[..., Any]] = {}
-    camel = {py: js for js, py in _compat.HANDLER_ALIASES.items()}
+    camel = {py: js for js, py in HANDLER_ALIASES.items()}
     for method in METHODS:
         py_fn, js_fn = lookup(method), lookup(camel[method])
         if py_fn is not None and js_fn is not None:
@@ -410,4 +421,8 @@ def _read_descriptor(file: Path) -> tuple[str, str, str]:
     return endpoint, handler, description
 
 
-_compat.install(HandlerContext)
+# JSH spellings of the module functions (``websockets.createWebsocket(...)``).
+createWebsocket = create_websocket
+getClients = get_clients
+getClient = get_client
+getClientByHandler = get_client_by_handler

@@ -23,11 +23,11 @@ import re
 from typing import Any, Callable, Iterable
 
 from . import messages as _messages
-from ..exceptions import Reject
+from ..exceptions import InvalidMessage, Reject
 from ..request import Request
 from ..server import VerifyInfo, WebSocketServer
 from ..connection.websocket import CLOSED, OPEN, WebSocket, valid_close_code
-from .._runtime.calls import spawn
+from .._runtime.emitter import spawn
 
 __all__ = ["route", "RouteContext", "UpgradeRouter", "InvalidMessage", "require_auth", "compile_validator"]
 
@@ -123,10 +123,6 @@ class UpgradeRouter:
 
 
 # -- message validation ----------------------------------------------------------------
-
-
-class InvalidMessage(ValueError):
-    """A message failed the route's ``message=`` validation."""
 
 
 def compile_validator(message: Any) -> Callable[[str | bytes], Any]:
