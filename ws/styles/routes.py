@@ -28,6 +28,7 @@ from ..request import Request
 from ..server import VerifyInfo, WebSocketServer
 from ..connection.websocket import CLOSED, OPEN, WebSocket, valid_close_code
 from .._runtime.emitter import spawn
+from .._runtime.flow import FlowGate
 
 __all__ = ["route", "RouteContext", "UpgradeRouter", "InvalidMessage", "require_auth", "compile_validator"]
 
@@ -286,19 +287,17 @@ class MessageStream:
     """
 
     def __init__(self, socket: WebSocket) -> None:
-        self._socket = socket
         self._items: collections.deque[Any] = collections.deque()
-        self._waiter: asyncio.Future | None = None
-        self._paused = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._flow = FlowGate(QUEUE_HIGH, QUEUE_LOW, socket.pause, socket.resume)
 
     def _put(self, item: Any) -> None:
         self._items.append(item)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-        if not self._paused and len(self._items) >= QUEUE_HIGH and item is not _END:
-            self._paused = True
-            self._socket.pause()
+        if item is not _END:
+            self._flow.added(len(self._items))
 
     def __aiter__(self) -> "MessageStream":
         return self
@@ -314,9 +313,7 @@ class MessageStream:
         if item is _END:
             raise StopAsyncIteration
         self._items.popleft()
-        if self._paused and len(self._items) <= QUEUE_LOW:
-            self._paused = False
-            self._socket.resume()
+        self._flow.removed(len(self._items))
         return item
 
 
