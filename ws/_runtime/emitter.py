@@ -118,11 +118,11 @@ class EventEmitter(_PyeeEmitter):
     #: The loop ``async def`` listeners are scheduled on; subclasses set it.
     _loop: asyncio.AbstractEventLoop | None = None
 
-    def _add_event_handler(self, event: str, k: Callable, v: Callable) -> None:
+    def _add_event_handler(self, event: str, k: Callable[..., Any], v: Callable[..., Any]) -> None:
         super()._add_event_handler(event, k, adapt_arity(v))
         self._listeners_changed(event)
 
-    def _remove_listener(self, event: str, f: Callable) -> None:
+    def _remove_listener(self, event: str, f: Callable[..., Any]) -> None:
         super()._remove_listener(event, f)
         self._listeners_changed(event)
 
@@ -130,10 +130,10 @@ class EventEmitter(_PyeeEmitter):
         super().remove_all_listeners(event)
         self._listeners_changed(event)
 
-    def once(self, event: str, f: Callable | None = None) -> Callable:
+    def once(self, event: str, f: Callable[..., Any] | None = None) -> Callable[..., Any]:
         """Like ``on``, but the listener is removed before its first call."""
 
-        def wrap(fn: Callable) -> Callable:
+        def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
             adapted = adapt_arity(fn)
 
             def once_wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -160,7 +160,7 @@ class EventEmitter(_PyeeEmitter):
 
     #: Events emitted while nobody listened, in order, for listeners attached
     #: later (``None``: nothing kept).  See ``_emit_kept``.
-    _held: list[tuple[str, tuple]] | None = None
+    _held: list[tuple[str, tuple[Any, ...]]] | None = None
     #: Whether *every* lifecycle event goes through ``_emit_kept`` (clients and
     #: helpers made in a plain script); servers keep only ``'listening'``.
     _hold_events = False
@@ -200,7 +200,7 @@ class EventEmitter(_PyeeEmitter):
         """How many listeners ``event`` has (Node's ``listenerCount``)."""
         return len(self._events.get(event, ()))
 
-    def _emit_run(self, f: Callable, args: tuple, kwargs: dict) -> None:
+    def _emit_run(self, f: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         try:
             result = f(*args, **kwargs)
         except Exception as exc:
@@ -209,7 +209,7 @@ class EventEmitter(_PyeeEmitter):
         if result is not None and inspect.isawaitable(result):
             self._schedule(result)
 
-    def _schedule(self, awaitable: Any) -> asyncio.Future | None:
+    def _schedule(self, awaitable: Awaitable[Any]) -> asyncio.Future[Any] | None:
         """Run an awaitable listener result as a task (returned; ``None`` if it cannot run)."""
         loop = self._loop
         try:
@@ -224,7 +224,7 @@ class EventEmitter(_PyeeEmitter):
         task.add_done_callback(self._async_listener_done)
         return task
 
-    def _async_listener_done(self, task: asyncio.Future) -> None:
+    def _async_listener_done(self, task: asyncio.Future[Any]) -> None:
         if task.cancelled():
             return
         exc = task.exception()
