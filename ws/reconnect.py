@@ -110,7 +110,7 @@ class ReconnectingWebSocket(EventEmitter):
         self._queue: collections.deque[str | bytes] = collections.deque()
         self._failures = 0
         self._stopped = False
-        self._timer: Any = None
+        self._timer: asyncio.TimerHandle | None = None
         self.socket: WebSocket | None = None
         self._ref.hold()
         self._connect()  # in the caller's thread: bad options raise here

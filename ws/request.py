@@ -30,7 +30,7 @@ class RequestSocket:
 
     def __init__(self, peername: Any, encrypted: bool = False) -> None:
         self.remote_address = _format_address(peername)
-        self.remote_port = (
+        self.remote_port: int | None = (
             peername[1] if isinstance(peername, (tuple, list)) and len(peername) > 1 else None
         )
         self.encrypted = encrypted
@@ -42,7 +42,7 @@ class RequestSocket:
         return self.remote_address
 
     @property
-    def remotePort(self) -> Any:
+    def remotePort(self) -> int | None:
         return self.remote_port
 
 

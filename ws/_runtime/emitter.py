@@ -115,8 +115,10 @@ def adapt_arity(fn: Callable[..., Any]) -> Callable[..., Any]:
 class EventEmitter(_PyeeEmitter):
     """pyee's EventEmitter with JavaScript-style listener calling (see module doc)."""
 
-    #: The loop ``async def`` listeners are scheduled on; subclasses set it.
-    _loop: asyncio.AbstractEventLoop | None = None
+    #: The loop ``async def`` listeners are scheduled on.  Every emitter of
+    #: ``ws`` sets it in its constructor; a bare ``EventEmitter`` has none and
+    #: uses the running loop (hence the ``getattr`` below).
+    _loop: asyncio.AbstractEventLoop
 
     def _add_event_handler(self, event: str, k: Callable[..., Any], v: Callable[..., Any]) -> None:
         super()._add_event_handler(event, k, adapt_arity(v))
@@ -154,7 +156,7 @@ class EventEmitter(_PyeeEmitter):
         if self._held and event is not None:
             # Never synchronously: pyee may hold its lock while calling us.
             try:
-                self._loop.call_soon_threadsafe(self._replay, event)  # type: ignore[union-attr]
+                self._loop.call_soon_threadsafe(self._replay, event)
             except (AttributeError, RuntimeError):  # no loop, or closed: nothing left to replay to
                 pass
 
@@ -211,7 +213,7 @@ class EventEmitter(_PyeeEmitter):
 
     def _schedule(self, awaitable: Awaitable[Any]) -> asyncio.Future[Any] | None:
         """Run an awaitable listener result as a task (returned; ``None`` if it cannot run)."""
-        loop = self._loop
+        loop: asyncio.AbstractEventLoop | None = getattr(self, "_loop", None)
         try:
             if loop is None:
                 loop = asyncio.get_running_loop()
