@@ -1020,9 +1020,6 @@ class WebSocket(IterationMixin, EventEmitter):
                 self.remove_listener(type, registered)
                 return
 
-    def listener_count(self, event: str) -> int:
-        return len(self._events.get(event, ()))
-
     def __repr__(self) -> str:
         side = "server" if self._is_server else "client"
         return f"<WebSocket {side} {self._url} {_STATE_NAMES[self._ready_state]}>"
@@ -1035,7 +1032,6 @@ class WebSocket(IterationMixin, EventEmitter):
     isPaused = is_paused
     addEventListener = add_event_listener
     removeEventListener = remove_event_listener
-    listenerCount = listener_count  # listener_count is redefined here
 
 
 def _dom_event(target: WebSocket, type: str, args: tuple) -> Any:
