@@ -27,7 +27,7 @@ import threading
 import types
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Union
 
 from .._runtime.emitter import invoke
 from .endpoints import Connection, join_path
@@ -62,10 +62,16 @@ DESCRIPTOR_KEYS = frozenset({"handler", "endpoint", "description"})
 # -- ws.context ------------------------------------------------------------------
 
 
+#: What a handler call is about: a client of ``create_websocket`` or a server-side connection.
+HandlerConnection = Union["Client", Connection]
+
+
 class _Call:
     __slots__ = ("method", "message", "error", "connection")
 
-    def __init__(self, method: str, message: Any, error: Any, connection: Any) -> None:
+    def __init__(
+        self, method: str, message: str | bytes | None, error: BaseException | None, connection: HandlerConnection
+    ) -> None:
         self.method = method
         self.message = message
         self.error = error
@@ -100,7 +106,7 @@ class HandlerContext:
         call = _current.get()
         return call.error if call else None
 
-    def get_connection(self) -> Any:
+    def get_connection(self) -> HandlerConnection | None:
         """The ``Client`` (client side) or ``Connection`` (server side) of the call."""
         call = _current.get()
         return call.connection if call else None
@@ -134,7 +140,13 @@ class HandlerContext:
 context = HandlerContext()
 
 
-def _call(handlers: dict[str, Callable[..., Any]], method: str, connection: Any, message: Any = None, error: Any = None) -> None:
+def _call(
+    handlers: dict[str, Callable[..., Any]],
+    method: str,
+    connection: HandlerConnection,
+    message: str | bytes | None = None,
+    error: BaseException | None = None,
+) -> None:
     """Call one handler method with ``ws.context`` set for it (and its task)."""
     fn = handlers.get(method)
     if fn is None:
@@ -279,8 +291,8 @@ def create_websocket(uri: str, handler: Any, engine: str | None = None, **option
 def _attach(
     socket: WebSocket,
     handlers: dict[str, Callable[..., Any]],
-    connection: Any,
-    on_closed: Callable[[], Any] | None = None,
+    connection: HandlerConnection,
+    on_closed: Callable[[], object] | None = None,
 ) -> None:
     """Route the socket's events to the handler functions."""
     socket.on("open", lambda: _call(handlers, "on_open", connection))
