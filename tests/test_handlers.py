@@ -1,4 +1,4 @@
-"""ws.styles.handlers: handler modules, ws.context, the client registry and .websocket descriptors."""
+"""ws.styles.handlers: handler modules, context, the client registry and .websocket descriptors."""
 
 from __future__ import annotations
 

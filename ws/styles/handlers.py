@@ -1,16 +1,18 @@
 """Handler modules: WebSocket events delivered to a module, an object or a dotted path.
 
-    client = ws.create_websocket('ws://127.0.0.1:8080/echo', 'myapp.ws_handler')
+    from ws.styles import handlers
+    client = handlers.create_websocket('ws://127.0.0.1:8080/echo', 'myapp.ws_handler')
 
     # myapp/ws_handler.py
-    def on_open(): ws.context.get_connection().send('hello')
-    def on_message(message): print('got', message, ws.context.get_method())
+    from ws.styles import handlers
+    def on_open(): handlers.context.get_connection().send('hello')
+    def on_message(message): print('got', message, handlers.context.get_method())
     def on_error(error): ...
     def on_close(): ...
 
 The handler's ``on_open``/``on_message``/``on_error``/``on_close`` (or the
 JavaScript ``onOpen``... spellings) are called with the event's value and
-the connection as optional arguments; while one runs, ``ws.context`` answers
+the connection as optional arguments; while one runs, ``context`` answers
 for that call.  Clients live in a registry (``get_clients``, ``get_client``,
 ``get_client_by_handler``) until they close.  On the server side a handler
 serves an endpoint (``serve``), and ``NAME.websocket`` descriptor files
@@ -59,7 +61,7 @@ DEFAULT_PREFIX = "/websockets/v4/service"
 DESCRIPTOR_KEYS = frozenset({"handler", "endpoint", "description"})
 
 
-# -- ws.context ------------------------------------------------------------------
+# -- context -------------------------------------------------------------------
 
 
 #: What a handler call is about: a client of ``create_websocket`` or a server-side connection.
@@ -82,7 +84,7 @@ _current: contextvars.ContextVar[_Call | None] = contextvars.ContextVar("ws_hand
 
 
 class HandlerContext:
-    """``ws.context``: about the handler call in progress (``None``/``False`` outside one).
+    """``handlers.context``: about the handler call in progress (``None``/``False`` outside one).
 
     Backed by a context variable, so concurrent handlers (threads, tasks)
     each see their own call; an ``async def`` handler keeps its call for
@@ -124,7 +126,7 @@ class HandlerContext:
         return self.get_method() == "onclose"
 
     def __repr__(self) -> str:
-        return f"<ws.context {self.get_method() or 'outside a handler'}>"
+        return f"<handlers.context {self.get_method() or 'outside a handler'}>"
 
     # JSH spellings (ws._runtime.compat has the option names).
     getMethod = get_method
@@ -147,7 +149,7 @@ def _call(
     message: str | bytes | None = None,
     error: BaseException | None = None,
 ) -> None:
-    """Call one handler method with ``ws.context`` set for it (and its task)."""
+    """Call one handler method with ``context`` set for it (and its task)."""
     fn = handlers.get(method)
     if fn is None:
         return
