@@ -98,6 +98,12 @@ def test_every_name_is_importable_from_its_home() -> None:
     assert isinstance(ws.__version__, str) and ws.__version__.count(".") == 2
 
 
+def test_star_import_gives_exactly_the_core() -> None:
+    namespace: dict[str, object] = {}
+    exec("from ws import *", namespace)
+    assert set(namespace) - {"__builtins__"} == set(CORE)
+
+
 def test_errors_are_websocket_errors() -> None:
     for name in CORE:
         value = getattr(ws, name)
