@@ -1020,10 +1020,6 @@ class WebSocket(IterationMixin, EventEmitter):
                 self.remove_listener(type, registered)
                 return
 
-    def __repr__(self) -> str:
-        side = "server" if self._is_server else "client"
-        return f"<WebSocket {side} {self._url} {_STATE_NAMES[self._ready_state]}>"
-
     # -- JavaScript spellings (the EventEmitter ones come from EventEmitter) --------------
 
     readyState = ready_state
@@ -1032,6 +1028,10 @@ class WebSocket(IterationMixin, EventEmitter):
     isPaused = is_paused
     addEventListener = add_event_listener
     removeEventListener = remove_event_listener
+
+    def __repr__(self) -> str:
+        side = "server" if self._is_server else "client"
+        return f"<WebSocket {side} {self._url} {_STATE_NAMES[self._ready_state]}>"
 
 
 def _dom_event(target: WebSocket, type: str, args: tuple) -> Any:
