@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ws._runtime.emitter import EventEmitter, adapt_arity
+from ws._runtime.emitter import EventEmitter, adapt_arity, invoke, spawn
 
 from .conftest import run
 
@@ -225,3 +225,47 @@ def test_a_listener_added_once_the_loop_is_gone_does_not_raise() -> None:
         got: list[Any] = []
         e.on("open", lambda: got.append("open"))  # RuntimeError / AttributeError swallowed
         assert got == [] and e._held == [("open", ())]  # nothing left to replay to
+
+
+# -- invoke / spawn: the styles' handlers, called with the same manners --------------------
+
+
+def test_invoke_drops_surplus_arguments_and_logs_a_failure(caplog: pytest.LogCaptureFixture) -> None:
+    assert invoke(lambda a: a * 2, 21, "surplus") == 42
+    assert invoke(lambda: "none", 1, 2) == "none"
+
+    def broken(a: int) -> None:
+        raise ZeroDivisionError(a)
+
+    with caplog.at_level(logging.ERROR, logger="ws.styles"):
+        assert invoke(broken, 1, what="handler on_open") is None
+    assert "handler on_open" in caplog.text and "broken raised" in caplog.text and "ZeroDivisionError" in caplog.text
+
+
+def test_invoke_runs_an_async_handler_as_a_task_and_logs_its_failure(caplog: pytest.LogCaptureFixture) -> None:
+    got: list[int] = []
+
+    async def handler(a: int) -> None:
+        got.append(a)
+        raise KeyError("late")
+
+    async def main() -> None:
+        task = invoke(handler, 7, "surplus")
+        assert isinstance(task, asyncio.Task)
+        await asyncio.wait([task], timeout=5)
+        await asyncio.sleep(0)  # the done callback runs on the next turn
+
+    with caplog.at_level(logging.ERROR, logger="ws.styles"):
+        run(main)
+    assert got == [7] and "KeyError" in caplog.text
+
+
+def test_spawn_outside_a_loop_drops_the_coroutine_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    async def never() -> None:
+        raise AssertionError("must not run")
+
+    coro = never()
+    with caplog.at_level(logging.ERROR, logger="ws.styles"):
+        assert spawn(coro, what="route handler") is None
+    assert coro.cr_frame is None  # closed: no "never awaited" warning
+    assert "route handler returned an awaitable outside an event loop" in caplog.text

@@ -1,4 +1,4 @@
-"""ws.styles.handlers: handler modules, ws.context, the client registry and .websocket descriptors."""
+"""ws.styles.handlers: handler modules, context, the client registry and .websocket descriptors."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-import ws
 from ws.styles import handlers
 from ws.styles.endpoints import websockets
 from ws.styles.handlers import load_websockets
@@ -19,25 +18,25 @@ from .styles_helpers import Peer, run_example
 
 HANDLER_SOURCE = '''
 import asyncio
-import ws
+from ws.styles import handlers
 
 events = []
 
 def onOpen(client):
-    events.append(("open", ws.context.get_method(), ws.context.isOnOpen()))
-    ws.context.get_connection().send("hello")
+    events.append(("open", handlers.context.get_method(), handlers.context.isOnOpen()))
+    handlers.context.get_connection().send("hello")
 
 async def on_message(message):
     await asyncio.sleep(0)  # the context survives awaits
-    events.append(("message", message, ws.context.get_message(), ws.context.getMethod(), ws.context.is_on_message()))
+    events.append(("message", message, handlers.context.get_message(), handlers.context.getMethod(), handlers.context.is_on_message()))
     if message == "hello":
-        ws.context.get_connection().close(4000, "enough")
+        handlers.context.get_connection().close(4000, "enough")
 
 def on_error(error):
-    events.append(("error", type(error).__name__, ws.context.get_error() is error, ws.context.is_on_error()))
+    events.append(("error", type(error).__name__, handlers.context.get_error() is error, handlers.context.is_on_error()))
 
 def on_close():
-    events.append(("close", ws.context.get_method(), ws.context.is_on_close()))
+    events.append(("close", handlers.context.get_method(), handlers.context.is_on_close()))
 '''
 
 SERVER_HANDLER_SOURCE = '''
@@ -98,15 +97,15 @@ def test_bad_handlers_are_clear_errors() -> None:
     with pytest.raises(TypeError, match="got None"):
         handlers.resolve_handler(None)
     with pytest.raises(ValueError, match="engine"):
-        ws.create_websocket("ws://127.0.0.1:1/", {"on_open": print}, engine="netty")
+        handlers.create_websocket("ws://127.0.0.1:1/", {"on_open": print}, engine="netty")
 
 
 def test_context_outside_a_handler() -> None:
-    ctx = ws.context
+    ctx = handlers.context
     assert ctx.get_method() is None and ctx.get_message() is None and ctx.get_error() is None
     assert not (ctx.is_on_open() or ctx.is_on_message() or ctx.is_on_error() or ctx.is_on_close())
-    assert ctx.getMethod() is None and ws.createWebsocket is ws.create_websocket
-    assert ws.getClientByHandler is ws.get_client_by_handler and ws.getClients is ws.get_clients
+    assert ctx.getMethod() is None and handlers.createWebsocket is handlers.create_websocket
+    assert handlers.getClientByHandler is handlers.get_client_by_handler and handlers.getClients is handlers.get_clients
 
 
 # -- clients and the registry ------------------------------------------------------------------------
@@ -117,13 +116,13 @@ def test_client_with_module_path_context_and_registry(handler_pkg: str) -> None:
         async with serving(None) as (server, _):
             websockets(server, {"echo": {"on_message": lambda m, c: c.send(m)}}, prefix="/")
             path = f"{handler_pkg}.client_handler"
-            client = ws.create_websocket(f"ws://127.0.0.1:{server.port}/echo", path)
+            client = handlers.create_websocket(f"ws://127.0.0.1:{server.port}/echo", path)
             module = sys.modules[path]
-            assert ws.get_client(client.id) is client
-            assert ws.get_client_by_handler(path) is client
-            assert ws.get_client_by_handler(module) is client
-            assert ws.get_client_by_handler(f"{handler_pkg}/client_handler") is client
-            (meta,) = [m for m in ws.get_clients() if m["id"] == client.id]
+            assert handlers.get_client(client.id) is client
+            assert handlers.get_client_by_handler(path) is client
+            assert handlers.get_client_by_handler(module) is client
+            assert handlers.get_client_by_handler(f"{handler_pkg}/client_handler") is client
+            (meta,) = [m for m in handlers.get_clients() if m["id"] == client.id]
             assert meta["uri"] == f"ws://127.0.0.1:{server.port}/echo" and meta["handler"] == path
             assert meta["state"] in ("CONNECTING", "OPEN")
             await until(lambda: any(e[0] == "close" for e in module.events))
@@ -133,9 +132,9 @@ def test_client_with_module_path_context_and_registry(handler_pkg: str) -> None:
                 ("close", "onclose", True),
             ]
             assert client.state == "CLOSED"
-            assert ws.get_client(client.id) is None
-            assert ws.get_client_by_handler(path) is None
-            assert all(m["id"] != client.id for m in ws.get_clients())
+            assert handlers.get_client(client.id) is None
+            assert handlers.get_client_by_handler(path) is None
+            assert all(m["id"] != client.id for m in handlers.get_clients())
 
     run(main)
 
@@ -153,7 +152,7 @@ def test_object_handler_send_close_and_errors() -> None:
                 self.log.append(("message", message, client.id))
 
             def on_error(self, error: BaseException) -> None:
-                self.log.append(("error", type(error).__name__, ws.context.get_method()))
+                self.log.append(("error", type(error).__name__, handlers.context.get_method()))
 
             def on_close(self) -> None:
                 self.log.append(("close",))
@@ -161,23 +160,23 @@ def test_object_handler_send_close_and_errors() -> None:
         async with serving(None) as (server, _):
             websockets(server, {"echo": {"on_message": lambda m, c: c.send(m)}}, prefix="/")
             handler = Handler()
-            client = ws.create_websocket(f"ws://127.0.0.1:{server.port}/echo", handler)
-            assert ws.get_client_by_handler(handler) is client
+            client = handlers.create_websocket(f"ws://127.0.0.1:{server.port}/echo", handler)
+            assert handlers.get_client_by_handler(handler) is client
             await until(lambda: handler.log == [("open",)])
             client.send("ping")
             await until(lambda: len(handler.log) == 2)
             assert handler.log[1] == ("message", "ping", client.id)
             client.close()
             await until(lambda: handler.log[-1] == ("close",))
-            assert ws.get_client_by_handler(handler) is None
+            assert handlers.get_client_by_handler(handler) is None
 
-            # A refused connection: on_error (with the error in ws.context), then on_close.
+            # A refused connection: on_error (with the error in handlers.context), then on_close.
             failing = Handler()
             port = server.port
-        bad = ws.create_websocket(f"ws://127.0.0.1:{port}/echo", failing)
+        bad = handlers.create_websocket(f"ws://127.0.0.1:{port}/echo", failing)
         await until(lambda: failing.log and failing.log[-1] == ("close",))
         assert failing.log[0] == ("error", "ConnectError", "onerror")
-        assert ws.get_client(bad.id) is None
+        assert handlers.get_client(bad.id) is None
 
     run(main)
 

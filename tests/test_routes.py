@@ -9,7 +9,8 @@ from typing import Any, Literal, Optional
 import pytest
 from pydantic import BaseModel
 
-from ws import Reject, require_auth
+from ws import Reject
+from ws.styles.routes import require_auth
 from ws import http
 from ws.styles.routes import RouteContext, UpgradeRouter, compile_path, compile_validator, InvalidMessage, route_ws
 

@@ -292,7 +292,7 @@ def _server_ssl(args: argparse.Namespace) -> ssl.SSLContext | None:
     return context
 
 
-def _settle(future: asyncio.Future) -> None:
+def _settle(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
 

@@ -6,7 +6,10 @@ They use ``__slots__``: one is built per message, so they must be cheap.
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .connection.websocket import WebSocket
 
 __all__ = ["ReadyState", "Event", "MessageEvent", "CloseEvent", "ErrorEvent", "TEXT", "BINARY"]
 
@@ -32,7 +35,7 @@ class Event:
 
     __slots__ = ("type", "target")
 
-    def __init__(self, type: str, target: Any = None) -> None:
+    def __init__(self, type: str, target: WebSocket | None = None) -> None:
         self.type = type
         self.target = target
 
@@ -49,7 +52,7 @@ class MessageEvent:
 
     __slots__ = ("type", "data", "target")
 
-    def __init__(self, type: int, data: str | bytes, target: Any = None) -> None:
+    def __init__(self, type: int, data: str | bytes, target: WebSocket | None = None) -> None:
         self.type = type
         self.data = data
         self.target = target
@@ -62,17 +65,24 @@ class MessageEvent:
         kind = "binary" if self.type == BINARY else "text"
         return f"<MessageEvent {kind} {len(self.data)} {'bytes' if self.type == BINARY else 'chars'}>"
 
+    isBinary = is_binary
+
 
 class CloseEvent(Event):
     """``'close'`` as a DOM event: ``code``, ``reason``, ``was_clean``."""
 
     __slots__ = ("code", "reason", "was_clean")
 
-    def __init__(self, code: int, reason: str, was_clean: bool, target: Any = None) -> None:
+    def __init__(self, code: int, reason: str, was_clean: bool, target: WebSocket | None = None) -> None:
         super().__init__("close", target)
         self.code = code
         self.reason = reason
         self.was_clean = was_clean
+
+    @property
+    def wasClean(self) -> bool:
+        """The DOM's spelling of ``was_clean``."""
+        return self.was_clean
 
 
 class ErrorEvent(Event):
@@ -80,7 +90,7 @@ class ErrorEvent(Event):
 
     __slots__ = ("error", "message")
 
-    def __init__(self, error: BaseException, target: Any = None) -> None:
+    def __init__(self, error: BaseException, target: WebSocket | None = None) -> None:
         super().__init__("error", target)
         self.error = error
         self.message = str(error)

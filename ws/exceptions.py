@@ -1,10 +1,17 @@
-"""Every exception ``ws`` raises or emits, in one place."""
+"""Every exception class ``ws`` defines, in one place.
+
+The core errors derive from ``WebSocketError`` (what ``'error'`` listeners
+receive).  The others keep the builtin base their callers catch:
+``ProxyError`` is an ``OSError`` (a failed tunnel is a failed connect),
+``InvalidMessage`` a ``ValueError`` and ``ConnectionNotFound`` a
+``LookupError``.  The modules that raise them re-export them, so
+``from ws.reconnect import ReconnectError`` keeps working.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
-
+import http
+from typing import Iterable, Mapping
 
 __all__ = [
     "WebSocketError",
@@ -14,6 +21,11 @@ __all__ = [
     "NotOpenError",
     "ConnectionClosed",
     "Reject",
+    "ReconnectError",
+    "QueueFullError",
+    "ProxyError",
+    "InvalidMessage",
+    "ConnectionNotFound",
 ]
 
 
@@ -94,9 +106,7 @@ def describe(exc: BaseException) -> str:
     return text
 
 
-
-
-class Reject(Exception):
+class Reject(WebSocketError):
     """Raise it in ``verify_client`` to refuse a handshake with this HTTP status.
 
     ``raise Reject(403, 'Forbidden', {'X-Why': 'banned'})``: the client gets
@@ -104,19 +114,52 @@ class Reject(Exception):
     reported as a server error.
     """
 
-    def __init__(self, status: int = 401, reason: str = "", headers: Any = None) -> None:
+    def __init__(
+        self,
+        status: int = 401,
+        reason: str = "",
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+    ) -> None:
         super().__init__(f"{status} {reason}".strip())
         self.status = status
         self.reason = reason or _phrase(status)
-        if isinstance(headers, dict):
-            headers = list(headers.items())
-        self.headers: list[tuple[str, str]] = list(headers or [])
+        pairs = headers.items() if isinstance(headers, Mapping) else headers
+        self.headers: list[tuple[str, str]] = list(pairs or [])
 
 
 def _phrase(status: int) -> str:
-    import http
-
     try:
         return http.HTTPStatus(status).phrase
     except ValueError:
         return "Error"
+
+
+class ReconnectError(WebSocketError):
+    """``ReconnectingWebSocket`` gave up: ``max_retries`` attempts in a row failed."""
+
+
+class QueueFullError(WebSocketError):
+    """``ReconnectingWebSocket.send()`` while down with ``max_queued`` messages already waiting."""
+
+
+class ProxyError(OSError):
+    """The proxy could not be reached or refused the tunnel (status in ``status``).
+
+    An ``OSError``, as any other failure to reach the server; the client
+    reports it as the ``__cause__`` of a ``ConnectError``.
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class InvalidMessage(ValueError):
+    """A message failed a route's ``message=`` validation (``ws.styles.routes``)."""
+
+
+class ConnectionNotFound(LookupError):
+    """No open connection has this id (it never existed or it closed; ``ws.styles.connections``)."""

@@ -35,21 +35,13 @@ from .connection import client as _client
 from ._runtime import loop as _loop
 from ._runtime.compat import normalize_options
 from ._runtime.emitter import MAX_HELD_EVENTS, EventEmitter
-from .exceptions import NotOpenError, WebSocketError
+from .exceptions import NotOpenError, QueueFullError, ReconnectError
 from .connection.websocket import CLOSED, CONNECTING, OPEN, WebSocket
 
 __all__ = ["ReconnectingWebSocket", "ReconnectError", "QueueFullError", "backoff_delay"]
 
 #: Events of the inner socket that are passed on unchanged.
 FORWARDED = ("message", "error", "ping", "pong", "unexpected-response", "drain")
-
-
-class ReconnectError(WebSocketError):
-    """``max_retries`` reconnection attempts failed in a row; the helper gave up."""
-
-
-class QueueFullError(WebSocketError):
-    """``send()`` while disconnected with ``max_queued`` messages already waiting."""
 
 
 def backoff_delay(attempt: int, initial: float, maximum: float, factor: float, jitter: float, rng: Callable[[], float] = random.random) -> float:
@@ -118,7 +110,7 @@ class ReconnectingWebSocket(EventEmitter):
         self._queue: collections.deque[str | bytes] = collections.deque()
         self._failures = 0
         self._stopped = False
-        self._timer: Any = None
+        self._timer: asyncio.TimerHandle | None = None
         self.socket: WebSocket | None = None
         self._ref.hold()
         self._connect()  # in the caller's thread: bad options raise here
@@ -238,3 +230,7 @@ class ReconnectingWebSocket(EventEmitter):
             self.emit(event, *args)
         else:
             self._emit_kept(event, *args, limit=MAX_HELD_EVENTS)
+
+    # -- JavaScript spellings (the EventEmitter ones come from EventEmitter) --------------
+
+    readyState = ready_state

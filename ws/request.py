@@ -30,10 +30,20 @@ class RequestSocket:
 
     def __init__(self, peername: Any, encrypted: bool = False) -> None:
         self.remote_address = _format_address(peername)
-        self.remote_port = (
+        self.remote_port: int | None = (
             peername[1] if isinstance(peername, (tuple, list)) and len(peername) > 1 else None
         )
         self.encrypted = encrypted
+
+    # Node's spellings (read-only views of the slots).
+
+    @property
+    def remoteAddress(self) -> str | None:
+        return self.remote_address
+
+    @property
+    def remotePort(self) -> int | None:
+        return self.remote_port
 
 
 class Request:
@@ -126,3 +136,25 @@ class Request:
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.url} from {self.remote_address}>"
+
+    # -- Node's and JSH's spellings ---------------------------------------------------------
+
+    getHeader = get_header
+    hasHeader = has_header
+    queryAll = query_all
+
+    @property
+    def rawHeaders(self) -> list[tuple[str, str]]:
+        return self.raw_headers
+
+    @property
+    def requestUri(self) -> str:
+        return self.request_uri
+
+    @property
+    def httpVersion(self) -> str:
+        return self.http_version
+
+    @property
+    def remoteAddress(self) -> str | None:
+        return self.remote_address

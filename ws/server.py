@@ -391,6 +391,20 @@ class WebSocketServer(EventEmitter):
         logger.error("%s", refused.problem or "handshake hook failed", exc_info=refused.error)
         self.emit("error", refused.error)
 
+    # -- JavaScript spellings (the EventEmitter ones come from EventEmitter) --------------
+
+    handleUpgrade = handle_upgrade
+    shouldHandle = should_handle
+
+    @property
+    def clientTracking(self) -> bool:
+        """Node's spelling of ``client_tracking``."""
+        return self.client_tracking
+
+    @clientTracking.setter
+    def clientTracking(self, value: bool) -> None:
+        self.client_tracking = value
+
 
 _OPEN_STATE = State.OPEN
 _FIN_TEXT = 0x81

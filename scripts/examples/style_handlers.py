@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-import ws
+from ws.styles import handlers
 from ws import http
 from ws.styles.handlers import load_websockets
 
@@ -26,11 +26,11 @@ server.serve()
 address = server.address
 
 # The client's events go to the handler module given by its import path.
-client = ws.create_websocket(f"ws://{address}/websockets/v4/service/my-endpoint", "style_handlers_app.client_handler")
+client = handlers.create_websocket(f"ws://{address}/websockets/v4/service/my-endpoint", "style_handlers_app.client_handler")
 
 # Plain scripts may wait: the client lives on the background loop.
 deadline = time.monotonic() + 10
-while ws.get_client(client.id) is not None and time.monotonic() < deadline:
+while handlers.get_client(client.id) is not None and time.monotonic() < deadline:
     time.sleep(0.05)
-print("client left the registry:", ws.get_client_by_handler("style_handlers_app.client_handler") is None, flush=True)
+print("client left the registry:", handlers.get_client_by_handler("style_handlers_app.client_handler") is None, flush=True)
 server.close()

@@ -11,8 +11,9 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel
 
-import ws
-from ws import WebSocket, require_auth
+from ws.styles import rooms
+from ws import WebSocket
+from ws.styles.routes import require_auth
 from ws import http
 from ws.styles.routes import route_ws
 
@@ -32,7 +33,7 @@ server = http.Server(f"127.0.0.1:{port}")
 @route_ws(server, "/chat/room/:room_id", message=ClientMessage, guard=require_auth(TOKENS.get))
 async def room(ctx):
     username = ctx.user
-    chat = ws.styles.rooms.get(ctx.params["room_id"])
+    chat = rooms.get(ctx.params["room_id"])
     unsubscribe = chat.subscribe(ctx.send)
     chat.join(username)  # subscribers get {"type": "joined", ...}
     try:

@@ -14,6 +14,14 @@ The ``ws`` logger is quiet by default (a ``NullHandler``), but these two
 are bugs in the application, as an uncaught exception is in Node: when the
 application configured no logging at all, :func:`report` still prints them
 (with the traceback) to stderr, so that a failing listener is never silent.
+
+This module is the one place that calls user code.  Listeners of an emitter
+go through ``EventEmitter`` (a failure becomes an ``'error'`` event); the
+handlers of the application styles (endpoints, handler modules, routes,
+rooms, connections), which have no emitter of their own, go through
+:func:`invoke` and :func:`spawn` with the same manners: surplus arguments
+dropped, ``async def`` run as a task that is kept referenced, a failure
+logged (to ``ws.styles``) with its traceback and never raised into the loop.
 """
 
 from __future__ import annotations
@@ -24,11 +32,12 @@ import logging
 import sys
 import traceback
 import types
-from typing import Any, Callable
+import weakref
+from typing import Any, Awaitable, Callable
 
 from pyee import EventEmitter as _PyeeEmitter
 
-__all__ = ["EventEmitter", "adapt_arity", "report"]
+__all__ = ["EventEmitter", "adapt_arity", "invoke", "report", "spawn"]
 
 logger = logging.getLogger("ws")
 
@@ -106,14 +115,16 @@ def adapt_arity(fn: Callable[..., Any]) -> Callable[..., Any]:
 class EventEmitter(_PyeeEmitter):
     """pyee's EventEmitter with JavaScript-style listener calling (see module doc)."""
 
-    #: The loop ``async def`` listeners are scheduled on; subclasses set it.
-    _loop: asyncio.AbstractEventLoop | None = None
+    #: The loop ``async def`` listeners are scheduled on.  Every emitter of
+    #: ``ws`` sets it in its constructor; a bare ``EventEmitter`` has none and
+    #: uses the running loop (hence the ``getattr`` below).
+    _loop: asyncio.AbstractEventLoop
 
-    def _add_event_handler(self, event: str, k: Callable, v: Callable) -> None:
+    def _add_event_handler(self, event: str, k: Callable[..., Any], v: Callable[..., Any]) -> None:
         super()._add_event_handler(event, k, adapt_arity(v))
         self._listeners_changed(event)
 
-    def _remove_listener(self, event: str, f: Callable) -> None:
+    def _remove_listener(self, event: str, f: Callable[..., Any]) -> None:
         super()._remove_listener(event, f)
         self._listeners_changed(event)
 
@@ -121,10 +132,10 @@ class EventEmitter(_PyeeEmitter):
         super().remove_all_listeners(event)
         self._listeners_changed(event)
 
-    def once(self, event: str, f: Callable | None = None) -> Callable:
+    def once(self, event: str, f: Callable[..., Any] | None = None) -> Callable[..., Any]:
         """Like ``on``, but the listener is removed before its first call."""
 
-        def wrap(fn: Callable) -> Callable:
+        def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
             adapted = adapt_arity(fn)
 
             def once_wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -145,13 +156,13 @@ class EventEmitter(_PyeeEmitter):
         if self._held and event is not None:
             # Never synchronously: pyee may hold its lock while calling us.
             try:
-                self._loop.call_soon_threadsafe(self._replay, event)  # type: ignore[union-attr]
+                self._loop.call_soon_threadsafe(self._replay, event)
             except (AttributeError, RuntimeError):  # no loop, or closed: nothing left to replay to
                 pass
 
     #: Events emitted while nobody listened, in order, for listeners attached
     #: later (``None``: nothing kept).  See ``_emit_kept``.
-    _held: list[tuple[str, tuple]] | None = None
+    _held: list[tuple[str, tuple[Any, ...]]] | None = None
     #: Whether *every* lifecycle event goes through ``_emit_kept`` (clients and
     #: helpers made in a plain script); servers keep only ``'listening'``.
     _hold_events = False
@@ -191,7 +202,7 @@ class EventEmitter(_PyeeEmitter):
         """How many listeners ``event`` has (Node's ``listenerCount``)."""
         return len(self._events.get(event, ()))
 
-    def _emit_run(self, f: Callable, args: tuple, kwargs: dict) -> None:
+    def _emit_run(self, f: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         try:
             result = f(*args, **kwargs)
         except Exception as exc:
@@ -200,9 +211,9 @@ class EventEmitter(_PyeeEmitter):
         if result is not None and inspect.isawaitable(result):
             self._schedule(result)
 
-    def _schedule(self, awaitable: Any) -> asyncio.Future | None:
+    def _schedule(self, awaitable: Awaitable[Any]) -> asyncio.Future[Any] | None:
         """Run an awaitable listener result as a task (returned; ``None`` if it cannot run)."""
-        loop = self._loop
+        loop: asyncio.AbstractEventLoop | None = getattr(self, "_loop", None)
         try:
             if loop is None:
                 loop = asyncio.get_running_loop()
@@ -215,7 +226,7 @@ class EventEmitter(_PyeeEmitter):
         task.add_done_callback(self._async_listener_done)
         return task
 
-    def _async_listener_done(self, task: asyncio.Future) -> None:
+    def _async_listener_done(self, task: asyncio.Future[Any]) -> None:
         if task.cancelled():
             return
         exc = task.exception()
@@ -238,3 +249,79 @@ class EventEmitter(_PyeeEmitter):
     def _emit_handle_potential_error(self, event: str, error: Any) -> None:
         if event == "error":
             report("unhandled 'error' event on %s: %s", type(self).__name__, error, error=error)
+
+    # -- Node's spellings, for every emitter ------------------------------------------------
+    # A subclass that redefines one of the snake_case methods declares its alias again.
+
+    off = _PyeeEmitter.remove_listener
+    addListener = _PyeeEmitter.add_listener
+    removeListener = _PyeeEmitter.remove_listener
+    removeAllListeners = remove_all_listeners
+    listenerCount = listener_count
+    eventNames = _PyeeEmitter.event_names
+
+
+# -- user handlers outside an emitter (the application styles) --------------------------
+
+styles_logger = logging.getLogger("ws.styles")
+
+_tasks: set[asyncio.Future[Any]] = set()
+
+# fn -> how many positional arguments it takes; the values hold no reference to
+# their keys, so a handler's entry goes away with the handler.
+_capacities: weakref.WeakKeyDictionary[Callable[..., Any], int | None] = weakref.WeakKeyDictionary()
+
+
+def _capacity(fn: Callable[..., Any]) -> int | None:
+    try:
+        return _capacities[fn]
+    except KeyError:
+        capacity = _positional_capacity(fn)
+        _capacities[fn] = capacity
+        return capacity
+    except TypeError:  # not weakly referenceable: work it out each time
+        return _positional_capacity(fn)
+
+
+def invoke(fn: Callable[..., Any], *args: Any, what: str = "handler") -> Any:
+    """Call ``fn(*args)`` (as many as it takes); log failures; schedule coroutines.
+
+    Returns the task of an ``async def`` handler, else its result (``None``
+    when it raised).
+    """
+    capacity = _capacity(fn)
+    try:
+        result = fn(*args) if capacity is None or capacity >= len(args) else fn(*args[:capacity])
+    except Exception:
+        styles_logger.exception("%s %s raised", what, _name(fn))
+        return None
+    if inspect.isawaitable(result):
+        return spawn(result, what=f"{what} {_name(fn)}")
+    return result
+
+
+def spawn(awaitable: Awaitable[Any], *, what: str = "task") -> asyncio.Future[Any] | None:
+    """Run ``awaitable`` on the running loop, keep it referenced, log its failure."""
+    try:
+        task = asyncio.ensure_future(awaitable)
+    except RuntimeError:  # no running loop: nothing can run it
+        if inspect.iscoroutine(awaitable):
+            awaitable.close()
+        styles_logger.error("%s returned an awaitable outside an event loop; it was dropped", what)
+        return None
+    _tasks.add(task)
+    task.add_done_callback(lambda t: _spawned_done(t, what))
+    return task
+
+
+def _spawned_done(task: asyncio.Future[Any], what: str) -> None:
+    _tasks.discard(task)
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
+        styles_logger.error("%s raised", what, exc_info=exc)
+
+
+def _name(fn: object) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)

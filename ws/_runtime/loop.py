@@ -20,7 +20,7 @@ import os
 import signal
 import sys
 import threading
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, Callable, Coroutine, TypeVar
 
 logger = logging.getLogger("ws")
 
@@ -37,8 +37,8 @@ class _ThreadPerCall(concurrent.futures.ThreadPoolExecutor):
     redirected or reconnecting to a host name would fail to resolve it.
     """
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future:  # type: ignore[override]
-        future: concurrent.futures.Future = concurrent.futures.Future()
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[T]:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
 
         def work() -> None:
             if not future.set_running_or_notify_cancel():
@@ -202,7 +202,7 @@ def _force_exit(code: int) -> None:
 def _new_loop() -> asyncio.AbstractEventLoop:
     if os.environ.get("WS_LOOP") == "uvloop":
         try:
-            import uvloop  # type: ignore[import-not-found]
+            import uvloop  # type: ignore[import-not-found, unused-ignore]  # optional
 
             return uvloop.new_event_loop()
         except ImportError:
@@ -257,14 +257,14 @@ def call(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) ->
             logger.debug("call on a closed loop ignored: %r", fn)
 
 
-def run_blocking(loop: asyncio.AbstractEventLoop, coro: Awaitable[T], timeout: float | None = 30) -> T:
+def run_blocking(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T], timeout: float | None = 30) -> T:
     """Run ``coro`` on ``loop`` from another thread and wait for its result."""
     global _main_waiting_in_ws
     on_main = threading.current_thread() is threading.main_thread()
     if on_main:
         _main_waiting_in_ws = True  # before scheduling: the coroutine may run at once
     try:
-        future = asyncio.run_coroutine_threadsafe(coro, loop)  # type: ignore[arg-type]
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
         return future.result(timeout)
     except concurrent.futures.TimeoutError:
         future.cancel()

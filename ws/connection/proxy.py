@@ -20,21 +20,12 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from ..exceptions import ProxyError
+
 __all__ = ["ProxyError", "ProxyURL", "open_tunnel", "parse_proxy", "proxy_for"]
 
 #: The most we read of a proxy's answer to CONNECT before giving up on it.
 MAX_RESPONSE_HEAD = 16 * 1024
-
-
-class ProxyError(OSError):
-    """The proxy could not be reached or refused the tunnel (status in ``status``)."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 class ProxyURL:

@@ -1020,8 +1020,14 @@ class WebSocket(IterationMixin, EventEmitter):
                 self.remove_listener(type, registered)
                 return
 
-    def listener_count(self, event: str) -> int:
-        return len(self._events.get(event, ()))
+    # -- JavaScript spellings (the EventEmitter ones come from EventEmitter) --------------
+
+    readyState = ready_state
+    bufferedAmount = buffered_amount
+    remoteAddress = remote_address
+    isPaused = is_paused
+    addEventListener = add_event_listener
+    removeEventListener = remove_event_listener
 
     def __repr__(self) -> str:
         side = "server" if self._is_server else "client"

@@ -31,9 +31,8 @@ import time
 import uuid
 from typing import Any, Callable, Generator, Protocol
 
-from .._runtime import compat as _compat
-from .._runtime.calls import spawn
-from .._runtime.emitter import adapt_arity
+from .._runtime.emitter import adapt_arity, spawn
+from ..exceptions import ConnectionNotFound
 from .messages import decode, encode
 from .endpoints import join_path
 from ..request import Request
@@ -59,10 +58,6 @@ logger = logging.getLogger("ws.connections")
 
 EVENTS = ("connect", "disconnect", "message")
 DEFAULT_CONNECT_TIMEOUT = 10.0
-
-
-class ConnectionNotFound(LookupError):
-    """No open connection has this id (it never existed or it closed)."""
 
 
 # -- key-value stores -------------------------------------------------------------------
@@ -135,6 +130,15 @@ class ConnectionRequest:
     def json(self) -> Any:
         """``data`` parsed as JSON (the raw data when it is not JSON)."""
         return None if self.data is None else decode(self.data)
+
+    @property
+    def connectionId(self) -> str:
+        """JavaScript spelling of ``connection_id`` (a slot, so not a plain alias)."""
+        return self.connection_id
+
+    @connectionId.setter
+    def connectionId(self, value: str) -> None:
+        self.connection_id = value
 
 
 class ConnectionResponse:
@@ -378,5 +382,3 @@ def websocket(server: Any, name: str, **options: Any) -> Socket:
     """
     return Socket(server, name, **options)
 
-
-_compat.install(ConnectionRequest)

@@ -22,7 +22,7 @@ import logging
 import uuid
 from typing import Any, Callable, Mapping
 
-from .._runtime.calls import invoke
+from .._runtime.emitter import invoke
 from .messages import decode, encode
 from ..request import Request
 from ..server import WebSocketServer

@@ -1,16 +1,18 @@
 """Handler modules: WebSocket events delivered to a module, an object or a dotted path.
 
-    client = ws.create_websocket('ws://127.0.0.1:8080/echo', 'myapp.ws_handler')
+    from ws.styles import handlers
+    client = handlers.create_websocket('ws://127.0.0.1:8080/echo', 'myapp.ws_handler')
 
     # myapp/ws_handler.py
-    def on_open(): ws.context.get_connection().send('hello')
-    def on_message(message): print('got', message, ws.context.get_method())
+    from ws.styles import handlers
+    def on_open(): handlers.context.get_connection().send('hello')
+    def on_message(message): print('got', message, handlers.context.get_method())
     def on_error(error): ...
     def on_close(): ...
 
 The handler's ``on_open``/``on_message``/``on_error``/``on_close`` (or the
 JavaScript ``onOpen``... spellings) are called with the event's value and
-the connection as optional arguments; while one runs, ``ws.context`` answers
+the connection as optional arguments; while one runs, ``context`` answers
 for that call.  Clients live in a registry (``get_clients``, ``get_client``,
 ``get_client_by_handler``) until they close.  On the server side a handler
 serves an endpoint (``serve``), and ``NAME.websocket`` descriptor files
@@ -28,10 +30,9 @@ import threading
 import types
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Union
 
-from .._runtime import compat as _compat
-from .._runtime.calls import invoke
+from .._runtime.emitter import invoke
 from .endpoints import Connection, join_path
 from ..request import Request
 from ..server import WebSocketServer
@@ -55,17 +56,25 @@ __all__ = [
 logger = logging.getLogger("ws.handlers")
 
 METHODS = ("on_open", "on_message", "on_error", "on_close")
+#: A handler's functions may be spelled as in JSH: JSH name -> Python name.
+HANDLER_ALIASES = {"onOpen": "on_open", "onMessage": "on_message", "onError": "on_error", "onClose": "on_close"}
 DEFAULT_PREFIX = "/websockets/v4/service"
 DESCRIPTOR_KEYS = frozenset({"handler", "endpoint", "description"})
 
 
-# -- ws.context ------------------------------------------------------------------
+# -- context -------------------------------------------------------------------
+
+
+#: What a handler call is about: a client of ``create_websocket`` or a server-side connection.
+HandlerConnection = Union["Client", Connection]
 
 
 class _Call:
     __slots__ = ("method", "message", "error", "connection")
 
-    def __init__(self, method: str, message: Any, error: Any, connection: Any) -> None:
+    def __init__(
+        self, method: str, message: str | bytes | None, error: BaseException | None, connection: HandlerConnection
+    ) -> None:
         self.method = method
         self.message = message
         self.error = error
@@ -76,7 +85,7 @@ _current: contextvars.ContextVar[_Call | None] = contextvars.ContextVar("ws_hand
 
 
 class HandlerContext:
-    """``ws.context``: about the handler call in progress (``None``/``False`` outside one).
+    """``handlers.context``: about the handler call in progress (``None``/``False`` outside one).
 
     Backed by a context variable, so concurrent handlers (threads, tasks)
     each see their own call; an ``async def`` handler keeps its call for
@@ -100,7 +109,7 @@ class HandlerContext:
         call = _current.get()
         return call.error if call else None
 
-    def get_connection(self) -> Any:
+    def get_connection(self) -> HandlerConnection | None:
         """The ``Client`` (client side) or ``Connection`` (server side) of the call."""
         call = _current.get()
         return call.connection if call else None
@@ -118,14 +127,30 @@ class HandlerContext:
         return self.get_method() == "onclose"
 
     def __repr__(self) -> str:
-        return f"<ws.context {self.get_method() or 'outside a handler'}>"
+        return f"<handlers.context {self.get_method() or 'outside a handler'}>"
+
+    # JSH spellings (ws._runtime.compat has the option names).
+    getMethod = get_method
+    getMessage = get_message
+    getError = get_error
+    getConnection = get_connection
+    isOnOpen = is_on_open
+    isOnMessage = is_on_message
+    isOnError = is_on_error
+    isOnClose = is_on_close
 
 
 context = HandlerContext()
 
 
-def _call(handlers: dict[str, Callable[..., Any]], method: str, connection: Any, message: Any = None, error: Any = None) -> None:
-    """Call one handler method with ``ws.context`` set for it (and its task)."""
+def _call(
+    handlers: dict[str, Callable[..., Any]],
+    method: str,
+    connection: HandlerConnection,
+    message: str | bytes | None = None,
+    error: BaseException | None = None,
+) -> None:
+    """Call one handler method with ``context`` set for it (and its task)."""
     fn = handlers.get(method)
     if fn is None:
         return
@@ -161,7 +186,7 @@ def resolve_handler(handler: Any) -> dict[str, Callable[..., Any]]:
     else:
         lookup = lambda name: getattr(target, name, None)  # noqa: E731
     found: dict[str, Callable[..., Any]] = {}
-    camel = {py: js for js, py in _compat.HANDLER_ALIASES.items()}
+    camel = {py: js for js, py in HANDLER_ALIASES.items()}
     for method in METHODS:
         py_fn, js_fn = lookup(method), lookup(camel[method])
         if py_fn is not None and js_fn is not None:
@@ -269,8 +294,8 @@ def create_websocket(uri: str, handler: Any, engine: str | None = None, **option
 def _attach(
     socket: WebSocket,
     handlers: dict[str, Callable[..., Any]],
-    connection: Any,
-    on_closed: Callable[[], Any] | None = None,
+    connection: HandlerConnection,
+    on_closed: Callable[[], object] | None = None,
 ) -> None:
     """Route the socket's events to the handler functions."""
     socket.on("open", lambda: _call(handlers, "on_open", connection))
@@ -411,4 +436,8 @@ def _read_descriptor(file: Path) -> tuple[str, str, str]:
     return endpoint, handler, description
 
 
-_compat.install(HandlerContext)
+# JSH spellings of the module functions (``websockets.createWebsocket(...)``).
+createWebsocket = create_websocket
+getClients = get_clients
+getClient = get_client
+getClientByHandler = get_client_by_handler

@@ -20,7 +20,7 @@ import logging
 import threading
 from typing import Any, Callable, Hashable, Iterator, Protocol
 
-from .._runtime.calls import invoke
+from .._runtime.emitter import invoke
 
 __all__ = [
     "Rooms",

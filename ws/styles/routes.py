@@ -26,14 +26,15 @@ import weakref
 from typing import Any, Callable, Iterable
 
 from . import messages as _messages
-from ..exceptions import Reject
+from ..exceptions import InvalidMessage, Reject
 from ..http.routing import PathPattern
 from ..request import Request
 from ..protocol.handshake import Refused, VerifyInfo
 from ..server import WebSocketServer, write_refusal
 from ..upgrade import UpgradeHandler, UpgradeHost
 from ..connection.websocket import CLOSED, OPEN, WebSocket, valid_close_code
-from .._runtime.calls import spawn
+from .._runtime.emitter import spawn
+from .._runtime.flow import FlowGate
 
 __all__ = ["route_ws", "RouteContext", "UpgradeRouter", "InvalidMessage", "require_auth", "compile_validator"]
 
@@ -126,10 +127,6 @@ class UpgradeRouter:
 
 
 # -- message validation ----------------------------------------------------------------
-
-
-class InvalidMessage(ValueError):
-    """A message failed the route's ``message=`` validation."""
 
 
 def compile_validator(message: Any) -> Callable[[str | bytes], Any]:
@@ -293,19 +290,17 @@ class MessageStream:
     """
 
     def __init__(self, socket: WebSocket) -> None:
-        self._socket = socket
         self._items: collections.deque[Any] = collections.deque()
-        self._waiter: asyncio.Future | None = None
-        self._paused = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._flow = FlowGate(QUEUE_HIGH, QUEUE_LOW, socket.pause, socket.resume)
 
     def _put(self, item: Any) -> None:
         self._items.append(item)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-        if not self._paused and len(self._items) >= QUEUE_HIGH and item is not _END:
-            self._paused = True
-            self._socket.pause()
+        if item is not _END:
+            self._flow.added(len(self._items))
 
     def __aiter__(self) -> "MessageStream":
         return self
@@ -321,9 +316,7 @@ class MessageStream:
         if item is _END:
             raise StopAsyncIteration
         self._items.popleft()
-        if self._paused and len(self._items) <= QUEUE_LOW:
-            self._paused = False
-            self._socket.resume()
+        self._flow.removed(len(self._items))
         return item
 
 

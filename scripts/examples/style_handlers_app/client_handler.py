@@ -1,20 +1,20 @@
-"""Client-side handler, JSH spelling: onOpen/onMessage/onError/onClose with ws.context."""
+"""Client-side handler, JSH spelling: onOpen/onMessage/onError/onClose with handlers.context (from ws.styles import handlers)."""
 
-import ws
+from ws.styles import handlers
 
 received = []
 
 
 def onOpen():
-    print("client: opened,", ws.context.get_method(), flush=True)
+    print("client: opened,", handlers.context.get_method(), flush=True)
     # Until it closes, the client is in the registry.
-    print("registry:", [(c["uri"].rsplit("/", 1)[-1], c["handler"]) for c in ws.get_clients()], flush=True)
+    print("registry:", [(c["uri"].rsplit("/", 1)[-1], c["handler"]) for c in handlers.get_clients()], flush=True)
 
 
 def onMessage(message):
-    print("client:", ws.context.getMethod(), repr(message), flush=True)
+    print("client:", handlers.context.getMethod(), repr(message), flush=True)
     received.append(message)
-    connection = ws.context.get_connection()
+    connection = handlers.context.get_connection()
     if len(received) == 1:
         connection.send("hello")
     else:
@@ -22,8 +22,8 @@ def onMessage(message):
 
 
 def onError(error):
-    print("client: error", ws.context.get_error(), flush=True)
+    print("client: error", handlers.context.get_error(), flush=True)
 
 
 def onClose():
-    print("client:", ws.context.get_method(), flush=True)
+    print("client:", handlers.context.get_method(), flush=True)

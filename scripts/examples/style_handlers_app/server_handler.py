@@ -1,6 +1,6 @@
 """Server-side handler of the my-endpoint descriptor: greets, then answers in upper case."""
 
-import ws
+from ws.styles import handlers
 
 
 def on_open(connection):
@@ -8,5 +8,5 @@ def on_open(connection):
 
 
 def on_message(message, connection):
-    print("server:", ws.context.get_method(), repr(ws.context.get_message()), flush=True)
+    print("server:", handlers.context.get_method(), repr(handlers.context.get_message()), flush=True)
     connection.send(message.upper())
