@@ -174,7 +174,7 @@ async def serving(
     finally:
         if wss is not None:
             wss.close()
-            await asyncio.wait_for(wss.wait_closed(), 15)
+            await asyncio.wait_for(wss.wait_closed_async(), 15)
         await asyncio.wait_for(server.close_async(), 15)
         loop.set_exception_handler(None)
     assert leaked == [], leaked

@@ -111,7 +111,7 @@ def test_routes_and_websocket_side_by_side(httpd: Any) -> None:
         sock.close(4000, "bye")
         await sock.wait_closed_async(timeout=10)
         wss.close()
-        await wss.wait_closed()
+        await wss.wait_closed_async()
 
     run(main, timeout=60)
 

@@ -127,7 +127,7 @@ class LiveServer:
     def stop(self) -> None:
         async def close() -> None:
             self.wss.close()
-            await asyncio.wait_for(self.wss.wait_closed(), 10)
+            await asyncio.wait_for(self.wss.wait_closed_async(), 10)
             await asyncio.wait_for(self.server.close_async(), 10)
             self.evil.close()
 

@@ -283,7 +283,7 @@ async def main():
         reply = (await client.recv_async(timeout=10)).data
     print(type(asyncio.get_running_loop()).__module__, reply, flush=True)
     wss.close()
-    await asyncio.wait_for(wss.wait_closed(), 10)
+    await asyncio.wait_for(wss.wait_closed_async(), 10)
 
 uvloop.run(main())
 """

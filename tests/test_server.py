@@ -623,7 +623,7 @@ def test_server_close_sends_1001_emits_close_and_calls_back() -> None:
         await srec.wait("close")
         assert srec.count("close") == 1
         assert wss.clients == set()
-        await asyncio.wait_for(wss.wait_closed(), 5)
+        await asyncio.wait_for(wss.wait_closed_async(), 5)
         # The path is free again: a new upgrade is not for this server any more.
         status, _, _ = await raw_exchange(server.port, upgrade_request())
         assert status == 404
@@ -1146,3 +1146,23 @@ def test_listening_listener_attached_after_the_constructor_still_runs_once() -> 
         assert len(calls) == 1
     finally:
         wss.close()
+
+
+def test_wait_closed_blocks_in_a_thread_and_refuses_inside_asyncio() -> None:
+    """One return type each: ``wait_closed()`` blocks a thread, ``wait_closed_async()`` is a coroutine."""
+    wss = WebSocketServer(port=0)
+    got: list[object] = []
+
+    async def inside() -> None:
+        with pytest.raises(RuntimeError, match="wait_closed_async"):
+            wss.wait_closed()
+
+    asyncio.run(inside())
+    wss.close()
+    got.append(wss.wait_closed(timeout=10))
+    assert got == [None]
+
+    async def after_close() -> None:
+        await wss.wait_closed_async(timeout=5)  # already closed: returns at once, from another loop
+
+    asyncio.run(after_close())

@@ -250,13 +250,29 @@ class WebSocketServer(EventEmitter):
             self._close_callbacks.append(callback)
         _loop.call(self._loop, self._close_now, 1001, "")
 
-    async def wait_closed(self) -> None:
-        """Inside asyncio: wait until ``close()`` has finished."""
+    def wait_closed(self, timeout: float | None = None) -> None:
+        """Block until ``close()`` has finished; in a coroutine use ``await wait_closed_async()``.
+
+        Called on a thread that runs an event loop it raises ``RuntimeError``
+        (blocking there would stop the loop that does the closing).
+        """
+        if _loop._get_running_loop() is not None:
+            raise RuntimeError("wait_closed() blocks the thread; inside asyncio use 'await wss.wait_closed_async()'")
+        _loop.run_blocking(self._loop, self.wait_closed_async(timeout), timeout=None)
+
+    async def wait_closed_async(self, timeout: float | None = None) -> None:
+        """Wait until ``close()`` has finished (every client gone, ``'close'`` emitted)."""
+        if not _loop.in_loop(self._loop):
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.wait_closed_async(timeout), self._loop))
+            return
         if self._closed_future is None:
             self._closed_future = self._loop.create_future()
             if self._closed and not self._sockets:
                 self._closed_future.set_result(None)
-        await asyncio.shield(self._closed_future)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._closed_future), timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"the server did not finish closing within {timeout} s") from None
 
     def ref(self) -> "WebSocketServer":
         if self._own_server is not None:
