@@ -33,6 +33,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Coroutine, TypeVar
 
 from .._runtime import loop as _loop
+from .._runtime.flow import FlowGate
 from ..exceptions import ConnectionClosed, NotOpenError, WebSocketError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -53,22 +54,20 @@ _STATE_NAMES = ("CONNECTING", "OPEN", "CLOSING", "CLOSED")
 class _Inbox:
     """Messages waiting for ``recv()``; lives on the socket's loop only."""
 
-    __slots__ = ("sock", "items", "limit", "waiters", "closed", "paused_by_us")
+    __slots__ = ("items", "waiters", "closed", "gate", "sock")
 
     def __init__(self, sock: IterationMixin, limit: int) -> None:
         self.sock = sock
         self.items: collections.deque[MessageEvent] = collections.deque()
-        self.limit = limit
         self.waiters: list[asyncio.Future[None]] = []
         self.closed: tuple[int, str] | None = None
-        self.paused_by_us = False
+        # Too many unread messages stop the socket reading (TCP pushes back), until half are read.
+        self.gate = FlowGate(limit, limit // 2, lambda: sock._set_paused(True), lambda: sock._set_paused(False))
 
     def put(self, event: MessageEvent) -> None:
         self.items.append(event)
         self._wake()
-        if len(self.items) >= self.limit and not self.sock._paused:
-            self.paused_by_us = True
-            self.sock._set_paused(True)
+        self.gate.added(len(self.items), can_pause=not self.sock._paused)
 
     def close(self, code: int, reason: str) -> None:
         self.closed = (code, reason)
@@ -78,9 +77,7 @@ class _Inbox:
         """The oldest message, or ``None``; raises ``ConnectionClosed`` once drained after close."""
         if self.items:
             event = self.items.popleft()
-            if self.paused_by_us and len(self.items) <= self.limit // 2:
-                self.paused_by_us = False
-                self.sock._set_paused(False)
+            self.gate.removed(len(self.items))
             return event
         if self.closed is not None:
             raise ConnectionClosed(*self.closed)
