@@ -194,9 +194,9 @@ class ASGIWebSocket(WebSocket):
         assert server._loop is not None
         self._setup(server._loop, is_server=True, options=options)
         self._request = request
-        self._server = server
+        self._finish_hooks.append(server._socket_closed)
         self._url = request.url
-        self._protocol = subprotocol
+        self._subprotocol = subprotocol
         self._remote_address = request.remote_address
         self._ready_state = OPEN
         self._asgi_send = send
@@ -258,7 +258,7 @@ class ASGIWebSocket(WebSocket):
 
     def _send_frame(self, is_text: bool, payload: Any, fin: bool = True) -> None:
         if self._ready_state != OPEN:
-            self._emit_error(NotOpenError(self._ready_state, ("CONNECTING", "OPEN", "CLOSING", "CLOSED")[self._ready_state]))
+            self._emit_error(NotOpenError(self._ready_state, self._ready_state.name))
             return
         # ASGI sends whole messages only: fragments (send(fin=False)) are
         # gathered here and leave as one message when the last one comes.
@@ -320,7 +320,7 @@ class ASGIWebSocket(WebSocket):
     def _close_now(self, code: int | None, reason: str) -> None:
         if self._ready_state != OPEN:
             return
-        self._ready_state = 2  # CLOSING
+        self._closing()
         self._enqueue({"type": "websocket.close", "code": code or 1000, "reason": reason}, 0)
         if self._close_timer is None:
             self._close_timer = self._loop.call_later(self.close_timeout, self._close_timed_out)

@@ -32,7 +32,7 @@ from websockets.http11 import Request as _WsRequest
 from websockets.http11 import Response
 from websockets.protocol import State
 
-from .protocol import frames as _fastpath
+from .protocol.writer import serialize as _serialize
 from ._runtime import loop as _loop
 from .protocol import _websockets as _protocol
 from ._runtime.compat import normalize_options
@@ -245,30 +245,13 @@ class WebSocketServer(EventEmitter):
     def _broadcast(self, is_text: bool, payload: bytes, exclude: Any) -> int:
         excluded = () if exclude is None else ({exclude} if isinstance(exclude, WebSocket) else set(exclude))
         # One frame for all; per client only the checks and the write.
-        wire = b"".join(_fastpath.serialize(_FIN_TEXT if is_text else _FIN_BINARY, payload, False))
+        wire = b"".join(_serialize(_FIN_TEXT if is_text else _FIN_BINARY, payload, False))
         count = 0
         for ws in list(self._sockets):
-            if ws._ready_state != OPEN or (excluded and ws in excluded):
+            if excluded and ws in excluded:
                 continue
-            if not ws._lean or ws._dispatching or ws._fragmenting:
-                # compressed, debug, inside a listener (keep its batch) or a fragmented message open
-                ws._send_frame(is_text, payload)
-            else:
-                if ws._writing_paused and ws._over_buffer_limit():
-                    continue  # a client that does not read is dropped, not fed
-                # Keep order with frames queued for the end of this loop turn.
-                # The protocol object holds nothing here: on a lean socket it
-                # only makes control frames (data goes through it compressed or
-                # fragmented, both sent above), whatever it makes outside a read
-                # is flushed at once, and control frames may come between data
-                # frames anyway (RFC 6455, 5.4).  Not reading it saves touching
-                # one more object per client.
-                if ws._out:
-                    ws._flush()
-                transport = ws._transport
-                if transport is not None:
-                    transport.write(wire)
-            count += 1
+            if ws._send_broadcast(wire, is_text, payload):
+                count += 1
         return count
 
     def close(self, callback: Callable[[], Any] | None = None) -> None:
@@ -445,7 +428,7 @@ class WebSocketServer(EventEmitter):
             proto.state = _OPEN_STATE
         proto.read_frames()
 
-        ws = WebSocket._accepted(self._loop, proto, transport, request, self, self._socket_options)
+        ws = WebSocket._accepted(self._loop, proto, transport, request, self._socket_closed, self._socket_options)
         ws._extensions = extensions_header or ""
         ws._flush()
         self._sockets.add(ws)
@@ -540,8 +523,7 @@ def _response_101(accept_key: str, extensions_header: str | None, chosen: str | 
 
 
 def _deliver_head(ws: WebSocket, head: bytes) -> None:
-    if ws._ready_state != 3:
-        ws._data_received(head)
+    ws._receive_head(head)
 
 
 def _chain(exc: BaseException) -> str:
