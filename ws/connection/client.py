@@ -129,7 +129,7 @@ class ClientConfig:
         if isinstance(max_redirects, bool) or not isinstance(max_redirects, int) or max_redirects < 0:
             raise ValueError(f"max_redirects must be a non-negative int, got {max_redirects!r}")
         self.max_redirects: int = max_redirects
-        self.write_limits = {k: options[k] for k in ("high_water_mark", "low_water_mark") if k in options}
+        self.write_limits: dict[str, Any] = {k: options[k] for k in ("high_water_mark", "low_water_mark") if k in options}
         self.redirects = 0
         self.loop: asyncio.AbstractEventLoop | None = None  # the socket's, set by WebSocket
         self.proto: _protocol.Client | None = None  # the current connection's protocol object
@@ -166,9 +166,9 @@ class ClientConfig:
         peer = transport.get_extra_info("peername")
         proto = _protocol.Client(
             self.target,
-            origin=self.origin,  # type: ignore[arg-type]
+            origin=self.origin,  # type: ignore[arg-type,unused-ignore]
             extensions=self.extensions(),
-            subprotocols=self.offered or None,  # type: ignore[arg-type]
+            subprotocols=self.offered or None,  # type: ignore[arg-type,unused-ignore]
             max_size=ws.max_payload,
         )
         request = proto.connect()
@@ -351,6 +351,7 @@ def describe_connect_error(exc: BaseException, host: str, port: int) -> str:
         return f"TLS certificate verification failed for {address}: {exc.verify_message or exc.reason}"
     if isinstance(exc, _ssl.SSLError):
         return f"TLS handshake with {address} failed: {exc.reason or exc}"
-    if isinstance(exc, OSError) and exc.errno in errno.errorcode:
-        return f"connect {errno.errorcode[exc.errno]} {address} ({os.strerror(exc.errno)})"
+    code = exc.errno if isinstance(exc, OSError) else None
+    if code is not None and code in errno.errorcode:
+        return f"connect {errno.errorcode[code]} {address} ({os.strerror(code)})"
     return f"connect to {address} failed: {describe(exc)}"

@@ -148,7 +148,7 @@ class _Stream(asyncio.BufferedProtocol):
         self.ws._writing_resumed()
 
 
-class WebSocket(IterationMixin, EventEmitter):
+class WebSocket(IterationMixin, EventEmitter):  # type: ignore[misc,unused-ignore]  # the bases disagree on _loop (pull.py, emitter.py)
     """A WebSocket connection with the JavaScript API.
 
     As a client: ``WebSocket(url, protocols=None, **options)`` connects in the
@@ -188,6 +188,7 @@ class WebSocket(IterationMixin, EventEmitter):
         "_held", "_flush_scheduled",
     )
     _ready_state: ReadyState
+    _url: str
     _proto: "_ClientProtocol | _ServerProtocol | None"
     _transport: asyncio.Transport | None
 
@@ -728,7 +729,7 @@ class WebSocket(IterationMixin, EventEmitter):
                 return
         transport.resume_reading()
 
-    def _schedule(self, awaitable: Any) -> asyncio.Future | None:
+    def _schedule(self, awaitable: Any) -> asyncio.Future[Any] | None:
         """Run an ``async def`` listener; too many at once stop reading (TCP pushes back)."""
         task = super()._schedule(awaitable)
         if task is not None and not task.done():
@@ -739,7 +740,7 @@ class WebSocket(IterationMixin, EventEmitter):
                 self._apply_reading()
         return task
 
-    def _listener_task_done(self, task: asyncio.Future) -> None:
+    def _listener_task_done(self, task: asyncio.Future[Any]) -> None:
         self._listener_tasks -= 1
         if self._backlog_paused and self._listener_tasks <= MAX_PENDING_LISTENERS // 2:
             self._backlog_paused = False
@@ -1074,7 +1075,7 @@ class WebSocket(IterationMixin, EventEmitter):
         return f"<WebSocket {side} {self._url} {self._ready_state.name}>"
 
 
-def _dom_event(target: WebSocket, type: str, args: tuple) -> Any:
+def _dom_event(target: WebSocket, type: str, args: tuple[Any, ...]) -> Any:
     if type == "message":
         return args[0]
     if type == "close":

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import websockets
+from websockets.version import version as _installed_version
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN, Protocol
@@ -47,8 +47,8 @@ def check_version(version: str) -> None:
         )
 
 
-check_version(websockets.__version__)
-_MAJOR = int(websockets.__version__.split(".")[0])
+check_version(_installed_version)
+_MAJOR = int(_installed_version.split(".")[0])
 
 _CLOSE = Opcode.CLOSE
 _CLIENT_LOGGER = logging.getLogger("ws.client.protocol")

@@ -230,20 +230,23 @@ class FrameReader:
                         view = memoryview(data)
                     payload = view[head:end]
                 if server:
-                    payload = apply_mask(payload, data[head - 4 : head])
-                elif type(payload) is not bytes:
-                    payload = bytes(payload)
+                    # Any buffer will do for the C apply_mask; its stub says bytes.
+                    message = apply_mask(payload, data[head - 4 : head])  # type: ignore[arg-type]
+                elif type(payload) is bytes:
+                    message = payload
+                else:
+                    message = bytes(payload)
                 pos = end
                 if b0 == _FIN_TEXT:
                     try:
-                        text = payload.decode()  # type: ignore[union-attr]
+                        text = message.decode()
                     except UnicodeDecodeError as exc:
                         self._fail(1007, f"invalid UTF-8 at position {exc.start}")
                         self._hand_over(data[pos:])
                         return
                     deliver(TEXT, text)
                 else:
-                    deliver(BINARY, payload)  # type: ignore[arg-type]
+                    deliver(BINARY, message)
             else:
                 # Control frame, fragment, reserved bits...: the protocol's job.
                 if not self._feed(bytes(data[pos:end])):
