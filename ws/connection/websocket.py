@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from threading import get_ident as _get_ident
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
 from websockets.frames import Opcode
 from websockets.http11 import Response
@@ -86,6 +86,37 @@ def check_byte_limit(name: str, value: Any) -> None:
 def valid_close_code(code: int) -> bool:
     """Close codes an application may send (RFC 6455 7.4, as Node's ``ws``)."""
     return (1000 <= code <= 1014 and code not in (1004, 1005, 1006)) or 3000 <= code <= 4999
+
+
+class MessageLink(Protocol):
+    """The seam for a ``WebSocket`` whose host does the framing (ASGI).
+
+    Such a socket has no transport and no protocol object: everything above
+    the wire (events, ``send`` argument rules, thread hopping, pull-style
+    reads, close-code checks) is the ``WebSocket``'s, and where it would
+    write frames it calls its link (``sock._link``) instead.  Received
+    messages come back through ``sock._deliver(kind, data)``, the end
+    through ``sock._finish(code, reason)``.
+    """
+
+    def send(self, is_text: bool, payload: bytes, fin: bool) -> None:
+        """One message, or one fragment of it (``fin=False``: more follow)."""
+
+    def control(self, opcode: Opcode, payload: bytes) -> None:
+        """A ping or pong asked for by the application."""
+
+    def close(self, code: int | None, reason: str) -> None:
+        """Start the closing handshake (the socket is CLOSING)."""
+
+    def abort(self) -> None:
+        """End the connection now, without a handshake."""
+
+    def hold_reading(self, held: bool) -> None:
+        """Stop (or go on) taking messages from the host."""
+
+    @property
+    def buffered(self) -> int:
+        """Bytes given to :meth:`send` that the host has not taken yet."""
 
 
 class _Stream(asyncio.BufferedProtocol):
@@ -230,6 +261,7 @@ class WebSocket(IterationMixin, EventEmitter):  # type: ignore[misc,unused-ignor
         self._extensions = ""
         self._remote_address: str | None = None
         self._request: Request | None = None
+        self._link: MessageLink | None = None  # a host that frames for us (ASGI); see MessageLink
         self._client = None  # the client's connector (ws/connection/client.py); None on the server side
         #: Called with this socket once it is closed (its server forgets it, a heartbeat drops it).
         self._finish_hooks: list[Callable[["WebSocket"], object]] = []
@@ -344,6 +376,8 @@ class WebSocket(IterationMixin, EventEmitter):  # type: ignore[misc,unused-ignor
         pending = self._queued_bytes + self._writer.size
         if transport is not None and not transport.is_closing():
             pending += transport.get_write_buffer_size()
+        elif self._link is not None:
+            pending += self._link.buffered
         return pending
 
     @property
@@ -419,7 +453,10 @@ class WebSocket(IterationMixin, EventEmitter):  # type: ignore[misc,unused-ignor
                 self._loop.call_soon(self._scheduled_flush)
         else:
             proto = self._proto
-            assert proto is not None
+            if proto is None:
+                assert self._link is not None
+                self._link.send(is_text, bytes(payload), True)
+                return
             if not proto.is_open():
                 # The peer's close frame came in the same read as the message this
                 # listener answers: too late to send, and not the caller's fault.
@@ -468,7 +505,11 @@ class WebSocket(IterationMixin, EventEmitter):  # type: ignore[misc,unused-ignor
         frames join the writer's queue at once, so the order holds.
         """
         proto = self._proto
-        assert proto is not None
+        if proto is None:
+            assert self._link is not None
+            self._link.send(is_text, bytes(payload), fin)
+            self._fragmenting = not fin
+            return
         if not proto.is_open():
             return
         if self._fragmenting:
@@ -507,7 +548,10 @@ class WebSocket(IterationMixin, EventEmitter):  # type: ignore[misc,unused-ignor
             self._emit_error(NotOpenError(self._ready_state, self._ready_state.name))
             return
         proto = self._proto
-        assert proto is not None
+        if proto is None:
+            assert self._link is not None
+            self._link.control(opcode, payload)
+            return
         if opcode is _PING:
             proto.send_ping(payload)
         else:
@@ -621,7 +665,11 @@ class WebSocket(IterationMixin, EventEmitter):  # type: ignore[misc,unused-ignor
         if state is CLOSING:
             return
         proto = self._proto
-        assert proto is not None
+        if proto is None:
+            assert self._link is not None
+            self._closing()
+            self._link.close(code, reason)
+            return
         if proto.is_open():
             proto.send_close(code, reason)
         self._closing()
@@ -641,6 +689,8 @@ class WebSocket(IterationMixin, EventEmitter):  # type: ignore[misc,unused-ignor
         self._closing()
         if self._transport is not None:
             self._transport.abort()
+        elif self._link is not None:
+            self._link.abort()
 
     def _abort_connecting(self, error: BaseException) -> None:
         """Fail a client that has not opened yet: ``'error'`` then ``'close'`` (1006)."""
@@ -719,6 +769,8 @@ class WebSocket(IterationMixin, EventEmitter):  # type: ignore[misc,unused-ignor
         reader.hold(held)
         transport = self._transport
         if transport is None or transport.is_closing():
+            if self._link is not None:
+                self._link.hold_reading(held)
             return
         if held:
             transport.pause_reading()
@@ -754,6 +806,8 @@ class WebSocket(IterationMixin, EventEmitter):  # type: ignore[misc,unused-ignor
         would wait behind the very bytes the peer does not read.
         """
         limit = self.max_buffered_amount
+        if self._link is not None:
+            return False  # the host (the ASGI server) bounds its own buffers
         pending = self.buffered_amount
         if limit is None or pending <= limit:
             return False
@@ -765,6 +819,10 @@ class WebSocket(IterationMixin, EventEmitter):  # type: ignore[misc,unused-ignor
         if self._transport is not None:
             self._transport.abort()
         return True
+
+    def _writing_blocked(self) -> None:
+        """Above the high-water mark: ``send`` keeps queueing, ``'drain'`` says when it fell below the low one."""
+        self._writing_paused = True
 
     def _writing_resumed(self) -> None:
         self._writing_paused = False
