@@ -220,6 +220,7 @@ class WebSocket(IterationMixin, EventEmitter):  # type: ignore[misc,unused-ignor
     )
     _ready_state: ReadyState
     _url: str
+    _connector: "ClientConfig | None"
     _proto: "_ClientProtocol | _ServerProtocol | None"
     _transport: asyncio.Transport | None
 
@@ -235,7 +236,7 @@ class WebSocket(IterationMixin, EventEmitter):  # type: ignore[misc,unused-ignor
         self._setup(_loop.bind(), is_server=False, options=options)
         config.loop = self._loop
         self._url = url
-        self._client: ClientConfig | None = config
+        self._connector = config
         self._hold_events = not _loop.in_loop(self._loop)
         self._ref.hold()
         if _loop.is_reactor(self._loop):
@@ -262,7 +263,8 @@ class WebSocket(IterationMixin, EventEmitter):  # type: ignore[misc,unused-ignor
         self._remote_address: str | None = None
         self._request: Request | None = None
         self._link: MessageLink | None = None  # a host that frames for us (ASGI); see MessageLink
-        self._client = None  # the client's connector (ws/connection/client.py); None on the server side
+        # The client's connection attempt (ws/connection/client.py); None on the server side.
+        self._connector = None
         #: Called with this socket once it is closed (its server forgets it, a heartbeat drops it).
         self._finish_hooks: list[Callable[["WebSocket"], object]] = []
         self._held = None
@@ -694,8 +696,8 @@ class WebSocket(IterationMixin, EventEmitter):  # type: ignore[misc,unused-ignor
 
     def _abort_connecting(self, error: BaseException) -> None:
         """Fail a client that has not opened yet: ``'error'`` then ``'close'`` (1006)."""
-        if self._client is not None:
-            self._client.cancel()
+        if self._connector is not None:
+            self._connector.cancel()
         self._emit_error(error)
         if self._transport is not None and not self._transport.is_closing():
             self._closing()
@@ -842,8 +844,8 @@ class WebSocket(IterationMixin, EventEmitter):  # type: ignore[misc,unused-ignor
 
     def _connection_made(self, transport: asyncio.Transport) -> None:
         self._transport = transport
-        if self._client is not None:
-            self._client.connection_made(self, transport)
+        if self._connector is not None:
+            self._connector.connection_made(self, transport)
 
     def _data_received(self, data: Any) -> None:
         proto = self._proto
@@ -851,8 +853,8 @@ class WebSocket(IterationMixin, EventEmitter):  # type: ignore[misc,unused-ignor
             return
         self._dispatch_thread = _get_ident()
         try:
-            if self._ready_state is CONNECTING and self._client is not None:
-                self._receive_handshake(self._client, data)
+            if self._ready_state is CONNECTING and self._connector is not None:
+                self._receive_handshake(self._connector, data)
             else:
                 self._reader.receive(data)
         except Exception as exc:  # a bug of ours: never into the loop
@@ -924,8 +926,8 @@ class WebSocket(IterationMixin, EventEmitter):  # type: ignore[misc,unused-ignor
             if self._ready_state is CLOSED:
                 return
             if type(event) is Response:
-                if self._client is not None:
-                    self._client.handshake_response(self, event)
+                if self._connector is not None:
+                    self._connector.handshake_response(self, event)
                 continue
             opcode = event.opcode
             if opcode is _TEXT or opcode is _BINARY or opcode is _CONT:
@@ -1004,8 +1006,8 @@ class WebSocket(IterationMixin, EventEmitter):  # type: ignore[misc,unused-ignor
             self._handshake_timer.cancel()
             self._handshake_timer = None
         proto = self._proto
-        if self._ready_state is CONNECTING and self._client is not None:
-            self._client.connection_lost(self, exc)
+        if self._ready_state is CONNECTING and self._connector is not None:
+            self._connector.connection_lost(self, exc)
             return
         code, reason = 1006, ""
         if proto is not None:
@@ -1036,7 +1038,7 @@ class WebSocket(IterationMixin, EventEmitter):  # type: ignore[misc,unused-ignor
         hooks, self._finish_hooks = self._finish_hooks, []
         for hook in hooks:
             hook(self)
-        if self._client is not None:
+        if not self._is_server:
             _loop.reactor.remove_shutdown(self._going_away)
         if not self._close_emitted:
             self._close_emitted = True
