@@ -73,8 +73,17 @@ class _Internals(Protocol):
         """Whether a fragmented message was started and not finished."""
         return getattr(self, _CURRENT) is not None
 
-    def is_open(self) -> bool:
-        return self.state is OPEN
+    if isinstance(Protocol.__dict__.get("state"), property):  # read on every send off the lean path
+
+        def is_open(self) -> bool:
+            """Whether the connection is OPEN (the ``state`` property without its call)."""
+            return self._state is OPEN  # type: ignore[has-type,unused-ignore]
+
+    else:  # pragma: no cover - a release where ``state`` is a plain attribute
+
+        def is_open(self) -> bool:
+            """Whether the connection is OPEN."""
+            return self.state is OPEN
 
     def mark_open(self) -> None:
         """The server wrote the 101 itself (no ``send_response``): the connection is OPEN."""
