@@ -312,8 +312,14 @@ class WebSocket(IterationMixin, EventEmitter):  # type: ignore[misc,unused-ignor
         request: "Request",
         on_finish: Callable[["WebSocket"], object] | None,
         options: dict[str, Any],
+        extensions: str = "",
     ) -> "WebSocket":
-        """A server-side socket whose handshake just completed; ``on_finish(socket)`` once it is closed."""
+        """A server-side socket whose handshake just completed; ``on_finish(socket)`` once it is closed.
+
+        ``extensions`` is the ``Sec-WebSocket-Extensions`` value of the 101;
+        whatever ``proto`` still holds to send (the 101 itself, when it wrote
+        it) is written here.
+        """
         self = cls.__new__(cls)
         EventEmitter.__init__(self)
         self._setup(loop, is_server=True, options=options)
@@ -323,6 +329,7 @@ class WebSocket(IterationMixin, EventEmitter):  # type: ignore[misc,unused-ignor
             self._finish_hooks.append(on_finish)
         self._url = request.url
         self._subprotocol = proto.subprotocol or ""
+        self._extensions = extensions
         self._remote_address = request.remote_address
         self._ready_state = OPEN
         self._start_lean(proto)
@@ -330,6 +337,7 @@ class WebSocket(IterationMixin, EventEmitter):  # type: ignore[misc,unused-ignor
         transport.set_protocol(_Stream(self))
         self._transport = transport
         self._set_write_limits(options)
+        self._flush()
         return self
 
     def _start_lean(self, proto: "_ClientProtocol | _ServerProtocol") -> None:
