@@ -193,7 +193,7 @@ class ASGIWebSocket(WebSocket):
         self._subprotocol = subprotocol
         self._remote_address = request.remote_address
         self._ready_state = OPEN
-        self._asgi = self._link = _ASGILink(self, send, options)
+        self._asgi = self._link = _ASGILink(self, send, options, server._loop)
         self._ref.hold()
         return self
 
@@ -237,8 +237,9 @@ class ASGIWebSocket(WebSocket):
 class _ASGILink:
     """Sends a socket's messages as ASGI messages, in order, through one writer coroutine."""
 
-    def __init__(self, sock: ASGIWebSocket, send: Send, options: dict[str, Any]) -> None:
+    def __init__(self, sock: ASGIWebSocket, send: Send, options: dict[str, Any], loop: asyncio.AbstractEventLoop) -> None:
         self.sock = sock
+        self.loop = loop
         self.asgi_send = send
         self.outbox: collections.deque[tuple[dict[str, Any], int]] = collections.deque()
         self.outbox_bytes = 0
@@ -287,7 +288,7 @@ class _ASGILink:
     def close(self, code: int | None, reason: str) -> None:
         self._enqueue({"type": "websocket.close", "code": code or 1000, "reason": reason}, 0)
         if self.close_timer is None:
-            self.close_timer = self.sock._loop.call_later(self.sock.close_timeout, self._close_timed_out)
+            self.close_timer = self.loop.call_later(self.sock.close_timeout, self._close_timed_out)
 
     def _close_timed_out(self) -> None:
         self.close_timer = None

@@ -428,7 +428,7 @@ class WebSocketServer(EventEmitter):
             proto.state = _OPEN_STATE
         proto.read_frames()
 
-        ws = WebSocket._accepted(self._loop, proto, transport, request, self._socket_closed, self._socket_options)
+        ws = WebSocket._accepted(self._loop, proto, transport, request, self._socket_closed, self._socket_options, extensions_header or "")
         ws._extensions = extensions_header or ""
         ws._flush()
         self._sockets.add(ws)
