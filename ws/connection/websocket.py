@@ -780,7 +780,7 @@ class WebSocket(IterationMixin, EventEmitter):  # type: ignore[misc,unused-ignor
         transport = self._transport
         if transport is None or transport.is_closing():
             if self._link is not None:
-                self._link.hold_reading(held)
+                self._link.hold_reading(self._paused)  # (a backlog of async listeners never held ASGI reads)
             return
         if held:
             transport.pause_reading()
