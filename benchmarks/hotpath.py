@@ -6,7 +6,7 @@ No sockets: batches of masked client frames go into a server-side
 ``WebSocket``'s stream the way asyncio reads them (``get_buffer``, then
 ``buffer_updated``) with an echo listener, and a fake transport counts the
 writes.  It isolates the Python work per message from the kernel,
-so the effect of ``ws/_fastpath.py`` shows without the noise of a shared
+so the effect of the lean path (``ws/protocol/reader.py``, ``writer.py``) shows without the noise of a shared
 machine; the harness (scripts/bench) remains the measure that counts.
 """
 
@@ -23,10 +23,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from websockets.protocol import OPEN  # noqa: E402
-
 from ws.protocol import _websockets as _protocol  # noqa: E402
-from ws.protocol.frames import apply_mask  # noqa: E402
+from ws.protocol.reader import apply_mask  # noqa: E402
 from ws.connection.websocket import WebSocket  # noqa: E402
 
 
@@ -72,11 +70,13 @@ def client_frame(payload: bytes) -> bytes:
 
 async def measure(lean: bool, size: int, batch: int, rounds: int) -> tuple[float, int]:
     proto = _protocol.Server(max_size=2**24)
-    proto.state = OPEN
+    proto.mark_open()
     proto.read_frames()
     transport = CountingTransport()
     ws = WebSocket._accepted(asyncio.get_running_loop(), proto, transport, FakeRequest(), None, {})  # type: ignore[arg-type]
-    ws._lean = lean
+    if not lean:  # as with an extension: every frame through the protocol object
+        ws._lean = False
+        ws._reader.stop()
     ws.on("message", lambda event: ws.send(event.data))
     data = b"".join(client_frame(os.urandom(size)) for _ in range(batch))
     stream = transport.protocol  # the BufferedProtocol asyncio would read into

@@ -1,25 +1,28 @@
-"""ws.protocol.frames: the lean frame path, checked byte by byte against a raw TCP peer.
+"""The lean frame path (ws.protocol.reader / writer), checked byte by byte against a raw TCP peer.
 
 The lean path must be invisible: every split of the input, every mix of
 common and unusual frames, gives the same messages, in the same order, with
-the same replies as the protocol object alone would.
+the same replies as the protocol object alone would.  Only what a peer sees
+is asserted here; the reader's and writer's own state is tested without
+sockets in tests/unit/test_protocol_*.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import os
 import struct
-import threading
 from typing import Any
 
 import pytest
 
 from ws import WebSocket, WebSocketServer
-from ws.protocol import frames as _fastpath
 from ws import http
-from ws.protocol.frames import apply_mask
+from ws.protocol._websockets import Server as ServerProtocol
+from ws.protocol.reader import apply_mask
+from ws.connection.websocket import WebSocket as _WebSocket
 
 from .conftest import Recorder, run, until
 
@@ -128,7 +131,7 @@ def test_any_split_of_mixed_frames_gives_the_same_replies_in_order(chunk: int) -
         got = [await frames.next() for _ in EXPECTED]
         assert got == EXPECTED
         sock, rec = sockets[0]
-        assert sock._lean and rec.count("error") == 0
+        assert rec.count("error") == 0
         writer.write(frame(0x8, struct.pack("!H", 1000)))
         assert await frames.next() == (0x88, struct.pack("!H", 1000))
         await rec.wait("close", timeout=10)
@@ -138,24 +141,51 @@ def test_any_split_of_mixed_frames_gives_the_same_replies_in_order(chunk: int) -
     run(main, 60)
 
 
+class _CountingTransport(asyncio.Transport):
+    """Takes the socket's writes; the one ``BufferedProtocol`` it feeds is ``stream``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.stream: Any = None
+
+    def write(self, data: Any) -> None:
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return False
+
+    def set_protocol(self, protocol: Any) -> None:
+        self.stream = protocol
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+
+class _Req:
+    url = "/"
+    remote_address = "127.0.0.1"
+
+
 def test_many_messages_in_one_read_leave_in_one_write() -> None:
     async def main() -> None:
-        server, _, sockets = await echo_server()
-        reader, writer, frames = await raw_client(server.port)
+        proto = ServerProtocol(max_size=1 << 20)
+        proto.mark_open()
+        proto.read_frames()
+        transport = _CountingTransport()
+        sock = _WebSocket._accepted(asyncio.get_running_loop(), proto, transport, _Req(), None, {})  # type: ignore[arg-type]
+        sock.on("message", lambda evt: sock.send(evt.data))
         messages = [f"m{i}".encode() for i in range(200)]
-        await asyncio.sleep(0.1)
-        sock, _ = sockets[0]
-        writes: list[bytes] = []
-        transport = sock._transport
-        original = transport.write
-        transport.write = lambda data: (writes.append(bytes(data)), original(data))  # type: ignore[method-assign]
-        writer.write(b"".join(frame(0x1, m) for m in messages))
-        got = [await frames.next() for _ in messages]
-        assert got == [(0x81, m) for m in messages]
-        # 200 echoes of one read batch: far fewer writes than messages.
-        assert 1 <= len(writes) < 20
-        writer.close()
-        server.close()
+        data = b"".join(frame(0x1, m) for m in messages)
+        buffer = transport.stream.get_buffer(-1)  # as asyncio reads: into the buffer it is given
+        buffer[: len(data)] = data
+        transport.stream.buffer_updated(len(data))
+        # 200 echoes of one read: one write, with every frame in order.
+        assert len(transport.writes) == 1
+        assert transport.writes[0] == b"".join(bytes((0x81, len(m))) + m for m in messages)
 
     run(main, 30)
 
@@ -198,7 +228,6 @@ def test_announced_length_over_max_payload_fails_without_waiting_for_it() -> Non
         assert op == 0x88 and struct.unpack("!H", payload[:2])[0] == 1009
         sock, rec = sockets[0]
         await rec.wait("close", timeout=10)
-        assert sock._rbuf is None
         writer.close()
         server.close()
 
@@ -258,19 +287,18 @@ def test_client_reads_frames_that_arrive_with_the_101_and_masks_what_it_sends() 
     async def main() -> None:
         received: list[tuple[int, bytes]] = []
         done = asyncio.get_running_loop().create_future()
+        first = asyncio.get_running_loop().create_future()
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             request = await reader.readuntil(b"\r\n\r\n")
             key = [l.split(b":", 1)[1].strip() for l in request.split(b"\r\n") if l.lower().startswith(b"sec-websocket-key")][0]
-            import hashlib
-
             accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
             response = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
             # The 101 and the first frames in one write, the last frame split in two.
             tail = frame(0x2, b"\x01" * 300, mask=False)
             writer.write(response + frame(0x1, b"one", mask=False) + frame(0x9, b"p", mask=False) + tail[:3])
             await writer.drain()
-            await asyncio.sleep(0.05)
+            await asyncio.wait_for(first, 10)  # the client has read the first write: the rest is another read
             writer.write(tail[3:])
             frames = FrameReader(reader)
             for _ in range(4):
@@ -284,13 +312,14 @@ def test_client_reads_frames_that_arrive_with_the_101_and_masks_what_it_sends() 
         sock = WebSocket(f"ws://127.0.0.1:{port}/", per_message_deflate=False)
         rec = Recorder(sock, "open", "message", "ping", "error")
         sock.on("message", lambda evt: sock.send(evt.data))
+        sock.once("message", lambda evt: first.done() or first.set_result(None))
         messages = await rec.wait("message", 2, timeout=10)
         assert [m[0].data for m in messages] == ["one", b"\x01" * 300]
         sock.send("from client " * 20)
         await asyncio.wait_for(done, 10)
         # FrameReader unmasked them: the client masked every frame.
         assert received == [(0x81, b"one"), (0x8A, b"p"), (0x82, b"\x01" * 300), (0x81, ("from client " * 20).encode())]
-        assert sock._lean and rec.count("error") == 0
+        assert rec.count("error") == 0
         sock.terminate()
         raw.close()
 
@@ -334,31 +363,7 @@ def test_large_frames_between_small_ones_arrive_whole_and_in_order(chunk: int) -
             assert await frames.next() == (0x82, payload)
             assert await frames.next() == (0x81, b"small %d" % i)
         sock, rec = sockets[0]
-        assert sock._lean and sock._direct_reads and rec.count("error") == 0
-        assert sock._frame is None and sock._spare is None  # nothing held once idle
-        writer.close()
-        server.close()
-
-    run(main, 60)
-
-
-def test_a_large_frame_header_alone_reserves_nothing() -> None:
-    async def main() -> None:
-        server, _, sockets = await echo_server()
-        reader, writer, frames = await raw_client(server.port)
-        claimed = frame(0x2, os.urandom(8 << 20))
-        writer.write(claimed[: 64 * 1024])  # well under an eighth of the frame
-        await writer.drain()
-        await asyncio.sleep(0.2)
-        sock, rec = sockets[0]
-        assert sock._frame is None and len(sock._rbuf) == 64 * 1024
-        writer.write(claimed[64 * 1024 : 2 << 20])  # now a quarter: its own buffer
-        await writer.drain()
-        await until(lambda: sock._frame is not None, timeout=10)
-        assert len(sock._frame) == len(claimed) and sock._rbuf is None
-        writer.write(claimed[2 << 20 :])
-        opcode, payload = await frames.next(timeout=20)
-        assert opcode == 0x82 and len(payload) == 8 << 20
+        assert rec.count("error") == 0
         writer.close()
         server.close()
 
@@ -371,58 +376,12 @@ def test_eof_in_the_middle_of_a_large_frame_is_an_abnormal_close() -> None:
         reader, writer, frames = await raw_client(server.port)
         writer.write(frame(0x2, os.urandom(1 << 20))[: 600_000])
         await writer.drain()
-        sock, rec = sockets[0]
-        await until(lambda: sock._frame is not None, timeout=10)
         writer.write_eof()
+        await until(lambda: sockets, timeout=10)
+        sock, rec = sockets[0]
         (code, _reason), = await rec.wait("close", timeout=10)
-        assert code == 1006 and sock._frame is None
+        assert code == 1006
         writer.close()
         server.close()
 
     run(main, 30)
-
-
-# -- masking keys ---------------------------------------------------------------------------
-
-
-def test_mask_keys_are_read_in_blocks_and_never_handed_out_twice(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[int] = []
-    counter = iter(range(1 << 30))
-
-    def numbered_urandom(n: int) -> bytes:  # every 4-byte piece distinct, so any reuse shows
-        calls.append(n)
-        return b"".join(next(counter).to_bytes(4, "big") for _ in range(n // 4))
-
-    monkeypatch.setattr(_fastpath, "_urandom", numbered_urandom)
-    monkeypatch.setattr(_fastpath, "_keys", iter(()))
-    per_thread, threads = 5000, 4
-    got: list[list[bytes]] = [[] for _ in range(threads)]
-    start = threading.Barrier(threads)
-
-    def take(mine: list[bytes]) -> None:
-        start.wait(5)
-        for _ in range(per_thread):
-            mine.append(_fastpath.mask_key())
-
-    workers = [threading.Thread(target=take, args=(got[n],)) for n in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(10)
-    keys = [key for mine in got for key in mine]
-    assert len(keys) == per_thread * threads and all(len(key) == 4 for key in keys)
-    assert len(set(keys)) == len(keys)  # no key served twice, across threads
-    # One os.urandom call per 1,024 keys (a racing refill may add one).
-    assert all(n == 4096 for n in calls)
-    assert len(keys) / 1024 <= len(calls) <= len(keys) / 1024 + threads + 1
-
-
-def test_client_frames_carry_fresh_keys_and_unmask_right() -> None:
-    keys = set()
-    for n in range(3000):
-        payload = b"x%d" % n
-        (wire,) = _fastpath.serialize(0x82, payload, True)
-        key = wire[2:6]
-        keys.add(key)
-        assert apply_mask(wire[6:], key) == payload
-    assert len(keys) >= 2995  # random 32-bit keys: a collision or two at most

@@ -475,7 +475,7 @@ def test_a_burst_without_yielding_is_written_in_bounded_batches() -> None:
             await rec.wait("open")
             for i in range(1000):  # never yields: the queue is written every 64 frames
                 sock.send(str(i))
-                assert len(sock._out) <= 64 * 2
+                assert len(sock._writer.pending) <= 64 * 2
             msgs = await rec.wait("message", 1000)
             assert [m[0].data for m in msgs] == [str(i) for i in range(1000)]
             sock.close()
@@ -495,7 +495,7 @@ def test_frames_queued_for_the_loop_turn_are_dropped_when_the_connection_is_lost
             transport.write = lambda data: (writes.append(data), real_write(data))  # type: ignore[method-assign]
             sock.send("queued")
             sock._connection_lost(None)  # the connection ends before the end of this turn
-            assert sock._out == []
+            assert sock._writer.pending == []
             await asyncio.sleep(0.05)  # the scheduled flush finds nothing to write
             assert writes == []
             assert (await rec.wait("close"))[0][0] == 1006 and rec.count("error") == 0

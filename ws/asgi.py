@@ -33,7 +33,6 @@ from urllib.parse import quote
 
 from ._runtime.emitter import EventEmitter
 from .events import BINARY, TEXT
-from .exceptions import NotOpenError
 from .http.responses import phrase
 from .protocol.handshake import Accepted, HandshakeResult, Refused, admit
 from .request import Request
@@ -138,20 +137,14 @@ class ASGIWebSocket(WebSocket):
     """A server-side ``WebSocket`` driven by ASGI events instead of a transport.
 
     Everything above the wire is inherited (events, ``send`` argument rules,
-    thread hopping, ``recv``/``async for``, close-code checks); the methods
-    below replace the frame-level seam: sending queues ASGI messages for
-    one writer coroutine, receiving delivers ASGI events.
+    thread hopping, ``recv``/``async for``, close-code checks).  It plugs in
+    through ``WebSocket``'s one seam for hosts that frame themselves, a
+    :class:`~ws.connection.websocket.MessageLink` (here :class:`_ASGILink`:
+    sending queues ASGI messages for one writer coroutine); receiving
+    delivers ASGI events as messages.
     """
 
-    _asgi_send: Send
-    _outbox: collections.deque
-    _outbox_bytes: int
-    _wakeup: asyncio.Event
-    _reading: asyncio.Event
-    _runner: asyncio.Task | None
-    _terminated: bool
-    _high: int
-    _low: int
+    _asgi: "_ASGILink"
 
     @classmethod
     def _from_scope(cls, request: Request, server: WebSocketServer, subprotocol: str, send: Send) -> ASGIWebSocket:
@@ -161,42 +154,27 @@ class ASGIWebSocket(WebSocket):
         assert server._loop is not None
         self._setup(server._loop, is_server=True, options=options)
         self._request = request
-        self._server = server
+        self._finish_hooks.append(server._socket_closed)
         self._url = request.url
-        self._protocol = subprotocol
+        self._subprotocol = subprotocol
         self._remote_address = request.remote_address
         self._ready_state = OPEN
-        self._asgi_send = send
-        self._outbox = collections.deque()
-        self._asgi_fragments: tuple[bool, list[bytes]] | None = None
-        self._outbox_bytes = 0
-        self._high = options.get("high_water_mark", DEFAULT_HIGH_WATER)
-        self._low = options.get("low_water_mark", DEFAULT_LOW_WATER)
-        self._wakeup = asyncio.Event()
-        self._reading = asyncio.Event()
-        self._reading.set()
-        self._runner = None
-        self._terminated = False
+        self._asgi = self._link = _ASGILink(self, send, options, server._loop)
         self._ref.hold()
         return self
 
-    @property
-    def buffered_amount(self) -> int:
-        """Bytes handed to ``send`` that the ASGI server has not taken yet."""
-        return self._outbox_bytes + self._queued_bytes
-
-    # -- the receiving side: ASGI events in -----------------------------------------
-
     async def _run(self, receive: Receive) -> None:
-        self._runner = asyncio.current_task()
-        writer = self._loop.create_task(self._write_all())
+        """Deliver the ASGI server's events until the connection ends."""
+        link = self._asgi
+        link.runner = asyncio.current_task()
+        writer = self._loop.create_task(link.write_all())
         # Let async 'connection' listeners start (and reach their first
         # recv()) before any message is delivered.
         await asyncio.sleep(0)
         try:
             while self._ready_state != CLOSED:
-                if not self._reading.is_set():
-                    await self._reading.wait()
+                if not link.reading.is_set():
+                    await link.reading.wait()
                 message = await receive()
                 kind = message.get("type")
                 if kind == "websocket.receive":
@@ -204,7 +182,7 @@ class ASGIWebSocket(WebSocket):
                 elif kind == "websocket.disconnect":
                     self._finish(int(message.get("code") or 1005), str(message.get("reason") or ""))
         except asyncio.CancelledError:
-            if not self._terminated:
+            if not link.terminated:
                 raise
         except Exception as exc:  # the ASGI server failed us: the connection is gone
             logger.debug("ASGI receive failed: %r", exc)
@@ -221,102 +199,115 @@ class ASGIWebSocket(WebSocket):
             return
         self._deliver(TEXT if text is not None else BINARY, data)
 
-    # -- the sending side: ASGI messages out ------------------------------------------
 
-    def _send_frame(self, is_text: bool, payload: Any, fin: bool = True) -> None:
-        if self._ready_state != OPEN:
-            self._emit_error(NotOpenError(self._ready_state, ("CONNECTING", "OPEN", "CLOSING", "CLOSED")[self._ready_state]))
-            return
+class _ASGILink:
+    """Sends a socket's messages as ASGI messages, in order, through one writer coroutine."""
+
+    def __init__(self, sock: ASGIWebSocket, send: Send, options: dict[str, Any], loop: asyncio.AbstractEventLoop) -> None:
+        self.sock = sock
+        self.loop = loop
+        self.asgi_send = send
+        self.outbox: collections.deque[tuple[dict[str, Any], int]] = collections.deque()
+        self.outbox_bytes = 0
+        self.fragments: tuple[bool, list[bytes]] | None = None
+        self.high: int = options.get("high_water_mark", DEFAULT_HIGH_WATER)
+        self.low: int = options.get("low_water_mark", DEFAULT_LOW_WATER)
+        self.wakeup = asyncio.Event()
+        self.reading = asyncio.Event()
+        self.reading.set()
+        self.runner: asyncio.Task[Any] | None = None
+        self.terminated = False
+        self.blocked = False  # above the high-water mark until the outbox falls below the low one
+        self.close_timer: asyncio.TimerHandle | None = None
+        sock._finish_hooks.append(self._finished)
+
+    @property
+    def buffered(self) -> int:
+        return self.outbox_bytes
+
+    def send(self, is_text: bool, payload: bytes, fin: bool) -> None:
         # ASGI sends whole messages only: fragments (send(fin=False)) are
         # gathered here and leave as one message when the last one comes.
-        pending = self._asgi_fragments
+        pending = self.fragments
         if not fin or pending is not None:
             if pending is None:
-                self._asgi_fragments = pending = (is_text, [])
-            pending[1].append(bytes(payload))
+                self.fragments = pending = (is_text, [])
+            pending[1].append(payload)
             if not fin:
                 return
-            self._asgi_fragments = None
+            self.fragments = None
             is_text, payload = pending[0], b"".join(pending[1])
         message: dict[str, Any]
         if is_text:
             try:
-                message = {"type": "websocket.send", "text": bytes(payload).decode()}
+                message = {"type": "websocket.send", "text": payload.decode()}
             except UnicodeDecodeError as exc:
-                self._emit_error(ValueError(f"a text message must be valid UTF-8: {exc}"))
+                self.sock._emit_error(ValueError(f"a text message must be valid UTF-8: {exc}"))
                 return
         else:
-            message = {"type": "websocket.send", "bytes": bytes(payload)}
+            message = {"type": "websocket.send", "bytes": payload}
         self._enqueue(message, len(payload))
 
-    def _enqueue(self, message: dict[str, Any], size: int) -> None:
-        self._outbox.append((message, size))
-        self._outbox_bytes += size
-        if self._outbox_bytes > self._high:
-            self._writing_paused = True
-        self._wakeup.set()
-
-    async def _write_all(self) -> None:
-        while True:
-            while not self._outbox:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            message, size = self._outbox.popleft()
-            try:
-                await self._asgi_send(message)
-            except Exception as exc:  # the peer is gone; receive() reports the disconnect
-                logger.debug("ASGI send failed: %r", exc)
-                self._outbox.clear()
-                self._outbox_bytes = 0
-                return
-            self._outbox_bytes -= size
-            if self._writing_paused and self._outbox_bytes <= self._low:
-                self._writing_paused = False
-                self.emit("drain")
-            if message["type"] == "websocket.close":
-                return
-
-    def _send_control(self, opcode: Any, payload: bytes) -> None:
+    def control(self, opcode: Any, payload: bytes) -> None:
         logger.debug("ping/pong frames are the ASGI server's job; %s not sent", opcode.name)
 
-    def _flush(self) -> None:
-        """Nothing to flush: the writer coroutine sends as soon as it can."""
-
-    # -- closing -------------------------------------------------------------------------
-
-    def _close_now(self, code: int | None, reason: str) -> None:
-        if self._ready_state != OPEN:
-            return
-        self._ready_state = 2  # CLOSING
+    def close(self, code: int | None, reason: str) -> None:
         self._enqueue({"type": "websocket.close", "code": code or 1000, "reason": reason}, 0)
-        if self._close_timer is None:
-            self._close_timer = self._loop.call_later(self.close_timeout, self._close_timed_out)
+        if self.close_timer is None:
+            self.close_timer = self.loop.call_later(self.sock.close_timeout, self._close_timed_out)
 
     def _close_timed_out(self) -> None:
-        self._close_timer = None
-        self._terminate_now()
+        self.close_timer = None
+        self.abort()
 
-    def _terminate_now(self) -> None:
-        if self._ready_state == CLOSED:
+    def abort(self) -> None:
+        sock = self.sock
+        if sock.ready_state == CLOSED:
             return
-        self._terminated = True
-        self._finish(1006, "")
-        runner = self._runner
+        self.terminated = True
+        sock._finish(1006, "")
+        runner = self.runner
         if runner is not None and runner is not asyncio.current_task():
             runner.cancel()  # the application returns; the ASGI server closes the connection
 
-    def _finish(self, code: int, reason: str) -> None:
-        if self._close_timer is not None:
-            self._close_timer.cancel()
-            self._close_timer = None
-        super()._finish(code, reason)
-
-    def _set_paused(self, paused: bool) -> None:
-        self._paused = paused
-        if paused:
-            self._reading.clear()
+    def hold_reading(self, held: bool) -> None:
+        if held:
+            self.reading.clear()
         else:
-            self._reading.set()
+            self.reading.set()
+
+    def _finished(self, sock: WebSocket) -> None:
+        if self.close_timer is not None:
+            self.close_timer.cancel()
+            self.close_timer = None
+
+    def _enqueue(self, message: dict[str, Any], size: int) -> None:
+        self.outbox.append((message, size))
+        self.outbox_bytes += size
+        if self.outbox_bytes > self.high and not self.blocked:
+            self.blocked = True
+            self.sock._writing_blocked()
+        self.wakeup.set()
+
+    async def write_all(self) -> None:
+        while True:
+            while not self.outbox:
+                self.wakeup.clear()
+                await self.wakeup.wait()
+            message, size = self.outbox.popleft()
+            try:
+                await self.asgi_send(message)
+            except Exception as exc:  # the peer is gone; receive() reports the disconnect
+                logger.debug("ASGI send failed: %r", exc)
+                self.outbox.clear()
+                self.outbox_bytes = 0
+                return
+            self.outbox_bytes -= size
+            if self.blocked and self.outbox_bytes <= self.low:
+                self.blocked = False
+                self.sock._writing_resumed()
+            if message["type"] == "websocket.close":
+                return
 
 
 def request_from_scope(scope: Scope) -> Request:

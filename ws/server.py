@@ -16,11 +16,10 @@ import asyncio
 import logging
 from typing import Any, Callable, Iterable
 
-from websockets.protocol import State
 
-from .protocol import frames as _fastpath
 from .protocol import handshake
 from .protocol.handshake import Policy, Refused, VerifyInfo
+from .protocol.writer import serialize as _serialize
 from ._runtime import loop as _loop
 from ._runtime.compat import normalize_options
 from ._runtime.emitter import EventEmitter
@@ -29,7 +28,7 @@ from .http.responses import http_date, plain_response
 from .request import Request
 from .upgrade import UpgradeHost
 from ._runtime.net import format_host_port
-from .connection.websocket import DEFAULT_MAX_PAYLOAD, OPEN, WebSocket, check_byte_limit
+from .connection.websocket import DEFAULT_MAX_PAYLOAD, WebSocket, check_byte_limit
 
 __all__ = ["WebSocketServer", "VerifyInfo"]
 
@@ -215,30 +214,13 @@ class WebSocketServer(EventEmitter):
     def _broadcast(self, is_text: bool, payload: bytes, exclude: Any) -> int:
         excluded = () if exclude is None else ({exclude} if isinstance(exclude, WebSocket) else set(exclude))
         # One frame for all; per client only the checks and the write.
-        wire = b"".join(_fastpath.serialize(_FIN_TEXT if is_text else _FIN_BINARY, payload, False))
+        wire = b"".join(_serialize(_FIN_TEXT if is_text else _FIN_BINARY, payload, False))
         count = 0
         for ws in list(self._sockets):
-            if ws._ready_state != OPEN or (excluded and ws in excluded):
+            if excluded and ws in excluded:
                 continue
-            if not ws._lean or ws._dispatching or ws._fragmenting:
-                # compressed, debug, inside a listener (keep its batch) or a fragmented message open
-                ws._send_frame(is_text, payload)
-            else:
-                if ws._writing_paused and ws._over_buffer_limit():
-                    continue  # a client that does not read is dropped, not fed
-                # Keep order with frames queued for the end of this loop turn.
-                # The protocol object holds nothing here: on a lean socket it
-                # only makes control frames (data goes through it compressed or
-                # fragmented, both sent above), whatever it makes outside a read
-                # is flushed at once, and control frames may come between data
-                # frames anyway (RFC 6455, 5.4).  Not reading it saves touching
-                # one more object per client.
-                if ws._out:
-                    ws._flush()
-                transport = ws._transport
-                if transport is not None:
-                    transport.write(wire)
-            count += 1
+            if ws._send_broadcast(wire, is_text, payload):
+                count += 1
         return count
 
     def close(self, callback: Callable[[], Any] | None = None) -> None:
@@ -371,12 +353,12 @@ class WebSocketServer(EventEmitter):
         assert proto is not None  # accept() always configures one
         extensions_header = decision.extensions
         transport.write(decision.response())
-        proto.state = _OPEN_STATE
+        proto.mark_open()
         proto.read_frames()
 
-        ws = WebSocket._accepted(self._loop, proto, transport, request, self, self._socket_options)
-        ws._extensions = extensions_header or ""
-        ws._flush()
+        ws = WebSocket._accepted(
+            self._loop, proto, transport, request, self._socket_closed, self._socket_options, extensions_header or ""
+        )
         self._sockets.add(ws)
         if self._heartbeat is not None:
             self._heartbeat.add(ws)
@@ -388,7 +370,7 @@ class WebSocketServer(EventEmitter):
             # Bytes that came with the handshake wait one loop turn, so that an
             # ``async def`` 'connection' listener (a task, started next) can
             # attach its 'message' listener first; later reads queue behind.
-            self._loop.call_soon(_deliver_head, ws, head)
+            self._loop.call_soon(ws._receive_head, head)
 
     def _policy(self) -> Policy:
         """The handshake policy from this server's options as they are now (users may reassign them)."""
@@ -422,14 +404,8 @@ class WebSocketServer(EventEmitter):
         self.client_tracking = value
 
 
-_OPEN_STATE = State.OPEN
 _FIN_TEXT = 0x81
 _FIN_BINARY = 0x82
-
-
-def _deliver_head(ws: WebSocket, head: bytes) -> None:
-    if ws._ready_state != 3:
-        ws._data_received(head)
 
 
 def write_refusal(transport: asyncio.WriteTransport, refused: Refused) -> None:

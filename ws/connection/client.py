@@ -23,13 +23,14 @@ from websockets.uri import WebSocketURI, parse_uri
 
 from ..protocol import _websockets as _protocol
 from . import proxy as _proxy
+from ..events import ReadyState
 from ..exceptions import ConnectError, HandshakeError, describe
 from .._runtime.net import format_host_port
 
 if TYPE_CHECKING:  # pragma: no cover
     from .websocket import WebSocket
 
-__all__ = ["parse_url", "parse_protocols", "ClientConfig", "start"]
+__all__ = ["parse_url", "parse_protocols", "ClientConfig"]
 
 DEFAULT_HANDSHAKE_TIMEOUT = 30.0
 
@@ -130,10 +131,14 @@ class ClientConfig:
         if isinstance(max_redirects, bool) or not isinstance(max_redirects, int) or max_redirects < 0:
             raise ValueError(f"max_redirects must be a non-negative int, got {max_redirects!r}")
         self.max_redirects: int = max_redirects
-        self.write_limits = {k: options[k] for k in ("high_water_mark", "low_water_mark") if k in options}
+        self.write_limits: dict[str, Any] = {k: options[k] for k in ("high_water_mark", "low_water_mark") if k in options}
         self.redirects = 0
-        self.task: asyncio.Task | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # the socket's, set by WebSocket
+        self.proto: _protocol.Client | None = None  # the current connection's protocol object
+        self.task: asyncio.Task[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
+        # The last three bytes read before the end of the 101, in case ``\r\n\r\n`` spans two reads.
+        self.handshake_tail = b""
 
     @property
     def address(self) -> str:
@@ -161,12 +166,11 @@ class ClientConfig:
     def connection_made(self, ws: "WebSocket", transport: asyncio.Transport) -> None:
         """TCP (and TLS) is up: send the upgrade request."""
         peer = transport.get_extra_info("peername")
-        ws._remote_address = peer[0] if isinstance(peer, tuple) else peer
         proto = _protocol.Client(
             self.target,
-            origin=self.origin,  # type: ignore[arg-type]
+            origin=self.origin,  # type: ignore[arg-type,unused-ignore]
             extensions=self.extensions(),
-            subprotocols=self.offered or None,  # type: ignore[arg-type]
+            subprotocols=self.offered or None,  # type: ignore[arg-type,unused-ignore]
             max_size=ws.max_payload,
         )
         request = proto.connect()
@@ -175,14 +179,27 @@ class ClientConfig:
                 del request.headers[name]
             request.headers[name] = value
         proto.send_request(request)
-        ws._proto = proto
-        ws._set_write_limits(self.write_limits)
-        ws._flush()
+        self.proto = proto
+        self.handshake_tail = b""
+        ws._connected(proto, peer[0] if isinstance(peer, tuple) else peer, self.write_limits)
+
+    def handshake_end(self, data: bytes | memoryview) -> int:
+        """Where the 101 response ends in ``data`` (frames follow), or -1: not in this read."""
+        tail = self.handshake_tail
+        if tail:
+            at = (tail + bytes(data)).find(b"\r\n\r\n")
+        else:
+            at = bytes(data).find(b"\r\n\r\n")
+        if at < 0:
+            self.handshake_tail = (tail + bytes(data))[-3:]
+            return -1
+        self.handshake_tail = b""
+        return at + 4 - len(tail)
 
     def handshake_response(self, ws: "WebSocket", response: Response) -> None:
         """The server answered the upgrade request."""
         self._stop_timer()
-        proto = ws._proto
+        proto = self.proto
         assert proto is not None
         exc = proto.handshake_exc
         if exc is not None:
@@ -200,13 +217,12 @@ class ClientConfig:
                 error.__cause__ = exc
             ws._abort_connecting(error)
             return
-        ws._protocol = proto.subprotocol or ""  # type: ignore[attr-defined]
-        ws._extensions = response.headers.get("Sec-WebSocket-Extensions", "")
         if self.ping_interval:
             from .keepalive import Heartbeat
 
-            Heartbeat(ws._loop, self.ping_interval, self.ping_timeout).add(ws)
-        ws._opened()
+            assert self.loop is not None
+            Heartbeat(self.loop, self.ping_interval, self.ping_timeout).add(ws)
+        ws._opened(proto, response.headers.get("Sec-WebSocket-Extensions", ""))
 
     # -- redirects (Node's followRedirects) ------------------------------------------
 
@@ -221,7 +237,7 @@ class ClientConfig:
         (``Authorization``, ``Cookie``) are dropped when the host changes.
         """
         location = response.headers["Location"]
-        base = ("https" if self.target.secure else "http") + ws._url[ws._url.index(":"):]
+        base = ("https" if self.target.secure else "http") + ws.url[ws.url.index(":"):]
         try:
             url = urljoin(base, location)
             target = parse_url(url)
@@ -236,17 +252,16 @@ class ClientConfig:
         self._drop_connection(ws)
         if (target.host, target.port) != (old.host, old.port):
             self.headers = [(k, v) for k, v in self.headers if k.lower() not in ("authorization", "cookie")]
-        ws._url = ("wss" if target.secure else "ws") + url[url.index(":"):]
+        ws._redirected(("wss" if target.secure else "ws") + url[url.index(":"):])
         self.target = target
-        ws._emit_event("redirect", ws._url, self.headers)
-        if ws._ready_state == 0:  # a listener may have closed it
-            start(ws)
+        ws._emit_event("redirect", ws.url, self.headers)
+        if ws.ready_state is ReadyState.CONNECTING:  # a listener may have closed it
+            self.start(ws)
 
     def _drop_connection(self, ws: "WebSocket") -> None:
         """Close the current connection quietly: its end is not the socket's end."""
-        transport = ws._transport
-        ws._transport = None
-        ws._proto = None
+        transport = ws._disconnect()
+        self.proto = None
         if transport is not None:
             transport.set_protocol(_Ignore())
             transport.abort()
@@ -254,12 +269,22 @@ class ClientConfig:
     def connection_lost(self, ws: "WebSocket", exc: Exception | None) -> None:
         """The connection ended before the handshake finished."""
         self._stop_timer()
-        if not ws._error_emitted:
-            reason = f": {describe(exc)}" if exc else ""
-            ws._emit_error(ConnectError(f"connection to {self.address} closed before the handshake completed{reason}", self.address))
-        ws._finish(1006, "")
+        reason = f": {describe(exc)}" if exc else ""
+        ws._lost_before_open(
+            ConnectError(f"connection to {self.address} closed before the handshake completed{reason}", self.address)
+        )
 
-    def cancel(self, ws: "WebSocket") -> None:
+    def start(self, ws: "WebSocket") -> None:
+        """Begin connecting (on the socket's loop)."""
+        if ws.ready_state is not ReadyState.CONNECTING:  # closed before we even started
+            return
+        loop = self.loop
+        assert loop is not None
+        self.task = loop.create_task(_connect(ws, self, loop))
+        if self.handshake_timeout:
+            self.timer = loop.call_later(self.handshake_timeout, _timed_out, ws, self)
+
+    def cancel(self) -> None:
         self._stop_timer()
         if self.task is not None and not self.task.done():
             self.task.cancel()
@@ -274,28 +299,16 @@ class _Ignore(asyncio.Protocol):
     """Takes the callbacks of a connection left behind by a redirect."""
 
 
-def start(ws: "WebSocket") -> None:
-    """Begin connecting (on the socket's loop)."""
-    config: ClientConfig = ws._client
-    if ws._ready_state != 0:  # closed before we even started
-        return
-    loop = ws._loop
-    config.task = loop.create_task(_connect(ws, config))
-    if config.handshake_timeout:
-        config.timer = loop.call_later(config.handshake_timeout, _timed_out, ws, config)
-
-
 def _timed_out(ws: "WebSocket", config: ClientConfig) -> None:
     config.timer = None
-    if ws._ready_state == 0:
+    if ws.ready_state is ReadyState.CONNECTING:
         ws._abort_connecting(ConnectError(f"Opening handshake has timed out ({config.address})", config.address))
 
 
-async def _connect(ws: "WebSocket", config: ClientConfig) -> None:
+async def _connect(ws: "WebSocket", config: ClientConfig, loop: asyncio.AbstractEventLoop) -> None:
     from .websocket import _Stream
 
     target = config.target
-    loop = ws._loop
     ssl_context = config.ssl_context()
     server_hostname = target.host if ssl_context is not None else None
     try:
@@ -320,7 +333,7 @@ async def _connect(ws: "WebSocket", config: ClientConfig) -> None:
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        if ws._ready_state == 0:
+        if ws.ready_state is ReadyState.CONNECTING:
             if config.socket_path is not None:
                 error = ConnectError(f"connect to unix socket {config.socket_path} failed: {describe(exc)}", config.address)
             else:
@@ -340,6 +353,7 @@ def describe_connect_error(exc: BaseException, host: str, port: int) -> str:
         return f"TLS certificate verification failed for {address}: {exc.verify_message or exc.reason}"
     if isinstance(exc, _ssl.SSLError):
         return f"TLS handshake with {address} failed: {exc.reason or exc}"
-    if isinstance(exc, OSError) and exc.errno in errno.errorcode:
-        return f"connect {errno.errorcode[exc.errno]} {address} ({os.strerror(exc.errno)})"
+    code = exc.errno if isinstance(exc, OSError) else None
+    if code is not None and code in errno.errorcode:
+        return f"connect {errno.errorcode[code]} {address} ({os.strerror(code)})"
     return f"connect to {address} failed: {describe(exc)}"

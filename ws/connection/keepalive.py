@@ -10,12 +10,23 @@ connection costs no timer of its own.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import Callable, Protocol
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .websocket import WebSocket
+__all__ = ["Heartbeat", "Pingable"]
 
-__all__ = ["Heartbeat"]
+
+class Pingable(Protocol):
+    """What a heartbeat asks of a socket (``WebSocket`` implements it)."""
+
+    def _keepalive_waiting(self, now: float, timeout: float | None) -> bool:
+        """Whether a ping waits for its pong; one that waited ``timeout`` ends the connection."""
+
+    def _keepalive_ping(self, now: float) -> None:
+        """Send a ping now if OPEN; its pong is awaited from ``now``."""
+
+    @property
+    def _finish_hooks(self) -> list[Callable[..., object]]:
+        """Called with the socket once it is closed."""
 
 
 class Heartbeat:
@@ -29,16 +40,16 @@ class Heartbeat:
         self.timeout = timeout
         # Ticks come often enough to detect a timeout within a quarter of it.
         self.step = min(interval, timeout or interval) / 4
-        self.sockets: dict["WebSocket", float] = {}  # socket -> time of its last ping
+        self.sockets: dict[Pingable, float] = {}  # socket -> time of its last ping
         self._timer: asyncio.TimerHandle | None = None
 
-    def add(self, ws: "WebSocket") -> None:
-        ws._keepalive = self
+    def add(self, ws: Pingable) -> None:
+        ws._finish_hooks.append(self.discard)
         self.sockets[ws] = self.loop.time()
         if self._timer is None:
             self._timer = self.loop.call_later(self.step, self._tick)
 
-    def discard(self, ws: "WebSocket") -> None:
+    def discard(self, ws: Pingable) -> None:
         # The timer stays: the next tick finds no socket and does not re-arm.
         # (Cancelling it here cost a timer per connection when clients come
         # and go one at a time.)
@@ -55,17 +66,12 @@ class Heartbeat:
         now = self.loop.time()
         timeout = self.timeout
         for ws, last_ping in list(self.sockets.items()):
-            since = ws._awaiting_pong_since
-            if since is not None:
-                if timeout is not None and now - since >= timeout:
-                    self.sockets.pop(ws, None)
-                    ws._keepalive_expired()
+            if ws._keepalive_waiting(now, timeout):
                 continue
-            if now - last_ping >= self.interval and ws._ready_state == 1:
+            if now - last_ping >= self.interval:
                 self.sockets[ws] = now
-                ws._awaiting_pong_since = now
                 try:
-                    ws._send_control_now_ping()
+                    ws._keepalive_ping(now)
                 except Exception:  # a socket closing under us: the next tick drops it
                     pass
         if self.sockets:

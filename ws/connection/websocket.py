@@ -1,8 +1,10 @@
 """``WebSocket``: one WebSocket connection, client or server side, as an EventEmitter.
 
-The connection is an ``asyncio.BufferedProtocol``-driven state machine.  Bytes
-from the socket go to the lean frame path (``ws/_fastpath.py``) or to
-``websockets``' Sans-I/O protocol object, and the messages are dispatched to
+The connection is an ``asyncio.BufferedProtocol``-driven state machine.  It
+composes the Sans-I/O wire state: a ``FrameReader`` (``ws/protocol/reader.py``)
+parses the common frames and hands the rest to ``websockets``' protocol
+object; an ``Assembler`` joins the fragments that object returns; a
+``FrameWriter`` queues outgoing frames.  Messages are dispatched to
 listeners from the read callback: no task, future or thread per connection
 or per message.  Everything written while one batch of input is handled
 (echoes, pongs, close frames) leaves in a single ``transport.write``.
@@ -14,26 +16,29 @@ hop onto it with ``call_soon_threadsafe``.
 from __future__ import annotations
 
 import asyncio
-import codecs
 import logging
 from threading import get_ident as _get_ident
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
 from websockets.frames import Opcode
 from websockets.http11 import Response
-from websockets.protocol import OPEN as _P_OPEN, CLOSING as _P_CLOSING, Protocol
+from websockets.protocol import CLOSING as _P_CLOSING
 
-from ..protocol import frames as _fastpath
+from ..protocol._websockets import Client as _ClientProtocol, Server as _ServerProtocol
+from ..protocol.assembler import Assembler, MessageError
+from ..protocol.reader import FrameReader
+from ..protocol.writer import FrameWriter
 from .._runtime import loop as _loop
 from .._runtime.compat import normalize_options
 from .._runtime.emitter import MAX_HELD_EVENTS, EventEmitter, report
 from .pull import IterationMixin
 from .._runtime.reads import read_buffer
-from ..events import BINARY, TEXT, CloseEvent, ErrorEvent, Event, MessageEvent
+from ..events import BINARY, TEXT, CloseEvent, ErrorEvent, Event, MessageEvent, ReadyState
 from ..exceptions import NotOpenError, ProtocolError, WebSocketError
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..request import Request
+    from .client import ClientConfig
 
 __all__ = ["WebSocket"]
 
@@ -46,8 +51,10 @@ _PING = Opcode.PING
 _PONG = Opcode.PONG
 _CLOSE = Opcode.CLOSE
 
-CONNECTING, OPEN, CLOSING, CLOSED = 0, 1, 2, 3
-_STATE_NAMES = ("CONNECTING", "OPEN", "CLOSING", "CLOSED")
+CONNECTING = ReadyState.CONNECTING
+OPEN = ReadyState.OPEN
+CLOSING = ReadyState.CLOSING
+CLOSED = ReadyState.CLOSED
 
 #: Node's ``ws`` default for ``maxPayload``.
 DEFAULT_MAX_PAYLOAD = 100 * 1024 * 1024
@@ -58,18 +65,12 @@ DEFAULT_CLOSE_TIMEOUT = 10.0
 #: ``buffered_amount`` grows and ``'drain'`` fires once it falls below the low one.
 DEFAULT_HIGH_WATER = 1 << 20
 DEFAULT_LOW_WATER = 1 << 18
-#: Sends outside a listener wait for the end of the loop turn, unless this many
-#: frames are queued or a payload is larger than ``_BATCH_BYTES`` (no gain in batching it).
-_BATCH_FRAMES = 64
-_BATCH_BYTES = 16384
 #: Hard cap on unsent bytes: a ``send`` while more than this waits (the peer
 #: does not read) fails the connection instead of growing memory without bound.
 DEFAULT_MAX_BUFFERED_AMOUNT = 64 << 20
 #: ``async def`` listeners of one socket running at once before it stops
 #: reading; it reads again when half of them have finished.
 MAX_PENDING_LISTENERS = 32
-
-_utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
 
 def check_byte_limit(name: str, value: Any) -> None:
@@ -87,55 +88,79 @@ def valid_close_code(code: int) -> bool:
     return (1000 <= code <= 1014 and code not in (1004, 1005, 1006)) or 3000 <= code <= 4999
 
 
+class MessageLink(Protocol):
+    """The seam for a ``WebSocket`` whose host does the framing (ASGI).
+
+    Such a socket has no transport and no protocol object: everything above
+    the wire (events, ``send`` argument rules, thread hopping, pull-style
+    reads, close-code checks) is the ``WebSocket``'s, and where it would
+    write frames it calls its link (``sock._link``) instead.  Received
+    messages come back through ``sock._deliver(kind, data)``, the end
+    through ``sock._finish(code, reason)``.
+    """
+
+    def send(self, is_text: bool, payload: bytes, fin: bool) -> None:
+        """One message, or one fragment of it (``fin=False``: more follow)."""
+
+    def control(self, opcode: Opcode, payload: bytes) -> None:
+        """A ping or pong asked for by the application."""
+
+    def close(self, code: int | None, reason: str) -> None:
+        """Start the closing handshake (the socket is CLOSING)."""
+
+    def abort(self) -> None:
+        """End the connection now, without a handshake."""
+
+    def hold_reading(self, held: bool) -> None:
+        """Stop (or go on) taking messages from the host."""
+
+    @property
+    def buffered(self) -> int:
+        """Bytes given to :meth:`send` that the host has not taken yet."""
+
+
 class _Stream(asyncio.BufferedProtocol):
     """The transport-facing half of a ``WebSocket``: forwards asyncio callbacks.
 
     A ``BufferedProtocol``: reads land in a buffer shared by the thread's
-    sockets, which the lean path parses in place, except while a large frame
+    sockets, which the reader parses in place, except while a large frame
     is coming in, which is read straight into a buffer of its own size
-    (``ws._frame``, see ``ws/_fastpath.py``).
+    (``FrameReader.buffer``).
     """
 
-    __slots__ = ("ws", "view")
+    __slots__ = ("ws", "reader", "view")
 
     def __init__(self, ws: "WebSocket") -> None:
         self.ws = ws
+        self.reader = ws._reader
         self.view: memoryview | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.ws._connection_made(transport)  # type: ignore[arg-type]
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        ws = self.ws
-        frame = ws._frame
+        frame = self.reader.buffer()
         if frame is not None:
             self.view = None
-            return frame[ws._frame_fill :]
-        ws._direct_reads = True
+            return frame
         view = self.view = read_buffer()
         return view
 
     def buffer_updated(self, nbytes: int) -> None:
-        ws = self.ws
         view = self.view
         if view is not None:
             self.view = None
-            # The lean path reads the shared buffer in place (it copies what it
-            # keeps: payloads by unmasking, an incomplete tail into ``_rbuf``);
-            # the protocol object gets its own bytes.
-            ws._data_received(view[:nbytes] if ws._lean else bytes(view[:nbytes]))
+            # The reader parses the shared buffer in place (it copies what it
+            # keeps: payloads by unmasking, an incomplete tail).
+            self.ws._data_received(view[:nbytes])
             return
-        ws._frame_fill += nbytes
-        frame = ws._frame
-        if frame is not None and ws._frame_fill >= len(frame):
-            ws._frame = None
-            if ws._lean:
-                ws._data_received(frame)
-                if ws._ready_state != CLOSED:
-                    # Delivered (unmasked into new bytes): the buffer may take the next large frame.
-                    ws._spare = frame.obj
-            else:
-                ws._data_received(bytes(frame))
+        frame = self.reader.filled(nbytes)
+        if frame is not None:
+            ws = self.ws
+            ws._data_received(frame)
+            if ws._ready_state is not CLOSED:
+                # Delivered (unmasked into new bytes): the buffer may take the next large frame.
+                self.reader.recycle(frame)
 
     def data_received(self, data: bytes) -> None:
         # Transports that do not use get_buffer() (never with a large frame pending).
@@ -154,7 +179,7 @@ class _Stream(asyncio.BufferedProtocol):
         self.ws._writing_resumed()
 
 
-class WebSocket(IterationMixin, EventEmitter):
+class WebSocket(IterationMixin, EventEmitter):  # type: ignore[misc,unused-ignore]  # the bases disagree on _loop (pull.py, emitter.py)
     """A WebSocket connection with the JavaScript API.
 
     As a client: ``WebSocket(url, protocols=None, **options)`` connects in the
@@ -189,11 +214,14 @@ class WebSocket(IterationMixin, EventEmitter):
     # "Fifth pass").  _setup() sets every one of them, so none is ever read
     # unset.
     __slots__ = (
-        "_ready_state", "_proto", "_transport", "_lean", "_dispatching", "_fragmenting",
-        "_writing_paused", "_out", "_rbuf", "_reading_held", "_is_server", "_on_message",
-        "_frame", "_frame_fill", "_direct_reads", "_held", "_flush_scheduled",
+        "_ready_state", "_proto", "_transport", "_lean", "_dispatch_thread", "_fragmenting",
+        "_writing_paused", "_writer", "_reader", "_proto_fed", "_is_server", "_on_message",
+        "_held", "_flush_scheduled",
     )
-    _proto: Protocol | None
+    _ready_state: ReadyState
+    _url: str
+    _connector: "ClientConfig | None"
+    _proto: "_ClientProtocol | _ServerProtocol | None"
     _transport: asyncio.Transport | None
 
     def __init__(self, url: Any = None, protocols: str | Iterable[str] | None = None, **options: Any) -> None:
@@ -206,17 +234,18 @@ class WebSocket(IterationMixin, EventEmitter):
         config = _client.ClientConfig(target, offered, options)
         check_byte_limit("max_buffered_amount", options.get("max_buffered_amount"))
         self._setup(_loop.bind(), is_server=False, options=options)
+        config.loop = self._loop
         self._url = url
-        self._client = config
+        self._connector = config
         self._hold_events = not _loop.in_loop(self._loop)
         self._ref.hold()
         if _loop.is_reactor(self._loop):
             # A script's client goes away with 1001 on SIGINT/SIGTERM, as servers do.
             _loop.reactor.on_shutdown(self._going_away)
         if self._hold_events:
-            self._loop.call_soon_threadsafe(_client.start, self)
+            self._loop.call_soon_threadsafe(config.start, self)
         else:
-            self._loop.call_soon(_client.start, self)
+            self._loop.call_soon(config.start, self)
 
     # -- construction -----------------------------------------------------------
 
@@ -229,36 +258,39 @@ class WebSocket(IterationMixin, EventEmitter):
         self._proto = None
         self._transport = None
         self._url = ""
-        self._protocol = ""
+        self._subprotocol = ""
         self._extensions = ""
         self._remote_address: str | None = None
         self._request: Request | None = None
-        self._server: Any = None
-        self._client: Any = None
+        self._link: MessageLink | None = None  # a host that frames for us (ASGI); see MessageLink
+        # The client's connection attempt (ws/connection/client.py); None on the server side.
+        self._connector = None
+        #: Called with this socket once it is closed (its server forgets it, a heartbeat drops it).
+        self._finish_hooks: list[Callable[["WebSocket"], object]] = []
         self._held = None
         self._hold_events = False
+        self.max_payload: int | None = options.get("max_payload", DEFAULT_MAX_PAYLOAD)
+        self.max_fragments: int | None = options.get("max_fragments", DEFAULT_MAX_FRAGMENTS)
+        self.max_buffered_amount: int | None = options.get("max_buffered_amount", DEFAULT_MAX_BUFFERED_AMOUNT)
         # Receive state.
         # The thread running our read callback (listeners batch their sends
-        # meanwhile); False outside one.
-        self._dispatching: int | bool = False
-        self._lean = False  # common frames bypass the protocol object (ws/_fastpath.py)
-        self._fragmenting = False  # a message sent with fin=False is still open
-        self._rbuf: bytearray | None = None  # lean path: an incomplete frame's bytes
-        self._frame: memoryview | None = None  # lean path: a large frame being read into its own buffer
-        self._spare: bytearray | None = None  # ... the last one's buffer, for the next
-        self._frame_fill = 0  # ... how much of it is in
-        self._direct_reads = False  # the transport reads through _Stream.get_buffer
-        self._frag_opcode: Opcode | None = None
-        self._frag_buffer: bytearray | None = None
-        self._frag_text: list[str] | None = None
-        self._frag_decoder: Any = None
-        self._frag_count = 0
+        # meanwhile); None outside one.
+        self._dispatch_thread: int | None = None
+        # Frames are read and written without the protocol object (OPEN, no
+        # extension, no debug log); while OPEN the protocol is OPEN too.
+        self._lean = False
+        self._reader = FrameReader(
+            server=is_server, limit=self.max_payload, deliver=self._deliver, fail=self._fail, feed=self._feed
+        )
+        self._proto_fed = False  # the protocol object read bytes in this read callback
+        self._assembler = Assembler(self.max_fragments)
         self._error_emitted = False
         self._failed_with: tuple[int, str] | None = None
         self._close_emitted = False
         self._paused = False
         # Send state.
-        self._out: list[bytes] = []  # frames written at the end of the current batch or loop turn
+        self._writer = FrameWriter(mask=not is_server)
+        self._fragmenting = False  # a message sent with fin=False is still open
         self._flush_scheduled = False  # a _scheduled_flush is on its way
         self._writing_paused = False
         self._queued_bytes = 0  # bytes of sends still hopping over from other threads
@@ -266,14 +298,8 @@ class WebSocket(IterationMixin, EventEmitter):
         self._close_timer: asyncio.TimerHandle | None = None
         self._handshake_timer: asyncio.TimerHandle | None = None
         self._awaiting_pong_since: float | None = None
-        self._keepalive: Any = None
-        # Options.
-        self.max_payload: int | None = options.get("max_payload", DEFAULT_MAX_PAYLOAD)
-        self.max_fragments: int | None = options.get("max_fragments", DEFAULT_MAX_FRAGMENTS)
-        self.max_buffered_amount: int | None = options.get("max_buffered_amount", DEFAULT_MAX_BUFFERED_AMOUNT)
         self._listener_tasks = 0  # async listeners still running
         self._backlog_paused = False  # reading paused until they catch up
-        self._reading_held = False  # paused either way: the lean path stops between frames
         self.close_timeout: float = options.get("close_timeout", DEFAULT_CLOSE_TIMEOUT)
         self._on_message: Callable[[MessageEvent], Any] | None = None
 
@@ -281,29 +307,45 @@ class WebSocket(IterationMixin, EventEmitter):
     def _accepted(
         cls,
         loop: asyncio.AbstractEventLoop,
-        proto: Protocol,
+        proto: _ServerProtocol,
         transport: asyncio.Transport,
         request: "Request",
-        server: Any,
+        on_finish: Callable[["WebSocket"], object] | None,
         options: dict[str, Any],
+        extensions: str = "",
     ) -> "WebSocket":
-        """A server-side socket whose handshake ``server`` just completed."""
+        """A server-side socket whose handshake just completed; ``on_finish(socket)`` once it is closed.
+
+        ``extensions`` is the ``Sec-WebSocket-Extensions`` value of the 101;
+        whatever ``proto`` still holds to send (the 101 itself, when it wrote
+        it) is written here.
+        """
         self = cls.__new__(cls)
         EventEmitter.__init__(self)
         self._setup(loop, is_server=True, options=options)
         self._proto = proto
-        self._lean = not proto.extensions and not proto.debug  # debug mode logs every frame
         self._request = request
-        self._server = server
+        if on_finish is not None:
+            self._finish_hooks.append(on_finish)
         self._url = request.url
-        self._protocol = proto.subprotocol or ""  # type: ignore[attr-defined]
+        self._subprotocol = proto.subprotocol or ""
+        self._extensions = extensions
         self._remote_address = request.remote_address
         self._ready_state = OPEN
+        self._start_lean(proto)
         self._ref.hold()
         transport.set_protocol(_Stream(self))
         self._transport = transport
         self._set_write_limits(options)
+        self._flush()
         return self
+
+    def _start_lean(self, proto: "_ClientProtocol | _ServerProtocol") -> None:
+        """OPEN: common frames skip the protocol object, unless compressed or logged frame by frame."""
+        if not proto.extensions and not proto.debug:
+            self._lean = True
+            self._reader.limit = proto.message_limit()
+            self._reader.start()
 
     def _set_write_limits(self, options: dict[str, Any]) -> None:
         assert self._transport is not None
@@ -325,7 +367,7 @@ class WebSocket(IterationMixin, EventEmitter):
     @property
     def protocol(self) -> str:
         """The negotiated subprotocol, or ``''``."""
-        return self._protocol
+        return self._subprotocol
 
     @property
     def extensions(self) -> str:
@@ -333,7 +375,7 @@ class WebSocket(IterationMixin, EventEmitter):
         return self._extensions
 
     @property
-    def ready_state(self) -> int:
+    def ready_state(self) -> ReadyState:
         """``CONNECTING`` (0), ``OPEN`` (1), ``CLOSING`` (2) or ``CLOSED`` (3)."""
         return self._ready_state
 
@@ -341,11 +383,11 @@ class WebSocket(IterationMixin, EventEmitter):
     def buffered_amount(self) -> int:
         """Bytes accepted by ``send`` but not yet handed to the kernel."""
         transport = self._transport
-        pending = self._queued_bytes
-        if self._out:
-            pending += sum(map(len, self._out))
+        pending = self._queued_bytes + self._writer.size
         if transport is not None and not transport.is_closing():
             pending += transport.get_write_buffer_size()
+        elif self._link is not None:
+            pending += self._link.buffered
         return pending
 
     @property
@@ -385,7 +427,7 @@ class WebSocket(IterationMixin, EventEmitter):
             raise TypeError(f"data must be str or bytes-like, got {type(data).__name__}")
         # Inside our own read callback, on its thread: no need to ask asyncio,
         # whose _get_running_loop() costs a getpid() system call on Python 3.11.
-        if self._dispatching == _get_ident() or _loop._get_running_loop() is self._loop:
+        if self._dispatch_thread == _get_ident() or _loop._get_running_loop() is self._loop:
             self._send_frame(is_text, payload, fin)
         else:
             if not isinstance(payload, bytes):
@@ -398,57 +440,87 @@ class WebSocket(IterationMixin, EventEmitter):
         self._send_frame(is_text, payload, fin)
 
     def _send_frame(self, is_text: bool, payload: Any, fin: bool = True) -> None:
-        if self._ready_state != OPEN:
-            self._emit_error(NotOpenError(self._ready_state, _STATE_NAMES[self._ready_state]))
+        if self._ready_state is not OPEN:
+            self._emit_error(NotOpenError(self._ready_state, self._ready_state.name))
             return
         if self._writing_paused and self._over_buffer_limit():
             return
-        proto = self._proto
-        assert proto is not None
         if not fin or self._fragmenting:
-            self._send_fragment(proto, is_text, payload, fin)
-        elif self._lean:  # OPEN here implies the protocol is OPEN (see ws/_fastpath.py)
-            out = self._out
-            if proto.writes:  # keep the order of frames the protocol produced
-                out += proto.data_to_send()
-            n = len(payload)
-            if n < 126 and self._is_server:
-                out.append((_fastpath.TEXT_HEADS if is_text else _fastpath.BINARY_HEADS)[n] + payload)
-            else:
-                _fastpath.add_frame(out, is_text, payload, not self._is_server)
-            if not self._dispatching:
+            self._send_fragment(is_text, payload, fin)
+            if self._dispatch_thread is None:
+                self._flush()
+        elif self._lean:
+            # The writer builds the frame (OPEN here implies the protocol is
+            # OPEN, and that whatever it made is already in the writer's queue).
+            if self._writer.add(is_text, payload):
+                if self._dispatch_thread is None:
+                    self._flush()
+            elif self._dispatch_thread is None and not self._flush_scheduled:
                 # Outside a listener (a coroutine, a timer, another thread):
                 # the frames sent in one loop turn leave in one write, so a
                 # burst costs one system call instead of one per message.
-                if n > _BATCH_BYTES or len(out) >= _BATCH_FRAMES:
-                    self._flush()
-                elif not self._flush_scheduled:
-                    self._flush_scheduled = True
-                    self._loop.call_soon(self._scheduled_flush)
-            return
-        elif proto.state is not _P_OPEN:
-            # The peer's close frame came in the same read as the message this
-            # listener answers: too late to send, and not the caller's fault.
-            return
-        elif is_text:
-            proto.send_text(payload)
+                self._flush_scheduled = True
+                self._loop.call_soon(self._scheduled_flush)
         else:
-            proto.send_binary(payload)
-        if not self._dispatching:
+            proto = self._proto
+            if proto is None:
+                assert self._link is not None
+                self._link.send(is_text, bytes(payload), True)
+                return
+            if not proto.is_open():
+                # The peer's close frame came in the same read as the message this
+                # listener answers: too late to send, and not the caller's fault.
+                return
+            if is_text:
+                proto.send_text(payload)
+            else:
+                proto.send_binary(payload)
+            if self._dispatch_thread is None:
+                self._flush()
+
+    def _send_broadcast(self, wire: bytes, is_text: bool, payload: bytes) -> bool:
+        """One broadcast delivery: ``wire`` is the unmasked frame of ``payload``, built once for all.
+
+        ``False`` when nothing was sent (not OPEN, or dropped for not reading).
+        Outside a read and with nothing queued the same bytes go straight to
+        the transport; otherwise the frame takes the ordinary way.
+        """
+        if self._ready_state is not OPEN:
+            return False
+        if not self._lean or self._dispatch_thread is not None or self._fragmenting or not self._is_server:
+            # compressed, debug, inside a listener (keep its batch) or a fragmented message open
+            self._send_frame(is_text, payload)
+            return True
+        if self._writing_paused and self._over_buffer_limit():
+            return False  # a client that does not read is dropped, not fed
+        # Keep order with frames queued for the end of this loop turn.  The
+        # protocol object is not read: whatever it made is in the writer's
+        # queue already (see _take_protocol_output).
+        if self._writer.pending:
             self._flush()
+        transport = self._transport
+        if transport is not None:
+            transport.write(wire)
+        return True
 
     def _scheduled_flush(self) -> None:
         self._flush_scheduled = False
-        if self._out:
+        if self._writer.pending:
             self._flush()
 
-    def _send_fragment(self, proto: Protocol, is_text: bool, payload: Any, fin: bool) -> None:
+    def _send_fragment(self, is_text: bool, payload: Any, fin: bool) -> None:
         """One frame of a fragmented message, through the protocol object.
 
-        The lean path never runs while a message is open, so the protocol's
-        frames keep their order behind anything already queued.
+        Lean frames never go out while a message is open, and the protocol's
+        frames join the writer's queue at once, so the order holds.
         """
-        if proto.state is not _P_OPEN:
+        proto = self._proto
+        if proto is None:
+            assert self._link is not None
+            self._link.send(is_text, bytes(payload), fin)
+            self._fragmenting = not fin
+            return
+        if not proto.is_open():
             return
         if self._fragmenting:
             proto.send_continuation(payload, fin)
@@ -457,6 +529,12 @@ class WebSocket(IterationMixin, EventEmitter):
         else:
             proto.send_binary(payload, fin)
         self._fragmenting = not fin
+        self._take_protocol_output(proto)
+
+    def _take_protocol_output(self, proto: "_ClientProtocol | _ServerProtocol") -> None:
+        """Queue the protocol's frames behind the writer's, so that lean frames sent next follow them."""
+        if proto.has_pending():
+            self._writer.extend(proto.data_to_send())
 
     def ping(self, data: str | bytes = b"") -> None:
         """Send a ping (payload at most 125 bytes)."""
@@ -476,36 +554,56 @@ class WebSocket(IterationMixin, EventEmitter):
         return payload
 
     def _send_control(self, opcode: Opcode, payload: bytes) -> None:
-        if self._ready_state != OPEN:
-            self._emit_error(NotOpenError(self._ready_state, _STATE_NAMES[self._ready_state]))
+        if self._ready_state is not OPEN:
+            self._emit_error(NotOpenError(self._ready_state, self._ready_state.name))
             return
-        assert self._proto is not None
+        proto = self._proto
+        if proto is None:
+            assert self._link is not None
+            self._link.control(opcode, payload)
+            return
         if opcode is _PING:
-            self._proto.send_ping(payload)
+            proto.send_ping(payload)
         else:
-            self._proto.send_pong(payload)
-        if not self._dispatching:
+            proto.send_pong(payload)
+        self._take_protocol_output(proto)
+        if self._dispatch_thread is None:
             self._flush()
 
-    def _send_control_now_ping(self) -> None:
-        """A keepalive ping (on the loop thread, no listener involved)."""
+    # -- keepalive (ws/connection/keepalive.py) -------------------------------------
+
+    def _keepalive_waiting(self, now: float, timeout: float | None) -> bool:
+        """Whether a keepalive ping waits for its pong; one that waited ``timeout`` closes with 1011."""
+        since = self._awaiting_pong_since
+        if since is None:
+            return False
+        if timeout is not None and now - since >= timeout:
+            self._awaiting_pong_since = None
+            self._keepalive_expired()
+        return True
+
+    def _keepalive_ping(self, now: float) -> None:
+        """Send a keepalive ping (OPEN only); its pong is awaited from ``now``."""
         proto = self._proto
-        if proto is not None and proto.state is _P_OPEN:
+        if self._ready_state is OPEN and proto is not None and proto.is_open():
+            self._awaiting_pong_since = now
             proto.send_ping(b"")
-            if not self._dispatching:
+            self._take_protocol_output(proto)
+            if self._dispatch_thread is None:
                 self._flush()
 
     def _flush(self) -> None:
-        """Hand everything pending (lean frames, then the protocol's) to the transport, in one write."""
+        """Hand everything pending (the writer's queue, then the protocol's) to the transport, in one write."""
         proto = self._proto
         if proto is None:
             return
-        writes = self._out
+        writer = self._writer
+        writes = writer.pending
         if writes:
-            self._out = []
-            if proto.writes:
+            writer.pending = []
+            if proto.has_pending():
                 writes += proto.data_to_send()
-        elif proto.writes:
+        elif proto.has_pending():
             writes = proto.data_to_send()
         else:
             return
@@ -562,20 +660,29 @@ class WebSocket(IterationMixin, EventEmitter):
             raise ValueError("a close reason needs a close code")
         _loop.call(self._loop, self._close_now, code, reason_text)
 
+    def _closing(self) -> None:
+        """Leave OPEN: the protocol object reads and writes everything from now on."""
+        self._ready_state = CLOSING
+        self._reader.stop()
+
     def _close_now(self, code: int | None, reason: str) -> None:
         state = self._ready_state
-        if state == CLOSED:
+        if state is CLOSED:
             return
-        if state == CONNECTING:
+        if state is CONNECTING:
             self._abort_connecting(WebSocketError("WebSocket was closed before the connection was established"))
             return
-        if state == CLOSING:
+        if state is CLOSING:
             return
         proto = self._proto
-        assert proto is not None
-        if proto.state is _P_OPEN:
+        if proto is None:
+            assert self._link is not None
+            self._closing()
+            self._link.close(code, reason)
+            return
+        if proto.is_open():
             proto.send_close(code, reason)
-        self._ready_state = CLOSING
+        self._closing()
         self._flush()
         self._expect_close()
 
@@ -584,22 +691,24 @@ class WebSocket(IterationMixin, EventEmitter):
         _loop.call(self._loop, self._terminate_now)
 
     def _terminate_now(self) -> None:
-        if self._ready_state == CLOSED:
+        if self._ready_state is CLOSED:
             return
-        if self._ready_state == CONNECTING and self._transport is None:
+        if self._ready_state is CONNECTING and self._transport is None:
             self._abort_connecting(WebSocketError("WebSocket was closed before the connection was established"))
             return
-        self._ready_state = CLOSING
+        self._closing()
         if self._transport is not None:
             self._transport.abort()
+        elif self._link is not None:
+            self._link.abort()
 
     def _abort_connecting(self, error: BaseException) -> None:
         """Fail a client that has not opened yet: ``'error'`` then ``'close'`` (1006)."""
-        if self._client is not None:
-            self._client.cancel(self)
+        if self._connector is not None:
+            self._connector.cancel()
         self._emit_error(error)
         if self._transport is not None and not self._transport.is_closing():
-            self._ready_state = CLOSING
+            self._closing()
             self._transport.abort()  # connection_lost emits 'close'
         else:
             self._finish(1006, "")
@@ -620,26 +729,26 @@ class WebSocket(IterationMixin, EventEmitter):
     def _fail(self, code: int, message: str) -> None:
         """Fail the connection for a reason found by us (not by the parser)."""
         proto = self._proto
-        if proto is None or self._ready_state == CLOSED:
+        if proto is None or self._ready_state is CLOSED:
             return
         self._emit_error(ProtocolError(message, code))
         self._failed_with = (code, message)
-        if proto.state is _P_OPEN or proto.state is _P_CLOSING:
+        if proto.is_open() or proto.state is _P_CLOSING:
             proto.fail(code, message if len(message.encode()) <= 123 else "")
-        self._ready_state = CLOSING
+        self._closing()
         self._flush()
         self._expect_close()
 
     def _keepalive_expired(self) -> None:
         """No pong within ``ping_timeout``: the peer is gone; close with 1011 at once."""
         proto = self._proto
-        if proto is None or self._ready_state == CLOSED:
+        if proto is None or self._ready_state is CLOSED:
             return
         self._failed_with = (1011, "keepalive ping timeout")
-        if proto.state is _P_OPEN:
+        if proto.is_open():
             proto.fail(1011, "keepalive ping timeout")
             self._flush()
-        self._ready_state = CLOSING
+        self._closing()
         if self._transport is not None:
             self._transport.abort()
 
@@ -662,24 +771,27 @@ class WebSocket(IterationMixin, EventEmitter):
     def _apply_reading(self) -> None:
         """Read unless ``pause()`` or a backlog of async listeners says otherwise.
 
-        While held, the lean path leaves the frames it has not delivered yet
-        in ``_rbuf``, as raw bytes; they are delivered first when reading resumes.
+        While held, the reader keeps the frames it has not delivered yet, as
+        raw bytes; they are delivered first when reading resumes.
         """
         held = self._paused or self._backlog_paused
-        self._reading_held = held
+        reader = self._reader
+        reader.hold(held)
         transport = self._transport
         if transport is None or transport.is_closing():
+            if self._link is not None:
+                self._link.hold_reading(self._paused)  # (a backlog of async listeners never held ASGI reads)
             return
         if held:
             transport.pause_reading()
             return
-        if self._rbuf and self._lean and not self._dispatching and self._ready_state == OPEN:
+        if reader.holding and self._lean and self._dispatch_thread is None and self._ready_state is OPEN:
             self._data_received(b"")
-            if self._reading_held:
+            if self._paused or self._backlog_paused:
                 return
         transport.resume_reading()
 
-    def _schedule(self, awaitable: Any) -> asyncio.Future | None:
+    def _schedule(self, awaitable: Any) -> asyncio.Future[Any] | None:
         """Run an ``async def`` listener; too many at once stop reading (TCP pushes back)."""
         task = super()._schedule(awaitable)
         if task is not None and not task.done():
@@ -690,7 +802,7 @@ class WebSocket(IterationMixin, EventEmitter):
                 self._apply_reading()
         return task
 
-    def _listener_task_done(self, task: asyncio.Future) -> None:
+    def _listener_task_done(self, task: asyncio.Future[Any]) -> None:
         self._listener_tasks -= 1
         if self._backlog_paused and self._listener_tasks <= MAX_PENDING_LISTENERS // 2:
             self._backlog_paused = False
@@ -704,6 +816,8 @@ class WebSocket(IterationMixin, EventEmitter):
         would wait behind the very bytes the peer does not read.
         """
         limit = self.max_buffered_amount
+        if self._link is not None:
+            return False  # the host (the ASGI server) bounds its own buffers
         pending = self.buffered_amount
         if limit is None or pending <= limit:
             return False
@@ -711,10 +825,14 @@ class WebSocket(IterationMixin, EventEmitter):
             f"{pending} bytes wait to be sent, over max_buffered_amount ({limit}): the peer does not read"
         ))
         self._failed_with = (1008, "send buffer limit exceeded")
-        self._ready_state = CLOSING
+        self._closing()
         if self._transport is not None:
             self._transport.abort()
         return True
+
+    def _writing_blocked(self) -> None:
+        """Above the high-water mark: ``send`` keeps queueing, ``'drain'`` says when it fell below the low one."""
+        self._writing_paused = True
 
     def _writing_resumed(self) -> None:
         self._writing_paused = False
@@ -734,42 +852,76 @@ class WebSocket(IterationMixin, EventEmitter):
 
     def _connection_made(self, transport: asyncio.Transport) -> None:
         self._transport = transport
-        if self._client is not None:
-            self._client.connection_made(self, transport)
+        if self._connector is not None:
+            self._connector.connection_made(self, transport)
 
-    def _data_received(self, data: bytes) -> None:
+    def _data_received(self, data: Any) -> None:
         proto = self._proto
         if proto is None:
             return
-        self._dispatching = _get_ident()
+        self._dispatch_thread = _get_ident()
         try:
-            if self._lean:
-                _fastpath.receive(self, proto, data)
-            elif self._ready_state == CONNECTING and self._client is not None:
-                _fastpath.handshake(self, proto, data)
+            if self._ready_state is CONNECTING and self._connector is not None:
+                self._receive_handshake(self._connector, data)
             else:
-                proto.receive_data(data)
-                events = proto.events_received()
-                if events:
-                    self._handle_events(events)
+                self._reader.receive(data)
         except Exception as exc:  # a bug of ours: never into the loop
             logger.exception("internal error while receiving")
             self._fail(1011, f"internal error: {exc}")
         finally:
-            self._dispatching = False
+            self._dispatch_thread = None
         self._after_receive(proto)
 
-    def _after_receive(self, proto: Protocol) -> None:
-        if proto.parser_exc is not None and not self._error_emitted:
+    def _receive_handshake(self, client: "ClientConfig", data: Any) -> None:
+        """Client side, before OPEN: the protocol reads exactly up to the end of the
+        101 response, so that its parser stands at a frame boundary when the
+        reader takes over the bytes that follow."""
+        end = client.handshake_end(data)
+        if end < 0:
+            self._feed(bytes(data))
+            return
+        self._feed(bytes(data[:end]))
+        rest = data[end:]
+        if rest:
+            self._reader.receive(rest)
+
+    def _receive_head(self, head: bytes) -> None:
+        """Server side: frames that came in the same read as the upgrade request."""
+        if self._ready_state is not CLOSED:
+            self._data_received(head)
+
+    def _feed(self, data: bytes) -> bool:
+        """Bytes for the protocol object; ``True`` while it (and so the lean path) stays OPEN."""
+        proto = self._proto
+        if proto is None or self._ready_state is CLOSED:
+            return False
+        self._proto_fed = True
+        proto.receive_data(data)
+        events = proto.events_received()
+        if events:
+            self._handle_events(events)
+        self._take_protocol_output(proto)
+        if proto.is_open():
+            return True
+        if self._ready_state is OPEN:
+            self._closing()
+        return False
+
+    def _after_receive(self, proto: "_ClientProtocol | _ServerProtocol") -> None:
+        if not self._proto_fed:  # only the reader's own frames: the protocol has nothing new
+            self._flush()
+            return
+        self._proto_fed = False
+        if proto.parser_error() is not None and not self._error_emitted:
             self._report_parser_error(proto)
-        if self._ready_state == OPEN and proto.state is _P_CLOSING:
-            self._ready_state = CLOSING
+        if self._ready_state is OPEN and proto.state is _P_CLOSING:
+            self._closing()
         self._flush()
         if proto.close_expected():
             self._expect_close()
 
-    def _report_parser_error(self, proto: Protocol) -> None:
-        exc = proto.parser_exc
+    def _report_parser_error(self, proto: "_ClientProtocol | _ServerProtocol") -> None:
+        exc = proto.parser_error()
         assert exc is not None
         if isinstance(exc, EOFError):
             return  # the TCP connection ended: 'close' (1006) says it all
@@ -779,90 +931,30 @@ class WebSocket(IterationMixin, EventEmitter):
 
     def _handle_events(self, events: list[Any]) -> None:
         for event in events:
-            if self._ready_state == CLOSED:
+            if self._ready_state is CLOSED:
                 return
             if type(event) is Response:
-                self._client.handshake_response(self, event)
+                if self._connector is not None:
+                    self._connector.handshake_response(self, event)
                 continue
             opcode = event.opcode
             if opcode is _TEXT or opcode is _BINARY or opcode is _CONT:
-                if not self._data_frame(event):
+                try:
+                    message = self._assembler.frame(opcode, event.data, event.fin)
+                except MessageError as exc:
+                    self._fail(exc.code, exc.reason)
                     return
+                if message is not None:
+                    self._deliver(*message)
             elif opcode is _PING:
                 self.emit("ping", event.data)
             elif opcode is _PONG:
                 self._awaiting_pong_since = None
                 self.emit("pong", event.data)
             elif opcode is _CLOSE:
-                self._drop_partial_message()
-                if self._ready_state == OPEN:
-                    self._ready_state = CLOSING
-
-    def _data_frame(self, frame: Any) -> bool:
-        """Assemble and deliver data frames; ``False`` when the connection failed."""
-        opcode = frame.opcode
-        if opcode is not _CONT:
-            if frame.fin:
-                if opcode is _TEXT:
-                    try:
-                        text = frame.data.decode()
-                    except UnicodeDecodeError as exc:
-                        self._fail(1007, f"invalid UTF-8 at position {exc.start}")
-                        return False
-                    self._deliver(TEXT, text)
-                else:
-                    data = frame.data
-                    self._deliver(BINARY, data if type(data) is bytes else bytes(data))
-                return True
-            self._frag_opcode = opcode
-            self._frag_count = 1
-            if opcode is _TEXT:
-                self._frag_decoder = _utf8_decoder()
-                self._frag_text = []
-                return self._text_fragment(frame.data, False)
-            self._frag_buffer = bytearray(frame.data)
-            return True
-        self._frag_count += 1
-        if self.max_fragments is not None and self._frag_count > self.max_fragments:
-            self._drop_partial_message()
-            self._fail(1009, f"message has more than {self.max_fragments} fragments")
-            return False
-        if self._frag_opcode is _TEXT:
-            if not self._text_fragment(frame.data, frame.fin):
-                return False
-            if frame.fin:
-                assert self._frag_text is not None
-                text = "".join(self._frag_text)
-                self._drop_partial_message()
-                self._deliver(TEXT, text)
-            return True
-        assert self._frag_buffer is not None
-        self._frag_buffer += frame.data
-        if frame.fin:
-            data = bytes(self._frag_buffer)
-            self._drop_partial_message()
-            self._deliver(BINARY, data)
-        return True
-
-    def _text_fragment(self, chunk: bytes, final: bool) -> bool:
-        # Decoding as fragments arrive fails fast on bad UTF-8 (Autobahn 6.x).
-        try:
-            piece = self._frag_decoder.decode(chunk, final)
-        except UnicodeDecodeError as exc:
-            self._drop_partial_message()
-            self._fail(1007, f"invalid UTF-8: {exc.reason}")
-            return False
-        if piece:
-            assert self._frag_text is not None
-            self._frag_text.append(piece)
-        return True
-
-    def _drop_partial_message(self) -> None:
-        self._frag_opcode = None
-        self._frag_buffer = None
-        self._frag_text = None
-        self._frag_decoder = None
-        self._frag_count = 0
+                self._assembler.reset()
+                if self._ready_state is OPEN:
+                    self._closing()
 
     def _deliver(self, kind: int, data: str | bytes) -> None:
         event = MessageEvent(kind, data, self)
@@ -897,22 +989,18 @@ class WebSocket(IterationMixin, EventEmitter):
         if proto is None:
             return None
         self._lean = False
-        if self._frame is not None:  # a large frame cut short
-            proto.receive_data(bytes(self._frame[: self._frame_fill]))
-            self._frame = None
-        self._spare = None
-        if self._rbuf is not None:  # an incomplete frame (lean path) or handshake tail
-            if self._ready_state != CONNECTING:
-                proto.receive_data(bytes(self._rbuf))
-            self._rbuf = None
+        rest = self._reader.unparsed()  # an incomplete frame, or frames held back
+        if rest and self._ready_state is not CONNECTING:
+            proto.receive_data(rest)
         proto.receive_eof()
         events = proto.events_received()
         if events:
-            self._dispatching = _get_ident()
+            self._dispatch_thread = _get_ident()
             try:
                 self._handle_events(events)
             finally:
-                self._dispatching = False
+                self._dispatch_thread = None
+        self._proto_fed = True
         self._after_receive(proto)
         # Keep the transport open for writing only if the protocol still
         # has a closing handshake to finish; otherwise let asyncio close it.
@@ -926,14 +1014,14 @@ class WebSocket(IterationMixin, EventEmitter):
             self._handshake_timer.cancel()
             self._handshake_timer = None
         proto = self._proto
-        if self._ready_state == CONNECTING and self._client is not None:
-            self._client.connection_lost(self, exc)
+        if self._ready_state is CONNECTING and self._connector is not None:
+            self._connector.connection_lost(self, exc)
             return
         code, reason = 1006, ""
         if proto is not None:
             if proto.close_rcvd is not None:
                 code, reason = proto.close_rcvd.code, proto.close_rcvd.reason
-            elif proto.close_sent is not None and proto.parser_exc is not None:
+            elif proto.close_sent is not None and proto.parser_error() is not None:
                 code, reason = proto.close_sent.code, proto.close_sent.reason
             elif self._failed_with is not None:
                 code, reason = self._failed_with
@@ -942,9 +1030,9 @@ class WebSocket(IterationMixin, EventEmitter):
     def _finish(self, code: int, reason: str) -> None:
         """The connection is gone: release everything and emit ``'close'`` once."""
         self._ready_state = CLOSED
-        self._frame = self._rbuf = self._spare = None
-        self._out = []  # frames queued for the end of the loop turn can no longer leave
-        self._drop_partial_message()
+        self._reader.reset()
+        self._writer.clear()  # frames queued for the end of the loop turn can no longer leave
+        self._assembler.reset()
         transport = self._transport
         if transport is not None and not transport.is_closing():
             transport.abort()
@@ -955,16 +1043,39 @@ class WebSocket(IterationMixin, EventEmitter):
             # now: the socket itself may live on in reference cycles until
             # the next full garbage collection.
             proto.extensions = []
-        if self._keepalive is not None:
-            self._keepalive.discard(self)
-            self._keepalive = None
-        if self._server is not None:
-            self._server._socket_closed(self)
-        elif self._client is not None:
+        hooks, self._finish_hooks = self._finish_hooks, []
+        for hook in hooks:
+            hook(self)
+        if not self._is_server:
             _loop.reactor.remove_shutdown(self._going_away)
         if not self._close_emitted:
             self._close_emitted = True
             self._emit_event("close", code, reason)
+
+    # -- the client connector's interface (ws/connection/client.py) ----------------
+
+    def _connected(self, proto: _ClientProtocol, remote_address: str | None, write_limits: dict[str, Any]) -> None:
+        """TCP (and TLS) is up and ``proto`` holds the upgrade request: send it."""
+        self._remote_address = remote_address
+        self._proto = proto
+        self._set_write_limits(write_limits)
+        self._flush()
+
+    def _disconnect(self) -> asyncio.Transport | None:
+        """Forget the current connection (a redirect follows); its transport, to drop quietly."""
+        transport = self._transport
+        self._transport = None
+        self._proto = None
+        return transport
+
+    def _redirected(self, url: str) -> None:
+        self._url = url
+
+    def _lost_before_open(self, error: Exception) -> None:
+        """The connection ended before the handshake finished: ``error`` unless one was emitted, then 'close'."""
+        if not self._error_emitted:
+            self._emit_error(error)
+        self._finish(1006, "")
 
     # -- events -------------------------------------------------------------------
 
@@ -995,9 +1106,13 @@ class WebSocket(IterationMixin, EventEmitter):
         """SIGINT/SIGTERM in a script: close with 1001 (going away)."""
         self._close_now(1001, "")
 
-    def _opened(self) -> None:
-        """The opening handshake finished (client side)."""
+    def _opened(self, proto: _ClientProtocol, extensions: str) -> None:
+        """The opening handshake finished (client side): OPEN, then ``'open'``."""
+        self._subprotocol = proto.subprotocol or ""
+        self._extensions = extensions
         self._ready_state = OPEN
+        if proto is self._proto:
+            self._start_lean(proto)
         self._emit_event("open")
 
     # -- DOM-style listeners --------------------------------------------------------
@@ -1031,10 +1146,10 @@ class WebSocket(IterationMixin, EventEmitter):
 
     def __repr__(self) -> str:
         side = "server" if self._is_server else "client"
-        return f"<WebSocket {side} {self._url} {_STATE_NAMES[self._ready_state]}>"
+        return f"<WebSocket {side} {self._url} {self._ready_state.name}>"
 
 
-def _dom_event(target: WebSocket, type: str, args: tuple) -> Any:
+def _dom_event(target: WebSocket, type: str, args: tuple[Any, ...]) -> Any:
     if type == "message":
         return args[0]
     if type == "close":

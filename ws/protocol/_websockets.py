@@ -1,11 +1,19 @@
-"""The Sans-I/O protocol objects, from ``websockets``, with one correction.
+"""The Sans-I/O protocol objects, from ``websockets``: the only module that
+knows their internals.
 
 ``websockets`` does all framing, masking, close-code rules, extensions and
-handshake checks.  We subclass rather than fork it for a single behaviour:
-RFC 6455 lets a Close frame arrive in the middle of a fragmented message
-(control frames may interleave), and the right answer is a normal closing
-handshake that drops the partial message (Autobahn case 7.1.5, as Node's
-``ws`` does), where ``websockets`` fails the connection with 1002.
+handshake checks.  We subclass rather than fork it, for one behaviour and
+for a few questions its public API does not answer:
+
+* RFC 6455 lets a Close frame arrive in the middle of a fragmented message
+  (control frames may interleave), and the right answer is a normal closing
+  handshake that drops the partial message (Autobahn case 7.1.5, as Node's
+  ``ws`` does), where ``websockets`` fails the connection with 1002.
+* ``has_pending()``, ``in_fragmented_message()``, ``mark_open()``,
+  ``parser_error()``, ``message_limit()``, ``read_frames()``: the attributes
+  behind them (``writes``, ``current_size``, the ``state`` setter,
+  ``parser_exc``, ``max_message_size``, ``parser``) are not documented API,
+  so every use of them is here, checked against the installed version.
 """
 
 from __future__ import annotations
@@ -13,26 +21,85 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from websockets.version import version as _installed_version
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
+from websockets.protocol import OPEN, Protocol
 from websockets.server import ServerProtocol
 
-__all__ = ["Client", "Server"]
+__all__ = ["Client", "Server", "SUPPORTED", "check_version"]
+
+#: The ``websockets`` releases whose internals this module was written against (setup.cfg).
+SUPPORTED = (14, 18)
+
+
+def check_version(version: str) -> None:
+    """Fail clearly on a ``websockets`` this module was not written for."""
+    try:
+        major = int(version.split(".")[0])
+    except ValueError:
+        raise ImportError(f"ws cannot read the websockets version {version!r}") from None
+    low, high = SUPPORTED
+    if not low <= major < high:
+        raise ImportError(
+            f"ws needs websockets >= {low}, < {high} (it relies on internals of those releases); "
+            f"websockets {version} is installed"
+        )
+
+
+check_version(_installed_version)
+_MAJOR = int(_installed_version.split(".")[0])
 
 _CLOSE = Opcode.CLOSE
 _CLIENT_LOGGER = logging.getLogger("ws.client.protocol")
+# websockets 15 renamed the size bookkeeping (cur_size/max_size before).
+_CURRENT = "current_size" if _MAJOR >= 15 else "cur_size"
+_LIMIT = "max_message_size" if _MAJOR >= 15 else "max_size"
 
 
-class _CloseMidMessage:
-    current_size: int | None
+class _Internals(Protocol):
+    """What ``ws`` asks of the protocol beyond ``websockets``' public API."""
 
     def recv_frame(self, frame: Frame) -> None:
-        if frame.opcode is _CLOSE and self.current_size is not None:
-            self.current_size = None
-        super().recv_frame(frame)  # type: ignore[misc]
+        if frame.opcode is _CLOSE and getattr(self, _CURRENT) is not None:
+            setattr(self, _CURRENT, None)  # drop the partial message, close normally
+        super().recv_frame(frame)
+
+    def has_pending(self) -> bool:
+        """Whether frames (or the end of the stream) wait in ``data_to_send()``."""
+        return bool(self.writes)
+
+    def in_fragmented_message(self) -> bool:
+        """Whether a fragmented message was started and not finished."""
+        return getattr(self, _CURRENT) is not None
+
+    if isinstance(Protocol.__dict__.get("state"), property):  # read on every send off the lean path
+
+        def is_open(self) -> bool:
+            """Whether the connection is OPEN (the ``state`` property without its call)."""
+            return self._state is OPEN  # type: ignore[has-type,unused-ignore]
+
+    else:  # pragma: no cover - a release where ``state`` is a plain attribute
+
+        def is_open(self) -> bool:
+            """Whether the connection is OPEN."""
+            return self.state is OPEN
+
+    def mark_open(self) -> None:
+        """The server wrote the 101 itself (no ``send_response``): the connection is OPEN."""
+        self.state = OPEN
+
+    def parser_error(self) -> Exception | None:
+        """Why the parser stopped (a protocol violation, ``EOFError``...), or ``None``."""
+        return self.parser_exc
+
+    def message_limit(self) -> int | None:
+        """The largest message accepted (``max_size``), ``None`` for no limit."""
+        limit: int | None = getattr(self, _LIMIT)
+        return limit
 
 
-class Client(_CloseMidMessage, ClientProtocol):
+class Client(_Internals, ClientProtocol):
     """``websockets``' client protocol with the close-mid-message fix.
 
     It logs (frames, at DEBUG) to ``ws.client.protocol``, inside the ``ws``
@@ -44,12 +111,12 @@ class Client(_CloseMidMessage, ClientProtocol):
         super().__init__(*args, **kwargs)
 
 
-class Server(_CloseMidMessage, ServerProtocol):
+class Server(_Internals, ServerProtocol):
     """``websockets``' server protocol with the close-mid-message fix.
 
     Our HTTP layer (h11) reads the upgrade request, so this object never
-    parses one: after ``send_response`` accepted the handshake,
-    :meth:`read_frames` points its parser at frames.
+    parses one: after ``send_response`` accepted the handshake (or
+    :meth:`mark_open`), :meth:`read_frames` points its parser at frames.
     """
 
     def read_frames(self) -> None:

@@ -36,7 +36,7 @@ from .._runtime.emitter import invoke
 from .endpoints import Connection, join_path
 from ..request import Request
 from ..server import WebSocketServer
-from ..connection.websocket import _STATE_NAMES, WebSocket
+from ..connection.websocket import WebSocket
 
 __all__ = [
     "context",
@@ -251,7 +251,7 @@ class Client:
     @property
     def state(self) -> str:
         """``'CONNECTING'``, ``'OPEN'``, ``'CLOSING'`` or ``'CLOSED'``."""
-        return _STATE_NAMES[self.socket.ready_state]
+        return self.socket.ready_state.name
 
     def send(self, message: str | bytes) -> None:
         """Send a text (``str``) or binary (bytes) message."""

@@ -1,0 +1,229 @@
+"""FrameReader without sockets: bytes in, messages and protocol hand-overs out."""
+
+from __future__ import annotations
+
+import os
+import struct
+
+import pytest
+
+from ws.events import BINARY, TEXT
+from ws.protocol.reader import DIRECT_AHEAD, DIRECT_MIN, FrameReader, apply_mask
+
+
+def frame(opcode: int, payload: bytes, *, fin: bool = True, mask: bool = True, rsv: int = 0) -> bytes:
+    head = bytes([(0x80 if fin else 0) | rsv | opcode])
+    n = len(payload)
+    bit = 0x80 if mask else 0
+    if n < 126:
+        head += bytes([bit | n])
+    elif n < 65536:
+        head += bytes([bit | 126]) + struct.pack("!H", n)
+    else:
+        head += bytes([bit | 127]) + struct.pack("!Q", n)
+    if not mask:
+        return head + payload
+    key = os.urandom(4)
+    return head + key + apply_mask(payload, key)
+
+
+class Owner:
+    """Plays the WebSocket: collects messages, failures and what the protocol is fed."""
+
+    def __init__(self, *, server: bool = True, limit: int | None = None) -> None:
+        self.messages: list[tuple[int, str | bytes]] = []
+        self.failures: list[tuple[int, str]] = []
+        self.fed: list[bytes] = []
+        self.protocol_open = True
+        self.on_message = None
+        self.reader = FrameReader(server=server, limit=limit, deliver=self.deliver, fail=self.fail, feed=self.feed)
+        self.reader.start()
+
+    def deliver(self, kind: int, data: str | bytes) -> None:
+        self.messages.append((kind, data))
+        if self.on_message is not None:
+            self.on_message(kind, data)
+
+    def fail(self, code: int, reason: str) -> None:
+        self.failures.append((code, reason))
+        self.reader.stop()
+
+    def feed(self, data: bytes) -> bool:
+        self.fed.append(data)
+        return self.protocol_open
+
+
+PING = frame(0x9, b"ping-1")
+FRAG_1 = frame(0x1, b"frag-", fin=False)
+FRAG_2 = frame(0x0, b"ment", fin=False)
+FRAG_3 = frame(0x0, b"ed", fin=True)
+TEXT_DURING_FRAGMENTS = frame(0x1, b"not lean")
+MIXED = [
+    frame(0x1, "héllo ✓".encode()),
+    frame(0x2, bytes(range(256)) * 2),  # 16-bit length
+    PING,
+    FRAG_1,
+    TEXT_DURING_FRAGMENTS,  # inside a fragmented message: the protocol's to judge
+    FRAG_2,
+    FRAG_3,
+    frame(0x2, b"\x07" * 70000),  # 64-bit length
+    frame(0x1, b""),
+]
+EXPECTED_MESSAGES = [
+    (TEXT, "héllo ✓"),
+    (BINARY, bytes(range(256)) * 2),
+    (BINARY, b"\x07" * 70000),
+    (TEXT, ""),
+]
+EXPECTED_FED = [PING, FRAG_1, TEXT_DURING_FRAGMENTS, FRAG_2, FRAG_3]
+WIRE = b"".join(MIXED)
+
+
+def test_one_read_delivers_the_common_frames_and_feeds_the_others_whole() -> None:
+    owner = Owner()
+    owner.reader.receive(WIRE)
+    assert owner.messages == EXPECTED_MESSAGES
+    assert owner.fed == EXPECTED_FED
+    assert owner.reader.lean and owner.reader.unparsed() == b""
+
+
+def test_a_split_at_every_byte_boundary_gives_the_same_result() -> None:
+    small = b"".join(MIXED[:7]) + frame(0x1, b"")  # every boundary of the small frames, 16-bit header included
+    expected = [m for m in EXPECTED_MESSAGES if m[1] != b"\x07" * 70000]
+    for cut in range(len(small) + 1):
+        owner = Owner()
+        owner.reader.receive(memoryview(bytearray(small[:cut])))  # a view of a reused buffer, as asyncio gives
+        owner.reader.receive(small[cut:])
+        assert owner.messages == expected, cut
+        assert owner.fed == EXPECTED_FED, cut
+
+
+def test_one_byte_per_read() -> None:
+    owner = Owner()
+    for i in range(len(WIRE)):
+        owner.reader.receive(WIRE[i : i + 1])
+    assert owner.messages == EXPECTED_MESSAGES and owner.fed == EXPECTED_FED
+
+
+def test_the_incomplete_tail_is_what_is_left_unparsed() -> None:
+    owner = Owner()
+    cut = frame(0x1, b"cut short")[:5]
+    owner.reader.receive(frame(0x1, b"whole") + cut)
+    assert owner.messages == [(TEXT, "whole")]
+    assert owner.reader.unparsed() == cut
+
+
+@pytest.mark.parametrize("server", [True, False], ids=["server", "client"])
+def test_the_wrong_mask_bit_hands_everything_to_the_protocol(server: bool) -> None:
+    owner = Owner(server=server)
+    good = frame(0x1, b"ok", mask=server)
+    bad = frame(0x2, b"x", mask=not server)
+    owner.reader.receive(good + bad + good)
+    assert owner.messages == [(TEXT, "ok")]
+    assert owner.fed == [bad + good] and not owner.reader.lean
+    owner.reader.receive(good)  # from now on the protocol reads
+    assert owner.fed[-1] == good and len(owner.messages) == 1
+
+
+def test_client_side_frames_are_unmasked() -> None:
+    owner = Owner(server=False)
+    owner.reader.receive(frame(0x2, b"\x01" * 300, mask=False) + frame(0x1, b"one", mask=False))
+    assert owner.messages == [(BINARY, b"\x01" * 300), (TEXT, "one")]
+
+
+def test_an_announced_length_over_the_limit_is_handed_over_from_the_header() -> None:
+    owner = Owner(limit=1000)
+    header = bytes([0x82, 0xFF]) + struct.pack("!Q", 1 << 20) + b"\x00\x00\x00\x00"
+    owner.reader.receive(header)
+    assert owner.fed == [header] and not owner.reader.lean and owner.reader.frame is None
+
+
+def test_invalid_utf8_fails_with_1007_and_the_rest_goes_to_the_protocol() -> None:
+    owner = Owner()
+    after = frame(0x1, b"never delivered")
+    owner.reader.receive(frame(0x1, b"ok") + frame(0x1, b"\xff\xfe") + after)
+    assert owner.messages == [(TEXT, "ok")]
+    assert owner.failures and owner.failures[0][0] == 1007
+    assert owner.fed == [after]
+
+
+def test_a_protocol_that_leaves_open_takes_the_rest() -> None:
+    owner = Owner()
+    owner.protocol_open = False  # e.g. the ping was a close frame
+    close = frame(0x8, struct.pack("!H", 1000))
+    after = frame(0x1, b"after")
+    owner.reader.receive(frame(0x1, b"a") + close + after)
+    assert owner.messages == [(TEXT, "a")] and owner.fed == [close, after] and not owner.reader.lean
+
+
+def test_stop_from_a_listener_hands_the_rest_of_the_read_over() -> None:
+    owner = Owner()
+    owner.on_message = lambda kind, data: data == "bye" and owner.reader.stop()
+    rest = frame(0x1, b"after close")
+    owner.reader.receive(frame(0x1, b"a") + frame(0x1, b"bye") + rest)
+    assert [m[1] for m in owner.messages] == ["a", "bye"]
+    assert owner.fed == [rest]
+
+
+def test_hold_keeps_the_rest_unparsed_and_release_delivers_it() -> None:
+    owner = Owner()
+    owner.on_message = lambda kind, data: data == "2" and owner.reader.hold(True)
+    wire = b"".join(frame(0x1, str(i).encode()) for i in range(1, 6))
+    owner.reader.receive(wire[:-3])
+    assert [m[1] for m in owner.messages] == ["1", "2"] and owner.reader.holding
+    owner.reader.receive(wire[-3:])  # what was in flight joins the held bytes
+    assert len(owner.messages) == 2
+    owner.on_message = None
+    owner.reader.hold(False)
+    owner.reader.release()
+    assert [m[1] for m in owner.messages] == ["1", "2", "3", "4", "5"] and not owner.reader.holding
+
+
+def read_into(reader: FrameReader, data: bytes, chunk: int, owner: Owner) -> None:
+    """As asyncio's BufferedProtocol does: into the reader's frame buffer when it has one."""
+    pos = 0
+    scratch = bytearray(chunk)
+    while pos < len(data):
+        target = reader.buffer()
+        if target is None:
+            n = min(chunk, len(data) - pos)
+            scratch[:n] = data[pos : pos + n]
+            reader.receive(memoryview(scratch)[:n])
+        else:
+            n = min(len(target), chunk, len(data) - pos)
+            target[:n] = data[pos : pos + n]
+            done = reader.filled(n)
+            if done is not None:
+                reader.receive(done)
+                reader.recycle(done)
+        pos += n
+
+
+def test_large_frames_are_read_into_a_buffer_of_their_size_and_reused() -> None:
+    owner = Owner()
+    large = [os.urandom(300_000), os.urandom(280_000)]
+    wire = b"".join(frame(0x2, p) + frame(0x1, b"small %d" % i) for i, p in enumerate(large))
+    read_into(owner.reader, wire, 65536, owner)
+    assert owner.messages == [(BINARY, large[0]), (TEXT, "small 0"), (BINARY, large[1]), (TEXT, "small 1")]
+    assert owner.reader.frame is None and owner.fed == []
+
+
+def test_a_large_frame_header_alone_reserves_nothing() -> None:
+    owner = Owner()
+    owner.reader.buffer()  # the transport reads through the reader: large frames may go direct
+    claimed = frame(0x2, os.urandom(8 << 20))
+    need = len(claimed)
+    owner.reader.receive(claimed[: 64 * 1024])  # well under an eighth
+    assert owner.reader.frame is None and owner.reader.buffer() is None
+    owner.reader.receive(claimed[64 * 1024 : need // DIRECT_AHEAD + 1])
+    assert owner.reader.frame is not None and len(owner.reader.frame) == need
+    assert DIRECT_MIN <= need
+
+
+def test_end_of_stream_in_a_large_frame_returns_what_came() -> None:
+    owner = Owner()
+    owner.reader.buffer()
+    part = frame(0x2, os.urandom(1 << 20))[:600_000]
+    owner.reader.receive(part)
+    assert owner.reader.frame is not None
+    assert owner.reader.unparsed() == part and owner.reader.frame is None and not owner.reader.lean
