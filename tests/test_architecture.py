@@ -10,26 +10,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
+import grimp  # installed with import-linter, a test dependency
+import importlinter  # noqa: F401  (the contracts' runner)
 
 from .conftest import ROOT
-
-grimp = pytest.importorskip("grimp")
-pytest.importorskip("importlinter")
-
-# Known today, fixed by the branches of the redesign (the lead removes the mark once they are merged):
-# ws.http.server imports ws.server and the four application styles inside functions, and
-# ws.connection.websocket and ws.connection.client import each other.
-PENDING_REDESIGN = pytest.mark.xfail(
-    strict=False,
-    reason="issue 13: ws.http.server imports ws.server and ws.styles.*; ws.connection.websocket <-> client cycle "
-    "(fixed in the redesign branches)",
-)
 
 LINT = "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
 
 
-@PENDING_REDESIGN
 def test_import_contracts_are_kept() -> None:
     """``lint-imports``: every contract of setup.cfg is kept; the report names the offending import lines."""
     done = subprocess.run(
@@ -118,7 +106,6 @@ def test_the_cycle_finder_finds_cycles() -> None:
     assert import_cycles(graph, set(graph.modules)) == [["p.a", "p.b", "p.c"], ["p.e"]]
 
 
-@PENDING_REDESIGN
 def test_no_import_cycles_in_ws() -> None:
     """No module of ``ws`` imports, directly or through others, a module that imports it back."""
     graph = grimp.build_graph("ws", exclude_type_checking_imports=True, cache_dir=None)
@@ -127,10 +114,6 @@ def test_no_import_cycles_in_ws() -> None:
     assert not cycles, "import cycles in ws/:\n" + "\n".join(cycle_report(graph, c) for c in cycles)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 13: ws/__init__.py imports the whole package eagerly (made lazy in the redesign branches)",
-)
 def test_importing_ws_http_loads_nothing_above_it() -> None:
     """``import ws.http`` at run time (what the static graph cannot see: the package ``__init__`` files)."""
     probe = "import sys, ws.http; print(' '.join(sorted(m for m in sys.modules if m.startswith('ws.'))))"

@@ -948,7 +948,6 @@ def test_the_websocket_factories_moved_out_and_say_where(make_server, name, repl
         server.nope  # noqa: B018
 
 
-@pytest.mark.xfail(strict=False, reason="passes once ws/__init__.py is lazy (another branch): today `import ws` loads every layer")
 def test_import_ws_http_loads_no_websocket_layer():
     """``ws.http`` sits below ``ws.server`` and the styles: importing it loads neither."""
     code = (

@@ -10,14 +10,9 @@ import pytest
 
 from .conftest import ROOT
 
-mypy_api = pytest.importorskip("mypy.api")
+from mypy import api as mypy_api  # noqa: E402  (a test dependency)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 13: mypy --strict ws reports errors on the pre-redesign code; the lead removes this mark "
-    "once the redesign branches are merged",
-)
 def test_mypy_strict_passes_on_ws(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
     stdout, stderr, status = mypy_api.run(

@@ -150,7 +150,7 @@ class ASGIWebSocket(WebSocket):
     def _from_scope(cls, request: Request, server: WebSocketServer, subprotocol: str, send: Send) -> ASGIWebSocket:
         self = cls.__new__(cls)
         EventEmitter.__init__(self)
-        options: dict[str, Any] = {**server._socket_options}  # type: ignore[dict-item]
+        options: dict[str, Any] = {**server._socket_options}
         assert server._loop is not None
         self._setup(server._loop, is_server=True, options=options)
         self._request = request

@@ -306,8 +306,7 @@ def _timed_out(ws: "WebSocket", config: ClientConfig) -> None:
 
 
 async def _connect(ws: "WebSocket", config: ClientConfig, loop: asyncio.AbstractEventLoop) -> None:
-    from .websocket import _Stream
-
+    stream = ws._stream  # the asyncio protocol that feeds this socket (a new one per connection)
     target = config.target
     ssl_context = config.ssl_context()
     server_hostname = target.host if ssl_context is not None else None
@@ -315,17 +314,17 @@ async def _connect(ws: "WebSocket", config: ClientConfig, loop: asyncio.Abstract
         proxy = None if config.socket_path else _proxy.proxy_for(config.proxy, target.secure, target.host, target.port)
         if config.socket_path is not None:
             await loop.create_unix_connection(
-                lambda: _Stream(ws), config.socket_path, ssl=ssl_context, server_hostname=server_hostname
+                stream, config.socket_path, ssl=ssl_context, server_hostname=server_hostname
             )
         elif proxy is None:
             await loop.create_connection(
-                lambda: _Stream(ws), target.host, target.port, ssl=ssl_context, server_hostname=server_hostname
+                stream, target.host, target.port, ssl=ssl_context, server_hostname=server_hostname
             )
         else:
             sock = await _proxy.open_tunnel(loop, proxy, target.host, target.port)
             try:
                 await loop.create_connection(
-                    lambda: _Stream(ws), sock=sock, ssl=ssl_context, server_hostname=server_hostname
+                    stream, sock=sock, ssl=ssl_context, server_hostname=server_hostname
                 )
             except BaseException:
                 sock.close()

@@ -303,6 +303,10 @@ class WebSocket(IterationMixin, EventEmitter):  # type: ignore[misc,unused-ignor
         self.close_timeout: float = options.get("close_timeout", DEFAULT_CLOSE_TIMEOUT)
         self._on_message: Callable[[MessageEvent], Any] | None = None
 
+    def _stream(self) -> _Stream:
+        """A new asyncio protocol feeding this socket (client.py connects with it)."""
+        return _Stream(self)
+
     @classmethod
     def _accepted(
         cls,
@@ -334,7 +338,7 @@ class WebSocket(IterationMixin, EventEmitter):  # type: ignore[misc,unused-ignor
         self._ready_state = OPEN
         self._start_lean(proto)
         self._ref.hold()
-        transport.set_protocol(_Stream(self))
+        transport.set_protocol(self._stream())
         self._transport = transport
         self._set_write_limits(options)
         self._flush()
