@@ -81,7 +81,7 @@ class ASGIApp:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                self.wss._close_now(1001, "server shutting down")
+                self.wss._going_away()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -89,7 +89,7 @@ class ASGIApp:
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         wss = self.wss
-        _rebind(wss, asyncio.get_running_loop())
+        wss._rebind(asyncio.get_running_loop())
         message = await receive()
         if message.get("type") != "websocket.connect":
             return
@@ -104,13 +104,12 @@ class ASGIApp:
             wss._report(decision)
             await _reject(scope, send, decision)
             return
-        if wss._events.get("headers"):
-            lines = decision.header_lines()
-            wss.emit("headers", lines, request)
-            decision = decision.edited(lines)
+        decision = wss._edit_headers(decision, request)
         await send({"type": "websocket.accept", "subprotocol": decision.subprotocol, "headers": _accept_headers(decision)})
-        sock = ASGIWebSocket._from_scope(request, wss, decision.subprotocol or "", send)
-        wss._sockets.add(sock)
+        sock = ASGIWebSocket._from_scope(
+            request, decision.subprotocol or "", send, wss.loop, wss._new_socket_options(), wss._socket_closed
+        )
+        wss._adopt(sock)
         wss.emit("connection", sock, request)
         await sock._run(receive)
 
@@ -125,7 +124,7 @@ class ASGIApp:
     def _decide(self, scope: Scope, request: Request) -> HandshakeResult:
         """The server's decision; the ASGI server already checked the request and negotiates extensions."""
         wss = self.wss
-        if wss._closed:
+        if not wss._accepting():
             return Refused(503, "WebSocket server is closed")
         if not self._path_matches(scope, request):
             return Refused(404, "Not Found")
@@ -147,19 +146,26 @@ class ASGIWebSocket(WebSocket):
     _asgi: "_ASGILink"
 
     @classmethod
-    def _from_scope(cls, request: Request, server: WebSocketServer, subprotocol: str, send: Send) -> ASGIWebSocket:
+    def _from_scope(
+        cls,
+        request: Request,
+        subprotocol: str,
+        send: Send,
+        loop: asyncio.AbstractEventLoop,
+        options: dict[str, Any],
+        on_finish: Callable[[WebSocket], object],
+    ) -> ASGIWebSocket:
+        """A socket for one accepted ASGI connection; ``on_finish`` runs once it is closed."""
         self = cls.__new__(cls)
         EventEmitter.__init__(self)
-        options: dict[str, Any] = {**server._socket_options}
-        assert server._loop is not None
-        self._setup(server._loop, is_server=True, options=options)
+        self._setup(loop, is_server=True, options=options)
         self._request = request
-        self._finish_hooks.append(server._socket_closed)
+        self._when_finished(on_finish)
         self._url = request.url
         self._subprotocol = subprotocol
         self._remote_address = request.remote_address
         self._ready_state = OPEN
-        self._asgi = self._link = _ASGILink(self, send, options, server._loop)
+        self._asgi = self._link = _ASGILink(self, send, options, loop)
         self._ref.hold()
         return self
 
@@ -219,7 +225,7 @@ class _ASGILink:
         self.terminated = False
         self.blocked = False  # above the high-water mark until the outbox falls below the low one
         self.close_timer: asyncio.TimerHandle | None = None
-        sock._finish_hooks.append(self._finished)
+        sock._when_finished(self._finished)
 
     @property
     def buffered(self) -> int:
@@ -326,15 +332,6 @@ def request_from_scope(scope: Scope) -> Request:
         peername=tuple(scope["client"]) if scope.get("client") else None,
         secure=scope.get("scheme") == "wss",
     )
-
-
-def _rebind(wss: WebSocketServer, loop: asyncio.AbstractEventLoop) -> None:
-    """A server built at import time bound to the script reactor; ASGI runs it on the server's loop."""
-    if wss._loop is loop:
-        return
-    if wss._sockets:
-        raise RuntimeError("this WebSocketServer already serves sockets on another event loop")
-    wss._loop = loop
 
 
 def _accept_headers(accepted: Accepted) -> list[tuple[bytes, bytes]]:

@@ -18,8 +18,8 @@ from typing import Any, Callable, Iterable
 
 
 from .protocol import handshake
-from .protocol.handshake import Policy, Refused, VerifyInfo
-from .protocol.writer import serialize as _serialize
+from .protocol.handshake import Accepted, Policy, Refused, VerifyInfo
+from .protocol.writer import FIN_BINARY, FIN_TEXT, serialize as _serialize
 from ._runtime import loop as _loop
 from ._runtime.compat import normalize_options
 from ._runtime.emitter import EventEmitter
@@ -121,6 +121,7 @@ class WebSocketServer(EventEmitter):
         }
         self._sockets: set[WebSocket] = set()
         self._closed = False
+        self._close_emitted = False
         self._close_callbacks: list[Callable[[], Any]] = []
         self._closed_future: asyncio.Future[None] | None = None
         self._own_server: Any = None
@@ -133,7 +134,7 @@ class WebSocketServer(EventEmitter):
         ping_timeout = opts.get("ping_timeout", DEFAULT_PING_TIMEOUT if ping_interval else None)
         self._heartbeat = Heartbeat(self._loop, ping_interval, ping_timeout) if ping_interval else None
         # Shutdown hooks run on the reactor; this server may live on another loop.
-        self._shutdown_hook = lambda: _loop.call(self._loop, self._close_now, 1001, "server shutting down")
+        self._shutdown_hook = lambda: _loop.call(self._loop, self._going_away)
         _loop.reactor.on_shutdown(self._shutdown_hook)
 
         if port is not None:
@@ -214,7 +215,7 @@ class WebSocketServer(EventEmitter):
     def _broadcast(self, is_text: bool, payload: bytes, exclude: Any) -> int:
         excluded = () if exclude is None else ({exclude} if isinstance(exclude, WebSocket) else set(exclude))
         # One frame for all; per client only the checks and the write.
-        wire = b"".join(_serialize(_FIN_TEXT if is_text else _FIN_BINARY, payload, False))
+        wire = b"".join(_serialize(FIN_TEXT if is_text else FIN_BINARY, payload, False))
         count = 0
         for ws in list(self._sockets):
             if excluded and ws in excluded:
@@ -299,8 +300,8 @@ class WebSocketServer(EventEmitter):
         callbacks, self._close_callbacks = self._close_callbacks, []
         if self._closed_future is not None and not self._closed_future.done():
             self._closed_future.set_result(None)
-        if callbacks or not getattr(self, "_close_emitted", False):
-            if not getattr(self, "_close_emitted", False):
+        if callbacks or not self._close_emitted:
+            if not self._close_emitted:
                 self._close_emitted = True
                 self.emit("close")
             for cb in callbacks:
@@ -345,10 +346,7 @@ class WebSocketServer(EventEmitter):
             write_refusal(transport, decision)
             self._report(decision)
             return
-        if self._events.get("headers"):
-            lines = decision.header_lines()
-            self.emit("headers", lines, request)
-            decision = decision.edited(lines)
+        decision = self._edit_headers(decision, request)
         proto = decision.protocol
         assert proto is not None  # accept() always configures one
         extensions_header = decision.extensions
@@ -371,6 +369,45 @@ class WebSocketServer(EventEmitter):
             # ``async def`` 'connection' listener (a task, started next) can
             # attach its 'message' listener first; later reads queue behind.
             self._loop.call_soon(ws._receive_head, head)
+
+    # -- for the hosts that render a handshake themselves (ws.asgi) ---------------------
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop this server's sockets live on."""
+        return self._loop
+
+    def _accepting(self) -> bool:
+        """Whether new connections are taken (``close()`` not called yet)."""
+        return not self._closed
+
+    def _edit_headers(self, decision: Accepted, request: Request) -> Accepted:
+        """Let ``'headers'`` listeners edit the 101 (Node's event); the decision itself stays data."""
+        if not self._events.get("headers"):
+            return decision
+        lines = decision.header_lines()
+        self.emit("headers", lines, request)
+        return decision.edited(lines)
+
+    def _new_socket_options(self) -> dict[str, Any]:
+        """The per-socket options (limits, timeouts) for one new connection, as a fresh dict."""
+        return dict(self._socket_options)
+
+    def _adopt(self, ws: WebSocket) -> None:
+        """Track a socket another host accepted for this server (``clients``, ``close()``)."""
+        self._sockets.add(ws)
+
+    def _rebind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Serve on ``loop`` from now on (a server built at import time, run by an ASGI server)."""
+        if loop is self._loop:
+            return
+        if self._sockets:
+            raise RuntimeError("this WebSocketServer already serves sockets on another event loop")
+        self._loop = loop
+
+    def _going_away(self) -> None:
+        """The process or the host shuts down: close every client with 1001."""
+        self._close_now(1001, "server shutting down")
 
     def _policy(self) -> Policy:
         """The handshake policy from this server's options as they are now (users may reassign them)."""
@@ -404,8 +441,6 @@ class WebSocketServer(EventEmitter):
         self.client_tracking = value
 
 
-_FIN_TEXT = 0x81
-_FIN_BINARY = 0x82
 
 
 def write_refusal(transport: asyncio.WriteTransport, refused: Refused) -> None:

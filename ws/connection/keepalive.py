@@ -24,9 +24,8 @@ class Pingable(Protocol):
     def _keepalive_ping(self, now: float) -> None:
         """Send a ping now if OPEN; its pong is awaited from ``now``."""
 
-    @property
-    def _finish_hooks(self) -> list[Callable[..., object]]:
-        """Called with the socket once it is closed."""
+    def _when_finished(self, hook: Callable[..., object]) -> None:
+        """Call ``hook(socket)`` once the socket is closed."""
 
 
 class Heartbeat:
@@ -44,7 +43,7 @@ class Heartbeat:
         self._timer: asyncio.TimerHandle | None = None
 
     def add(self, ws: Pingable) -> None:
-        ws._finish_hooks.append(self.discard)
+        ws._when_finished(self.discard)
         self.sockets[ws] = self.loop.time()
         if self._timer is None:
             self._timer = self.loop.call_later(self.step, self._tick)

@@ -303,6 +303,10 @@ class WebSocket(IterationMixin, EventEmitter):  # type: ignore[misc,unused-ignor
         self.close_timeout: float = options.get("close_timeout", DEFAULT_CLOSE_TIMEOUT)
         self._on_message: Callable[[MessageEvent], Any] | None = None
 
+    def _when_finished(self, hook: Callable[["WebSocket"], object]) -> None:
+        """Call ``hook(self)`` once, when the connection is gone (after ``'close'`` is decided)."""
+        self._finish_hooks.append(hook)
+
     def _stream(self) -> _Stream:
         """A new asyncio protocol feeding this socket (client.py connects with it)."""
         return _Stream(self)

@@ -39,13 +39,12 @@ except ImportError:  # pragma: no cover - websockets built without its C extensi
     from websockets.utils import apply_mask
 
 from ..events import BINARY, TEXT
+from .writer import FIN_BINARY, FIN_TEXT
 
 __all__ = ["FrameReader", "DIRECT_MIN", "DIRECT_AHEAD", "apply_mask"]
 
 Buffer = Union[bytes, bytearray, memoryview]
 
-_FIN_TEXT = 0x81
-_FIN_BINARY = 0x82
 #: Below this a payload is sliced as bytes; above, through a memoryview (one copy fewer).
 _SMALL = 2048
 #: Incoming frames at least this long are read straight into a buffer of their
@@ -222,7 +221,7 @@ class FrameReader:
             if end > n:
                 need = end - pos
                 break
-            if (b0 == _FIN_TEXT or b0 == _FIN_BINARY) and not fragmented:
+            if (b0 == FIN_TEXT or b0 == FIN_BINARY) and not fragmented:
                 if length < _SMALL:
                     payload = data[head:end]
                 else:
@@ -237,7 +236,7 @@ class FrameReader:
                 else:
                     message = bytes(payload)
                 pos = end
-                if b0 == _FIN_TEXT:
+                if b0 == FIN_TEXT:
                     try:
                         text = message.decode()
                     except UnicodeDecodeError as exc:
