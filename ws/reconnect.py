@@ -35,6 +35,7 @@ from .connection import client as _client
 from ._runtime import loop as _loop
 from ._runtime.compat import normalize_options
 from ._runtime.emitter import MAX_HELD_EVENTS, EventEmitter
+from .events import ReadyState
 from .exceptions import NotOpenError, QueueFullError, ReconnectError
 from .connection.websocket import CLOSED, CONNECTING, OPEN, WebSocket
 
@@ -118,7 +119,7 @@ class ReconnectingWebSocket(EventEmitter):
     # -- public API -----------------------------------------------------------------------
 
     @property
-    def ready_state(self) -> int:
+    def ready_state(self) -> ReadyState:
         """OPEN while a connection is up, CLOSED once stopped, CONNECTING otherwise."""
         if self._stopped:
             return CLOSED
@@ -151,8 +152,7 @@ class ReconnectingWebSocket(EventEmitter):
         return self
 
     def __repr__(self) -> str:
-        state = ("CONNECTING", "OPEN", "CLOSING", "CLOSED")[self.ready_state]
-        return f"<ReconnectingWebSocket {self.url} {state} queued={len(self._queue)}>"
+        return f"<ReconnectingWebSocket {self.url} {self.ready_state.name} queued={len(self._queue)}>"
 
     # -- on the loop ------------------------------------------------------------------------
 
@@ -162,7 +162,7 @@ class ReconnectingWebSocket(EventEmitter):
             sock.send(data)
         elif self._stopped or self.max_queued == 0:
             state = self.ready_state
-            self._emit_event("error", NotOpenError(state, ("CONNECTING", "OPEN", "CLOSING", "CLOSED")[state]))
+            self._emit_event("error", NotOpenError(state, state.name))
         elif len(self._queue) >= self.max_queued:
             self._emit_event("error", QueueFullError(f"{self.max_queued} messages already wait for the connection; message refused"))
         else:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Coroutine, TypeV
 
 from .._runtime import loop as _loop
 from .._runtime.flow import FlowGate
+from ..events import ReadyState
 from ..exceptions import ConnectionClosed, NotOpenError, WebSocketError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -47,8 +48,7 @@ _Sock = TypeVar("_Sock", bound="IterationMixin")
 #: Messages kept for ``recv()`` before the socket stops reading.
 DEFAULT_INBOX_SIZE = 256
 
-_OPEN, _CLOSED = 1, 3
-_STATE_NAMES = ("CONNECTING", "OPEN", "CLOSING", "CLOSED")
+_CONNECTING, _OPEN, _CLOSED = ReadyState.CONNECTING, ReadyState.OPEN, ReadyState.CLOSED
 
 
 class _Inbox:
@@ -122,7 +122,7 @@ class IterationMixin:
 
     # Provided by WebSocket.
     _loop: asyncio.AbstractEventLoop
-    _ready_state: int
+    _ready_state: ReadyState
     _paused: bool
     _writing_paused: bool
     _inbox: _Inbox | None = None
@@ -226,7 +226,7 @@ class IterationMixin:
 
     async def _send_and_drain(self, data: str | bytes) -> None:
         if self._ready_state != _OPEN:
-            raise NotOpenError(self._ready_state, _STATE_NAMES[self._ready_state])
+            raise NotOpenError(self._ready_state, self._ready_state.name)
         self.send(data)
         if self._writing_paused:
             await self._until("drain")
@@ -275,8 +275,8 @@ class IterationMixin:
             self._ensure_inbox()
         if self._ready_state == _OPEN:
             return
-        if self._ready_state != 0:
-            raise NotOpenError(self._ready_state, _STATE_NAMES[self._ready_state])
+        if self._ready_state != _CONNECTING:
+            raise NotOpenError(self._ready_state, self._ready_state.name)
         await self._first({"open": _ok, "error": _as_error, "close": ConnectionClosed})
 
     def wait_closed(self, timeout: float | None = None) -> None:

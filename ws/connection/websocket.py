@@ -179,7 +179,7 @@ class _Stream(asyncio.BufferedProtocol):
         self.ws._writing_resumed()
 
 
-class WebSocket(IterationMixin, EventEmitter):  # type: ignore[misc,unused-ignore]  # the bases disagree on _loop (pull.py, emitter.py)
+class WebSocket(IterationMixin, EventEmitter):
     """A WebSocket connection with the JavaScript API.
 
     As a client: ``WebSocket(url, protocols=None, **options)`` connects in the
