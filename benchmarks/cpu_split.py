@@ -7,7 +7,7 @@ cannot: how much of a cost is the kernel's (``/proc/PID/stat``: user and
 system time apart), and how servers compare when they are all up at once
 and take turns under the same load generator, round after round, so that
 the machine's drift hits each of them alike.  The handshake floors
-(``handshake_floor.py``) and the broadcast bound in docs/performance.md
+(``handshake_floor.py``) and the broadcast bound in docs/performance-log.md
 come from it::
 
     benchmarks/cpu_split.py handshake --servers ws,hsfloor_websockets,hsfloor_h11,hsfloor_asyncio,raw_asyncio,node_ws

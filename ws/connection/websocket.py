@@ -209,9 +209,9 @@ class WebSocket(IterationMixin, EventEmitter):
     # object itself, not in its ``__dict__`` (which stays, for the rest of
     # the state and for users' own attributes, ``sock.is_alive = True``).  A
     # broadcast to 1,000 clients reads these from 1,000 sockets between the
-    # kernel's sends, which evict them from the caches: fewer cache lines per
-    # socket took 0.8 us of user CPU off a delivery (docs/performance.md,
-    # "Fifth pass").  _setup() sets every one of them, so none is ever read
+    # kernel's sends, which evict them from the caches, so fewer cache lines
+    # per socket make a delivery cheaper (docs/performance-log.md has the
+    # measurement).  _setup() sets every one of them, so none is ever read
     # unset.
     __slots__ = (
         "_ready_state", "_proto", "_transport", "_lean", "_dispatch_thread", "_fragmenting",
