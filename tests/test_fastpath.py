@@ -18,32 +18,17 @@ from typing import Any
 
 import pytest
 
-from ws import WebSocket, WebSocketServer
-from ws import http
+from ws import WebSocket, WebSocketServer, http
+from ws.connection.websocket import WebSocket as _WebSocket
 from ws.protocol._websockets import Server as ServerProtocol
 from ws.protocol.reader import apply_mask
-from ws.connection.websocket import WebSocket as _WebSocket
 
 from .conftest import Recorder, run, until
+from .frames import frame
 
 KEY = base64.b64encode(b"0123456789abcdef").decode()
 
 
-def frame(opcode: int, payload: bytes, *, fin: bool = True, mask: bool = True, rsv: int = 0) -> bytes:
-    """One frame as a client (masked) or server (unmasked) would write it."""
-    head = bytes([(0x80 if fin else 0) | rsv | opcode])
-    n = len(payload)
-    bit = 0x80 if mask else 0
-    if n < 126:
-        head += bytes([bit | n])
-    elif n < 65536:
-        head += bytes([bit | 126]) + struct.pack("!H", n)
-    else:
-        head += bytes([bit | 127]) + struct.pack("!Q", n)
-    if not mask:
-        return head + payload
-    key = os.urandom(4)
-    return head + key + apply_mask(payload, key)
 
 
 class FrameReader:
@@ -195,7 +180,7 @@ def test_many_messages_in_one_read_leave_in_one_write() -> None:
     [
         (frame(0x1, b"\xff\xfe"), 1007),  # bad UTF-8 in a lean text frame
         (frame(0x2, b"x", mask=False), 1002),  # an unmasked client frame
-        (frame(0x2, b"x", rsv=0x40), 1002),  # a reserved bit
+        (frame(0x2, b"x", rsv=0b100), 1002),  # a reserved bit
         (frame(0x3, b"x"), 1002),  # a reserved opcode
         (frame(0x0, b"x"), 1002),  # a continuation with nothing to continue
     ],

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import os
 import struct
 import weakref
 import zlib
@@ -24,10 +23,10 @@ from websockets.client import ClientProtocol
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.uri import parse_uri
 
-from ws import WebSocket
-from ws import http
+from ws import WebSocket, http
 
 from .conftest import Recorder, echo_server, run
+from .frames import frame
 
 T = 5.0  # generous per-wait timeout: the machine is shared and loaded
 
@@ -37,32 +36,6 @@ CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 # -- crafting frames -------------------------------------------------------------
 
 
-def frame(
-    opcode: int,
-    payload: bytes = b"",
-    *,
-    fin: bool = True,
-    rsv: int = 0,
-    mask: bool = True,
-    length: int | None = None,
-) -> bytes:
-    """One frame as a client would write it; ``length`` may lie about the payload."""
-    n = len(payload) if length is None else length
-    first = (0x80 if fin else 0) | (rsv << 4) | opcode
-    bit = 0x80 if mask else 0
-    if n < 126:
-        head = bytes([first, bit | n])
-    elif n < 1 << 16:
-        head = bytes([first, bit | 126]) + struct.pack("!H", n)
-    else:
-        head = bytes([first, bit | 127]) + struct.pack("!Q", n)
-    if not mask:
-        return head + payload
-    key = os.urandom(4) if len(payload) <= 4096 else b"\0\0\0\0"  # big payloads: a no-op mask
-    if key == b"\0\0\0\0":
-        return head + key + payload
-    masked = bytes(b ^ key[i & 3] for i, b in enumerate(payload))
-    return head + key + masked
 
 
 def close_payload(code: int, reason: bytes = b"") -> bytes:

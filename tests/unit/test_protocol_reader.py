@@ -8,23 +8,9 @@ import struct
 import pytest
 
 from ws.events import BINARY, TEXT
-from ws.protocol.reader import DIRECT_AHEAD, DIRECT_MIN, FrameReader, apply_mask
+from ws.protocol.reader import DIRECT_AHEAD, DIRECT_MIN, FrameReader
 
-
-def frame(opcode: int, payload: bytes, *, fin: bool = True, mask: bool = True, rsv: int = 0) -> bytes:
-    head = bytes([(0x80 if fin else 0) | rsv | opcode])
-    n = len(payload)
-    bit = 0x80 if mask else 0
-    if n < 126:
-        head += bytes([bit | n])
-    elif n < 65536:
-        head += bytes([bit | 126]) + struct.pack("!H", n)
-    else:
-        head += bytes([bit | 127]) + struct.pack("!Q", n)
-    if not mask:
-        return head + payload
-    key = os.urandom(4)
-    return head + key + apply_mask(payload, key)
+from ..frames import frame
 
 
 class Owner:
