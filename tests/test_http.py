@@ -572,8 +572,7 @@ def test_port_zero_address_properties_and_callback(make_server):
     got: list[Any] = []
     heard: list[Any] = []
     server.on("listening", lambda address: heard.append(address))
-    assert server.serve(lambda address: got.append(address)) is None  # one return type, wherever it is called
-    address = server.address
+    address = server.serve(lambda address: got.append(address))  # the bound address, wherever it is called
     assert server.listening
     assert server.port and server.port > 0
     assert server.host == "127.0.0.1"
@@ -1023,7 +1022,7 @@ def test_inside_asyncio_async_with_and_errors():
 
         async with http.Server("127.0.0.1:0") as server:
             server.get("/", lambda ctx: ctx.text(200, "ok"))
-            assert server.serve() is None  # inside a loop too: bound at once, listening starts on the loop
+            assert server.serve() == server.address  # inside a loop too: bound at once, listening starts on the loop
             assert server.port  # bound, so the port is known at once
             assert (await asyncio.to_thread(fetch, server, "GET", "/")).body == b"ok"
             assert server.listening
@@ -1115,3 +1114,21 @@ def test_listening_listener_attached_after_serve_still_runs_once(make_server):
     server.on("listening", lambda addr: (got.append(addr), done.set()))
     assert done.wait(5), "'listening' was lost"
     assert got == [address]
+
+
+def test_serve_returns_the_bound_address_in_a_thread_and_inside_asyncio():
+    """One return type: ``serve()`` gives the address at once, as the bind is synchronous."""
+    server = http.Server("127.0.0.1:0")
+    address = server.serve()
+    try:
+        assert address == server.address and address.endswith(f":{server.port}")
+    finally:
+        server.close()
+
+    async def main() -> None:
+        inside = http.Server("127.0.0.1:0")
+        got = inside.serve()
+        assert got == inside.address and inside.port
+        await inside.close_async()
+
+    asyncio.run(main())

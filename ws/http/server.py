@@ -437,15 +437,15 @@ class Server(EventEmitter):
             raise
         return sock
 
-    def serve(self, callback: Callable[..., Any] | None = None) -> None:
-        """Bind and start serving; ``callback(address)`` runs once listening.
+    def serve(self, callback: Callable[..., Any] | None = None) -> str:
+        """Bind and start serving; returns the bound address; ``callback(address)`` runs once listening.
 
-        A taken address raises ``OSError`` here, synchronously, and
-        ``server.port`` is known when it returns.  In a plain thread it
-        returns once listening, the process staying alive until ``close()``
-        (Node's ``listen``); inside a running loop listening starts on the
-        server's loop and it returns at once (``await serve_async()`` to
-        wait for it).
+        A taken address raises ``OSError`` here, synchronously, and the
+        address (``server.port``...) is known when it returns, in every
+        context.  In a plain thread it returns once listening, the process
+        staying alive until ``close()`` (Node's ``listen``); inside a running
+        loop listening starts on the server's loop and it returns at once
+        (``await serve_async()`` also waits for it).
         """
         self._prepare(callback)
         running = _loop._get_running_loop()
@@ -455,6 +455,9 @@ class Server(EventEmitter):
             asyncio.run_coroutine_threadsafe(self._start(), self._loop).add_done_callback(_swallow)
         else:
             _loop.run_blocking(self._loop, self._start(), timeout=30)
+        address = self.address
+        assert address is not None  # bound by _prepare()
+        return address
 
     async def serve_async(self, callback: Callable[..., Any] | None = None) -> str:
         """``serve()`` for coroutines: bind at once, then wait until listening; the address.
