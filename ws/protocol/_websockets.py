@@ -24,6 +24,7 @@ from typing import Any
 from websockets.version import version as _installed_version
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
 from websockets.protocol import OPEN, Protocol
 from websockets.server import ServerProtocol
 
@@ -118,6 +119,20 @@ class Server(_Internals, ServerProtocol):
     parses one: after ``send_response`` accepted the handshake (or
     :meth:`mark_open`), :meth:`read_frames` points its parser at frames.
     """
+
+    def check_request(self, request: Request) -> tuple[str, str | None]:
+        """Validate an upgrade request and negotiate extensions: ``(accept key, extensions header)``.
+
+        ``process_request`` is how ``ServerProtocol.accept`` does it, without
+        building a response: ``ws`` writes its own 101.  Raises websockets'
+        ``InvalidHandshake`` family for a bad request.
+        """
+        accept_key, extensions, _ = self.process_request(request)
+        return accept_key, extensions
+
+    def choose_subprotocol(self, subprotocol: str | None) -> None:
+        """Record the subprotocol the server chose (``None``: none) for ``self.subprotocol``."""
+        self.subprotocol = subprotocol  # type: ignore[assignment]  # websockets types it str; None is "none"
 
     def read_frames(self) -> None:
         # ServerProtocol.parse() reads frames once the state is OPEN.

@@ -187,7 +187,7 @@ def accept(request: Request, policy: Policy, *, date: str | None = None) -> Hand
             method=request.method,
             protocol=f"HTTP/{request.http_version}",
         )
-        accept_key, extensions, _ = protocol.process_request(ws_request)
+        accept_key, extensions = protocol.check_request(ws_request)
     except InvalidMethod:
         return Refused(405, "Method Not Allowed: a WebSocket handshake uses GET", (("Allow", "GET"),))
     except InvalidProtocol:
@@ -204,7 +204,7 @@ def accept(request: Request, policy: Policy, *, date: str | None = None) -> Hand
         subprotocol = _choose(request, policy, offered)
     except _Refusal as refusal:
         return refusal.refused
-    protocol.subprotocol = subprotocol  # type: ignore[assignment]  # websockets types it str, None is "no subprotocol"
+    protocol.choose_subprotocol(subprotocol)
     headers = [("Date", date)] if date is not None else []
     headers += [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Accept", accept_key)]
     if extensions is not None:
