@@ -123,6 +123,7 @@ class IterationMixin:
     # Provided by WebSocket.
     _loop: asyncio.AbstractEventLoop
     _ready_state: ReadyState
+    _closed_with: tuple[int, str] | None
     _paused: bool
     _writing_paused: bool
     _inbox: _Inbox | None = None
@@ -294,12 +295,7 @@ class IterationMixin:
 
     def _close_status(self) -> tuple[int, str]:
         """The code and reason of a socket that closed before the inbox existed."""
-        proto = getattr(self, "_proto", None)
-        received = getattr(proto, "close_rcvd", None)
-        if received is not None:
-            return received.code, received.reason
-        failed: tuple[int, str] | None = getattr(self, "_failed_with", None)
-        return failed or (1006, "")
+        return self._closed_with or (1006, "")
 
     def _listen(self, handlers: dict[str, Callable[..., None]]) -> None:
         for event, handler in handlers.items():

@@ -287,6 +287,7 @@ class WebSocket(IterationMixin, EventEmitter):
         self._error_emitted = False
         self._failed_with: tuple[int, str] | None = None
         self._close_emitted = False
+        self._closed_with: tuple[int, str] | None = None  # the code and reason 'close' carried
         self._paused = False
         # Send state.
         self._writer = FrameWriter(mask=not is_server)
@@ -1038,6 +1039,8 @@ class WebSocket(IterationMixin, EventEmitter):
     def _finish(self, code: int, reason: str) -> None:
         """The connection is gone: release everything and emit ``'close'`` once."""
         self._ready_state = CLOSED
+        if self._closed_with is None:
+            self._closed_with = (code, reason)
         self._reader.reset()
         self._writer.clear()  # frames queued for the end of the loop turn can no longer leave
         self._assembler.reset()
