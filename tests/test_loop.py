@@ -299,7 +299,7 @@ uvloop.run(main())
     ids=["reactor-uvloop", "reactor-default", "async-uvloop"],
 )
 def test_the_speed_extra_runs_on_uvloop(script: str, env: dict[str, str], expected: str) -> None:
-    pytest.importorskip("uvloop")
+    import uvloop  # noqa: F401  (a test dependency: fail, never skip, when it is missing)
     import os
     import subprocess
     import sys

@@ -24,6 +24,7 @@ import time
 from typing import Any, Callable, Sequence, TextIO
 
 from . import __version__
+from ._runtime.net import format_host_port
 from .events import MessageEvent
 from .exceptions import ConnectionClosed, WebSocketError
 from .http import Server as HttpServer
@@ -309,7 +310,7 @@ async def _serve(args: argparse.Namespace) -> int:
         raise UsageError(f"--static {args.static}: not a directory")
     context = _server_ssl(args)
     host = args.host
-    server = HttpServer(address=f"[{host}]:{args.port}" if ":" in host else f"{host}:{args.port}", ssl=context)
+    server = HttpServer(address=format_host_port(host, args.port), ssl=context)
     wss = WebSocketServer(server=server, path=args.path, protocols=args.subprotocol or None)
     if args.static:
         server.static("/", args.static)

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from .._runtime.net import format_host_port
 from ..exceptions import ProxyError
 
 __all__ = ["ProxyError", "ProxyURL", "open_tunnel", "parse_proxy", "proxy_for"]
@@ -41,7 +42,7 @@ class ProxyURL:
 
     @property
     def address(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return format_host_port(self.host, self.port)
 
     def authorization(self) -> str | None:
         """The ``Proxy-Authorization`` value (basic auth), if credentials were given."""
@@ -140,7 +141,7 @@ def proxy_for(option: Any, secure: bool, host: str, port: int, environ: Mapping[
 
 
 def connect_request(proxy: ProxyURL, host: str, port: int) -> bytes:
-    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    target = format_host_port(host, port)
     lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}"]
     auth = proxy.authorization()
     if auth is not None:
@@ -167,7 +168,7 @@ async def open_tunnel(loop: asyncio.AbstractEventLoop, proxy: ProxyURL, host: st
     which adds TLS for ``wss://`` on top as on a direct connection.
     """
     sock = await _connect(loop, proxy)
-    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    target = format_host_port(host, port)
     try:
         await loop.sock_sendall(sock, connect_request(proxy, host, port))
         head = b""
