@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
 from websockets.frames import Opcode
 from websockets.http11 import Response
-from websockets.protocol import CLOSING as _P_CLOSING
 
 from ..protocol._websockets import Client as _ClientProtocol, Server as _ServerProtocol
 from ..protocol.assembler import Assembler, MessageError
@@ -742,7 +741,7 @@ class WebSocket(IterationMixin, EventEmitter):
             return
         self._emit_error(ProtocolError(message, code))
         self._failed_with = (code, message)
-        if proto.is_open() or proto.state is _P_CLOSING:
+        if proto.is_open() or proto.is_closing():
             proto.fail(code, message if len(message.encode()) <= 123 else "")
         self._closing()
         self._flush()
@@ -923,7 +922,7 @@ class WebSocket(IterationMixin, EventEmitter):
         self._proto_fed = False
         if proto.parser_error() is not None and not self._error_emitted:
             self._report_parser_error(proto)
-        if self._ready_state is OPEN and proto.state is _P_CLOSING:
+        if self._ready_state is OPEN and proto.is_closing():
             self._closing()
         self._flush()
         if proto.close_expected():
@@ -1053,7 +1052,7 @@ class WebSocket(IterationMixin, EventEmitter):
             # Free the compression contexts (~300 KB with permessage-deflate)
             # now: the socket itself may live on in reference cycles until
             # the next full garbage collection.
-            proto.extensions = []
+            proto.drop_extensions()
         hooks, self._finish_hooks = self._finish_hooks, []
         for hook in hooks:
             hook(self)

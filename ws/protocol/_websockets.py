@@ -25,7 +25,7 @@ from websockets.version import version as _installed_version
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
-from websockets.protocol import OPEN, Protocol
+from websockets.protocol import CLOSING, OPEN, Protocol
 from websockets.server import ServerProtocol
 
 __all__ = ["Client", "Server", "SUPPORTED", "check_version"]
@@ -85,6 +85,14 @@ class _Internals(Protocol):
         def is_open(self) -> bool:
             """Whether the connection is OPEN."""
             return self.state is OPEN
+
+    def is_closing(self) -> bool:
+        """Whether a closing handshake has started (sent or received) and the connection is not closed."""
+        return self.state is CLOSING
+
+    def drop_extensions(self) -> None:
+        """Free the extensions' state (permessage-deflate's ~300 KB of zlib contexts) of a closed connection."""
+        self.extensions = []
 
     def mark_open(self) -> None:
         """The server wrote the 101 itself (no ``send_response``): the connection is OPEN."""
