@@ -448,6 +448,8 @@ class Server(EventEmitter):
         (``await serve_async()`` also waits for it).
         """
         self._prepare(callback)
+        address = self.address  # bound now; a signal may close the server before we return
+        assert address is not None
         running = _loop._get_running_loop()
         if running is self._loop:
             self._loop.create_task(self._start()).add_done_callback(_swallow)
@@ -455,8 +457,6 @@ class Server(EventEmitter):
             asyncio.run_coroutine_threadsafe(self._start(), self._loop).add_done_callback(_swallow)
         else:
             _loop.run_blocking(self._loop, self._start(), timeout=30)
-        address = self.address
-        assert address is not None  # bound by _prepare()
         return address
 
     async def serve_async(self, callback: Callable[..., Any] | None = None) -> str:
