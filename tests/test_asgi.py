@@ -18,7 +18,7 @@ from ws import Reject, WebSocket, WebSocketServer
 from ws.asgi import ASGIApp, ASGIWebSocket, request_from_scope
 from ws.exceptions import HandshakeError
 
-from .conftest import ROOT, Recorder, run
+from .conftest import ROOT, Recorder, run, until
 from .fixtures.processes import ServerProcess, free_port
 
 EXAMPLES = ROOT / "scripts" / "examples"
@@ -389,10 +389,7 @@ def test_async_connection_listener_iterating_gets_the_first_message() -> None:
             {"type": "websocket.disconnect", "code": 1000},
         )
         await asyncio.wait_for(ASGIApp(wss)(scope(), fake.receive, fake.send), 5)
-        for _ in range(100):
-            if len(got) == 2:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: len(got) == 2, what="the queued messages were not delivered")
         assert got == ["already queued", b"second"]
 
     run(main)

@@ -37,14 +37,14 @@ def test_server_buffered_amount_grows_then_drain_when_the_client_reads_again() -
         async with echo_server(ping_interval=None) as served:
             client, crec, sock, srec = await open_pair(served)
             sock.remove_all_listeners("message")  # no echo: one direction only
-            client.pause()
-            await asyncio.sleep(0.05)
+            client.pause()  # on this loop: takes effect at once
             assert client.is_paused
             chunk = b"s" * MB
             for _ in range(24):
                 sock.send(chunk)
             queued = sock.buffered_amount
             assert queued > 2 * MB, queued  # the kernel took some, the rest waits with us
+            # negative check: the paused client reads nothing, so no later event on either side can be awaited
             await asyncio.sleep(0.2)
             assert crec.count("message") == 0 and srec.count("drain") == 0
             client.resume()
@@ -66,12 +66,13 @@ def test_client_buffered_amount_and_drain_when_the_server_pauses() -> None:
             sock.remove_all_listeners("message")
             got: list[int] = []
             sock.on("message", lambda event: got.append(len(event.data)))
-            sock.pause()
-            await asyncio.sleep(0.05)
+            sock.pause()  # on this loop: takes effect at once
+            assert sock.is_paused
             chunk = b"c" * MB
             for _ in range(24):
                 client.send(chunk)
             assert client.buffered_amount > 2 * MB, client.buffered_amount
+            # negative check: the paused server reads nothing, so no later event on either side can be awaited
             await asyncio.sleep(0.2)
             assert got == [] and crec.count("drain") == 0
             sock.resume()
@@ -92,7 +93,9 @@ def test_pause_and_resume_stop_and_restart_reading() -> None:
             client.pause()  # idempotent
             for i in range(50):
                 sock.send(f"m{i}")
-            await asyncio.sleep(0.3)
+            await until(lambda: sock.buffered_amount == 0)  # all 50 handed to the kernel
+            # negative check: the paused client reads nothing, so no later event on it can be awaited
+            await asyncio.sleep(0.2)
             assert crec.count("message") == 0 and client.is_paused and client.isPaused
             client.resume()
             msgs = await crec.wait("message", 50, timeout=T)
@@ -210,7 +213,7 @@ def test_a_flood_into_slow_async_listeners_is_held_back_by_tcp() -> None:
                 active += 1
                 peak = max(peak, active)
                 order.append(int(event.data[:8]))
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.01)  # a slow listener, on purpose
                 active -= 1
                 done += 1
 
@@ -248,7 +251,7 @@ def test_a_burst_of_tiny_frames_in_one_read_creates_no_more_listeners_than_the_b
                 nonlocal active, peak, done
                 active += 1
                 peak = max(peak, active)
-                await asyncio.sleep(0.001)
+                await asyncio.sleep(0.001)  # a slow listener, on purpose
                 active -= 1
                 done += 1
 
@@ -283,6 +286,7 @@ def test_pause_inside_a_listener_holds_the_rest_of_the_batch() -> None:
             peer = await RawPeer.open(served.port)
             peer.send(b"".join(frame(TEXT, b"m%d" % i) for i in range(10)))  # one write, one read
             await until(lambda: len(got) >= 3)
+            # negative check: the paused socket delivers nothing, so no later event on it can be awaited
             await asyncio.sleep(0.2)
             assert got == ["m0", "m1", "m2"]  # the other seven wait
             sock, _ = await served.socket()
@@ -300,14 +304,14 @@ def test_close_flushes_everything_sent_before_it() -> None:
     async def main() -> None:
         async with echo_server(ping_interval=None) as served:
             client, crec, sock, srec = await open_pair(served)
-            client.pause()  # so that the 10 MB are still queued when close() is called
-            await asyncio.sleep(0.05)
+            client.pause()  # so that the 10 MB are still queued when close() is called (at once: this loop)
+            assert client.is_paused
             big = bytes(range(256)) * (10 * MB // 256)
             sock.send(big)
             sock.send("last words")
             sock.close(1000, "bye")
             assert sock.buffered_amount > 0
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # the window tested: a pending close must not drop what is queued
             client.resume()
             msgs = await crec.wait("message", 2, timeout=15)
             assert msgs[0][0].data == big and msgs[1][0].data == "last words"
@@ -330,7 +334,7 @@ def test_client_close_flushes_too() -> None:
             big = b"\x5a" * (10 * MB)
             client.send(big)
             client.close(4001, "done")
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # the window tested: a pending close must not drop what is queued
             sock.resume()
             ((code, reason),) = await srec.wait("close", timeout=15)
             assert got == [big] and (code, reason) == (4001, "done")
@@ -379,7 +383,7 @@ def test_broadcast_drops_a_client_that_does_not_read_and_feeds_the_others() -> N
             chunk = b"b" * (256 * 1024)
             for _ in range(120):  # 30 MB each
                 served.wss.broadcast(chunk)
-                await asyncio.sleep(0.005)
+                await asyncio.sleep(0.005)  # paced broadcasts (the scenario): the reading client reads between them
             ((code, _),) = await stuck_events.wait("close", timeout=T)
             assert code == 1008
             await rrec.wait("message", 120, timeout=20)

@@ -15,7 +15,7 @@ from ws.request import RequestSocket
 from ws.styles.connections import ConnectionRequest
 from ws.styles.handlers import HandlerContext
 
-from .conftest import Recorder, run, serving
+from .conftest import Recorder, run, serving, until
 from .test_server import url
 
 
@@ -242,19 +242,13 @@ def test_socket_aliases_and_dom_listeners() -> None:
             assert sock.readyState == WebSocket.OPEN and sock.bufferedAmount == 0
             assert sock.remoteAddress == "127.0.0.1"
             sock.send("a")
-            for _ in range(100):
-                if plain:
-                    break
-                await asyncio.sleep(0.02)
+            await until(lambda: plain, what="no echo of 'a'")
             sock.off("message", off_me)
             sock.send(b"b")
-            for _ in range(100):
-                if len(dom) >= 2:
-                    break
-                await asyncio.sleep(0.02)
+            await until(lambda: len(dom) >= 2, what="no echo of b'b'")  # after off(): off_me must have missed it
             sock.close(1000, "done")
             await rec.wait("close")
-            await asyncio.sleep(0.05)
+            await until(lambda: dom and dom[-1][0] == "close", what="no DOM 'close' event")
             assert dom == [("message", "a", False), ("message", b"b", True), ("close", 1000, "done", True, "close", True)]
             assert once_calls == ["a"] and plain == ["a"]
             assert sock.readyState == WebSocket.CLOSED

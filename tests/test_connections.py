@@ -57,7 +57,7 @@ def test_connect_message_disconnect_with_stable_ids_and_metadata() -> None:
 
             @socket.on("connect")
             async def connect(ctx: EventContext) -> None:
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.01)  # a handler that really suspends
                 log.append(("connect", ctx.req.connection_id, ctx.req.query))
 
             @socket.on("message")

@@ -11,7 +11,7 @@ import pytest
 
 from ws._runtime.emitter import EventEmitter, adapt_arity, invoke, spawn
 
-from .conftest import run
+from .conftest import run, until
 
 
 class Box:
@@ -141,10 +141,7 @@ def test_async_listeners_run_on_the_emitters_loop(caplog: pytest.LogCaptureFixtu
         em.emit("tick", 5, 6)
         value, loop = await asyncio.wait_for(done, 5)
         assert value == 5 and loop is em._loop
-        for _ in range(50):
-            if errors:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: errors, what="the failing async listener was not reported")
         assert len(errors) == 1 and isinstance(errors[0], KeyError)
 
     with caplog.at_level(logging.ERROR, logger="ws"):

@@ -99,7 +99,10 @@ def test_missing_handlers_failing_handlers_and_server_close() -> None:
     async def main() -> None:
         opened: list[Connection] = []
 
+        calls: list[object] = []
+
         def broken(message: object, connection: Connection) -> None:
+            calls.append(message)
             raise RuntimeError("handler bug")
 
         async with serving(None) as (server, _):
@@ -109,7 +112,7 @@ def test_missing_handlers_failing_handlers_and_server_close() -> None:
             broken_peer = await Peer.connect(server, "/api/_websockets/broken")
             broken_peer.send("boom")
             broken_peer.send("again")
-            await asyncio.sleep(0.1)
+            await until(lambda: len(calls) == 2, what="the broken handler did not see both messages")
             # A raising handler is logged; the connection and the server go on.
             assert broken_peer.socket.ready_state == 1
             opened[0].close(4000, "done")

@@ -33,6 +33,7 @@ from websockets.uri import parse_uri
 from ws import WebSocket, WebSocketServer
 from ws import http
 
+from .conftest import until_sync
 from .test_limits import assert_serves, frame
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -321,15 +322,20 @@ async def client_survives(url: str) -> None:
 
 def assert_healthy(live: LiveServer) -> None:
     """Nothing reached the loop or was logged with a traceback; nothing leaked; still serving."""
-    deadline = time.monotonic() + 15
-    while True:
-        sockets, connections, tasks = live.quiet()
-        if sockets == 0 and connections == 0 and tasks <= live.baseline_tasks:
-            break
-        assert time.monotonic() < deadline, (
+    last: list[tuple[int, int, int]] = []
+
+    def quiet() -> bool:
+        sockets, connections, tasks = counts = live.quiet()
+        last[:] = [counts]
+        return sockets == 0 and connections == 0 and tasks <= live.baseline_tasks
+
+    try:
+        until_sync(quiet, 15, step=0.05)
+    except AssertionError:
+        sockets, connections, tasks = last[0]
+        raise AssertionError(
             f"leak: {sockets} WebSockets, {connections} HTTP connections, {tasks} tasks (baseline {live.baseline_tasks})"
-        )
-        time.sleep(0.05)
+        ) from None
     assert live.loop_errors == [], live.loop_errors
     tracebacks = live.tracebacks  # type: ignore[attr-defined]
     assert tracebacks == [], [r.getMessage() for r in tracebacks]

@@ -642,8 +642,11 @@ def test_close_closes_idle_connections_and_finishes_busy_ones(make_server):
     server = make_server(keep_alive_timeout=30)
     server.get("/", lambda ctx: ctx.text(200, "ok"))
 
+    running = threading.Event()
+
     async def slow(ctx):
-        await asyncio.sleep(0.3)
+        running.set()
+        await asyncio.sleep(0.3)  # busy on purpose: close() must let it finish
         ctx.text(200, "slow")
 
     server.get("/slow", slow)
@@ -657,7 +660,7 @@ def test_close_closes_idle_connections_and_finishes_busy_ones(make_server):
     result: list[Reply] = []
     thread = threading.Thread(target=lambda: result.append(busy.request("GET", "/slow")))
     thread.start()
-    time.sleep(0.1)  # the slow handler is running
+    assert running.wait(TIMEOUT)  # the slow handler is running
 
     port = server.port
     started = time.monotonic()
@@ -967,7 +970,7 @@ def test_inside_asyncio_serve_async_and_close_async():
 
         @server.get("/sleepy")
         async def sleepy(ctx):
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # an async handler that really suspends
             ctx.json(200, {"async": True})
 
         server.get("/sync", lambda ctx: ctx.text(200, "sync"))

@@ -21,7 +21,7 @@ from ws import ConnectError, MessageEvent, WebSocket, WebSocketServer
 from ws import http
 from ws.exceptions import ConnectionClosed, NotOpenError
 
-from .conftest import ROOT, Recorder, run
+from .conftest import ROOT, Recorder, run, until
 from .fixtures.processes import free_port
 
 
@@ -117,11 +117,7 @@ def test_full_inbox_pauses_reading_until_consumed() -> None:
             async with WebSocket(url_of(server), per_message_deflate=False) as sock:
                 first = await sock.recv_async(timeout=5)
                 assert isinstance(first.data, str) and first.data.startswith("00000000")
-                for _ in range(200):  # let the flood fill the inbox
-                    if sock.is_paused:
-                        break
-                    await asyncio.sleep(0.02)
-                assert sock.is_paused
+                await until(lambda: sock.is_paused, 5, what="the flood did not fill the inbox")
                 # The bound is soft by one read of the socket (at most 256 KiB: ~64 messages).
                 inbox = sock._inbox
                 assert inbox is not None and len(inbox.items) <= inbox.gate.high + 70
@@ -150,14 +146,22 @@ def test_send_async_waits_for_drain() -> None:
             await sock.wait_open_async(timeout=5)
             chunk = b"x" * (256 * 1024)
             pending = asyncio.ensure_future(sock.send_async(chunk))
-            for _ in range(40):  # the peer does not read: the write buffer cannot empty
+
+            def blocked() -> bool:
+                """The peer does not read: the write buffer cannot empty.
+
+                Kernel buffers swallow the first chunks; keep writing until they are full.
+                """
+                nonlocal pending
                 if sock._writing_paused and not pending.done():
-                    break
-                # Kernel buffers swallow the first chunks; keep writing until they are full.
+                    return True
                 if pending.done():
                     pending = asyncio.ensure_future(sock.send_async(chunk))
-                await asyncio.sleep(0.05)
+                return False
+
+            await until(blocked, 5, step=0.05, what="the write buffer never filled")
             assert sock._writing_paused and sock.buffered_amount > 64 * 1024
+            # negative check: the peer reads nothing, so no later event can be awaited
             await asyncio.sleep(0.2)
             assert not pending.done()
             peers[0].resume()

@@ -144,6 +144,7 @@ def test_client_keepalive_is_off_by_default() -> None:
             client = WebSocket(f"ws://127.0.0.1:{port[0]}/")
             rec = Recorder(client, "open", "close")
             await rec.wait("open", timeout=T)
+            # negative check: a ping that is never scheduled has no event to await
             await asyncio.sleep(0.5)
             assert not pinged.is_set() and client.ready_state == WebSocket.OPEN
             client.terminate()
@@ -163,6 +164,7 @@ def test_server_keepalive_defaults_and_opt_out() -> None:
             client = WebSocket(served.url)
             rec = Recorder(client, "open", "ping", "close")
             await rec.wait("open", timeout=T)
+            # negative check: a ping that is never scheduled has no event to await
             await asyncio.sleep(0.3)
             assert rec.count("ping") == 0
             client.close()

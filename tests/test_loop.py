@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -106,7 +105,8 @@ def test_late_listeners_of_a_script_client_still_get_early_events() -> None:
     try:
         sock = WebSocket(f"ws://{address}/ws")
         until_sync(lambda: sock.ready_state == WebSocket.OPEN, TIMEOUT)
-        time.sleep(0.2)  # 'open' and 'message' happened with no listener attached
+        # 'open' and 'message' happened with no listener attached: both are kept for late listeners
+        until_sync(lambda: [name for name, _ in list(sock._held or ())] == ["open", "message"], TIMEOUT)
         got: list[Any] = []
         done = threading.Event()
         sock.on("open", lambda: got.append("open"))

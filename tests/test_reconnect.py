@@ -15,7 +15,7 @@ from websockets.asyncio.server import serve
 from ws.exceptions import NotOpenError
 from ws.reconnect import QueueFullError, ReconnectError, ReconnectingWebSocket, backoff_delay
 
-from .conftest import ROOT, Recorder, run
+from .conftest import ROOT, Recorder, run, until
 from .fixtures.processes import free_port
 
 
@@ -91,7 +91,8 @@ def test_server_restart_queue_and_reconnect_events() -> None:
         reconnects, closes = rec.count("reconnect"), rec.count("close")
         rws.close()
         await rec.wait("close", closes + 1, timeout=10)
-        await asyncio.sleep(0.3)  # a wrongly scheduled reconnect would fire by now
+        # negative check: a wrongly scheduled reconnect is a timer, nothing ordered after it can be awaited
+        await asyncio.sleep(0.3)
         assert rws.ready_state == ReconnectingWebSocket.CLOSED
         assert rec.count("reconnect") == reconnects  # no reconnect after close()
         assert rec.args("close")[-1] == (1000, "")
@@ -111,10 +112,7 @@ def test_gives_up_after_max_retries_and_max_queued_zero_refuses() -> None:
         rws = ReconnectingWebSocket(f"ws://127.0.0.1:{port}/", initial_delay=0.01, max_delay=0.02, max_retries=2, max_queued=0)
         rec = Recorder(rws, "reconnect", "error", "close")
         rws.send("nobody home")
-        for _ in range(200):
-            if rws.ready_state == ReconnectingWebSocket.CLOSED:
-                break
-            await asyncio.sleep(0.02)
+        await until(lambda: rws.ready_state == ReconnectingWebSocket.CLOSED, 5, what="never gave up")
         assert rws.ready_state == ReconnectingWebSocket.CLOSED
         assert [a[0] for a in rec.args("reconnect")] == [1, 2]
         errors = [a[0] for a in rec.args("error")]
@@ -157,7 +155,7 @@ def test_example_client_survives_a_killed_server() -> None:
         while not any(line.startswith("reconnect") for line in lines):
             lines.append(client.stdout.readline().rstrip("\n"))
             assert lines[-1] or client.poll() is None, lines
-        time.sleep(0.3)
+        time.sleep(0.3)  # the scenario: the server stays down a while (the client retries in vain)
         server = ServeProcess(port)
         out, _ = client.communicate(timeout=30)
         lines += out.splitlines()

@@ -281,7 +281,7 @@ def test_a_lagging_handler_pauses_reading_and_loses_nothing() -> None:
             async def slow(ctx: RouteContext) -> None:
                 async for n in ctx.messages:
                     if len(got) % 50 == 0:
-                        await asyncio.sleep(0.05)
+                        await asyncio.sleep(0.05)  # lags on purpose
                         paused.append(ctx.socket.is_paused)
                     got.append(n)
                     if n == 299:

@@ -160,17 +160,10 @@ def test_connection_echo_and_clients_set_grows_and_shrinks() -> None:
             assert evt.data == "ping?"
             a.close()
             await ra.wait("close")
-            for _ in range(100):
-                if len(wss.clients) == 1:
-                    break
-                await asyncio.sleep(0.02)
-            assert len(wss.clients) == 1
+            await until(lambda: len(wss.clients) == 1, what="the closed client is still tracked")
             b.terminate()
             await rb.wait("close")
-            for _ in range(100):
-                if not wss.clients:
-                    break
-                await asyncio.sleep(0.02)
+            await until(lambda: not wss.clients, what="the terminated client is still tracked")
             assert wss.clients == set()
 
     run(main)
@@ -567,10 +560,7 @@ def test_frames_sent_with_the_upgrade_request_are_not_lost(listener: str) -> Non
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
                 assert head.startswith(b"HTTP/1.1 101")
                 await srec.wait("connection")
-                for _ in range(100):
-                    if got:
-                        break
-                    await asyncio.sleep(0.02)
+                await until(lambda: got, what="the early frame was not delivered")
                 assert got == ["early bird"]
             finally:
                 writer.close()
@@ -627,8 +617,9 @@ def test_server_close_sends_1001_emits_close_and_calls_back() -> None:
         # The path is free again: a new upgrade is not for this server any more.
         status, _, _ = await raw_exchange(server.port, upgrade_request())
         assert status == 404
-        wss.close()  # twice is harmless
-        await asyncio.sleep(0.05)
+        again = asyncio.get_running_loop().create_future()
+        wss.close(lambda: again.set_result(True))  # twice is harmless; the callback runs where a 2nd 'close' would
+        assert await asyncio.wait_for(again, 5) is True
         assert srec.count("close") == 1
         await asyncio.wait_for(server.close_async(), 10)
 
@@ -651,8 +642,12 @@ def test_broadcast_reaches_every_client() -> None:
                 assert [m[0].data for m in msgs] == ["to all", b"\x01\x02"]
             some = next(iter(wss.clients))
             assert wss.broadcast("not you", exclude=some) == 3
-            await asyncio.sleep(0.2)
-            assert sum(rec.count("message") for _, rec in clients) == 8 + 3
+            assert wss.broadcast("marker") == 4  # ordered after "not you" on every connection
+            for _, rec in clients:
+                await until(lambda rec=rec: "marker" in [m[0].data for m in rec.args("message")], what="no marker")
+            assert sum(rec.count("message") for _, rec in clients) == 8 + 3 + 4
+            seen = sorted([m[0].data for m in rec.args("message")][2:] for _, rec in clients)
+            assert seen == [["marker"]] + [["not you", "marker"]] * 3
             with pytest.raises(TypeError):
                 wss.broadcast(42)  # type: ignore[arg-type]
             first.close()
@@ -823,7 +818,7 @@ def test_async_connection_listener() -> None:
         async with serving() as (server, wss):
 
             async def on_connection(sock: WebSocket, req: Request) -> None:
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.01)  # the listener really suspends before it sends
                 sock.send("welcome " + (req.query("name") or "?"))
 
             wss.on("connection", on_connection)
@@ -997,11 +992,7 @@ def test_standalone_server_on_its_own_port() -> None:
             assert code == 1001
             await asyncio.wait_for(done, 5)
             await srec.wait("close")
-            for _ in range(100):
-                if not wss.server.listening:
-                    break
-                await asyncio.sleep(0.02)
-            assert not wss.server.listening
+            await until(lambda: not wss.server.listening, what="the standalone server still listens")
         finally:
             wss.close()
 

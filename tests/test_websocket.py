@@ -340,11 +340,14 @@ def test_dom_style_listeners_and_aliases() -> None:
             sock.addEventListener("open", lambda event: sock.send("dom"))
             sock.addEventListener("message", on_message)
             sock.addEventListener("close", lambda event: done.set_result(event))
-            await asyncio.sleep(0.3)
-            assert got and got[0].data == "dom"  # type: ignore[attr-defined]
+            await until(lambda: got, 5, what="no 'message' event")
+            assert got[0].data == "dom"  # type: ignore[attr-defined]
             sock.removeEventListener("message", on_message)
+            after = Recorder(sock, "message")
             sock.send("ignored")
-            await asyncio.sleep(0.2)
+            sock.send("marker")  # echoed after "ignored": once it is here, "ignored" was dispatched
+            msgs = await after.wait("message", 2)
+            assert [m[0].data for m in msgs] == ["ignored", "marker"]
             assert len(got) == 1
             assert sock.bufferedAmount == 0
             sock.close(1000, "bye")
@@ -378,14 +381,23 @@ def test_send_from_another_thread() -> None:
 
 def test_pause_and_resume() -> None:
     async def main() -> None:
-        async with serve(echo, "127.0.0.1", 0) as server:
+        echoed = asyncio.Event()
+
+        async def echo_and_tell(conn: object) -> None:
+            async for message in conn:  # type: ignore[attr-defined]
+                await conn.send(message)  # type: ignore[attr-defined]
+                echoed.set()
+
+        async with serve(echo_and_tell, "127.0.0.1", 0) as server:
             sock = WebSocket(ws_url(server))
             rec = Recorder(sock, "open", "message", "close")
             await rec.wait("open")
             sock.pause()
             assert sock.is_paused
             sock.send("held")
-            await asyncio.sleep(0.2)
+            await asyncio.wait_for(echoed.wait(), 5)  # the echo is on its way to the paused socket
+            # negative check: a paused socket reads nothing, so no later event on it can be awaited
+            await asyncio.sleep(0.1)
             assert rec.count("message") == 0
             sock.resume()
             await rec.wait("message")
@@ -496,7 +508,10 @@ def test_frames_queued_for_the_loop_turn_are_dropped_when_the_connection_is_lost
             sock.send("queued")
             sock._connection_lost(None)  # the connection ends before the end of this turn
             assert sock._writer.pending == []
-            await asyncio.sleep(0.05)  # the scheduled flush finds nothing to write
+            loop = asyncio.get_running_loop()
+            turn = loop.create_future()
+            loop.call_soon(turn.set_result, None)  # runs after the flush scheduled (call_soon) by send()
+            await asyncio.wait_for(turn, 5)  # the scheduled flush has run and found nothing to write
             assert writes == []
             assert (await rec.wait("close"))[0][0] == 1006 and rec.count("error") == 0
 
