@@ -230,8 +230,8 @@ def test_a_flood_into_slow_async_listeners_is_held_back_by_tcp() -> None:
             # A task's done callback (which counts it finished) runs one loop
             # turn after its last line, so the count may lag ``done`` briefly.
             await until(
-                lambda: sock._listener_tasks == 0 and not sock._backlog_paused,
-                what=f"listener tasks left: {sock._listener_tasks}, paused: {sock._backlog_paused}",
+                lambda: sock._listener_tasks == 0 and not sock._reading_held(),
+                what=f"listener tasks left: {sock._listener_tasks}, held: {sock._reading_held()}",
             )
             client.close()
             await crec.wait("close", timeout=T)

@@ -32,6 +32,7 @@ from typing import Any, Awaitable, Callable, MutableMapping
 from urllib.parse import quote
 
 from ._runtime.emitter import EventEmitter
+from ._runtime.flow import FlowGate
 from .events import BINARY, TEXT
 from .http.responses import phrase
 from .protocol.handshake import Accepted, HandshakeResult, Refused, admit
@@ -216,14 +217,15 @@ class _ASGILink:
         self.outbox: collections.deque[tuple[dict[str, Any], int]] = collections.deque()
         self.outbox_bytes = 0
         self.fragments: tuple[bool, list[bytes]] | None = None
-        self.high: int = options.get("high_water_mark", DEFAULT_HIGH_WATER)
-        self.low: int = options.get("low_water_mark", DEFAULT_LOW_WATER)
+        high: int = options.get("high_water_mark", DEFAULT_HIGH_WATER)
+        low: int = options.get("low_water_mark", DEFAULT_LOW_WATER)
+        # Above the high-water mark the socket counts as blocked ('drain' later) until the outbox is down to low.
+        self.gate = FlowGate(high + 1, min(low, high), sock._writing_blocked, sock._writing_resumed)
         self.wakeup = asyncio.Event()
         self.reading = asyncio.Event()
         self.reading.set()
         self.runner: asyncio.Task[Any] | None = None
         self.terminated = False
-        self.blocked = False  # above the high-water mark until the outbox falls below the low one
         self.close_timer: asyncio.TimerHandle | None = None
         sock._when_finished(self._finished)
 
@@ -290,9 +292,7 @@ class _ASGILink:
     def _enqueue(self, message: dict[str, Any], size: int) -> None:
         self.outbox.append((message, size))
         self.outbox_bytes += size
-        if self.outbox_bytes > self.high and not self.blocked:
-            self.blocked = True
-            self.sock._writing_blocked()
+        self.gate.added(self.outbox_bytes)
         self.wakeup.set()
 
     async def write_all(self) -> None:
@@ -309,9 +309,7 @@ class _ASGILink:
                 self.outbox_bytes = 0
                 return
             self.outbox_bytes -= size
-            if self.blocked and self.outbox_bytes <= self.low:
-                self.blocked = False
-                self.sock._writing_resumed()
+            self.gate.removed(self.outbox_bytes)
             if message["type"] == "websocket.close":
                 return
 

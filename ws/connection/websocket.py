@@ -30,6 +30,7 @@ from ..protocol.writer import FrameWriter
 from .._runtime import loop as _loop
 from .._runtime.compat import normalize_options
 from .._runtime.emitter import MAX_HELD_EVENTS, EventEmitter, report
+from .._runtime.flow import FlowGate
 from .pull import IterationMixin
 from .._runtime.reads import read_buffer
 from ..events import BINARY, TEXT, CloseEvent, ErrorEvent, Event, MessageEvent, ReadyState
@@ -299,7 +300,7 @@ class WebSocket(IterationMixin, EventEmitter):
         self._handshake_timer: asyncio.TimerHandle | None = None
         self._awaiting_pong_since: float | None = None
         self._listener_tasks = 0  # async listeners still running
-        self._backlog_paused = False  # reading paused until they catch up
+        self._backlog: FlowGate | None = None  # pauses reading when they pile up (made by the first one)
         self.close_timeout: float = options.get("close_timeout", DEFAULT_CLOSE_TIMEOUT)
         self._on_message: Callable[[MessageEvent], Any] | None = None
 
@@ -782,7 +783,7 @@ class WebSocket(IterationMixin, EventEmitter):
         While held, the reader keeps the frames it has not delivered yet, as
         raw bytes; they are delivered first when reading resumes.
         """
-        held = self._paused or self._backlog_paused
+        held = self._reading_held()
         reader = self._reader
         reader.hold(held)
         transport = self._transport
@@ -795,26 +796,33 @@ class WebSocket(IterationMixin, EventEmitter):
             return
         if reader.holding and self._lean and self._dispatch_thread is None and self._ready_state is OPEN:
             self._data_received(b"")
-            if self._paused or self._backlog_paused:
+            if self._reading_held():
                 return
         transport.resume_reading()
+
+    def _reading_held(self) -> bool:
+        """``pause()`` or too many ``async`` listeners still running."""
+        backlog = self._backlog
+        return self._paused or (backlog is not None and backlog.paused)
 
     def _schedule(self, awaitable: Any) -> asyncio.Future[Any] | None:
         """Run an ``async def`` listener; too many at once stop reading (TCP pushes back)."""
         task = super()._schedule(awaitable)
         if task is not None and not task.done():
+            backlog = self._backlog
+            if backlog is None:
+                backlog = self._backlog = FlowGate(
+                    MAX_PENDING_LISTENERS, MAX_PENDING_LISTENERS // 2, self._apply_reading, self._apply_reading
+                )
             self._listener_tasks += 1
             task.add_done_callback(self._listener_task_done)
-            if self._listener_tasks >= MAX_PENDING_LISTENERS and not self._backlog_paused:
-                self._backlog_paused = True
-                self._apply_reading()
+            backlog.added(self._listener_tasks)
         return task
 
     def _listener_task_done(self, task: asyncio.Future[Any]) -> None:
         self._listener_tasks -= 1
-        if self._backlog_paused and self._listener_tasks <= MAX_PENDING_LISTENERS // 2:
-            self._backlog_paused = False
-            self._apply_reading()
+        assert self._backlog is not None
+        self._backlog.removed(self._listener_tasks)
 
     def _over_buffer_limit(self) -> bool:
         """More than ``max_buffered_amount`` bytes unsent: fail the connection (``True``).
