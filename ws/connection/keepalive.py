@@ -40,10 +40,11 @@ class Heartbeat:
         # Ticks come often enough to detect a timeout within a quarter of it.
         self.step = min(interval, timeout or interval) / 4
         self.sockets: dict[Pingable, float] = {}  # socket -> time of its last ping
+        self._discard = self.discard  # bound once: every socket holds the same hook
         self._timer: asyncio.TimerHandle | None = None
 
     def add(self, ws: Pingable) -> None:
-        ws._when_finished(self.discard)
+        ws._when_finished(self._discard)
         self.sockets[ws] = self.loop.time()
         if self._timer is None:
             self._timer = self.loop.call_later(self.step, self._tick)

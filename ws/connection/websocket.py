@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from threading import get_ident as _get_ident
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Container, Iterable, Protocol
 
 from websockets.frames import Opcode
 from websockets.http11 import Response
@@ -266,7 +266,9 @@ class WebSocket(IterationMixin, EventEmitter):
         # The client's connection attempt (ws/connection/client.py); None on the server side.
         self._connector = None
         #: Called with this socket once it is closed (its server forgets it, a heartbeat drops it).
-        self._finish_hooks: list[Callable[["WebSocket"], object]] = []
+        # Called with the socket once it is gone; a tuple of callables bound once by their owners
+        # (the server, its heartbeat), so a socket holds references, not objects of its own.
+        self._finish_hooks: tuple[Callable[["WebSocket"], object], ...] = ()
         self._held = None
         self._hold_events = False
         self.max_payload: int | None = options.get("max_payload", DEFAULT_MAX_PAYLOAD)
@@ -283,7 +285,7 @@ class WebSocket(IterationMixin, EventEmitter):
             server=is_server, limit=self.max_payload, deliver=self._deliver, fail=self._fail, feed=self._feed
         )
         self._proto_fed = False  # the protocol object read bytes in this read callback
-        self._assembler = Assembler(self.max_fragments)
+        self._assembler: Assembler | None = None  # made by the first fragmented message
         self._error_emitted = False
         self._failed_with: tuple[int, str] | None = None
         self._close_emitted = False
@@ -306,7 +308,7 @@ class WebSocket(IterationMixin, EventEmitter):
 
     def _when_finished(self, hook: Callable[["WebSocket"], object]) -> None:
         """Call ``hook(self)`` once, when the connection is gone (after ``'close'`` is decided)."""
-        self._finish_hooks.append(hook)
+        self._finish_hooks += (hook,)
 
     def _stream(self) -> _Stream:
         """A new asyncio protocol feeding this socket (client.py connects with it)."""
@@ -335,7 +337,7 @@ class WebSocket(IterationMixin, EventEmitter):
         self._proto = proto
         self._request = request
         if on_finish is not None:
-            self._finish_hooks.append(on_finish)
+            self._finish_hooks += (on_finish,)
         self._url = request.url
         self._subprotocol = proto.subprotocol or ""
         self._extensions = extensions
@@ -487,30 +489,35 @@ class WebSocket(IterationMixin, EventEmitter):
             if self._dispatch_thread is None:
                 self._flush()
 
-    def _send_broadcast(self, wire: bytes, is_text: bool, payload: bytes) -> bool:
-        """One broadcast delivery: ``wire`` is the unmasked frame of ``payload``, built once for all.
+    @staticmethod
+    def _broadcast(
+        sockets: Iterable["WebSocket"], excluded: Container["WebSocket"], wire: bytes, is_text: bool, payload: bytes
+    ) -> int:
+        """Deliver one message to many sockets; how many it was sent to.
 
-        ``False`` when nothing was sent (not OPEN, or dropped for not reading).
-        Outside a read and with nothing queued the same bytes go straight to
-        the transport; otherwise the frame takes the ordinary way.
+        ``wire`` is the unmasked frame of ``payload``, built once for all.  The
+        loop lives here, beside the fields it reads, so that a delivery costs
+        the checks and the write and no call per socket (the kernel's sends
+        evict every socket from the caches between two broadcasts).
         """
-        if self._ready_state is not OPEN:
-            return False
-        if not self._lean or self._dispatch_thread is not None or self._fragmenting or not self._is_server:
-            # compressed, debug, inside a listener (keep its batch) or a fragmented message open
-            self._send_frame(is_text, payload)
-            return True
-        if self._writing_paused and self._over_buffer_limit():
-            return False  # a client that does not read is dropped, not fed
-        # Keep order with frames queued for the end of this loop turn.  The
-        # protocol object is not read: whatever it made is in the writer's
-        # queue already (see _take_protocol_output).
-        if self._writer.pending:
-            self._flush()
-        transport = self._transport
-        if transport is not None:
-            transport.write(wire)
-        return True
+        count = 0
+        for ws in sockets:
+            if ws._ready_state is not OPEN or (excluded and ws in excluded):
+                continue
+            if not ws._lean or ws._dispatch_thread is not None or ws._fragmenting or not ws._is_server:
+                ws._send_frame(is_text, payload)  # compressed, debug, inside a listener, or a fragmented message open
+            elif ws._writing_paused and ws._over_buffer_limit():
+                continue  # a client that does not read is dropped, not fed
+            else:
+                # Keep order with frames queued for the end of this loop turn
+                # (the protocol object's output is in the writer's queue already).
+                if ws._writer.pending:
+                    ws._flush()
+                transport = ws._transport
+                if transport is not None:
+                    transport.write(wire)
+            count += 1
+        return count
 
     def _scheduled_flush(self) -> None:
         self._flush_scheduled = False
@@ -955,8 +962,11 @@ class WebSocket(IterationMixin, EventEmitter):
                 continue
             opcode = event.opcode
             if opcode is _TEXT or opcode is _BINARY or opcode is _CONT:
+                assembler = self._assembler
+                if assembler is None:
+                    assembler = self._assembler = Assembler(self.max_fragments)
                 try:
-                    message = self._assembler.frame(opcode, event.data, event.fin)
+                    message = assembler.frame(opcode, event.data, event.fin)
                 except MessageError as exc:
                     self._fail(exc.code, exc.reason)
                     return
@@ -968,7 +978,7 @@ class WebSocket(IterationMixin, EventEmitter):
                 self._awaiting_pong_since = None
                 self.emit("pong", event.data)
             elif opcode is _CLOSE:
-                self._assembler.reset()
+                self._assembler = None  # a partial message is dropped
                 if self._ready_state is OPEN:
                     self._closing()
 
@@ -1050,7 +1060,7 @@ class WebSocket(IterationMixin, EventEmitter):
             self._closed_with = (code, reason)
         self._reader.reset()
         self._writer.clear()  # frames queued for the end of the loop turn can no longer leave
-        self._assembler.reset()
+        self._assembler = None
         transport = self._transport
         if transport is not None and not transport.is_closing():
             transport.abort()
@@ -1061,7 +1071,7 @@ class WebSocket(IterationMixin, EventEmitter):
             # now: the socket itself may live on in reference cycles until
             # the next full garbage collection.
             proto.drop_extensions()
-        hooks, self._finish_hooks = self._finish_hooks, []
+        hooks, self._finish_hooks = self._finish_hooks, ()
         for hook in hooks:
             hook(self)
         if not self._is_server:
