@@ -413,3 +413,34 @@ def test_fragmented_send_leaves_as_one_asgi_message() -> None:
         await asyncio.wait_for(task, 5)
 
     run(main)
+
+
+def test_a_server_serving_sockets_on_one_loop_refuses_another_loop() -> None:
+    """An ASGI server may run the app on its own loop, but one WebSocketServer serves one loop at a time."""
+
+    async def main() -> None:
+        wss = WebSocketServer(no_server=True)
+        seen = Recorder(wss, "connection")
+        app = ASGIApp(wss)
+        fake = FakeASGI({"type": "websocket.connect"})
+        task = asyncio.ensure_future(app(scope(), fake.receive, fake.send))
+        (sock, _), = await seen.wait("connection")
+
+        errors: list[BaseException] = []
+
+        def other_loop() -> None:
+            try:
+                asyncio.run(app(scope(), FakeASGI({"type": "websocket.connect"}).receive, fake.send))
+            except BaseException as exc:  # collected: asserted below, on the test's thread
+                errors.append(exc)
+
+        thread = threading.Thread(target=other_loop)
+        thread.start()
+        await asyncio.to_thread(thread.join, 10)
+        assert len(errors) == 1 and isinstance(errors[0], RuntimeError), errors
+        assert "another event loop" in str(errors[0])
+        assert wss.loop is asyncio.get_running_loop()  # not rebound
+        sock.terminate()
+        await asyncio.wait_for(task, 5)
+
+    run(main)

@@ -1157,3 +1157,14 @@ def test_wait_closed_blocks_in_a_thread_and_refuses_inside_asyncio() -> None:
         await wss.wait_closed_async(timeout=5)  # already closed: returns at once, from another loop
 
     asyncio.run(after_close())
+
+
+def test_wait_closed_async_gives_up_after_its_timeout() -> None:
+    async def main() -> None:
+        wss = WebSocketServer(no_server=True)
+        with pytest.raises(TimeoutError, match="did not finish closing within 0.05 s"):
+            await wss.wait_closed_async(timeout=0.05)  # never closed
+        wss.close()
+        await wss.wait_closed_async(timeout=5)
+
+    run(main)

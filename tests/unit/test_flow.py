@@ -38,3 +38,9 @@ def test_leaves_a_pause_it_did_not_make() -> None:
 def test_rejects_low_not_below_high() -> None:
     with pytest.raises(ValueError):
         FlowGate(4, 4, lambda: None, lambda: None)
+
+
+@pytest.mark.parametrize(("high", "low"), [(4, 4), (4, 5), (4, -1)])
+def test_the_marks_must_leave_a_gap(high: int, low: int) -> None:
+    with pytest.raises(ValueError, match="low < high"):
+        FlowGate(high, low, lambda: None, lambda: None)
