@@ -5,14 +5,12 @@ from __future__ import annotations
 import pytest
 
 from ws._runtime.net import format_host_port, parse_address
-from ws.connection.client import format_address
 
 
 def test_ipv6_hosts_are_bracketed() -> None:
     assert format_host_port("127.0.0.1", 80) == "127.0.0.1:80"
     assert format_host_port("::1", 8080) == "[::1]:8080"
     assert format_host_port("example.com", 443) == "example.com:443"
-    assert format_address("::1", 1) == format_host_port("::1", 1)  # the client uses the same one
 
 
 def test_address_forms() -> None:

@@ -94,11 +94,6 @@ def parse_protocols(protocols: str | Iterable[str] | None) -> list[str]:
     return items
 
 
-def format_address(host: str, port: int) -> str:
-    """``host:port`` as in a ``Host`` header (``ws._runtime.net.format_host_port``)."""
-    return format_host_port(host, port)
-
-
 class ClientConfig:
     """What one client connection was asked for, and its connecting state."""
 
@@ -144,7 +139,7 @@ class ClientConfig:
     def address(self) -> str:
         if self.socket_path is not None:
             return self.socket_path
-        return format_address(self.target.host, self.target.port)
+        return format_host_port(self.target.host, self.target.port)
 
     def ssl_context(self) -> _ssl.SSLContext | None:
         if not self.target.secure:
@@ -343,7 +338,7 @@ async def _connect(ws: "WebSocket", config: ClientConfig, loop: asyncio.Abstract
 
 def describe_connect_error(exc: BaseException, host: str, port: int) -> str:
     """Node-style one-liners: ``connect ECONNREFUSED 127.0.0.1:8080 (Connection refused)``."""
-    address = format_address(host, port)
+    address = format_host_port(host, port)
     if isinstance(exc, _proxy.ProxyError):
         return str(exc)
     if isinstance(exc, socket.gaierror):

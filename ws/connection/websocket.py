@@ -173,7 +173,7 @@ class _Stream(asyncio.BufferedProtocol):
         self.ws._connection_lost(exc)
 
     def pause_writing(self) -> None:
-        self.ws._writing_paused = True
+        self.ws._writing_blocked()
 
     def resume_writing(self) -> None:
         self.ws._writing_resumed()

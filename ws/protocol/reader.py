@@ -33,13 +33,8 @@ from __future__ import annotations
 
 from typing import Callable, Union
 
-try:
-    from websockets.speedups import apply_mask
-except ImportError:  # pragma: no cover - websockets built without its C extension
-    from websockets.utils import apply_mask
-
 from ..events import BINARY, TEXT
-from .writer import FIN_BINARY, FIN_TEXT
+from .writer import FIN_BINARY, FIN_TEXT, apply_mask
 
 __all__ = ["FrameReader", "DIRECT_MIN", "DIRECT_AHEAD", "apply_mask"]
 

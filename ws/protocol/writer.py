@@ -20,7 +20,7 @@ try:
 except ImportError:  # pragma: no cover - websockets built without its C extension
     from websockets.utils import apply_mask
 
-__all__ = ["FrameWriter", "serialize", "mask_key", "TEXT_HEADS", "BINARY_HEADS", "FIN_TEXT", "FIN_BINARY"]
+__all__ = ["FrameWriter", "serialize", "mask_key", "apply_mask", "TEXT_HEADS", "BINARY_HEADS", "FIN_TEXT", "FIN_BINARY"]
 
 Buffer = Union[bytes, bytearray, memoryview]
 
