@@ -9,6 +9,8 @@ test can assert that the other users were still served.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import socket
@@ -108,9 +110,20 @@ class TargetProcess:
         self._stderr.close()
 
 
-def upgrade(port: int, path: str = "/echo", *, timeout: float = 5.0, extra: str = "") -> socket.socket:
-    """A raw TCP connection that completed the WebSocket handshake (the 101 is consumed)."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+def upgrade(
+    port: int, path: str = "/echo", *, timeout: float = 5.0, extra: str = "", rcvbuf: int | None = None
+) -> socket.socket:
+    """A raw TCP connection that completed the WebSocket handshake (the 101 is consumed).
+
+    ``rcvbuf`` shrinks the receive buffer before connecting, so that a peer that never reads stalls early.
+    """
+    if rcvbuf is None:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    else:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        small_receive_buffer(sock, rcvbuf)
+        sock.settimeout(timeout)
+        sock.connect(("127.0.0.1", port))
     sock.sendall(
         (
             f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -126,6 +139,18 @@ def upgrade(port: int, path: str = "/echo", *, timeout: float = 5.0, extra: str 
     if not head.startswith(b"HTTP/1.1 101"):
         raise ConnectionError(f"handshake refused: {head[:200]!r}")
     return sock
+
+
+def switching_protocols(head: bytes) -> bytes:
+    """The 101 a hostile server writes by hand for the upgrade request ``head``."""
+    key = next(
+        line.split(b":", 1)[1].strip() for line in head.split(b"\r\n") if line.lower().startswith(b"sec-websocket-key:")
+    )
+    accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+    return (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+    )
 
 
 def small_receive_buffer(sock: socket.socket, size: int = 4096) -> None:
