@@ -21,6 +21,7 @@ from .protocol import handshake
 from .protocol.handshake import Accepted, Policy, Refused, VerifyInfo
 from .protocol.writer import FIN_BINARY, FIN_TEXT, serialize as _serialize
 from ._runtime import loop as _loop
+from ._runtime.budget import DEFAULT_MAX_TOTAL_BUFFERED, budget_for
 from ._runtime.compat import normalize_options
 from ._runtime.emitter import EventEmitter
 from .connection.keepalive import Heartbeat
@@ -54,6 +55,7 @@ SERVER_OPTIONS = frozenset(
         "high_water_mark",
         "low_water_mark",
         "max_buffered_amount",
+        "max_total_buffered_amount",
     }
 )
 
@@ -110,6 +112,10 @@ class WebSocketServer(EventEmitter):
         self.protocols: list[str] | None = list(protocols) if protocols else None
         self.max_payload = opts.get("max_payload", DEFAULT_MAX_PAYLOAD)
         check_byte_limit("max_buffered_amount", opts.get("max_buffered_amount"))
+        check_byte_limit("max_total_buffered_amount", opts.get("max_total_buffered_amount"))
+        #: Unsent bytes all the sockets of the servers on this loop with the same value may hold
+        #: together (``None``: no budget); past it, the one holding the most is dropped (1008).
+        self.max_total_buffered_amount: int | None = opts.get("max_total_buffered_amount", DEFAULT_MAX_TOTAL_BUFFERED)
         self.per_message_deflate = opts.get("per_message_deflate", False)
         self._socket_options: dict[str, Any] = {
             key: opts[key]
@@ -350,8 +356,10 @@ class WebSocketServer(EventEmitter):
         proto.mark_open()
         proto.read_frames()
 
+        budget = self.max_total_buffered_amount
         ws = WebSocket._accepted(
-            self._loop, proto, transport, request, self._finished_hook, self._socket_options, extensions_header or ""
+            self._loop, proto, transport, request, self._finished_hook, self._socket_options, extensions_header or "",
+            None if budget is None else budget_for(self._loop, budget),
         )
         self._sockets.add(ws)
         if self._heartbeat is not None:

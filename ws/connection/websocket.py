@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from threading import get_ident as _get_ident
 from typing import TYPE_CHECKING, Any, Callable, Container, Iterable, Protocol
 
@@ -28,6 +29,7 @@ from ..protocol.assembler import Assembler, MessageError
 from ..protocol.reader import FrameReader
 from ..protocol.writer import FrameWriter
 from .._runtime import loop as _loop
+from .._runtime.budget import SendBudget
 from .._runtime.compat import normalize_options
 from .._runtime.emitter import MAX_HELD_EVENTS, EventEmitter, report
 from .._runtime.flow import FlowGate
@@ -297,10 +299,13 @@ class WebSocket(IterationMixin, EventEmitter):
         self._flush_scheduled = False  # a _scheduled_flush is on its way
         self._writing_paused = False
         self._queued_bytes = 0  # bytes of sends still hopping over from other threads
+        # The unsent-bytes budget this socket reports to above its high-water mark (its server's).
+        self._budget: SendBudget | None = None
         # Timers.
         self._close_timer: asyncio.TimerHandle | None = None
         self._handshake_timer: asyncio.TimerHandle | None = None
         self._awaiting_pong_since: float | None = None
+        self._keepalive_payload: bytes | None = None  # only a pong that echoes it answers the keepalive ping
         self._listener_tasks = 0  # async listeners still running
         self._backlog: FlowGate | None = None  # pauses reading when they pile up (made by the first one)
         self.close_timeout: float = options.get("close_timeout", DEFAULT_CLOSE_TIMEOUT)
@@ -324,16 +329,18 @@ class WebSocket(IterationMixin, EventEmitter):
         on_finish: Callable[["WebSocket"], object] | None,
         options: dict[str, Any],
         extensions: str = "",
+        budget: SendBudget | None = None,
     ) -> "WebSocket":
         """A server-side socket whose handshake just completed; ``on_finish(socket)`` once it is closed.
 
         ``extensions`` is the ``Sec-WebSocket-Extensions`` value of the 101;
         whatever ``proto`` still holds to send (the 101 itself, when it wrote
-        it) is written here.
+        it) is written here.  ``budget`` is the server's budget of unsent bytes.
         """
         self = cls.__new__(cls)
         EventEmitter.__init__(self)
         self._setup(loop, is_server=True, options=options)
+        self._budget = budget
         self._proto = proto
         self._request = request
         if on_finish is not None:
@@ -603,7 +610,9 @@ class WebSocket(IterationMixin, EventEmitter):
         proto = self._proto
         if self._ready_state is OPEN and proto is not None and proto.is_open():
             self._awaiting_pong_since = now
-            proto.send_ping(b"")
+            # Random: a peer that does not read cannot answer it with pongs of its own making.
+            payload = self._keepalive_payload = os.urandom(4)
+            proto.send_ping(payload)
             self._take_protocol_output(proto)
             if self._dispatch_thread is None:
                 self._flush()
@@ -832,33 +841,56 @@ class WebSocket(IterationMixin, EventEmitter):
         self._backlog.removed(self._listener_tasks)
 
     def _over_buffer_limit(self) -> bool:
-        """More than ``max_buffered_amount`` bytes unsent: fail the connection (``True``).
+        """More unsent bytes than ``max_buffered_amount``, or than this socket's share of the server's budget.
 
-        Checked only above the high-water mark, so it costs nothing while
-        the peer keeps up.  The socket is dropped at once: a close frame
-        would wait behind the very bytes the peer does not read.
+        ``True``: the connection was failed.  Checked only above the
+        high-water mark, so it costs nothing while the peer keeps up.  The
+        socket is dropped at once: a close frame would wait behind the very
+        bytes the peer does not read.
         """
-        limit = self.max_buffered_amount
         if self._link is not None:
             return False  # the host (the ASGI server) bounds its own buffers
         pending = self.buffered_amount
+        budget = self._budget
+        if budget is not None and budget.charge(self, pending):
+            return True  # it held the most of the server's unsent bytes: dropped (_over_budget)
+        limit = self.max_buffered_amount
         if limit is None or pending <= limit:
             return False
-        self._emit_error(WebSocketError(
-            f"{pending} bytes wait to be sent, over max_buffered_amount ({limit}): the peer does not read"
-        ))
-        self._failed_with = (1008, "send buffer limit exceeded")
+        self._drop_unread(
+            f"{pending} bytes wait to be sent, over max_buffered_amount ({limit}): the peer does not read",
+            "send buffer limit exceeded",
+        )
+        return True
+
+    def _over_budget(self, budget: SendBudget, held: int) -> None:
+        """The server's unsent bytes passed its budget and this socket held the most: drop it (1008)."""
+        if self._ready_state is not CLOSED:
+            self._drop_unread(
+                f"the server's unsent bytes passed max_total_buffered_amount ({budget.limit}) and this"
+                f" connection held the most ({held} bytes): the peer does not read",
+                "server send buffer budget exceeded",
+            )
+
+    def _drop_unread(self, message: str, reason: str) -> None:
+        """Fail a connection whose peer does not read: ``'error'``, abort, ``'close'`` 1008 ``reason``."""
+        self._emit_error(WebSocketError(message))
+        self._failed_with = (1008, reason)
         self._closing()
         if self._transport is not None:
             self._transport.abort()
-        return True
 
     def _writing_blocked(self) -> None:
         """Above the high-water mark: ``send`` keeps queueing, ``'drain'`` says when it fell below the low one."""
         self._writing_paused = True
+        budget = self._budget
+        if budget is not None:
+            budget.charge(self, self.buffered_amount, shed=False)  # (inside the transport's write: decided later)
 
     def _writing_resumed(self) -> None:
         self._writing_paused = False
+        if self._budget is not None:
+            self._budget.release(self)
         self.emit("drain")
 
     def ref(self) -> "WebSocket":
@@ -975,7 +1007,8 @@ class WebSocket(IterationMixin, EventEmitter):
             elif opcode is _PING:
                 self.emit("ping", event.data)
             elif opcode is _PONG:
-                self._awaiting_pong_since = None
+                if event.data == self._keepalive_payload:
+                    self._awaiting_pong_since = None
                 self.emit("pong", event.data)
             elif opcode is _CLOSE:
                 self._assembler = None  # a partial message is dropped
@@ -1064,6 +1097,8 @@ class WebSocket(IterationMixin, EventEmitter):
         transport = self._transport
         if transport is not None and not transport.is_closing():
             transport.abort()
+        if self._budget is not None:
+            self._budget.release(self)
         self._ref.release()
         proto = self._proto
         if proto is not None and proto.extensions:
