@@ -301,6 +301,8 @@ class WebSocket(IterationMixin, EventEmitter):
         self._queued_bytes = 0  # bytes of sends still hopping over from other threads
         # The unsent-bytes budget this socket reports to above its high-water mark (its server's).
         self._budget: SendBudget | None = None
+        # Automatic replies (pongs, a close) wait above the high-water mark: reading stops until it drains.
+        self._replies_held = False
         # Timers.
         self._close_timer: asyncio.TimerHandle | None = None
         self._handshake_timer: asyncio.TimerHandle | None = None
@@ -817,9 +819,9 @@ class WebSocket(IterationMixin, EventEmitter):
         transport.resume_reading()
 
     def _reading_held(self) -> bool:
-        """``pause()`` or too many ``async`` listeners still running."""
+        """``pause()``, too many ``async`` listeners still running, or replies waiting above the high-water mark."""
         backlog = self._backlog
-        return self._paused or (backlog is not None and backlog.paused)
+        return self._paused or self._replies_held or (backlog is not None and backlog.paused)
 
     def _schedule(self, awaitable: Any) -> asyncio.Future[Any] | None:
         """Run an ``async def`` listener; too many at once stop reading (TCP pushes back)."""
@@ -880,6 +882,21 @@ class WebSocket(IterationMixin, EventEmitter):
         if self._transport is not None:
             self._transport.abort()
 
+    def _replies_blocked(self) -> None:
+        """The protocol answers the peer (pongs, a close) while our writes to it back up.
+
+        What is written on the peer's behalf obeys the bounds of ``send``: past
+        them the connection fails (1008); below, reading from that peer stops
+        until the buffer drains below the low-water mark (``_writing_resumed``),
+        so TCP pushes back on a peer that sends pings and never reads.  Sends
+        alone never stop reading: two peers that both wrote more than they
+        read would wait for each other forever.
+        """
+        if self._over_buffer_limit() or self._replies_held:
+            return
+        self._replies_held = True
+        self._apply_reading()
+
     def _writing_blocked(self) -> None:
         """Above the high-water mark: ``send`` keeps queueing, ``'drain'`` says when it fell below the low one."""
         self._writing_paused = True
@@ -892,6 +909,9 @@ class WebSocket(IterationMixin, EventEmitter):
         if self._budget is not None:
             self._budget.release(self)
         self.emit("drain")
+        if self._replies_held:
+            self._replies_held = False
+            self._apply_reading()
 
     def ref(self) -> "WebSocket":
         """Keep the process alive while this socket is open (the default)."""
@@ -952,6 +972,8 @@ class WebSocket(IterationMixin, EventEmitter):
             return False
         self._proto_fed = True
         proto.receive_data(data)
+        if self._writing_paused and proto.has_pending():
+            self._replies_blocked()  # the protocol answered (pongs, a close) while our writes back up
         events = proto.events_received()
         if events:
             self._handle_events(events)
