@@ -87,6 +87,7 @@ _OPTIONS = (
     "header_timeout",
     "keep_alive_timeout",
     "close_timeout",
+    "write_timeout",
     "backlog",
     "max_pending_handshakes",
 )
@@ -115,6 +116,7 @@ class Server(EventEmitter):
         header_timeout: float | None = 10.0,
         keep_alive_timeout: float | None = 5.0,
         close_timeout: float | None = 5.0,
+        write_timeout: float | None = 10.0,
         backlog: int = 511,
         max_pending_handshakes: int | None = 1024,
     ) -> None:
@@ -128,6 +130,7 @@ class Server(EventEmitter):
             header_timeout=header_timeout,
             keep_alive_timeout=keep_alive_timeout,
             close_timeout=close_timeout,
+            write_timeout=write_timeout,
             backlog=backlog,
             max_pending_handshakes=max_pending_handshakes,
         )
@@ -149,6 +152,10 @@ class Server(EventEmitter):
         self.header_timeout: float | None = config["header_timeout"]
         self.keep_alive_timeout: float | None = config["keep_alive_timeout"]
         self.close_timeout: float | None = config["close_timeout"]
+        # A connection whose unsent bytes make no progress for this long is dropped.
+        self.write_timeout: float | None = config["write_timeout"]
+        if self.write_timeout is not None and self.write_timeout <= 0:
+            raise ValueError(f"write_timeout must be positive or None, got {self.write_timeout!r}")
         self.backlog: int = config["backlog"]
         # At most this many connections may still be sending their request head.
         self.max_pending_handshakes: int | None = config["max_pending_handshakes"]

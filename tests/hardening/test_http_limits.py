@@ -1,0 +1,138 @@
+"""Issue 17, items 4-6: file descriptors and connections of the HTTP layer under attack.
+
+4. responses the peer never reads end after ``write_timeout`` (fds and memory come back);
+5. a keep-alive connection stalling its next request head counts against ``max_pending_handshakes``;
+6. under a low open-file limit the server raises it, keeps the pending cap below it, and
+   pauses accepting when out of descriptors instead of logging a traceback per attempt.
+"""
+
+from __future__ import annotations
+
+import selectors
+import socket
+import threading
+import time
+from typing import Callable
+
+from .hostile import MiB, LatencyProbe, TargetProcess, small_receive_buffer
+
+HALF_HEAD = b"GET /ok HTTP/1.1\r\nHost: x\r\n"
+FULL_HEAD = HALF_HEAD + b"\r\n"
+
+
+def wait_for(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def get(port: int, path: str = "/ok", timeout: float = 5.0) -> bytes:
+    """One request on a fresh connection: the status line (b'' if closed unanswered)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        try:
+            while b"\r\n" not in data:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        except ConnectionResetError:
+            pass
+        except TimeoutError:
+            return b"(no answer in %.0f s)" % timeout
+        return data.split(b"\r\n", 1)[0]
+
+
+def first_bytes(socks: list[socket.socket], window: float) -> dict[socket.socket, bytes]:
+    """What each socket received within ``window`` seconds (b'' for a close or reset, absent if nothing)."""
+    got: dict[socket.socket, bytes] = {}
+    with selectors.DefaultSelector() as sel:
+        for sock in socks:
+            sel.register(sock, selectors.EVENT_READ)
+        deadline = time.monotonic() + window
+        while len(got) < len(socks) and (left := deadline - time.monotonic()) > 0:
+            for key, _ in sel.select(left):
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                try:
+                    got[sock] = sock.recv(4096)
+                except OSError:
+                    got[sock] = b""
+                sel.unregister(sock)
+    return got
+
+
+def connect_all(port: int, n: int, payload: bytes) -> list[socket.socket]:
+    """``n`` connections opened at once, each sending ``payload`` once connected."""
+    socks = []
+    for _ in range(n):
+        sock = socket.socket()
+        sock.setblocking(False)
+        sock.connect_ex(("127.0.0.1", port))
+        socks.append(sock)
+    unsent = set(socks)
+    with selectors.DefaultSelector() as sel:
+        for sock in socks:
+            sel.register(sock, selectors.EVENT_WRITE)
+        deadline = time.monotonic() + 10
+        while unsent and time.monotonic() < deadline:
+            for key, _ in sel.select(0.5):
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                sel.unregister(sock)
+                unsent.discard(sock)
+                try:
+                    sock.send(payload)
+                except OSError:
+                    pass
+    return socks
+
+
+def connect_each(port: int, n: int, payload: bytes) -> list[socket.socket]:
+    """``n`` connections opened one after the other, each sending ``payload`` at once."""
+    socks = []
+    for _ in range(n):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)  # the kernel's backlog completes it
+        sock.sendall(payload)
+        socks.append(sock)
+    return socks
+
+
+def close_all(socks: list[socket.socket]) -> None:
+    for sock in socks:
+        sock.close()
+
+
+# -- 4. responses nobody reads --------------------------------------------------------------
+
+
+def test_responses_the_peer_never_reads_are_dropped_after_write_timeout() -> None:
+    # Before the fix: the 20 stalled responses held 30 fds (20 sockets, 10 files) and +62 MiB for
+    # as long as the clients stayed.  Now a peer that takes no bytes for write_timeout is dropped,
+    # and a large handler body is streamed (held once, not copied into the transport's buffer).
+    with TargetProcess(http={"write_timeout": 1.0, "keep_alive_timeout": 1.0}) as target:
+        assert get(target.port) == b"HTTP/1.1 200 OK"
+        base_fds, base_rss = target.fds(), target.rss()
+        stalled = []
+        with LatencyProbe(target.port, reconnect_every=5) as probe:
+            for path in ["/big"] * 10 + ["/files/big.bin"] * 10:
+                sock = socket.socket()
+                small_receive_buffer(sock)
+                sock.connect(("127.0.0.1", target.port))
+                sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                stalled.append(sock)
+            assert wait_for(lambda: target.fds() >= base_fds + 25, 5), "the stalled responses did not start"
+            held_rss = target.rss() - base_rss
+            # Dropped within write_timeout (plus a quarter, plus slack for a loaded machine).
+            dropped = wait_for(lambda: target.fds() <= base_fds + 2, 6)  # the probe holds one or two
+            fds_after = target.fds() - base_fds
+        close_all(stalled)
+        assert dropped, f"{fds_after} fds still held"
+        assert held_rss < 40 * MiB, f"+{held_rss / MiB:.1f} MiB held for 20 unread responses"
+        assert target.rss() - base_rss < 40 * MiB
+        probe.assert_served(worst=1.0, connect=2.0)
+        assert get(target.port) == b"HTTP/1.1 200 OK"
