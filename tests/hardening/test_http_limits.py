@@ -136,3 +136,33 @@ def test_responses_the_peer_never_reads_are_dropped_after_write_timeout() -> Non
         assert target.rss() - base_rss < 40 * MiB
         probe.assert_served(worst=1.0, connect=2.0)
         assert get(target.port) == b"HTTP/1.1 200 OK"
+
+
+# -- 5. keep-alive heads count as pending -----------------------------------------------------
+
+
+def test_a_stalled_keep_alive_head_counts_against_max_pending_handshakes() -> None:
+    # Before the fix all 300 second heads were held (300 fds); the cap counted only new connections.
+    cap, n = 50, 300
+    options = {"max_pending_handshakes": cap, "header_timeout": 3.0, "keep_alive_timeout": 30.0}
+    with TargetProcess(http=options) as target:
+        base_fds = target.fds()
+        with LatencyProbe(target.port, reconnect_every=10**6) as probe:  # an established WebSocket
+            conns = []
+            for _ in range(n):  # one complete request each, answered: keep-alive, idle
+                sock = socket.create_connection(("127.0.0.1", target.port), timeout=5)
+                sock.sendall(FULL_HEAD)
+                assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+                conns.append(sock)
+            for sock in conns:
+                sock.sendall(HALF_HEAD)  # the second head, never finished
+            answers = first_bytes(conns, 1.5)  # the header timeout (3 s) has not run out yet
+            held = target.fds() - base_fds
+        refused = sum(1 for data in answers.values() if data.startswith(b"HTTP/1.1 503") or not data)
+        silent = n - len(answers)
+        close_all(conns)
+        assert refused >= n - cap - 5, f"only {refused} of {n} refused"
+        assert silent <= cap, f"{silent} connections held with a partial head (cap {cap})"
+        assert held <= cap + 10, f"{held} fds held"
+        probe.assert_served(worst=1.0)
+        assert get(target.port) == b"HTTP/1.1 200 OK"

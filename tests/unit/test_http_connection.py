@@ -77,6 +77,7 @@ class FakeOwner:
     header_timeout: float | None = None
     keep_alive_timeout: float | None = None
     write_timeout: float | None = None
+    max_pending: int | None = None
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -104,6 +105,12 @@ class FakeOwner:
         if self.admission == "admitted":
             self.pending.add(conn)
         return self.admission
+
+    def wait_for_head(self, conn: Connection) -> bool:
+        if conn not in self.pending and self.max_pending is not None and len(self.pending) >= self.max_pending:
+            return False
+        self.pending.add(conn)
+        return True
 
     def release_pending(self, conn: Connection) -> None:
         self.pending.discard(conn)
@@ -398,6 +405,27 @@ def test_a_large_body_is_streamed_in_chunks(loop: asyncio.AbstractEventLoop, own
     assert conn.state is State.IDLE
     conn.data_received(b"HEAD /big HTTP/1.1\r\nHost: x\r\n\r\n")  # no body: answered at once
     assert not owner.tasks and conn.state is State.IDLE
+
+
+def test_a_keep_alive_head_counts_as_pending_and_is_refused_over_the_cap(owner: FakeOwner) -> None:
+    owner.max_pending = 1
+    first, first_transport = open_connection(owner)
+    first.data_received(GET % b"a")
+    assert first.state is State.IDLE and first not in owner.pending
+    first.data_received(b"GET /hello/b HTTP/1.1\r\n")  # the next head, half sent
+    assert first in owner.pending
+    first.data_received(b"Host: x\r\n\r\n")
+    assert first not in owner.pending and first.state is State.IDLE
+    second, second_transport = open_connection(owner)  # a new connection takes the only slot
+    second.data_received(b"GET /hello/c HTTP/1.1\r\n")
+    first_transport.take()
+    first.data_received(b"GET /hello/d HTTP/1.1\r\nHost: x\r\n\r\n")  # a whole head needs no slot
+    ((status, _, _),) = responses(first_transport.take())
+    assert status == 200
+    first.data_received(b"GET /hello/e HTTP/1.1\r\n")  # half a head, and no slot left
+    ((status, headers, _),) = responses(first_transport.take())
+    assert status == 503 and headers["retry-after"] == "1"
+    assert first.state is State.CLOSING and first_transport.closed and second in owner.pending
 
 
 @pytest.mark.parametrize("adopted", [False, True])

@@ -97,6 +97,11 @@ Admission = Literal["admitted", "refused", "busy"]
 _MIGHT_SWITCH_PROTOCOL: type = h11.MIGHT_SWITCH_PROTOCOL  # type: ignore[attr-defined]
 
 
+def _busy_response() -> bytes:
+    """The 503 of a server with too many connections waiting for their request head."""
+    return plain_response(503, "503 Service Unavailable: too many pending connections", [("Retry-After", "1")])
+
+
 class Owner(Protocol):
     """What a connection needs from its server (``ws.http.Server`` implements it).
 
@@ -128,6 +133,10 @@ class Owner(Protocol):
 
     def admit_connection(self, conn: Connection) -> Admission:
         """A new connection: ``'admitted'``, ``'refused'`` (close it) or ``'busy'`` (answer 503)."""
+        ...
+
+    def wait_for_head(self, conn: Connection) -> bool:
+        """``conn`` waits for the rest of a request head (a keep-alive one too); ``False``: too many do, answer 503."""
         ...
 
     def release_pending(self, conn: Connection) -> None:
@@ -392,6 +401,11 @@ class Connection(asyncio.BufferedProtocol):
                     if self.state is State.READING_BODY and self.timer is None:
                         # A body still to come: an idle timer, re-armed on every read.
                         self._set_timer(self.owner.header_timeout, self._on_head_timeout)
+                    elif self.state is State.READING_HEAD and not self.owner.wait_for_head(self):
+                        # Part of a later keep-alive head, and too many
+                        # connections already wait for theirs: as a new one would be.
+                        self._write(_busy_response())
+                        self._close_now()
                     return
                 if isinstance(event, h11.Request):
                     self._on_request_head(event)
@@ -720,9 +734,7 @@ class Connection(asyncio.BufferedProtocol):
         self.state = State.CLOSED
         transport = self.transport
         assert transport is not None
-        transport.write(
-            plain_response(503, "503 Service Unavailable: too many pending connections", [("Retry-After", "1")])
-        )
+        transport.write(_busy_response())
         transport.close()
 
     # -- closing --

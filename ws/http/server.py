@@ -167,7 +167,8 @@ class Server(EventEmitter):
         self._router = Router()
         self._upgrades: dict[str | None, UpgradeHandler] = {}
         self._connections: set[Connection] = set()
-        # Connections that have not sent a complete request head yet.
+        # Connections waiting for (the rest of) a request head: new ones, and
+        # keep-alive ones whose next head has begun.  Only this object writes it.
         self._pending: set[Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._servers: list[asyncio.AbstractServer] = []
@@ -320,6 +321,16 @@ class Server(EventEmitter):
         self._connections.add(conn)
         self._pending.add(conn)
         return "admitted"
+
+    def wait_for_head(self, conn: Connection) -> bool:
+        """``conn`` waits for the rest of a request head: count it; ``False`` if too many already do."""
+        pending = self._pending
+        if conn in pending:
+            return True
+        if self.max_pending_handshakes is not None and len(pending) >= self.max_pending_handshakes:
+            return False
+        pending.add(conn)
+        return True
 
     def release_pending(self, conn: Connection) -> None:
         """``conn`` no longer waits for its request head (read, or closing)."""
