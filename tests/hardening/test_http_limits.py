@@ -166,3 +166,66 @@ def test_a_stalled_keep_alive_head_counts_against_max_pending_handshakes() -> No
         assert held <= cap + 10, f"{held} fds held"
         probe.assert_served(worst=1.0)
         assert get(target.port) == b"HTTP/1.1 200 OK"
+
+
+# -- 6. a low open-file limit ----------------------------------------------------------------
+
+
+def _half_heads_under(nofile: list[int | None], cap: int) -> None:
+    with TargetProcess(nofile=nofile, log="WARNING") as target:
+        base_fds, err0 = target.fds(), target.stderr_size()
+        attackers = connect_all(target.port, 1100, HALF_HEAD)
+        assert wait_for(lambda: target.fds() >= base_fds + cap - 10, 5), f"{target.fds()} fds"
+        cpu0 = target.cpu()
+        during = get(target.port, timeout=5)  # a normal client meanwhile: a prompt 503
+        answers = first_bytes(attackers, 2.0)
+        cpu = target.cpu() - cpu0
+        held = target.fds() - base_fds
+        log = target.stderr_size() - err0
+        close_all(attackers)
+        refused = sum(1 for data in answers.values() if data.startswith(b"HTTP/1.1 503") or not data)
+        assert log < 50_000, f"{log} bytes of log: {target.stderr_text()[:500]}"
+        assert "Traceback" not in target.stderr_text()
+        assert cpu < 0.5, f"{cpu:.2f} s of CPU in a 2 s window"
+        assert held <= cap + 10, f"{held} fds held (cap {cap})"
+        assert refused >= 1100 - cap - 20, f"only {refused} refused"
+        assert during.startswith(b"HTTP/1.1 503"), during
+        assert wait_for(lambda: get(target.port) == b"HTTP/1.1 200 OK", 5)
+
+
+def test_half_sent_heads_under_a_soft_limit_of_1024_meet_the_503() -> None:
+    # Before the fix: the fds ran out at 1,024 before the cap (1,024) could answer, and asyncio
+    # logged ~14 MB of tracebacks in 9 s.  Now the soft limit is raised to the hard one at start.
+    _half_heads_under([1024, None], cap=1024)
+
+
+def test_half_sent_heads_under_a_hard_limit_of_1024_meet_a_lowered_cap() -> None:
+    # The limit cannot be raised: max_pending_handshakes is lowered to half of it (with a warning).
+    _half_heads_under([1024, 1024], cap=512)
+
+
+def test_running_out_of_descriptors_pauses_accepting_quietly() -> None:
+    # Established keep-alive connections are not capped: 1,100 of them exhaust 1,024 fds.  Before
+    # the fix asyncio's accept loop logged a traceback per attempt (MBs per second, growing);
+    # now accepting pauses and retries, with one log line, and resumes once fds are free.
+    with TargetProcess(nofile=[1024, 1024], log="WARNING", http={"keep_alive_timeout": 30.0}) as target:
+        attackers = connect_each(target.port, 1100, FULL_HEAD)
+        assert wait_for(lambda: target.fds() >= 1020, 5), f"{target.fds()} fds"
+        cpu0, err0 = target.cpu(), target.stderr_size()
+        waiting: list[bytes] = []
+        late = threading.Thread(target=lambda: waiting.append(get(target.port, timeout=15)), daemon=True)
+        late.start()  # queued in the backlog while the server is out of fds
+        time.sleep(2.5)
+        cpu = target.cpu() - cpu0
+        log = target.stderr_text()
+        assert not waiting, waiting
+        released = time.monotonic()
+        close_all(attackers)
+        late.join(10)
+        served_after = time.monotonic() - released
+        assert target.stderr_size() - err0 < 50_000 and "Traceback" not in log, log[:1000]
+        assert log.count("cannot accept") == 1, log[:1000]
+        assert cpu < 0.5, f"{cpu:.2f} s of CPU in 2.5 s out of fds"
+        assert waiting == [b"HTTP/1.1 200 OK"], waiting
+        assert served_after < 3.0, f"the queued client waited {served_after:.1f} s after fds were freed"
+        assert get(target.port) == b"HTTP/1.1 200 OK"
