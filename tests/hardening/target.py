@@ -8,9 +8,14 @@ prints ``port N`` once it listens.
 Endpoints: ``/echo`` echoes, ``/chat`` broadcasts every message to all,
 ``/json`` parses every message with ``json.loads`` (a raising listener),
 ``/big`` answers 8 MB, ``/files/big.bin`` is a 30 MB static file.
+The key ``nofile`` (``[soft, hard]``, ``null`` keeps that one) sets the
+process's open-file limit first, as a system with a low ``ulimit -n`` would;
+``log`` (a level name) sends log records to stderr, as ``logging.basicConfig``
+in an application does.
 """
 
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -18,6 +23,13 @@ import tempfile
 from ws import WebSocketServer, http
 
 options = json.loads(os.environ.get("WS_TARGET", "{}"))
+if options.get("log"):
+    logging.basicConfig(level=options["log"])
+if options.get("nofile"):
+    import resource
+
+    limits = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, tuple(new if new is not None else old for new, old in zip(options["nofile"], limits)))
 server = http.Server(address="127.0.0.1:0", **options.get("http", {}))
 
 echo = WebSocketServer(server=server, path="/echo", **options.get("ws", {}))

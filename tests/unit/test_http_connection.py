@@ -27,6 +27,8 @@ class FakeTransport:
         self.written = bytearray()
         self.closed = self.aborted = self.eof_written = False
         self.reading = True
+        self.unsent = 0  # what the kernel has not taken yet (get_write_buffer_size)
+        self.protocol: Any = None
 
     def write(self, data: bytes) -> None:
         self.written += data
@@ -36,6 +38,15 @@ class FakeTransport:
 
     def abort(self) -> None:
         self.aborted = True
+
+    def get_write_buffer_size(self) -> int:
+        return self.unsent
+
+    def get_protocol(self) -> Any:
+        return self.protocol
+
+    def set_protocol(self, protocol: Any) -> None:
+        self.protocol = protocol
 
     def can_write_eof(self) -> bool:
         return True
@@ -65,6 +76,8 @@ class FakeOwner:
     max_header_count = 20
     header_timeout: float | None = None
     keep_alive_timeout: float | None = None
+    write_timeout: float | None = None
+    max_pending: int | None = None
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -92,6 +105,12 @@ class FakeOwner:
         if self.admission == "admitted":
             self.pending.add(conn)
         return self.admission
+
+    def wait_for_head(self, conn: Connection) -> bool:
+        if conn not in self.pending and self.max_pending is not None and len(self.pending) >= self.max_pending:
+            return False
+        self.pending.add(conn)
+        return True
 
     def release_pending(self, conn: Connection) -> None:
         self.pending.discard(conn)
@@ -154,6 +173,7 @@ def owner(loop: asyncio.AbstractEventLoop) -> Iterator[FakeOwner]:
 def open_connection(owner: FakeOwner) -> tuple[Connection, FakeTransport]:
     conn = Connection(owner)
     transport = FakeTransport()
+    transport.protocol = conn
     conn.connection_made(transport)  # type: ignore[arg-type]
     return conn, transport
 
@@ -319,3 +339,112 @@ def test_the_close_helpers_share_one_transition(owner: FakeOwner, close: str) ->
     conn.connection_lost(None)
     getattr(conn, close)()  # after the loss: nothing left to close, the state stays CLOSED
     assert conn.state is State.CLOSED
+
+
+# -- issue 17: the write watchdog, keep-alive heads and large bodies --
+
+
+def run_for(loop: asyncio.AbstractEventLoop, seconds: float) -> None:
+    loop.run_until_complete(asyncio.sleep(seconds))
+
+
+def test_a_close_waiting_on_a_buffer_nobody_reads_is_aborted(
+    loop: asyncio.AbstractEventLoop, owner: FakeOwner
+) -> None:
+    owner.write_timeout = 0.1
+    conn, transport = open_connection(owner)
+    conn.data_received(GET % b"a")
+    transport.unsent = 1000  # the peer stopped reading
+    conn._close_now()  # the keep-alive timer, or a closing server: close() would wait forever
+    assert transport.closed and not transport.aborted and conn.watchdog is not None
+    run_for(loop, 0.3)
+    assert transport.aborted
+
+
+def test_a_peer_that_keeps_reading_is_not_dropped(loop: asyncio.AbstractEventLoop, owner: FakeOwner) -> None:
+    owner.write_timeout = 0.2
+    conn, transport = open_connection(owner)
+    transport.unsent = 10_000
+    conn.pause_writing()  # the buffer is full: the watchdog starts
+    for _ in range(8):  # 0.4 s, twice the timeout, with bytes taken all along
+        run_for(loop, 0.05)
+        transport.unsent -= 1000
+    assert not transport.aborted and conn.watchdog is not None
+    transport.unsent = 0
+    run_for(loop, 0.1)
+    assert conn.watchdog is None and not transport.aborted  # all sent: it stops watching
+
+
+def test_a_stalled_write_drops_a_streaming_response(loop: asyncio.AbstractEventLoop, owner: FakeOwner) -> None:
+    owner.write_timeout = 0.1
+    owner.router.add("GET", "/big", lambda ctx: ctx.bytes(200, b"x" * (1 << 20)))
+    conn, transport = open_connection(owner)
+    conn.data_received(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+    (stream,) = owner.tasks
+    owner.tasks.clear()
+    task = loop.create_task(stream)  # type: ignore[arg-type]
+    transport.unsent = 70_000
+    conn.pause_writing()  # after the first chunk: the stream waits for resume_writing
+    run_for(loop, 0.3)
+    assert transport.aborted
+    conn.connection_lost(None)
+    loop.run_until_complete(asyncio.wait_for(task, 1))  # the stream ends with the connection
+
+
+def test_a_large_body_is_streamed_in_chunks(loop: asyncio.AbstractEventLoop, owner: FakeOwner) -> None:
+    body = bytes(range(256)) * 4096  # 1 MiB
+    owner.router.add("GET", "/big", lambda ctx: ctx.bytes(200, body))
+    conn, transport = open_connection(owner)
+    conn.data_received(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert conn.state is State.RESPONDING and len(transport.written) < CHUNK  # only the head so far
+    (stream,) = owner.tasks
+    owner.tasks.clear()
+    loop.run_until_complete(stream)
+    ((status, headers, received),) = responses(transport.take())
+    assert (status, headers["content-length"], received) == (200, str(len(body)), body)
+    assert conn.state is State.IDLE
+    conn.data_received(b"HEAD /big HTTP/1.1\r\nHost: x\r\n\r\n")  # no body: answered at once
+    assert not owner.tasks and conn.state is State.IDLE
+
+
+def test_a_keep_alive_head_counts_as_pending_and_is_refused_over_the_cap(owner: FakeOwner) -> None:
+    owner.max_pending = 1
+    first, first_transport = open_connection(owner)
+    first.data_received(GET % b"a")
+    assert first.state is State.IDLE and first not in owner.pending
+    first.data_received(b"GET /hello/b HTTP/1.1\r\n")  # the next head, half sent
+    assert first in owner.pending
+    first.data_received(b"Host: x\r\n\r\n")
+    assert first not in owner.pending and first.state is State.IDLE
+    second, second_transport = open_connection(owner)  # a new connection takes the only slot
+    second.data_received(b"GET /hello/c HTTP/1.1\r\n")
+    first_transport.take()
+    first.data_received(b"GET /hello/d HTTP/1.1\r\nHost: x\r\n\r\n")  # a whole head needs no slot
+    ((status, _, _),) = responses(first_transport.take())
+    assert status == 200
+    first.data_received(b"GET /hello/e HTTP/1.1\r\n")  # half a head, and no slot left
+    ((status, headers, _),) = responses(first_transport.take())
+    assert status == 503 and headers["retry-after"] == "1"
+    assert first.state is State.CLOSING and first_transport.closed and second in owner.pending
+
+
+@pytest.mark.parametrize("adopted", [False, True])
+def test_a_refused_upgrade_closing_on_a_stalled_buffer_is_aborted(
+    loop: asyncio.AbstractEventLoop, owner: FakeOwner, adopted: bool
+) -> None:
+    owner.write_timeout = 0.1
+
+    class Refusing:
+        def handle_upgrade(self, request: Request, transport: Any, head: bytes) -> None:
+            if adopted:
+                transport.set_protocol(object())  # a WebSocket took it: its own timers rule
+            transport.write(b"HTTP/1.1 403 Forbidden\r\n\r\n")
+            transport.unsent = 5000  # the peer reads nothing
+            transport.close()
+
+    owner.upgrades["/chat"] = Refusing()  # type: ignore[assignment]
+    conn, transport = open_connection(owner)
+    conn.data_received(b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+    assert conn.state is State.UPGRADED and transport.closed
+    run_for(loop, 0.4)
+    assert transport.aborted is not adopted

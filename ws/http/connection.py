@@ -14,6 +14,13 @@ Its life is one explicit state machine (``State``)::
 
 plus four flags that are independent of it (see ``Connection.__init__``).
 The connection asks its server only through the narrow ``Owner`` interface.
+
+Besides the state's own timer, a write watchdog runs while bytes wait
+unsent (the transport paused us, or we close with a full buffer): a peer
+that takes nothing for ``write_timeout`` seconds is dropped, so a response
+nobody reads, or a close waiting for a buffer that never drains, ends.  It
+also watches a refused upgrade: a handler that wrote its refusal and closed
+without adopting the transport (``set_protocol``) leaves it to us.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import inspect
+import io
 import logging
 from typing import IO, TYPE_CHECKING, Any, Awaitable, Callable, Literal, Protocol, cast
 
@@ -44,10 +52,16 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 #: File chunk size, and how much pipelined input a busy connection buffers
 #: before it stops reading.
 CHUNK = 64 * 1024
+#: A handler's body larger than this is streamed like a file, so that a
+#: peer that does not read makes us hold the body once, not a copy of it
+#: in the transport's buffer.
+STREAM_MIN = 4 * CHUNK
 # How long a connection we decided to close keeps draining the peer's input,
 # so that unread bytes do not turn our close into a reset that eats the
 # response (RFC 9112, section 9.6).
 LINGER = 2.0
+#: The write watchdog looks this many times per ``write_timeout``.
+WATCH_STEPS = 4
 
 
 class State(enum.Enum):
@@ -83,6 +97,11 @@ Admission = Literal["admitted", "refused", "busy"]
 _MIGHT_SWITCH_PROTOCOL: type = h11.MIGHT_SWITCH_PROTOCOL  # type: ignore[attr-defined]
 
 
+def _busy_response() -> bytes:
+    """The 503 of a server with too many connections waiting for their request head."""
+    return plain_response(503, "503 Service Unavailable: too many pending connections", [("Retry-After", "1")])
+
+
 class Owner(Protocol):
     """What a connection needs from its server (``ws.http.Server`` implements it).
 
@@ -110,9 +129,14 @@ class Owner(Protocol):
     max_header_count: int
     header_timeout: float | None
     keep_alive_timeout: float | None
+    write_timeout: float | None
 
     def admit_connection(self, conn: Connection) -> Admission:
         """A new connection: ``'admitted'``, ``'refused'`` (close it) or ``'busy'`` (answer 503)."""
+        ...
+
+    def wait_for_head(self, conn: Connection) -> bool:
+        """``conn`` waits for the rest of a request head (a keep-alive one too); ``False``: too many do, answer 503."""
         ...
 
     def release_pending(self, conn: Connection) -> None:
@@ -168,6 +192,12 @@ class Connection(asyncio.BufferedProtocol):
         self.request: Request | None = None
         # Resolved when writing may go on (a file being streamed).
         self.drain: asyncio.Future[None] | None = None
+        # The write watchdog: bytes handed to the transport, how many of
+        # them the peer had taken at its last look, and when that last grew.
+        self.watchdog: asyncio.TimerHandle | None = None
+        self.written = 0
+        self.taken = 0
+        self.taken_at = 0.0
         # The flags below are independent of the state and of each other:
         #: We paused the transport's reading (pipelined input piling up, or HELD).
         self.reading_paused = False
@@ -251,6 +281,7 @@ class Connection(asyncio.BufferedProtocol):
         self.state = State.CLOSED
         try:
             self._cancel_timer()
+            self._stop_watchdog()
             if self.drain is not None and not self.drain.done():
                 self.drain.set_result(None)
             if ours:
@@ -260,6 +291,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def pause_writing(self) -> None:
         self.writing_paused = True
+        self._watch_writes()
 
     def resume_writing(self) -> None:
         self.writing_paused = False
@@ -306,6 +338,50 @@ class Connection(asyncio.BufferedProtocol):
         if self.state is State.IDLE or self.state is State.HELD:
             self._close_now()
 
+    # -- the write watchdog --
+
+    def _watch_writes(self) -> None:
+        """Bytes wait unsent: drop the peer if it takes none of them for ``write_timeout``."""
+        timeout = self.owner.write_timeout
+        if self.watchdog is not None or timeout is None or self.transport is None or self.state is State.CLOSED:
+            return
+        self.taken = self.written - self.transport.get_write_buffer_size()
+        self.taken_at = self.loop.time()
+        self.watchdog = self.loop.call_later(timeout / WATCH_STEPS, self._check_writes)
+
+    def _stop_watchdog(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+            self.watchdog = None
+
+    def _check_writes(self) -> None:
+        self.watchdog = None
+        transport = self.transport
+        timeout = self.owner.write_timeout
+        if self.state is State.CLOSED or transport is None or timeout is None:
+            return
+        if self.state is State.UPGRADED and transport.get_protocol() is not self:
+            return  # adopted (a WebSocket): its new owner times its writes
+        try:
+            unsent = transport.get_write_buffer_size()
+            if not unsent:
+                return  # all sent: the next pause (or close) starts a new watch
+            taken = self.written - unsent
+            now = self.loop.time()
+            if taken != self.taken:
+                self.taken, self.taken_at = taken, now
+            elif now - self.taken_at >= timeout:
+                logger.debug("%s took no bytes in %s s (%d unsent): dropped", self.peername, timeout, unsent)
+                if self.state is State.UPGRADED:
+                    transport.abort()  # a refused upgrade waiting to close
+                else:
+                    self._abort()
+                return
+            self.watchdog = self.loop.call_later(timeout / WATCH_STEPS, self._check_writes)
+        except Exception:
+            logger.exception("HTTP connection write watchdog failed")
+            self._abort()
+
     # -- reading --
 
     def _process(self) -> None:
@@ -325,6 +401,11 @@ class Connection(asyncio.BufferedProtocol):
                     if self.state is State.READING_BODY and self.timer is None:
                         # A body still to come: an idle timer, re-armed on every read.
                         self._set_timer(self.owner.header_timeout, self._on_head_timeout)
+                    elif self.state is State.READING_HEAD and not self.owner.wait_for_head(self):
+                        # Part of a later keep-alive head, and too many
+                        # connections already wait for theirs: as a new one would be.
+                        self._write(_busy_response())
+                        self._close_now()
                     return
                 if isinstance(event, h11.Request):
                     self._on_request_head(event)
@@ -409,7 +490,7 @@ class Connection(asyncio.BufferedProtocol):
     # -- the upgrade hand-off --
 
     def _hand_off(self, handler: UpgradeHandler, request: Request) -> None:
-        """Give the socket away: from now on every callback here is ignored."""
+        """Give the socket away: every later callback here is ignored, but a refusal's unsent bytes are watched."""
         self.state = State.UPGRADED
         self._cancel_timer()
         self.owner.connection_gone(self)
@@ -426,6 +507,10 @@ class Connection(asyncio.BufferedProtocol):
         except Exception:
             logger.exception("upgrade handler %r failed", handler)
             transport.abort()
+            return
+        if transport.get_protocol() is self and transport.get_write_buffer_size():
+            # Not adopted, and bytes wait unsent (a refusal, then close()): time them here.
+            self._watch_writes()
 
     # -- answering --
 
@@ -557,13 +642,21 @@ class Connection(asyncio.BufferedProtocol):
                 self.owner.run_task(self._stream(response.file))
                 return
         elif response.body and not no_body:
+            if len(response.body) > STREAM_MIN:
+                self._write(out)
+                self.owner.run_task(self._stream(io.BytesIO(response.body)))  # shares the bytes, no copy
+                return
             out += self.h11.send(h11.Data(data=response.body)) or b""
         out += self.h11.send(h11.EndOfMessage()) or b""
         self._write(out)
         self._response_done()
 
     async def _stream(self, file: IO[bytes]) -> None:
-        """Write a large file in chunks, respecting the transport's flow control."""
+        """Write a large file (or body) in chunks, respecting the transport's flow control.
+
+        While the peer does not read, this waits for ``resume_writing``; the
+        write watchdog drops a peer that reads nothing for ``write_timeout``.
+        """
         try:
             with file:
                 while self.state is not State.CLOSED:
@@ -580,7 +673,7 @@ class Connection(asyncio.BufferedProtocol):
             self._write(self.h11.send(h11.EndOfMessage()))
             self._response_done()
         except Exception:
-            logger.exception("streaming a file failed")
+            logger.exception("streaming a response failed")
             self._abort()
 
     def _response_done(self) -> None:
@@ -641,15 +734,14 @@ class Connection(asyncio.BufferedProtocol):
         self.state = State.CLOSED
         transport = self.transport
         assert transport is not None
-        transport.write(
-            plain_response(503, "503 Service Unavailable: too many pending connections", [("Retry-After", "1")])
-        )
+        transport.write(_busy_response())
         transport.close()
 
     # -- closing --
 
     def _write(self, data: bytes | None) -> None:
         if data and self.transport is not None and self.state is not State.CLOSED:
+            self.written += len(data)
             self.transport.write(data)
 
     def _enter_closing(self) -> asyncio.Transport | None:
@@ -659,7 +751,11 @@ class Connection(asyncio.BufferedProtocol):
         self.state = State.CLOSING
         self.owner.release_pending(self)  # a closing connection holds no handshake slot
         self._cancel_timer()
-        return self.transport
+        transport = self.transport
+        if transport is not None and transport.get_write_buffer_size():
+            # close() waits for the buffer to drain: only as long as the peer takes bytes.
+            self._watch_writes()
+        return transport
 
     def _close_gracefully(self) -> None:
         """Flush, half-close and drain the peer for a moment, then close."""

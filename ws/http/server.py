@@ -31,6 +31,7 @@ from .._runtime.emitter import EventEmitter
 from .._runtime.net import Target, format_host_port, parse_address
 from ..request import Request
 from ..upgrade import PathFilter, UpgradeHandler
+from .accept import Acceptor, open_file_limit, pending_cap, raise_open_file_limit
 from .connection import Admission, Connection
 from .context import Context, Response
 from .routing import Handler, Router
@@ -87,8 +88,10 @@ _OPTIONS = (
     "header_timeout",
     "keep_alive_timeout",
     "close_timeout",
+    "write_timeout",
     "backlog",
     "max_pending_handshakes",
+    "raise_file_limit",
 )
 
 
@@ -115,8 +118,10 @@ class Server(EventEmitter):
         header_timeout: float | None = 10.0,
         keep_alive_timeout: float | None = 5.0,
         close_timeout: float | None = 5.0,
+        write_timeout: float | None = 10.0,
         backlog: int = 511,
         max_pending_handshakes: int | None = 1024,
+        raise_file_limit: bool = True,
     ) -> None:
         super().__init__()
         config: dict[str, Any] = dict(
@@ -128,8 +133,10 @@ class Server(EventEmitter):
             header_timeout=header_timeout,
             keep_alive_timeout=keep_alive_timeout,
             close_timeout=close_timeout,
+            write_timeout=write_timeout,
             backlog=backlog,
             max_pending_handshakes=max_pending_handshakes,
+            raise_file_limit=raise_file_limit,
         )
         if isinstance(address, Mapping):
             # The JSH form: Server({'network': 'tcp', 'address': ':8080', ...}).
@@ -149,21 +156,30 @@ class Server(EventEmitter):
         self.header_timeout: float | None = config["header_timeout"]
         self.keep_alive_timeout: float | None = config["keep_alive_timeout"]
         self.close_timeout: float | None = config["close_timeout"]
+        # A connection whose unsent bytes make no progress for this long is dropped.
+        self.write_timeout: float | None = config["write_timeout"]
+        if self.write_timeout is not None and self.write_timeout <= 0:
+            raise ValueError(f"write_timeout must be positive or None, got {self.write_timeout!r}")
         self.backlog: int = config["backlog"]
         # At most this many connections may still be sending their request head.
         self.max_pending_handshakes: int | None = config["max_pending_handshakes"]
         if self.max_pending_handshakes is not None and self.max_pending_handshakes < 1:
             raise ValueError(f"max_pending_handshakes must be positive or None, got {self.max_pending_handshakes!r}")
+        self.raise_file_limit: bool = config["raise_file_limit"]
+        # The cap in force: max_pending_handshakes, lowered at serve() to half the open-file limit.
+        self._pending_cap = self.max_pending_handshakes
 
         self._loop = _loop.bind()
         self._ref = _loop.Ref(self._loop)
         self._router = Router()
         self._upgrades: dict[str | None, UpgradeHandler] = {}
         self._connections: set[Connection] = set()
-        # Connections that have not sent a complete request head yet.
+        # Connections waiting for (the rest of) a request head: new ones, and
+        # keep-alive ones whose next head has begun.  Only this object writes it.
         self._pending: set[Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._servers: list[asyncio.AbstractServer] = []
+        # What accepts on each socket: our Acceptor on selector loops, else asyncio's server.
+        self._listeners: list[Acceptor | asyncio.AbstractServer] = []
         self._sockets: list[socket.socket] = []
         self._state = Lifecycle.NEW
         # close() was called while STARTING: close as soon as listening.
@@ -308,11 +324,21 @@ class Server(EventEmitter):
         """A new connection: take it, refuse it (not serving) or answer 503 (too many pending)."""
         if self._state not in (Lifecycle.LISTENING, Lifecycle.STARTING):
             return "refused"
-        if self.max_pending_handshakes is not None and len(self._pending) >= self.max_pending_handshakes:
+        if self._pending_cap is not None and len(self._pending) >= self._pending_cap:
             return "busy"
         self._connections.add(conn)
         self._pending.add(conn)
         return "admitted"
+
+    def wait_for_head(self, conn: Connection) -> bool:
+        """``conn`` waits for the rest of a request head: count it; ``False`` if too many already do."""
+        pending = self._pending
+        if conn in pending:
+            return True
+        if self._pending_cap is not None and len(pending) >= self._pending_cap:
+            return False
+        pending.add(conn)
+        return True
 
     def release_pending(self, conn: Connection) -> None:
         """``conn`` no longer waits for its request head (read, or closing)."""
@@ -478,6 +504,9 @@ class Server(EventEmitter):
                 raise RuntimeError("the server's event loop is closed")
             self._loop = _loop.bind()
             self._ref = _loop.Ref(self._loop)
+        if self.raise_file_limit:
+            raise_open_file_limit()
+        self._pending_cap = pending_cap(self.max_pending_handshakes, open_file_limit())
         self._sockets = self._bind()
         self._state = Lifecycle.STARTING
         self._close_requested = False
@@ -487,10 +516,17 @@ class Server(EventEmitter):
     async def _start(self) -> str:
         loop = self._loop
         handshake_timeout = self.header_timeout if self._ssl is not None else None
-        listener: asyncio.AbstractServer
+        listener: Acceptor | asyncio.AbstractServer
         try:
             for sock in self._sockets:
-                if self.network == "unix":
+                if Acceptor.supported(loop):
+                    # Our own accept loop: it pauses when out of descriptors (ws.http.accept).
+                    listener = Acceptor(
+                        loop, sock, self._new_connection, ssl=self._ssl,
+                        ssl_handshake_timeout=handshake_timeout,
+                    )
+                    listener.start()
+                elif self.network == "unix":
                     listener = await loop.create_unix_server(
                         self._new_connection, sock=sock, ssl=self._ssl, backlog=self.backlog,
                         ssl_handshake_timeout=handshake_timeout,
@@ -500,14 +536,14 @@ class Server(EventEmitter):
                         self._new_connection, sock=sock, ssl=self._ssl, backlog=self.backlog,
                         ssl_handshake_timeout=handshake_timeout,
                     )
-                self._servers.append(listener)
+                self._listeners.append(listener)
         except Exception as exc:
             logger.error("HTTP server could not start on %s: %s", self.address, exc)
-            for listener in self._servers:
+            for listener in self._listeners:
                 listener.close()
             for sock in self._sockets:
                 sock.close()
-            self._servers = []
+            self._listeners = []
             self._sockets = []
             self._state = Lifecycle.CLOSED
             raise
@@ -581,9 +617,11 @@ class Server(EventEmitter):
             self._check_closed()
             return
         self._state = Lifecycle.CLOSING
-        for server in self._servers:
-            server.close()
-        self._servers = []
+        for listener in self._listeners:
+            listener.close()
+        self._listeners = []
+        for sock in self._sockets:
+            sock.close()  # as asyncio's server.close() does: new connections are refused at once
         self._unlink_unix()
         for conn in list(self._connections):
             try:
