@@ -23,6 +23,7 @@ from .protocol.writer import FIN_BINARY, FIN_TEXT, serialize as _serialize
 from ._runtime import loop as _loop
 from ._runtime.compat import normalize_options
 from ._runtime.emitter import EventEmitter
+from ._runtime.log import report_error
 from .connection.keepalive import Heartbeat
 from .http.responses import http_date, plain_response
 from .request import Request
@@ -429,7 +430,7 @@ class WebSocketServer(EventEmitter):
         """A refusal caused by a failing user hook is a server error: log it and emit ``'error'``."""
         if refused.error is None:
             return
-        logger.error("%s", refused.problem or "handshake hook failed", exc_info=refused.error)
+        report_error(logger, "%s", refused.problem or "handshake hook failed", error=refused.error)
         self.emit("error", refused.error)
 
     # -- JavaScript spellings (the EventEmitter ones come from EventEmitter) --------------
