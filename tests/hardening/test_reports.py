@@ -152,3 +152,128 @@ def test_protocol_errors_of_many_connections_log_one_line_and_a_count() -> None:
         assert lines.count("ws: unhandled 'error' event on WebSocket: incorrect masking") == 1, text  # the first, in full
         counts = [line for line in lines if "more like \"unhandled 'error' event on WebSocket" in line]
         assert sum(int(line.split()[1].replace(",", "")) for line in counts) == 299, text
+
+
+# -- 10. our client and a server that refuses -----------------------------------------
+
+
+@asynccontextmanager
+async def hostile_server(answer: Callable[[str, asyncio.StreamWriter], Awaitable[None]]) -> AsyncIterator[dict[str, Any]]:
+    """A raw server: reads the upgrade request, then ``answer(accept_key, writer)``; counts what it wrote."""
+    state: dict[str, Any] = {"written": 0, "stopped": None}
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        key = next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n") if line.lower().startswith(b"sec-websocket-key:"))
+        accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()).decode()
+        real_write = writer.write
+
+        def counting(data: bytes) -> None:
+            state["written"] += len(data)
+            real_write(data)
+
+        writer.write = counting  # type: ignore[method-assign]
+        started = time.monotonic()
+        try:
+            await answer(accept, writer)
+        except (ConnectionError, OSError):
+            state["stopped"] = time.monotonic() - started  # the client dropped us
+        except asyncio.CancelledError:  # the test's loop ends
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    state["port"] = server.sockets[0].getsockname()[1]
+    try:
+        yield state
+    finally:
+        server.close()
+
+
+def endless(head: bytes, chunk: bytes, limit: int = 1 << 31) -> Callable[[str, asyncio.StreamWriter], Awaitable[None]]:
+    async def answer(accept: str, writer: asyncio.StreamWriter) -> None:
+        writer.write(head)
+        sent = 0
+        while sent < limit:
+            writer.write(chunk)
+            sent += len(chunk)
+            await writer.drain()
+        await asyncio.sleep(30)  # then silence, the connection open
+
+    return answer
+
+
+REFUSALS = {
+    "giant header": (
+        endless(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nX-Big: ", b"a" * 65536),
+        None, "response head larger than 16,384 bytes",
+    ),
+    "5,000 headers": (
+        endless(b"HTTP/1.1 101 Switching Protocols\r\n", b"".join(b"X-H%d: v\r\n" % i for i in range(5000))),
+        None, "response head larger than 16,384 bytes",
+    ),
+    "200 short headers": (
+        endless(b"HTTP/1.1 101 Switching Protocols\r\n" + b"A: b\r\n" * 200 + b"\r\n", b"\x00" * 65536),
+        None, "expected no more than 128 headers",
+    ),
+    "403 with a 20 MB body": (
+        endless(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 20000000\r\n\r\n", b"b" * 62500, limit=20_000_000),
+        403, "Unexpected server response: 403 (its body was cut at 65,536 bytes)",
+    ),
+    "chunked 200": (
+        endless(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", b"10000\r\n" + b"c" * 65536 + b"\r\n"),
+        200, "Unexpected server response: 200 (its body was cut at 65,536 bytes)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_client_stops_reading_a_refused_handshake_and_says_why(case: str) -> None:
+    """Before: 5.3-5.8 GB read and discarded in 5 s, then a bare timeout or "closed before the handshake completed"."""
+    answer, status, cause = REFUSALS[case]
+
+    async def main() -> None:
+        async with hostile_server(answer) as server:
+            started = time.monotonic()
+            sock = WebSocket(f"ws://127.0.0.1:{server['port']}/", handshake_timeout=5)
+            rec = Recorder(sock, "open", "unexpected-response", "error", "close")
+            await rec.wait("close", timeout=8)
+            took = time.monotonic() - started
+            (error,), = rec.args("error")
+            assert cause in str(error), str(error)
+            assert took < 2.0, f"reported after {took:.1f} s: {error}"
+            if status is None:
+                assert rec.names() == ["error", "close"]
+            else:
+                assert rec.names() == ["unexpected-response", "error", "close"]
+                (got, headers, body), = rec.args("unexpected-response")
+                assert got == status == error.status and len(body) == 65_536 and body == error.body
+                assert headers and headers == error.headers
+            await asyncio.sleep(0.3)  # the server notices the reset
+            assert server["stopped"] is not None and server["stopped"] < 2.0
+            assert server["written"] < 16 * MiB, f"the server wrote {server['written']:,} bytes"
+
+    run(main, 20)
+
+
+def test_client_reads_a_small_refusal_in_full_and_follows_no_more() -> None:
+    """A 401 whose body comes in two pieces, then the server holds the connection open."""
+
+    async def answer(accept: str, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 11\r\nWWW-Authenticate: Basic\r\n\r\nwho ")
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        writer.write(b"are you")
+        await asyncio.sleep(30)
+
+    async def main() -> None:
+        async with hostile_server(answer) as server:
+            sock = WebSocket(f"ws://127.0.0.1:{server['port']}/", handshake_timeout=5)
+            rec = Recorder(sock, "unexpected-response", "error", "close")
+            await rec.wait("close", timeout=3)
+            (status, headers, body), = rec.args("unexpected-response")
+            assert (status, body) == (401, b"who are you") and ("WWW-Authenticate", "Basic") in headers
+            assert str(rec.args("error")[0][0]) == "Unexpected server response: 401"
+
+    run(main, 10)
