@@ -277,3 +277,45 @@ def test_client_reads_a_small_refusal_in_full_and_follows_no_more() -> None:
             assert str(rec.args("error")[0][0]) == "Unexpected server response: 401"
 
     run(main, 10)
+
+
+# -- 11a. non-ASCII bytes in handshake headers ----------------------------------------------
+
+
+def raw_upgrade(port: int, extra: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(
+            b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: " + KEY.encode() + b"\r\nSec-WebSocket-Version: 13\r\n" + extra + b"\r\n"
+        )
+        return sock.recv(4096)
+
+
+def test_non_ascii_header_bytes_400_in_websocket_headers_and_opaque_elsewhere() -> None:
+    """What docs/reliability.md says: obs-text (RFC 9110 5.5) is data in ordinary headers, a 400 in ours."""
+
+    async def main() -> None:
+        seen: list[Any] = []
+
+        def verify(info: Any) -> bool:
+            seen.append(info.req)
+            return True
+
+        async with serving(verify_client=verify) as served:
+            loop = asyncio.get_running_loop()
+            answer = await loop.run_in_executor(None, raw_upgrade, served.port, b"Cookie: name=caf\xc3\xa9\r\nX-Note: \xe9\xff\r\n")
+            assert answer.startswith(b"HTTP/1.1 101 ")
+            request = seen[-1]
+            assert request.get_header("cookie").encode("latin-1") == b"name=caf\xc3\xa9"  # the bytes, as ISO-8859-1
+            assert request.get_header("x-note") == "\xe9\xff"
+            for extra in (
+                b"Sec-WebSocket-Protocol: ch\xe9t\r\n",
+                b"Upgrade: websocket\xe9\r\n",
+                b"Connection: Upgrade, \xe9\r\n",
+            ):
+                answer = await loop.run_in_executor(None, raw_upgrade, served.port, extra)
+                assert answer.startswith(b"HTTP/1.1 400 "), (extra, answer[:200])
+                assert b"Bad Request: invalid" in answer
+            assert len(seen) == 1  # refused before any hook ran
+
+    run(main, 20)
