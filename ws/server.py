@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable
 
 
 from .protocol import handshake
-from .protocol.handshake import Accepted, Policy, Refused, VerifyInfo
+from .protocol.handshake import DEFAULT_MAX_PAYLOAD_DEFLATE, Accepted, Policy, Refused, VerifyInfo
 from .protocol.writer import FIN_BINARY, FIN_TEXT, serialize as _serialize
 from ._runtime import loop as _loop
 from ._runtime.compat import normalize_options
@@ -109,7 +109,9 @@ class WebSocketServer(EventEmitter):
         if isinstance(protocols, str):
             protocols = [protocols]  # one name, not its letters
         self.protocols: list[str] | None = list(protocols) if protocols else None
-        self.max_payload = opts.get("max_payload", DEFAULT_MAX_PAYLOAD)
+        self._max_payload: int | None = opts.get("max_payload", DEFAULT_MAX_PAYLOAD)
+        # A compressed connection's limit: the user's max_payload, else a smaller default.
+        self._deflate_max_payload: int | None = opts.get("max_payload", DEFAULT_MAX_PAYLOAD_DEFLATE)
         check_byte_limit("max_buffered_amount", opts.get("max_buffered_amount"))
         self.per_message_deflate = opts.get("per_message_deflate", False)
         self._socket_options: dict[str, Any] = {
@@ -351,8 +353,11 @@ class WebSocketServer(EventEmitter):
         proto.mark_open()
         proto.read_frames()
 
+        options = self._socket_options
+        if extensions_header:  # compressed: the limit the handshake chose (see Policy.deflate_max_payload)
+            options = {**options, "max_payload": proto.message_limit()}
         ws = WebSocket._accepted(
-            self._loop, proto, transport, request, self._finished_hook, self._socket_options, extensions_header or ""
+            self._loop, proto, transport, request, self._finished_hook, options, extensions_header or ""
         )
         self._sockets.add(ws)
         if self._heartbeat is not None:
@@ -406,13 +411,29 @@ class WebSocketServer(EventEmitter):
         """The process or the host shuts down: close every client with 1001."""
         self._close_now(1001, "server shutting down")
 
+    @property
+    def max_payload(self) -> int | None:
+        """The largest message accepted (1009 past it); ``None``: no limit.
+
+        Unless set (here or as an option), a connection that negotiated
+        permessage-deflate gets ``DEFAULT_MAX_PAYLOAD_DEFLATE`` (1 MiB) instead.
+        """
+        return self._max_payload
+
+    @max_payload.setter
+    def max_payload(self, value: int | None) -> None:
+        self._max_payload = self._deflate_max_payload = value
+
     def _policy(self) -> Policy:
         """The handshake policy from this server's options as they are now (users may reassign them).
 
         Built again only when an option changed (compared by identity): a
         frozen dataclass costs about a microsecond per handshake otherwise.
         """
-        options = (self.verify_client, self.handle_protocols, self.protocols, self.per_message_deflate, self.max_payload)
+        options = (
+            self.verify_client, self.handle_protocols, self.protocols, self.per_message_deflate,
+            self._max_payload, self._deflate_max_payload,
+        )
         cached = self._policy_cache
         if cached is not None and all(a is b for a, b in zip(cached[0], options)):
             return cached[1]
@@ -421,7 +442,8 @@ class WebSocketServer(EventEmitter):
             handle_protocols=self.handle_protocols,
             protocols=self.protocols,
             per_message_deflate=self.per_message_deflate,
-            max_payload=self.max_payload,
+            max_payload=self._max_payload,
+            deflate_max_payload=self._deflate_max_payload,
         )
         self._policy_cache = (options, policy)
         return policy

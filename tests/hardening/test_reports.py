@@ -319,3 +319,105 @@ def test_non_ascii_header_bytes_400_in_websocket_headers_and_opaque_elsewhere() 
             assert len(seen) == 1  # refused before any hook ran
 
     run(main, 20)
+
+
+# -- 11b. permessage-deflate and max_payload ---------------------------------------------
+
+
+def bomb(size: int) -> bytes:
+    """A permessage-deflate payload inflating to ``size`` zero bytes (about size / 1,000 on the wire)."""
+    comp = zlib.compressobj(9, zlib.DEFLATED, -15)
+    data = comp.compress(b"\x00" * size) + comp.flush(zlib.Z_SYNC_FLUSH)
+    assert data.endswith(b"\x00\x00\xff\xff")
+    return data[:-4]
+
+
+def deflate_upgrade(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(
+        f"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n"
+        f"Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n".encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(4096)
+    assert head.startswith(b"HTTP/1.1 101") and b"permessage-deflate" in head, head
+    return sock
+
+
+def first_frame(sock: socket.socket) -> tuple[int, bytes]:
+    """The first byte of the server's first frame, and its first payload bytes (at most 125)."""
+    head = b""
+    while len(head) < 2:
+        chunk = sock.recv(2 - len(head))
+        if not chunk:
+            raise ConnectionError("closed before a frame")
+        head += chunk
+    n = head[1] & 0x7F
+    if n > 125:
+        return head[0], b""
+    payload = b""
+    while len(payload) < n:
+        payload += sock.recv(n - len(payload))
+    return head[0], payload
+
+
+def send_bomb(port: int, size: int) -> tuple[int, bytes]:
+    with deflate_upgrade(port) as sock:
+        sock.sendall(frame(0x2, bomb(size), rsv=0b100))
+        return first_frame(sock)
+
+
+def test_compressed_connection_default_limit_refuses_a_deflate_bomb_cheaply() -> None:
+    """Before: 100 MiB by default, so 32 KiB on the wire made the server inflate (and echo) 32 MiB."""
+    with TargetProcess(ws={"per_message_deflate": True}) as target:
+        with LatencyProbe(target.port) as probe:
+            cpu = target.cpu()
+            answers = [send_bomb(target.port, 32 * MiB) for _ in range(8)]
+            used = target.cpu() - cpu
+        for first, payload in answers:
+            assert first == 0x88 and struct.unpack("!H", payload[:2])[0] == 1009, (hex(first), payload)
+        assert used < 0.5, f"{used:.2f} s of CPU for 8 bombs of 32 MiB"
+        assert target.peak_rss() < 200 * MiB
+        probe.assert_served(worst=1.0, connect=2.0)
+        # Under the limit a compressed message still goes through (and is echoed compressed).
+        first, _ = send_bomb(target.port, MiB - 1000)
+        assert first == 0xC2  # FIN, RSV1, binary
+
+
+def test_an_explicit_max_payload_still_sets_the_bound_of_a_compressed_connection() -> None:
+    with TargetProcess(ws={"per_message_deflate": True, "max_payload": 8 * MiB}) as target:
+        first, _ = send_bomb(target.port, 4 * MiB)
+        assert first == 0xC2  # echoed
+        first, payload = send_bomb(target.port, 16 * MiB)
+        assert first == 0x88 and struct.unpack("!H", payload[:2])[0] == 1009
+
+
+def test_client_default_limit_on_a_compressed_connection() -> None:
+    """Our client offers compression by default; a server that accepts it may send a bomb."""
+
+    async def answer(accept: str, writer: asyncio.StreamWriter) -> None:
+        writer.write(
+            f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n".encode()
+        )
+        writer.write(frame(0x2, bomb(4 * MiB), rsv=0b100, mask=False))
+        await writer.drain()
+        await asyncio.sleep(10)
+
+    async def main() -> None:
+        async with hostile_server(answer) as server:
+            url = f"ws://127.0.0.1:{server['port']}/"
+            sock = WebSocket(url)
+            rec = Recorder(sock, "open", "message", "error", "close")
+            (error,), = await rec.wait("error", timeout=5)  # then the closing handshake, which this server ignores
+            assert error.close_code == 1009 and rec.count("message") == 0 and sock.max_payload == MiB
+            sock.terminate()
+            sock = WebSocket(url, max_payload=8 * MiB)  # the user's choice wins
+            rec = Recorder(sock, "open", "message", "error", "close")
+            (event,), = await rec.wait("message", timeout=5)
+            assert event.data == b"\x00" * (4 * MiB)
+            sock.terminate()
+
+    run(main, 20)

@@ -24,6 +24,7 @@ from websockets.http11 import Response
 from websockets.uri import WebSocketURI, parse_uri
 
 from ..protocol import _websockets as _protocol
+from ..protocol.handshake import DEFAULT_MAX_PAYLOAD_DEFLATE
 from . import proxy as _proxy
 from ..events import ReadyState
 from ..exceptions import ConnectError, HandshakeError, describe
@@ -117,6 +118,8 @@ class ClientConfig:
         self.origin: str | None = options.get("origin")
         self.handshake_timeout: float = options.get("handshake_timeout", DEFAULT_HANDSHAKE_TIMEOUT)
         self.per_message_deflate = options.get("per_message_deflate", True)
+        # Unless set, a compressed connection gets DEFAULT_MAX_PAYLOAD_DEFLATE (``handshake_response``).
+        self.max_payload_set = "max_payload" in options
         self.ssl: _ssl.SSLContext | bool | None = options.get("ssl")
         if self.ssl is not None and self.ssl is not True and not isinstance(self.ssl, _ssl.SSLContext):
             raise TypeError(f"ssl must be an ssl.SSLContext (or None for the system's trust store), got {self.ssl!r}")
@@ -258,12 +261,16 @@ class ClientConfig:
             error.__cause__ = exc
             ws._abort_connecting(error)
             return
+        extensions = response.headers.get("Sec-WebSocket-Extensions", "")
+        if extensions and not self.max_payload_set:  # compressed: a message may inflate ~1,000x
+            proto.set_message_limit(DEFAULT_MAX_PAYLOAD_DEFLATE)
+            ws.max_payload = DEFAULT_MAX_PAYLOAD_DEFLATE
         if self.ping_interval:
             from .keepalive import Heartbeat
 
             assert self.loop is not None
             Heartbeat(self.loop, self.ping_interval, self.ping_timeout).add(ws)
-        ws._opened(proto, response.headers.get("Sec-WebSocket-Extensions", ""))
+        ws._opened(proto, extensions)
 
     def _invalid(self, ws: "WebSocket", why: str, cause: BaseException | None = None) -> None:
         """The answer is not valid HTTP, or too large to read: fail at once, reading no more."""
