@@ -43,7 +43,8 @@ def test_client_echo_big_and_negotiation(deflate: bool) -> None:
     async def main() -> None:
         node, port = await NodePeer.server({"echo": True, "perMessageDeflate": deflate, "prefer": "chat.v2"})
         async with node:
-            sock, rec = await connect(port, "/echo?x=1", ["chat.v1", "chat.v2"])
+            # BIG passes the 1 MiB default of a compressed connection: the limit is set, as a user would.
+            sock, rec = await connect(port, "/echo?x=1", ["chat.v1", "chat.v2"], max_payload=BIG)
             await rec.wait("open", timeout=20)
             opened = await node.wait("open")
             assert opened["path"] == "/echo?x=1"
@@ -74,7 +75,7 @@ def test_client_receives_fragments_and_big(deflate: bool) -> None:
     async def main() -> None:
         node, port = await NodePeer.server({"perMessageDeflate": deflate})
         async with node:
-            sock, rec = await connect(port)
+            sock, rec = await connect(port, max_payload=BIG)
             await rec.wait("open", timeout=20)
             await node.wait("open")
             node.command("fragments", id=1, parts=["frag", "men", "ted ✓"])
@@ -202,7 +203,10 @@ async def our_server(deflate: bool = False, reject: bool = False) -> tuple[Serve
     def choose(offered: list[str], request: Any) -> str | None:
         return "chat.v2" if "chat.v2" in offered else None
 
-    wss = WebSocketServer(server=server, path="/echo", per_message_deflate=deflate, verify_client=verify, handle_protocols=choose)
+    wss = WebSocketServer(
+        server=server, path="/echo", per_message_deflate=deflate, verify_client=verify, handle_protocols=choose,
+        max_payload=BIG,  # over the 1 MiB default of a compressed connection
+    )
     wss.on("connection", on_connection)
     await server.serve_async()
     return server, sockets, recorders

@@ -195,7 +195,8 @@ class WebsocketsServer:
 def test_client_echo_big_and_negotiation(impl: str, deflate: bool) -> None:
     async def main() -> None:
         async with WebsocketsServer(impl, deflate) as server:
-            sock, rec = await connect(server.port, "/echo", ["chat.v1", "chat.v2"])
+            # BIG passes the 1 MiB default of a compressed connection: the limit is set, as a user would.
+            sock, rec = await connect(server.port, "/echo", ["chat.v1", "chat.v2"], max_payload=BIG)
             await rec.wait("open", timeout=20)
             assert sock.protocol == "chat.v2"
             assert ("permessage-deflate" in sock.extensions) is deflate
@@ -220,7 +221,7 @@ def test_client_echo_big_and_negotiation(impl: str, deflate: bool) -> None:
 def test_client_receives_fragments(impl: str, deflate: bool) -> None:
     async def main() -> None:
         async with WebsocketsServer(impl, deflate) as server:
-            sock, rec = await connect(server.port, "/fragments")
+            sock, rec = await connect(server.port, "/fragments", max_payload=BIG)
             messages = [m[0] for m in await rec.wait("message", 3, timeout=TIMEOUT)]
             assert messages[0].data == "fragmented ✓"
             assert messages[1].data == b"\x01" + b"\x02" * 70000
@@ -308,7 +309,10 @@ async def our_server(deflate: bool = False, ssl: Any = None) -> tuple[Server, li
         recorders.append(Recorder(sock, "message", "ping", "pong", "close", "error"))
         sock.on("message", lambda event: sock.close(4004, "py bye") if event.data == "close me" else sock.send(event.data))
 
-    wss = WebSocketServer(server=server, path="/echo", per_message_deflate=deflate, verify_client=verify, protocols=["chat.v2"])
+    wss = WebSocketServer(
+        server=server, path="/echo", per_message_deflate=deflate, verify_client=verify, protocols=["chat.v2"],
+        max_payload=BIG,  # over the 1 MiB default of a compressed connection
+    )
     wss.on("connection", on_connection)
     await server.serve_async()
     return server, sockets, recorders

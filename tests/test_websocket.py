@@ -61,7 +61,8 @@ def test_constants() -> None:
 def test_echo_text_binary_and_large() -> None:
     async def main() -> None:
         async with serve(echo, "127.0.0.1", 0, max_size=None) as server:
-            sock = WebSocket(ws_url(server))
+            # Compression is negotiated, whose default limit (1 MiB) the big message passes: set it.
+            sock = WebSocket(ws_url(server), max_payload=4 << 20)
             rec = Recorder(sock, "open", "message", "close", "error")
             await rec.wait("open")
             assert sock.ready_state == WebSocket.OPEN == sock.readyState

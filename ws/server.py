@@ -18,12 +18,13 @@ from typing import Any, Callable, Iterable
 
 
 from .protocol import handshake
-from .protocol.handshake import Accepted, Policy, Refused, VerifyInfo
+from .protocol.handshake import DEFAULT_MAX_PAYLOAD_DEFLATE, Accepted, Policy, Refused, VerifyInfo
 from .protocol.writer import FIN_BINARY, FIN_TEXT, serialize as _serialize
 from ._runtime import loop as _loop
 from ._runtime.budget import DEFAULT_MAX_TOTAL_BUFFERED, budget_for
 from ._runtime.compat import normalize_options
 from ._runtime.emitter import EventEmitter
+from ._runtime.log import report_error
 from .connection.keepalive import Heartbeat
 from .http.responses import http_date, plain_response
 from .request import Request
@@ -110,7 +111,9 @@ class WebSocketServer(EventEmitter):
         if isinstance(protocols, str):
             protocols = [protocols]  # one name, not its letters
         self.protocols: list[str] | None = list(protocols) if protocols else None
-        self.max_payload = opts.get("max_payload", DEFAULT_MAX_PAYLOAD)
+        self._max_payload: int | None = opts.get("max_payload", DEFAULT_MAX_PAYLOAD)
+        # A compressed connection's limit: the user's max_payload, else a smaller default.
+        self._deflate_max_payload: int | None = opts.get("max_payload", DEFAULT_MAX_PAYLOAD_DEFLATE)
         check_byte_limit("max_buffered_amount", opts.get("max_buffered_amount"))
         check_byte_limit("max_total_buffered_amount", opts.get("max_total_buffered_amount"))
         #: Unsent bytes all the sockets of the servers on this loop with the same value may hold
@@ -356,9 +359,12 @@ class WebSocketServer(EventEmitter):
         proto.mark_open()
         proto.read_frames()
 
+        options = self._socket_options
+        if extensions_header:  # compressed: the limit the handshake chose (see Policy.deflate_max_payload)
+            options = {**options, "max_payload": proto.message_limit()}
         budget = self.max_total_buffered_amount
         ws = WebSocket._accepted(
-            self._loop, proto, transport, request, self._finished_hook, self._socket_options, extensions_header or "",
+            self._loop, proto, transport, request, self._finished_hook, options, extensions_header or "",
             None if budget is None else budget_for(self._loop, budget),
         )
         self._sockets.add(ws)
@@ -413,13 +419,29 @@ class WebSocketServer(EventEmitter):
         """The process or the host shuts down: close every client with 1001."""
         self._close_now(1001, "server shutting down")
 
+    @property
+    def max_payload(self) -> int | None:
+        """The largest message accepted (1009 past it); ``None``: no limit.
+
+        Unless set (here or as an option), a connection that negotiated
+        permessage-deflate gets ``DEFAULT_MAX_PAYLOAD_DEFLATE`` (1 MiB) instead.
+        """
+        return self._max_payload
+
+    @max_payload.setter
+    def max_payload(self, value: int | None) -> None:
+        self._max_payload = self._deflate_max_payload = value
+
     def _policy(self) -> Policy:
         """The handshake policy from this server's options as they are now (users may reassign them).
 
         Built again only when an option changed (compared by identity): a
         frozen dataclass costs about a microsecond per handshake otherwise.
         """
-        options = (self.verify_client, self.handle_protocols, self.protocols, self.per_message_deflate, self.max_payload)
+        options = (
+            self.verify_client, self.handle_protocols, self.protocols, self.per_message_deflate,
+            self._max_payload, self._deflate_max_payload,
+        )
         cached = self._policy_cache
         if cached is not None and all(a is b for a, b in zip(cached[0], options)):
             return cached[1]
@@ -428,7 +450,8 @@ class WebSocketServer(EventEmitter):
             handle_protocols=self.handle_protocols,
             protocols=self.protocols,
             per_message_deflate=self.per_message_deflate,
-            max_payload=self.max_payload,
+            max_payload=self._max_payload,
+            deflate_max_payload=self._deflate_max_payload,
         )
         self._policy_cache = (options, policy)
         return policy
@@ -437,7 +460,7 @@ class WebSocketServer(EventEmitter):
         """A refusal caused by a failing user hook is a server error: log it and emit ``'error'``."""
         if refused.error is None:
             return
-        logger.error("%s", refused.problem or "handshake hook failed", exc_info=refused.error)
+        report_error(logger, "%s", refused.problem or "handshake hook failed", error=refused.error)
         self.emit("error", refused.error)
 
     # -- JavaScript spellings (the EventEmitter ones come from EventEmitter) --------------

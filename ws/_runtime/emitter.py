@@ -29,13 +29,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import sys
-import traceback
 import types
 import weakref
 from typing import Any, Awaitable, Callable
 
 from pyee import EventEmitter as _PyeeEmitter
+
+from .log import report_error
 
 __all__ = ["EventEmitter", "adapt_arity", "invoke", "report", "spawn"]
 
@@ -45,32 +45,14 @@ logger = logging.getLogger("ws")
 MAX_HELD_EVENTS = 1024
 
 
-def _logging_configured(log: logging.Logger) -> bool:
-    """Whether a record of ``log`` at ERROR reaches a handler other than a NullHandler."""
-    current: logging.Logger | None = log
-    while current is not None:
-        if any(not isinstance(h, logging.NullHandler) for h in current.handlers):
-            return True
-        if not current.propagate:
-            return False
-        current = current.parent
-    return False
-
-
 def report(message: str, *args: Any, error: BaseException | None = None, log: logging.Logger = logger) -> None:
-    """Log an application bug at ERROR; to stderr when the application set up no logging."""
-    exc_info = error if isinstance(error, BaseException) else None
-    log.error(message, *args, exc_info=exc_info)
-    if not log.isEnabledFor(logging.ERROR) or _logging_configured(log):
-        return
-    try:
-        text = message % args if args else message
-        sys.stderr.write(f"ws: {text}\n")
-        if exc_info is not None and exc_info.__traceback__ is not None:
-            traceback.print_exception(type(exc_info), exc_info, exc_info.__traceback__, file=sys.stderr)
-        sys.stderr.flush()
-    except Exception:  # stderr closed or broken: nothing more we can do
-        pass
+    """Log an application bug at ERROR; to stderr when the application set up no logging.
+
+    Repeats of one cause are rate-limited (``ws._runtime.log.report_error``):
+    a listener that raises on every message logs one traceback, then one
+    line per interval with a count.
+    """
+    report_error(log, message, *args, error=error if isinstance(error, BaseException) else None, stderr=True)
 
 
 def _positional_capacity(fn: Callable[..., Any]) -> int | None:
@@ -292,8 +274,8 @@ def invoke(fn: Callable[..., Any], *args: Any, what: str = "handler") -> Any:
     capacity = _capacity(fn)
     try:
         result = fn(*args) if capacity is None or capacity >= len(args) else fn(*args[:capacity])
-    except Exception:
-        styles_logger.exception("%s %s raised", what, _name(fn))
+    except Exception as exc:
+        report_error(styles_logger, "%s %s raised", what, _name(fn), error=exc)
         return None
     if inspect.isawaitable(result):
         return spawn(result, what=f"{what} {_name(fn)}")
@@ -320,7 +302,7 @@ def _spawned_done(task: asyncio.Future[Any], what: str) -> None:
         return
     exc = task.exception()
     if exc is not None:
-        styles_logger.error("%s raised", what, exc_info=exc)
+        report_error(styles_logger, "%s raised", what, error=exc)
 
 
 def _name(fn: object) -> str:

@@ -10,16 +10,35 @@ for "show me everything, frames included" while developing.
 The Sans-I/O protocol decides whether to log frames when a connection
 starts, so debug mode applies to connections opened after it is enabled
 and costs nothing otherwise.
+
+Reports a peer can repeat at will (a listener that raises on every bad
+message, a hook that fails on every handshake) go through
+:func:`report_error`: the first of a cause is logged in full, with its
+traceback; repeats within ``REPORT_INTERVAL`` seconds are only counted, and
+one line per cause and interval says how many there were
+(:class:`ReportLimiter`).  ``WS_LOG_INTERVAL`` sets the interval.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
-from typing import IO
+import threading
+import time
+import traceback
+import types
+from typing import IO, Any, Callable, Hashable
 
-__all__ = ["enable_debug", "disable_debug", "configure_from_env"]
+__all__ = [
+    "ReportLimiter",
+    "configure_from_env",
+    "disable_debug",
+    "enable_debug",
+    "report_error",
+    "reports",
+]
 
 ROOT = logging.getLogger("ws")
 ROOT.addHandler(logging.NullHandler())
@@ -55,6 +74,177 @@ def disable_debug() -> None:
 
 
 def configure_from_env() -> None:
-    """``WS_DEBUG=1`` (any value but ``''``/``0``) turns debug mode on at import."""
+    """``WS_DEBUG=1`` (any value but ``''``/``0``) turns debug mode on at import;
+    ``WS_LOG_INTERVAL=seconds`` sets the interval of repeated reports."""
     if os.environ.get("WS_DEBUG", "") not in ("", "0"):
         enable_debug()
+    interval = os.environ.get("WS_LOG_INTERVAL", "")
+    if interval:
+        try:
+            reports.interval = float(interval)
+        except ValueError:
+            ROOT.warning("WS_LOG_INTERVAL=%r is not a number of seconds; using %s", interval, reports.interval)
+
+
+# -- repeated reports ---------------------------------------------------------------
+
+#: Seconds during which repeats of one cause are counted instead of logged.
+REPORT_INTERVAL = 10.0
+
+#: How many frames of a traceback tell causes apart.
+_CAUSE_DEPTH = 32
+
+
+class _Window:
+    """One cause's interval: when it began, the repeats counted, and how to summarise them."""
+
+    __slots__ = ("start", "count", "summary")
+
+    def __init__(self, start: float, count: int, summary: Callable[[int, float], None]) -> None:
+        self.start = start
+        self.count = count
+        self.summary = summary
+
+
+class ReportLimiter:
+    """One full report per cause and interval; repeats are counted and summarised in one line.
+
+    ``allow(cause, summary)`` says whether an occurrence is to be reported in
+    full.  The first of a cause is; repeats within ``interval`` seconds are
+    counted, and when the interval ends ``summary(count, seconds)`` is called
+    once (by a timer on the running loop, or at the next occurrence).  While a
+    cause keeps repeating it gets one summary per interval and no further
+    traceback; after a quiet interval its next occurrence is reported in full
+    again.  ``clock`` and ``interval`` may be set for tests.
+    """
+
+    def __init__(
+        self, interval: float = REPORT_INTERVAL, *, clock: Callable[[], float] = time.monotonic, max_causes: int = 256
+    ) -> None:
+        self.interval = interval
+        self.clock = clock
+        self.max_causes = max_causes
+        self._windows: dict[Hashable, _Window] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, cause: Hashable, summary: Callable[[int, float], None]) -> bool:
+        """``True``: report this occurrence in full; ``False``: it was counted."""
+        now = self.clock()
+        due: list[tuple[_Window, float]] = []
+        with self._lock:
+            window = self._windows.get(cause)
+            if window is not None and now - window.start < self.interval:
+                window.count += 1
+                if window.count == 1:
+                    self._arm(window.start + self.interval - now)
+                return False
+            full = window is None or window.count == 0
+            if window is not None:
+                del self._windows[cause]
+                if window.count:
+                    due.append((window, now - window.start))
+            elif len(self._windows) >= self.max_causes:  # make room: the oldest cause goes
+                oldest = next(iter(self._windows))
+                dropped = self._windows.pop(oldest)
+                if dropped.count:
+                    due.append((dropped, now - dropped.start))
+            # A cause that keeps repeating counts this one in its next interval (still "like" the first).
+            self._windows[cause] = _Window(now, 0, summary) if full else _Window(now, 1, window.summary)  # type: ignore[union-attr]
+            if not full:
+                self._arm(self.interval)
+        for ended, seconds in due:
+            ended.summary(ended.count, seconds)
+        return full
+
+    def flush(self, force: bool = False) -> None:
+        """Summarise the intervals that ended (all of them with ``force``)."""
+        now = self.clock()
+        due: list[tuple[_Window, float]] = []
+        with self._lock:
+            for cause, window in list(self._windows.items()):
+                if force or now - window.start >= self.interval:
+                    if window.count:
+                        due.append((window, now - window.start))
+                        self._windows[cause] = _Window(now, 0, window.summary)  # still repeating: quiet
+                    else:
+                        del self._windows[cause]
+        for ended, seconds in due:
+            ended.summary(ended.count, seconds)
+
+    def reset(self) -> None:
+        """Forget every cause (nothing is summarised)."""
+        with self._lock:
+            self._windows.clear()
+
+    def _arm(self, delay: float) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop on this thread: summarised at the next occurrence
+            return
+        loop.call_later(max(delay, 0.0), self.flush)
+
+
+#: The limiter of every report :func:`report_error` makes.
+reports = ReportLimiter()
+
+
+def cause_of(log: logging.Logger, message: str, error: BaseException | None) -> Hashable:
+    """What makes two reports "the same": logger, message template, exception type and where it was raised."""
+    if error is None:
+        return (log.name, message)
+    where: list[tuple[str, int]] = []
+    tb: types.TracebackType | None = error.__traceback__
+    while tb is not None and len(where) < _CAUSE_DEPTH:
+        where.append((tb.tb_frame.f_code.co_filename, tb.tb_lineno))
+        tb = tb.tb_next
+    return (log.name, message, type(error), tuple(where))
+
+
+def _logging_configured(log: logging.Logger) -> bool:
+    """Whether a record of ``log`` at ERROR reaches a handler other than a NullHandler."""
+    current: logging.Logger | None = log
+    while current is not None:
+        if any(not isinstance(h, logging.NullHandler) for h in current.handlers):
+            return True
+        if not current.propagate:
+            return False
+        current = current.parent
+    return False
+
+
+def _emit(log: logging.Logger, message: str, args: tuple[Any, ...], error: BaseException | None, stderr: bool) -> None:
+    log.error(message, *args, exc_info=error)
+    if not stderr or not log.isEnabledFor(logging.ERROR) or _logging_configured(log):
+        return
+    try:
+        text = message % args if args else message
+        sys.stderr.write(f"ws: {text}\n")
+        if error is not None and error.__traceback__ is not None:
+            traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
+        sys.stderr.flush()
+    except Exception:  # stderr closed or broken: nothing more we can do
+        pass
+
+
+def report_error(
+    log: logging.Logger,
+    message: str,
+    *args: Any,
+    error: BaseException | None = None,
+    stderr: bool = False,
+    limiter: ReportLimiter | None = None,
+) -> None:
+    """``log.error(message % args)`` with ``error``'s traceback, at most once per cause and interval.
+
+    Repeats of the same cause (:func:`cause_of`) within the interval are
+    counted and summarised in one line.  With ``stderr``, a report is also
+    printed to stderr when the application configured no logging at all.
+    """
+    text = message % args if args else message  # the summary keeps text, not the error or its frames
+    what = f" ({type(error).__name__})" if error is not None else ""
+
+    def summary(count: int, seconds: float) -> None:
+        _emit(log, "%s more like %r%s in the last %.1f s", (f"{count:,}", text, what, seconds), None, stderr)
+
+    if (limiter or reports).allow(cause_of(log, message, error), summary):
+        _emit(log, message, args, error, stderr)

@@ -16,12 +16,15 @@ import ssl as _ssl
 from typing import TYPE_CHECKING, Any, Iterable
 from urllib.parse import urljoin, urlsplit
 
+import h11
+from websockets.datastructures import Headers
 from websockets.exceptions import InvalidStatus, InvalidURI
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.http11 import Response
 from websockets.uri import WebSocketURI, parse_uri
 
 from ..protocol import _websockets as _protocol
+from ..protocol.handshake import DEFAULT_MAX_PAYLOAD_DEFLATE
 from . import proxy as _proxy
 from ..events import ReadyState
 from ..exceptions import ConnectError, HandshakeError, describe
@@ -33,6 +36,13 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["parse_url", "parse_protocols", "ClientConfig"]
 
 DEFAULT_HANDSHAKE_TIMEOUT = 30.0
+
+#: The largest response head (status line and headers) the client reads, as
+#: Node's HTTP parser and a proxy's answer to CONNECT (``proxy.py``).
+MAX_RESPONSE_HEAD = _proxy.MAX_RESPONSE_HEAD
+#: The most of a refusal's body (a non-101 answer) the client reads and hands
+#: to ``'unexpected-response'``; the connection is dropped past it.
+MAX_RESPONSE_BODY = 64 * 1024
 
 CLIENT_OPTIONS = frozenset(
     {
@@ -108,6 +118,8 @@ class ClientConfig:
         self.origin: str | None = options.get("origin")
         self.handshake_timeout: float = options.get("handshake_timeout", DEFAULT_HANDSHAKE_TIMEOUT)
         self.per_message_deflate = options.get("per_message_deflate", True)
+        # Unless set, a compressed connection gets DEFAULT_MAX_PAYLOAD_DEFLATE (``handshake_response``).
+        self.max_payload_set = "max_payload" in options
         self.ssl: _ssl.SSLContext | bool | None = options.get("ssl")
         if self.ssl is not None and self.ssl is not True and not isinstance(self.ssl, _ssl.SSLContext):
             raise TypeError(f"ssl must be an ssl.SSLContext (or None for the system's trust store), got {self.ssl!r}")
@@ -132,8 +144,10 @@ class ClientConfig:
         self.proto: _protocol.Client | None = None  # the current connection's protocol object
         self.task: asyncio.Task[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
-        # The last three bytes read before the end of the 101, in case ``\r\n\r\n`` spans two reads.
-        self.handshake_tail = b""
+        # The response head read so far (at most MAX_RESPONSE_HEAD bytes), and
+        # a refusal (a non-101 answer) whose body is being read.
+        self.head = bytearray()
+        self.refusal: _Refusal | None = None
 
     @property
     def address(self) -> str:
@@ -175,21 +189,63 @@ class ClientConfig:
             request.headers[name] = value
         proto.send_request(request)
         self.proto = proto
-        self.handshake_tail = b""
+        self.head = bytearray()
+        self.refusal = None
         ws._connected(proto, peer[0] if isinstance(peer, tuple) else peer, self.write_limits)
 
-    def handshake_end(self, data: bytes | memoryview) -> int:
-        """Where the 101 response ends in ``data`` (frames follow), or -1: not in this read."""
-        tail = self.handshake_tail
-        if tail:
-            at = (tail + bytes(data)).find(b"\r\n\r\n")
+    def receive(self, ws: "WebSocket", data: bytes | memoryview) -> bytes | memoryview | None:
+        """Bytes read before the handshake finished; returns those that follow a 101 (frames).
+
+        The head is kept until it is complete (at most ``MAX_RESPONSE_HEAD``
+        bytes), then ``websockets`` reads it in one piece, so that its parser
+        stands at a frame boundary after a 101.  An answer it cannot read, or
+        one that is not a 101, is settled at once: the client never reads
+        more than the head plus ``MAX_RESPONSE_BODY`` of a refusal.
+        """
+        if self.refusal is not None:
+            self._read_refusal(ws, data)
+            return None
+        end = self.handshake_end(data)
+        if end < 0:
+            if len(self.head) > MAX_RESPONSE_HEAD:
+                self._invalid(ws, f"response head larger than {MAX_RESPONSE_HEAD:,} bytes")
+            return None
+        head = bytes(self.head)
+        self.head = bytearray()
+        proto = self.proto
+        ws._feed(head)
+        if ws.ready_state is ReadyState.OPEN:
+            return data[end:]
+        if ws.ready_state is not ReadyState.CONNECTING or self.proto is not proto or proto is None:
+            return None  # refused, redirected or closed by a listener
+        # No answer from websockets: it found the head invalid, or it waits
+        # for a body, which only a non-101 answer has.
+        refusal = _Refusal.parse(head)
+        if refusal is None:
+            exc = proto.handshake_exc
+            cause = exc.__cause__ if exc is not None and exc.__cause__ is not None else exc
+            self._invalid(ws, describe(cause) if cause is not None else "not a 101 response", cause)
+            return None
+        self.refusal = refusal
+        if self._wants_redirect(refusal.response()):
+            self._refused(ws, refusal.response())
         else:
-            at = bytes(data).find(b"\r\n\r\n")
+            self._read_refusal(ws, data[end:])
+        return None
+
+    def handshake_end(self, data: bytes | memoryview) -> int:
+        """Keep the response head from ``data``; where it ends in ``data`` (frames may follow), or -1."""
+        head = self.head
+        kept = len(head)
+        chunk = bytes(data[: MAX_RESPONSE_HEAD + 1 - kept]) if kept <= MAX_RESPONSE_HEAD else b""
+        back = min(kept, 3)  # ``\r\n\r\n`` may span two reads
+        at = (bytes(head[kept - back:]) + chunk).find(b"\r\n\r\n")
         if at < 0:
-            self.handshake_tail = (tail + bytes(data))[-3:]
+            head += chunk
             return -1
-        self.handshake_tail = b""
-        return at + 4 - len(tail)
+        end = at + 4 - back
+        head += chunk[:end]
+        return end
 
     def handshake_response(self, ws: "WebSocket", response: Response) -> None:
         """The server answered the upgrade request."""
@@ -198,26 +254,50 @@ class ClientConfig:
         assert proto is not None
         exc = proto.handshake_exc
         if exc is not None:
-            if isinstance(exc, InvalidStatus) and self._wants_redirect(response):
-                self._redirect(ws, response)
-                return
             if isinstance(exc, InvalidStatus):
-                status = response.status_code
-                headers = list(response.headers.raw_items())
-                body = bytes(response.body or b"")
-                ws._emit_event("unexpected-response", status, headers, body)
-                error: Exception = HandshakeError(f"Unexpected server response: {status}", status, headers, body)
-            else:
-                error = HandshakeError(f"Invalid WebSocket handshake response from {self.address}: {describe(exc)}")
-                error.__cause__ = exc
+                self._refused(ws, response)
+                return
+            error = HandshakeError(f"Invalid WebSocket handshake response from {self.address}: {describe(exc)}")
+            error.__cause__ = exc
             ws._abort_connecting(error)
             return
+        extensions = response.headers.get("Sec-WebSocket-Extensions", "")
+        if extensions and not self.max_payload_set:  # compressed: a message may inflate ~1,000x
+            proto.set_message_limit(DEFAULT_MAX_PAYLOAD_DEFLATE)
+            ws.max_payload = DEFAULT_MAX_PAYLOAD_DEFLATE
         if self.ping_interval:
             from .keepalive import Heartbeat
 
             assert self.loop is not None
             Heartbeat(self.loop, self.ping_interval, self.ping_timeout).add(ws)
-        ws._opened(proto, response.headers.get("Sec-WebSocket-Extensions", ""))
+        ws._opened(proto, extensions)
+
+    def _invalid(self, ws: "WebSocket", why: str, cause: BaseException | None = None) -> None:
+        """The answer is not valid HTTP, or too large to read: fail at once, reading no more."""
+        error = HandshakeError(f"Invalid WebSocket handshake response from {self.address}: {why}")
+        error.__cause__ = cause
+        ws._abort_connecting(error)
+
+    def _read_refusal(self, ws: "WebSocket", data: bytes | memoryview) -> None:
+        refusal = self.refusal
+        assert refusal is not None
+        if refusal.receive(data):
+            self._refused(ws, refusal.response(), refusal.note)
+
+    def _refused(self, ws: "WebSocket", response: Response, note: str = "") -> None:
+        """A non-101 answer: follow a redirect, or ``'unexpected-response'`` then ``'error'``."""
+        self._stop_timer()
+        self.refusal = None
+        if self._wants_redirect(response):
+            self._redirect(ws, response)
+            return
+        status = response.status_code
+        headers = list(response.headers.raw_items())
+        body = bytes(response.body or b"")
+        ws._emit_event("unexpected-response", status, headers, body)
+        if ws.ready_state is ReadyState.CONNECTING:
+            message = f"Unexpected server response: {status}" + (f" ({note})" if note else "")
+            ws._abort_connecting(HandshakeError(message, status, headers, body))
 
     # -- redirects (Node's followRedirects) ------------------------------------------
 
@@ -264,6 +344,12 @@ class ClientConfig:
     def connection_lost(self, ws: "WebSocket", exc: Exception | None) -> None:
         """The connection ended before the handshake finished."""
         self._stop_timer()
+        refusal, proto = self.refusal, self.proto
+        if refusal is not None:  # the end of a refusal's body (or its interruption)
+            refusal.receive(b"", eof=True)
+            self._refused(ws, refusal.response(), refusal.note)
+            if ws.ready_state is not ReadyState.CONNECTING or self.proto is not proto:
+                return  # reported (or redirected)
         reason = f": {describe(exc)}" if exc else ""
         ws._lost_before_open(
             ConnectError(f"connection to {self.address} closed before the handshake completed{reason}", self.address)
@@ -290,12 +376,71 @@ class ClientConfig:
             self.timer = None
 
 
+class _Refusal:
+    """A non-101 answer: h11 reads its head and body; the body is kept up to ``MAX_RESPONSE_BODY``."""
+
+    def __init__(self, conn: h11.Connection, head: h11.Response) -> None:
+        self._conn = conn
+        self.status: int = head.status_code
+        self.reason = head.reason.decode("iso-8859-1")
+        self.headers = [(k.decode("iso-8859-1"), v.decode("iso-8859-1")) for k, v in head.headers.raw_items()]
+        self.body = bytearray()
+        self.note = ""
+
+    @classmethod
+    def parse(cls, head: bytes) -> "_Refusal | None":
+        """The answer whose head is ``head``, if it is a valid HTTP response other than 1xx."""
+        conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_RESPONSE_HEAD + 1)
+        conn.send(h11.Request(method="GET", target="/", headers=[("Host", "ws")]))
+        conn.receive_data(head)
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError:
+            return None
+        return cls(conn, event) if isinstance(event, h11.Response) else None
+
+    def receive(self, data: bytes | memoryview, *, eof: bool = False) -> bool:
+        """More of the body, or its end; ``True`` once it is complete, cut or broken."""
+        conn = self._conn
+        if eof:
+            conn.receive_data(b"")
+        elif data:
+            conn.receive_data(bytes(data))  # one read at most: h11 holds no more than that
+        try:
+            while True:
+                event = conn.next_event()
+                if isinstance(event, h11.Data):
+                    self.body += event.data
+                elif isinstance(event, h11.EndOfMessage):
+                    return True
+                elif event is h11.NEED_DATA or event is h11.PAUSED:
+                    break
+        except h11.RemoteProtocolError as exc:
+            self.note = f"its body is incomplete: {exc}"
+            return True
+        if len(self.body) > MAX_RESPONSE_BODY:
+            del self.body[MAX_RESPONSE_BODY:]
+            self.note = f"its body was cut at {MAX_RESPONSE_BODY:,} bytes"
+            return True
+        if eof:
+            self.note = "its body is incomplete"
+            return True
+        return False
+
+    def response(self) -> Response:
+        return Response(self.status, self.reason, Headers(self.headers), bytes(self.body))
+
+
 class _Ignore(asyncio.Protocol):
     """Takes the callbacks of a connection left behind by a redirect."""
 
 
 def _timed_out(ws: "WebSocket", config: ClientConfig) -> None:
     config.timer = None
+    refusal = config.refusal
+    if refusal is not None and ws.ready_state is ReadyState.CONNECTING:  # a refusal's body that never ends
+        config._refused(ws, refusal.response(), f"its body did not arrive within {config.handshake_timeout} s")
+        return
     if ws.ready_state is ReadyState.CONNECTING:
         ws._abort_connecting(ConnectError(f"Opening handshake has timed out ({config.address})", config.address))
 

@@ -948,15 +948,10 @@ class WebSocket(IterationMixin, EventEmitter):
         self._after_receive(proto)
 
     def _receive_handshake(self, client: "ClientConfig", data: Any) -> None:
-        """Client side, before OPEN: the protocol reads exactly up to the end of the
-        101 response, so that its parser stands at a frame boundary when the
-        reader takes over the bytes that follow."""
-        end = client.handshake_end(data)
-        if end < 0:
-            self._feed(bytes(data))
-            return
-        self._feed(bytes(data[:end]))
-        rest = data[end:]
+        """Client side, before OPEN: the client reads the response (a bounded head,
+        then a refusal's bounded body); the bytes after a 101 go to the reader,
+        which starts at a frame boundary."""
+        rest = client.receive(self, data)
         if rest:
             self._reader.receive(rest)
 

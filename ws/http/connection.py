@@ -35,6 +35,7 @@ from typing import IO, TYPE_CHECKING, Any, Awaitable, Callable, Literal, Protoco
 import h11
 
 from .._runtime.reads import read_buffer
+from .._runtime.log import report_error
 from ..request import Request
 from ..upgrade import UpgradeHandler
 from . import status as _status
@@ -534,8 +535,8 @@ class Connection(asyncio.BufferedProtocol):
         ctx.params = params
         try:
             result = handler(ctx)
-        except Exception:
-            logger.exception("handler for %s %s raised", request.method, request.path)
+        except Exception as exc:
+            report_error(logger, "handler for %s %s raised", request.method, request.path, error=exc)
             self._internal_error(ctx)
             return
         if inspect.isawaitable(result):
@@ -550,8 +551,8 @@ class Connection(asyncio.BufferedProtocol):
             if not ctx.responded:
                 self._close_now()
             raise
-        except Exception:
-            logger.exception("handler for %s %s raised", ctx.request.method, ctx.request.path)
+        except Exception as exc:
+            report_error(logger, "handler for %s %s raised", ctx.request.method, ctx.request.path, error=exc)
             self._internal_error(ctx)
             return
         try:
@@ -573,7 +574,7 @@ class Connection(asyncio.BufferedProtocol):
         elif isinstance(result, (dict, list)):
             ctx.json(_status.OK, result)
         else:
-            logger.error("handler for %s %s returned %r", ctx.request.method, ctx.request.path, type(result))
+            report_error(logger, "handler for %s %s returned %r", ctx.request.method, ctx.request.path, type(result))
             self._internal_error(ctx)
 
     def _internal_error(self, ctx: Context) -> None:

@@ -10,7 +10,8 @@ for a few questions its public API does not answer:
   handshake that drops the partial message (Autobahn case 7.1.5, as Node's
   ``ws`` does), where ``websockets`` fails the connection with 1002.
 * ``has_pending()``, ``in_fragmented_message()``, ``mark_open()``,
-  ``parser_error()``, ``message_limit()``, ``read_frames()``: the attributes
+  ``parser_error()``, ``message_limit()``/``set_message_limit()``,
+  ``read_frames()``: the attributes
   behind them (``writes``, ``current_size``, the ``state`` setter,
   ``parser_exc``, ``max_message_size``, ``parser``) are not documented API,
   so every use of them is here, checked against the installed version.
@@ -106,6 +107,10 @@ class _Internals(Protocol):
         """The largest message accepted (``max_size``), ``None`` for no limit."""
         limit: int | None = getattr(self, _LIMIT)
         return limit
+
+    def set_message_limit(self, limit: int | None) -> None:
+        """Change the largest message accepted (after the handshake negotiated compression)."""
+        setattr(self, _LIMIT, limit)
 
 
 class Client(_Internals, ClientProtocol):

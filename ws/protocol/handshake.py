@@ -40,7 +40,13 @@ from ..exceptions import Reject, WebSocketError
 from ..request import Request
 from . import _websockets
 
-__all__ = ["Accepted", "HandshakeResult", "Policy", "Refused", "VerifyInfo", "accept", "admit"]
+__all__ = ["Accepted", "DEFAULT_MAX_PAYLOAD_DEFLATE", "HandshakeResult", "Policy", "Refused", "VerifyInfo", "accept", "admit"]
+
+#: ``max_payload`` of a connection with permessage-deflate when the user set
+#: none (``websockets``' ``max_size``): a peer sends about 1 KiB per MiB it
+#: makes us inflate, so the uncompressed default (100 MiB, Node's) would let
+#: 100 KiB cost ~0.3 s of CPU and 100 MiB of memory (docs/reliability.md).
+DEFAULT_MAX_PAYLOAD_DEFLATE = 1 << 20
 
 #: The status line of every 101 we send; a ``'headers'`` edit cannot change it.
 STATUS_LINE_101 = "HTTP/1.1 101 Switching Protocols"
@@ -79,6 +85,8 @@ class Policy:
 
     ``per_message_deflate`` is ``False``, ``True`` (websockets' recommended
     settings) or the keyword arguments of ``ServerPerMessageDeflateFactory``.
+    ``deflate_max_payload`` replaces ``max_payload`` on a connection that
+    negotiated it (the server passes the user's ``max_payload`` when one was set).
     """
 
     verify_client: Callable[[VerifyInfo], object] | None = None
@@ -86,6 +94,7 @@ class Policy:
     protocols: Sequence[str] | None = None
     per_message_deflate: bool | Mapping[str, Any] = False
     max_payload: int | None = None
+    deflate_max_payload: int | None = DEFAULT_MAX_PAYLOAD_DEFLATE
 
     def extension_factories(self) -> list[ServerExtensionFactory] | None:
         pmd = self.per_message_deflate
@@ -205,6 +214,8 @@ def accept(request: Request, policy: Policy, *, date: str | None = None) -> Hand
     except _Refusal as refusal:
         return refusal.refused
     protocol.choose_subprotocol(subprotocol)
+    if extensions is not None:  # compressed: a message may inflate ~1,000x what was sent
+        protocol.set_message_limit(policy.deflate_max_payload)
     headers = [("Date", date)] if date is not None else []
     headers += [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Accept", accept_key)]
     if extensions is not None:

@@ -32,6 +32,7 @@ import uuid
 from typing import Any, Callable, Generator, Protocol
 
 from .._runtime.emitter import adapt_arity, spawn
+from .._runtime.log import report_error
 from ..exceptions import ConnectionNotFound
 from .messages import decode, encode
 from .endpoints import join_path
@@ -292,8 +293,8 @@ class Socket:
             logger.error("connect handlers of websocket %r took more than %s s", self.name, self.connect_timeout)
             write_refusal(transport, Refused(503, "Service Unavailable: the connect handler timed out"))
             return
-        except Exception:
-            logger.exception("connect handler of websocket %r raised", self.name)
+        except Exception as exc:
+            report_error(logger, "connect handler of websocket %r raised", self.name, error=exc)
             write_refusal(transport, Refused(500, "Internal Server Error"))
             return
         if not ctx.res.success:
@@ -322,8 +323,8 @@ class Socket:
     async def _run_logged(self, ctx: EventContext, handlers: list[Callable[[EventContext], Any]], first: Any = None) -> None:
         try:
             await self._run(ctx, handlers, first)
-        except Exception:
-            logger.exception("%s handler of websocket %r raised", ctx.event, self.name)
+        except Exception as exc:
+            report_error(logger, "%s handler of websocket %r raised", ctx.event, self.name, error=exc)
 
     def _dispatch(self, ctx: EventContext) -> None:
         """Run the handlers of ``ctx.event``: inline while they are plain functions, in a task from the first async one."""
@@ -333,8 +334,8 @@ class Socket:
                 return
             try:
                 result = handler(ctx)
-            except Exception:
-                logger.exception("%s handler of websocket %r raised", ctx.event, self.name)
+            except Exception as exc:
+                report_error(logger, "%s handler of websocket %r raised", ctx.event, self.name, error=exc)
                 return
             if result is not _DONE and inspect.isawaitable(result):  # (a lambda returning socket.send's result)
                 spawn(self._run_logged(ctx, handlers[index + 1 :], result), what=f"{ctx.event} handler")

@@ -35,6 +35,7 @@ from ..upgrade import UpgradeHandler, UpgradeHost
 from ..connection.websocket import CLOSED, OPEN, WebSocket, valid_close_code
 from .._runtime.emitter import spawn
 from .._runtime.flow import FlowGate
+from .._runtime.log import report_error
 
 __all__ = ["route_ws", "RouteContext", "UpgradeRouter", "InvalidMessage", "require_auth", "compile_validator"]
 
@@ -418,7 +419,7 @@ def _start(
             reject(str(exc))
             return
         except Exception as exc:  # a bug in a user validator
-            logger.exception("message validator of %s raised", request.path)
+            report_error(logger, "message validator of %s raised", request.path, error=exc)
             reject(f"message could not be validated: {type(exc).__name__}")
             return
         stream._put(value)
@@ -437,8 +438,8 @@ def _start(
     async def run() -> None:
         try:
             await fn(ctx)
-        except Exception:
-            logger.exception("route handler for %s raised", request.path)
+        except Exception as exc:
+            report_error(logger, "route handler for %s raised", request.path, error=exc)
             if socket.ready_state == OPEN:
                 socket.close(1011, "internal error")
             return
