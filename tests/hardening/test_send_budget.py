@@ -160,7 +160,8 @@ def test_broadcast_non_readers_are_dropped_by_the_server_wide_budget() -> None:
     """20 non-readers, cap 16 MiB each (320 MiB together), budget 24 MiB: the server holds about the budget."""
     budget, cap = 24 * MiB, 16 * MiB
     options = {"max_total_buffered_amount": budget, "max_buffered_amount": cap, "ping_interval": None}
-    with TargetProcess(ws=options) as target:
+    # Every report logged (no rate limit): the log says which rule dropped each non-reader.
+    with TargetProcess(ws=options, env={"WS_LOG_INTERVAL": "0"}) as target:
         peak, dropped = broadcast_attack(target, subscribers=20, bound=budget + 48 * MiB, timeout=10)
         assert peak < budget + 48 * MiB, f"RSS grew {peak / MiB:.0f} MiB with a {budget / MiB:.0f} MiB budget"
         assert dropped == 20, f"non-readers still held: {20 - dropped}"
