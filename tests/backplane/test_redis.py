@@ -214,3 +214,31 @@ def test_without_the_redis_package_the_error_says_what_to_install() -> None:
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     assert "pip install 'ws[redis]'" in done.stdout
+
+
+def test_publishes_waiting_for_a_slow_redis_are_bounded(redis_server: RedisServer) -> None:
+    """At most ``max_pending`` publishes wait behind the one in flight; one more fails at once."""
+
+    async def main() -> None:
+        node = RedisBackplane(redis_server.url, max_pending=3, **FAST)
+        await node.start()
+        try:
+            redis_server.freeze()
+            try:
+                waiting = [asyncio.ensure_future(node.publish("room", b"in flight"))]
+                await asyncio.sleep(0.05)  # the writer sent it and waits for the frozen Redis
+                waiting += [asyncio.ensure_future(node.publish("room", b"%d" % i)) for i in range(3)]
+                await asyncio.sleep(0.01)  # three wait behind it
+                started = time.monotonic()
+                with pytest.raises(BackplaneError, match="3 publishes already wait"):
+                    await node.publish("room", b"one too many")
+                assert time.monotonic() - started < 0.1
+            finally:
+                redis_server.thaw()
+            done = await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), 10)
+            # Each either went out or failed with its cause (the frozen one timed out): none vanished.
+            assert all(r == 0 or isinstance(r, BackplaneError) for r in done), done
+        finally:
+            await node.close()
+
+    run(main, timeout=30)
