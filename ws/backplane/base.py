@@ -12,8 +12,9 @@ Channels' layers do.  A backplane is one *node* of a cluster and offers:
   the backplane.  Delivery is **at most once**: a message published while
   a subscriber is disconnected is lost for it (as with every pub/sub bus);
   a publish that could not be handed over *fails* (``BackplaneError``).
-  Messages one node publishes reach another node in the order of the
-  ``publish`` calls.
+  Messages one node publishes reach another node in the order in which
+  its ``publish`` coroutines start running (so tasks made one per publish,
+  as a synchronous ``broadcast`` would, keep the order they were made in).
 * **a key-value store with expiry** (``get``/``set``/``delete``/``incr``/
   ``keys``), shared by every node.  Values are bytes; encoding is the
   caller's business.

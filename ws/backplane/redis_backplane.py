@@ -49,7 +49,7 @@ import random
 import re
 import urllib.parse
 from types import SimpleNamespace
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any, Awaitable, Callable, Iterable, Iterator
 
 from ..exceptions import describe
 from .base import DEFAULT_PRESENCE_TTL, Backplane, BackplaneError, Member, Message, as_bytes, check_name, check_ttl
@@ -296,20 +296,17 @@ class RedisBackplane(Backplane):
 
     async def _shut(self) -> None:
         if self._sub is not None:
-            groups = list(self._tracked)
-            keys = [self._nodes_key] + [k for g in groups for k in self._group_keys(g)]
             try:
-                await asyncio.wait_for(self._scripts["leave"](keys=keys, args=[self.node_id]), self.command_timeout)
+                for chunk in _chunks(list(self._tracked), REFRESH_CHUNK) if self._tracked else iter([[]]):
+                    keys = [self._nodes_key] + [k for g in chunk for k in self._group_keys(g)]
+                    await asyncio.wait_for(self._scripts["leave"](keys=keys, args=[self.node_id]), self.command_timeout)
             except self._errors as exc:
                 logger.warning("backplane %s: could not remove its presence (it expires in %s s): %s", self.node_id, self.presence_ttl, describe(exc))
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        closed = BackplaneError("backplane closed before the publish was sent")
-        while self._outbox:
-            fut = self._outbox.popleft()[2]
-            if not fut.done():
-                fut.set_exception(closed)
+        self._fail_publishes(self._outbox, lambda: BackplaneError("backplane closed before the publish was sent"))
+        self._outbox.clear()
         self._release_confirmations()
         conn, self._sub = self._sub, None
         if conn is not None:
@@ -363,9 +360,14 @@ class RedisBackplane(Backplane):
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))
                 try:
                     conn = await self._connect_subscriber()
-                    await self._attach(conn)
-                except self._errors as exc:
+                except Exception as exc:
                     logger.debug("backplane %s: reconnecting to Redis failed: %s", self.node_id, describe(exc))
+                    continue
+                try:
+                    await self._attach(conn)
+                except Exception as exc:
+                    logger.debug("backplane %s: resubscribing failed: %s", self.node_id, describe(exc))
+                    await self._discard(conn)
                     continue
                 break
             delay = 0.0
@@ -472,14 +474,21 @@ class RedisBackplane(Backplane):
                         pipe.publish(key, envelope)
                     counts = await pipe.execute()
                 except self._errors as exc:
-                    for _, _, future, _ in batch:
-                        if not future.done():
-                            future.set_exception(self._error("publish", exc))
+                    self._fail_publishes(batch, lambda: self._error("publish", exc))
                     continue
+                except asyncio.CancelledError:
+                    self._fail_publishes(batch, lambda: BackplaneError("backplane closed while the publish was in flight"))
+                    raise
                 mine = self._sub is not None
                 for (_, _, future, channel), count in zip(batch, counts):
                     if not future.done():
                         future.set_result(max(0, int(count) - (mine and channel in self._channels)))
+
+    @staticmethod
+    def _fail_publishes(entries: Iterable[tuple[bytes, bytes, asyncio.Future[int], str]], error: Callable[[], BackplaneError]) -> None:
+        for _, _, future, _ in entries:
+            if not future.done():
+                future.set_exception(error())  # one exception each: each caller gets its own traceback
 
     async def _subscribe_channel(self, channel: str) -> None:
         key = self._channel_key(channel)
