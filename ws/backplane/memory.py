@@ -1,0 +1,285 @@
+"""The in-process backplane: what one process uses, with the semantics of the Redis one.
+
+A ``MemoryHub`` plays the part Redis plays for ``RedisBackplane``: the
+shared state of the nodes attached to it.  ``MemoryBackplane()`` gets a hub
+of its own (a cluster of one: publishing reaches nobody else, presence and
+the store are this process's), so two servers in one process share nothing
+unless they are given the same hub.  Nodes may live on different event
+loops (threads): the hub is locked, and a message is handed to each
+subscriber node with ``call_soon_threadsafe`` on that node's loop, in
+publish order.  Payloads are passed as the same ``bytes`` objects, never
+copied or encoded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import threading
+import time
+
+from .base import DEFAULT_PRESENCE_TTL, Backplane, BackplaneError, Member, Message, as_bytes, check_name, check_ttl
+
+__all__ = ["MemoryHub", "MemoryBackplane"]
+
+
+class MemoryHub:
+    """Shared state of in-process nodes: channels, the key-value store, presence."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._nodes: dict[str, MemoryBackplane] = {}
+        self._channels: dict[str, set[str]] = {}  # channel -> subscribed node ids
+        self._values: dict[str, tuple[bytes, float | None]] = {}  # key -> (value, deadline)
+        self._expiries: list[tuple[float, str]] = []  # heap of (deadline, key)
+        self._presence: dict[str, dict[str, dict[str, bytes]]] = {}  # group -> node -> member -> info
+        self._alive: dict[str, float] = {}  # node -> deadline of its presence
+
+    # -- nodes and channels ------------------------------------------------------------
+
+    def attach(self, node: "MemoryBackplane") -> None:
+        with self._lock:
+            if node.node_id in self._nodes:
+                raise BackplaneError(f"node id {node.node_id!r} is already attached to this hub")
+            self._nodes[node.node_id] = node
+
+    def detach(self, node_id: str) -> None:
+        with self._lock:
+            self._nodes.pop(node_id, None)
+            for channel in [c for c, nodes in self._channels.items() if node_id in nodes]:
+                self._remove_subscriber(channel, node_id)
+            self._forget(node_id)
+
+    def subscribe(self, channel: str, node_id: str) -> None:
+        with self._lock:
+            self._channels.setdefault(channel, set()).add(node_id)
+
+    def unsubscribe(self, channel: str, node_id: str) -> None:
+        with self._lock:
+            self._remove_subscriber(channel, node_id)
+
+    def _remove_subscriber(self, channel: str, node_id: str) -> None:
+        nodes = self._channels.get(channel)
+        if nodes is not None:
+            nodes.discard(node_id)
+            if not nodes:
+                del self._channels[channel]
+
+    def publish(self, message: Message) -> int:
+        with self._lock:
+            targets = [self._nodes[n] for n in self._channels.get(message.channel, ()) if n != message.origin]
+        return sum(target._post(message) for target in targets)
+
+    # -- key-value store -----------------------------------------------------------------
+
+    def _expire(self, now: float) -> None:
+        heap = self._expiries
+        while heap and heap[0][0] <= now:
+            deadline, key = heapq.heappop(heap)
+            entry = self._values.get(key)
+            if entry is not None and entry[1] == deadline:
+                del self._values[key]
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            self._expire(time.monotonic())
+            entry = self._values.get(key)
+            return None if entry is None else entry[0]
+
+    def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        with self._lock:
+            now = time.monotonic()
+            self._expire(now)
+            self._put(key, value, ttl, now)
+
+    def _put(self, key: str, value: bytes, ttl: float | None, now: float) -> None:
+        deadline = None if ttl is None else now + ttl
+        self._values[key] = (value, deadline)
+        if deadline is not None:
+            heapq.heappush(self._expiries, (deadline, key))
+
+    def delete(self, key: str) -> bool:
+        with self._lock:
+            self._expire(time.monotonic())
+            return self._values.pop(key, None) is not None
+
+    def incr(self, key: str, amount: int, ttl: float | None) -> int:
+        with self._lock:
+            now = time.monotonic()
+            self._expire(now)
+            entry = self._values.get(key)
+            try:
+                value = (0 if entry is None else int(entry[0])) + amount
+            except ValueError:
+                raise BackplaneError(f"the value of {key!r} is not an integer") from None
+            if ttl is None and entry is not None:
+                self._values[key] = (str(value).encode(), entry[1])  # as Redis' INCR: the expiry stays
+            else:
+                self._put(key, str(value).encode(), ttl, now)
+            return value
+
+    def keys(self, prefix: str) -> list[str]:
+        with self._lock:
+            self._expire(time.monotonic())
+            return sorted(k for k in self._values if k.startswith(prefix))
+
+    # -- presence ------------------------------------------------------------------------
+
+    def _forget(self, node_id: str) -> None:
+        self._alive.pop(node_id, None)
+        for group in [g for g, nodes in self._presence.items() if node_id in nodes]:
+            del self._presence[group][node_id]
+            if not self._presence[group]:
+                del self._presence[group]
+
+    def _prune(self) -> None:
+        now = time.monotonic()
+        for node_id in [n for n, deadline in self._alive.items() if deadline <= now]:
+            self._forget(node_id)
+
+    def _restore(self, node: "MemoryBackplane") -> None:
+        """Write all of ``node``'s records (it is new, or had expired: its loop stalled past the TTL)."""
+        for group, members in node._tracked.items():
+            self._presence.setdefault(group, {})[node.node_id] = dict(members)
+        self._alive[node.node_id] = time.monotonic() + node.presence_ttl
+
+    def track(self, node: "MemoryBackplane", group: str, member: str, info: bytes) -> None:
+        with self._lock:
+            self._prune()
+            if node.node_id in self._alive:
+                self._presence.setdefault(group, {}).setdefault(node.node_id, {})[member] = info
+            else:
+                self._restore(node)
+
+    def untrack(self, node_id: str, group: str, member: str) -> None:
+        with self._lock:
+            members = self._presence.get(group, {}).get(node_id)
+            if members is not None and members.pop(member, None) is not None and not members:
+                del self._presence[group][node_id]
+                if not self._presence[group]:
+                    del self._presence[group]
+
+    def refresh(self, node: "MemoryBackplane") -> None:
+        with self._lock:
+            self._prune()
+            if node.node_id in self._alive:
+                self._alive[node.node_id] = time.monotonic() + node.presence_ttl
+            else:
+                self._restore(node)
+
+    def members(self, group: str) -> list[Member]:
+        with self._lock:
+            self._prune()
+            nodes = self._presence.get(group, {})
+            return sorted(Member(m, n, info) for n, members in nodes.items() for m, info in members.items())
+
+    def count(self, group: str) -> int:
+        with self._lock:
+            self._prune()
+            return sum(len(members) for members in self._presence.get(group, {}).values())
+
+    def locate(self, group: str, member: str) -> Member | None:
+        with self._lock:
+            self._prune()
+            for node_id, members in sorted(self._presence.get(group, {}).items()):
+                if member in members:
+                    return Member(member, node_id, members[member])
+            return None
+
+    def nodes(self) -> list[str]:
+        with self._lock:
+            self._prune()
+            return sorted(self._alive)
+
+
+class MemoryBackplane(Backplane):
+    """A node of an in-process cluster (its own ``MemoryHub`` unless given one)."""
+
+    def __init__(
+        self,
+        hub: MemoryHub | None = None,
+        *,
+        node_id: str | None = None,
+        presence_ttl: float = DEFAULT_PRESENCE_TTL,
+    ) -> None:
+        super().__init__(node_id=node_id, presence_ttl=presence_ttl)
+        self.hub = MemoryHub() if hub is None else hub
+
+    async def _open(self) -> None:
+        self.hub.attach(self)
+        self.hub.refresh(self)
+
+    async def _shut(self) -> None:
+        self.hub.detach(self.node_id)
+
+    def _post(self, message: Message) -> int:
+        """Queue ``message`` for this node's loop; 1 if it was queued (the loop still runs)."""
+        try:
+            if asyncio._get_running_loop() is self._loop:
+                self._loop.call_soon(self._deliver, message)
+            else:
+                self._loop.call_soon_threadsafe(self._deliver, message)
+        except RuntimeError:  # its loop is closed: the node is gone
+            return 0
+        return 1
+
+    # -- publish / subscribe -------------------------------------------------------------
+
+    async def publish(self, channel: str, data: bytes) -> int:
+        self._check_open()
+        return self.hub.publish(Message(check_name("channel", channel), as_bytes("data", data), self.node_id))
+
+    async def _subscribe_channel(self, channel: str) -> None:
+        self.hub.subscribe(channel, self.node_id)
+
+    async def _unsubscribe_channel(self, channel: str) -> None:
+        self.hub.unsubscribe(channel, self.node_id)
+
+    # -- key-value store -----------------------------------------------------------------
+
+    async def get(self, key: str) -> bytes | None:
+        self._check_open()
+        return self.hub.get(check_name("key", key))
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        self._check_open()
+        self.hub.set(check_name("key", key), as_bytes("value", value), check_ttl(ttl))
+
+    async def delete(self, key: str) -> bool:
+        self._check_open()
+        return self.hub.delete(check_name("key", key))
+
+    async def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
+        self._check_open()
+        return self.hub.incr(check_name("key", key), int(amount), check_ttl(ttl))
+
+    async def keys(self, prefix: str = "") -> list[str]:
+        self._check_open()
+        return self.hub.keys(prefix)
+
+    # -- presence ------------------------------------------------------------------------
+
+    async def _track(self, group: str, member: str, info: bytes) -> None:
+        self.hub.track(self, group, member, info)
+
+    async def _untrack(self, group: str, member: str) -> None:
+        self.hub.untrack(self.node_id, group, member)
+
+    async def _refresh(self) -> None:
+        self.hub.refresh(self)
+
+    async def count(self, group: str) -> int:
+        self._check_open()
+        return self.hub.count(group)
+
+    async def members(self, group: str) -> list[Member]:
+        self._check_open()
+        return self.hub.members(group)
+
+    async def locate(self, group: str, member: str) -> Member | None:
+        self._check_open()
+        return self.hub.locate(group, member)
+
+    async def nodes(self) -> list[str]:
+        self._check_open()
+        return self.hub.nodes()
