@@ -27,6 +27,7 @@ OPTION_ALIASES: dict[str, str] = {
     "pingTimeout": "ping_timeout",
     "maxFragments": "max_fragments",
     "maxBufferedAmount": "max_buffered_amount",
+    "messageTimeout": "message_timeout",
     "followRedirects": "follow_redirects",
     "maxRedirects": "max_redirects",
     "socketPath": "socket_path",
