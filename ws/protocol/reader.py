@@ -65,7 +65,7 @@ DIRECT_MIN = 128 * 1024
 DIRECT_AHEAD = 8
 #: Input parsed per call (a loop turn) before the rest waits for the next turn.
 #: Reads are at most 256 KiB: only a read longer than this pays for the wait.
-TURN_BYTES = 64 * 1024
+TURN_BYTES = 32 * 1024
 _from_bytes = int.from_bytes
 _DATA_OPCODES = (Opcode.CONT, Opcode.TEXT, Opcode.BINARY)
 
@@ -83,7 +83,7 @@ class FrameReader:
     """
 
     __slots__ = (
-        "lean", "_stopped", "_held", "direct_reads", "frame", "fill", "_partial", "_held_input",
+        "lean", "_stopped", "_held", "direct_reads", "frame", "fill", "_partial", "_held_input", "_held_from",
         "_spare", "_fragmented", "_server", "limit", "_deliver", "_fail", "_feed", "_more",
         "max_fragments", "assembler", "message_size", "_frames",
     )
@@ -109,7 +109,8 @@ class FrameReader:
         self.frame: memoryview | None = None
         self.fill = 0
         self._partial: bytearray | None = None  # the incomplete frame at the end of the last read
-        self._held_input: bytearray | None = None  # frames not delivered while held, unparsed
+        self._held_input: bytearray | None = None  # bytes not parsed yet (held, or for the next turn)...
+        self._held_from = 0  # ... from this offset on
         self._spare: bytearray | None = None  # the last large frame's buffer, for the next one
         self._fragmented = False  # a fragmented message is open (lean): its frames go to the assembler
         self._server = server  # frames come masked
@@ -144,7 +145,7 @@ class FrameReader:
         self.lean = False
         self._stopped = True
         if self._partial is not None:
-            self._held_input, self._partial = self._partial, None
+            self._held_input, self._held_from, self._partial = self._partial, 0, None
 
     def hold(self, held: bool) -> None:
         """Stop (or go on) delivering between frames: ``pause()``, or a backlog of listeners."""
@@ -154,7 +155,7 @@ class FrameReader:
     @property
     def holding(self) -> bool:
         """Bytes wait to be parsed (reading was held, or the last call reached ``TURN_BYTES``)."""
-        return bool(self._held_input)
+        return self._held_input is not None
 
     @property
     def in_message(self) -> bool:
@@ -211,8 +212,10 @@ class FrameReader:
         frame = self.frame
         if frame is not None:
             rest = bytes(frame[: self.fill])
+        elif self._held_input is not None:
+            rest = bytes(memoryview(self._held_input)[self._held_from :])
         else:
-            rest = bytes(self._partial or self._held_input or b"")
+            rest = bytes(self._partial or b"")
         self._drop_input()
         return rest
 
@@ -265,11 +268,13 @@ class FrameReader:
         if not self.lean:
             self._receive_all(data)
             return
+        pos = 0
         partial = self._partial
         if partial is None:
             buf = self._held_input
             if buf is not None:
                 self._held_input = None
+                pos = self._held_from
                 buf += data
                 data = buf
         else:
@@ -278,8 +283,7 @@ class FrameReader:
             data = partial
         n = len(data)
         # At most TURN_BYTES per call: past it, the loop ends at the next frame boundary.
-        stop = n if n <= TURN_BYTES or self._more is None else TURN_BYTES
-        pos = 0
+        stop = n if n - pos <= TURN_BYTES or self._more is None else pos + TURN_BYTES
         need = 0  # the length of the incomplete frame at ``pos``, once its header is in
         server = self._server
         limit = self.limit
@@ -368,12 +372,12 @@ class FrameReader:
                 self._hand_over(data[pos:])
                 return
             if pos < n:  # held: the rest waits, unparsed
-                self._held_input = bytearray(memoryview(data)[pos:])
+                self._keep(data, pos)
             return
         if stop < n and stop - pos < 2 and pos < n:
             # TURN_BYTES parsed: the rest waits for the owner's next loop turn.
             assert self._more is not None
-            self._held_input = bytearray(memoryview(data)[pos:])
+            self._keep(data, pos)
             self._more()
             return
         spare = self._spare
@@ -405,20 +409,29 @@ class FrameReader:
             else:
                 self._partial = bytearray(memoryview(data)[pos:])  # one copy, not two
 
+    def _keep(self, data: Buffer, pos: int) -> None:
+        """Keep ``data[pos:]`` for later: our own buffer as it is, a view of the caller's as a copy."""
+        if type(data) is bytearray:
+            self._held_input, self._held_from = data, pos
+        else:
+            self._held_input, self._held_from = bytearray(memoryview(data)[pos:]), 0
+
     def _receive_all(self, data: Buffer) -> None:
         """Not lean: the protocol object parses everything, at most ``TURN_BYTES`` per call too."""
+        pos = 0
         held = self._held_input
         if held is not None:  # kept for this turn, or when the reader stopped between two reads
             self._held_input = None
+            pos = self._held_from
             held += data
             data = held
-        if len(data) > TURN_BYTES and self._more is not None:
-            self._held_input = bytearray(memoryview(data)[TURN_BYTES:])
-            self._feed(bytes(memoryview(data)[:TURN_BYTES]))
+        if len(data) - pos > TURN_BYTES and self._more is not None:
+            self._keep(data, pos + TURN_BYTES)
+            self._feed(bytes(memoryview(data)[pos : pos + TURN_BYTES]))
             if self._held_input is not None:  # (the connection did not end meanwhile)
                 self._more()
-        elif data:
-            self._feed(bytes(data))
+        elif len(data) > pos:
+            self._feed(bytes(memoryview(data)[pos:]) if pos else bytes(data))
 
     def _may_parse(self, b0: int, masked: bool, length: int) -> bool:
         """A frame wrongly masked or over what is left of ``limit``: whether it is parsed here all the same.
