@@ -2,8 +2,9 @@
 
 The connection is an ``asyncio.BufferedProtocol``-driven state machine.  It
 composes the Sans-I/O wire state: a ``FrameReader`` (``ws/protocol/reader.py``)
-parses the common frames and hands the rest to ``websockets``' protocol
-object; an ``Assembler`` joins the fragments that object returns; a
+parses the common frames and the fragments of uncompressed messages, and
+hands the rest to ``websockets``' protocol object; its ``Assembler`` joins
+fragments, those it parses and those that object returns; a
 ``FrameWriter`` queues outgoing frames.  Messages are dispatched to
 listeners from the read callback: no task, future or thread per connection
 or per message.  Everything written while one batch of input is handled
@@ -199,7 +200,7 @@ class WebSocket(IterationMixin, EventEmitter):
     ``per_message_deflate``, ``ping_interval``, ``ping_timeout``,
     ``close_timeout``, ``ssl``, ``proxy``, ``follow_redirects``,
     ``max_redirects``, ``high_water_mark``, ``low_water_mark``,
-    ``max_buffered_amount`` (see docs/reliability.md for every limit;
+    ``max_buffered_amount``, ``message_timeout`` (see docs/reliability.md for every limit;
     docs/interop.md for ``ssl``, ``proxy`` and redirects).
     """
 
