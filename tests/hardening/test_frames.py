@@ -22,8 +22,9 @@ from typing import Any
 
 from ws.protocol.reader import apply_mask
 
-from ..conftest import run, serving, until
+from ..conftest import run, serving
 from ..frames import frame
+from ..test_limits import RawPeer
 from .hostile import MiB, LatencyProbe, TargetProcess, upgrade
 
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
@@ -174,6 +175,21 @@ def test_an_unfinished_message_is_closed_after_message_timeout() -> None:
         assert target.rss() < base + 16 * MiB, f"RSS still {(target.rss() - base) / MiB:.0f} MiB above the start"
         for sock in [*holders, trickler, polite]:
             sock.close()
+
+
+def test_message_timeout_holds_on_compressed_connections_too() -> None:
+    # With permessage-deflate the protocol object parses every frame: the same deadline holds
+    # for its fragmented messages and its incomplete frames.
+    async def main() -> None:
+        async with serving(per_message_deflate=True, message_timeout=0.4, ping_interval=None) as served:
+            fragmented = await RawPeer.open(served.port, deflate=True)
+            fragmented.send(frame(BINARY, b"\x00", fin=False))  # a stored block would do; any bytes start it
+            trickling = await RawPeer.open(served.port, deflate=True)
+            trickling.send(frame(BINARY, b"x" * 1000, rsv=0b100)[:500])
+            assert await fragmented.read_close(timeout=3) == 1008
+            assert await trickling.read_close(timeout=3) == 1008
+
+    run(main)
 
 
 # -- 7. one flooding client does not stall the others -------------------------------------------------
