@@ -244,7 +244,7 @@ def test_a_flood_of_empty_frames_does_not_stall_other_clients() -> None:
             with LatencyProbe(target.port, interval=0.02, reconnect_every=5) as probe:
                 time.sleep(4)
         assert flooder.received > 100_000, "the flooder was served too"
-        probe.assert_served(worst=0.25, connect=0.5)
+        probe.assert_served(worst=0.4, connect=1.0)  # measured: 25-90 ms and at most 80 ms (0.65-0.76 s and 1.7-2.0 s before)
         assert target.alive()
 
 
