@@ -160,7 +160,8 @@ def test_server_keepalive_defaults_and_opt_out() -> None:
             assert heartbeat is not None
             assert (heartbeat.interval, heartbeat.timeout) == (DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT) == (20.0, 20.0)
         async with echo_server(pingInterval=None) as served:
-            assert served.wss._heartbeat is None
+            heartbeat = served.wss._heartbeat  # it still sweeps for message_timeout, without pings
+            assert heartbeat is not None and heartbeat.interval is None and heartbeat.message_timeout == 60.0
             client = WebSocket(served.url)
             rec = Recorder(client, "open", "ping", "close")
             await rec.wait("open", timeout=T)
@@ -169,6 +170,8 @@ def test_server_keepalive_defaults_and_opt_out() -> None:
             assert rec.count("ping") == 0
             client.close()
             await rec.wait("close", timeout=T)
+        async with echo_server(pingInterval=None, messageTimeout=None) as served:
+            assert served.wss._heartbeat is None
 
     run(main)
 

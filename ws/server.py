@@ -25,7 +25,7 @@ from ._runtime.budget import DEFAULT_MAX_TOTAL_BUFFERED, budget_for
 from ._runtime.compat import normalize_options
 from ._runtime.emitter import EventEmitter
 from ._runtime.log import report_error
-from .connection.keepalive import Heartbeat
+from .connection.keepalive import DEFAULT_MESSAGE_TIMEOUT, Heartbeat, check_message_timeout
 from .http.responses import http_date, plain_response
 from .request import Request
 from .upgrade import UpgradeHost
@@ -57,6 +57,7 @@ SERVER_OPTIONS = frozenset(
         "low_water_mark",
         "max_buffered_amount",
         "max_total_buffered_amount",
+        "message_timeout",
     }
 )
 
@@ -143,7 +144,14 @@ class WebSocketServer(EventEmitter):
             self._loop = _loop.bind()
         ping_interval = opts.get("ping_interval", DEFAULT_PING_INTERVAL)
         ping_timeout = opts.get("ping_timeout", DEFAULT_PING_TIMEOUT if ping_interval else None)
-        self._heartbeat = Heartbeat(self._loop, ping_interval, ping_timeout) if ping_interval else None
+        message_timeout = opts.get("message_timeout", DEFAULT_MESSAGE_TIMEOUT)
+        check_message_timeout(message_timeout)
+        # One timer for the server's sockets: keepalive pings and the message_timeout sweep.
+        self._heartbeat = (
+            Heartbeat(self._loop, ping_interval or None, ping_timeout, message_timeout)
+            if ping_interval or message_timeout
+            else None
+        )
         # Shutdown hooks run on the reactor; this server may live on another loop.
         self._shutdown_hook = lambda: _loop.call(self._loop, self._going_away)
         _loop.reactor.on_shutdown(self._shutdown_hook)

@@ -7,6 +7,7 @@ prints ``port N`` once it listens.
 
 Endpoints: ``/echo`` echoes, ``/chat`` broadcasts every message to all,
 ``/json`` parses every message with ``json.loads`` (a raising listener),
+``/sink`` takes every message and answers nothing,
 ``/big`` answers 8 MB, ``/files/big.bin`` is a 30 MB static file.
 The key ``nofile`` (``[soft, hard]``, ``null`` keeps that one) sets the
 process's open-file limit first, as a system with a low ``ulimit -n`` would;
@@ -40,6 +41,9 @@ chat.on("connection", lambda sock, req: sock.on("message", lambda evt: chat.broa
 
 parse = WebSocketServer(server=server, path="/json", **options.get("ws", {}))
 parse.on("connection", lambda sock, req: sock.on("message", lambda evt: sock.send(json.dumps(json.loads(evt.data)))))
+
+sink = WebSocketServer(server=server, path="/sink", **options.get("ws", {}))
+sink.on("connection", lambda sock, req: sock.on("message", lambda evt: None))
 
 BIG = b"x" * 8_000_000
 server.get("/big", lambda ctx: ctx.bytes(200, BIG))

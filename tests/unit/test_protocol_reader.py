@@ -8,7 +8,7 @@ import struct
 import pytest
 
 from ws.events import BINARY, TEXT
-from ws.protocol.reader import DIRECT_AHEAD, DIRECT_MIN, FrameReader
+from ws.protocol.reader import DIRECT_AHEAD, DIRECT_MIN, TURN_BYTES, FrameReader
 
 from ..frames import frame
 
@@ -22,8 +22,14 @@ class Owner:
         self.fed: list[bytes] = []
         self.protocol_open = True
         self.on_message = None
-        self.reader = FrameReader(server=server, limit=limit, deliver=self.deliver, fail=self.fail, feed=self.feed)
+        self.later = 0  # more() calls: input kept for the next turn
+        self.reader = FrameReader(
+            server=server, limit=limit, deliver=self.deliver, fail=self.fail, feed=self.feed, more=self.more
+        )
         self.reader.start()
+
+    def more(self) -> None:
+        self.later += 1
 
     def deliver(self, kind: int, data: str | bytes) -> None:
         self.messages.append((kind, data))
@@ -43,13 +49,13 @@ PING = frame(0x9, b"ping-1")
 FRAG_1 = frame(0x1, b"frag-", fin=False)
 FRAG_2 = frame(0x0, b"ment", fin=False)
 FRAG_3 = frame(0x0, b"ed", fin=True)
-TEXT_DURING_FRAGMENTS = frame(0x1, b"not lean")
+PONG_DURING_FRAGMENTS = frame(0xA, b"pong")
 MIXED = [
     frame(0x1, "héllo ✓".encode()),
     frame(0x2, bytes(range(256)) * 2),  # 16-bit length
     PING,
     FRAG_1,
-    TEXT_DURING_FRAGMENTS,  # inside a fragmented message: the protocol's to judge
+    PONG_DURING_FRAGMENTS,  # a control frame inside a fragmented message: the protocol's
     FRAG_2,
     FRAG_3,
     frame(0x2, b"\x07" * 70000),  # 64-bit length
@@ -58,16 +64,19 @@ MIXED = [
 EXPECTED_MESSAGES = [
     (TEXT, "héllo ✓"),
     (BINARY, bytes(range(256)) * 2),
+    (TEXT, "frag-mented"),
     (BINARY, b"\x07" * 70000),
     (TEXT, ""),
 ]
-EXPECTED_FED = [PING, FRAG_1, TEXT_DURING_FRAGMENTS, FRAG_2, FRAG_3]
+EXPECTED_FED = [PING, PONG_DURING_FRAGMENTS]
 WIRE = b"".join(MIXED)
 
 
 def test_one_read_delivers_the_common_frames_and_feeds_the_others_whole() -> None:
     owner = Owner()
     owner.reader.receive(WIRE)
+    assert owner.later == 1  # WIRE is longer than TURN_BYTES: its last frame waits for the next turn
+    owner.reader.release()
     assert owner.messages == EXPECTED_MESSAGES
     assert owner.fed == EXPECTED_FED
     assert owner.reader.lean and owner.reader.unparsed() == b""
@@ -213,3 +222,138 @@ def test_end_of_stream_in_a_large_frame_returns_what_came() -> None:
     owner.reader.receive(part)
     assert owner.reader.frame is not None
     assert owner.reader.unparsed() == part and owner.reader.frame is None and not owner.reader.lean
+
+
+# -- fragmented messages, parsed here ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "wire, code",
+    [
+        (frame(0x0, b"x"), 1002),  # a continuation without a message
+        (frame(0x1, b"a", fin=False) + frame(0x1, b"b"), 1002),  # a new message inside one
+        (frame(0x2, b"a", fin=False) + frame(0x2, b"b", fin=False), 1002),
+        (frame(0x1, b"ok", fin=False) + frame(0x0, b"\xff", fin=False), 1007),
+    ],
+    ids=["continuation-alone", "text-inside", "binary-inside", "invalid-utf8"],
+)
+def test_fragments_out_of_order_fail_here_and_the_rest_goes_to_the_protocol(wire: bytes, code: int) -> None:
+    owner = Owner()
+    after = frame(0x1, b"after")
+    owner.reader.receive(wire + after)
+    assert [c for c, _ in owner.failures] == [code] and owner.messages == []
+    assert owner.fed == [after] and not owner.reader.lean and not owner.reader.in_message
+
+
+def test_a_continuation_over_what_is_left_fails_from_its_header() -> None:
+    owner = Owner(limit=1000)
+    owner.reader.receive(frame(0x2, b"a" * 600, fin=False))
+    assert owner.reader.in_message and owner.reader.message_size == 600
+    header = frame(0x0, b"b" * 500)[:8]  # 600 + 500 > 1000: only the header is here
+    owner.reader.receive(header)
+    assert [c for c, _ in owner.failures] == [1009] and "max payload" in owner.failures[0][1]
+    assert owner.fed == [header] and not owner.reader.in_message and owner.reader.assembler is not None
+    assert not owner.reader.assembler.in_message
+
+
+def test_a_control_frame_inside_a_message_is_not_held_to_what_is_left() -> None:
+    owner = Owner(limit=1000)
+    ping = frame(0x9, b"p" * 100)
+    owner.reader.receive(frame(0x2, b"a" * 950, fin=False) + ping + frame(0x0, b"b" * 50))
+    assert owner.failures == [] and owner.fed == [ping]
+    assert owner.messages == [(BINARY, b"a" * 950 + b"b" * 50)]
+
+
+def test_max_fragments_fails_with_1009() -> None:
+    owner = Owner()
+    owner.reader.max_fragments = 3
+    owner.reader.receive(frame(0x2, b"1", fin=False) + frame(0x0, b"2", fin=False) + frame(0x0, b"3", fin=False))
+    owner.reader.receive(frame(0x0, b"4"))
+    assert [c for c, _ in owner.failures] == [1009] and owner.messages == []
+
+
+def test_a_large_fragment_is_read_in_place_and_kept_as_it_came() -> None:
+    owner = Owner()
+    first, last = os.urandom(400_000), os.urandom(300_000)
+    wire = frame(0x2, first, fin=False) + frame(0x0, last)
+    read_into(owner.reader, wire, 65536, owner)
+    assert owner.messages == [(BINARY, first + last)] and owner.fed == []
+
+
+def test_stop_keeps_an_open_message_and_the_bytes_kept_go_to_the_protocol_first() -> None:
+    owner = Owner()
+    cont = frame(0x0, b"tail")
+    owner.reader.receive(frame(0x1, b"head ", fin=False) + cont[:3])
+    owner.reader.stop()  # closing, between two reads
+    assert owner.reader.in_message and owner.reader.message_size == 5 and owner.reader.holding
+    owner.reader.receive(cont[3:])
+    assert owner.fed == [cont]  # the protocol reads the continuation whole, then the assembler joins it
+
+
+# -- the unfinished message, for message_timeout ------------------------------------------------------
+
+
+def test_the_unfinished_token_follows_one_message_at_a_time() -> None:
+    owner = Owner()
+    assert owner.reader.unfinished() is None
+    one = frame(0x1, b"first")
+    owner.reader.receive(one[:3])
+    token = owner.reader.unfinished()
+    assert token is not None
+    owner.reader.receive(one[3:4])  # more of the same frame: the same token
+    assert owner.reader.unfinished() == token
+    two = frame(0x1, b"second")
+    owner.reader.receive(one[4:] + two[:3])  # a new frame: a new token
+    assert owner.reader.unfinished() not in (None, token)
+    owner.reader.receive(two[3:])
+    assert owner.reader.unfinished() is None
+    owner.reader.receive(frame(0x1, b"a", fin=False))
+    message = owner.reader.unfinished()
+    last = frame(0x0, b"c")
+    owner.reader.receive(frame(0x0, b"b", fin=False) + last[:3])  # fragments: one message, one token
+    assert message is not None and owner.reader.unfinished() == message
+    owner.reader.receive(last[3:])
+    assert owner.reader.unfinished() is None and owner.messages[-1] == (TEXT, "abc")
+
+
+def test_input_held_is_not_unfinished() -> None:
+    owner = Owner()
+    owner.reader.hold(True)
+    owner.reader.receive(frame(0x1, b"a")[:3])
+    assert owner.reader.holding and owner.reader.unfinished() is None
+
+
+# -- at most TURN_BYTES per call -----------------------------------------------------------------------
+
+
+def test_a_long_read_is_parsed_in_turns_in_order() -> None:
+    owner = Owner()
+    empties = frame(0x1, b"", mask=True) * 40_000  # 240 KB of empty messages
+    tail = frame(0x1, b"last")
+    owner.reader.receive(empties + tail)
+    first = len(owner.messages)
+    assert 0 < first < 40_000 and owner.later == 1 and owner.reader.holding
+    assert owner.reader.unfinished() is None  # ours, not the peer's
+    turns = 1
+    while owner.reader.holding:
+        owner.reader.release()
+        turns += 1
+    assert len(owner.messages) == 40_001 and owner.messages[-1] == (TEXT, "last")
+    assert turns == owner.later + 1 == -(-len(empties + tail) // TURN_BYTES)  # 240 KB in turns of TURN_BYTES
+
+
+def test_a_short_read_is_parsed_at_once() -> None:
+    owner = Owner()
+    owner.reader.receive(frame(0x1, b"x" * 100) * 300)  # 32 KB
+    assert len(owner.messages) == 300 and owner.later == 0 and not owner.reader.holding
+
+
+def test_not_lean_the_protocol_is_fed_in_turns_too() -> None:
+    owner = Owner()
+    owner.reader.stop()
+    data = os.urandom(200_000)
+    owner.reader.receive(data)
+    while owner.reader.holding:
+        owner.reader.release()
+    assert b"".join(owner.fed) == data and all(len(piece) <= TURN_BYTES for piece in owner.fed)
+    assert owner.later == len(owner.fed) - 1

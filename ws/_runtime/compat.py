@@ -28,6 +28,7 @@ OPTION_ALIASES: dict[str, str] = {
     "maxFragments": "max_fragments",
     "maxBufferedAmount": "max_buffered_amount",
     "maxTotalBufferedAmount": "max_total_buffered_amount",
+    "messageTimeout": "message_timeout",
     "followRedirects": "follow_redirects",
     "maxRedirects": "max_redirects",
     "socketPath": "socket_path",

@@ -26,6 +26,7 @@ from websockets.uri import WebSocketURI, parse_uri
 from ..protocol import _websockets as _protocol
 from ..protocol.handshake import DEFAULT_MAX_PAYLOAD_DEFLATE
 from . import proxy as _proxy
+from .keepalive import DEFAULT_MESSAGE_TIMEOUT, Heartbeat, check_message_timeout
 from ..events import ReadyState
 from ..exceptions import ConnectError, HandshakeError, describe
 from .._runtime.net import format_host_port
@@ -63,6 +64,7 @@ CLIENT_OPTIONS = frozenset(
         "max_buffered_amount",
         "high_water_mark",
         "low_water_mark",
+        "message_timeout",
     }
 )
 
@@ -125,6 +127,8 @@ class ClientConfig:
             raise TypeError(f"ssl must be an ssl.SSLContext (or None for the system's trust store), got {self.ssl!r}")
         self.ping_interval: float | None = options.get("ping_interval")
         self.ping_timeout: float | None = options.get("ping_timeout", self.ping_interval)
+        self.message_timeout: float | None = options.get("message_timeout", DEFAULT_MESSAGE_TIMEOUT)
+        check_message_timeout(self.message_timeout)
         proxy = options.get("proxy", "env")
         self.proxy: Any = proxy if proxy in (None, False, "", "env") else _proxy.parse_proxy(proxy)
         self.follow_redirects: bool = bool(options.get("follow_redirects", False))
@@ -265,11 +269,9 @@ class ClientConfig:
         if extensions and not self.max_payload_set:  # compressed: a message may inflate ~1,000x
             proto.set_message_limit(DEFAULT_MAX_PAYLOAD_DEFLATE)
             ws.max_payload = DEFAULT_MAX_PAYLOAD_DEFLATE
-        if self.ping_interval:
-            from .keepalive import Heartbeat
-
+        if self.ping_interval or self.message_timeout:
             assert self.loop is not None
-            Heartbeat(self.loop, self.ping_interval, self.ping_timeout).add(ws)
+            Heartbeat(self.loop, self.ping_interval or None, self.ping_timeout, self.message_timeout).add(ws)
         ws._opened(proto, extensions)
 
     def _invalid(self, ws: "WebSocket", why: str, cause: BaseException | None = None) -> None:

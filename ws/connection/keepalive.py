@@ -1,18 +1,27 @@
-"""Keepalive: find dead peers with pings, one timer for many sockets.
+"""Keepalive: find dead peers with pings, and slow messages, one timer for many sockets.
 
 A half-open TCP connection (peer frozen, cable pulled) never reports an
 error by itself.  Every ``interval`` seconds each socket gets a ping; a
 socket whose pong has not come back ``timeout`` seconds after its ping is
-closed with 1011.  One ``Heartbeat`` serves a whole server, so an idle
-connection costs no timer of its own.
+closed with 1011.  The same sweep ends a message that has been coming in
+for ``message_timeout`` seconds (1008) and frees idle large-frame buffers.
+One ``Heartbeat`` serves a whole server, so an idle connection costs no
+timer of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Callable, Protocol
 
-__all__ = ["Heartbeat", "Pingable"]
+__all__ = ["Heartbeat", "Pingable", "check_message_timeout", "DEFAULT_MESSAGE_TIMEOUT"]
+
+logger = logging.getLogger("ws.keepalive")
+
+#: Seconds a message may take to arrive whole, from its first byte (a
+#: fragmented message left open, a large frame trickling in): then 1008.
+DEFAULT_MESSAGE_TIMEOUT = 60.0
 
 
 class Pingable(Protocol):
@@ -27,18 +36,46 @@ class Pingable(Protocol):
     def _when_finished(self, hook: Callable[..., object]) -> None:
         """Call ``hook(socket)`` once the socket is closed."""
 
+    def _sweep(self, now: float, message_timeout: float | None) -> None:
+        """Free idle buffers; end a message unfinished for ``message_timeout`` seconds."""
+
+
+def check_message_timeout(value: object) -> None:
+    """``message_timeout`` is a positive number of seconds, or ``None`` (no limit): say so at construction."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"message_timeout must be a number or None, got {type(value).__name__}")
+    if not value > 0:
+        raise ValueError("message_timeout must be positive")
+
 
 class Heartbeat:
-    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float, timeout: float | None) -> None:
-        if interval <= 0:
+    """Pings every ``interval`` seconds (``None``: none) and sweeps for ``message_timeout`` (``None``: none)."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        interval: float | None,
+        timeout: float | None,
+        message_timeout: float | None = None,
+    ) -> None:
+        if interval is not None and interval <= 0:
             raise ValueError("ping_interval must be positive")
         if timeout is not None and timeout <= 0:
             raise ValueError("ping_timeout must be positive")
+        check_message_timeout(message_timeout)
+        if interval is None and message_timeout is None:
+            raise ValueError("a heartbeat needs ping_interval or message_timeout")
         self.loop = loop
         self.interval = interval
         self.timeout = timeout
+        self.message_timeout = message_timeout
         # Ticks come often enough to detect a timeout within a quarter of it.
-        self.step = min(interval, timeout or interval) / 4
+        periods = [] if interval is None else [min(interval, timeout or interval)]
+        if message_timeout is not None:
+            periods.append(message_timeout)
+        self.step = min(periods) / 4
         self.sockets: dict[Pingable, float] = {}  # socket -> time of its last ping
         self._discard = self.discard  # bound once: every socket holds the same hook
         self._timer: asyncio.TimerHandle | None = None
@@ -65,10 +102,16 @@ class Heartbeat:
         self._timer = None
         now = self.loop.time()
         timeout = self.timeout
+        interval = self.interval
+        message_timeout = self.message_timeout
         for ws, last_ping in list(self.sockets.items()):
-            if ws._keepalive_waiting(now, timeout):
+            try:
+                ws._sweep(now, message_timeout)
+            except Exception:  # pragma: no cover - a bug of ours: the other sockets are still swept
+                logger.exception("sweeping %r failed", ws)
+            if interval is None or ws._keepalive_waiting(now, timeout):
                 continue
-            if now - last_ping >= self.interval:
+            if now - last_ping >= interval:
                 self.sockets[ws] = now
                 try:
                     ws._keepalive_ping(now)

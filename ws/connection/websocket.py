@@ -2,8 +2,9 @@
 
 The connection is an ``asyncio.BufferedProtocol``-driven state machine.  It
 composes the Sans-I/O wire state: a ``FrameReader`` (``ws/protocol/reader.py``)
-parses the common frames and hands the rest to ``websockets``' protocol
-object; an ``Assembler`` joins the fragments that object returns; a
+parses the common frames and the fragments of uncompressed messages, and
+hands the rest to ``websockets``' protocol object; its ``Assembler`` joins
+fragments, those it parses and those that object returns; a
 ``FrameWriter`` queues outgoing frames.  Messages are dispatched to
 listeners from the read callback: no task, future or thread per connection
 or per message.  Everything written while one batch of input is handled
@@ -25,7 +26,7 @@ from websockets.frames import Opcode
 from websockets.http11 import Response
 
 from ..protocol._websockets import Client as _ClientProtocol, Server as _ServerProtocol
-from ..protocol.assembler import Assembler, MessageError
+from ..protocol.assembler import MessageError
 from ..protocol.reader import FrameReader
 from ..protocol.writer import FrameWriter
 from .._runtime import loop as _loop
@@ -73,6 +74,11 @@ DEFAULT_MAX_BUFFERED_AMOUNT = 64 << 20
 #: ``async def`` listeners of one socket running at once before it stops
 #: reading; it reads again when half of them have finished.
 MAX_PENDING_LISTENERS = 32
+#: Replies of one batch written as one joined copy up to this size; past it,
+#: small frames are joined in runs of this size and large payloads
+#: (``_WRITE_ALONE``) written on their own.
+_WRITE_RUN = 65536
+_WRITE_ALONE = 16384
 
 
 def check_byte_limit(name: str, value: Any) -> None:
@@ -196,7 +202,7 @@ class WebSocket(IterationMixin, EventEmitter):
     ``per_message_deflate``, ``ping_interval``, ``ping_timeout``,
     ``close_timeout``, ``ssl``, ``proxy``, ``follow_redirects``,
     ``max_redirects``, ``high_water_mark``, ``low_water_mark``,
-    ``max_buffered_amount`` (see docs/reliability.md for every limit;
+    ``max_buffered_amount``, ``message_timeout`` (see docs/reliability.md for every limit;
     docs/interop.md for ``ssl``, ``proxy`` and redirects).
     """
 
@@ -284,10 +290,13 @@ class WebSocket(IterationMixin, EventEmitter):
         # extension, no debug log); while OPEN the protocol is OPEN too.
         self._lean = False
         self._reader = FrameReader(
-            server=is_server, limit=self.max_payload, deliver=self._deliver, fail=self._fail, feed=self._feed
+            server=is_server, limit=self.max_payload, deliver=self._deliver, fail=self._fail, feed=self._feed,
+            more=self._read_later, max_fragments=self.max_fragments,
         )
         self._proto_fed = False  # the protocol object read bytes in this read callback
-        self._assembler: Assembler | None = None  # made by the first fragmented message
+        self._read_scheduled = False  # the rest of a read waits for the next loop turn (_read_on)
+        self._frames_in = 0  # frames the protocol object parsed (tells its incomplete frames apart)
+        self._unfinished: tuple[int, float] | None = None  # (message token, first seen) for message_timeout
         self._error_emitted = False
         self._failed_with: tuple[int, str] | None = None
         self._close_emitted = False
@@ -523,8 +532,9 @@ class WebSocket(IterationMixin, EventEmitter):
                 if ws._writer.pending:
                     ws._flush()
                 transport = ws._transport
-                if transport is not None:
-                    transport.write(wire)
+                if transport is None or transport.is_closing():
+                    continue  # failed or dropped in this loop turn: 'close' is on its way
+                transport.write(wire)
             count += 1
         return count
 
@@ -619,6 +629,42 @@ class WebSocket(IterationMixin, EventEmitter):
             if self._dispatch_thread is None:
                 self._flush()
 
+    def _sweep(self, now: float, message_timeout: float | None) -> None:
+        """The periodic sweep (``Heartbeat``): free an idle large-frame buffer; end a message too slow to arrive.
+
+        A message still unfinished ``message_timeout`` seconds after the sweep
+        first saw it (a fragmented message left open, a frame trickling in)
+        fails the connection with 1008 and frees what it holds.  The clock
+        does not run while we hold reading (``pause()``, listener backlog).
+        """
+        reader = self._reader
+        reader.trim()
+        if message_timeout is None:
+            return
+        token: int | None = None
+        if self._ready_state is OPEN and not self._reading_held():
+            token = reader.unfinished() if self._lean else self._protocol_unfinished()
+        if token is None:
+            self._unfinished = None
+            return
+        seen = self._unfinished
+        if seen is None or seen[0] != token:
+            self._unfinished = (token, now)
+        elif now - seen[1] >= message_timeout:
+            self._unfinished = None
+            self._fail(1008, f"message not complete within message_timeout ({message_timeout:g} s)")
+            reader.reset()  # the protocol discards the rest: free the message now
+
+    def _protocol_unfinished(self) -> int | None:
+        """``FrameReader.unfinished()`` when the protocol object parses (compressed connections)."""
+        assembler = self._reader.assembler
+        if assembler is not None and assembler.in_message:
+            return assembler.serial << 1 | 1
+        proto = self._proto
+        if proto is not None and proto.partial_frame():
+            return self._frames_in << 1
+        return None
+
     def _flush(self) -> None:
         """Hand everything pending (the writer's queue, then the protocol's) to the transport, in one write."""
         proto = self._proto
@@ -635,8 +681,8 @@ class WebSocket(IterationMixin, EventEmitter):
         else:
             return
         transport = self._transport
-        if transport is None:
-            return
+        if transport is None or transport.is_closing():
+            return  # closed, or failed or dropped: nothing can leave any more
         eof = False
         if writes[-1] == b"":
             eof = True
@@ -644,13 +690,40 @@ class WebSocket(IterationMixin, EventEmitter):
         if len(writes) == 1:
             transport.write(writes[0])
         elif writes:
-            if sum(map(len, writes)) <= 65536:
+            if sum(map(len, writes)) <= _WRITE_RUN:
                 transport.write(b"".join(writes))
-            else:  # large payloads: no joined copy
-                for chunk in writes:
-                    transport.write(chunk)
+            else:
+                self._write_runs(transport, writes)
         if eof:
             self._send_eof()
+
+    @staticmethod
+    def _write_runs(transport: asyncio.Transport, writes: list[bytes]) -> None:
+        """More than ``_WRITE_RUN`` bytes: small frames joined in runs, large payloads written on their own.
+
+        One write per run of small frames, not one per frame, and no joined
+        copy of a large payload.  Stops once the transport fails.
+        """
+        run: list[bytes] = []
+        size = 0
+        for piece in writes:
+            n = len(piece)
+            if n > _WRITE_ALONE or size + n > _WRITE_RUN:
+                if run:
+                    transport.write(b"".join(run))
+                    run = []
+                    size = 0
+                    if transport.is_closing():
+                        return
+                if n > _WRITE_ALONE:
+                    transport.write(memoryview(piece))  # what the kernel does not take is copied once, not twice
+                    if transport.is_closing():
+                        return
+                    continue
+            run.append(piece)
+            size += n
+        if run:
+            transport.write(b"".join(run))
 
     def _send_eof(self) -> None:
         transport = self._transport
@@ -690,7 +763,14 @@ class WebSocket(IterationMixin, EventEmitter):
     def _closing(self) -> None:
         """Leave OPEN: the protocol object reads and writes everything from now on."""
         self._ready_state = CLOSING
-        self._reader.stop()
+        self._stop_reader()
+
+    def _stop_reader(self) -> None:
+        """The protocol object reads from now on; a fragmented message the lean reader has open continues there."""
+        reader = self._reader
+        if reader.lean and reader.in_message and self._proto is not None:
+            self._proto.continue_message(reader.message_size)
+        reader.stop()
 
     def _close_now(self, code: int | None, reason: str) -> None:
         state = self._ready_state
@@ -812,11 +892,40 @@ class WebSocket(IterationMixin, EventEmitter):
         if held:
             transport.pause_reading()
             return
-        if reader.holding and self._lean and self._dispatch_thread is None and self._ready_state is OPEN:
-            self._data_received(b"")
-            if self._reading_held():
+        if reader.holding:
+            if self._dispatch_thread is None:
+                self._data_received(b"")
+            else:
+                self._read_later()  # inside a read callback: on the next turn
+            if self._reading_held() or self._read_scheduled:
                 return
+        elif self._read_scheduled:
+            return  # _read_on reads on
         transport.resume_reading()
+
+    def _read_later(self) -> None:
+        """The reader parsed its share of one read (``TURN_BYTES``): the rest waits for the next loop turn.
+
+        Reading pauses meanwhile, so the rest does not grow; other sockets
+        are served in between, whatever one peer puts in one read.
+        """
+        if self._read_scheduled:
+            return
+        self._read_scheduled = True
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.pause_reading()
+        self._loop.call_soon(self._read_on)
+
+    def _read_on(self) -> None:
+        self._read_scheduled = False
+        transport = self._transport
+        if transport is None or transport.is_closing() or self._reading_held():
+            return  # failed or dropped; or held: _apply_reading reads on when that ends
+        if self._reader.holding:
+            self._data_received(b"")
+        if not self._read_scheduled and not self._reading_held():
+            transport.resume_reading()
 
     def _reading_held(self) -> bool:
         """``pause()``, too many ``async`` listeners still running, or replies waiting above the high-water mark."""
@@ -965,12 +1074,16 @@ class WebSocket(IterationMixin, EventEmitter):
         proto = self._proto
         if proto is None or self._ready_state is CLOSED:
             return False
+        transport = self._transport
+        if transport is not None and transport.is_closing():
+            return False  # failed or dropped: the rest of the read goes nowhere, no listener hears it
         self._proto_fed = True
         proto.receive_data(data)
         if self._writing_paused and proto.has_pending():
             self._replies_blocked()  # the protocol answered (pongs, a close) while our writes back up
         events = proto.events_received()
         if events:
+            self._frames_in += len(events)
             self._handle_events(events)
         self._take_protocol_output(proto)
         if proto.is_open():
@@ -1011,11 +1124,8 @@ class WebSocket(IterationMixin, EventEmitter):
                 continue
             opcode = event.opcode
             if opcode is _TEXT or opcode is _BINARY or opcode is _CONT:
-                assembler = self._assembler
-                if assembler is None:
-                    assembler = self._assembler = Assembler(self.max_fragments)
                 try:
-                    message = assembler.frame(opcode, event.data, event.fin)
+                    message = self._reader.assembling().frame(opcode, event.data, event.fin)
                 except MessageError as exc:
                     self._fail(exc.code, exc.reason)
                     return
@@ -1028,7 +1138,7 @@ class WebSocket(IterationMixin, EventEmitter):
                     self._awaiting_pong_since = None
                 self.emit("pong", event.data)
             elif opcode is _CLOSE:
-                self._assembler = None  # a partial message is dropped
+                self._reader.drop_message()  # a partial message is dropped
                 if self._ready_state is OPEN:
                     self._closing()
 
@@ -1065,6 +1175,7 @@ class WebSocket(IterationMixin, EventEmitter):
         if proto is None:
             return None
         self._lean = False
+        self._stop_reader()
         rest = self._reader.unparsed()  # an incomplete frame, or frames held back
         if rest and self._ready_state is not CONNECTING:
             proto.receive_data(rest)
@@ -1110,7 +1221,6 @@ class WebSocket(IterationMixin, EventEmitter):
             self._closed_with = (code, reason)
         self._reader.reset()
         self._writer.clear()  # frames queued for the end of the loop turn can no longer leave
-        self._assembler = None
         transport = self._transport
         if transport is not None and not transport.is_closing():
             transport.abort()

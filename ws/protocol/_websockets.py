@@ -9,10 +9,10 @@ for a few questions its public API does not answer:
   (control frames may interleave), and the right answer is a normal closing
   handshake that drops the partial message (Autobahn case 7.1.5, as Node's
   ``ws`` does), where ``websockets`` fails the connection with 1002.
-* ``has_pending()``, ``in_fragmented_message()``, ``mark_open()``,
-  ``parser_error()``, ``message_limit()``/``set_message_limit()``,
-  ``read_frames()``: the attributes
-  behind them (``writes``, ``current_size``, the ``state`` setter,
+* ``has_pending()``, ``in_fragmented_message()``, ``continue_message()``,
+  ``partial_frame()``, ``mark_open()``, ``parser_error()``,
+  ``message_limit()``/``set_message_limit()``, ``read_frames()``: the
+  attributes behind them (``writes``, ``current_size``, ``reader.buffer``, the ``state`` setter,
   ``parser_exc``, ``max_message_size``, ``parser``) are not documented API,
   so every use of them is here, checked against the installed version.
 """
@@ -74,6 +74,18 @@ class _Internals(Protocol):
     def in_fragmented_message(self) -> bool:
         """Whether a fragmented message was started and not finished."""
         return getattr(self, _CURRENT) is not None
+
+    def continue_message(self, size: int) -> None:
+        """A fragmented message of ``size`` bytes so far, read by ``ws``' lean reader, continues here.
+
+        From now on this object parses its continuation frames (and checks
+        them against what is left of ``max_size``).
+        """
+        setattr(self, _CURRENT, size)
+
+    def partial_frame(self) -> bool:
+        """Whether the parser holds part of a frame (bytes received and not parsed yet)."""
+        return bool(self.reader.buffer)
 
     if isinstance(Protocol.__dict__.get("state"), property):  # read on every send off the lean path
 

@@ -7,18 +7,32 @@ connection is OPEN without extensions (``lean``) this reader parses those
 frames itself, unmasking with ``websockets``' C ``apply_mask``, and hands
 each message to ``deliver``.
 
-Everything else (control frames, fragments, reserved bits, wrong mask bit,
-frames over the size limit) goes to the protocol object through ``feed``,
-which stays the reference for correctness.  To keep its parser consistent it
-is only ever fed whole frames while the reader is lean: an incomplete frame
-waits in the reader until its last byte arrives (bounded by ``limit``: a
-longer header is handed over at once, and the protocol fails the
-connection with 1009).  Once the protocol takes over for good (closing,
-failing: ``feed`` returned ``False``, or the owner called :meth:`stop`) it
-gets every byte from then on.
+The data frames of a fragmented message are parsed here too and joined by
+an :class:`~ws.protocol.assembler.Assembler` (which also judges their order:
+1002 for a continuation without a message or a new message inside one), so
+a large fragment is copied once, by the unmasking, not three more times on
+its way through the protocol object.  The reader knows the size of the
+message so far: a continuation whose header announces more than what is
+left of ``limit`` fails with 1009 before any of its payload is read.
+
+Everything else (control frames, reserved bits, unknown opcodes, wrong mask
+bit, frames over the size limit) goes to the protocol object through
+``feed``, which stays the reference for correctness.  To keep its parser
+consistent it is only ever fed whole frames while the reader is lean: an
+incomplete frame waits in the reader until its last byte arrives (bounded
+by ``limit``: a longer header is handed over at once, and the protocol
+fails the connection with 1009).  Once the protocol takes over for good
+(closing, failing: ``feed`` returned ``False``, or the owner called
+:meth:`stop`) it gets every byte from then on; a fragmented message still
+open is the owner's to announce to it (:attr:`message_size`).
 
 While reading is held (:meth:`hold`), the frames of the last read not yet
 delivered are kept, unparsed, and delivered first by :meth:`release`.
+
+One call parses at most ``TURN_BYTES`` of input (a flood of empty frames
+puts 43,000 of them in one 256 KiB read): the rest is kept the same way and
+``more()`` asks the owner to call :meth:`release` on a later loop turn, so
+one peer's read never holds the loop for long.
 
 A large frame (``DIRECT_MIN``) is not gathered: once an eighth of it is in,
 it gets a buffer of its exact size (``frame``), which the transport reads
@@ -33,10 +47,13 @@ from __future__ import annotations
 
 from typing import Callable, Union
 
+from websockets.frames import Opcode
+
 from ..events import BINARY, TEXT
+from .assembler import Assembler, MessageError
 from .writer import FIN_BINARY, FIN_TEXT, apply_mask
 
-__all__ = ["FrameReader", "DIRECT_MIN", "DIRECT_AHEAD", "apply_mask"]
+__all__ = ["FrameReader", "DIRECT_MIN", "DIRECT_AHEAD", "TURN_BYTES", "apply_mask"]
 
 Buffer = Union[bytes, bytearray, memoryview]
 
@@ -46,7 +63,11 @@ _SMALL = 2048
 #: size once ``1 / DIRECT_AHEAD`` of them has arrived.
 DIRECT_MIN = 128 * 1024
 DIRECT_AHEAD = 8
+#: Input parsed per call (a loop turn) before the rest waits for the next turn.
+#: Reads are at most 256 KiB: only a read longer than this pays for the wait.
+TURN_BYTES = 32 * 1024
 _from_bytes = int.from_bytes
+_DATA_OPCODES = (Opcode.CONT, Opcode.TEXT, Opcode.BINARY)
 
 
 class FrameReader:
@@ -54,13 +75,17 @@ class FrameReader:
 
     ``deliver(kind, data)`` gets each complete message (``TEXT``: ``str``,
     ``BINARY``: ``bytes``); ``fail(code, reason)`` a violation found here
-    (invalid UTF-8); ``feed(data)`` gives bytes to the protocol object and
-    says whether it is still OPEN (``False``: it reads everything from now on).
+    (invalid UTF-8, fragments out of order, a message over ``limit``, more
+    than ``max_fragments`` fragments); ``feed(data)`` gives bytes to the
+    protocol object and says whether it is still OPEN (``False``: it reads
+    everything from now on); ``more()`` (optional) says that input was kept
+    for a later turn (``TURN_BYTES``).
     """
 
     __slots__ = (
-        "lean", "_stopped", "_held", "direct_reads", "frame", "fill", "_partial", "_held_input",
-        "_spare", "_fragmented", "_server", "limit", "_deliver", "_fail", "_feed",
+        "lean", "_stopped", "_held", "direct_reads", "frame", "fill", "_partial", "_held_input", "_held_from",
+        "_spare", "_fragmented", "_server", "limit", "_deliver", "_fail", "_feed", "_more",
+        "max_fragments", "assembler", "message_size", "_frames",
     )
 
     def __init__(
@@ -71,6 +96,8 @@ class FrameReader:
         deliver: Callable[[int, str | bytes], object],
         fail: Callable[[int, str], object],
         feed: Callable[[bytes], bool],
+        more: Callable[[], object] | None = None,
+        max_fragments: int | None = None,
     ) -> None:
         #: Common frames are parsed here (``start``); ``False``: the protocol reads everything.
         self.lean = False
@@ -82,14 +109,22 @@ class FrameReader:
         self.frame: memoryview | None = None
         self.fill = 0
         self._partial: bytearray | None = None  # the incomplete frame at the end of the last read
-        self._held_input: bytearray | None = None  # frames not delivered while held, unparsed
+        self._held_input: bytearray | None = None  # bytes not parsed yet (held, or for the next turn)...
+        self._held_from = 0  # ... from this offset on
         self._spare: bytearray | None = None  # the last large frame's buffer, for the next one
-        self._fragmented = False  # the protocol holds a fragmented message: data frames are its
+        self._fragmented = False  # a fragmented message is open (lean): its frames go to the assembler
         self._server = server  # frames come masked
         self.limit = limit
         self._deliver = deliver
         self._fail = fail
         self._feed = feed
+        self._more = more
+        self.max_fragments = max_fragments
+        #: Joins fragmented messages (made by the first one); the protocol's frames go to it too once it reads.
+        self.assembler: Assembler | None = None
+        #: Bytes of the fragmented message open in the lean path so far.
+        self.message_size = 0
+        self._frames = 0  # incomplete frames kept so far (tells one from the next, see unfinished())
 
     # -- the owner's controls ---------------------------------------------------
 
@@ -99,9 +134,18 @@ class FrameReader:
         self._stopped = self._held
 
     def stop(self) -> None:
-        """The connection left OPEN: the protocol reads the rest, even of the current read."""
+        """The connection left OPEN: the protocol reads the rest, even of the current read.
+
+        Outside a call to :meth:`receive`, bytes kept (an incomplete frame,
+        frames held or left for the next turn) go to the protocol first, with
+        the next bytes received or :meth:`release`.  A fragmented message
+        still open stays in :attr:`assembler`; :attr:`message_size` says how
+        much of it came (the protocol must be told).
+        """
         self.lean = False
         self._stopped = True
+        if self._partial is not None:
+            self._held_input, self._held_from, self._partial = self._partial, 0, None
 
     def hold(self, held: bool) -> None:
         """Stop (or go on) delivering between frames: ``pause()``, or a backlog of listeners."""
@@ -110,8 +154,50 @@ class FrameReader:
 
     @property
     def holding(self) -> bool:
-        """Frames wait to be delivered once reading is no longer held."""
-        return bool(self._held_input)
+        """Bytes wait to be parsed (reading was held, or the last call reached ``TURN_BYTES``)."""
+        return self._held_input is not None
+
+    @property
+    def in_message(self) -> bool:
+        """A fragmented message is open in the lean path (its frames are the assembler's)."""
+        return self._fragmented
+
+    def assembling(self) -> Assembler:
+        """The assembler, made on first use (frames from the protocol object go to it too)."""
+        assembler = self.assembler
+        if assembler is None:
+            assembler = self.assembler = Assembler(self.max_fragments)
+        return assembler
+
+    def drop_message(self) -> None:
+        """Forget the fragmented message being received (a close frame came, or the connection ended)."""
+        self._fragmented = False
+        self.message_size = 0
+        if self.assembler is not None:
+            self.assembler.reset()
+
+    def unfinished(self) -> int | None:
+        """A token for the message being received in the lean path, ``None`` when none is.
+
+        The token stays the same while one message is unfinished (a
+        fragmented message, from its first frame to its last; otherwise one
+        incomplete frame) and changes with the next, so an owner that sees
+        the same token for too long knows the message is too slow.  Input
+        held or left for the next turn is ours, not the peer's: it does not
+        count.
+        """
+        if not self.lean:
+            return None
+        if self._fragmented:
+            assert self.assembler is not None
+            return self.assembler.serial << 1 | 1
+        if self._partial is not None or self.frame is not None:
+            return self._frames << 1
+        return None
+
+    def trim(self) -> None:
+        """Drop the buffer kept from the last large frame (an idle connection holds nothing that large)."""
+        self._spare = None
 
     def release(self) -> None:
         """Deliver the frames kept while held (call once no longer held)."""
@@ -119,17 +205,30 @@ class FrameReader:
             self.receive(b"")
 
     def unparsed(self) -> bytes:
-        """Take the bytes received and not parsed (the end of the stream came; the protocol judges them)."""
+        """Take the bytes received and not parsed (the end of the stream came; the protocol judges them).
+
+        A fragmented message open stays in :attr:`assembler`.
+        """
         frame = self.frame
         if frame is not None:
             rest = bytes(frame[: self.fill])
+        elif self._held_input is not None:
+            rest = bytes(memoryview(self._held_input)[self._held_from :])
         else:
-            rest = bytes(self._partial or self._held_input or b"")
-        self.reset()
+            rest = bytes(self._partial or b"")
+        self._drop_input()
         return rest
 
     def reset(self) -> None:
-        """Drop every buffer (the connection is gone)."""
+        """Drop every buffer and the message being received (the connection is gone, or fails).
+
+        Bytes received from then on go to the protocol object.
+        """
+        self._drop_input()
+        self.drop_message()
+        self.assembler = None
+
+    def _drop_input(self) -> None:
         self.lean = False
         self._stopped = True
         self.frame = self._partial = self._held_input = self._spare = None
@@ -167,27 +266,33 @@ class FrameReader:
         kept is copied.
         """
         if not self.lean:
-            if data:
-                self._feed(bytes(data))
+            self._receive_all(data)
             return
-        buf = self._partial
-        if buf is None:
+        pos = 0
+        partial = self._partial
+        if partial is None:
             buf = self._held_input
-            self._held_input = None
+            if buf is not None:
+                self._held_input = None
+                pos = self._held_from
+                buf += data
+                data = buf
         else:
             self._partial = None
-        if buf is not None:
-            buf += data
-            data = buf
+            partial += data
+            data = partial
         n = len(data)
-        pos = 0
+        # At most TURN_BYTES per call: past it, the loop ends at the next frame boundary.
+        stop = n if n - pos <= TURN_BYTES or self._more is None else pos + TURN_BYTES
         need = 0  # the length of the incomplete frame at ``pos``, once its header is in
         server = self._server
         limit = self.limit
         deliver = self._deliver
         fragmented = self._fragmented
+        if fragmented and limit is not None:
+            limit -= self.message_size  # what the next continuation may carry
         view: memoryview | None = None
-        while n - pos >= 2:
+        while stop - pos >= 2:
             if self._stopped:
                 break
             b0 = data[pos]
@@ -206,10 +311,11 @@ class FrameReader:
                 length = _from_bytes(data[pos + 2 : pos + 10], "big")
                 head = pos + 10
             if (b1 >= 0x80) is not server or (limit is not None and length > limit):
-                # A masking error or an oversized frame: the protocol fails the
-                # connection from the header alone; it reads from here on.
-                self._hand_over(data[pos:])
-                return
+                if not self._may_parse(b0, b1 >= 0x80, length):
+                    # A masking error or an oversized frame: the connection fails
+                    # from the header alone; the protocol reads from here on.
+                    self._hand_over(data[pos:])
+                    return
             if server:
                 head += 4
             end = head + length
@@ -241,19 +347,24 @@ class FrameReader:
                     deliver(TEXT, text)
                 else:
                     deliver(BINARY, message)
-            else:
-                # Control frame, fragment, reserved bits...: the protocol's job.
+            elif b0 & 0x70 or (b0 & 0x0F) > 2:
+                # Control frame, reserved bits, unknown opcode: the protocol's job.
                 if not self._feed(bytes(data[pos:end])):
                     self._hand_over(data[end:])
                     return
                 pos = end
-                opcode = b0 & 0x0F
-                if opcode == 0:
-                    if b0 & 0x80:
-                        fragmented = False  # the protocol took the last fragment
-                elif opcode < 3 and not b0 & 0x80:
-                    fragmented = True  # ... or the first one
-                self._fragmented = fragmented
+            else:
+                # A fragment (or any data frame while a fragmented message is open).
+                if server:
+                    chunk = apply_mask(memoryview(data)[head:end], data[head - 4 : head])  # type: ignore[arg-type]
+                else:
+                    chunk = bytes(memoryview(data)[head:end])
+                pos = end
+                self._fragment(b0, chunk)
+                fragmented = self._fragmented
+                limit = self.limit
+                if fragmented and limit is not None:
+                    limit -= self.message_size
         if self._stopped:
             if not self.lean:
                 # A listener closed, failed or terminated the connection: the
@@ -261,11 +372,19 @@ class FrameReader:
                 self._hand_over(data[pos:])
                 return
             if pos < n:  # held: the rest waits, unparsed
-                self._held_input = bytearray(memoryview(data)[pos:])
+                self._keep(data, pos)
+            return
+        if stop < n and stop - pos < 2 and pos < n:
+            # TURN_BYTES parsed: the rest waits for the owner's next loop turn.
+            assert self._more is not None
+            self._keep(data, pos)
+            self._more()
             return
         spare = self._spare
         self._spare = None  # kept only from one large frame to the next
         if pos < n:
+            if pos or partial is None:
+                self._frames += 1  # a new incomplete frame, not more of the last one
             have = n - pos
             if need >= DIRECT_MIN and self.direct_reads:
                 # A large frame: a buffer of its size, which the transport reads
@@ -289,6 +408,68 @@ class FrameReader:
                 self._partial = data if pos == 0 else data[pos:]
             else:
                 self._partial = bytearray(memoryview(data)[pos:])  # one copy, not two
+
+    def _keep(self, data: Buffer, pos: int) -> None:
+        """Keep ``data[pos:]`` for later: our own buffer as it is, a view of the caller's as a copy."""
+        if type(data) is bytearray:
+            self._held_input, self._held_from = data, pos
+        else:
+            self._held_input, self._held_from = bytearray(memoryview(data)[pos:]), 0
+
+    def _receive_all(self, data: Buffer) -> None:
+        """Not lean: the protocol object parses everything, at most ``TURN_BYTES`` per call too."""
+        pos = 0
+        held = self._held_input
+        if held is not None:  # kept for this turn, or when the reader stopped between two reads
+            self._held_input = None
+            pos = self._held_from
+            held += data
+            data = held
+        if len(data) - pos > TURN_BYTES and self._more is not None:
+            self._keep(data, pos + TURN_BYTES)
+            self._feed(bytes(memoryview(data)[pos : pos + TURN_BYTES]))
+            if self._held_input is not None:  # (the connection did not end meanwhile)
+                self._more()
+        elif len(data) > pos:
+            self._feed(bytes(memoryview(data)[pos:]) if pos else bytes(data))
+
+    def _may_parse(self, b0: int, masked: bool, length: int) -> bool:
+        """A frame wrongly masked or over what is left of ``limit``: whether it is parsed here all the same.
+
+        Only inside a fragmented message: a continuation that can only take
+        the message over ``limit`` fails it with 1009 now, before any of its
+        payload is read; a control frame or a new message within ``limit``
+        is judged as usual.  Anything else the protocol fails from its header.
+        """
+        limit = self.limit
+        if masked is not self._server or not self._fragmented or limit is None:
+            return False
+        if b0 & 0x0F:
+            return length <= limit
+        size = self.message_size
+        self.drop_message()
+        self._fail(1009, f"max payload size exceeded: {length} more bytes after {size} exceed the limit of {limit}")
+        self.lean = False
+        self._stopped = True
+        return False
+
+    def _fragment(self, b0: int, payload: bytes) -> None:
+        """A data frame of a fragmented message, or the first one: to the assembler; the message once complete."""
+        try:
+            message = self.assembling().frame(_DATA_OPCODES[b0 & 0x0F], payload, b0 >= 0x80)
+        except MessageError as exc:  # out of order, invalid UTF-8, too many fragments
+            self.drop_message()
+            self._fail(exc.code, exc.reason)
+            self.lean = False
+            self._stopped = True
+            return
+        if message is None:
+            self._fragmented = True
+            self.message_size += len(payload)
+            return
+        self._fragmented = False
+        self.message_size = 0
+        self._deliver(*message)
 
     def _hand_over(self, rest: Buffer) -> None:
         """The protocol object reads everything from now on (closing or failing)."""
