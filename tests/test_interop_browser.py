@@ -61,7 +61,7 @@ class Site:
         self.sockets: dict[str, list[WebSocket]] = {}
         for path, options in (
             ("/echo", {}),
-            ("/deflate", {"per_message_deflate": True}),
+            ("/deflate", {"per_message_deflate": True, "max_payload": 4 * MiB}),  # over the 1 MiB compressed default
             ("/private", {"verify_client": self._refuse}),
             ("/chat", {}),
         ):
