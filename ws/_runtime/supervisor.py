@@ -112,6 +112,8 @@ class _Slot:
     listening_since: float | None = None
     #: Deaths in a row (reset by a death after STABLE_AFTER of listening).
     failures: int = 0
+    #: The last process stopped as asked (a SIGTERM from someone else, or the program ended).
+    stopped: bool = False
     #: When to start its next process (``None``: not waiting).
     restart_at: float | None = 0.0
 
@@ -209,13 +211,19 @@ class Supervisor:
         except OSError as exc:
             self._failed(slot, f"could not start: {exc}")
 
-    def _failed(self, slot: _Slot, why: str) -> None:
-        """``slot``'s worker is gone (or never started): log why and schedule the next one, with backoff."""
+    def _failed(self, slot: _Slot, why: str, stopped: bool = False) -> None:
+        """``slot``'s worker is gone (or never started): log why and schedule the next one, with backoff.
+
+        A worker that ``stopped`` as asked is replaced after REPEAT at the
+        soonest: when the whole group is being stopped (systemd signals
+        every process), the parent's own signal comes meanwhile.
+        """
         now = time.monotonic()
         if slot.listening_since is not None and now - slot.listening_since >= STABLE_AFTER:
             slot.failures = 0
         slot.failures += 1
-        delay = backoff(slot.failures)
+        slot.stopped = stopped
+        delay = max(backoff(slot.failures), REPEAT if stopped else 0.0)
         streak = f" ({slot.failures} failures in a row)" if slot.failures > 1 else ""
         announce(logger, logging.WARNING, "worker %d %s; starting another in %.1f s%s", slot.index, why, delay, streak)
         slot.process = None
@@ -230,7 +238,7 @@ class Supervisor:
             returncode = process.poll()
             if returncode is not None:
                 when = "" if slot.listening_since is not None else " before listening"
-                self._failed(slot, f"(pid {process.pid}) {describe(returncode)}{when}")
+                self._failed(slot, f"(pid {process.pid}) {describe(returncode)}{when}", returncode in STOPPED)
 
     # -- waiting --
 
@@ -268,7 +276,10 @@ class Supervisor:
     def _stop(self) -> int:
         """SIGTERM to every worker, SIGKILL to those still there after ``stop_timeout``; the exit status."""
         name = signal.Signals(self._signals[0]).name
-        failing = [slot.index for slot in self._slots if slot.failures and slot.listening_since is None]
+        failing = [
+            slot.index for slot in self._slots
+            if slot.failures and slot.listening_since is None and not (slot.process is None and slot.stopped)
+        ]
         live = [slot for slot in self._slots if slot.process is not None]
         announce(logger, logging.INFO, "%s: stopping the workers (%d running)", name, len(live))
         for slot in live:
