@@ -291,6 +291,19 @@ def test_sigterm_closes_every_client_with_1001_and_exits_0(programs: list[Progra
     assert "Traceback" not in program.output()
 
 
+def test_workers_that_do_not_stop_are_killed_at_the_deadline(programs: list[Program]) -> None:
+    """close_timeout + 5 s after the SIGTERM, the parent kills what is left, and says so in its status."""
+    program = app(programs, mode="stubborn").ready()
+    for index in (1, 2):
+        program.wait_for(rf"^ignoring SIGTERM {index}$")
+    sent = program.signal(signal.SIGTERM)
+    assert program.exit_status() == 1, program.output()
+    assert 5.0 <= time.monotonic() - sent < 10.0
+    assert program.count(r"ws: worker [12] \(pid \d+\) killed: it did not stop within 5\.1 s") == 2, program.output()
+    assert "ws: stopped (exit status 1; worker 1 did not stop cleanly; worker 2 did not stop cleanly)" in program.output()
+    assert all(gone(pid) for pid in program.pids)
+
+
 def test_a_killed_parent_takes_its_workers_down(programs: list[Program]) -> None:
     """The workers watch a pipe only the parent holds open: no worker outlives a SIGKILLed parent."""
     program = app(programs).ready()
@@ -440,6 +453,14 @@ def test_the_command_line_run_again(monkeypatch: pytest.MonkeyPatch, tmp_path: P
         monkeypatch.setattr(sys, "argv", argv)
         with pytest.raises(RuntimeError, match="running this program again"):
             _supervisor.command()
+
+
+def test_a_backplane_is_configured_by_ws_backplane(monkeypatch: pytest.MonkeyPatch) -> None:
+    server = http.Server("127.0.0.1:0")
+    monkeypatch.delenv("WS_BACKPLANE", raising=False)
+    assert not server._backplane_configured()
+    monkeypatch.setenv("WS_BACKPLANE", "redis://127.0.0.1:6379/0")
+    assert server._backplane_configured()
 
 
 def test_not_a_worker_here() -> None:
