@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import threading
 from typing import Any
 
@@ -311,3 +312,31 @@ def test_the_speed_extra_runs_on_uvloop(script: str, env: dict[str, str], expect
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=full_env, timeout=30)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == expected, done.stderr
+
+
+def test_a_repeated_signal_within_a_second_is_the_same_stop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A supervisor and systemd both SIGTERM a worker: one graceful stop; a later signal exits at once."""
+    exits: list[int] = []
+    hooks: list[Any] = []
+
+    class Loop:
+        def call_soon_threadsafe(self, fn: Any) -> None:
+            hooks.append(fn)
+
+    class NoTimer:  # the 5 s force-exit timer of the first signal: not in the test process
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self.daemon = False
+
+        def start(self) -> None:
+            pass
+
+    monkeypatch.setattr(_loop, "_force_exit", exits.append)
+    monkeypatch.setattr(_loop.threading, "Timer", NoTimer)
+    reactor = _loop._Reactor()
+    reactor.loop = Loop()  # type: ignore[assignment]
+    reactor._on_signal(signal.SIGTERM, None)
+    reactor._on_signal(signal.SIGTERM, None)
+    assert len(hooks) == 1 and exits == []
+    reactor._first_signal -= reactor.REPEAT
+    reactor._on_signal(signal.SIGTERM, None)
+    assert exits == [128 + signal.SIGTERM]

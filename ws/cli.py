@@ -3,6 +3,7 @@
     ws connect ws://127.0.0.1:8080/ws      # type lines, see messages
     ws connect URL -x '{"op":"hi"}' -w 1   # send, print replies for 1 s, exit
     ws serve --port 8080 --path /ws --broadcast --static ./public
+    ws serve --port 8080 --workers 4       # 4 processes on one port (SO_REUSEPORT)
 
 Both commands run on their own asyncio loop (``asyncio.run``), so Ctrl-C is
 an ordinary loop signal handler and the exit status is the function's
@@ -88,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--subprotocol", action="append", default=[], metavar="PROTO", help="accept this subprotocol (repeatable, first match wins)")
     srv.add_argument("--tls-cert", metavar="FILE", help="TLS certificate chain (PEM); needs --tls-key")
     srv.add_argument("--tls-key", metavar="FILE", help="TLS private key (PEM)")
+    srv.add_argument("--workers", type=int, default=1, metavar="N", help="serve in N processes on one port (default 1); each has its own clients")
     return parser
 
 
@@ -308,18 +310,25 @@ async def _serve(args: argparse.Namespace) -> int:
         raise UsageError(f"--path must start with '/', got {args.path!r}")
     if args.static and not os.path.isdir(args.static):
         raise UsageError(f"--static {args.static}: not a directory")
+    if args.workers < 1:
+        raise UsageError(f"--workers must be 1 or more, got {args.workers}")
     context = _server_ssl(args)
     host = args.host
     server = HttpServer(address=format_host_port(host, args.port), ssl=context)
     wss = WebSocketServer(server=server, path=args.path, protocols=args.subprotocol or None)
     if args.static:
         server.static("/", args.static)
+    worker = server.worker
+    tag = f"[worker {worker.index}/{worker.count}] " if worker is not None else ""
+
+    def log_line(text: str) -> None:
+        _log_line(tag + text)
 
     def on_connection(sock: WebSocket, request: Any) -> None:
         peer = f"{request.socket.remote_address}:{request.socket.remote_port}"
         started = time.monotonic()
         protocol = f" subprotocol={sock.protocol}" if sock.protocol else ""
-        _log_line(f"{peer} connected {request.url}{protocol} ({len(wss.clients or ())} open)")
+        log_line(f"{peer} connected {request.url}{protocol} ({len(wss.clients or ())} open)")
         if args.mode == "broadcast":
             sock.on("message", lambda evt: wss.broadcast(evt.data))
         else:
@@ -329,24 +338,28 @@ async def _serve(args: argparse.Namespace) -> int:
                     sock.send(evt.data)
 
             sock.on("message", echo)
-        sock.on("error", lambda exc: _log_line(f"{peer} error: {exc}"))
+        sock.on("error", lambda exc: log_line(f"{peer} error: {exc}"))
 
         def on_close(code: int, reason: str) -> None:
             shown = f" {json.dumps(reason)}" if reason else ""
-            _log_line(f"{peer} closed {code}{shown} after {time.monotonic() - started:.2f}s")
+            log_line(f"{peer} closed {code}{shown} after {time.monotonic() - started:.2f}s")
 
         sock.on("close", on_close)
 
     wss.on("connection", on_connection)
-    wss.on("error", lambda exc: _log_line(f"error: {exc}"))
+    wss.on("error", lambda exc: log_line(f"error: {exc}"))
     try:
-        await server.serve_async()
+        # With --workers N this process supervises the workers here and exits (SystemExit) when stopped.
+        await server.serve_async(workers=args.workers)
     except OSError as exc:
         print(f"error: {exc.strerror or exc}", file=sys.stderr, flush=True)
         return 1
+    except (RuntimeError, ValueError) as exc:  # workers where they cannot be (no SO_REUSEPORT...)
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
     scheme = "wss" if context is not None else "ws"
     extra = f", files of {args.static} at /" if args.static else ""
-    _log_line(f"Listening on {scheme}://{server.address}{args.path} ({args.mode}{extra}); CTRL+C to stop")
+    log_line(f"Listening on {scheme}://{server.address}{args.path} ({args.mode}{extra}); CTRL+C to stop")
 
     stopped = loop.create_future()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -360,5 +373,5 @@ async def _serve(args: argparse.Namespace) -> int:
         await asyncio.wait_for(server.close_async(), 10)
     except asyncio.TimeoutError:
         pass
-    _log_line("Stopped")
+    log_line("Stopped")
     return 0

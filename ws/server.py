@@ -58,6 +58,7 @@ SERVER_OPTIONS = frozenset(
         "max_buffered_amount",
         "max_total_buffered_amount",
         "message_timeout",
+        "workers",
     }
 )
 
@@ -69,7 +70,8 @@ class WebSocketServer(EventEmitter):
     """A WebSocket endpoint on an HTTP server.
 
     ``WebSocketServer(server=http_server, path='/ws', ...)`` attaches to an
-    existing ``ws.http.Server``; ``WebSocketServer(port=8080)`` makes its own;
+    existing ``ws.http.Server``; ``WebSocketServer(port=8080)`` makes its own
+    (``workers=N`` serves it in N processes, see ``ws.http.Server.serve``);
     ``WebSocketServer(no_server=True)`` leaves routing to ``handle_upgrade``.
     Options may also come as one dict (``WebSocketServer({'server': s})``)
     and in their camelCase spellings.
@@ -93,6 +95,9 @@ class WebSocketServer(EventEmitter):
         no_server = bool(opts.get("no_server"))
         if (server is not None) + (port is not None) + no_server != 1:
             raise TypeError('One and only one of the "port", "server", or "no_server" options must be specified')
+        workers = opts.get("workers")
+        if workers not in (None, 1) and port is None:
+            raise TypeError("workers goes with port=; a server you made serves its workers with server.serve(workers=N)")
         if server is not None and not isinstance(server, UpgradeHost):
             server = _adapt_server(server)
         path = opts.get("path", "/")
@@ -168,7 +173,8 @@ class WebSocketServer(EventEmitter):
             server.on("error", lambda exc: self.emit("error", exc))
             if callback is not None:
                 self.once("listening", callback)
-            server.serve()
+            # With workers > 1 the parent supervises here and never returns (ws.http.Server.serve).
+            server.serve(workers=workers)
         elif server is not None:
             server.add_upgrade_handler(path, self)
         # An UpgradeHost (or None); address() also reads its host/port when it has them.

@@ -33,6 +33,7 @@ from typing import IO, Any, Callable, Hashable
 
 __all__ = [
     "ReportLimiter",
+    "announce",
     "configure_from_env",
     "disable_debug",
     "enable_debug",
@@ -212,10 +213,8 @@ def _logging_configured(log: logging.Logger) -> bool:
     return False
 
 
-def _emit(log: logging.Logger, message: str, args: tuple[Any, ...], error: BaseException | None, stderr: bool) -> None:
-    log.error(message, *args, exc_info=error)
-    if not stderr or not log.isEnabledFor(logging.ERROR) or _logging_configured(log):
-        return
+def _to_stderr(message: str, args: tuple[Any, ...], error: BaseException | None = None) -> None:
+    """``ws: message`` (and ``error``'s traceback) on stderr, for an application that configured no logging."""
     try:
         text = message % args if args else message
         sys.stderr.write(f"ws: {text}\n")
@@ -224,6 +223,24 @@ def _emit(log: logging.Logger, message: str, args: tuple[Any, ...], error: BaseE
         sys.stderr.flush()
     except Exception:  # stderr closed or broken: nothing more we can do
         pass
+
+
+def _emit(log: logging.Logger, message: str, args: tuple[Any, ...], error: BaseException | None, stderr: bool) -> None:
+    log.error(message, *args, exc_info=error)
+    if stderr and log.isEnabledFor(logging.ERROR) and not _logging_configured(log):
+        _to_stderr(message, args, error)
+
+
+def announce(log: logging.Logger, level: int, message: str, *args: Any) -> None:
+    """A line a process says about itself (the workers' supervisor: started, died, stopped).
+
+    It is logged at ``level``; when the application configured no logging at
+    all, it is also printed to stderr as ``ws: ...``, whatever the level, as
+    a process manager's lines are.
+    """
+    log.log(level, message, *args)
+    if not _logging_configured(log):
+        _to_stderr(message, args)
 
 
 def report_error(

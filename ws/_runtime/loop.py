@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from typing import Any, Callable, Coroutine, TypeVar
 
 logger = logging.getLogger("ws")
@@ -59,6 +60,9 @@ class _Reactor:
 
     # How often the idle reactor checks whether the main thread has finished.
     POLL = 0.05
+    # A signal this soon after the first is the same stop sent twice (a supervisor and
+    # systemd's KillMode=control-group both send SIGTERM to a worker), not a second one.
+    REPEAT = 1.0
 
     def __init__(self) -> None:
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -69,6 +73,7 @@ class _Reactor:
         self._shutdown_hooks: dict[Callable[[], Any], None] = {}
         self._signals_installed = False
         self._stopping = False
+        self._first_signal = 0.0
 
     def get(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -158,7 +163,11 @@ class _Reactor:
         """
         loop = self.loop
         first = not self._stopping
+        if not first and time.monotonic() - self._first_signal < self.REPEAT:
+            return
         self._stopping = True
+        if first:
+            self._first_signal = time.monotonic()
         if loop is not None and first:
             loop.call_soon_threadsafe(self._run_shutdown_hooks)
             # Leave a stuck peer no more than a few seconds.

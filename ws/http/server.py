@@ -12,6 +12,10 @@ the loop chosen by ``ws._runtime.loop.bind()`` at construction (the running
 loop, or the shared reactor of plain scripts).  Sockets are bound
 synchronously in ``serve()`` so that a taken port fails at once, in the
 caller's code.
+
+``serve(workers=N)`` runs N processes on the port: the parent reserves it and
+supervises (``ws._runtime.supervisor``); each worker runs the program again
+and binds its own ``SO_REUSEPORT`` socket (``ws._runtime.workers``).
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ import stat
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, TypeVar
 
 from .._runtime import loop as _loop
+from .._runtime import workers as _workers
 from .._runtime.emitter import EventEmitter
+from .._runtime.log import announce
 from .._runtime.net import Target, format_host_port, parse_address
 from ..request import Request
 from ..upgrade import PathFilter, UpgradeHandler
@@ -188,6 +194,8 @@ class Server(EventEmitter):
         self._force_timer: asyncio.TimerHandle | None = None
         self._unix_inode: int | None = None
         self._shutdown_hook = self._on_shutdown
+        # This server is the one a worker process serves with workers=N: tell the parent once listening.
+        self._reports_to_parent = False
 
     # -- addresses --
 
@@ -229,6 +237,11 @@ class Server(EventEmitter):
         if not self._sockets or self.network == "unix":
             return None
         return int(self._sockets[0].getsockname()[1])
+
+    @property
+    def worker(self) -> _workers.Worker | None:
+        """Which worker process this is (``index`` 1 to ``count``) under ``serve(workers=N)``; ``None`` otherwise."""
+        return _workers.current()
 
     @property
     def url(self) -> str | None:
@@ -384,11 +397,15 @@ class Server(EventEmitter):
 
     # -- serving --
 
-    def _bind(self) -> list[socket.socket]:
-        """Create, bind and listen synchronously, so errors reach the caller at once."""
+    def _bind(self, *, port: int | None = None, reuse_port: bool = False, listen: bool = True) -> list[socket.socket]:
+        """Create, bind and listen synchronously, so errors reach the caller at once.
+
+        ``port`` replaces the configured one; ``reuse_port`` sets ``SO_REUSEPORT`` (workers);
+        ``listen=False`` only binds (the workers' parent reserving the port).
+        """
         if isinstance(self._target, str):
             return [self._bind_unix(self._target)]
-        host, port = self._target
+        host, port = self._target[0], self._target[1] if port is None else port
         shown = format_host_port(host or "*", port)
         try:
             infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
@@ -409,6 +426,8 @@ class Server(EventEmitter):
                 sockets.append(sock)
                 if os.name == "posix":
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if reuse_port:
+                    _workers.reuse_port(sock)
                 if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 # With port 0 and several interfaces, use one port for all.
@@ -419,7 +438,8 @@ class Server(EventEmitter):
                     where = format_host_port(str(sockaddr[0]), bound_port)
                     raise OSError(exc.errno, f"cannot listen on {where}: {exc.strerror}") from None
                 bound_port = sock.getsockname()[1]
-                sock.listen(self.backlog)
+                if listen:
+                    sock.listen(self.backlog)
                 sock.setblocking(False)
             if not sockets:
                 raise OSError(errno.EADDRNOTAVAIL, f"no usable address for {shown}")
@@ -463,7 +483,7 @@ class Server(EventEmitter):
             raise
         return sock
 
-    def serve(self, callback: Callable[..., Any] | None = None) -> str:
+    def serve(self, callback: Callable[..., Any] | None = None, *, workers: int | None = None) -> str:
         """Bind and start serving; returns the bound address; ``callback(address)`` runs once listening.
 
         A taken address raises ``OSError`` here, synchronously, and the
@@ -472,8 +492,15 @@ class Server(EventEmitter):
         staying alive until ``close()`` (Node's ``listen``); inside a running
         loop listening starts on the server's loop and it returns at once
         (``await serve_async()`` also waits for it).
+
+        ``workers=N`` (N > 1) serves in N processes on one port
+        (``docs/scaling.md``).  This process becomes their parent: it does
+        not serve, and this call does not return; it supervises until
+        SIGINT/SIGTERM, then raises ``SystemExit`` with the exit status.  Each
+        worker runs the program again and, at this call, serves on the port
+        with its own socket (``callback`` and ``'listening'`` run there).
         """
-        self._prepare(callback)
+        self._prepare(callback, workers)
         address = self.address  # bound now; a signal may close the server before we return
         assert address is not None
         running = _loop._get_running_loop()
@@ -485,20 +512,25 @@ class Server(EventEmitter):
             _loop.run_blocking(self._loop, self._start(), timeout=30)
         return address
 
-    async def serve_async(self, callback: Callable[..., Any] | None = None) -> str:
+    async def serve_async(self, callback: Callable[..., Any] | None = None, *, workers: int | None = None) -> str:
         """``serve()`` for coroutines: bind at once, then wait until listening; the address.
 
-        Works from any loop (the server keeps running on its own).
+        Works from any loop (the server keeps running on its own).  With
+        ``workers=N`` the parent supervises as ``serve()`` does, blocking
+        this thread, and raises ``SystemExit`` at the end.
         """
-        self._prepare(callback)
+        self._prepare(callback, workers)
         if asyncio.get_running_loop() is self._loop:
             return await self._start()
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._start(), self._loop))
 
-    def _prepare(self, callback: Callable[..., Any] | None) -> None:
-        """Bind synchronously (errors reach the caller) and enter ``starting``."""
+    def _prepare(self, callback: Callable[..., Any] | None, workers: int | None) -> None:
+        """Bind synchronously (errors reach the caller) and enter ``starting``; supervise with workers."""
         if self._state not in _IDLE_STATES:
             raise RuntimeError(f"server is already {self._state.value}")
+        count = _workers.check_count(workers)
+        if count > 1 and _workers.current() is None:
+            raise SystemExit(self._supervise(count))
         if self._loop.is_closed():
             if self._connections:
                 raise RuntimeError("the server's event loop is closed")
@@ -507,11 +539,63 @@ class Server(EventEmitter):
         if self.raise_file_limit:
             raise_open_file_limit()
         self._pending_cap = pending_cap(self.max_pending_handshakes, open_file_limit())
-        self._sockets = self._bind()
+        if count > 1:  # a worker: our own socket on the parent's port
+            self._check_workers_possible()
+            self._sockets = self._bind(port=_workers.claim(self), reuse_port=True)
+            self._reports_to_parent = True
+        else:
+            self._sockets = self._bind()
         self._state = Lifecycle.STARTING
         self._close_requested = False
         if callback is not None:
             self.once("listening", callback)
+
+    def _check_workers_possible(self) -> None:
+        _workers.check_platform()
+        if isinstance(self._target, str):
+            raise ValueError("workers=N needs a TCP address (the workers share a port), not a unix socket")
+
+    def _supervise(self, count: int) -> int:
+        """The parent of ``serve(workers=count)``: reserve the port, run the workers until stopped; the exit status."""
+        from .._runtime.supervisor import Supervisor
+
+        self._check_workers_possible()
+        stop_timeout = (self.close_timeout if self.close_timeout is not None else 10.0) + 5.0
+        supervisor = Supervisor(count, stop_timeout=stop_timeout)
+        self._sockets = self._reserve()
+        try:
+            if not self._backplane_configured():
+                announce(
+                    logger, logging.WARNING,
+                    "%d workers without a backplane: each worker has its own clients, so broadcast, rooms, "
+                    "send-by-id and client counts reach only the clients of the worker they run in "
+                    "(module globals are per worker too; see docs/scaling.md)", count,
+                )
+            return supervisor.run(self.port or 0, self.address or "")
+        finally:
+            for sock in self._sockets:
+                sock.close()
+            self._sockets = []
+
+    def _reserve(self) -> list[socket.socket]:
+        """The port for the workers: bound with ``SO_REUSEPORT``, not listening (so the parent accepts nothing).
+
+        A bind without ``SO_REUSEPORT`` comes first, and is closed: a server
+        still listening there with ``SO_REUSEPORT`` (an earlier run that has
+        not stopped) makes it fail, where the workers would silently share
+        the port with it.  It also chooses the port when it is 0.
+        """
+        probe = self._bind(listen=False)
+        port = probe[0].getsockname()[1]
+        for sock in probe:
+            sock.close()
+        return self._bind(port=port, reuse_port=True, listen=False)
+
+    def _backplane_configured(self) -> bool:
+        """Whether the workers share a backplane (``WS_BACKPLANE``; see ``ws.backplane.config``)."""
+        from ..backplane.config import ENV_VAR
+
+        return bool(os.environ.get(ENV_VAR, "").strip())
 
     async def _start(self) -> str:
         loop = self._loop
@@ -553,6 +637,8 @@ class Server(EventEmitter):
         address = self.address
         assert address is not None
         logger.debug("HTTP server listening on %s", address)
+        if self._reports_to_parent:
+            _workers.report_listening()
         self._emit_kept("listening", address)
         if self._close_requested:
             self._begin_close()
