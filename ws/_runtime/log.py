@@ -257,10 +257,11 @@ def report_error(
     counted and summarised in one line.  With ``stderr``, a report is also
     printed to stderr when the application configured no logging at all.
     """
-    text = message % args if args else message  # the summary keeps text, not the error or its frames
-    what = f" ({type(error).__name__})" if error is not None else ""
+    kind = type(error).__name__ if error is not None else None  # the summary keeps no error or frames
 
     def summary(count: int, seconds: float) -> None:
+        text = message % args if args else message
+        what = f" ({kind})" if kind is not None else ""
         _emit(log, "%s more like %r%s in the last %.1f s", (f"{count:,}", text, what, seconds), None, stderr)
 
     if (limiter or reports).allow(cause_of(log, message, error), summary):

@@ -74,6 +74,9 @@ DEFAULT_MAX_BUFFERED_AMOUNT = 64 << 20
 #: ``async def`` listeners of one socket running at once before it stops
 #: reading; it reads again when half of them have finished.
 MAX_PENDING_LISTENERS = 32
+#: Bytes of automatic replies (pongs, a close) a socket above its high-water
+#: mark queues before it stops reading from that peer (``_replies_blocked``).
+REPLY_ALLOWANCE = 64 << 10
 #: Replies of one batch written as one joined copy up to this size; past it,
 #: small frames are joined in runs of this size and large payloads
 #: (``_WRITE_ALONE``) written on their own.
@@ -296,7 +299,8 @@ class WebSocket(IterationMixin, EventEmitter):
         self._proto_fed = False  # the protocol object read bytes in this read callback
         self._read_scheduled = False  # the rest of a read waits for the next loop turn (_read_on)
         self._frames_in = 0  # frames the protocol object parsed (tells its incomplete frames apart)
-        self._unfinished: tuple[int, float] | None = None  # (message token, first seen) for message_timeout
+        # message_timeout: (message token, when its clock started, last sweep)
+        self._unfinished: tuple[int, float, float] | None = None
         self._error_emitted = False
         self._failed_with: tuple[int, str] | None = None
         self._close_emitted = False
@@ -312,6 +316,7 @@ class WebSocket(IterationMixin, EventEmitter):
         self._budget: SendBudget | None = None
         # Automatic replies (pongs, a close) wait above the high-water mark: reading stops until it drains.
         self._replies_held = False
+        self._reply_bytes = 0  # replies queued since the buffer went above the high-water mark
         # Timers.
         self._close_timer: asyncio.TimerHandle | None = None
         self._handshake_timer: asyncio.TimerHandle | None = None
@@ -635,25 +640,35 @@ class WebSocket(IterationMixin, EventEmitter):
         A message still unfinished ``message_timeout`` seconds after the sweep
         first saw it (a fragmented message left open, a frame trickling in)
         fails the connection with 1008 and frees what it holds.  The clock
-        does not run while we hold reading (``pause()``, listener backlog).
+        stops while we hold reading on our side (``pause()``, the listener
+        backlog); it runs on while reading is held because of the peer (its
+        replies wait above the high-water mark), so a peer cannot stretch
+        the deadline by not reading.
         """
         reader = self._reader
         reader.trim()
         if message_timeout is None:
             return
         token: int | None = None
-        if self._ready_state is OPEN and not self._reading_held():
+        if self._ready_state is OPEN:
             token = reader.unfinished() if self._lean else self._protocol_unfinished()
         if token is None:
             self._unfinished = None
             return
         seen = self._unfinished
         if seen is None or seen[0] != token:
-            self._unfinished = (token, now)
-        elif now - seen[1] >= message_timeout:
+            self._unfinished = (token, now, now)
+            return
+        start = seen[1]
+        backlog = self._backlog
+        if self._paused or (backlog is not None and backlog.paused):
+            start += now - seen[2]  # held by us since the last sweep: that time does not count
+        if now - start >= message_timeout:
             self._unfinished = None
             self._fail(1008, f"message not complete within message_timeout ({message_timeout:g} s)")
             reader.reset()  # the protocol discards the rest: free the message now
+        else:
+            self._unfinished = (token, start, now)
 
     def _protocol_unfinished(self) -> int | None:
         """``FrameReader.unfinished()`` when the protocol object parses (compressed connections)."""
@@ -952,7 +967,7 @@ class WebSocket(IterationMixin, EventEmitter):
         self._backlog.removed(self._listener_tasks)
 
     def _over_buffer_limit(self) -> bool:
-        """More unsent bytes than ``max_buffered_amount``, or than this socket's share of the server's budget.
+        """More unsent bytes than ``max_buffered_amount``, or than the server's budget allows (the socket holding the most is dropped).
 
         ``True``: the connection was failed.  Checked only above the
         high-water mark, so it costs nothing while the peer keeps up.  The
@@ -991,20 +1006,25 @@ class WebSocket(IterationMixin, EventEmitter):
         if self._transport is not None:
             self._transport.abort()
 
-    def _replies_blocked(self) -> None:
-        """The protocol answers the peer (pongs, a close) while our writes to it back up.
+    def _replies_blocked(self, size: int) -> None:
+        """The protocol answers the peer (``size`` bytes of pongs, a close) while our writes to it back up.
 
         What is written on the peer's behalf obeys the bounds of ``send``: past
-        them the connection fails (1008); below, reading from that peer stops
-        until the buffer drains below the low-water mark (``_writing_resumed``),
-        so TCP pushes back on a peer that sends pings and never reads.  Sends
-        alone never stop reading: two peers that both wrote more than they
-        read would wait for each other forever.
+        them the connection fails (1008).  Past ``REPLY_ALLOWANCE`` bytes of
+        replies since the buffer went above the high-water mark, reading
+        from that peer stops until the buffer drains below the low-water
+        mark (``_writing_resumed``), so TCP pushes back on a peer that sends
+        pings and never reads.  The allowance lets the odd keepalive ping of
+        a peer that is itself busy writing be answered: two peers that both
+        wrote more than they read must not stop reading each other for one
+        ping.  Sends alone never stop reading, for the same reason.
         """
         if self._over_buffer_limit() or self._replies_held:
             return
-        self._replies_held = True
-        self._apply_reading()
+        self._reply_bytes += size
+        if self._reply_bytes > REPLY_ALLOWANCE:
+            self._replies_held = True
+            self._apply_reading()
 
     def _writing_blocked(self) -> None:
         """Above the high-water mark: ``send`` keeps queueing, ``'drain'`` says when it fell below the low one."""
@@ -1015,6 +1035,7 @@ class WebSocket(IterationMixin, EventEmitter):
 
     def _writing_resumed(self) -> None:
         self._writing_paused = False
+        self._reply_bytes = 0
         if self._budget is not None:
             self._budget.release(self)
         self.emit("drain")
@@ -1080,7 +1101,10 @@ class WebSocket(IterationMixin, EventEmitter):
         self._proto_fed = True
         proto.receive_data(data)
         if self._writing_paused and proto.has_pending():
-            self._replies_blocked()  # the protocol answered (pongs, a close) while our writes back up
+            # The protocol answered (pongs, a close) while our writes back up.
+            self._replies_blocked(proto.pending_size())
+            if transport is not None and transport.is_closing():
+                return False  # dropped for it: no listener hears the rest
         events = proto.events_received()
         if events:
             self._frames_in += len(events)

@@ -9,7 +9,7 @@ for a few questions its public API does not answer:
   (control frames may interleave), and the right answer is a normal closing
   handshake that drops the partial message (Autobahn case 7.1.5, as Node's
   ``ws`` does), where ``websockets`` fails the connection with 1002.
-* ``has_pending()``, ``in_fragmented_message()``, ``continue_message()``,
+* ``has_pending()``, ``pending_size()``, ``in_fragmented_message()``, ``continue_message()``,
   ``partial_frame()``, ``mark_open()``, ``parser_error()``,
   ``message_limit()``/``set_message_limit()``, ``read_frames()``: the
   attributes behind them (``writes``, ``current_size``, ``reader.buffer``, the ``state`` setter,
@@ -70,6 +70,10 @@ class _Internals(Protocol):
     def has_pending(self) -> bool:
         """Whether frames (or the end of the stream) wait in ``data_to_send()``."""
         return bool(self.writes)
+
+    def pending_size(self) -> int:
+        """How many bytes wait in ``data_to_send()``."""
+        return sum(map(len, self.writes))
 
     def in_fragmented_message(self) -> bool:
         """Whether a fragmented message was started and not finished."""

@@ -200,7 +200,7 @@ class FrameReader:
         self._spare = None
 
     def release(self) -> None:
-        """Deliver the frames kept while held (call once no longer held)."""
+        """Parse the input kept for later: while held, past ``TURN_BYTES``, or when not lean (call once no longer held)."""
         if self._held_input is not None:
             self.receive(b"")
 
