@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--subprotocol", action="append", default=[], metavar="PROTO", help="accept this subprotocol (repeatable, first match wins)")
     srv.add_argument("--tls-cert", metavar="FILE", help="TLS certificate chain (PEM); needs --tls-key")
     srv.add_argument("--tls-key", metavar="FILE", help="TLS private key (PEM)")
+    srv.add_argument("--backplane", metavar="URL", help="share --broadcast with the other servers of this backplane (redis://host:port/db; default: $WS_BACKPLANE)")
     return parser
 
 
@@ -310,7 +311,10 @@ async def _serve(args: argparse.Namespace) -> int:
         raise UsageError(f"--static {args.static}: not a directory")
     context = _server_ssl(args)
     host = args.host
-    server = HttpServer(address=format_host_port(host, args.port), ssl=context)
+    try:
+        server = HttpServer(address=format_host_port(host, args.port), ssl=context, backplane=args.backplane)
+    except (ValueError, ImportError) as exc:  # an unknown URL, redis-py missing
+        raise UsageError(f"--backplane: {exc}") from None
     wss = WebSocketServer(server=server, path=args.path, protocols=args.subprotocol or None)
     if args.static:
         server.static("/", args.static)
@@ -344,8 +348,13 @@ async def _serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: {exc.strerror or exc}", file=sys.stderr, flush=True)
         return 1
+    except WebSocketError as exc:  # the backplane could not start (Redis unreachable...)
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
     scheme = "wss" if context is not None else "ws"
     extra = f", files of {args.static} at /" if args.static else ""
+    if server.backplane is not None:
+        extra += f", backplane node {server.backplane.node_id}"
     _log_line(f"Listening on {scheme}://{server.address}{args.path} ({args.mode}{extra}); CTRL+C to stop")
 
     stopped = loop.create_future()
