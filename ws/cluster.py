@@ -134,24 +134,33 @@ class PathCluster:
     def id_of(self, socket: "WebSocket") -> str | None:
         return self._ids.get(socket)
 
+    # Reads wait for this node's own changes made so far (connections tracked, paths listed).
+
     async def count(self) -> int:
         """The clients of this path on every node."""
-        return await self._link.call(lambda: self.backplane.count(self.group))
+
+        async def count() -> int:
+            await self._link.drain()
+            return await self.backplane.count(self.group)
+
+        return await self._link.call(count)
 
     async def members(self) -> list[Member]:
         """``Member(id, node, info)`` for each client of this path on every node."""
-        return await self._link.call(lambda: self.backplane.members(self.group))
+
+        async def members() -> list[Member]:
+            await self._link.drain()
+            return await self.backplane.members(self.group)
+
+        return await self._link.call(members)
 
     async def total(self) -> int:
         """The clients of every path served by any node of the cluster."""
 
         async def total() -> int:
+            await self._link.drain()
             paths = {m.member for m in await self.backplane.members(PATHS)}
             counts = await asyncio.gather(*(self.backplane.count(path_group(p)) for p in sorted(paths)))
             return sum(counts)
 
         return await self._link.call(total)
-
-    async def drain(self) -> None:
-        """Wait until the presence changes made so far have reached the backplane."""
-        await self._link.call(self._link.drain)

@@ -47,6 +47,9 @@ __all__ = [
     "subscribe",
     "members",
     "names",
+    "members_async",
+    "count_async",
+    "names_async",
     "use_backend",
 ]
 
@@ -509,6 +512,20 @@ def members(name: str) -> list[Hashable]:
 
 def names() -> list[str]:
     return default.names()
+
+
+async def members_async(name: str) -> list[Hashable]:
+    """The members of the process-wide room ``name`` (on a backplane, of every node)."""
+    return await default.members_async(name)
+
+
+async def count_async(name: str) -> int:
+    return await default.count_async(name)
+
+
+async def names_async() -> list[str]:
+    """The process-wide rooms that exist (on a backplane, on any node)."""
+    return await default.names_async()
 
 
 def use_backend(backend: RoomBackend) -> None:
