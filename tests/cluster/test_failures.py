@@ -70,6 +70,9 @@ def test_redis_restarted_mid_run(redis_server: RedisServer) -> None:
 
                 errors = await settle(failed, what="the failed publish reported as 'error'")
                 assert "BackplaneError" in errors[0] and "(cause: " in errors[0]
+                # A room's publish too (the rooms backend's 'error').
+                assert (await nodes[0].get("/publish?room=r&text=lost"))["local"] == 0
+                await settle(lambda: _more(nodes[0], len(errors)), what="the failed room publish reported")
 
                 redis_server.start()
                 # Subscriptions come back by themselves: probe until node 1's clients hear node 0.
@@ -93,6 +96,10 @@ def test_redis_restarted_mid_run(redis_server: RedisServer) -> None:
                     assert "during" not in client.received
 
         run(main, 40)
+
+
+async def _more(node: Node, count: int) -> bool:
+    return len([e for e in (await node.state())["errors"] if "publish failed" in e]) > count
 
 
 def test_a_node_killed_leaves_presence_within_the_ttl_and_the_others_keep_serving(redis_server: RedisServer) -> None:
