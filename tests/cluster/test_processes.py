@@ -197,3 +197,46 @@ def test_presence_counts_per_path_per_room_and_in_total(redis_server: RedisServe
                 await tracked(nodes, 2)
 
         run(main, 30)
+
+
+def test_ws_serve_broadcast_with_a_backplane(redis_server: RedisServer) -> None:
+    """``ws serve --broadcast --backplane URL`` twice: a message to one server reaches the other's clients."""
+    import re
+    import subprocess
+    import sys
+
+    from ..backplane.conftest import free_port
+    from ..conftest import ROOT
+
+    ports = [free_port(), free_port()]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "ws", "serve", "--broadcast", "--port", str(port), "--backplane", redis_server.url],
+            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        for port in ports
+    ]
+    try:
+        for process in processes:
+            assert process.stdout is not None
+            line = process.stdout.readline()  # bounded: the process exits (EOF) if it cannot start
+            assert re.search(r"Listening on ws://127\.0\.0\.1:\d+/ \(broadcast, backplane node \S+\)", line), line
+
+        async def main() -> None:
+            async with clients(*(f"ws://127.0.0.1:{port}/" for port in ports)) as (one, two):
+                await settle(lambda: _heard(one, two), what="a broadcast through the other server")
+
+        run(main, 20)
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(10)
+            if process.stdout is not None:
+                process.stdout.close()
+
+
+async def _heard(one: Client, two: Client) -> bool:
+    """Send from ``one``'s server until ``two`` (on the other server) hears it (subscriptions are made at start)."""
+    one.socket.send("hello")
+    await asyncio.sleep(0.05)
+    return "hello" in two.received and "hello" in one.received
