@@ -224,11 +224,15 @@ def test_the_process_wide_rooms_and_stores_follow_a_styled_server_with_a_backpla
         await store.delete("ann")
         assert await store.get("ann", "gone") == "gone"
         await server.close_async()
+        # A server made after that one closed brings its backplane to the process-wide parts.
+        again = http.Server("127.0.0.1:0", backplane=MemoryBackplane())
+        websocket(again, "chat")
+        assert rooms.default.backend.backplane is again.backplane  # type: ignore[attr-defined]
 
     run(main)
 
 
-def test_send_and_close_by_id_on_another_node() -> None:
+def test_send_and_close_by_id_on_another_node(process_wide: None) -> None:
     async def main() -> None:
         hub = MemoryHub()
         servers = [http.Server("127.0.0.1:0", backplane=MemoryBackplane(hub, node_id=n)) for n in "ab"]

@@ -170,6 +170,11 @@ class Backplane(EventEmitter, abc.ABC):
         return self._state == "open"
 
     @property
+    def closed(self) -> bool:
+        """``close()`` has been called."""
+        return self._state == "closed"
+
+    @property
     def connected(self) -> bool:
         """Whether the node currently reaches the cluster (always, in process)."""
         return self.started

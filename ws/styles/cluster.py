@@ -33,7 +33,7 @@ def adopt(server: Any) -> None:
     backplane = getattr(server, "backplane", None)
     if not isinstance(backplane, Backplane):
         return
-    if _shared is None:
+    if _shared is None or _shared.backplane.closed:  # the first, or the one before was closed
         loop: asyncio.AbstractEventLoop = server.loop
         _shared = Link(backplane, loop, _report)
     elif _shared.backplane is not backplane:

@@ -412,8 +412,10 @@ class Rooms:
 
     @property
     def backend(self) -> RoomBackend:
-        if self._follows_cluster and cluster.link() is not None:
-            self._follow()
+        if self._follows_cluster:
+            shared = cluster.link()
+            if shared is not None and getattr(self._backend, "backplane", None) is not shared.backplane:
+                self._follow(shared)
         return self._backend
 
     @backend.setter
@@ -421,14 +423,15 @@ class Rooms:
         self._backend = backend
         self._follows_cluster = False
 
-    def _follow(self) -> None:
-        shared = cluster.link()
-        assert shared is not None
-        self._follows_cluster = False
+    def _follow(self, shared: Link) -> None:
+        """Move onto the process's backplane: from the untouched in-memory rooms, or a closed backplane's."""
         current = self._backend
-        if type(current) is MemoryBackend and not current.names():
+        unused = type(current) is MemoryBackend and not current.names()
+        gone = isinstance(current, BackplaneBackend) and current.backplane.closed
+        if unused or gone:
             self._backend = BackplaneBackend(shared.backplane, loop=shared.loop)
         else:
+            self._follows_cluster = False
             logger.warning("the process-wide rooms were used before a server brought its backplane: they stay in this process")
 
     async def members_async(self, name: str) -> list[Hashable]:
