@@ -240,6 +240,11 @@ def test_send_and_close_by_id_on_another_node(process_wide: None) -> None:
         ids: list[list[str]] = [[], []]
         for i, sock in enumerate(sockets):
             sock.on("connect", lambda ctx, i=i: ids[i].append(ctx.req.connection_id))
+        unclaimed = Recorder(sockets[0].wss, "error")
+        with pytest.raises(BackplaneError, match="not started"):
+            await sockets[0].send_async("someone", "before serving")
+        await asyncio.sleep(0.01)
+        assert unclaimed.count("error") == 0  # it was awaited: the caller has it
         for server in servers:
             await server.serve_async()
         (on_a, got_a), (on_b, got_b) = [await client(f"ws://127.0.0.1:{s.port}/chat") for s in servers]

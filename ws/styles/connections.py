@@ -419,6 +419,11 @@ class Socket:
         return delivery
 
     def _queue(self, item: tuple[bytes, str, bytes, Delivery]) -> None:
+        backplane = self.wss.backplane
+        if backplane is not None and not backplane.started:  # never a wait with no end: fail now
+            state = "closed" if backplane.closed else "not started (the server is not serving)"
+            self._settle(item[3], BackplaneError(f"cannot reach connection {item[1]!r} on another node: the backplane is {state}"))
+            return
         self._outgoing.append(item)
         if len(self._outgoing) == 1:
             assert self._link is not None
@@ -465,6 +470,9 @@ class Socket:
             delivery._future.set_result(None)
             return
         delivery._future.set_exception(error)
+        self.wss.loop.call_soon(self._unclaimed, delivery, error)  # one turn for the caller to await it
+
+    def _unclaimed(self, delivery: Delivery, error: BaseException) -> None:
         if not delivery._awaited:
             self.wss.emit("error", error)
 
