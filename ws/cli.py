@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--tls-cert", metavar="FILE", help="TLS certificate chain (PEM); needs --tls-key")
     srv.add_argument("--tls-key", metavar="FILE", help="TLS private key (PEM)")
     srv.add_argument("--workers", type=int, default=1, metavar="N", help="serve in N processes on one port (default 1); each has its own clients")
+    srv.add_argument("--backplane", metavar="URL", help="share --broadcast with the other servers of this backplane (redis://host:port/db; default: $WS_BACKPLANE)")
     return parser
 
 
@@ -314,7 +315,10 @@ async def _serve(args: argparse.Namespace) -> int:
         raise UsageError(f"--workers must be 1 or more, got {args.workers}")
     context = _server_ssl(args)
     host = args.host
-    server = HttpServer(address=format_host_port(host, args.port), ssl=context)
+    try:
+        server = HttpServer(address=format_host_port(host, args.port), ssl=context, backplane=args.backplane)
+    except (ValueError, ImportError) as exc:  # an unknown URL, redis-py missing
+        raise UsageError(f"--backplane: {exc}") from None
     wss = WebSocketServer(server=server, path=args.path, protocols=args.subprotocol or None)
     if args.static:
         server.static("/", args.static)
@@ -354,11 +358,13 @@ async def _serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: {exc.strerror or exc}", file=sys.stderr, flush=True)
         return 1
-    except (RuntimeError, ValueError) as exc:  # workers where they cannot be (no SO_REUSEPORT...)
+    except (RuntimeError, ValueError, WebSocketError) as exc:  # workers where they cannot be; the backplane could not start
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 1
     scheme = "wss" if context is not None else "ws"
     extra = f", files of {args.static} at /" if args.static else ""
+    if server.backplane is not None:
+        extra += f", backplane node {server.backplane.node_id}"
     log_line(f"Listening on {scheme}://{server.address}{args.path} ({args.mode}{extra}); CTRL+C to stop")
 
     stopped = loop.create_future()

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Callable, Iterable
-
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from .protocol import handshake
 from .protocol.handshake import DEFAULT_MAX_PAYLOAD_DEFLATE, Accepted, Policy, Refused, VerifyInfo
@@ -31,6 +30,10 @@ from .request import Request
 from .upgrade import UpgradeHost
 from ._runtime.net import format_host_port
 from .connection.websocket import DEFAULT_MAX_PAYLOAD, WebSocket, check_byte_limit
+
+if TYPE_CHECKING:
+    from .backplane import Backplane, Member
+    from .cluster import PathCluster
 
 __all__ = ["WebSocketServer", "VerifyInfo"]
 
@@ -59,6 +62,7 @@ SERVER_OPTIONS = frozenset(
         "max_total_buffered_amount",
         "message_timeout",
         "workers",
+        "backplane",
     }
 )
 
@@ -165,7 +169,8 @@ class WebSocketServer(EventEmitter):
             from .http import Server as HttpServer
 
             host = opts.get("host") or "127.0.0.1"
-            server = HttpServer(address=format_host_port(host, port))
+            # Its own HTTP server owns the backplane: serving starts it (or fails clearly), close() closes it.
+            server = HttpServer(address=format_host_port(host, port), backplane=opts.get("backplane"))
             self._own_server = server
             self._loop = server.loop
             server.add_upgrade_handler(path, self)
@@ -179,6 +184,8 @@ class WebSocketServer(EventEmitter):
             server.add_upgrade_handler(path, self)
         # An UpgradeHost (or None); address() also reads its host/port when it has them.
         self.server: Any = server
+        self._cluster: PathCluster | None = None
+        self._use_backplane(opts.get("backplane"), port is not None)
 
     # -- public API ---------------------------------------------------------------
 
@@ -220,11 +227,18 @@ class WebSocketServer(EventEmitter):
         """
         _loop.call(self._loop, self._upgrade, request, transport, head, callback)
 
-    def broadcast(self, data: str | bytes, *, exclude: WebSocket | Iterable[WebSocket] | None = None) -> int:
-        """Send ``data`` to every open client; returns how many it was sent to.
+    def broadcast(
+        self, data: str | bytes, *, exclude: WebSocket | Iterable[WebSocket] | None = None, local: bool = False
+    ) -> int:
+        """Send ``data`` to every open client; returns how many clients *of this process* it was sent to.
 
         The frame is built once and the same bytes are written to every
         client that has no extension (compressed clients get their own).
+        With a backplane it also reaches the clients of this path on every
+        other node (each frames it once), unless ``local=True``; local
+        delivery is immediate and does not wait for the backplane, the
+        publish follows in order, and a publish that fails is an
+        ``'error'`` event.  ``exclude`` names sockets of this process only.
         """
         if isinstance(data, str):
             is_text, payload = True, data.encode()
@@ -233,9 +247,17 @@ class WebSocketServer(EventEmitter):
         else:
             raise TypeError(f"data must be str or bytes-like, got {type(data).__name__}")
         if not _loop.in_loop(self._loop):
-            _loop.call(self._loop, self._broadcast, is_text, payload, exclude)
+            _loop.call(self._loop, self._broadcast_everywhere, is_text, payload, exclude, local)
             return len(self._sockets)
-        return self._broadcast(is_text, payload, exclude)
+        count = self._broadcast(is_text, payload, exclude)
+        if self._cluster is not None and not local:
+            self._cluster.publish(is_text, payload)
+        return count
+
+    def _broadcast_everywhere(self, is_text: bool, payload: bytes, exclude: Any, local: bool) -> None:
+        self._broadcast(is_text, payload, exclude)
+        if self._cluster is not None and not local:
+            self._cluster.publish(is_text, payload)
 
     def _broadcast(self, is_text: bool, payload: bytes, exclude: Any) -> int:
         excluded = () if exclude is None else ({exclude} if isinstance(exclude, WebSocket) else set(exclude))
@@ -275,6 +297,63 @@ class WebSocketServer(EventEmitter):
             await asyncio.wait_for(asyncio.shield(self._closed_future), timeout)
         except asyncio.TimeoutError:
             raise TimeoutError(f"the server did not finish closing within {timeout} s") from None
+
+    # -- the cluster (with a backplane) -----------------------------------------------
+
+    @property
+    def backplane(self) -> "Backplane | None":
+        """The backplane this server shares its path with (``None``: this process only)."""
+        return None if self._cluster is None else self._cluster.backplane
+
+    async def count_async(self) -> int:
+        """How many clients this path has on every node (without a backplane: ``len(clients)``)."""
+        if self._cluster is None:
+            return len(self._sockets)
+        return await self._cluster.count()
+
+    async def total_count_async(self) -> int:
+        """How many clients every path of every node has (without a backplane: this server's)."""
+        if self._cluster is None:
+            return len(self._sockets)
+        return await self._cluster.total()
+
+    async def members_async(self) -> "list[Member]":
+        """``Member(id, node, info)`` for every client of this path on every node; needs a backplane."""
+        if self._cluster is None:
+            raise RuntimeError("members_async() lists the connections of a cluster: give the server a backplane= (in one process, use wss.clients)")
+        return await self._cluster.members()
+
+    def connection_id(self, socket: WebSocket) -> str | None:
+        """The id ``socket`` has in the cluster's presence (``None`` without a backplane)."""
+        return None if self._cluster is None else self._cluster.id_of(socket)
+
+    def _use_backplane(self, option: Any, own_server: bool) -> None:
+        """Join the cluster of ``option`` (a URL or object), else of the HTTP server, else of ``WS_BACKPLANE``.
+
+        Nothing of ``ws.backplane`` is imported when there is none.
+        """
+        backplane, owned = None, False
+        if option is not None and not own_server:
+            backplane, owned = option, True  # its own: started here, released at close()
+        elif self.server is not None:
+            backplane = getattr(self.server, "backplane", None)  # its HTTP server's (which starts it)
+        elif _backplane_env():
+            owned = True  # no_server: WS_BACKPLANE
+        if backplane is None and not owned:
+            return
+        from .backplane import backplane_from
+        from .cluster import PathCluster
+
+        self._cluster = PathCluster(
+            backplane_from(backplane), self._loop, self.path, self._deliver_remote, self._cluster_error, owned=owned
+        )
+
+    def _deliver_remote(self, is_text: bool, payload: bytes) -> int:
+        """A broadcast another node published on this path: frame it once, write it to our clients."""
+        return self._broadcast(is_text, payload, None)
+
+    def _cluster_error(self, exc: BaseException) -> None:
+        self.emit("error", exc)
 
     def ref(self) -> "WebSocketServer":
         if self._own_server is not None:
@@ -316,6 +395,8 @@ class WebSocketServer(EventEmitter):
             return
         if self._heartbeat is not None:
             self._heartbeat.stop()
+        if self._cluster is not None:
+            self._cluster.close()
         callbacks, self._close_callbacks = self._close_callbacks, []
         if self._closed_future is not None and not self._closed_future.done():
             self._closed_future.set_result(None)
@@ -328,6 +409,8 @@ class WebSocketServer(EventEmitter):
 
     def _socket_closed(self, ws: WebSocket) -> None:
         self._sockets.discard(ws)
+        if self._cluster is not None:
+            self._cluster.left(ws)
         if self._closed:
             self._maybe_closed()
 
@@ -382,6 +465,8 @@ class WebSocketServer(EventEmitter):
             None if budget is None else budget_for(self._loop, budget),
         )
         self._sockets.add(ws)
+        if self._cluster is not None:
+            self._cluster.joined(ws, request)
         if self._heartbeat is not None:
             self._heartbeat.add(ws)
         if callback is not None:
@@ -420,6 +505,8 @@ class WebSocketServer(EventEmitter):
     def _adopt(self, ws: WebSocket) -> None:
         """Track a socket another host accepted for this server (``clients``, ``close()``)."""
         self._sockets.add(ws)
+        if self._cluster is not None:
+            self._cluster.joined(ws, ws.request)
 
     def _rebind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Serve on ``loop`` from now on (a server built at import time, run by an ASGI server)."""
@@ -506,6 +593,12 @@ def write_refusal(transport: asyncio.WriteTransport, refused: Refused) -> None:
         transport.write(plain_response(refused.status, refused.reason, refused.headers))
     finally:
         transport.close()
+
+
+def _backplane_env() -> bool:
+    import os
+
+    return bool(os.environ.get("WS_BACKPLANE", "").strip())
 
 
 def _adapt_server(server: Any) -> Any:

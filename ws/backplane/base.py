@@ -155,6 +155,12 @@ class Backplane(EventEmitter, abc.ABC):
         #: This node's presence: group -> member -> info.  The source of truth for refreshes.
         self._tracked: dict[str, dict[str, bytes]] = {}
         self._keeper: asyncio.Task[None] | None = None
+        # Shared use by servers (acquire/release): how many hold it, the start in progress,
+        # whether acquire() started it (then the last release() closes it), who waits for the start.
+        self._users = 0
+        self._starting: asyncio.Future[None] | None = None
+        self._acquired_start = False
+        self._start_waiters: list[asyncio.Future[None]] = []
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -162,6 +168,11 @@ class Backplane(EventEmitter, abc.ABC):
     def started(self) -> bool:
         """``start()`` has succeeded and ``close()`` has not been called."""
         return self._state == "open"
+
+    @property
+    def closed(self) -> bool:
+        """``close()`` has been called."""
+        return self._state == "closed"
 
     @property
     def connected(self) -> bool:
@@ -176,12 +187,21 @@ class Backplane(EventEmitter, abc.ABC):
         await self._open()
         self._state = "open"
         self._keeper = self._loop.create_task(self._keep(), name=f"ws-backplane-keeper-{self.node_id}")
+        waiters, self._start_waiters = self._start_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def close(self) -> None:
         """Remove this node's presence, end its subscriptions and disconnect.  Idempotent."""
         if self._state == "closed":
             return
         was_open, self._state = self._state == "open", "closed"
+        waiters, self._start_waiters = self._start_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_exception(BackplaneError("backplane closed before it started"))
+                waiter.exception()  # retrieved: a waiter that went away must not log it
         if self._keeper is not None:
             self._keeper.cancel()
             await asyncio.gather(self._keeper, return_exceptions=True)
@@ -192,6 +212,55 @@ class Backplane(EventEmitter, abc.ABC):
         if was_open:
             await self._shut()
         self._tracked.clear()
+
+    async def wait_started(self) -> None:
+        """Return once ``start()`` has succeeded (at once if it has); ``BackplaneError`` once closed.
+
+        For the layers above, which make their subscriptions and presence
+        when the server that owns the backplane starts it.
+        """
+        if self._state == "open":
+            return
+        if self._state == "closed":
+            raise BackplaneError("backplane is closed")
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._start_waiters.append(waiter)
+        await waiter
+
+    async def acquire(self) -> None:
+        """Start the backplane unless it runs already, and count one more user (a server).
+
+        Servers call it when they start serving.  Concurrent calls share one
+        attempt; a failed attempt raises ``BackplaneError`` in each caller,
+        and the next call tries again.  ``release()`` undoes it.
+        """
+        if self._state == "closed":
+            raise BackplaneError("backplane is closed")
+        if self._state == "new":
+            if self._starting is None:
+                self._starting = starting = asyncio.get_running_loop().create_future()
+                try:
+                    await self.start()
+                except BaseException as exc:
+                    self._starting = None
+                    starting.set_exception(exc)
+                    starting.exception()  # retrieved: nobody else may be waiting
+                    raise
+                self._acquired_start = True
+                starting.set_result(None)
+            else:
+                await asyncio.shield(self._starting)
+        self._users += 1
+
+    async def release(self) -> None:
+        """One user is done with it: the last one closes a backplane that ``acquire()`` started.
+
+        One that its owner started (``await backplane.start()``) stays open:
+        its owner closes it.
+        """
+        self._users = max(0, self._users - 1)
+        if self._users == 0 and self._acquired_start:
+            await self.close()
 
     async def __aenter__(self) -> "Backplane":
         await self.start()

@@ -43,6 +43,9 @@ from .context import Context, Response
 from .routing import Handler, Router
 from .static import StaticFiles
 
+if TYPE_CHECKING:
+    from ..backplane import Backplane
+
 __all__ = ["Server"]
 
 logger = logging.getLogger("ws.http")
@@ -79,6 +82,15 @@ class Lifecycle(enum.Enum):
 _IDLE_STATES = (Lifecycle.NEW, Lifecycle.CLOSED)
 
 
+def _backplane(option: Any) -> Any:
+    """``backplane=`` (a URL or object), else ``WS_BACKPLANE``, else ``None`` (nothing imported)."""
+    if option is None and not os.environ.get("WS_BACKPLANE", "").strip():
+        return None
+    from ..backplane import backplane_from
+
+    return backplane_from(option)
+
+
 def _swallow(future: asyncio.Future[Any] | concurrent.futures.Future[Any]) -> None:
     """Mark a future's exception as seen (it was logged where it happened)."""
     if not future.cancelled():
@@ -98,6 +110,7 @@ _OPTIONS = (
     "backlog",
     "max_pending_handshakes",
     "raise_file_limit",
+    "backplane",
 )
 
 
@@ -128,6 +141,7 @@ class Server(EventEmitter):
         backlog: int = 511,
         max_pending_handshakes: int | None = 1024,
         raise_file_limit: bool = True,
+        backplane: Any = None,
     ) -> None:
         super().__init__()
         config: dict[str, Any] = dict(
@@ -143,6 +157,7 @@ class Server(EventEmitter):
             backlog=backlog,
             max_pending_handshakes=max_pending_handshakes,
             raise_file_limit=raise_file_limit,
+            backplane=backplane,
         )
         if isinstance(address, Mapping):
             # The JSH form: Server({'network': 'tcp', 'address': ':8080', ...}).
@@ -196,6 +211,11 @@ class Server(EventEmitter):
         self._shutdown_hook = self._on_shutdown
         # This server is the one a worker process serves with workers=N: tell the parent once listening.
         self._reports_to_parent = False
+        #: The backplane the WebSocket endpoints on this server share (``backplane=``, else
+        #: ``WS_BACKPLANE``, else ``None``): started by ``serve()``, closed by ``close()``.
+        self.backplane: Backplane | None = _backplane(config["backplane"])
+        self._backplane_held = False
+        self._release: asyncio.Task[None] | None = None
 
     # -- addresses --
 
@@ -592,16 +612,17 @@ class Server(EventEmitter):
         return self._bind(port=port, reuse_port=True, listen=False)
 
     def _backplane_configured(self) -> bool:
-        """Whether the workers share a backplane (``WS_BACKPLANE``; see ``ws.backplane.config``)."""
-        from ..backplane.config import ENV_VAR
-
-        return bool(os.environ.get(ENV_VAR, "").strip())
+        """Whether the workers share a backplane (``backplane=``, or ``WS_BACKPLANE``)."""
+        return self.backplane is not None
 
     async def _start(self) -> str:
         loop = self._loop
         handshake_timeout = self.header_timeout if self._ssl is not None else None
         listener: Acceptor | asyncio.AbstractServer
         try:
+            if self.backplane is not None and not self._backplane_held:
+                await self.backplane.acquire()  # a clear BackplaneError (not a hang) when unreachable
+                self._backplane_held = True
             for sock in self._sockets:
                 if Acceptor.supported(loop):
                     # Our own accept loop: it pauses when out of descriptors (ws.http.accept).
@@ -623,6 +644,11 @@ class Server(EventEmitter):
                 self._listeners.append(listener)
         except Exception as exc:
             logger.error("HTTP server could not start on %s: %s", self.address, exc)
+            if self._events.get("error"):
+                self.emit("error", exc)
+            if self._backplane_held and self.backplane is not None:
+                self._backplane_held = False
+                self._release = loop.create_task(self.backplane.release())
             for listener in self._listeners:
                 listener.close()
             for sock in self._sockets:
@@ -693,6 +719,8 @@ class Server(EventEmitter):
         self._closed_waiters.append(waiter)
         self._begin_close()
         await waiter
+        if self._release is not None:
+            await asyncio.shield(self._release)
 
     def _begin_close(self) -> None:
         """Start closing (on the loop); idempotent."""
@@ -747,6 +775,9 @@ class Server(EventEmitter):
                 sock.close()
             self._sockets = []
             self._ref.release()
+            if self._backplane_held and self.backplane is not None:
+                self._backplane_held = False
+                self._release = self._loop.create_task(self.backplane.release())
             _loop.reactor.remove_shutdown(self._shutdown_hook)
             logger.debug("HTTP server closed")
             self.emit("close")

@@ -19,21 +19,37 @@ handler, task or thread (``await`` them, or not, in plain code).  The
 connect handlers run while the upgrade waits, before the 101.  Connection
 metadata (id, query, address, time) goes to a key-value store behind
 ``KeyValueStore`` (``MemoryStore`` unless given) until disconnect.
+
+With a backplane (the HTTP server's, or ``backplane=``) the ids are the
+cluster's: ``send``/``close`` of an id held by another node find its node
+(presence, ``locate``) and go through that node's channel,
+``direct:{path}@{node}``.  They return a ``Delivery`` then: ``await`` it to
+learn the outcome (``ConnectionNotFound`` once the cluster has been asked,
+``BackplaneError`` when the backplane could not carry it); one nobody awaits
+reports its failure as an ``'error'`` of ``socket.wss``.  ``kv(name)``
+stores live in the backplane's store once a server brought one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
+import json
 import logging
 import threading
 import time
 import uuid
 from typing import Any, Callable, Generator, Protocol
 
+from .._runtime import loop as _loop
 from .._runtime.emitter import adapt_arity, spawn
 from .._runtime.log import report_error
+from ..backplane.base import BackplaneError, Message
+from ..backplane.link import Link
+from ..cluster import path_group
 from ..exceptions import ConnectionNotFound
+from . import cluster as _cluster
 from .messages import decode, encode
 from .endpoints import join_path
 from ..request import Request
@@ -51,6 +67,7 @@ __all__ = [
     "ConnectionNotFound",
     "KeyValueStore",
     "MemoryStore",
+    "Delivery",
     "kv",
     "EVENTS",
 ]
@@ -102,16 +119,68 @@ class MemoryStore:
             return [key for key in self._data if key.startswith(prefix)]
 
 
-_stores: dict[str, MemoryStore] = {}
+class SharedStore(MemoryStore):
+    """``kv(name)``: in this process, or in the backplane's store once a server brought one.
+
+    On a backplane (``ws.styles.cluster``) the values are JSON, under the
+    backplane's keys ``kv:{name}:{key}`` (``{prefix}kv:kv:...`` in Redis),
+    and every node sees the same ones.
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+    def _key(self, key: str) -> str:
+        if not isinstance(key, str):
+            raise TypeError(f"key must be a string, got {type(key).__name__}")
+        return f"kv:{self.name}:{key}"
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        link = _cluster.link()
+        if link is None:
+            return await super().get(key, default)
+        name = self._key(key)
+        raw = await link.call(lambda: link.backplane.get(name))
+        return default if raw is None else json.loads(raw)
+
+    async def set(self, key: str, value: Any) -> None:
+        link = _cluster.link()
+        if link is None:
+            return await super().set(key, value)
+        name = self._key(key)
+        try:
+            data = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"a kv() value on a backplane must be JSON-serializable ({exc})") from None
+        await link.call(lambda: link.backplane.set(name, data))
+
+    async def delete(self, key: str) -> None:
+        link = _cluster.link()
+        if link is None:
+            return await super().delete(key)
+        name = self._key(key)
+        await link.call(lambda: link.backplane.delete(name))
+
+    async def keys(self, prefix: str = "") -> list[str]:
+        link = _cluster.link()
+        if link is None:
+            return await super().keys(prefix)
+        base = self._key("")
+        found = await link.call(lambda: link.backplane.keys(base + prefix))
+        return [key[len(base) :] for key in found]
+
+
+_stores: dict[str, SharedStore] = {}
 _stores_lock = threading.Lock()
 
 
 def kv(name: str) -> MemoryStore:
-    """The process-wide in-memory store called ``name`` (created on first use)."""
+    """The process-wide store called ``name`` (created on first use; shared by the cluster on a backplane)."""
     if not isinstance(name, str) or not name:
         raise TypeError(f"store name must be a non-empty string, got {name!r}")
     with _stores_lock:
-        return _stores.setdefault(name, MemoryStore())
+        return _stores.setdefault(name, SharedStore(name))
 
 
 # -- what handlers receive -------------------------------------------------------------------
@@ -175,6 +244,43 @@ class _Done:
 _DONE = _Done()
 
 
+class Delivery:
+    """What ``send``/``close`` return for a connection held by another node.
+
+    ``await delivery`` (or ``delivery.result(timeout)`` in a thread) waits
+    until the owning node's channel took the message; it raises
+    ``ConnectionNotFound`` when no live node has the id, and
+    ``BackplaneError`` when the backplane could not carry it.  A failure
+    nobody awaits is emitted as ``'error'`` on ``socket.wss`` (logged when
+    nobody listens): never dropped silently.  Delivery to the client itself
+    is at most once, as every pub/sub hop is.
+    """
+
+    __slots__ = ("_future", "_awaited")
+
+    def __init__(self) -> None:
+        self._future: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._awaited = False
+
+    def __await__(self) -> Generator[Any, None, None]:
+        self._awaited = True
+        return asyncio.wrap_future(self._future).__await__()
+
+    def result(self, timeout: float | None = None) -> None:
+        """Block until done (from a thread); raises as ``await`` does."""
+        self._awaited = True
+        self._future.result(timeout)
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def __repr__(self) -> str:
+        return f"<Delivery {'done' if self._future.done() else 'pending'}>"
+
+
+_SEND_TEXT, _SEND_BYTES, _CLOSE = b"t", b"b", b"c"
+
+
 # -- the socket ---------------------------------------------------------------------------------
 
 
@@ -211,6 +317,14 @@ class Socket:
         self._inner: UpgradeHandler | None = None
         self.wss = WebSocketServer(server=self, path=self.path, **options)
         self.wss.on("connection", self._connected)
+        _cluster.adopt(server)
+        self._link: Link | None = None
+        self._outgoing: list[tuple[bytes, str, bytes, Delivery]] = []
+        self._publishing: set[asyncio.Task[None]] = set()
+        backplane = self.wss.backplane
+        if backplane is not None:
+            self._link = Link(backplane, self.wss.loop, self._failed)
+            self._link.apply(self._listen)
 
     # -- handlers --
 
@@ -237,28 +351,161 @@ class Socket:
 
     # -- pushing to connections --
 
-    def send(self, connection_id: str, data: Any) -> _Done:
+    def send(self, connection_id: str, data: Any) -> "_Done | Delivery":
         """Send ``data`` (dicts and lists as JSON) to one open connection; safe from any thread.
 
-        Raises ``ConnectionNotFound`` for an unknown or closed id.
+        Raises ``ConnectionNotFound`` for an unknown or closed id.  With a
+        backplane, an id this node does not hold is looked up in the
+        cluster: the ``Delivery`` returned raises it when awaited.
         """
-        self._socket_for(connection_id).send(encode(data))
+        payload = encode(data)
+        ws = self._socket_for(connection_id)
+        if ws is None:
+            if isinstance(payload, str):
+                return self._remote(_SEND_TEXT, connection_id, payload.encode())
+            return self._remote(_SEND_BYTES, connection_id, payload)
+        ws.send(payload)
         return _DONE
 
-    def close(self, connection_id: str, code: int = 1000, reason: str = "") -> _Done:
-        """Close one open connection; ``ConnectionNotFound`` for an unknown or closed id."""
-        self._socket_for(connection_id).close(code, reason)
+    def close(self, connection_id: str, code: int = 1000, reason: str = "") -> "_Done | Delivery":
+        """Close one open connection; ``ConnectionNotFound`` for an unknown or closed id (see ``send``)."""
+        ws = self._socket_for(connection_id)
+        if ws is None:
+            return self._remote(_CLOSE, connection_id, json.dumps([code, reason]).encode())
+        ws.close(code, reason)
         return _DONE
+
+    async def send_async(self, connection_id: str, data: Any) -> None:
+        """``send``, waiting for the cluster's answer when the connection is on another node."""
+        await self.send(connection_id, data)
+
+    async def close_async(self, connection_id: str, code: int = 1000, reason: str = "") -> None:
+        """``close``, waiting for the cluster's answer when the connection is on another node."""
+        await self.close(connection_id, code, reason)
 
     def connections(self) -> list[str]:
-        """The ids of the open connections."""
+        """The ids of the open connections of this node."""
         return [cid for cid, ws in list(self._open.items()) if ws.ready_state == OPEN]
 
-    def _socket_for(self, connection_id: str) -> WebSocket:
+    async def connections_async(self) -> list[str]:
+        """The ids of the open connections of every node (this node's without a backplane), sorted."""
+        if self.wss.backplane is None:
+            return sorted(self.connections())
+        return sorted({member.member for member in await self.wss.members_async()})
+
+    async def count_async(self) -> int:
+        """How many connections are open on every node (this node's without a backplane)."""
+        return await self.wss.count_async()
+
+    @property
+    def backplane(self) -> Any:
+        """The HTTP server's backplane (towards ``self.wss``, which takes it unless given its own)."""
+        return getattr(self.server, "backplane", None)
+
+    def _socket_for(self, connection_id: str) -> WebSocket | None:
+        """This node's open socket of ``connection_id``; ``None`` when the cluster must be asked."""
         ws = self._open.get(connection_id)
+        if ws is None and self._link is not None:
+            return None
         if ws is None or ws.ready_state != OPEN:
             raise ConnectionNotFound(f"websocket {self.name!r} has no open connection with id {connection_id!r}")
         return ws
+
+    # -- connections held by other nodes --
+
+    def _remote(self, op: bytes, connection_id: str, payload: bytes) -> Delivery:
+        delivery = Delivery()
+        _loop.call(self.wss.loop, self._queue, (op, connection_id, payload, delivery))
+        return delivery
+
+    def _queue(self, item: tuple[bytes, str, bytes, Delivery]) -> None:
+        backplane = self.wss.backplane
+        if backplane is not None and not backplane.started:  # never a wait with no end: fail now
+            state = "closed" if backplane.closed else "not started (the server is not serving)"
+            self._settle(item[3], BackplaneError(f"cannot reach connection {item[1]!r} on another node: the backplane is {state}"))
+            return
+        self._outgoing.append(item)
+        if len(self._outgoing) == 1:
+            assert self._link is not None
+            self._link.apply(self._send_queued)
+
+    async def _send_queued(self) -> None:
+        """Find the nodes of the queued ids (one lookup each), then publish to them in the order sent."""
+        items, self._outgoing = self._outgoing, []
+        backplane = self.wss.backplane
+        assert backplane is not None
+        ids = sorted({item[1] for item in items})
+        try:
+            found = await asyncio.gather(*(backplane.locate(path_group(self.path), cid) for cid in ids))
+        except BackplaneError as exc:
+            for item in items:
+                self._settle(item[3], exc)
+            return
+        where = dict(zip(ids, found))
+        for op, cid, payload, delivery in items:
+            member = where[cid]
+            if member is None or member.node == backplane.node_id:
+                self._settle(delivery, self._not_found(cid))
+                continue
+            task = asyncio.get_running_loop().create_task(self._publish(member.node, op, cid, payload, delivery))
+            self._publishing.add(task)
+            task.add_done_callback(self._publishing.discard)
+
+    async def _publish(self, node: str, op: bytes, cid: str, payload: bytes, delivery: Delivery) -> None:
+        backplane = self.wss.backplane
+        assert backplane is not None
+        try:
+            reached = await backplane.publish(self._channel(node), op + cid.encode() + b"\0" + payload)
+        except BackplaneError as exc:
+            self._settle(delivery, exc)
+            return
+        self._settle(delivery, None if reached else self._not_found(cid, node))
+
+    def _not_found(self, cid: str, node: str | None = None) -> ConnectionNotFound:
+        where = f" (its node {node} does not answer)" if node else " on any node"
+        return ConnectionNotFound(f"websocket {self.name!r} has no open connection with id {cid!r}{where}")
+
+    def _settle(self, delivery: Delivery, error: BaseException | None) -> None:
+        if error is None:
+            delivery._future.set_result(None)
+            return
+        delivery._future.set_exception(error)
+        self.wss.loop.call_soon(self._unclaimed, delivery, error)  # one turn for the caller to await it
+
+    def _unclaimed(self, delivery: Delivery, error: BaseException) -> None:
+        if not delivery._awaited:
+            self.wss.emit("error", error)
+
+    def _channel(self, node: str) -> str:
+        return f"direct:{self.path}@{node}"
+
+    async def _listen(self) -> None:
+        backplane = self.wss.backplane
+        assert backplane is not None
+        subscription = await backplane.subscribe(self._channel(backplane.node_id), self._received)
+        assert self._link is not None
+        link = self._link
+        self.wss.once("close", lambda: link.close(subscription.unsubscribe))
+
+    def _received(self, message: Message) -> None:
+        """Another node's ``send``/``close`` for a connection of ours."""
+        op, data = message.data[:1], message.data[1:]
+        raw_id, _, payload = data.partition(b"\0")
+        cid = raw_id.decode()
+        ws = self._open.get(cid)
+        if ws is None or ws.ready_state != OPEN:
+            logger.debug("websocket %r: %s from node %s for connection %s, which has closed", self.name, op, message.origin, cid)
+            return
+        if op == _SEND_TEXT:
+            ws.send(payload.decode())
+        elif op == _SEND_BYTES:
+            ws.send(payload)
+        elif op == _CLOSE:
+            code, reason = json.loads(payload)
+            ws.close(code, reason)
+
+    def _failed(self, exc: BaseException) -> None:
+        self.wss.emit("error", exc)
 
     # -- posing as the HTTP server of self.wss --
 

@@ -23,6 +23,7 @@ import uuid
 from typing import Any, Callable, Mapping
 
 from .._runtime.emitter import invoke
+from . import cluster as _cluster
 from .messages import decode, encode
 from ..request import Request
 from ..server import WebSocketServer
@@ -105,6 +106,7 @@ def websockets(
     checked = {name: check_handlers(name, handlers) for name, handlers in endpoints.items()}
     paths = {name: join_path(prefix, name) for name in checked}
     servers: dict[str, WebSocketServer] = {}
+    _cluster.adopt(server)
     try:
         for name, handlers in checked.items():
             wss = WebSocketServer(server=server, path=paths[name], **options)

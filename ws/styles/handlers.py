@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Union
 
 from .._runtime.emitter import invoke
+from . import cluster as _cluster
 from .endpoints import Connection, join_path
 from ..request import Request
 from ..server import WebSocketServer
@@ -362,6 +363,7 @@ def serve(server: Any, path: str, handler: Any, **options: Any) -> WebSocketServ
     """
     handlers = resolve_handler(handler)
     wss = WebSocketServer(server=server, path=path, **options)
+    _cluster.adopt(server)
     endpoint = path.rsplit("/", 1)[-1]
 
     def accept(socket: WebSocket, request: Request) -> None:

@@ -25,7 +25,7 @@ import re
 import weakref
 from typing import Any, Callable, Iterable
 
-from . import messages as _messages
+from . import cluster as _cluster, messages as _messages
 from ..exceptions import InvalidMessage, Reject
 from ..http.routing import PathPattern
 from ..request import Request
@@ -93,6 +93,11 @@ class UpgradeRouter:
     @property
     def address(self) -> str | None:
         return self.server.address
+
+    @property
+    def backplane(self) -> Any:
+        """The HTTP server's backplane: the routes' ``WebSocketServer``\\ s share it."""
+        return getattr(self.server, "backplane", None)
 
     def add_upgrade_handler(self, path: str | None, handler: UpgradeHandler) -> None:
         """Serve the route pattern ``path`` with ``handler``."""
@@ -384,6 +389,7 @@ def route_ws(
         options["verify_client"] = _verify_client(guards)
     compile_path(path)
     router = UpgradeRouter.of(server)
+    _cluster.adopt(server)
 
     def attach(fn: Callable[[RouteContext], Any]) -> WebSocketServer:
         if not (inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)):
