@@ -462,12 +462,13 @@ def test_the_command_line_run_again(monkeypatch: pytest.MonkeyPatch, tmp_path: P
             _supervisor.command()
 
 
-def test_a_backplane_is_configured_by_ws_backplane(monkeypatch: pytest.MonkeyPatch) -> None:
-    server = http.Server("127.0.0.1:0")
+def test_a_backplane_is_configured_by_the_option_or_ws_backplane(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What silences the "workers without a backplane" warning: backplane= or WS_BACKPLANE, read when the server is made."""
     monkeypatch.delenv("WS_BACKPLANE", raising=False)
-    assert not server._backplane_configured()
-    monkeypatch.setenv("WS_BACKPLANE", "redis://127.0.0.1:6379/0")
-    assert server._backplane_configured()
+    assert http.Server("127.0.0.1:0").backplane is None
+    assert http.Server("127.0.0.1:0", backplane="memory://").backplane is not None
+    monkeypatch.setenv("WS_BACKPLANE", "memory://")
+    assert http.Server("127.0.0.1:0").backplane is not None
 
 
 def test_not_a_worker_here() -> None:
