@@ -919,7 +919,7 @@ class WebSocket(IterationMixin, EventEmitter):
         transport.resume_reading()
 
     def _read_later(self) -> None:
-        """The reader parsed its share of one read (``TURN_BYTES``): the rest waits for the next loop turn.
+        """The reader parsed its share of one read (``TURN_FRAMES``): the rest waits for the next loop turn.
 
         Reading pauses meanwhile, so the rest does not grow; other sockets
         are served in between, whatever one peer puts in one read.
