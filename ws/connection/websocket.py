@@ -1079,9 +1079,15 @@ class WebSocket(IterationMixin, EventEmitter):
 
     def _receive_handshake(self, client: "ClientConfig", data: Any) -> None:
         """Client side, before OPEN: the client reads the response (a bounded head,
-        then a refusal's bounded body); the bytes after a 101 go to the reader,
-        which starts at a frame boundary."""
-        rest = client.receive(self, data)
+        then a refusal's bounded body), the protocol object the complete head;
+        the bytes after a 101 go to the reader, which starts at a frame boundary."""
+        answer = client.receive(self, data)
+        if answer is None:
+            return
+        head, end = answer
+        proto = self._proto
+        self._feed(head)
+        rest = client.answered(self, proto, head, data[end:])
         if rest:
             self._reader.receive(rest)
 
@@ -1320,10 +1326,15 @@ class WebSocket(IterationMixin, EventEmitter):
         """SIGINT/SIGTERM in a script: close with 1001 (going away)."""
         self._close_now(1001, "")
 
-    def _opened(self, proto: _ClientProtocol, extensions: str) -> None:
-        """The opening handshake finished (client side): OPEN, then ``'open'``."""
+    def _opened(self, proto: _ClientProtocol, extensions: str, max_payload: int | None) -> None:
+        """The opening handshake finished (client side): OPEN, then ``'open'``.
+
+        ``max_payload`` is the limit in force (with compression, unless the
+        user set one, ``DEFAULT_MAX_PAYLOAD_DEFLATE``).
+        """
         self._subprotocol = proto.subprotocol or ""
         self._extensions = extensions
+        self.max_payload = max_payload
         self._ready_state = OPEN
         if proto is self._proto:
             self._start_lean(proto)
