@@ -27,7 +27,7 @@ from websockets.http11 import Response
 
 from ..protocol._websockets import Client as _ClientProtocol, Server as _ServerProtocol
 from ..protocol.assembler import MessageError
-from ..protocol.reader import FrameReader
+from ..protocol.reader import FrameReader, unfinished_token
 from ..protocol.writer import FrameWriter
 from .._runtime import loop as _loop
 from .._runtime.budget import SendBudget
@@ -672,13 +672,8 @@ class WebSocket(IterationMixin, EventEmitter):
 
     def _protocol_unfinished(self) -> int | None:
         """``FrameReader.unfinished()`` when the protocol object parses (compressed connections)."""
-        assembler = self._reader.assembler
-        if assembler is not None and assembler.in_message:
-            return assembler.serial << 1 | 1
         proto = self._proto
-        if proto is not None and proto.partial_frame():
-            return self._frames_in << 1
-        return None
+        return unfinished_token(self._reader.assembler, self._frames_in, proto is not None and proto.partial_frame())
 
     def _flush(self) -> None:
         """Hand everything pending (the writer's queue, then the protocol's) to the transport, in one write."""

@@ -56,7 +56,7 @@ from ..events import BINARY, TEXT
 from .assembler import Assembler, MessageError
 from .writer import FIN_BINARY, FIN_TEXT, apply_mask
 
-__all__ = ["FrameReader", "DIRECT_MIN", "DIRECT_AHEAD", "TURN_FRAMES", "TURN_BYTES", "PROTOCOL_TURN_BYTES", "apply_mask"]
+__all__ = ["FrameReader", "unfinished_token", "DIRECT_MIN", "DIRECT_AHEAD", "TURN_FRAMES", "TURN_BYTES", "PROTOCOL_TURN_BYTES", "apply_mask"]
 
 Buffer = Union[bytes, bytearray, memoryview]
 
@@ -79,6 +79,20 @@ TURN_BYTES = TURN_FRAMES * FRAME_COST
 PROTOCOL_TURN_BYTES = 32 * 1024
 _from_bytes = int.from_bytes
 _DATA_OPCODES = (Opcode.CONT, Opcode.TEXT, Opcode.BINARY)
+
+
+def unfinished_token(assembler: Assembler | None, frames: int, partial: bool) -> int | None:
+    """A token for the message being received, ``None`` when none is (see :meth:`FrameReader.unfinished`).
+
+    A fragmented message open in ``assembler`` is told apart by its serial
+    number; otherwise, with a ``partial`` frame in, by ``frames``, a count of
+    the frames seen so far that grows with each one.
+    """
+    if assembler is not None and assembler.in_message:
+        return assembler.serial << 1 | 1
+    if partial:
+        return frames << 1
+    return None
 
 
 class FrameReader:
@@ -199,12 +213,7 @@ class FrameReader:
         """
         if not self.lean:
             return None
-        if self._fragmented:
-            assert self.assembler is not None
-            return self.assembler.serial << 1 | 1
-        if self._partial is not None or self.frame is not None:
-            return self._frames << 1
-        return None
+        return unfinished_token(self.assembler, self._frames, self._partial is not None or self.frame is not None)
 
     def trim(self) -> None:
         """Drop the buffer kept from the last large frame (an idle connection holds nothing that large)."""
@@ -466,11 +475,7 @@ class FrameReader:
             return False
         if b0 & 0x0F:
             return length <= limit
-        size = self.message_size
-        self.drop_message()
-        self._fail(1009, f"max payload size exceeded: {length} more bytes after {size} exceed the limit of {limit}")
-        self.lean = False
-        self._stopped = True
+        self._violation(1009, f"max payload size exceeded: {length} more bytes after {self.message_size} exceed the limit of {limit}")
         return False
 
     def _fragment(self, b0: int, payload: bytes) -> None:
@@ -478,10 +483,7 @@ class FrameReader:
         try:
             message = self.assembling().frame(_DATA_OPCODES[b0 & 0x0F], payload, b0 >= 0x80)
         except MessageError as exc:  # out of order, invalid UTF-8, too many fragments
-            self.drop_message()
-            self._fail(exc.code, exc.reason)
-            self.lean = False
-            self._stopped = True
+            self._violation(exc.code, exc.reason)
             return
         if message is None:
             self._fragmented = True
@@ -490,6 +492,13 @@ class FrameReader:
         self._fragmented = False
         self.message_size = 0
         self._deliver(*message)
+
+    def _violation(self, code: int, reason: str) -> None:
+        """The peer broke a rule in a fragmented message: drop the message, fail; the protocol reads the rest."""
+        self.drop_message()
+        self._fail(code, reason)
+        self.lean = False
+        self._stopped = True
 
     def _hand_over(self, rest: Buffer) -> None:
         """The protocol object reads everything from now on (closing or failing)."""
