@@ -27,6 +27,7 @@ from websockets.http11 import Response
 
 from ..protocol._websockets import Client as _ClientProtocol, Server as _ServerProtocol
 from ..protocol.assembler import MessageError
+from ..protocol.handshake import DEFAULT_MAX_PAYLOAD_DEFLATE
 from ..protocol.reader import FrameReader, unfinished_token
 from ..protocol.writer import FrameWriter
 from .._runtime import loop as _loop
@@ -1137,7 +1138,16 @@ class WebSocket(IterationMixin, EventEmitter):
             return  # the TCP connection ended: 'close' (1006) says it all
         sent = proto.close_sent
         code = sent.code if sent is not None else 1002
-        self._emit_error(ProtocolError(_describe_parser_error(exc), code))
+        self._emit_error(ProtocolError(_describe_parser_error(exc, self._limit_note()), code))
+
+    def _limit_note(self) -> str:
+        """Which limit a message over the size limit passed, and how to raise it (for the ``'error'`` text)."""
+        if self._extensions and self.max_payload == DEFAULT_MAX_PAYLOAD_DEFLATE:
+            return (
+                f" (max_payload: {DEFAULT_MAX_PAYLOAD_DEFLATE >> 20} MiB by default on a connection with"
+                " permessage-deflate; set max_payload to raise it)"
+            )
+        return " (max_payload)"
 
     def _handle_events(self, events: list[Any]) -> None:
         for event in events:
@@ -1380,10 +1390,11 @@ def _dom_event(target: WebSocket, type: str, args: tuple[Any, ...]) -> Any:
     return Event(type, target)
 
 
-def _describe_parser_error(exc: BaseException) -> str:
+def _describe_parser_error(exc: BaseException, limit_note: str) -> str:
+    """The ``'error'`` text for why the parser stopped; ``limit_note`` follows a message over the size limit."""
     text = str(exc) or type(exc).__name__
     if type(exc).__name__ == "PayloadTooBig":
-        return f"max payload size exceeded: {text}"
+        return f"max payload size exceeded: {text}{limit_note}"
     if isinstance(exc, UnicodeDecodeError):
         return f"invalid UTF-8: {exc.reason}"
     return text
