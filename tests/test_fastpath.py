@@ -265,6 +265,90 @@ def test_close_from_a_listener_hands_the_rest_of_the_batch_to_the_protocol() -> 
     run(main, 30)
 
 
+async def _closed_mid_message(trigger: str, sizes: tuple[int, int, int], **options: Any) -> tuple[list[Any], list[tuple[int, bytes]], Recorder, bool]:
+    """A peer in the middle of a fragmented message of three fragments (``sizes``) when the server calls ``close()``.
+
+    ``trigger``: ``"ping"``, the server's ``'ping'`` listener closes, in the
+    read that holds the first two fragments; ``"other"``, a listener of
+    another connection closes it between two reads, while the second
+    fragment is half in.  The peer then sends the rest and its close frame.
+    Returns the messages the server heard, the frames the peer got, the
+    server socket's recorder, and whether the server waited for our close frame.
+    """
+    server = http.Server(address="127.0.0.1:0")
+    wss = WebSocketServer(server=server, path="/", **options)
+    heard: list[Any] = []
+    sockets: list[tuple[WebSocket, Recorder]] = []
+
+    def on_connection(sock: WebSocket, request: Any) -> None:
+        sockets.append((sock, Recorder(sock, "error", "close")))
+        def on_message(evt: Any) -> None:
+            if evt.data == "close the other":
+                sockets[0][0].close(1000, "bye")
+            else:
+                heard.append(evt.data)
+
+        sock.on("ping", lambda data: sock.close(1000, "bye"))
+        sock.on("message", on_message)
+
+    wss.on("connection", on_connection)
+    await server.serve_async()
+    try:
+        reader, writer, frames = await raw_client(server.port)
+        first, second, third = (frame(0x1, b"a" * sizes[0], fin=False), frame(0x0, b"b" * sizes[1], fin=False), frame(0x0, b"c" * sizes[2]))
+        got: list[tuple[int, bytes]] = []
+        if trigger == "ping":
+            writer.write(first + frame(0x9, b"p") + second)
+            got.append(await frames.next())  # the pong
+        else:
+            other_reader, other, _ = await raw_client(server.port)
+            writer.write(first + second[:-1])  # (the reader keeps the incomplete frame)
+            await until(lambda: sockets and sockets[0][0]._reader.in_message, 5, what="the message did not start")
+            other.write(frame(0x1, b"close the other"))
+        got.append(await frames.next())  # the close frame
+        writer.write((b"" if trigger == "ping" else second[-1:]) + third)
+        try:
+            waited = await asyncio.wait_for(reader.read(1), 0.3) != b""
+        except asyncio.TimeoutError:
+            waited = True  # still open: the server waits for our close frame
+        if waited:
+            writer.write(frame(0x8, struct.pack("!H", 1000)))
+            assert await asyncio.wait_for(reader.read(), 10) == b""  # the server closes TCP
+        rec = sockets[0][1]
+        await rec.wait("close", timeout=10)
+        writer.close()
+        return heard, got, rec, waited
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("trigger", ["ping", "other"])
+def test_close_in_the_middle_of_a_fragmented_message_the_protocol_reads_the_rest(trigger: str) -> None:
+    # The lean reader had the message open: the protocol object is told its size so far
+    # (continue_message) and parses the rest of it, ending in a normal closing handshake.
+    async def main() -> None:
+        heard, got, rec, waited = await _closed_mid_message(trigger, (600, 100, 10), max_payload=1000)
+        assert got[-1] == (0x88, struct.pack("!H", 1000) + b"bye")
+        assert waited and heard == ["a" * 600 + "b" * 100 + "c" * 10]  # completed after close(): delivered
+        assert rec.log == [("close", (1000, ""))]
+
+    run(main, 30)
+
+
+@pytest.mark.parametrize("trigger", ["ping", "other"])
+def test_a_continuation_past_max_payload_after_the_hand_over_is_refused(trigger: str) -> None:
+    # 600 + 100 bytes came through the lean reader; 400 more take the message past max_payload.
+    async def main() -> None:
+        heard, got, rec, waited = await _closed_mid_message(trigger, (600, 100, 400), max_payload=1000)
+        assert got[-1] == (0x88, struct.pack("!H", 1000) + b"bye")  # (our close was sent first: no 1009 frame after it)
+        assert not waited and heard == []  # dropped at once, the message never delivered
+        ((error,),) = rec.args("error")
+        assert "max payload size exceeded" in str(error) and "after reading 700 bytes" in str(error), error
+        assert rec.names() == ["error", "close"]
+
+    run(main, 30)
+
+
 # -- client side: our WebSocket against a raw server -----------------------------------
 
 

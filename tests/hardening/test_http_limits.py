@@ -1,19 +1,24 @@
 """Issue 17, items 4-6: file descriptors and connections of the HTTP layer under attack.
 
 4. responses the peer never reads end after ``write_timeout`` (fds and memory come back);
-5. a keep-alive connection stalling its next request head counts against ``max_pending_handshakes``;
+5. a keep-alive connection stalling its next request head counts against ``max_pending_handshakes``,
+   and so does a TLS connection that never sends its ClientHello;
 6. under a low open-file limit the server raises it, keeps the pending cap below it, and
    pauses accepting when out of descriptors instead of logging a traceback per attempt.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 import selectors
 import socket
 import threading
 import time
 from typing import Callable
 
+from ..conftest import run, serving, until
+from ..fixtures.tls import TestPKI, wss_echo
 from .hostile import MiB, LatencyProbe, TargetProcess, small_receive_buffer
 
 HALF_HEAD = b"GET /ok HTTP/1.1\r\nHost: x\r\n"
@@ -166,6 +171,70 @@ def test_a_stalled_keep_alive_head_counts_against_max_pending_handshakes() -> No
         assert held <= cap + 10, f"{held} fds held"
         probe.assert_served(worst=1.0)
         assert get(target.port) == b"HTTP/1.1 200 OK"
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    """Whether the server closed this (non-blocking) connection: EOF or a reset is waiting."""
+    try:
+        return sock.recv(1) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _accepting_tasks() -> list[asyncio.Task[object]]:
+    """The tasks still making a transport of an accepted connection (a TLS handshake under way)."""
+    return [t for t in asyncio.all_tasks() if "connect_accepted_socket" in t.get_coro().__qualname__]  # type: ignore[union-attr]
+
+
+def test_silent_tls_connections_count_against_max_pending_handshakes() -> None:
+    # TCP connects that never send a ClientHello.  Before the fix none was counted: all 150 held an
+    # fd (and a task) until the TLS handshake timeout, and closing the server left their tasks running.
+    cap, n = 20, 150
+    pki = TestPKI()
+
+    async def silent(port: int, count: int) -> list[socket.socket]:
+        loop = asyncio.get_running_loop()
+        socks = []
+        for _ in range(count):
+            sock = socket.socket()
+            sock.setblocking(False)
+            await loop.sock_connect(sock, ("127.0.0.1", port))
+            socks.append(sock)
+        return socks
+
+    async def main() -> None:
+        options = {"ssl": pki.server_context(), "max_pending_handshakes": cap, "header_timeout": 3.0}
+        async with serving(http_options=options, echo=True) as served:
+            await asyncio.sleep(0.1)
+            base = _open_fds()
+            attackers = await silent(served.port, n)
+            await asyncio.sleep(0.5)
+            refused = sum(map(_closed_by_server, attackers))
+            held = _open_fds() - base - n  # the server's side of the attackers' connections
+            assert refused >= n - cap, f"only {refused} of {n} silent TLS connections closed (cap {cap})"
+            assert held <= cap + 2, f"{held} fds held by the server (cap {cap})"
+            assert len(_accepting_tasks()) <= cap
+            # The held ones end at the TLS handshake timeout (3 s), the attackers still connected...
+            await until(lambda: _open_fds() - base - n <= 2, 6, what="the held handshakes were not dropped")
+            # ... and a real TLS client is served.
+            await wss_echo(f"wss://localhost:{served.port}/ws", pki.client_context(), "still served", timeout=5)
+            for sock in attackers:
+                sock.close()
+            # Closing the server abandons the handshakes under way: no task left, their connections closed.
+            attackers = await silent(served.port, cap // 2)
+            await until(lambda: len(_accepting_tasks()) == cap // 2, 3, what="the handshakes did not start")
+        await until(lambda: not _accepting_tasks(), 2, what=f"{len(_accepting_tasks())} handshake tasks left after close")
+        await until(lambda: all(map(_closed_by_server, attackers)), 2, what="connections left open after close")
+        for sock in attackers:
+            sock.close()
+
+    run(main, timeout=30)
 
 
 # -- 6. a low open-file limit ----------------------------------------------------------------

@@ -413,11 +413,18 @@ def test_client_default_limit_on_a_compressed_connection() -> None:
             rec = Recorder(sock, "open", "message", "error", "close")
             (error,), = await rec.wait("error", timeout=5)  # then the closing handshake, which this server ignores
             assert error.close_code == 1009 and rec.count("message") == 0 and sock.max_payload == MiB
+            # The error says which limit applied and how to raise it.
+            assert "1 MiB by default on a connection with permessage-deflate; set max_payload to raise it" in str(error)
             sock.terminate()
             sock = WebSocket(url, max_payload=8 * MiB)  # the user's choice wins
             rec = Recorder(sock, "open", "message", "error", "close")
             (event,), = await rec.wait("message", timeout=5)
             assert event.data == b"\x00" * (4 * MiB)
+            sock.terminate()
+            sock = WebSocket(url, max_payload=2 * MiB)  # a limit the user set: named, no talk of a default
+            rec = Recorder(sock, "open", "message", "error", "close")
+            (error,), = await rec.wait("error", timeout=5)
+            assert error.close_code == 1009 and str(error).endswith("exceeds limit of 2097152 bytes (max_payload)"), error
             sock.terminate()
 
     run(main, 20)

@@ -8,7 +8,7 @@ import struct
 import pytest
 
 from ws.events import BINARY, TEXT
-from ws.protocol.reader import DIRECT_AHEAD, DIRECT_MIN, TURN_BYTES, FrameReader
+from ws.protocol.reader import DIRECT_AHEAD, DIRECT_MIN, PROTOCOL_TURN_BYTES, TURN_FRAMES, FrameReader
 
 from ..frames import frame
 
@@ -75,8 +75,7 @@ WIRE = b"".join(MIXED)
 def test_one_read_delivers_the_common_frames_and_feeds_the_others_whole() -> None:
     owner = Owner()
     owner.reader.receive(WIRE)
-    assert owner.later == 1  # WIRE is longer than TURN_BYTES: its last frame waits for the next turn
-    owner.reader.release()
+    assert owner.later == 0  # a few frames: one turn, however long
     assert owner.messages == EXPECTED_MESSAGES
     assert owner.fed == EXPECTED_FED
     assert owner.reader.lean and owner.reader.unparsed() == b""
@@ -323,7 +322,7 @@ def test_input_held_is_not_unfinished() -> None:
     assert owner.reader.holding and owner.reader.unfinished() is None
 
 
-# -- at most TURN_BYTES per call -----------------------------------------------------------------------
+# -- at most TURN_FRAMES frames per call -----------------------------------------------------------------------
 
 
 def test_a_long_read_is_parsed_in_turns_in_order() -> None:
@@ -331,15 +330,23 @@ def test_a_long_read_is_parsed_in_turns_in_order() -> None:
     empties = frame(0x1, b"", mask=True) * 40_000  # 240 KB of empty messages
     tail = frame(0x1, b"last")
     owner.reader.receive(empties + tail)
-    first = len(owner.messages)
-    assert 0 < first < 40_000 and owner.later == 1 and owner.reader.holding
+    per_turn = [len(owner.messages)]
+    assert 0 < per_turn[0] < 40_000 and owner.later == 1 and owner.reader.holding
     assert owner.reader.unfinished() is None  # ours, not the peer's
-    turns = 1
     while owner.reader.holding:
         owner.reader.release()
-        turns += 1
+        per_turn.append(len(owner.messages) - sum(per_turn))
     assert len(owner.messages) == 40_001 and owner.messages[-1] == (TEXT, "last")
-    assert turns == owner.later + 1 == -(-len(empties + tail) // TURN_BYTES)  # 240 KB in turns of TURN_BYTES
+    assert len(per_turn) == owner.later + 1
+    # At most TURN_FRAMES a turn (a frame counts FRAME_COST bytes on top of its 6), and not much fewer.
+    assert all(0.9 * TURN_FRAMES < n <= TURN_FRAMES for n in per_turn[:-1]), per_turn
+
+
+@pytest.mark.parametrize("size, count", [(64 * 1024, 4), (1024, 250), (100, 2000)])
+def test_a_read_of_ordinary_messages_is_parsed_in_one_turn(size: int, count: int) -> None:
+    owner = Owner()
+    owner.reader.receive(frame(0x2, b"m" * size) * count)  # up to 256 KiB: one read
+    assert len(owner.messages) == count and owner.later == 0 and not owner.reader.holding
 
 
 def test_a_short_read_is_parsed_at_once() -> None:
@@ -355,5 +362,5 @@ def test_not_lean_the_protocol_is_fed_in_turns_too() -> None:
     owner.reader.receive(data)
     while owner.reader.holding:
         owner.reader.release()
-    assert b"".join(owner.fed) == data and all(len(piece) <= TURN_BYTES for piece in owner.fed)
+    assert b"".join(owner.fed) == data and all(len(piece) <= PROTOCOL_TURN_BYTES for piece in owner.fed)
     assert owner.later == len(owner.fed) - 1

@@ -197,14 +197,15 @@ class ClientConfig:
         self.refusal = None
         ws._connected(proto, peer[0] if isinstance(peer, tuple) else peer, self.write_limits)
 
-    def receive(self, ws: "WebSocket", data: bytes | memoryview) -> bytes | memoryview | None:
-        """Bytes read before the handshake finished; returns those that follow a 101 (frames).
+    def receive(self, ws: "WebSocket", data: bytes | memoryview) -> tuple[bytes, int] | None:
+        """Bytes read before the handshake finished: ``(head, end)`` once the response head is complete.
 
         The head is kept until it is complete (at most ``MAX_RESPONSE_HEAD``
-        bytes), then ``websockets`` reads it in one piece, so that its parser
-        stands at a frame boundary after a 101.  An answer it cannot read, or
-        one that is not a 101, is settled at once: the client never reads
-        more than the head plus ``MAX_RESPONSE_BODY`` of a refusal.
+        bytes); the socket then feeds it to ``websockets`` in one piece, so
+        that its parser stands at a frame boundary after a 101, and calls
+        :meth:`answered` with ``data[end:]``.  A refusal's body is read here
+        (``None``): the client never reads more than the head plus
+        ``MAX_RESPONSE_BODY`` of a refusal.
         """
         if self.refusal is not None:
             self._read_refusal(ws, data)
@@ -216,17 +217,27 @@ class ClientConfig:
             return None
         head = bytes(self.head)
         self.head = bytearray()
-        proto = self.proto
-        ws._feed(head)
+        return head, end
+
+    def answered(
+        self, ws: "WebSocket", proto: object, head: bytes, rest: bytes | memoryview
+    ) -> bytes | memoryview | None:
+        """``proto`` (the socket's protocol object) read the response ``head``: the bytes after a 101 (frames), or ``None``.
+
+        An answer ``websockets`` could not read, or one that is not a 101, is
+        settled at once.  A listener may have closed the socket or a redirect
+        replaced ``proto`` meanwhile: then nothing is left to do.
+        """
         if ws.ready_state is ReadyState.OPEN:
-            return data[end:]
-        if ws.ready_state is not ReadyState.CONNECTING or self.proto is not proto or proto is None:
+            return rest
+        current = self.proto
+        if ws.ready_state is not ReadyState.CONNECTING or current is None or current is not proto:
             return None  # refused, redirected or closed by a listener
         # No answer from websockets: it found the head invalid, or it waits
         # for a body, which only a non-101 answer has.
         refusal = _Refusal.parse(head)
         if refusal is None:
-            exc = proto.handshake_exc
+            exc = current.handshake_exc
             cause = exc.__cause__ if exc is not None and exc.__cause__ is not None else exc
             self._invalid(ws, describe(cause) if cause is not None else "not a 101 response", cause)
             return None
@@ -234,7 +245,7 @@ class ClientConfig:
         if self._wants_redirect(refusal.response()):
             self._refused(ws, refusal.response())
         else:
-            self._read_refusal(ws, data[end:])
+            self._read_refusal(ws, rest)
         return None
 
     def handshake_end(self, data: bytes | memoryview) -> int:
@@ -268,11 +279,10 @@ class ClientConfig:
         extensions = response.headers.get("Sec-WebSocket-Extensions", "")
         if extensions and not self.max_payload_set:  # compressed: a message may inflate ~1,000x
             proto.set_message_limit(DEFAULT_MAX_PAYLOAD_DEFLATE)
-            ws.max_payload = DEFAULT_MAX_PAYLOAD_DEFLATE
         if self.ping_interval or self.message_timeout:
             assert self.loop is not None
             Heartbeat(self.loop, self.ping_interval or None, self.ping_timeout, self.message_timeout).add(ws)
-        ws._opened(proto, extensions)
+        ws._opened(proto, extensions, proto.message_limit())
 
     def _invalid(self, ws: "WebSocket", why: str, cause: BaseException | None = None) -> None:
         """The answer is not valid HTTP, or too large to read: fail at once, reading no more."""

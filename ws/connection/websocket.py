@@ -27,7 +27,8 @@ from websockets.http11 import Response
 
 from ..protocol._websockets import Client as _ClientProtocol, Server as _ServerProtocol
 from ..protocol.assembler import MessageError
-from ..protocol.reader import FrameReader
+from ..protocol.handshake import DEFAULT_MAX_PAYLOAD_DEFLATE
+from ..protocol.reader import FrameReader, unfinished_token
 from ..protocol.writer import FrameWriter
 from .._runtime import loop as _loop
 from .._runtime.budget import SendBudget
@@ -672,13 +673,8 @@ class WebSocket(IterationMixin, EventEmitter):
 
     def _protocol_unfinished(self) -> int | None:
         """``FrameReader.unfinished()`` when the protocol object parses (compressed connections)."""
-        assembler = self._reader.assembler
-        if assembler is not None and assembler.in_message:
-            return assembler.serial << 1 | 1
         proto = self._proto
-        if proto is not None and proto.partial_frame():
-            return self._frames_in << 1
-        return None
+        return unfinished_token(self._reader.assembler, self._frames_in, proto is not None and proto.partial_frame())
 
     def _flush(self) -> None:
         """Hand everything pending (the writer's queue, then the protocol's) to the transport, in one write."""
@@ -919,7 +915,7 @@ class WebSocket(IterationMixin, EventEmitter):
         transport.resume_reading()
 
     def _read_later(self) -> None:
-        """The reader parsed its share of one read (``TURN_BYTES``): the rest waits for the next loop turn.
+        """The reader parsed its share of one read (``TURN_FRAMES``): the rest waits for the next loop turn.
 
         Reading pauses meanwhile, so the rest does not grow; other sockets
         are served in between, whatever one peer puts in one read.
@@ -1079,9 +1075,15 @@ class WebSocket(IterationMixin, EventEmitter):
 
     def _receive_handshake(self, client: "ClientConfig", data: Any) -> None:
         """Client side, before OPEN: the client reads the response (a bounded head,
-        then a refusal's bounded body); the bytes after a 101 go to the reader,
-        which starts at a frame boundary."""
-        rest = client.receive(self, data)
+        then a refusal's bounded body), the protocol object the complete head;
+        the bytes after a 101 go to the reader, which starts at a frame boundary."""
+        answer = client.receive(self, data)
+        if answer is None:
+            return
+        head, end = answer
+        proto = self._proto
+        self._feed(head)
+        rest = client.answered(self, proto, head, data[end:])
         if rest:
             self._reader.receive(rest)
 
@@ -1136,7 +1138,16 @@ class WebSocket(IterationMixin, EventEmitter):
             return  # the TCP connection ended: 'close' (1006) says it all
         sent = proto.close_sent
         code = sent.code if sent is not None else 1002
-        self._emit_error(ProtocolError(_describe_parser_error(exc), code))
+        self._emit_error(ProtocolError(_describe_parser_error(exc, self._limit_note()), code))
+
+    def _limit_note(self) -> str:
+        """Which limit a message over the size limit passed, and how to raise it (for the ``'error'`` text)."""
+        if self._extensions and self.max_payload == DEFAULT_MAX_PAYLOAD_DEFLATE:
+            return (
+                f" (max_payload: {DEFAULT_MAX_PAYLOAD_DEFLATE >> 20} MiB by default on a connection with"
+                " permessage-deflate; set max_payload to raise it)"
+            )
+        return " (max_payload)"
 
     def _handle_events(self, events: list[Any]) -> None:
         for event in events:
@@ -1320,10 +1331,15 @@ class WebSocket(IterationMixin, EventEmitter):
         """SIGINT/SIGTERM in a script: close with 1001 (going away)."""
         self._close_now(1001, "")
 
-    def _opened(self, proto: _ClientProtocol, extensions: str) -> None:
-        """The opening handshake finished (client side): OPEN, then ``'open'``."""
+    def _opened(self, proto: _ClientProtocol, extensions: str, max_payload: int | None) -> None:
+        """The opening handshake finished (client side): OPEN, then ``'open'``.
+
+        ``max_payload`` is the limit in force (with compression, unless the
+        user set one, ``DEFAULT_MAX_PAYLOAD_DEFLATE``).
+        """
         self._subprotocol = proto.subprotocol or ""
         self._extensions = extensions
+        self.max_payload = max_payload
         self._ready_state = OPEN
         if proto is self._proto:
             self._start_lean(proto)
@@ -1374,10 +1390,11 @@ def _dom_event(target: WebSocket, type: str, args: tuple[Any, ...]) -> Any:
     return Event(type, target)
 
 
-def _describe_parser_error(exc: BaseException) -> str:
+def _describe_parser_error(exc: BaseException, limit_note: str) -> str:
+    """The ``'error'`` text for why the parser stopped; ``limit_note`` follows a message over the size limit."""
     text = str(exc) or type(exc).__name__
     if type(exc).__name__ == "PayloadTooBig":
-        return f"max payload size exceeded: {text}"
+        return f"max payload size exceeded: {text}{limit_note}"
     if isinstance(exc, UnicodeDecodeError):
         return f"invalid UTF-8: {exc.reason}"
     return text

@@ -19,6 +19,10 @@ does three things about it, for ``ws.http.Server``:
   and seconds of CPU per second under an fd exhaustion.  ``Acceptor`` stops
   accepting for ``ACCEPT_PAUSE`` seconds instead, retries, and logs one line
   per ``LOG_INTERVAL``.  Connections meanwhile wait in the kernel's backlog.
+  With TLS it also bounds the connections still in their TLS handshake
+  (``room``): a peer that connects and never sends its ClientHello holds a
+  descriptor until the handshake timeout, and cannot be answered 503 before
+  TLS, so past the cap a new connection is closed at once.
 """
 
 from __future__ import annotations
@@ -111,8 +115,16 @@ class Acceptor:
 
     Each accepted socket becomes a transport through the loop's public
     ``connect_accepted_socket``, with ``factory`` building its protocol, as
-    ``create_server`` would.  ``close()`` stops accepting; the socket
+    ``create_server`` would.  ``close()`` stops accepting and abandons the
+    TLS handshakes under way (their sockets close); the listening socket
     itself belongs to the caller.
+
+    With ``ssl``, ``room(n)`` (optional) says whether one more connection may
+    start its TLS handshake while ``n`` others are in theirs (the owner counts
+    them against its cap on pending connections); ``False`` closes it at
+    once.  A handshake counts from ``accept()`` until its task ends, which is
+    a loop turn or two after the connection is handed to ``factory``'s
+    protocol: the count errs on the safe side.
     """
 
     def __init__(
@@ -123,13 +135,15 @@ class Acceptor:
         *,
         ssl: Any = None,
         ssl_handshake_timeout: float | None = None,
+        room: Callable[[int], bool] | None = None,
     ) -> None:
         self._loop = loop
         self._sock = sock
         self._factory = factory
         self._ssl = ssl
         self._ssl_handshake_timeout = ssl_handshake_timeout if ssl is not None else None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._room = room if ssl is not None else None
+        self._tasks: set[asyncio.Task[Any]] = set()  # connections being made (with TLS: in their handshake)
         self._reading = False
         self._retry: asyncio.TimerHandle | None = None
         self._closed = False
@@ -153,6 +167,9 @@ class Acceptor:
             self._retry.cancel()
             self._retry = None
         self._stop_reading()
+        tasks, self._tasks = self._tasks, set()
+        for task in tasks:
+            task.cancel()  # asyncio closes the transport of a handshake it abandons
 
     def _stop_reading(self) -> None:
         if self._reading:
@@ -170,6 +187,10 @@ class Acceptor:
             except OSError as exc:
                 self._pause(exc)
                 return
+            room = self._room
+            if room is not None and not room(len(self._tasks)):
+                conn.close()  # too many TLS handshakes under way: no 503 can be sent before TLS
+                continue
             try:
                 task = self._loop.create_task(
                     self._loop.connect_accepted_socket(

@@ -363,6 +363,16 @@ class Server(EventEmitter):
         self._pending.add(conn)
         return "admitted"
 
+    def _room_for_handshake(self, handshaking: int) -> bool:
+        """Whether one more connection may start its TLS handshake while ``handshaking`` are in theirs.
+
+        Those count against ``max_pending_handshakes`` with the connections
+        waiting for a request head: a peer that never sends its ClientHello
+        holds a descriptor as long as one that never ends its head.
+        """
+        cap = self._pending_cap
+        return cap is None or len(self._pending) + handshaking < cap
+
     def wait_for_head(self, conn: Connection) -> bool:
         """``conn`` waits for the rest of a request head: count it; ``False`` if too many already do."""
         pending = self._pending
@@ -628,7 +638,7 @@ class Server(EventEmitter):
                     # Our own accept loop: it pauses when out of descriptors (ws.http.accept).
                     listener = Acceptor(
                         loop, sock, self._new_connection, ssl=self._ssl,
-                        ssl_handshake_timeout=handshake_timeout,
+                        ssl_handshake_timeout=handshake_timeout, room=self._room_for_handshake,
                     )
                     listener.start()
                 elif self.network == "unix":
