@@ -42,8 +42,9 @@ READY = re.compile(r"ws: (\d+) workers listening on 127\.0\.0\.1:(\d+) \(pids ([
 class Program:
     """A program under ``workers=N`` in a subprocess; stdout and stderr lines collected by a thread."""
 
-    def __init__(self, *args: str) -> None:
-        env = {k: v for k, v in os.environ.items() if k not in ("WS_NO_SIGNALS", "WS_DEBUG", "WS_BACKPLANE")}
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        """``args`` after the interpreter; ``env``: variables added to a cleaned copy of ours."""
+        env = {k: v for k, v in os.environ.items() if k not in ("WS_NO_SIGNALS", "WS_DEBUG", "WS_BACKPLANE")} | (env or {})
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
         self.proc = subprocess.Popen(
             [sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT

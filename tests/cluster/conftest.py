@@ -69,15 +69,7 @@ class Node:
 
     async def get(self, path: str) -> Any:
         """``GET path`` on this node's HTTP server, as JSON (bounded)."""
-        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", self.port), 5)
-        try:
-            writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-            raw = await asyncio.wait_for(reader.read(), 5)
-        finally:
-            writer.close()
-        head, _, body = raw.partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 200"), raw[:300]
-        return json.loads(body)
+        return await get_json(self.port, path)
 
     async def broadcast(self, text: str, local: bool = False) -> int:
         answer = await self.get(f"/broadcast?text={quote(text)}{'&local=1' if local else ''}")
@@ -115,6 +107,19 @@ def cluster(redis: RedisServer, count: int, ttl: float = 10.0) -> Iterator[list[
     finally:
         for node in nodes:
             node.stop()
+
+
+async def get_json(port: int, path: str) -> Any:
+    """``GET path`` on ``127.0.0.1:port``, as JSON (bounded)."""
+    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 5)
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        raw = await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), raw[:300]
+    return json.loads(body)
 
 
 class Client:
@@ -179,6 +184,20 @@ async def settle(check: Callable[[], Any], timeout: float = 5.0, what: str = "cl
             return last
         await asyncio.sleep(0.05)
     raise AssertionError(f"{what} not reached within {timeout} s (last: {last!r})")
+
+
+async def heard_again(sender: Node, listeners: list[Client], what: str, timeout: float = 10.0) -> None:
+    """Broadcast probes from ``sender`` until every listener has received one (a node back after an outage)."""
+    probe = 0
+
+    async def heard() -> bool:
+        nonlocal probe
+        probe += 1
+        await sender.broadcast(f"probe-{probe}")
+        await asyncio.sleep(0.1)
+        return all(any(str(m).startswith("probe-") for m in c.received) for c in listeners)
+
+    await settle(heard, timeout, what=what)
 
 
 async def tracked(nodes: list[Node], expected: int, key: str = "bc", timeout: float = 5.0) -> None:

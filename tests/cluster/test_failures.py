@@ -20,7 +20,7 @@ from ws import WebSocketServer, http
 from ws.backplane import BackplaneError, RedisBackplane
 
 from ..conftest import ROOT, run
-from .conftest import Node, RedisServer, clients, cluster, settle, tracked
+from .conftest import Node, RedisServer, clients, cluster, heard_again, settle, tracked
 from ..backplane.conftest import free_port
 
 
@@ -76,16 +76,7 @@ def test_redis_restarted_mid_run(redis_server: RedisServer) -> None:
 
                 redis_server.start()
                 # Subscriptions come back by themselves: probe until node 1's clients hear node 0.
-                probe = 0
-
-                async def heard() -> bool:
-                    nonlocal probe
-                    probe += 1
-                    await nodes[0].broadcast(f"probe-{probe}")
-                    await asyncio.sleep(0.1)
-                    return all(any(str(m).startswith("probe-") for m in c.received) for c in far)
-
-                await settle(heard, 10, what="node 1 receiving node 0's broadcasts again")
+                await heard_again(nodes[0], far, what="node 1 receiving node 0's broadcasts again")
                 # Presence is written again from each node's own records (this Redis lost everything).
                 await tracked(nodes, 4, timeout=10)
                 await nodes[1].broadcast("after")
