@@ -466,10 +466,14 @@ class Socket:
         return ConnectionNotFound(f"websocket {self.name!r} has no open connection with id {cid!r}{where}")
 
     def _settle(self, delivery: Delivery, error: BaseException | None) -> None:
-        if error is None:
-            delivery._future.set_result(None)
+        """Resolve ``delivery``; one its caller gave up on (cancelled) is skipped, not the rest of its batch."""
+        try:
+            if error is None:
+                delivery._future.set_result(None)
+                return
+            delivery._future.set_exception(error)
+        except concurrent.futures.InvalidStateError:  # cancelled by a caller that stopped waiting
             return
-        delivery._future.set_exception(error)
         self.wss.loop.call_soon(self._unclaimed, delivery, error)  # one turn for the caller to await it
 
     def _unclaimed(self, delivery: Delivery, error: BaseException) -> None:
