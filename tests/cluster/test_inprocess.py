@@ -338,3 +338,25 @@ def test_a_delivery_its_caller_stopped_waiting_for_does_not_hang_the_rest_of_its
             await server.close_async()
 
     run(main)
+
+
+def test_presence_reads_fail_at_once_when_the_backplane_never_started() -> None:
+    async def main() -> None:
+        before = asyncio.all_tasks()
+        backplane = MemoryBackplane(MemoryHub(), node_id="a")
+        server = http.Server("127.0.0.1:0", backplane=backplane)
+        wss = WebSocketServer(server=server, path="/ws")  # the server never serves: nothing starts it
+        lobby = Rooms(BackplaneBackend(backplane))
+        lobby.join("lobby", "ann", announce=False)
+        reads = [wss.count_async(), wss.members_async(), wss.total_count_async(), lobby.members_async("lobby"), lobby.get("lobby").members_async()]
+        for read in reads:
+            with pytest.raises(BackplaneError, match="not started"):
+                await asyncio.wait_for(read, 2)
+        await backplane.close()  # ends the state changes queued for a start (the join, the path's listing)
+        await asyncio.sleep(0)
+        assert asyncio.all_tasks() == before  # no read left waiting at loop close
+        with pytest.raises(BackplaneError, match="closed"):
+            await asyncio.wait_for(wss.count_async(), 2)
+        wss.close()
+
+    run(main)

@@ -113,7 +113,15 @@ class Link:
     # -- reads from any loop -------------------------------------------------------------
 
     async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
-        """``await fn()`` on the link's loop, whichever loop the caller is on."""
+        """``await fn()`` on the link's loop, whichever loop the caller is on.
+
+        ``BackplaneError`` at once when the backplane has not started (the
+        server is not serving) or is closed: a read never waits for a start
+        that may not come.
+        """
+        if not self.backplane.started:
+            state = "closed" if self.backplane.closed else "not started (the server is not serving)"
+            raise BackplaneError(f"cannot read the cluster's presence: the backplane is {state}")
         if asyncio.get_running_loop() is self.loop:
             return await fn()
 
