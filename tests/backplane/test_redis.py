@@ -243,3 +243,34 @@ def test_publishes_waiting_for_a_slow_redis_are_bounded(redis_server: RedisServe
             await node.close()
 
     run(main, timeout=30)
+
+
+def test_a_member_tracked_as_the_node_reconnects_does_not_hide_the_others(redis_server: RedisServer) -> None:
+    """After a restart (data gone), a ``track`` between the resubscription and the refresh recreates the group.
+
+    The refresh must still rewrite the group whole: every member, not only the one tracked in that window.
+    """
+
+    async def main() -> None:
+        async with pair(redis_server.url, ttl=3.0) as (a, b):
+            await a.track("path:/chat", "a1")
+            await a.track("path:/chat", "a2")
+            recover = a._recover
+
+            async def track_first() -> None:  # the window: the link is up, the refresh has not run
+                await a.track("path:/chat", "a3")
+                await recover()
+
+            a._recover = track_first  # type: ignore[method-assign]
+            reconnected: list[bool] = []
+            a.on("reconnected", lambda: reconnected.append(True))
+            redis_server.stop()
+            await until(lambda: not a.connected, timeout=5, what="a sees the outage")
+            redis_server.start()
+            await until(lambda: a.connected, timeout=5, what="a reconnects")
+            await until(lambda: reconnected, timeout=5, what="a's refresh after the reconnection has run")
+            assert "a3" in a._tracked["path:/chat"]
+            assert sorted(m.member for m in await b.members("path:/chat")) == ["a1", "a2", "a3"]
+
+    run(main, timeout=30)
+

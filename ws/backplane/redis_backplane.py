@@ -339,6 +339,9 @@ class RedisBackplane(Backplane):
         async with self._send_lock:
             if self._keys:
                 await asyncio.wait_for(conn.send_command("SUBSCRIBE", *self._keys), self.command_timeout)
+            # Every group is rewritten whole by the refresh that follows: a change made between now
+            # and then (the link is up) must not recreate a lost group with its one member only.
+            self._dirty.update(self._tracked)
             self._sub = conn
             self._seen_at, self._pinged_at, self._stall = self._loop.time(), None, None
 
