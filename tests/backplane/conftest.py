@@ -71,6 +71,12 @@ class RedisServer:
             process.kill()
             process.wait(timeout)
 
+    def save(self, timeout: float = 5.0) -> None:
+        """``SAVE``: the data is written to dump.rdb in its directory, which the next ``start()`` loads."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as conn:
+            conn.sendall(b"SAVE\r\n")
+            assert conn.recv(16).startswith(b"+OK")
+
     def freeze(self) -> None:
         assert self.process is not None
         self.process.send_signal(signal.SIGSTOP)

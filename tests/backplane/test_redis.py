@@ -274,3 +274,25 @@ def test_a_member_tracked_as_the_node_reconnects_does_not_hide_the_others(redis_
 
     run(main, timeout=30)
 
+
+def test_a_member_untracked_while_redis_was_away_is_gone_after_a_restart_that_kept_the_data(redis_server: RedisServer) -> None:
+    """Redis comes back with its data (a dump): the stale entry is still there, and only the refresh removes it."""
+
+    async def main() -> None:
+        async with pair(redis_server.url, ttl=5.0) as (a, b):
+            await a.track("path:/chat", "a1")
+            await a.track("path:/chat", "a2")
+            await b.track("path:/chat", "b1")
+            await a.set("kept", b"yes: dumped")
+            reconnected: list[bool] = []
+            a.on("reconnected", lambda: reconnected.append(True))
+            redis_server.save()
+            redis_server.stop()
+            await until(lambda: not a.connected, timeout=5, what="a sees the outage")
+            await a.untrack("path:/chat", "a1")  # recorded here only: Redis is away
+            redis_server.start()
+            await until(lambda: reconnected, timeout=5, what="a reconnects and refreshes")
+            assert await a.get("kept") == b"yes: dumped"  # the data did survive the restart
+            assert sorted(m.member for m in await b.members("path:/chat")) == ["a2", "b1"]
+
+    run(main, timeout=30)
