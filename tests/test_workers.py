@@ -464,12 +464,25 @@ def test_the_command_line_run_again(monkeypatch: pytest.MonkeyPatch, tmp_path: P
 
 
 def test_a_backplane_is_configured_by_the_option_or_ws_backplane(monkeypatch: pytest.MonkeyPatch) -> None:
-    """What silences the "workers without a backplane" warning: backplane= or WS_BACKPLANE, read when the server is made."""
+    """backplane= or WS_BACKPLANE, read when the server is made; memory:// shares nothing between processes."""
     monkeypatch.delenv("WS_BACKPLANE", raising=False)
     assert http.Server("127.0.0.1:0").backplane is None
-    assert http.Server("127.0.0.1:0", backplane="memory://").backplane is not None
+    in_process = http.Server("127.0.0.1:0", backplane="memory://").backplane
+    assert in_process is not None and not in_process.crosses_processes  # it does not silence the warning
     monkeypatch.setenv("WS_BACKPLANE", "memory://")
-    assert http.Server("127.0.0.1:0").backplane is not None
+    from_env = http.Server("127.0.0.1:0").backplane
+    assert from_env is not None and not from_env.crosses_processes
+
+
+def test_workers_with_an_in_process_backplane_are_warned(programs: list[Program]) -> None:
+    """memory:// gives each worker a hub of its own: as partial as no backplane, and said as clearly."""
+    program = Program("-m", "ws", "serve", "--port", "0", "--workers", "2", "--backplane", "memory://")
+    programs.append(program)
+    program.ready()
+    program.wait_for(r"2 workers with an in-process backplane \(MemoryBackplane\): each worker gets a backplane of its own")
+    sent = program.signal(signal.SIGINT)
+    assert program.exit_status() == 0, program.output()
+    assert time.monotonic() - sent < 10
 
 
 def test_not_a_worker_here() -> None:

@@ -175,6 +175,11 @@ class Backplane(EventEmitter, abc.ABC):
         return self._state == "closed"
 
     @property
+    def crosses_processes(self) -> bool:
+        """Whether nodes in other processes (workers, machines) share this cluster; ``MemoryBackplane``: no."""
+        return True
+
+    @property
     def connected(self) -> bool:
         """Whether the node currently reaches the cluster (always, in process)."""
         return self.started

@@ -195,6 +195,11 @@ class MemoryHub:
 class MemoryBackplane(Backplane):
     """A node of an in-process cluster (its own ``MemoryHub`` unless given one)."""
 
+    @property
+    def crosses_processes(self) -> bool:
+        """No: the hub lives in this process (each worker of ``workers=N`` would get its own)."""
+        return False
+
     def __init__(
         self,
         hub: MemoryHub | None = None,

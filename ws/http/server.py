@@ -594,12 +594,19 @@ class Server(EventEmitter):
         supervisor = Supervisor(count, stop_timeout=stop_timeout)
         self._sockets = self._reserve()
         try:
-            if not self._backplane_configured():
+            if self.backplane is None:
                 announce(
                     logger, logging.WARNING,
                     "%d workers without a backplane: each worker has its own clients, so broadcast, rooms, "
                     "send-by-id and client counts reach only the clients of the worker they run in "
                     "(module globals are per worker too; see docs/scaling.md)", count,
+                )
+            elif not self.backplane.crosses_processes:
+                announce(
+                    logger, logging.WARNING,
+                    "%d workers with an in-process backplane (%s): each worker gets a backplane of its own, so "
+                    "broadcast, rooms, send-by-id and client counts reach only the clients of the worker they run "
+                    "in; use one that crosses processes (redis://...; see docs/scaling.md)", count, type(self.backplane).__name__,
                 )
             return supervisor.run(self.port or 0, self.address or "")
         finally:
@@ -620,10 +627,6 @@ class Server(EventEmitter):
         for sock in probe:
             sock.close()
         return self._bind(port=port, reuse_port=True, listen=False)
-
-    def _backplane_configured(self) -> bool:
-        """Whether the workers share a backplane (``backplane=``, or ``WS_BACKPLANE``)."""
-        return self.backplane is not None
 
     async def _start(self) -> str:
         loop = self._loop
