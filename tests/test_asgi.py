@@ -444,3 +444,43 @@ def test_a_server_serving_sockets_on_one_loop_refuses_another_loop() -> None:
         await asyncio.wait_for(task, 5)
 
     run(main)
+
+
+def test_a_rebound_server_gets_the_broadcasts_of_its_backplane_on_the_asgi_loop() -> None:
+    """Made at import time (the reactor's loop), served by an ASGI server on its own loop, with a backplane:
+    another node's broadcast reaches the clients on the ASGI loop, never on the thread the server was made on."""
+    from ws.backplane import MemoryBackplane, MemoryHub
+
+    async def main() -> None:
+        hub = MemoryHub()
+        # no loop runs in that thread: the server (and its cluster) bind to the reactor's loop, as at import time
+        wss = await asyncio.to_thread(lambda: WebSocketServer(no_server=True, path="/ws", backplane=MemoryBackplane(hub, node_id="asgi")))
+        asgi_loop = asyncio.get_running_loop()
+        assert wss.loop is not asgi_loop
+        seen = Recorder(wss, "connection")
+        app = ASGIApp(wss)
+        fake = FakeASGI({"type": "websocket.connect"})
+        task = asyncio.ensure_future(app(scope(), fake.receive, fake.send))
+        (sock, _), = await seen.wait("connection")
+        assert wss.loop is asgi_loop
+        broadcast_on: list[Any] = []
+        real_broadcast = wss._broadcast
+
+        def spy(is_text: bool, payload: bytes, exclude: Any) -> int:
+            broadcast_on.append(asyncio.get_running_loop())
+            return real_broadcast(is_text, payload, exclude)
+
+        wss._broadcast = spy  # type: ignore[method-assign]
+        other = MemoryBackplane(hub, node_id="other")
+        await other.start()
+        await until(lambda: "asgi" in hub._channels.get("path:/ws", ()), what="the rebound server subscribed its path")
+        assert await other.publish("path:/ws", b"\x01from another node") == 1
+        sent = await fake.sent_type("websocket.send")
+        assert sent[0].get("text") == "from another node"
+        assert broadcast_on == [asgi_loop]
+        sock.terminate()
+        await asyncio.wait_for(task, 5)
+        wss.close()
+        await other.close()
+
+    run(main)

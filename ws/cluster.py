@@ -74,6 +74,11 @@ class PathCluster:
             loop.call_soon_threadsafe(self._acquire)
         self._link.apply(self._attach)
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the backplane is used on (the server's when it was made)."""
+        return self._link.loop
+
     # -- lifecycle -------------------------------------------------------------------
 
     def _acquire(self) -> None:

@@ -349,11 +349,19 @@ class WebSocketServer(EventEmitter):
         )
 
     def _deliver_remote(self, is_text: bool, payload: bytes) -> int:
-        """A broadcast another node published on this path: frame it once, write it to our clients."""
-        return self._broadcast(is_text, payload, None)
+        """A broadcast another node published on this path: frame it once, write it to our clients.
+
+        The cluster stays on the loop the server was made on; a server rebound
+        since (``ws.asgi``: to the ASGI server's loop) gets it on its own loop,
+        in order.
+        """
+        if _loop.in_loop(self._loop):
+            return self._broadcast(is_text, payload, None)
+        _loop.call(self._loop, self._broadcast, is_text, payload, None)
+        return 0
 
     def _cluster_error(self, exc: BaseException) -> None:
-        self.emit("error", exc)
+        _loop.call(self._loop, self.emit, "error", exc)
 
     def ref(self) -> "WebSocketServer":
         if self._own_server is not None:
@@ -514,7 +522,12 @@ class WebSocketServer(EventEmitter):
             return
         if self._sockets:
             raise RuntimeError("this WebSocketServer already serves sockets on another event loop")
-        self._loop = loop
+        if self._cluster is not None and self._cluster.loop.is_closed():
+            raise RuntimeError(
+                "this WebSocketServer's backplane lives on the event loop it was made on, which is closed: "
+                "make the server at import time (outside any loop) or on a loop that keeps running"
+            )
+        self._loop = loop  # the cluster stays on its loop: its deliveries hop to this one (_deliver_remote)
 
     def _going_away(self) -> None:
         """The process or the host shuts down: close every client with 1001."""
