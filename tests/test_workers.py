@@ -29,6 +29,7 @@ from ws._runtime import supervisor as _supervisor
 from ws._runtime import workers as _workers
 
 from .conftest import ROOT, run
+from .fixtures.processes import free_port
 
 pytestmark = pytest.mark.skipif(
     os.name != "posix" or not hasattr(socket, "SO_REUSEPORT"), reason="workers need POSIX signals and SO_REUSEPORT"
@@ -245,6 +246,19 @@ def test_a_worker_crashing_at_start_is_restarted_with_growing_delays(programs: l
     # Told to stop while its workers fail, the parent says so and exits non-zero.
     assert status == 1, output
     assert re.search(r"ws: stopped \(exit status 1; worker 1 was failing; worker 2 was failing\)", output), output
+
+
+def test_workers_that_never_listen_make_the_parent_give_up(programs: list[Program]) -> None:
+    """An unreachable backplane: every worker exits before listening; the parent exits 1, not restarting forever."""
+    program = Program("-m", "ws", "serve", "--port", "0", "--workers", "2", "--backplane", f"redis://127.0.0.1:{free_port()}/0")
+    programs.append(program)
+    started = time.monotonic()
+    status = program.exit_status(timeout=40)
+    output = program.output()
+    assert status == 1, output
+    assert time.monotonic() - started < 40
+    assert re.search(rf"giving up: each of the 2 workers failed {_supervisor.GIVE_UP_AFTER} times in a row without ever listening", output), output
+    assert "could not connect to Redis" in output  # the workers' own errors say why
 
 
 def test_backoff_grows_and_is_bounded() -> None:

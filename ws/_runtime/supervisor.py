@@ -24,7 +24,9 @@ sends each worker one SIGTERM.
 The parent's exit status: 0 when every worker was up when the stop came and
 each stopped by itself within ``stop_timeout``; 1 otherwise (a worker
 failing or waiting to be replaced, one that had to be killed, a second
-signal).
+signal).  Without a stop it exits 1 by itself when every worker failed
+``GIVE_UP_AFTER`` times in a row without ever listening: workers that cannot
+start are not restarted forever.
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ BASE_DELAY = 0.1
 MAX_DELAY = 10.0
 #: A worker that has listened this long was healthy: its death starts the count of failures again.
 STABLE_AFTER = 10.0
+#: When every worker has failed this many times in a row without ever listening, the parent gives up
+#: (exit status 1): a worker that cannot start (a backplane it cannot reach, a bad option) stays so.
+GIVE_UP_AFTER = 6
 #: With nothing happening, the parent looks at its workers this often (signals wake it at once).
 POLL = 1.0
 #: Exit statuses of a worker that stopped as asked: 0, killed by SIGTERM, or 128 + SIGTERM.
@@ -116,6 +121,8 @@ class _Slot:
     stopped: bool = False
     #: When to start its next process (``None``: not waiting).
     restart_at: float | None = 0.0
+    #: One of its processes has listened during this run.
+    listened: bool = False
 
 
 class Supervisor:
@@ -172,6 +179,8 @@ class Supervisor:
                 self._start_due()
                 self._wait(self._timeout())
                 self._reap()
+                if self._hopeless():
+                    return self._give_up()
             return self._stop()
         finally:
             for slot in self._slots:  # only after an error of ours: _stop() leaves no process behind
@@ -264,12 +273,26 @@ class Supervisor:
         if slot is None or slot.listening_since is not None:
             return
         slot.listening_since = time.monotonic()
+        slot.listened = True
         if self._all_listening:
             announce(logger, logging.INFO, "worker %d (pid %d) listening", slot.index, pid)
         elif all(s.listening_since is not None for s in self._slots):
             self._all_listening = True
             pids = ", ".join(str(s.process.pid) for s in self._slots if s.process is not None)
             announce(logger, logging.INFO, "%d workers listening on %s (pids %s)", self.count, self._where, pids)
+
+    def _hopeless(self) -> bool:
+        """Every slot failed GIVE_UP_AFTER times in a row, none ever listened, none is running."""
+        return all(s.failures >= GIVE_UP_AFTER and not s.listened and s.process is None for s in self._slots)
+
+    def _give_up(self) -> int:
+        announce(
+            logger, logging.ERROR,
+            "giving up: each of the %d workers failed %d times in a row without ever listening "
+            "(the cause is in the workers' errors above: e.g. a backplane they cannot reach); exit status 1",
+            self.count, GIVE_UP_AFTER,
+        )
+        return 1
 
     # -- stopping --
 
