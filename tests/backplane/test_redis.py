@@ -296,3 +296,33 @@ def test_a_member_untracked_while_redis_was_away_is_gone_after_a_restart_that_ke
             assert sorted(m.member for m in await b.members("path:/chat")) == ["a2", "b1"]
 
     run(main, timeout=30)
+
+
+def test_after_a_long_outage_a_node_resubscribes_soon_after_redis_returns(redis_server: RedisServer) -> None:
+    """The reconnect backoff is capped low by default: once Redis answers, the loss window (other nodes
+    already publish, this one is not subscribed yet) lasts well under a second, not a grown backoff."""
+
+    async def main() -> None:
+        node = RedisBackplane(redis_server.url, presence_ttl=3.0, connect_timeout=0.5, command_timeout=1.0)  # default backoff
+        other = RedisBackplane(redis_server.url, presence_ttl=3.0, connect_timeout=0.5, command_timeout=1.0)
+        await node.start()
+        await other.start()
+        try:
+            got: list[Message] = []
+            await node.subscribe("room", got.append)
+            redis_server.stop()
+            await until(lambda: not node.connected, timeout=5, what="the node sees the outage")
+            assert node.reconnect_max_delay <= 0.5
+            await asyncio.sleep(5.0)  # long enough for an uncapped backoff (0.1 s doubling, jitter) to pass 2 s
+            back = time.monotonic()
+            await asyncio.to_thread(redis_server.start)  # the loop runs meanwhile: the node may retry at once
+            await until(lambda: node.connected, timeout=10, what="the node reconnects")
+            assert time.monotonic() - back < 1.5
+            await until(lambda: other.connected, timeout=10)
+            assert await other.publish("room", b"after") == 1
+            await until(lambda: got, timeout=5)
+        finally:
+            await node.close()
+            await other.close()
+
+    run(main, timeout=40)

@@ -7,7 +7,7 @@ Connections (per node):
   last local subscriber.  When it breaks (or stays silent for two ticks of
   its watchdog: a ``PING`` goes out every ``presence_ttl / 3`` seconds), the node
   emits ``'disconnected'``, reconnects with exponential backoff (0.1 s up to
-  ``reconnect_max_delay``), subscribes every channel again, rewrites its
+  ``reconnect_max_delay``, 0.5 s by default), subscribes every channel again, rewrites its
   presence, and emits ``'reconnected'``.
 * a **pool** for everything else.  Publishes go through one queue, sent in
   pipelined batches by one task: they reach Redis in call order, and a
@@ -194,7 +194,7 @@ class RedisBackplane(Backplane):
         presence_ttl: float = DEFAULT_PRESENCE_TTL,
         connect_timeout: float = 5.0,
         command_timeout: float = 5.0,
-        reconnect_max_delay: float = 5.0,
+        reconnect_max_delay: float = 0.5,
         max_pending: int = 10_000,
     ) -> None:
         super().__init__(node_id=node_id, presence_ttl=presence_ttl)
