@@ -326,3 +326,24 @@ def test_after_a_long_outage_a_node_resubscribes_soon_after_redis_returns(redis_
             await other.close()
 
     run(main, timeout=40)
+
+
+def test_close_during_start_is_not_undone_by_the_start(redis_server: RedisServer) -> None:
+    async def main() -> None:
+        node = RedisBackplane(redis_server.url, **FAST)
+        starting = asyncio.ensure_future(node.start())
+        await asyncio.sleep(0)  # the start is connecting
+        assert not starting.done()
+        await node.close()
+        with pytest.raises(BackplaneError, match="closed while it was starting"):
+            await asyncio.wait_for(starting, 5)
+        assert node.closed and not node.started and not node.connected
+        assert all(task.done() for task in node._tasks) and node._client is None  # nothing left connected
+        watcher = RedisBackplane(redis_server.url, **FAST)
+        await watcher.start()
+        try:
+            assert await watcher.nodes() == [watcher.node_id]  # the closed node left no presence
+        finally:
+            await watcher.close()
+
+    run(main, timeout=30)

@@ -190,6 +190,9 @@ class Backplane(EventEmitter, abc.ABC):
             raise BackplaneError(f"backplane already {'started' if self._state == 'open' else 'closed'}")
         self._loop = asyncio.get_running_loop()
         await self._open()
+        if self._state == "closed":  # close() came while it connected: undo the connection, never reopen
+            await self._shut()
+            raise BackplaneError("backplane closed while it was starting")
         self._state = "open"
         self._keeper = self._loop.create_task(self._keep(), name=f"ws-backplane-keeper-{self.node_id}")
         waiters, self._start_waiters = self._start_waiters, []
