@@ -360,3 +360,30 @@ def test_presence_reads_fail_at_once_when_the_backplane_never_started() -> None:
         wss.close()
 
     run(main)
+
+
+def test_delivery_result_on_the_servers_own_loop_is_an_error_not_a_hang(process_wide: None) -> None:
+    async def main() -> None:
+        hub = MemoryHub()
+        servers = [http.Server("127.0.0.1:0", backplane=MemoryBackplane(hub, node_id=n)) for n in "ab"]
+        sockets = [websocket(server, "chat") for server in servers]
+        ids: list[str] = []
+        sockets[1].on("connect", lambda ctx: ids.append(ctx.req.connection_id))
+        for server in servers:
+            await server.serve_async()
+        on_b, got_b = await client(f"ws://127.0.0.1:{servers[1].port}/chat")
+        await until(lambda: len(ids) == 1 and len(sockets[1].connections()) == 1)
+        delivery = sockets[0].send(ids[0], "one")
+        with pytest.raises(RuntimeError, match="use 'await delivery'"):
+            delivery.result(1)  # it would wait for the loop it blocks
+        await asyncio.wait_for(delivery, 5)
+        later = sockets[0].send(ids[0], "two")
+        await asyncio.to_thread(later.result, 5)  # from a thread it blocks that thread only
+        await until(lambda: got_b == ["one", "two"])
+        on_b.close()
+        for sock in sockets:
+            sock.wss.close()
+        for server in servers:
+            await server.close_async()
+
+    run(main)

@@ -256,18 +256,25 @@ class Delivery:
     is at most once, as every pub/sub hop is.
     """
 
-    __slots__ = ("_future", "_awaited")
+    __slots__ = ("_future", "_awaited", "_loop")
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._future: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._awaited = False
+        self._loop = loop  # the server's: the one that settles it
 
     def __await__(self) -> Generator[Any, None, None]:
         self._awaited = True
         return asyncio.wrap_future(self._future).__await__()
 
     def result(self, timeout: float | None = None) -> None:
-        """Block until done (from a thread); raises as ``await`` does."""
+        """Block until done (from a thread); raises as ``await`` does.
+
+        ``RuntimeError`` on the server's own event loop, which settles it and
+        would wait for itself forever: there, ``await delivery``.
+        """
+        if self._loop is not None and _loop.in_loop(self._loop):
+            raise RuntimeError("delivery.result() would block the server's event loop, which delivers it: use 'await delivery' there")
         self._awaited = True
         self._future.result(timeout)
 
@@ -414,7 +421,7 @@ class Socket:
     # -- connections held by other nodes --
 
     def _remote(self, op: bytes, connection_id: str, payload: bytes) -> Delivery:
-        delivery = Delivery()
+        delivery = Delivery(self.wss.loop)
         _loop.call(self.wss.loop, self._queue, (op, connection_id, payload, delivery))
         return delivery
 
