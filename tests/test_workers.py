@@ -8,6 +8,7 @@ The parent's lines (``ws: ...`` on stderr) tell the port and the pids.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -502,3 +503,32 @@ def test_workers_with_an_in_process_backplane_are_warned(programs: list[Program]
 def test_not_a_worker_here() -> None:
     assert _workers.current() is None
     assert http.Server("127.0.0.1:0").worker is None
+
+
+def test_a_workers_children_get_none_of_its_pipes_and_die_with_it_at_the_deadline(programs: list[Program]) -> None:
+    """A worker's child (even with close_fds=False) holds neither pipe of the parent nor WS_WORKER_PORT/FDS,
+    and the parent's kill at the stop deadline takes the worker's whole process group."""
+    program = app(programs, mode="family").ready()
+    for index in (1, 2):
+        program.wait_for(rf"^ignoring SIGTERM {index}$")
+    found = re.findall(r"^child (\d+) fds=(.*) env=(.*)$", program.output(), re.M)
+    end = time.monotonic() + 10
+    while len(found) < 2 and time.monotonic() < end:
+        time.sleep(0.05)
+        found = re.findall(r"^child (\d+) fds=(.*) env=(.*)$", program.output(), re.M)
+    assert len(found) == 2, program.output()
+    for pid, fds, env in found:
+        assert fds == "[]" and env == "[]", program.output()
+    sent = program.signal(signal.SIGTERM)
+    assert program.exit_status() == 1, program.output()
+    assert time.monotonic() - sent < 10.0
+    child_pids = [int(pid) for pid, _, _ in found]
+    end = time.monotonic() + 5
+    while not all(gone(pid) for pid in child_pids) and time.monotonic() < end:
+        time.sleep(0.05)
+    try:
+        assert all(gone(pid) for pid in child_pids), "a worker's child outlived the kill at the deadline"
+    finally:
+        for pid in child_pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

@@ -185,7 +185,7 @@ class Supervisor:
         finally:
             for slot in self._slots:  # only after an error of ours: _stop() leaves no process behind
                 if slot.process is not None and slot.process.poll() is None:
-                    slot.process.kill()
+                    _kill_group(slot.process)
                     slot.process.wait()
             signal.set_wakeup_fd(old_wakeup)
             for signum, handler in previous.items():
@@ -321,7 +321,7 @@ class Supervisor:
             assert process is not None
             returncode = process.poll()
             if returncode is None:
-                process.kill()
+                _kill_group(process)  # the worker and what it started (it leads its own session)
                 process.wait()
                 announce(logger, logging.WARNING, "worker %d (pid %d) killed: %s", slot.index, process.pid, why)
                 failed.append(slot.index)
@@ -333,6 +333,14 @@ class Supervisor:
         notes = [f"worker {i} was failing" for i in failing] + [f"worker {i} did not stop cleanly" for i in failed]
         announce(logger, logging.INFO, "stopped (exit status %d%s)", status, "".join(f"; {n}" for n in notes))
         return status
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a worker's process group (it leads its own session: its children are in it)."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        process.kill()
 
 
 def _drain(fd: int) -> bytes:

@@ -14,8 +14,9 @@ program's command line again, with these environment variables:
   worker outlives its supervisor (a SIGKILLed parent included).
 
 The last two are private: they are taken out of ``os.environ`` when this
-module is imported, so that a process started by a worker is no worker.
-Only a process that had them is one (``current()``).
+module is imported (``import ws`` imports it), and the two pipe ends are made
+non-inheritable, so that a process started by a worker is no worker and holds
+none of its pipes.  Only a process that had them is one (``current()``).
 
 The worker's ``serve(workers=N)`` does not supervise: it binds its own
 listening socket with ``SO_REUSEPORT`` on the parent's port (``claim()``,
@@ -73,10 +74,15 @@ def _from_environment() -> _Link | None:
     try:
         status_fd, lifeline_fd = (int(fd) for fd in fds.split(","))
         worker = Worker(int(os.environ[INDEX_VAR]), int(os.environ[COUNT_VAR]))
-        return _Link(worker, int(port), status_fd, lifeline_fd)
     except (KeyError, ValueError):
         logger.warning("ignoring malformed worker variables %s=%r %s=%r", PORT_VAR, port, FDS_VAR, fds)
         return None
+    for fd in (status_fd, lifeline_fd):  # the parent's pipes are this worker's, not its children's
+        try:
+            os.set_inheritable(fd, False)
+        except OSError:
+            pass
+    return _Link(worker, int(port), status_fd, lifeline_fd)
 
 
 _link = _from_environment()
