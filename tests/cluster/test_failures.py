@@ -20,7 +20,7 @@ from ws import WebSocketServer, http
 from ws.backplane import BackplaneError, RedisBackplane
 
 from ..conftest import ROOT, run
-from .conftest import Node, RedisServer, clients, cluster, heard_again, settle, tracked
+from .conftest import Client, Node, RedisServer, clients, cluster, heard_again, settle, tracked
 from ..backplane.conftest import free_port
 
 
@@ -115,3 +115,27 @@ def test_a_node_killed_leaves_presence_within_the_ttl_and_the_others_keep_servin
                 assert made[2].received.count("still-here") == 0
 
         run(main, 30)
+
+
+def test_a_client_that_left_while_redis_was_away_is_gone_after_a_restart_that_kept_the_data(redis_server: RedisServer) -> None:
+    """Redis comes back with its data (SAVE, then a restart that loads the dump): the stale entry of the
+    client that left during the outage is in it, and only its node's refresh takes it out."""
+    with cluster(redis_server, 2) as nodes:
+
+        async def main() -> None:
+            urls = [node.url("/bc") for node in nodes for _ in range(2)]
+            async with clients(*urls) as made:
+                await tracked(nodes, 4)
+                redis_server.save()
+                redis_server.stop()
+                made[3].socket.close()  # a client of node 1 leaves while Redis is away
+                await settle(lambda: _closed(made[3]), what="the client closed")
+                redis_server.start()
+                await heard_again(nodes[0], made[2:3], what="node 1 receiving node 0's broadcasts again")
+                await tracked(nodes, 3, timeout=10)
+
+        run(main, 40)
+
+
+async def _closed(client: Client) -> bool:
+    return client.closed is not None
