@@ -45,6 +45,28 @@ async def client(url: str) -> tuple[WebSocket, list[Any]]:
     return sock, got
 
 
+@contextlib.asynccontextmanager
+async def styled_pair() -> AsyncIterator[tuple[list[Any], str, list[Any]]]:
+    """Two nodes with the connections style on ``chat`` and one client on node b: the sockets, its id, what it got."""
+    hub = MemoryHub()
+    servers = [http.Server("127.0.0.1:0", backplane=MemoryBackplane(hub, node_id=n)) for n in "ab"]
+    sockets = [websocket(server, "chat") for server in servers]
+    ids: list[str] = []
+    sockets[1].on("connect", lambda ctx: ids.append(ctx.req.connection_id))
+    for server in servers:
+        await server.serve_async()
+    on_b, got_b = await client(f"ws://127.0.0.1:{servers[1].port}/chat")
+    try:
+        await until(lambda: len(ids) == 1 and sockets[0].connections() == [] and len(sockets[1].connections()) == 1)
+        yield sockets, ids[0], got_b
+    finally:
+        on_b.close()
+        for sock in sockets:
+            sock.wss.close()
+        for server in servers:
+            await server.close_async()
+
+
 @pytest.fixture
 def process_wide() -> Iterator[None]:
     """The process-wide rooms and kv() stores, back to this process afterwards."""
@@ -311,31 +333,17 @@ def test_json_in_room_messages_between_nodes_keeps_types() -> None:
 
 def test_a_delivery_its_caller_stopped_waiting_for_does_not_hang_the_rest_of_its_batch(process_wide: None) -> None:
     async def main() -> None:
-        hub = MemoryHub()
-        servers = [http.Server("127.0.0.1:0", backplane=MemoryBackplane(hub, node_id=n)) for n in "ab"]
-        sockets = [websocket(server, "chat") for server in servers]
-        ids: list[str] = []
-        sockets[1].on("connect", lambda ctx: ids.append(ctx.req.connection_id))
-        for server in servers:
-            await server.serve_async()
-        on_b, got_b = await client(f"ws://127.0.0.1:{servers[1].port}/chat")
-        await until(lambda: len(ids) == 1)
-        await until(lambda: sockets[0].connections() == [] and len(sockets[1].connections()) == 1)
-        first = sockets[0].send("nobody", "given up on")  # one batch: one lookup turn, settled in a loop
-        second = sockets[0].send("nobody either", "second")
-        third = sockets[0].send(ids[0], "third")
-        # the caller stops waiting before the batch is settled (what wait_for's timeout does to the
-        # future under ``await delivery``; done here directly, since the in-memory lookup takes no time)
-        assert first._future.cancel()
-        with pytest.raises(ConnectionNotFound, match="on any node"):
-            await asyncio.wait_for(second, 5)
-        await asyncio.wait_for(third, 5)
-        await until(lambda: got_b == ["third"])
-        on_b.close()
-        for sock in sockets:
-            sock.wss.close()
-        for server in servers:
-            await server.close_async()
+        async with styled_pair() as (sockets, b_id, got_b):
+            first = sockets[0].send("nobody", "given up on")  # one batch: one lookup turn, settled in a loop
+            second = sockets[0].send("nobody either", "second")
+            third = sockets[0].send(b_id, "third")
+            # the caller stops waiting before the batch is settled (what wait_for's timeout does to the
+            # future under ``await delivery``; done here directly, since the in-memory lookup takes no time)
+            assert first._future.cancel()
+            with pytest.raises(ConnectionNotFound, match="on any node"):
+                await asyncio.wait_for(second, 5)
+            await asyncio.wait_for(third, 5)
+            await until(lambda: got_b == ["third"])
 
     run(main)
 
@@ -364,26 +372,13 @@ def test_presence_reads_fail_at_once_when_the_backplane_never_started() -> None:
 
 def test_delivery_result_on_the_servers_own_loop_is_an_error_not_a_hang(process_wide: None) -> None:
     async def main() -> None:
-        hub = MemoryHub()
-        servers = [http.Server("127.0.0.1:0", backplane=MemoryBackplane(hub, node_id=n)) for n in "ab"]
-        sockets = [websocket(server, "chat") for server in servers]
-        ids: list[str] = []
-        sockets[1].on("connect", lambda ctx: ids.append(ctx.req.connection_id))
-        for server in servers:
-            await server.serve_async()
-        on_b, got_b = await client(f"ws://127.0.0.1:{servers[1].port}/chat")
-        await until(lambda: len(ids) == 1 and len(sockets[1].connections()) == 1)
-        delivery = sockets[0].send(ids[0], "one")
-        with pytest.raises(RuntimeError, match="use 'await delivery'"):
-            delivery.result(1)  # it would wait for the loop it blocks
-        await asyncio.wait_for(delivery, 5)
-        later = sockets[0].send(ids[0], "two")
-        await asyncio.to_thread(later.result, 5)  # from a thread it blocks that thread only
-        await until(lambda: got_b == ["one", "two"])
-        on_b.close()
-        for sock in sockets:
-            sock.wss.close()
-        for server in servers:
-            await server.close_async()
+        async with styled_pair() as (sockets, b_id, got_b):
+            delivery = sockets[0].send(b_id, "one")
+            with pytest.raises(RuntimeError, match="use 'await delivery'"):
+                delivery.result(1)  # it would wait for the loop it blocks
+            await asyncio.wait_for(delivery, 5)
+            later = sockets[0].send(b_id, "two")
+            await asyncio.to_thread(later.result, 5)  # from a thread it blocks that thread only
+            await until(lambda: got_b == ["one", "two"])
 
     run(main)
