@@ -23,7 +23,6 @@ import importlib as _importlib
 import typing as _typing
 
 from ._runtime import log as _log
-from ._runtime import workers as _workers  # noqa: F401  (a worker's private variables leave os.environ at once)
 
 if _typing.TYPE_CHECKING:
     from ._runtime.log import disable_debug, enable_debug

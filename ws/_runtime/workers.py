@@ -14,7 +14,7 @@ program's command line again, with these environment variables:
   worker outlives its supervisor (a SIGKILLed parent included).
 
 The last two are private: they are taken out of ``os.environ`` when this
-module is imported (``import ws`` imports it), and the two pipe ends are made
+module is imported (``ws.http`` imports it, so a worker always has), and the two pipe ends are made
 non-inheritable, so that a process started by a worker is no worker and holds
 none of its pipes.  Only a process that had them is one (``current()``).
 
