@@ -74,6 +74,11 @@ DIRECT_AHEAD = 8
 TURN_FRAMES = 4096
 FRAME_COST = 256
 TURN_BYTES = TURN_FRAMES * FRAME_COST
+#: Input this short cannot use up ``TURN_BYTES`` (its frames, of 2 bytes at
+#: least, cost at most ``n + n // 2 * FRAME_COST``): it is parsed against its
+#: end alone, with no frame cost and no ``IndexError`` at its end (0.3 us a
+#: read, a fifth of the reader's time for a read of one small message).
+_UNBOUNDED = (TURN_BYTES - 2) // (1 + FRAME_COST // 2)
 #: Not lean, input fed to the protocol object per call: its parser costs
 #: about 10 us per frame, and it has no cheaper way to count them.
 PROTOCOL_TURN_BYTES = 32 * 1024
@@ -304,8 +309,8 @@ class FrameReader:
         n = len(data)
         # The loop ends at ``stop`` (or at the end of ``data``), which each
         # complete frame brings FRAME_COST closer: at most TURN_FRAMES frames
-        # per call, however long the read.
-        if self._more is None:
+        # per call, however long the read.  Short input ends first anyway.
+        if self._more is None or n - pos <= _UNBOUNDED:
             stop, cost = n, 0
         else:
             stop, cost = pos + TURN_BYTES, FRAME_COST
@@ -320,7 +325,7 @@ class FrameReader:
         while stop - pos >= 2:
             if self._stopped:
                 break
-            try:  # (free while no exception: the end of ``data`` costs no test per frame)
+            try:  # (free while no exception, once a call: the end of ``data`` costs no test per frame)
                 b0 = data[pos]
                 b1 = data[pos + 1]
             except IndexError:
