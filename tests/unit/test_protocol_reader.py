@@ -364,3 +364,42 @@ def test_not_lean_the_protocol_is_fed_in_turns_too() -> None:
         owner.reader.release()
     assert b"".join(owner.fed) == data and all(len(piece) <= PROTOCOL_TURN_BYTES for piece in owner.fed)
     assert owner.later == len(owner.fed) - 1
+
+
+# -- a kept incomplete frame completed by a long read ------------------------------------------------------
+
+
+LONG = [frame(0x2, bytes([i]) * 65536) for i in range(6)]  # 64 KiB echoes: a 256 KiB read ends inside a frame
+LONG_WIRE = b"".join(LONG)
+
+
+@pytest.mark.parametrize("action", ["none", "hold", "stop"])
+def test_a_kept_frame_completed_by_a_long_read_then_the_rest_in_place(action: str) -> None:
+    # The frame kept from the first read gets what it lacks from the second,
+    # whose rest is parsed where it is: the same messages, hand-overs and
+    # kept bytes as one read of everything, whatever the completed frame's
+    # listener does.
+    results = []
+    for cut in ([len(LONG_WIRE)], [70_000, len(LONG_WIRE)], [100_000, 100_000 + 262_144, len(LONG_WIRE)]):
+        owner = Owner()
+        if action == "hold":
+            owner.on_message = lambda kind, data: data[0] == 1 and owner.reader.hold(True)
+        elif action == "stop":
+            owner.on_message = lambda kind, data: data[0] == 1 and owner.reader.stop()
+        start = 0
+        for end in cut:
+            owner.reader.receive(memoryview(bytearray(LONG_WIRE[start:end])))
+            start = end
+        if action == "hold":
+            assert owner.reader.holding
+            owner.on_message = None
+            owner.reader.hold(False)
+            owner.reader.release()
+        results.append((owner.messages, b"".join(owner.fed), owner.reader.lean, owner.reader.holding))
+    assert results[0] == results[1] == results[2]
+    messages, fed, lean, _ = results[0]
+    if action == "stop":
+        assert [m[1][0] for m in messages] == [0, 1] and fed == LONG_WIRE[2 * len(LONG[0]) :] and not lean
+    else:
+        assert [m[1] for m in messages] == [bytes([i]) * 65536 for i in range(6)] and not fed and lean
+

@@ -74,9 +74,19 @@ DIRECT_AHEAD = 8
 TURN_FRAMES = 4096
 FRAME_COST = 256
 TURN_BYTES = TURN_FRAMES * FRAME_COST
+#: Input this short cannot use up ``TURN_BYTES`` (its frames, of 2 bytes at
+#: least, cost at most ``n + n // 2 * FRAME_COST``): it is parsed against its
+#: end alone, with no frame cost and no ``IndexError`` at its end (0.3 us a
+#: read, a fifth of the reader's time for a read of one small message).
+_UNBOUNDED = (TURN_BYTES - 2) // (1 + FRAME_COST // 2)
 #: Not lean, input fed to the protocol object per call: its parser costs
 #: about 10 us per frame, and it has no cheaper way to count them.
 PROTOCOL_TURN_BYTES = 32 * 1024
+#: A read longer than this completes a kept incomplete frame without being
+#: appended to it whole (``_complete``): for less, the copy costs less than the
+#: second call.  64 KiB echoes in 256 KiB reads: 12.3 -> 11.5 us a message
+#: through the whole receive path (the copy of 192 KiB a read saved).
+_SPLIT_MIN = 16384
 _from_bytes = int.from_bytes
 _DATA_OPCODES = (Opcode.CONT, Opcode.TEXT, Opcode.BINARY)
 
@@ -93,6 +103,28 @@ def unfinished_token(assembler: Assembler | None, frames: int, partial: bool) ->
     if partial:
         return frames << 1
     return None
+
+
+def _frame_size(buf: Buffer) -> int:
+    """The length of the frame ``buf`` starts with (header, mask key, payload); 0 while its header is incomplete."""
+    n = len(buf)
+    if n < 2:
+        return 0
+    b1 = buf[1]
+    length = b1 & 0x7F
+    if length < 126:
+        head = 2
+    elif length == 126:
+        if n < 4:
+            return 0
+        length = (buf[2] << 8) | buf[3]
+        head = 4
+    else:
+        if n < 10:
+            return 0
+        length = _from_bytes(buf[2:10], "big")
+        head = 10
+    return head + length + 4 if b1 & 0x80 else head + length
 
 
 class FrameReader:
@@ -299,13 +331,21 @@ class FrameReader:
                 data = buf
         else:
             self._partial = None
+            if len(data) > _SPLIT_MIN and not self._stopped:
+                missing = _frame_size(partial) - len(partial)
+                if 0 < missing < len(data):
+                    # The incomplete frame ends early in a long read: it gets
+                    # only what it lacks, and the rest is parsed in place, not
+                    # appended to it (a copy of the whole read).
+                    self._complete(partial, data, missing)
+                    return
             partial += data
             data = partial
         n = len(data)
         # The loop ends at ``stop`` (or at the end of ``data``), which each
         # complete frame brings FRAME_COST closer: at most TURN_FRAMES frames
-        # per call, however long the read.
-        if self._more is None:
+        # per call, however long the read.  Short input ends first anyway.
+        if self._more is None or n - pos <= _UNBOUNDED:
             stop, cost = n, 0
         else:
             stop, cost = pos + TURN_BYTES, FRAME_COST
@@ -320,7 +360,7 @@ class FrameReader:
         while stop - pos >= 2:
             if self._stopped:
                 break
-            try:  # (free while no exception: the end of ``data`` costs no test per frame)
+            try:  # (free while no exception, once a call: the end of ``data`` costs no test per frame)
                 b0 = data[pos]
                 b1 = data[pos + 1]
             except IndexError:
@@ -437,6 +477,21 @@ class FrameReader:
                 self._partial = data if pos == 0 else data[pos:]
             else:
                 self._partial = bytearray(memoryview(data)[pos:])  # one copy, not two
+
+    def _complete(self, partial: bytearray, data: Buffer, missing: int) -> None:
+        """Parse the frame kept in ``partial`` once ``missing`` more bytes of ``data`` complete it, then the rest of ``data``.
+
+        The same as parsing ``partial + data``: what the first frame's
+        listeners did (a close, ``pause()``) applies to the rest.
+        """
+        view = memoryview(data)
+        partial += view[:missing]
+        self.receive(partial)  # (no large frame's buffer to keep: the read that kept ``partial`` dropped it)
+        rest = view[missing:]
+        if not self.lean:
+            self._hand_over(rest)  # closing or failing: the protocol reads the rest, as in one call
+            return
+        self.receive(rest)
 
     def _keep(self, data: Buffer, pos: int) -> None:
         """Keep ``data[pos:]`` for later: our own buffer as it is, a view of the caller's as a copy."""
