@@ -454,3 +454,23 @@ def test_eof_in_the_middle_of_a_large_frame_is_an_abnormal_close() -> None:
         server.close()
 
     run(main, 30)
+
+
+def test_sockets_keep_few_enough_attributes_in_their_dict_for_shared_keys() -> None:
+    # CPython keeps up to 30 attribute names of a class's instances as shared-key
+    # values; past 30 every socket gets a dict of its own and each method call on
+    # it is slower (issue 17 took it to 35: +5% CPU per small echo).  New state goes
+    # into WebSocket.__slots__; two names are left for users' own attributes.
+    async def main() -> None:
+        server, _, sockets = await echo_server()
+        client = WebSocket(f"ws://127.0.0.1:{server.port}/")
+        rec = Recorder(client, "open", "close")
+        await rec.wait("open")
+        await until(lambda: sockets)
+        names = set(vars(sockets[0][0])) | set(vars(client))
+        assert len(names) <= 28, f"{len(names)} names in a socket's __dict__ (at most 28): {sorted(names)}"
+        client.close()
+        await rec.wait("close")
+        server.close()
+
+    run(main)
