@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .base import Backplane, BackplaneError, Callback, Member, Message, Subscription
 from .config import ENV_VAR, backplane_from, from_url
+from .history import Position, Recovery, Replay
 from .memory import MemoryBackplane, MemoryHub
 
 if TYPE_CHECKING:
@@ -25,6 +26,9 @@ __all__ = [
     "Member",
     "Message",
     "Subscription",
+    "Position",
+    "Recovery",
+    "Replay",
     "MemoryBackplane",
     "MemoryHub",
     "RedisBackplane",

@@ -46,6 +46,7 @@ from typing import Any, Callable, NamedTuple
 
 from .._runtime.emitter import EventEmitter, report
 from ..exceptions import WebSocketError
+from .history import Position, Recovery, Replay
 
 __all__ = ["Backplane", "BackplaneError", "Message", "Member", "Subscription", "Callback"]
 
@@ -69,6 +70,8 @@ class Message(NamedTuple):
     data: bytes
     #: ``node_id`` of the node that published it.
     origin: str
+    #: Its place in the channel's history, for a recorded publish (``publish_recorded``); else ``None``.
+    position: Position | None = None
 
 
 class Member(NamedTuple):
@@ -303,6 +306,27 @@ class Backplane(EventEmitter, abc.ABC):
         Returns how many other nodes it reached (for Redis, as counted when
         Redis received it).  Raises ``BackplaneError`` when it could not be
         handed over; it is never dropped silently.
+        """
+
+    @abc.abstractmethod
+    async def publish_recorded(self, channel: str, data: bytes, recovery: Recovery) -> Position:
+        """Append ``data`` to the history of ``channel`` and deliver it, with its position, everywhere.
+
+        Unlike ``publish``, the subscribers on **this** node get it too
+        (through their subscription, with ``Message.position`` set): every
+        node then sees the channel's messages in one order, the order of
+        their offsets, which is what makes an exact recovery possible.  The
+        history is trimmed to ``recovery`` here (``max_messages``, ``window``,
+        ``idle_ttl``).  Returns the message's position; raises
+        ``BackplaneError`` when it could not be recorded (then nobody got it).
+        """
+
+    @abc.abstractmethod
+    async def history(self, channel: str, since: Position | None, recovery: Recovery) -> Replay:
+        """The recorded messages of ``channel`` after ``since``, all of them or none (see ``Replay``).
+
+        ``since=None`` reads only the channel's last position (and creates its
+        epoch if the channel has none yet, so that the position is stable).
         """
 
     async def subscribe(self, channel: str, callback: Callback) -> Subscription:

@@ -14,11 +14,13 @@ copied or encoded.
 from __future__ import annotations
 
 import asyncio
+import collections
 import heapq
 import threading
 import time
 
 from .base import DEFAULT_PRESENCE_TTL, Backplane, BackplaneError, Member, Message, as_bytes, check_name, check_ttl
+from .history import Position, Recovery, Replay, new_epoch
 
 __all__ = ["MemoryHub", "MemoryBackplane"]
 
@@ -34,6 +36,8 @@ class MemoryHub:
         self._expiries: list[tuple[float, str]] = []  # heap of (deadline, key)
         self._presence: dict[str, dict[str, dict[str, bytes]]] = {}  # group -> node -> member -> info
         self._alive: dict[str, float] = {}  # node -> deadline of its presence
+        self._logs: dict[str, _Log] = {}  # recorded channel -> its history
+        self._swept = 0.0
 
     # -- nodes and channels ------------------------------------------------------------
 
@@ -69,6 +73,57 @@ class MemoryHub:
         with self._lock:
             targets = [self._nodes[n] for n in self._channels.get(message.channel, ()) if n != message.origin]
         return sum(target._post(message) for target in targets)
+
+    # -- recorded channels -----------------------------------------------------------
+
+    def _log(self, channel: str, recovery: Recovery, now: float) -> "_Log":
+        """The channel's history, trimmed to ``recovery`` (a new epoch if it was idle past ``idle_ttl``)."""
+        if now - self._swept >= 1.0:  # channels nobody touches any more: dropped within a second of their idle_ttl
+            self._swept = now
+            for name in [c for c, log in self._logs.items() if now - log.touched > log.idle_ttl]:
+                del self._logs[name]
+        log = self._logs.get(channel)
+        if log is None or now - log.touched > recovery.idle_ttl:
+            log = self._logs[channel] = _Log()
+        log.touched, log.idle_ttl = now, recovery.idle_ttl
+        entries, oldest = log.entries, now - recovery.window
+        while entries and (len(entries) > recovery.max_messages or entries[0][1] < oldest):
+            entries.popleft()
+        return log
+
+    def publish_recorded(self, message: Message, recovery: Recovery) -> Position:
+        with self._lock:
+            now = time.monotonic()
+            log = self._log(message.channel, recovery, now)
+            log.top += 1
+            position = Position(log.top, log.epoch)
+            recorded = message._replace(position=position)
+            log.entries.append((position.offset, now, recorded))
+            if len(log.entries) > recovery.max_messages:
+                log.entries.popleft()
+            # Posted under the lock: every node gets the channel's messages in offset order.
+            for node_id in self._channels.get(message.channel, ()):
+                self._nodes[node_id]._post(recorded)
+            return position
+
+    def history(self, channel: str, since: Position | None, recovery: Recovery) -> Replay:
+        with self._lock:
+            now = time.monotonic()
+            log = self._log(channel, recovery, now)
+            top = Position(log.top, log.epoch)
+            if since is None or since == top:
+                return Replay(True, top, [])
+            if since.epoch != log.epoch:
+                return Replay(False, top, [], "epoch")
+            if since.offset > log.top:
+                return Replay(False, top, [], "ahead")
+            entries = log.entries
+            first = entries[0][0] if entries else log.top + 1
+            if first > since.offset + 1:
+                # Missing because it aged out of the window, or because max_messages pushed it out.
+                return Replay(False, top, [], "window" if log.aged_out(since.offset, recovery, now) else "trimmed")
+            skip = since.offset + 1 - first
+            return Replay(True, top, [entry[2] for entry in list(entries)[skip:]])
 
     # -- key-value store -----------------------------------------------------------------
 
@@ -192,6 +247,27 @@ class MemoryHub:
             return sorted(self._alive)
 
 
+class _Log:
+    """One recorded channel in memory: its epoch, last offset and retained messages."""
+
+    __slots__ = ("epoch", "top", "entries", "touched", "idle_ttl")
+
+    def __init__(self) -> None:
+        self.epoch = new_epoch()
+        self.top = 0
+        self.entries: collections.deque[tuple[int, float, Message]] = collections.deque()  # (offset, time, message)
+        self.touched = 0.0
+        self.idle_ttl = 0.0
+
+    def aged_out(self, offset: int, recovery: Recovery, now: float) -> bool:
+        """Whether the message after ``offset`` is gone because of the window (not the count).
+
+        Messages are trimmed by count first only when more than
+        ``max_messages`` came after it; otherwise it left by age.
+        """
+        return self.top - offset <= recovery.max_messages
+
+
 class MemoryBackplane(Backplane):
     """A node of an in-process cluster (its own ``MemoryHub`` unless given one)."""
 
@@ -233,6 +309,15 @@ class MemoryBackplane(Backplane):
     async def publish(self, channel: str, data: bytes) -> int:
         self._check_open()
         return self.hub.publish(Message(check_name("channel", channel), as_bytes("data", data), self.node_id))
+
+    async def publish_recorded(self, channel: str, data: bytes, recovery: Recovery) -> Position:
+        self._check_open()
+        message = Message(check_name("channel", channel), as_bytes("data", data), self.node_id)
+        return self.hub.publish_recorded(message, recovery)
+
+    async def history(self, channel: str, since: Position | None, recovery: Recovery) -> Replay:
+        self._check_open()
+        return self.hub.history(check_name("channel", channel), since, recovery)
 
     async def _subscribe_channel(self, channel: str) -> None:
         self.hub.subscribe(channel, self.node_id)
