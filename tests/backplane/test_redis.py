@@ -194,7 +194,7 @@ def test_the_key_layout_is_the_documented_one(redis_server: RedisServer) -> None
             got: list[Message] = []
             await node.subscribe("room:lobby", got.append)
             # A message from outside ws: one length byte, the publisher's node id, the payload.
-            assert await raw.publish("app:ch:room:lobby", b"\x05other" + b"payload") == 1
+            assert await raw.publish("app:ch:{room:lobby}", b"\x05other" + b"payload") == 1
             await until(lambda: got, timeout=5)
             assert got == [Message("room:lobby", b"payload", "other")]
         finally:

@@ -76,7 +76,7 @@ def numsub(redis: RedisServer, channel: str) -> int:
 
     client = redis_py.Redis.from_url(redis.url)
     try:
-        return int(dict(client.pubsub_numsub(f"ws:ch:{channel}"))[f"ws:ch:{channel}".encode()])
+        return int(dict(client.pubsub_numsub(f"ws:ch:{{{channel}}}"))[f"ws:ch:{{{channel}}}".encode()])
     finally:
         client.close()
 

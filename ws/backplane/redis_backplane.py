@@ -21,7 +21,7 @@ the id, the payload), so a node skips its own messages.
 Key layout (``prefix`` defaults to ``ws:``; pub/sub ignores the database
 number, so give each application on one Redis its own prefix)::
 
-    {prefix}ch:{channel}              pub/sub channel
+    {prefix}ch:{{channel}}            pub/sub channel (braces: a Redis Cluster hash tag)
     {prefix}kv:{key}                  string, SET ... PX for expiry
     {prefix}nodes                     zset: node id -> expiry (ms, Redis clock)
     {prefix}presence:{group}          zset: node id -> expiry, the nodes with members in group
@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import hashlib
 import importlib
 import logging
 import random
@@ -177,6 +178,16 @@ return false
 }
 
 
+def hash_tag(name: str) -> str:
+    """``{name}``: the part of a key Redis Cluster hashes, so a channel's keys share one slot.
+
+    A name holding a brace would end the tag early, so it is replaced by its digest.
+    """
+    if "{" in name or "}" in name:
+        name = hashlib.sha1(name.encode()).hexdigest()[:20]
+    return "{" + name + "}"
+
+
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -236,7 +247,7 @@ class RedisBackplane(Backplane):
     # -- names -----------------------------------------------------------------------------
 
     def _channel_key(self, channel: str) -> bytes:
-        return f"{self.prefix}ch:{channel}".encode()
+        return f"{self.prefix}ch:{hash_tag(channel)}".encode()
 
     def _group_keys(self, group: str) -> tuple[str, str]:
         return f"{self.prefix}presence:{group}", f"{self.prefix}members:{group}@{self.node_id}"
