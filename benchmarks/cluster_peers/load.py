@@ -406,6 +406,9 @@ async def scenario(
         await asyncio.wait_for(load.open(seats), 120)
         await asyncio.wait_for(load.ready(plan), 60)
         await load.windowed(plan, max(2, rounds // 10), options.window)  # warm-up
+        mark("idle_start")  # Redis' own rate with nothing published (its cron, the nodes' timers): taken off below
+        await asyncio.sleep(options.idle)
+        mark("idle_end")
         mark("start")
         elapsed, check = await load.windowed(plan, rounds, options.window)
         mark("end")

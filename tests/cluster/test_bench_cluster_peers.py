@@ -23,7 +23,8 @@ from ..conftest import ROOT
 PEERS = ROOT / "benchmarks" / "cluster_peers"
 VENV = Path(os.environ.get("WS_CLUSTER_PEERS_VENV", "/tmp/ws-cluster-peers-venv"))
 TINY = ["--clients", "20", "--rooms", "4", "--members", "5", "--rounds", "10", "--room-rounds", "5",
-        "--paced", "4", "--rate", "50", "--reps", "1", "--quiet-wait", "0", "--noise-retries", "0", "--stall", "5"]
+        "--paced", "4", "--rate", "50", "--reps", "1", "--quiet-wait", "0", "--noise-retries", "0", "--stall", "5",
+        "--idle", "0.2"]
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed (scripts/setup-peers)")
 
