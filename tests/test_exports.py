@@ -39,6 +39,8 @@ CORE = [
     "Reject",
     "ReconnectError",
     "QueueFullError",
+    "Recovery",
+    "Position",
     "enable_debug",
     "disable_debug",
     "__version__",
