@@ -36,13 +36,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any, Callable, Hashable, Iterable
+import re
+from typing import Any, Callable, Hashable, Iterable, NamedTuple
 
 from .backplane.base import Backplane, BackplaneError, Message
 from .backplane.feed import Feed
 from .backplane.history import Position, Recovery, Replay
 
-__all__ = ["PathRecovery", "envelope", "status_message", "TEXT", "BINARY"]
+__all__ = ["PathRecovery", "Status", "envelope", "status_message", "read_message", "TEXT", "BINARY"]
 
 logger = logging.getLogger("ws.recovery")
 
@@ -68,6 +69,44 @@ def status_message(recovered: bool, reason: str | None, position: Position) -> b
     """The status text a client gets first (and again after a reset), as UTF-8 JSON."""
     status = {"type": "recovery", "recovered": recovered, "reason": reason, "epoch": position.epoch, "offset": position.offset}
     return json.dumps(status, separators=(",", ":")).encode()
+
+
+class Status(NamedTuple):
+    """A recovery status, as a client reads it (``ReconnectingWebSocket``'s ``'recovery'`` event)."""
+
+    recovered: bool
+    #: ``None`` when recovered; ``"new"`` without a position; else a key of ``ws.backplane.history.REASONS``.
+    reason: str | None
+    #: Where the messages that follow continue from.
+    position: Position
+
+
+_OFFSET = re.compile(r"(\d{1,19}):")
+_STATUS_START = '{"type":"recovery"'
+
+
+def read_message(data: str | bytes) -> tuple[Status | None, int | None, str | bytes]:
+    """A client's reading of one message of a recorded path: ``(status, offset, payload)``.
+
+    A status message gives ``(Status, None, data)``; a recorded broadcast
+    ``(None, offset, payload)``; anything else (a message the server sent
+    to this client alone) ``(None, None, data)``.
+    """
+    if isinstance(data, str):
+        if data.startswith(_STATUS_START):
+            try:
+                fields = json.loads(data)
+                position = Position.parse(fields["offset"], fields["epoch"])
+                return Status(bool(fields["recovered"]), fields.get("reason"), position), None, data
+            except (ValueError, KeyError, TypeError):
+                return None, None, data
+        match = _OFFSET.match(data)
+        if match is None:
+            return None, None, data
+        return None, int(match.group(1)), data[match.end() :]
+    if len(data) < 8:
+        return None, None, data
+    return None, int.from_bytes(data[:8], "big"), data[8:]
 
 
 def requested_position(offset: str | None, epoch: str | None) -> Position | str | None:
