@@ -150,6 +150,9 @@ class PathRecovery:
         self._on_error = on_error
         self._feed = Feed(backplane, channel, recovery, self._live, self._reset, on_error)
         self._catching: dict[Hashable, _CatchingUp] = {}
+        #: Clients that got from the history more than this node's feed has delivered yet: the feed's
+        #: messages up to that position are not sent to them again.
+        self._ahead: dict[Hashable, Position] = {}
         self._waiting: list[Hashable] = []  # joined before the feed started
         self._started = False
         self._closed = False
@@ -184,6 +187,7 @@ class PathRecovery:
 
     def left(self, client: Hashable) -> None:
         self._catching.pop(client, None)
+        self._ahead.pop(client, None)
 
     def _begin(self, client: Hashable) -> None:
         state = self._catching[client]
@@ -228,10 +232,8 @@ class PathRecovery:
             reason = (state.reset[1] if state.reset else None) or replay.reason or "epoch"
             messages = []
             # Go on from where the live messages held for it begin: nothing before them is claimed.
-            upto = state.held[0].position if state.held else last
-            assert upto is not None
-            if state.held:
-                upto = Position(upto.offset - 1, upto.epoch)
+            first = state.held[0].position if state.held else None
+            upto = last if first is None else Position(first.offset - 1, first.epoch)
             self._send((client,), True, status_message(False, reason, upto), ())
         for message in messages:
             self._deliver((client,), message, ())
@@ -239,6 +241,8 @@ class PathRecovery:
             position = message.position
             if position is not None and (position.epoch != upto.epoch or position.offset > upto.offset):
                 self._deliver((client,), message, ())
+        if upto.epoch == last.epoch and upto.offset > last.offset:
+            self._ahead[client] = upto  # the history ran ahead of the feed: skip what the feed brings up to there
 
     # -- the stream --------------------------------------------------------------------
 
@@ -247,10 +251,26 @@ class PathRecovery:
         catching = self._catching
         for state in catching.values():
             state.held.append(message)
-        self._deliver(None, message, catching)
+        exclude: Any = catching
+        if self._ahead:
+            exclude = self._skipping(message, catching)
+        self._deliver(None, message, exclude)
+
+    def _skipping(self, message: Message, catching: dict[Hashable, _CatchingUp]) -> set[Hashable]:
+        """The clients ``message`` must not reach: those catching up, and those that had it from the history."""
+        position = message.position
+        assert position is not None
+        skip = set(catching)
+        for client, upto in list(self._ahead.items()):
+            if upto.epoch != position.epoch or upto.offset <= position.offset:
+                del self._ahead[client]  # from the next message on, it is live like everyone
+            if upto.epoch == position.epoch and position.offset <= upto.offset:
+                skip.add(client)
+        return skip
 
     def _reset(self, position: Position, reason: str) -> None:
         """Messages before ``position`` are lost for the clients: tell the live ones; those catching up learn it with their status."""
+        self._ahead.clear()
         for state in self._catching.values():
             state.reset = (position, reason)
             state.held.clear()
