@@ -137,9 +137,16 @@ class Feed:
                         self.last = position
                         self._deliver(message)
             elif replay.reason is not None:
-                logger.warning("feed %r: %d or more messages cannot be recovered (%s)", self.channel, 1, replay.reason)
-                self.last = replay.position
-                self._on_reset(replay.position, replay.reason)
+                # Go on from the first message this node does have (the one that showed the hole),
+                # else from the channel's top: everything before it is declared lost, once.
+                first = self._pending[0].position if self._pending else None
+                if first is not None and first.epoch == replay.position.epoch:
+                    resume = Position(first.offset - 1, first.epoch)
+                else:
+                    resume = replay.position
+                logger.warning("feed %r: the messages after %s up to %s cannot be recovered (%s)", self.channel, self.last, resume, replay.reason)
+                self.last = resume
+                self._on_reset(resume, replay.reason)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug: report it, never let the feed stop
