@@ -20,7 +20,10 @@ import math
 import re
 import secrets
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from .base import Message
 
 __all__ = ["Position", "Recovery", "Replay", "new_epoch", "REASONS"]
 
@@ -106,5 +109,5 @@ class Replay(NamedTuple):
 
     recovered: bool
     position: Position
-    messages: list  # list[Message], each with its position
+    messages: list[Message]  # each with its position
     reason: str | None = None
