@@ -53,13 +53,12 @@ local function split(id)
 end
 -- The channel's epoch and last offset; a channel without one gets the candidate epoch (and no stale stream).
 local function numbering(meta, stream, candidate, idle)
-  local epoch, top = candidate, 0
-  if redis.call('HSETNX', meta, 'epoch', candidate) == 1 then
-    redis.call('HSET', meta, 'top', '0')
+  local found = redis.call('HMGET', meta, 'epoch', 'top')
+  local epoch, top = found[1], tonumber(found[2])
+  if not epoch or not top then
+    epoch, top = candidate, 0
+    redis.call('HSET', meta, 'epoch', epoch, 'top', '0')
     redis.call('DEL', stream)
-  else
-    epoch = redis.call('HGET', meta, 'epoch')
-    top = tonumber(redis.call('HGET', meta, 'top') or '0')
   end
   redis.call('PEXPIRE', meta, idle)
   return epoch, top
