@@ -16,7 +16,10 @@ Connections (per node):
   is retried, so nothing is delivered twice.
 
 Every message carries its publisher's node id in front (one length byte,
-the id, the payload), so a node skips its own messages.
+the id, the payload), so a node skips its own messages.  Recorded publishes
+(``publish_recorded``, a Lua script in ``redis_history``) go through the
+same queue, so one node's publishes of both kinds keep their call order;
+their messages start with a zero byte and reach this node too.
 
 Key layout (``prefix`` defaults to ``ws:``; pub/sub ignores the database
 number, so give each application on one Redis its own prefix)::
