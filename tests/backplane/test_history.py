@@ -41,6 +41,11 @@ async def publish_many(node: Backplane, channel: str, count: int, recovery: Reco
     return [await node.publish_recorded(channel, tag + b"%d" % i, recovery) for i in range(count)]
 
 
+async def burst(node: Backplane, channel: str, count: int, recovery: Recovery, tag: bytes = b"m") -> list[Position]:
+    """``count`` recorded publishes at once (quicker than one by one, so that timing tests keep their margins)."""
+    return list(await asyncio.gather(*(node.publish_recorded(channel, tag + b"%d" % i, recovery) for i in range(count))))
+
+
 def test_offsets_are_contiguous_and_every_node_sees_one_order_publisher_included(make: Make) -> None:
     async def main() -> None:
         async with cluster(make, 2) as (a, b):
@@ -153,11 +158,11 @@ def test_trimmed_by_max_messages(make: Make) -> None:
 
 def test_window_refuses_what_is_older_and_trimmed_wins_when_both_apply(make: Make) -> None:
     async def main() -> None:
-        short = Recovery(window=0.3, max_messages=3, idle_ttl=60)
+        short = Recovery(window=0.6, max_messages=3, idle_ttl=60)
         async with cluster(make, 2) as (a, b):
             epoch = (await a.publish_recorded("room", b"old-1", short)).epoch
             await a.publish_recorded("room", b"old-2", short)
-            await asyncio.sleep(0.45)
+            await asyncio.sleep(0.8)
             # Nothing published since: the whole history aged out.
             replay = await b.history("room", Position(1, epoch), short)
             assert (replay.recovered, replay.reason, replay.position) == (False, "window", Position(2, epoch))
@@ -176,13 +181,13 @@ def test_the_window_is_exact_within_a_busy_channel(make: Make) -> None:
     """Old messages among recent ones: served while younger than the window, refused after."""
 
     async def main() -> None:
-        busy = Recovery(window=0.5, max_messages=1000, idle_ttl=60)
+        busy = Recovery(window=1.0, max_messages=1000, idle_ttl=60)
         async with cluster(make, 2) as (a, b):
-            epoch = (await publish_many(a, "room", 100, busy))[0].epoch
-            await asyncio.sleep(0.3)
-            await publish_many(a, "room", 100, busy, b"late")
+            epoch = (await burst(a, "room", 100, busy))[0].epoch
+            await asyncio.sleep(0.6)
+            await burst(a, "room", 100, busy, b"late")
             assert len((await b.history("room", Position(0, epoch), busy)).messages) == 200
-            await asyncio.sleep(0.3)  # the first 100 are older than the window now, the last 100 not
+            await asyncio.sleep(0.5)  # the first 100 are older than the window now, the last 100 not
             assert (await b.history("room", Position(0, epoch), busy)).reason == "window"
             assert (await b.history("room", Position(99, epoch), busy)).reason == "window"
             late = await b.history("room", Position(100, epoch), busy)
@@ -193,13 +198,13 @@ def test_the_window_is_exact_within_a_busy_channel(make: Make) -> None:
 
 def test_an_idle_channel_starts_a_new_epoch_and_reads_keep_it(make: Make) -> None:
     async def main() -> None:
-        brief = Recovery(window=0.2, max_messages=100, idle_ttl=0.4)
+        brief = Recovery(window=0.2, max_messages=100, idle_ttl=0.6)
         async with cluster(make, 2) as (a, b):
             old = (await publish_many(a, "room", 2, brief))[-1]
-            for _ in range(4):  # read every 0.2 s for 0.8 s: the numbering is kept
+            for _ in range(5):  # read every 0.2 s for 1 s, longer than idle_ttl: the numbering is kept
                 await asyncio.sleep(0.2)
                 assert (await b.history("room", None, brief)).position == old
-            await asyncio.sleep(0.6)
+            await asyncio.sleep(0.8)
             new = await a.publish_recorded("room", b"again", brief)
             assert new.offset == 1 and new.epoch != old.epoch
             replay = await b.history("room", old, brief)
@@ -216,10 +221,7 @@ def test_two_nodes_publishing_concurrently_share_one_numbering(make: Make) -> No
             await b.subscribe("room", inboxes[1])
             epoch = (await a.history("room", None, KEEP)).position.epoch
 
-            async def burst(node: Backplane, name: bytes) -> list[Position]:
-                return list(await asyncio.gather(*(node.publish_recorded("room", name + b"%d" % i, KEEP) for i in range(300))))
-
-            by_a, by_b = await asyncio.gather(burst(a, b"a"), burst(b, b"b"))
+            by_a, by_b = await asyncio.gather(burst(a, "room", 300, KEEP, b"a"), burst(b, "room", 300, KEEP, b"b"))
             assert sorted(p.offset for p in by_a + by_b) == list(range(1, 601))
             assert [p.offset for p in by_a] == sorted(p.offset for p in by_a)  # each node's calls in order
             assert [p.offset for p in by_b] == sorted(p.offset for p in by_b)
@@ -328,11 +330,11 @@ def test_the_stream_is_trimmed_by_age_as_well(redis_server: RedisServer) -> None
     import redis
 
     async def main() -> None:
-        policy = Recovery(window=0.3, max_messages=10_000, idle_ttl=60)
+        policy = Recovery(window=0.5, max_messages=10_000, idle_ttl=60)
         async with cluster(lambda **o: RedisBackplane(redis_server.url, **o), 1) as (a,):
-            await publish_many(a, "room", 1000, policy, b"x" * 100)
+            await burst(a, "room", 1000, policy, b"x" * 100)
             for _ in range(4):  # a trickle keeps the stream from expiring as a whole
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.15)
                 await a.publish_recorded("room", b"trickle", policy)
             last = (await publish_many(a, "room", 20, policy))[-1]  # 1024: a multiple of 64 trims by age
             raw = redis.Redis(port=redis_server.port)
