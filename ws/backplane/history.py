@@ -67,9 +67,9 @@ class Recovery:
 
     ``window``: seconds a message stays recoverable.  ``max_messages``: at
     most this many are kept per channel (the oldest go first).
-    ``idle_ttl``: a channel with no publish for this long forgets its
-    numbering (its next publish starts a new epoch); it must cover
-    ``window``.  Every limit is enforced where the history lives (Redis
+    ``idle_ttl``: a channel with no publish and no history read for this
+    long forgets its numbering (its next publish starts a new epoch); it
+    must cover ``window``.  Every limit is enforced where the history lives (Redis
     trims its stream; memory, its deque), so the cost is bounded by
     ``max_messages`` × message size per channel, whoever reads.
     """
