@@ -39,6 +39,8 @@ CORE = [
     "Reject",
     "ReconnectError",
     "QueueFullError",
+    "Recovery",
+    "Position",
     "enable_debug",
     "disable_debug",
     "__version__",
@@ -75,9 +77,12 @@ def test_every_name_is_importable_from_its_home() -> None:
     from ws import events, exceptions, reconnect, request, server
     from ws._runtime import log
     from ws.connection import websocket
+    from ws.backplane import history
     from ws.protocol import handshake
 
     homes = {
+        "Recovery": history,
+        "Position": history,
         "WebSocket": websocket,
         "WebSocketServer": server,
         "VerifyInfo": handshake,

@@ -39,6 +39,7 @@ if _typing.TYPE_CHECKING:
         Reject,
         WebSocketError,
     )
+    from .backplane.history import Position, Recovery
     from .reconnect import ReconnectingWebSocket
     from .request import Request
     from .protocol.handshake import VerifyInfo
@@ -66,6 +67,8 @@ __all__ = [
     "Reject",
     "ReconnectError",
     "QueueFullError",
+    "Recovery",
+    "Position",
     "enable_debug",
     "disable_debug",
     "__version__",
@@ -92,6 +95,8 @@ _LAZY: dict[str, str] = {
     "Reject": "ws.exceptions",
     "ReconnectError": "ws.exceptions",
     "QueueFullError": "ws.exceptions",
+    "Recovery": "ws.backplane.history",
+    "Position": "ws.backplane.history",
     "enable_debug": "ws._runtime.log",
     "disable_debug": "ws._runtime.log",
 }

@@ -15,6 +15,9 @@ module or ``ws.backplane``.
   ``path:{path}`` under its id (the connections style's ``connection_id``,
   else a fresh random id).  The group ``paths`` holds the paths each node
   serves, so that a total over every path needs no scan.
+* **Recovery** (``recovery=``): broadcasts are recorded on the path's
+  channel instead, with positions, and reach this node's clients through
+  it too (``ws.recovery``).
 """
 
 from __future__ import annotations
@@ -23,8 +26,11 @@ import asyncio
 import uuid
 from typing import TYPE_CHECKING, Any, Callable
 
+from ._runtime import loop as _loop
 from .backplane.base import Backplane, Member, Message
+from .backplane.history import Recovery
 from .backplane.link import Link
+from .recovery import PathRecovery, Send, requested_position
 
 if TYPE_CHECKING:
     from .connection.websocket import WebSocket
@@ -61,6 +67,9 @@ class PathCluster:
         on_error: Callable[[BaseException], None],
         *,
         owned: bool,
+        recovery: Recovery | None = None,
+        send: Send | None = None,
+        close: Callable[[Any, int, str], Any] | None = None,
     ) -> None:
         self.backplane = backplane
         self.path = path
@@ -70,6 +79,11 @@ class PathCluster:
         self._ids: dict[Any, str] = {}  # socket -> its presence id
         self._link = Link(backplane, loop, on_error)
         self._subscription: Any = None
+        self._recovery: PathRecovery | None = None
+        if recovery is not None:
+            if send is None or close is None:
+                raise TypeError("a recorded path needs send= and close=")
+            self._recovery = PathRecovery(backplane, self.group, recovery, send, close, on_error)
         if owned:
             loop.call_soon_threadsafe(self._acquire)
         self._link.apply(self._attach)
@@ -92,10 +106,15 @@ class PathCluster:
         self._link.loop.create_task(acquire())
 
     async def _attach(self) -> None:
-        self._subscription = await self.backplane.subscribe(self.group, self._received)
+        if self._recovery is not None:
+            await self._recovery.start()
+        else:
+            self._subscription = await self.backplane.subscribe(self.group, self._received)
         await self.backplane.track(PATHS, self.path)
 
     async def _detach(self) -> None:
+        if self._recovery is not None:
+            await self._recovery.close()
         if self._subscription is not None:
             await self._subscription.unsubscribe()
             self._subscription = None
@@ -111,9 +130,21 @@ class PathCluster:
 
     # -- broadcast -------------------------------------------------------------------
 
+    @property
+    def recorded(self) -> bool:
+        """Whether broadcasts are recorded (``recovery=``): then they reach this node's clients through the channel too."""
+        return self._recovery is not None
+
     def publish(self, is_text: bool, payload: bytes) -> None:
-        """Send a broadcast to the other nodes serving this path (in order; a failure is an ``'error'``)."""
-        self._link.publish(self.group, (_TEXT if is_text else _BINARY) + payload)
+        """Send a broadcast to the other nodes serving this path (in order; a failure is an ``'error'``).
+
+        Recorded: to every node, this one included, with its position.
+        """
+        recovery = self._recovery
+        if recovery is not None:
+            self._link.start(lambda: recovery.publish(is_text, payload))
+        else:
+            self._link.publish(self.group, (_TEXT if is_text else _BINARY) + payload)
 
     def _received(self, message: Message) -> None:
         data = message.data
@@ -129,8 +160,16 @@ class PathCluster:
         self._ids[socket] = member
         group = self.group
         self._link.apply(lambda: self.backplane.track(group, member))
+        recovery = self._recovery
+        if recovery is not None:
+            query = getattr(request, "query", None)
+            since = requested_position(query("offset"), query("epoch")) if query is not None else None
+            _loop.call(self._link.loop, recovery.joined, socket, since)
 
     def left(self, socket: "WebSocket") -> None:
+        recovery = self._recovery
+        if recovery is not None:
+            _loop.call(self._link.loop, recovery.left, socket)
         member = self._ids.pop(socket, None)
         if member is not None:
             group = self.group

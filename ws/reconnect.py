@@ -22,6 +22,14 @@ Policy:
   ``max_queued=0``, the message is refused with an ``'error'``
   (``QueueFullError`` / ``NotOpenError``) -- never silently lost;
 * ``close()`` stops everything and drops the queue.
+
+With ``recover=True`` (for a server path with ``recovery=``, see
+``ws.recovery``) it also keeps the position of the last recorded message
+and reconnects with it (``?offset=...&epoch=...``), so the server sends
+exactly what was missed.  It takes the envelope off: ``'message'`` gets
+the payload alone, ``position`` is the last position, ``recovered`` what
+the last status said, and each status is a ``'recovery'`` event
+(``ws.recovery.Status``).
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import random
+import urllib.parse
 from typing import Any, Callable, Iterable
 
 from .connection import client as _client
@@ -38,11 +47,14 @@ from ._runtime.emitter import MAX_HELD_EVENTS, EventEmitter
 from .events import ReadyState
 from .exceptions import NotOpenError, QueueFullError, ReconnectError
 from .connection.websocket import CLOSED, CONNECTING, OPEN, WebSocket
+from .events import BINARY, TEXT, MessageEvent
+from .backplane.history import Position
+from .recovery import read_message
 
 __all__ = ["ReconnectingWebSocket", "ReconnectError", "QueueFullError", "backoff_delay"]
 
-#: Events of the inner socket that are passed on unchanged.
-FORWARDED = ("message", "error", "ping", "pong", "unexpected-response", "drain")
+#: Events of the inner socket that are passed on unchanged (``'message'`` too, unless ``recover=True``).
+FORWARDED = ("error", "ping", "pong", "unexpected-response", "drain")
 
 
 def backoff_delay(attempt: int, initial: float, maximum: float, factor: float, jitter: float, rng: Callable[[], float] = random.random) -> float:
@@ -56,8 +68,9 @@ class ReconnectingWebSocket(EventEmitter):
 
     Events: ``'open'``, ``'message'``, ``'close'`` ``(code, reason)`` (for
     every connection that ends), ``'reconnect'`` ``(attempt, delay)`` (a new
-    attempt is scheduled), ``'error'``, ``'ping'``, ``'pong'``.  Other
-    keyword options go to every ``WebSocket`` it creates.
+    attempt is scheduled), ``'error'``, ``'ping'``, ``'pong'``, and with
+    ``recover=True`` ``'recovery'`` ``(status)``.  Other keyword options go
+    to every ``WebSocket`` it creates.
     """
 
     CONNECTING = CONNECTING
@@ -75,6 +88,7 @@ class ReconnectingWebSocket(EventEmitter):
         jitter: float = 0.5,
         max_retries: int | None = None,
         max_queued: int = 100,
+        recover: bool = False,
         **options: Any,
     ) -> None:
         super().__init__()
@@ -104,6 +118,11 @@ class ReconnectingWebSocket(EventEmitter):
         self.jitter = jitter
         self.max_retries = max_retries
         self.max_queued = max_queued
+        self.recover = bool(options.pop("recover", recover))
+        #: With ``recover=True``: the position of the last recorded message received (sent on reconnection).
+        self.position: Position | None = None
+        #: With ``recover=True``: whether the last connection recovered what was missed (``None`` before any status).
+        self.recovered: bool | None = None
         self._options = options
         self._loop: asyncio.AbstractEventLoop = _loop.bind()
         self._ref = _loop.Ref(self._loop)
@@ -186,12 +205,35 @@ class ReconnectingWebSocket(EventEmitter):
         self._timer = None
         if self._stopped:
             return
-        sock = WebSocket(self.url, self.protocols, **self._options)
+        sock = WebSocket(self._target(), self.protocols, **self._options)
         self.socket = sock
         for event in FORWARDED:
             sock.on(event, self._forwarder(event))
+        sock.on("message", self._received if self.recover else self._forwarder("message"))
         sock.on("open", self._opened)
         sock.on("close", self._closed)
+
+    def _target(self) -> str:
+        """The URL of the next attempt: with ``recover=True`` and a position, it asks for what came after it."""
+        position = self.position
+        if not self.recover or position is None:
+            return self.url
+        parts = urllib.parse.urlsplit(self.url)
+        query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if k not in ("offset", "epoch")]
+        query += [("offset", str(position.offset)), ("epoch", position.epoch)]
+        return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+    def _received(self, event: MessageEvent) -> None:
+        """``recover=True``: note positions, take the envelope off, turn statuses into ``'recovery'``."""
+        status, offset, payload = read_message(event.data)
+        if status is not None:
+            self.position, self.recovered = status.position, status.recovered
+            self._emit_event("recovery", status)
+            return
+        if offset is not None and self.position is not None:
+            self.position = Position(offset, self.position.epoch)
+            event = MessageEvent(BINARY if isinstance(payload, bytes) else TEXT, payload, event.target)
+        self._emit_event("message", event)
 
     def _forwarder(self, event: str) -> Callable[..., None]:
         def forward(*args: Any) -> None:

@@ -33,6 +33,7 @@ from .connection.websocket import DEFAULT_MAX_PAYLOAD, WebSocket, check_byte_lim
 
 if TYPE_CHECKING:
     from .backplane import Backplane, Member
+    from .backplane.history import Recovery
     from .cluster import PathCluster
 
 __all__ = ["WebSocketServer", "VerifyInfo"]
@@ -63,11 +64,25 @@ SERVER_OPTIONS = frozenset(
         "message_timeout",
         "workers",
         "backplane",
+        "recovery",
     }
 )
 
 DEFAULT_PING_INTERVAL = 20.0
 DEFAULT_PING_TIMEOUT = 20.0
+
+
+def _recovery_option(value: Any) -> "Recovery | None":
+    """``recovery=``: a ``ws.Recovery``, ``True`` for the defaults, or ``None``/``False``."""
+    if value is None or value is False:
+        return None
+    from .backplane.history import Recovery
+
+    if value is True:
+        return Recovery()
+    if isinstance(value, Recovery):
+        return value
+    raise TypeError(f"recovery must be a ws.Recovery (or True for its defaults), got {type(value).__name__}")
 
 
 class WebSocketServer(EventEmitter):
@@ -185,7 +200,7 @@ class WebSocketServer(EventEmitter):
         # An UpgradeHost (or None); address() also reads its host/port when it has them.
         self.server: Any = server
         self._cluster: PathCluster | None = None
-        self._use_backplane(opts.get("backplane"), port is not None)
+        self._use_backplane(opts.get("backplane"), port is not None, _recovery_option(opts.get("recovery")))
 
     # -- public API ---------------------------------------------------------------
 
@@ -239,6 +254,8 @@ class WebSocketServer(EventEmitter):
         delivery is immediate and does not wait for the backplane, the
         publish follows in order, and a publish that fails is an
         ``'error'`` event.  ``exclude`` names sockets of this process only.
+        With ``recovery=`` the message is recorded first and reaches every
+        client, this node's included, with its position (``ws.recovery``).
         """
         if isinstance(data, str):
             is_text, payload = True, data.encode()
@@ -246,6 +263,11 @@ class WebSocketServer(EventEmitter):
             is_text, payload = False, bytes(data)
         else:
             raise TypeError(f"data must be str or bytes-like, got {type(data).__name__}")
+        if self._cluster is not None and self._cluster.recorded:
+            if local or exclude is not None:
+                raise ValueError("with recovery= every broadcast is recorded for every client: local= and exclude= do not apply")
+            self._cluster.publish(is_text, payload)  # this node's clients get it through the channel, with its position
+            return len(self._sockets)
         if not _loop.in_loop(self._loop):
             _loop.call(self._loop, self._broadcast_everywhere, is_text, payload, exclude, local)
             return len(self._sockets)
@@ -327,10 +349,12 @@ class WebSocketServer(EventEmitter):
         """The id ``socket`` has in the cluster's presence (``None`` without a backplane)."""
         return None if self._cluster is None else self._cluster.id_of(socket)
 
-    def _use_backplane(self, option: Any, own_server: bool) -> None:
+    def _use_backplane(self, option: Any, own_server: bool, recovery: "Recovery | None") -> None:
         """Join the cluster of ``option`` (a URL or object), else of the HTTP server, else of ``WS_BACKPLANE``.
 
-        Nothing of ``ws.backplane`` is imported when there is none.
+        Nothing of ``ws.backplane`` is imported when there is none.  With
+        ``recovery`` and no backplane, the history lives in this process (a
+        ``MemoryBackplane`` of its own).
         """
         backplane, owned = None, False
         if option is not None and not own_server:
@@ -339,13 +363,16 @@ class WebSocketServer(EventEmitter):
             backplane = getattr(self.server, "backplane", None)  # its HTTP server's (which starts it)
         elif _backplane_env():
             owned = True  # no_server: WS_BACKPLANE
+        if backplane is None and recovery is not None:
+            owned = True
         if backplane is None and not owned:
             return
         from .backplane import backplane_from
         from .cluster import PathCluster
 
         self._cluster = PathCluster(
-            backplane_from(backplane), self._loop, self.path, self._deliver_remote, self._cluster_error, owned=owned
+            backplane_from(backplane), self._loop, self.path, self._deliver_remote, self._cluster_error, owned=owned,
+            recovery=recovery, send=self._deliver_recorded, close=self._close_client,
         )
 
     def _deliver_remote(self, is_text: bool, payload: bytes) -> int:
@@ -359,6 +386,19 @@ class WebSocketServer(EventEmitter):
             return self._broadcast(is_text, payload, None)
         _loop.call(self._loop, self._broadcast, is_text, payload, None)
         return 0
+
+    def _deliver_recorded(self, sockets: Any, is_text: bool, payload: bytes, exclude: Any) -> None:
+        """A recorded message (or a recovery status) for ``sockets`` (``None``: every client) but ``exclude``."""
+        if not _loop.in_loop(self._loop):
+            excluded = set(exclude)  # taken now: the set it comes from changes meanwhile
+            _loop.call(self._loop, self._deliver_recorded, sockets, is_text, payload, excluded)
+            return
+        targets = list(self._sockets) if sockets is None else [s for s in sockets if s in self._sockets]
+        wire = b"".join(_serialize(FIN_TEXT if is_text else FIN_BINARY, payload, False))
+        WebSocket._broadcast(targets, exclude, wire, is_text, payload)
+
+    def _close_client(self, socket: WebSocket, code: int, reason: str) -> None:
+        _loop.call(self._loop, socket.close, code, reason)
 
     def _cluster_error(self, exc: BaseException) -> None:
         _loop.call(self._loop, self.emit, "error", exc)

@@ -318,7 +318,10 @@ class Backplane(EventEmitter, abc.ABC):
         their offsets, which is what makes an exact recovery possible.  The
         history is trimmed to ``recovery`` here (``max_messages``, ``window``,
         ``idle_ttl``).  Returns the message's position; raises
-        ``BackplaneError`` when it could not be recorded (then nobody got it).
+        ``BackplaneError`` when it could not be recorded.  One caveat: when the
+        link to Redis breaks while the publish is in flight, the caller gets
+        the error although Redis may have recorded (and delivered) it; the
+        message is then in the history, never half there.
         """
 
     @abc.abstractmethod

@@ -20,7 +20,10 @@ import math
 import re
 import secrets
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from .base import Message
 
 __all__ = ["Position", "Recovery", "Replay", "new_epoch", "REASONS"]
 
@@ -64,9 +67,9 @@ class Recovery:
 
     ``window``: seconds a message stays recoverable.  ``max_messages``: at
     most this many are kept per channel (the oldest go first).
-    ``idle_ttl``: a channel with no publish for this long forgets its
-    numbering (its next publish starts a new epoch); it must cover
-    ``window``.  Every limit is enforced where the history lives (Redis
+    ``idle_ttl``: a channel with no publish and no history read for this
+    long forgets its numbering (its next publish starts a new epoch); it
+    must cover ``window``.  Every limit is enforced where the history lives (Redis
     trims its stream; memory, its deque), so the cost is bounded by
     ``max_messages`` × message size per channel, whoever reads.
     """
@@ -106,5 +109,5 @@ class Replay(NamedTuple):
 
     recovered: bool
     position: Position
-    messages: list  # list[Message], each with its position
+    messages: list["Message"]  # each with its position
     reason: str | None = None

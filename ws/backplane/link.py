@@ -97,16 +97,24 @@ class Link:
 
     def publish(self, channel: str, data: bytes) -> None:
         """Publish ``data`` on ``channel`` now (in a task); a failure goes to ``on_error``."""
+        self.start(lambda: self.backplane.publish(channel, data))
+
+    def start(self, op: Op) -> None:
+        """Run ``await op()`` now, in a task of its own (a publish: they overlap, in order); failures go to ``on_error``.
+
+        The order is kept when ``op`` hands its work to the backplane before
+        its first ``await``, as every backplane's ``publish`` does.
+        """
         if _loop.in_loop(self.loop):
-            task = self.loop.create_task(self._publish(channel, data))
+            task = self.loop.create_task(self._run(op))
             self._publishing.add(task)
             task.add_done_callback(self._publishing.discard)
         else:
-            _loop.call(self.loop, self.publish, channel, data)
+            _loop.call(self.loop, self.start, op)
 
-    async def _publish(self, channel: str, data: bytes) -> None:
+    async def _run(self, op: Op) -> None:
         try:
-            await self.backplane.publish(channel, data)
+            await op()
         except BackplaneError as exc:
             self.on_error(exc)
 

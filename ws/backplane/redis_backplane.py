@@ -16,7 +16,10 @@ Connections (per node):
   is retried, so nothing is delivered twice.
 
 Every message carries its publisher's node id in front (one length byte,
-the id, the payload), so a node skips its own messages.
+the id, the payload), so a node skips its own messages.  Recorded publishes
+(``publish_recorded``, a Lua script in ``redis_history``) go through the
+same queue, so one node's publishes of both kinds keep their call order;
+their messages start with a zero byte and reach this node too.
 
 Key layout (``prefix`` defaults to ``ws:``; pub/sub ignores the database
 number, so give each application on one Redis its own prefix)::
@@ -50,10 +53,12 @@ import random
 import re
 import urllib.parse
 from types import SimpleNamespace
-from typing import Any, Awaitable, Callable, Iterable, Iterator
+from typing import Any, Awaitable, Callable, Iterable, Iterator, NamedTuple
 
 from ..exceptions import describe
+from . import redis_history
 from .base import DEFAULT_PRESENCE_TTL, Backplane, BackplaneError, Member, Message, as_bytes, check_name, check_ttl
+from .history import Position, Recovery, Replay
 
 __all__ = ["RedisBackplane", "INSTALL_HINT"]
 
@@ -188,6 +193,15 @@ def hash_tag(name: str) -> str:
     return "{" + name + "}"
 
 
+class _Send(NamedTuple):
+    """One publish waiting in the outbox: the command, its caller's future, and what its reply means."""
+
+    command: tuple[Any, ...]
+    future: asyncio.Future[Any]
+    channel: str
+    recorded: bool
+
+
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -225,7 +239,9 @@ class RedisBackplane(Backplane):
         self._send_lock = asyncio.Lock()  # writes on the subscriber connection
         self._keys: dict[bytes, str] = {}  # subscribed Redis channel -> channel
         self._confirming: dict[bytes, list[asyncio.Future[None]]] = {}
-        self._outbox: collections.deque[tuple[bytes, bytes, asyncio.Future[int], str]] = collections.deque()
+        self._outbox: collections.deque[_Send] = collections.deque()
+        #: How a message is published: ``SPUBLISH`` (sharded pub/sub) on a Redis Cluster.
+        self._publish_command = "PUBLISH"
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._dirty: set[str] = set()  # groups whose copy in Redis may be stale
@@ -288,6 +304,7 @@ class RedisBackplane(Backplane):
             raise BackplaneError("the backplane reads pub/sub replies in RESP2: drop protocol=3 from the Redis URL")
         self._client = self._redis.Redis(connection_pool=pool)
         self._scripts = {name: self._client.register_script(_PRELUDE + body) for name, body in SCRIPTS.items()}
+        self._scripts["history"] = self._client.register_script(redis_history.HISTORY_SCRIPT)
         try:
             await asyncio.wait_for(self._client.ping(), self.connect_timeout)
             conn = await self._connect_subscriber()
@@ -408,6 +425,13 @@ class RedisBackplane(Backplane):
         channel = self._keys.get(key)
         if channel is None or not envelope:
             return
+        if envelope[0] == redis_history.MARKER:  # recorded: every node delivers it, this one too
+            recorded = redis_history.parse_envelope(envelope)
+            if recorded is None:
+                logger.warning("backplane %s: malformed recorded message on %r dropped", self.node_id, channel)
+                return
+            self._deliver(Message(channel, recorded[1], recorded[0], recorded[2]))
+            return
         end = 1 + envelope[0]
         origin = envelope[1:end]
         if origin == self._origin:
@@ -467,12 +491,38 @@ class RedisBackplane(Backplane):
     async def publish(self, channel: str, data: bytes) -> int:
         self._check_open()
         key, payload = self._channel_key(check_name("channel", channel)), as_bytes("data", data)
+        return int(await self._send((self._publish_command, key, self._header + payload), channel, False))
+
+    async def publish_recorded(self, channel: str, data: bytes, recovery: Recovery) -> Position:
+        """One script appends to the stream and publishes (see ``redis_history``); queued as ``publish`` is."""
+        self._check_open()
+        keys, payload = self._history_keys(check_name("channel", channel)), as_bytes("data", data)
+        if not isinstance(recovery, Recovery):
+            raise TypeError(f"recovery must be a Recovery, got {type(recovery).__name__}")
+        args = redis_history.publish_args(keys, self._channel_key(channel), self._origin, payload, recovery, self._publish_command)
+        result: Position = await self._send(("EVALSHA", *args), channel, True)
+        return result
+
+    async def history(self, channel: str, since: Position | None, recovery: Recovery) -> Replay:
+        keys = self._history_keys(check_name("channel", channel))
+        if not isinstance(recovery, Recovery):
+            raise TypeError(f"recovery must be a Recovery, got {type(recovery).__name__}")
+        args = redis_history.history_args(since, recovery)
+        with self._failing("history"):
+            reply = await self._scripts["history"](keys=keys, args=args)
+        return redis_history.replay(channel, reply)
+
+    def _history_keys(self, channel: str) -> list[str]:
+        return redis_history.history_keys(self.prefix, hash_tag(channel))
+
+    def _send(self, command: tuple[Any, ...], channel: str, recorded: bool) -> asyncio.Future[Any]:
+        """Queue one publish for the writer: publishes reach Redis in the order of these calls."""
         if len(self._outbox) >= self.max_pending:
             raise BackplaneError(f"{len(self._outbox)} publishes already wait for Redis at {redact(self.url)}: it is slow or unreachable")
-        future: asyncio.Future[int] = self._loop.create_future()
-        self._outbox.append((key, self._header + payload, future, channel))
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._outbox.append(_Send(command, future, channel, recorded))
         self._wake.set()
-        return await future
+        return future
 
     async def _write(self) -> None:
         """Send queued publishes in order, a pipeline at a time."""
@@ -482,11 +532,17 @@ class RedisBackplane(Backplane):
             self._wake.clear()
             while outbox:
                 batch = [outbox.popleft() for _ in range(min(len(outbox), BATCH))]
+                # A batch with recorded publishes loads their script first, on the same connection: a
+                # Redis that restarted (and forgot it) never answers NOSCRIPT, which could not be retried
+                # without reordering.  Loading a script Redis has is a hash and a lookup.
+                load = any(send.recorded for send in batch)
                 try:
                     pipe = self._client.pipeline(transaction=False)
-                    for key, envelope, _, _ in batch:
-                        pipe.publish(key, envelope)
-                    counts = await pipe.execute()
+                    if load:
+                        pipe.script_load(redis_history.PUBLISH_SCRIPT)
+                    for send in batch:
+                        pipe.execute_command(*send.command)
+                    replies = await pipe.execute(raise_on_error=False)
                 except self._errors as exc:
                     self._fail_publishes(batch, lambda: self._error("publish", exc))
                     continue
@@ -494,15 +550,21 @@ class RedisBackplane(Backplane):
                     self._fail_publishes(batch, lambda: BackplaneError("backplane closed while the publish was in flight"))
                     raise
                 mine = self._sub is not None
-                for (_, _, future, channel), count in zip(batch, counts):
-                    if not future.done():
-                        future.set_result(max(0, int(count) - (mine and channel in self._channels)))
+                for send, reply in zip(batch, replies[load:]):
+                    if send.future.done():
+                        continue
+                    if isinstance(reply, Exception):  # this command failed (a script error): the others stand
+                        send.future.set_exception(self._error("publish_recorded" if send.recorded else "publish", reply))
+                    elif send.recorded:
+                        send.future.set_result(redis_history.position(reply))
+                    else:
+                        send.future.set_result(max(0, int(reply) - (mine and send.channel in self._channels)))
 
     @staticmethod
-    def _fail_publishes(entries: Iterable[tuple[bytes, bytes, asyncio.Future[int], str]], error: Callable[[], BackplaneError]) -> None:
-        for _, _, future, _ in entries:
-            if not future.done():
-                future.set_exception(error())  # one exception each: each caller gets its own traceback
+    def _fail_publishes(entries: Iterable[_Send], error: Callable[[], BackplaneError]) -> None:
+        for send in entries:
+            if not send.future.done():
+                send.future.set_exception(error())  # one exception each: each caller gets its own traceback
 
     async def _subscribe_channel(self, channel: str) -> None:
         key = self._channel_key(channel)

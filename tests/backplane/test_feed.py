@@ -1,0 +1,128 @@
+"""ws.backplane.feed: a node's view of a recorded channel stays complete and ordered when pub/sub loses messages.
+
+The backplane is the in-process one with pub/sub deliveries dropped on purpose (what a broken
+link to Redis does); the history is the real one.  The Redis case is in test_history.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ws.backplane import MemoryBackplane, MemoryHub, Message
+from ws.backplane.feed import Feed
+from ws.backplane.history import Position, Recovery
+
+from ..conftest import run, until
+
+
+class Lossy(MemoryBackplane):
+    """Drops the pub/sub deliveries whose offsets are in ``lose`` (the history keeps them)."""
+
+    def __init__(self, hub: MemoryHub, lose: set[int]) -> None:
+        super().__init__(hub)
+        self.lose = lose
+
+    def _post(self, message: Message) -> int:
+        if message.position is not None and message.position.offset in self.lose:
+            return 1
+        return super()._post(message)
+
+
+async def feed_of(backplane: Lossy, recovery: Recovery) -> tuple[Feed, list[int], list[tuple[Position, str]], list[BaseException]]:
+    delivered: list[int] = []
+    resets: list[tuple[Position, str]] = []
+    errors: list[BaseException] = []
+
+    def deliver(message: Message) -> None:
+        assert message.position is not None
+        delivered.append(message.position.offset)
+
+    feed = Feed(backplane, "c", recovery, deliver, lambda p, r: resets.append((p, r)), errors.append)
+    await feed.start()
+    return feed, delivered, resets, errors
+
+
+def test_a_hole_is_filled_from_the_history_in_order() -> None:
+    async def main() -> None:
+        hub = MemoryHub()
+        publisher, lossy = MemoryBackplane(hub), Lossy(hub, {3, 4, 9})
+        await publisher.start()
+        await lossy.start()
+        recovery = Recovery()
+        feed, delivered, resets, errors = await feed_of(lossy, recovery)
+        for n in range(1, 13):
+            await publisher.publish_recorded("c", b"%d" % n, recovery)
+        await until(lambda: len(delivered) >= 12, what="12 deliveries")
+        await asyncio.sleep(0.02)
+        assert delivered == list(range(1, 13)) and not resets and not errors
+        await feed.close()
+
+    run(main)
+
+
+def test_a_hole_the_history_cannot_fill_is_reported_then_the_feed_goes_on() -> None:
+    async def main() -> None:
+        hub = MemoryHub()
+        publisher, lossy = MemoryBackplane(hub), Lossy(hub, set(range(2, 8)))
+        await publisher.start()
+        await lossy.start()
+        recovery = Recovery(max_messages=2)
+        feed, delivered, resets, errors = await feed_of(lossy, recovery)
+        for n in range(1, 11):
+            await publisher.publish_recorded("c", b"%d" % n, recovery)
+        await until(lambda: delivered and delivered[-1] == 10, what="the last delivery")
+        # 2..7 were lost and are trimmed from the history: said once, with the position the feed goes on
+        # from (just before 8, the message that showed the hole); 8, 9 and 10 follow.
+        assert delivered == [1, 8, 9, 10]
+        assert [(position.offset, reason) for position, reason in resets] == [(7, "trimmed")]
+        assert not errors
+        await feed.close()
+
+    run(main)
+
+
+def test_after_a_reconnection_the_missed_tail_is_read_without_waiting_for_a_new_message() -> None:
+    async def main() -> None:
+        hub = MemoryHub()
+        publisher, lossy = MemoryBackplane(hub), Lossy(hub, {4, 5})
+        await publisher.start()
+        await lossy.start()
+        recovery = Recovery()
+        feed, delivered, resets, errors = await feed_of(lossy, recovery)
+        for n in range(1, 6):
+            await publisher.publish_recorded("c", b"%d" % n, recovery)
+        await until(lambda: delivered == [1, 2, 3], what="the first three")
+        await asyncio.sleep(0.02)
+        assert delivered == [1, 2, 3]  # 4 and 5 were lost and nothing newer came
+        lossy.emit("reconnected")
+        await until(lambda: delivered == [1, 2, 3, 4, 5], what="the tail read after the reconnection")
+        assert not resets and not errors
+        await feed.close()
+
+    run(main)
+
+
+def test_an_epoch_change_in_the_live_stream_is_reported_before_its_first_message() -> None:
+    async def main() -> None:
+        hub = MemoryHub()
+        node = MemoryBackplane(hub)
+        await node.start()
+        recovery = Recovery(window=1, idle_ttl=1)
+        events: list[Any] = []
+
+        def deliver(message: Message) -> None:
+            events.append(message.position)
+
+        feed = Feed(node, "c", recovery, deliver, lambda p, r: events.append((r, p)), events.append)
+        await feed.start()
+        first = await node.publish_recorded("c", b"a", recovery)
+        await until(lambda: len(events) == 1)
+        await asyncio.sleep(1.2)  # idle past idle_ttl: the next publish starts a new numbering
+        second = await node.publish_recorded("c", b"b", recovery)
+        await until(lambda: len(events) == 3)
+        assert second.epoch != first.epoch and second.offset == 1
+        assert events == [first, ("epoch", Position(0, second.epoch)), second]
+        await feed.close()
+
+    run(main)
