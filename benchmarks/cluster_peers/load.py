@@ -29,7 +29,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cluster_load import percentile  # noqa: E402
@@ -380,12 +380,14 @@ def room_plan(rooms: int, nodes: int, layout: str) -> Callable[[int], list[tuple
 
 async def scenario(
     kind: str, host: str, ports: list[int], name: str, options: Any, mark: Callable[[str], None],
+    settle: Callable[[], Awaitable[None]] | None = None,
 ) -> dict[str, float]:
     """One scenario on one implementation: connect, probe, warm up, measure; ``mark`` brackets the measured phases.
 
     ``broadcast``: ``options.clients`` subscribers, a saturated phase
     (``options.rounds`` broadcasts, ``options.window`` in flight) then a
-    paced one (``options.paced`` at ``options.rate``/s).  ``rooms``:
+    paced one (``options.paced`` at ``options.rate``/s); ``settle`` is
+    awaited once the subscribers are in, before the warm-up.  ``rooms``:
     ``options.rooms`` rooms of ``options.members`` (``spread`` layout),
     ``rooms_one``: the same with every member on node 0 and every publish
     from node 0 (what node 1, which has no member, pays).
@@ -405,6 +407,8 @@ async def scenario(
             rounds = options.room_rounds
         await asyncio.wait_for(load.open(seats), 120)
         await asyncio.wait_for(load.ready(plan), 60)
+        if settle is not None:
+            await settle()  # what connecting cost elsewhere (presence writes, say) is over
         await load.windowed(plan, max(2, rounds // 10), options.window)  # warm-up
         mark("idle_start")  # Redis' own rate with nothing published (its cron, the nodes' timers): taken off below
         await asyncio.sleep(options.idle)

@@ -176,6 +176,15 @@ class Meter:
         ours = used["servers_ticks"] + used["redis_ticks"] + used["load_ticks"]
         return max(0.0, used["machine_ticks"] - ours) / TICK / used["wall"]
 
+    async def settle(self, limit: float, wait: float) -> None:
+        """Wait (up to ``wait`` s) until Redis spends under ``limit`` cores, twice in a row (0.25 s each)."""
+        deadline, calm = time.monotonic() + wait, 0
+        while calm < 2 and time.monotonic() < deadline:
+            before, started = cpu_ns(self.redis_pid), time.monotonic()
+            await asyncio.sleep(0.25)
+            rate = (cpu_ns(self.redis_pid) - before) / 1e9 / (time.monotonic() - started)
+            calm = calm + 1 if rate < limit else 0
+
     def quiet(self, limit: float, wait: float) -> float:
         deadline, other = time.monotonic() + wait, 0.0
         while True:
@@ -198,7 +207,10 @@ def run_loop(name: str) -> Callable[..., Any]:
 def measure(impl: Impl, scenario: str, redis_pid: int, options: argparse.Namespace) -> dict[str, float]:
     meter = Meter(impl, redis_pid)
     meter.quiet(options.quiet_limit, options.quiet_wait)
-    result = run_loop(options.load_loop)(load.scenario(impl.protocol, "127.0.0.1", impl.ports, scenario, options, meter.mark))
+    result = run_loop(options.load_loop)(load.scenario(
+        impl.protocol, "127.0.0.1", impl.ports, scenario, options, meter.mark,
+        lambda: meter.settle(options.redis_settle, 10.0),
+    ))
     used = meter.used("start", "end")
     seconds = used["wall"]
     result["server_us_per_delivery"] = used["servers_ns"] / 1e3 / result["deliveries"]
@@ -345,6 +357,8 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--idle", type=float, default=2.0,
                         help="seconds with nothing published before each measured phase, for Redis' idle rate")
+    parser.add_argument("--redis-settle", type=float, default=0.004,
+                        help="cores Redis may use before the warm-up (up to 10 s are waited for it)")
     parser.add_argument("--stall", type=float, default=10.0, help="seconds without progress before deliveries count as lost")
     parser.add_argument("--python-loop", choices=("asyncio", "uvloop"), default="asyncio",
                         help="the event loop of every Python server (ws and python-socketio alike)")
