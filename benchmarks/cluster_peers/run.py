@@ -47,6 +47,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -381,6 +382,15 @@ def main() -> int:
     for name in options.scenarios:
         if name not in SCENARIOS:
             parser.error(f"unknown scenario {name!r} (of {', '.join(SCENARIOS)})")
+    stopping: list[str] = []
+
+    def interrupted(signum: int, frame: Any) -> None:
+        stopping.append(signal.Signals(signum).name)
+        raise KeyboardInterrupt(stopping[0])  # the servers are stopped below (a loop callback may swallow it: see below)
+
+    # Ours rather than asyncio.Runner's (which only cancels the scenario's task on the first SIGINT).
+    signal.signal(signal.SIGINT, interrupted)
+    signal.signal(signal.SIGTERM, interrupted)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
@@ -414,15 +424,17 @@ def main() -> int:
                         try:
                             row = measure(impl, scenario, redis.pid, options)
                         except Exception as exc:  # a peer that fails is reported, and the others go on
+                            if stopping:
+                                raise KeyboardInterrupt(stopping[0]) from exc
                             errors.setdefault(impl.name, {})[scenario] = f"{type(exc).__name__}: {exc}"
                             print(f"rep {rep + 1} {scenario} {impl.name}: FAILED {exc!r}", file=sys.stderr, flush=True)
                             break
+                        if stopping:
+                            raise KeyboardInterrupt(stopping[0])
                         if row["other_cores"] <= options.noise_limit:
                             break
                         print(f"rep {rep + 1} {scenario} {impl.name}: rest of the machine used {row['other_cores']:.2f} cores, again",
                               file=sys.stderr, flush=True)
-                    else:
-                        pass
                     if scenario in errors.get(impl.name, {}):
                         continue
                     results.setdefault(impl.name, {}).setdefault(scenario, []).append(row)
