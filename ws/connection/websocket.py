@@ -235,7 +235,7 @@ class WebSocket(IterationMixin, EventEmitter):
     __slots__ = (
         "_ready_state", "_proto", "_transport", "_lean", "_dispatch_thread", "_fragmenting",
         "_writing_paused", "_writer", "_reader", "_proto_fed", "_is_server", "_on_message",
-        "_held", "_flush_scheduled",
+        "_held", "_flush_scheduled", "_hops",
         "_read_scheduled", "_frames_in", "_unfinished", "_budget", "_replies_held", "_reply_bytes", "_keepalive_payload",
     )
     _ready_state: ReadyState
@@ -321,6 +321,7 @@ class WebSocket(IterationMixin, EventEmitter):
         self._flush_scheduled = False  # a _scheduled_flush is on its way
         self._writing_paused = False
         self._queued_bytes = 0  # bytes of sends still hopping over from other threads
+        self._hops = 0  # those sends: while any is on its way, a send on the loop queues behind it
         # The unsent-bytes budget this socket reports to above its high-water mark (its server's).
         self._budget: SendBudget | None = None
         # Automatic replies (pongs, a close) wait above the high-water mark: reading stops until it drains.
@@ -470,16 +471,22 @@ class WebSocket(IterationMixin, EventEmitter):
             raise TypeError(f"data must be str or bytes-like, got {type(data).__name__}")
         # Inside our own read callback, on its thread: no need to ask asyncio,
         # whose _get_running_loop() costs a getpid() system call on Python 3.11.
-        if self._dispatch_thread == _get_ident() or _loop._get_running_loop() is self._loop:
+        on_loop = self._dispatch_thread == _get_ident() or _loop._get_running_loop() is self._loop
+        if on_loop and not self._hops:
             self._send_frame(is_text, payload, fin)
         else:
             if not isinstance(payload, bytes):
                 payload = bytes(payload)  # the caller may reuse its buffer
             self._queued_bytes += len(payload)
-            _loop.call(self._loop, self._send_from_thread, is_text, payload, fin)
+            self._hops += 1
+            if on_loop:  # sends from another thread are on their way: this one goes after them, in order
+                self._loop.call_soon(self._send_from_thread, is_text, payload, fin)
+            else:
+                _loop.call(self._loop, self._send_from_thread, is_text, payload, fin)
 
     def _send_from_thread(self, is_text: bool, payload: bytes, fin: bool = True) -> None:
         self._queued_bytes -= len(payload)
+        self._hops -= 1
         self._send_frame(is_text, payload, fin)
 
     def _send_frame(self, is_text: bool, payload: Any, fin: bool = True) -> None:
