@@ -155,7 +155,7 @@ def _since(source: Any) -> Since:
         source = bytes(source).decode("utf-8", "replace")
     if isinstance(source, str):
         text = source.strip()
-        if text.startswith("{"):
+        if text[:1] in ("{", "["):  # JSON: a first message
             try:
                 source = json.loads(text)
             except ValueError:
