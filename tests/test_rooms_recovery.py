@@ -276,17 +276,23 @@ def test_the_process_wide_rooms_record_too() -> None:
     assert "ws-recovery-module-test" not in rooms.names()
 
 
-def test_memory_a_new_epoch_is_told_to_the_live_subscribers() -> None:
-    lobby = Rooms(recovery=Recovery(window=0.1, idle_ttl=0.15))
-    room = lobby.get("idle")
-    got: list[Any] = []
-    room.subscribe(got.append)
-    room.publish("before")
-    time.sleep(0.3)  # idle past idle_ttl: the numbering starts again
-    room.publish("after")
-    old, new = got[0]["epoch"], got[2]["epoch"]
-    assert got[2] == {"type": "recovery", "room": "idle", "recovered": False, "reason": "epoch", "epoch": new, "offset": 0}
-    assert got[3] == {"room": "idle", "offset": 1, "data": "after"} and new != old
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_a_new_epoch_is_told_to_the_live_subscribers(kind: str) -> None:
+    async def main() -> None:
+        async with rooms_on(kind, recovery=Recovery(window=0.1, idle_ttl=0.15)) as lobby:
+            room = lobby.get("idle")
+            got = Collected()
+            room.subscribe(got.append)
+            room.publish("before")
+            await got.wait(2)
+            await asyncio.sleep(0.3)  # idle past idle_ttl: the numbering starts again
+            room.publish("after")
+            await got.wait(4)
+            old, new = got[0]["epoch"], got[2]["epoch"]
+            assert got[2] == {"type": "recovery", "room": "idle", "recovered": False, "reason": "epoch", "epoch": new, "offset": 0}
+            assert got[3] == {"room": "idle", "offset": 1, "data": "after"} and new != old
+
+    run(main)
 
 
 def test_memory_concurrent_publishers_and_returning_subscribers_see_one_order_without_gap_or_duplicate() -> None:
