@@ -34,7 +34,6 @@ from ws.styles.routes import route_ws
 from .conftest import run, until
 
 TIMEOUT = 5.0
-BACKENDS = ["memory", "backplane"]
 
 
 @pytest.fixture(autouse=True)
@@ -46,13 +45,32 @@ def process_wide() -> Any:
     rooms.default._follows_cluster = True
 
 
+class DistantBackplane(MemoryBackplane):
+    """A ``MemoryBackplane`` whose history reads and subscriptions take a while, as Redis' do over a network.
+
+    The in-memory one answers without ever suspending the caller, which
+    hides every ordering that depends on a round trip.
+    """
+
+    async def history(self, channel: str, since: Position | None, recovery: Recovery) -> Any:
+        await asyncio.sleep(0.01)
+        return await super().history(channel, since, recovery)
+
+    async def _subscribe_channel(self, channel: str) -> None:
+        await asyncio.sleep(0.01)
+        await super()._subscribe_channel(channel)
+
+
+BACKENDS = ["memory", "backplane", "distant"]
+
+
 @contextlib.asynccontextmanager
 async def rooms_on(kind: str, **options: Any) -> AsyncIterator[Rooms]:
     """A ``Rooms`` in memory, or on a started ``MemoryBackplane`` (closed afterwards)."""
     if kind == "memory":
         yield Rooms(**options)
         return
-    backplane = MemoryBackplane(MemoryHub(), node_id="solo")
+    backplane = (DistantBackplane if kind == "distant" else MemoryBackplane)(MemoryHub(), node_id="solo")
     await backplane.start()
     try:
         yield Rooms(BackplaneBackend(backplane), **options)
@@ -64,7 +82,10 @@ class Collected(list[Any]):
     """What one subscriber got, with a way to wait for it."""
 
     async def wait(self, count: int) -> list[Any]:
-        await until(lambda: len(self) >= count, TIMEOUT, what=f"{count} messages, got {list(self)}")
+        try:
+            await until(lambda: len(self) >= count, TIMEOUT)
+        except AssertionError:
+            raise AssertionError(f"{count} messages expected, got {list(self)}") from None
         await asyncio.sleep(0.02)  # and nothing more
         return list(self)
 
@@ -512,7 +533,7 @@ async def finished(follower: Follower, count: int) -> None:
 def test_a_client_cut_off_while_messages_flow_comes_back_and_gets_exactly_1_to_n(kind: str) -> None:
     async def main() -> None:
         recovery = Recovery(window=60, max_messages=10_000)
-        backplane = MemoryBackplane(MemoryHub(), node_id="a") if kind == "backplane" else None
+        backplane = None if kind == "memory" else (DistantBackplane if kind == "distant" else MemoryBackplane)(MemoryHub(), node_id="a")
         server = http.Server("127.0.0.1:0", backplane=backplane)
         lobby = Rooms() if backplane is None else Rooms(BackplaneBackend(backplane, loop=server.loop))
         serve_room(server, lobby, recovery)
@@ -532,11 +553,13 @@ def test_a_client_cut_off_while_messages_flow_comes_back_and_gets_exactly_1_to_n
     run(main, timeout=60)
 
 
-def test_two_nodes_a_client_cut_off_comes_back_on_the_other_node_and_gets_exactly_1_to_n() -> None:
+@pytest.mark.parametrize("kind", ["backplane", "distant"])
+def test_two_nodes_a_client_cut_off_comes_back_on_the_other_node_and_gets_exactly_1_to_n(kind: str) -> None:
     async def main() -> None:
         recovery = Recovery(window=60, max_messages=10_000)
         hub = MemoryHub()
-        servers = [http.Server("127.0.0.1:0", backplane=MemoryBackplane(hub, node_id=n)) for n in "ab"]
+        node = DistantBackplane if kind == "distant" else MemoryBackplane
+        servers = [http.Server("127.0.0.1:0", backplane=node(hub, node_id=n)) for n in "ab"]
         on = [Rooms(BackplaneBackend(s.backplane, loop=s.loop)) for s in servers]  # type: ignore[arg-type]
         for server, lobby in zip(servers, on):
             serve_room(server, lobby, recovery)
@@ -586,3 +609,45 @@ def test_memory_publishes_from_a_thread_and_from_the_loop_reach_a_client_in_thei
             await asyncio.wait_for(server.close_async(), 15)
 
     run(main, timeout=60)
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_what_is_published_after_subscribe_returns_reaches_that_subscriber(kind: str) -> None:
+    """``subscribe`` then ``join`` (which announces): the subscriber sees its own announcement, even on a node where the room starts."""
+
+    async def main() -> None:
+        async with rooms_on(kind, recovery=True) as lobby:
+            for attempt in range(3):  # the room's stream starts on each first subscriber of this node
+                room = lobby.get(f"fresh{attempt}")
+                got = Collected()
+                stop = room.subscribe(got.append)
+                room.join("ann")
+                room.publish({"n": 1})
+                await got.wait(3)
+                assert got[0]["reason"] == "new" and got[0]["offset"] == 0, got
+                assert [(m["offset"], m["data"].get("type"), m["data"].get("n")) for m in got[1:]] == [(1, "joined", None), (2, None, 1)]
+                stop()
+
+    run(main)
+
+
+@pytest.mark.parametrize("kind", ["backplane", "distant"])
+def test_on_a_backplane_publishes_overlap_again_once_the_rooms_stream_runs(kind: str) -> None:
+    """Publishes wait behind a starting stream only: a subscriber that left at once, or a stream that runs, leaves them free."""
+
+    async def main() -> None:
+        async with rooms_on(kind, recovery=True) as lobby:
+            backend = lobby.backend
+            assert isinstance(backend, BackplaneBackend)
+            room = lobby.get("r")
+            room.subscribe(lambda message: None)()  # in and out before its stream started
+            got = Collected()
+            room.subscribe(got.append)
+            for n in range(20):
+                room.publish(n)
+            await got.wait(21)
+            assert [m["offset"] for m in got[1:]] == list(range(1, 21))
+            await until(lambda: not backend._starting and not backend._queued)
+            assert backend._running == {"r"}
+
+    run(main)

@@ -498,6 +498,11 @@ class BackplaneBackend(EventEmitter):
         self._recorded: dict[str, dict[int, Subscriber]] = {}
         #: The recorded rooms' streams (on the loop only).
         self._streams: dict[str, _RoomStream] = {}
+        # Under the local lock: the rooms whose stream runs; those with a subscriber waiting for its
+        # stream to start; and how many recorded publishes of a room wait behind that start.
+        self._running: set[str] = set()
+        self._starting: set[str] = set()
+        self._queued: dict[str, int] = {}
 
     # -- what this node changes ----------------------------------------------------------
 
@@ -539,16 +544,42 @@ class BackplaneBackend(EventEmitter):
         with self._local._lock:
             token = next(self._local._tokens)
             self._recorded.setdefault(room, {})[token] = callback
+            if room not in self._running:
+                self._starting.add(room)  # this node's next publishes wait for the stream: the subscriber gets them
         _loop.call(self._link.loop, self._join, room, token, callback, recovery, since)
         self._link.apply(lambda: self._sync(room))  # each time: starts the stream if it is not yet
         return token
 
     def publish_recorded(self, room: str, message: Any, recovery: Recovery) -> int:
-        """Recorded on the room's channel; this node's subscribers get it from there, with its position."""
+        """Recorded on the room's channel; this node's subscribers get it from there, with its position.
+
+        Publishes overlap (``Link.start``), except while a subscriber of
+        this node waits for the room's stream to start: then they queue
+        behind that start (``Link.apply``), so that what is published after
+        ``subscribe`` returns reaches it.
+        """
         data, channel = _encode_recorded(message), _channel(room)
         with self._local._lock:
             count = len(self._recorded.get(room, ()))
-        self._link.start(lambda: self.backplane.publish_recorded(channel, data, recovery))
+            behind = room in self._starting or room in self._queued
+            if behind:
+                self._queued[room] = self._queued.get(room, 0) + 1
+        if not behind:
+            self._link.start(lambda: self.backplane.publish_recorded(channel, data, recovery))
+            return count
+
+        async def publish() -> None:
+            try:
+                await self.backplane.publish_recorded(channel, data, recovery)
+            finally:
+                with self._local._lock:
+                    left = self._queued[room] - 1
+                    if left:
+                        self._queued[room] = left
+                    else:
+                        del self._queued[room]
+
+        self._link.apply(publish)
         return count
 
     def _join(self, room: str, token: int, callback: Subscriber, recovery: Recovery, since: Since) -> None:
@@ -595,13 +626,24 @@ class BackplaneBackend(EventEmitter):
             wanted = room in self._local._subscribers
             recorded = room in self._recorded
             present = wanted or recorded or room in self._local._members
+            if not recorded:
+                self._starting.discard(room)  # it left before its stream started
         # The stream first, before any await: a subscriber that joins meanwhile finds it (or none, and its own sync starts one).
         stream = self._streams.get(room)
         if not recorded and stream is not None:
             del self._streams[room]
+            with self._local._lock:
+                self._running.discard(room)
             await stream.close()
-        elif recorded and stream is not None and not stream.started:
-            await stream.start()
+        elif recorded and stream is not None:
+            try:
+                if not stream.started:
+                    await stream.start()
+            finally:
+                with self._local._lock:
+                    self._starting.discard(room)
+                    if stream.started:
+                        self._running.add(room)
         subscription = self._channels.get(room)
         if wanted and subscription is None:
             self._channels[room] = await self.backplane.subscribe(f"room:{room}", lambda message: self._received(room, message))
