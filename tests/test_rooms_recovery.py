@@ -31,6 +31,7 @@ from ws.styles import rooms
 from ws.styles.rooms import BackplaneBackend, MemoryBackend, Rooms, read_position
 from ws.styles.routes import route_ws
 
+from .backplane.conftest import RedisServer, redis_server  # noqa: F401  (the fixture)
 from .conftest import run, until
 
 TIMEOUT = 5.0
@@ -64,13 +65,27 @@ class DistantBackplane(MemoryBackplane):
 BACKENDS = ["memory", "backplane", "distant"]
 
 
+@pytest.fixture(params=BACKENDS + ["redis"])
+def kind(request: pytest.FixtureRequest) -> str:
+    """Where the rooms live: ``memory`` (``MemoryBackend``), or a backplane: in memory, in memory and slow, Redis."""
+    if request.param == "redis":
+        return "redis:" + request.getfixturevalue("redis_server").url
+    return str(request.param)
+
+
 @contextlib.asynccontextmanager
 async def rooms_on(kind: str, **options: Any) -> AsyncIterator[Rooms]:
-    """A ``Rooms`` in memory, or on a started ``MemoryBackplane`` (closed afterwards)."""
+    """A ``Rooms`` in memory, or on a started backplane (closed afterwards)."""
     if kind == "memory":
         yield Rooms(**options)
         return
-    backplane = (DistantBackplane if kind == "distant" else MemoryBackplane)(MemoryHub(), node_id="solo")
+    backplane: Any
+    if kind.startswith("redis:"):
+        from ws.backplane.redis_backplane import RedisBackplane
+
+        backplane = RedisBackplane(kind[len("redis:"):], node_id="solo")
+    else:
+        backplane = (DistantBackplane if kind == "distant" else MemoryBackplane)(MemoryHub(), node_id="solo")
     await backplane.start()
     try:
         yield Rooms(BackplaneBackend(backplane), **options)
@@ -97,7 +112,6 @@ def data_of(got: list[Any]) -> list[Any]:
 # -- the envelope and the status -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", BACKENDS)
 def test_a_subscriber_gets_the_status_then_each_message_in_its_envelope(kind: str) -> None:
     async def main() -> None:
         async with rooms_on(kind) as lobby:
@@ -122,7 +136,6 @@ def test_a_subscriber_gets_the_status_then_each_message_in_its_envelope(kind: st
     run(main)
 
 
-@pytest.mark.parametrize("kind", BACKENDS)
 def test_a_subscriber_that_comes_back_gets_exactly_what_it_missed_then_live(kind: str) -> None:
     async def main() -> None:
         async with rooms_on(kind, recovery=Recovery(window=60, max_messages=100)) as lobby:
@@ -156,7 +169,6 @@ def test_a_subscriber_that_comes_back_gets_exactly_what_it_missed_then_live(kind
     run(main)
 
 
-@pytest.mark.parametrize("kind", BACKENDS)
 def test_trimmed_history_is_refused_explicitly_and_nothing_of_it_is_delivered(kind: str) -> None:
     async def main() -> None:
         async with rooms_on(kind) as lobby:
@@ -182,7 +194,6 @@ def test_trimmed_history_is_refused_explicitly_and_nothing_of_it_is_delivered(ki
     run(main)
 
 
-@pytest.mark.parametrize("kind", BACKENDS)
 def test_a_position_older_than_the_window_is_refused(kind: str) -> None:
     async def main() -> None:
         async with rooms_on(kind) as lobby:
@@ -206,7 +217,6 @@ def test_a_position_older_than_the_window_is_refused(kind: str) -> None:
     run(main)
 
 
-@pytest.mark.parametrize("kind", BACKENDS)
 def test_malformed_foreign_and_future_positions_are_refused_with_their_reason(kind: str) -> None:
     async def main() -> None:
         async with rooms_on(kind, recovery=True) as lobby:
@@ -297,7 +307,6 @@ def test_the_process_wide_rooms_record_too() -> None:
     assert "ws-recovery-module-test" not in rooms.names()
 
 
-@pytest.mark.parametrize("kind", BACKENDS)
 def test_a_new_epoch_is_told_to_the_live_subscribers(kind: str) -> None:
     async def main() -> None:
         async with rooms_on(kind, recovery=Recovery(window=0.1, idle_ttl=0.15)) as lobby:
@@ -529,11 +538,21 @@ async def finished(follower: Follower, count: int) -> None:
     assert [m["n"] for m in follower.data] == list(range(1, count + 1))
 
 
-@pytest.mark.parametrize("kind", BACKENDS)
+def nodes(kind: str, count: int) -> list[Any]:
+    """The backplanes of ``count`` nodes of one cluster (``kind`` as the fixture gives it)."""
+    if kind.startswith("redis:"):
+        from ws.backplane.redis_backplane import RedisBackplane
+
+        return [RedisBackplane(kind[len("redis:"):], node_id=f"n{i}") for i in range(count)]
+    hub = MemoryHub()
+    return [(DistantBackplane if kind == "distant" else MemoryBackplane)(hub, node_id=f"n{i}") for i in range(count)]
+
+
 def test_a_client_cut_off_while_messages_flow_comes_back_and_gets_exactly_1_to_n(kind: str) -> None:
+    backplane = None if kind == "memory" else nodes(kind, 1)[0]
+
     async def main() -> None:
         recovery = Recovery(window=60, max_messages=10_000)
-        backplane = None if kind == "memory" else (DistantBackplane if kind == "distant" else MemoryBackplane)(MemoryHub(), node_id="a")
         server = http.Server("127.0.0.1:0", backplane=backplane)
         lobby = Rooms() if backplane is None else Rooms(BackplaneBackend(backplane, loop=server.loop))
         serve_room(server, lobby, recovery)
@@ -553,13 +572,14 @@ def test_a_client_cut_off_while_messages_flow_comes_back_and_gets_exactly_1_to_n
     run(main, timeout=60)
 
 
-@pytest.mark.parametrize("kind", ["backplane", "distant"])
 def test_two_nodes_a_client_cut_off_comes_back_on_the_other_node_and_gets_exactly_1_to_n(kind: str) -> None:
+    if kind == "memory":
+        pytest.skip("one process, no backplane: no second node")
+    two = nodes(kind, 2)
+
     async def main() -> None:
         recovery = Recovery(window=60, max_messages=10_000)
-        hub = MemoryHub()
-        node = DistantBackplane if kind == "distant" else MemoryBackplane
-        servers = [http.Server("127.0.0.1:0", backplane=node(hub, node_id=n)) for n in "ab"]
+        servers = [http.Server("127.0.0.1:0", backplane=node) for node in two]
         on = [Rooms(BackplaneBackend(s.backplane, loop=s.loop)) for s in servers]  # type: ignore[arg-type]
         for server, lobby in zip(servers, on):
             serve_room(server, lobby, recovery)
@@ -611,7 +631,6 @@ def test_memory_publishes_from_a_thread_and_from_the_loop_reach_a_client_in_thei
     run(main, timeout=60)
 
 
-@pytest.mark.parametrize("kind", BACKENDS)
 def test_what_is_published_after_subscribe_returns_reaches_that_subscriber(kind: str) -> None:
     """``subscribe`` then ``join`` (which announces): the subscriber sees its own announcement, even on a node where the room starts."""
 
