@@ -33,6 +33,7 @@ from ws.styles.routes import route_ws
 
 from .backplane.conftest import RedisServer, redis_server  # noqa: F401  (the fixture)
 from .conftest import run, until
+from .frames import frame
 
 TIMEOUT = 5.0
 
@@ -419,6 +420,9 @@ class Client:
                 assert first & 0x80, "a fragmented message (not expected here)"
                 return json.loads(payload)
 
+    def send(self, value: Any) -> None:
+        self.writer.write(frame(1, json.dumps(value).encode()))
+
     def cut(self) -> None:
         """Reset the TCP connection: no close frame, no FIN."""
         sock = self.writer.get_extra_info("socket")
@@ -668,5 +672,47 @@ def test_on_a_backplane_publishes_overlap_again_once_the_rooms_stream_runs(kind:
             assert [m["offset"] for m in got[1:]] == list(range(1, 21))
             await until(lambda: not backend._starting and not backend._queued)
             assert backend._running == {"r"}
+
+    run(main)
+
+
+def test_the_position_may_come_as_the_first_message() -> None:
+    """``since=await anext(ctx.messages)``: for clients that cannot put it in the URL."""
+
+    async def main() -> None:
+        lobby = Rooms(recovery=True)
+        server = http.Server("127.0.0.1:0")
+
+        @route_ws(server, "/resume/:name")
+        async def handler(ctx: Any) -> None:
+            unsubscribe = lobby.get(ctx.params["name"]).subscribe(ctx.send, since=await anext(ctx.messages))
+            try:
+                async for _ in ctx.messages:
+                    pass
+            finally:
+                unsubscribe()
+
+        await server.serve_async()
+        try:
+            first = await Client.connect(server.port, "/resume/r")
+            first.send({})  # no position yet
+            status = await first.recv()
+            assert (status["recovered"], status["reason"]) == (False, "new")
+            for n in range(1, 4):
+                lobby.get("r").publish(n)
+            assert [(await first.recv())["data"] for _ in range(3)] == [1, 2, 3]
+            first.cut()
+            lobby.get("r").publish(4)
+            again = await Client.connect(server.port, "/resume/r")
+            again.send({"type": "resume", "offset": 2, "epoch": status["epoch"]})
+            assert (await again.recv())["recovered"] is True
+            assert [await again.recv() for _ in range(2)] == [{"room": "r", "offset": 3, "data": 3}, {"room": "r", "offset": 4, "data": 4}]
+            bad = await Client.connect(server.port, "/resume/r")
+            bad.send({"offset": "three", "epoch": status["epoch"]})
+            assert (await bad.recv())["reason"] == "invalid"
+            for client in (again, bad):
+                client.cut()
+        finally:
+            await asyncio.wait_for(server.close_async(), 15)
 
     run(main)
