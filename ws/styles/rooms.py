@@ -18,7 +18,7 @@ block, so inside an event loop it raises ``RuntimeError`` instead.
 
 **Recovery** (opt-in per room, or for every room of a ``Rooms``):
 
-    room = ws.rooms.get('general', recovery=ws.Recovery(window=120, max_messages=10_000))
+    room = rooms.get('general', recovery=ws.Recovery(window=120, max_messages=10_000))
     unsubscribe = room.subscribe(ctx.send, since=ctx.query)   # ?offset=41&epoch=k2Jx...
 
 A recorded room keeps its recent messages with their positions (in this
@@ -40,7 +40,8 @@ received: a query string, a first message's JSON, a mapping or a
 ``Position``) gets exactly the messages it missed, in order, once, then the
 live stream.  When the history cannot serve it, the status says
 ``"recovered": false`` and nothing of the history is delivered.  Recorded
-messages must be JSON values (``str`` included, ``bytes`` not).
+messages must be JSON values (``str`` included, ``bytes`` not).  The
+details, and a browser's side: docs/coming-from-justscale.md.
 """
 
 from __future__ import annotations
