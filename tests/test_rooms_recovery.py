@@ -576,10 +576,16 @@ def test_a_client_cut_off_while_messages_flow_comes_back_and_gets_exactly_1_to_n
     run(main, timeout=60)
 
 
-def test_two_nodes_a_client_cut_off_comes_back_on_the_other_node_and_gets_exactly_1_to_n(kind: str) -> None:
-    if kind == "memory":
-        pytest.skip("one process, no backplane: no second node")
-    two = nodes(kind, 2)
+@pytest.fixture(params=["backplane", "distant", "redis"])
+def cluster_kind(request: pytest.FixtureRequest) -> str:
+    """The homes with a second node (rooms in plain memory have none)."""
+    if request.param == "redis":
+        return "redis:" + request.getfixturevalue("redis_server").url
+    return str(request.param)
+
+
+def test_two_nodes_a_client_cut_off_comes_back_on_the_other_node_and_gets_exactly_1_to_n(cluster_kind: str) -> None:
+    two = nodes(cluster_kind, 2)
 
     async def main() -> None:
         recovery = Recovery(window=60, max_messages=10_000)
