@@ -9,11 +9,14 @@ records what each client sends: messages, pings, pongs, the close code.
 from __future__ import annotations
 
 import asyncio
+import os
 import queue
+import stat
 import re
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from typing import Any, Iterator
 
 import pexpect
@@ -83,6 +86,10 @@ class Recorder:
         assert self.loop is not None
         self.loop.call_soon_threadsafe(self.clients[-1].send, text)
 
+    def close_client(self, code: int, reason: str = "") -> None:
+        assert self.loop is not None
+        self.loop.call_soon_threadsafe(self.clients[-1].close, code, reason)
+
     def stop(self) -> None:
         assert self.loop is not None and self.stopping is not None
         self.loop.call_soon_threadsafe(lambda: self.stopping.done() or self.stopping.set_result(None))  # type: ignore[union-attr]
@@ -96,9 +103,9 @@ def recorder() -> Iterator[Recorder]:
     server.stop()
 
 
-def connected(recorder: Recorder, *args: str) -> pexpect.spawn:
+def connected(recorder: Recorder, *args: str, **env: str) -> pexpect.spawn:
     """``ws -c 127.0.0.1:PORT/`` (wscat's spelling, no scheme) in a pty, once the server has it."""
-    child = spawn("-c", f"127.0.0.1:{recorder.port}/", *args)
+    child = spawn("-c", f"127.0.0.1:{recorder.port}/", *args, **env)
     child.expect("Connected")
     assert recorder.next() == ("connection", "/")
     return child
@@ -155,6 +162,53 @@ def test_arrow_keys_edit_and_history_recalls(recorder: Recorder) -> None:
     child.sendcontrol("c")
     assert finish(child) == 0
     assert recorder.next() == ("close", 1000, "")
+
+
+def test_history_file_across_sessions_and_reverse_search(recorder: Recorder, tmp_path: Path) -> None:
+    saved = tmp_path / "history"
+    first = connected(recorder, f"--history={saved}")
+    for line in ("alpha one", "beta two", "beta two", "   ", "gamma"):
+        first.send(line + "\r")
+    sent = ("alpha one", "beta two", "beta two", "   ", "gamma")  # spaces are a message, not a history entry
+    assert [recorder.next() for _ in range(5)] == [("message", m) for m in sent]
+    first.sendeof()
+    assert finish(first) == 0 and recorder.next()[0] == "close"
+    assert saved.read_text() == "alpha one\nbeta two\ngamma\n"  # no blank lines, no repeats
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o600  # messages may hold secrets
+
+    second = connected(recorder, WS_HISTORY=str(saved))  # the environment variable turns it on
+    second.send(UP + UP + "\r")
+    assert recorder.next() == ("message", "beta two")  # the previous session's lines
+    second.send("\x12" + "alp")  # Ctrl-R, then part of the line
+    second.expect(re.escape("(reverse-i-search)`alp': alpha one"))
+    second.send("\r")
+    assert recorder.next() == ("message", "alpha one")
+    second.send("\x12" + "zzz")
+    second.expect(re.escape("(failed reverse-i-search)`zzz'"))
+    second.send("\x07" + "typed\r")  # Ctrl-G: back to the (empty) line
+    assert recorder.next() == ("message", "typed")
+    second.sendeof()
+    assert finish(second) == 0 and recorder.next()[0] == "close"
+    assert saved.read_text().splitlines() == ["alpha one", "beta two", "gamma", "beta two", "alpha one", "typed"]
+
+    third = connected(recorder, "--no-history", WS_HISTORY=str(saved))
+    third.send(UP + "\r" + "only this\r")
+    assert recorder.next() == ("message", "only this")  # no history to go up to
+    third.sendeof()
+    assert finish(third) == 0
+    assert saved.read_text().splitlines()[-1] == "typed"
+
+
+def test_an_unusable_history_file_is_reported_once(recorder: Recorder, tmp_path: Path) -> None:
+    child = spawn("-c", f"127.0.0.1:{recorder.port}/", f"--history={tmp_path}", "--no-color")  # a directory
+    child.expect(re.escape(f"error: history file {tmp_path}: Is a directory; history kept for this session only"))
+    child.expect("Connected")
+    assert recorder.next() == ("connection", "/")
+    child.send("one\r" + "two\r" + UP + UP + "\r")
+    assert [recorder.next() for _ in range(3)] == [("message", "one"), ("message", "two"), ("message", "one")]
+    child.sendeof()
+    assert finish(child) == 0
+    assert "Is a directory" not in (child.before or "")
 
 
 def test_the_terminal_is_given_back_as_it_was(recorder: Recorder) -> None:
@@ -219,6 +273,27 @@ def test_piped_lines_are_messages_unless_slash_is_asked(recorder: Recorder, extr
     assert recorder.next() == ("connection", "/")
     assert recorder.next() == expected
     assert recorder.next() == ("close", 1000, "")
+
+
+def test_wait_minus_one_holds_open_until_the_server_closes(recorder: Recorder) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-m", "ws", "-c", f"127.0.0.1:{recorder.port}", "-x", "hold", "-w", "-1"],
+        cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert recorder.next() == ("connection", "/")
+        assert recorder.next() == ("message", "hold")
+        recorder.nothing_more(2.5)  # past -x's usual 2 s
+        assert child.poll() is None
+        recorder.say("late reply")
+        recorder.close_client(1000, "done")
+        out, err = child.communicate(timeout=TIMEOUT)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(5)
+    assert child.returncode == 0, err
+    assert out.splitlines() == ["< late reply", 'Disconnected (code: 1000, reason: "done")']
 
 
 def test_execute_with_the_wscat_spelling(recorder: Recorder) -> None:
@@ -307,7 +382,7 @@ def test_listen_in_use_port_fails_with_one_line() -> None:
         (["connect", "ws://h:port/"], "ws connect: error: invalid URL 'ws://h:port/':"),
         (["connect", "ws://h/", "--timeout", "0"], "ws connect: error: argument --timeout: '0' must be more than 0"),
         (["connect", "ws://h/", "--timeout", "inf"], "ws connect: error: argument --timeout: 'inf' is not a finite"),
-        (["connect", "ws://h/", "-w", "-2"], "ws connect: error: argument -w/--wait: '-2' is negative"),
+        (["connect", "ws://h/", "-w", "-2"], "ws connect: error: argument -w/--wait: '-2' is negative (-1 waits"),
         (["connect", "ws://h/", "-c", "ws://g/"], "ws connect: error: give the URL once"),
         (["-c", "h", "-l", "1"], "ws: error: use either -c/--connect or -l/--listen"),
         ([], "ws: error: a command is needed"),
@@ -377,9 +452,13 @@ def test_key_decoder() -> None:
     assert keys(b"\x1b\r") == [Key("enter")]  # Escape, then Enter: still Enter
     assert keys(b"\xc3", b"\xa9\xe2\x82", b"\xac") == [Key("insert", "é"), Key("insert", "€")]
     assert keys(b"a\r\nb\n") == [Key("insert", "a"), Key("enter"), Key("insert", "b"), Key("enter")]
-    assert keys(b"\t\x00\x07") == [Key("insert", "\t")]
-    assert keys(b"\x03\x04\x7f\x08\x0b\x15\x17\x19\x0c") == [
-        Key(n) for n in ("interrupt", "eof", "backspace", "backspace", "kill-end", "kill-start", "kill-word", "yank", "clear-screen")
+    assert keys(b"\t\x00\x1f\xc2\x9b") == [Key("insert", "\t")]  # unbound controls (C0, C1): nothing
+    assert keys(b"\x03\x04\x7f\x08\x0b\x15\x17\x19\x0c\x12\x07") == [
+        Key(n)
+        for n in (
+            "interrupt", "eof", "backspace", "backspace", "kill-end", "kill-start", "kill-word", "yank", "clear-screen",
+            "search", "cancel",
+        )
     ]
 
 
@@ -431,6 +510,32 @@ def test_line_buffer_history() -> None:
     edit(b, "insert", text="!")
     assert b.apply(Key("enter")) == ("line", "four!")
     assert b.history[-1] == "four!" and b.text == ""
+
+
+def test_reverse_search() -> None:
+    b = LineBuffer()
+    b.load_history(["ping one", "", "send two", "send two", "ping three"])
+    assert b.history == ["ping one", "send two", "ping three"]
+    edit(b, "insert", text="draft")
+    edit(b, "search")
+    assert b.prompt == "(reverse-i-search)`': " and b.text == "draft"
+    edit(b, "insert", text="pi")
+    assert (b.text, b.prompt) == ("ping three", "(reverse-i-search)`pi': ")
+    edit(b, "search")  # the next older match
+    assert b.text == "ping one"
+    edit(b, "search")  # none older: the last match stays, marked failed
+    assert (b.text, b.prompt) == ("ping one", "(failed reverse-i-search)`pi': ")
+    edit(b, "backspace", "backspace", "insert", text="two")
+    assert b.text == "send two"
+    edit(b, "cancel")  # Ctrl-G: the line typed before
+    assert (b.text, b.prompt) == ("draft", None)
+    edit(b, "search", "search")  # Ctrl-R Ctrl-R: the last query again
+    assert b.text == "send two"
+    edit(b, "left")  # another key leaves the search with the match, and does its job
+    assert (b.text, b.cursor, b.prompt) == ("send two", 7, None)
+    edit(b, "search", "insert", text="one")
+    assert b.apply(Key("enter")) == ("line", "ping one")  # Enter sends the match
+    assert b.history[-1] == "ping one"
 
 
 def test_visible_window_scrolls_a_long_line() -> None:

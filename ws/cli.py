@@ -124,10 +124,13 @@ def _number(text: str) -> float:
     return value
 
 
-def _seconds(text: str) -> float:
+def _wait(text: str) -> float:
+    """Seconds, or -1 for no limit (wscat's ``-w -1``)."""
     value = _number(text)
+    if value == -1:
+        return math.inf
     if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+        raise argparse.ArgumentTypeError(f"{text!r} is negative (-1 waits until the server closes)")
     return value
 
 
@@ -169,6 +172,11 @@ def _interactive_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="pretty-print JSON messages")
     parser.add_argument("--no-color", action="store_true", help="never use colours")
+    parser.add_argument(
+        "--history", nargs="?", const=HistoryFile.DEFAULT, metavar="FILE",
+        help=f"keep the lines typed at a terminal in FILE (default {HistoryFile.DEFAULT}; also $WS_HISTORY)",
+    )
+    parser.add_argument("--no-history", action="store_true", help="no history file, even with $WS_HISTORY")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -197,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     conn.add_argument("-L", "--location", action="store_true", help="follow redirects")
     conn.add_argument("--max-redirects", type=_count(0), default=10, metavar="N", help="with -L: at most N redirects (default 10)")
     conn.add_argument("-x", "--execute", action="append", default=[], metavar="MESSAGE", help="send MESSAGE, print replies, exit (repeatable)")
-    conn.add_argument("-w", "--wait", type=_seconds, metavar="SECONDS", help="with -x: how long to print replies (default 2); otherwise: close after SECONDS")
+    conn.add_argument("-w", "--wait", type=_wait, metavar="SECONDS", help="with -x: how long to print replies (default 2); otherwise: close after SECONDS; -1: no limit")
     conn.add_argument("--timeout", type=_positive_seconds, default=10.0, metavar="SECONDS", help="opening handshake timeout (default 10)")
     _interactive_options(conn)
 
@@ -289,7 +297,7 @@ _CONTROL_KEYS = {
     "\r": "enter", "\n": "enter", "\x7f": "backspace", "\x08": "backspace",
     "\x01": "home", "\x05": "end", "\x02": "left", "\x06": "right", "\x10": "up", "\x0e": "down",
     "\x03": "interrupt", "\x04": "eof", "\x0b": "kill-end", "\x15": "kill-start", "\x17": "kill-word",
-    "\x19": "yank", "\x0c": "clear-screen",
+    "\x19": "yank", "\x0c": "clear-screen", "\x12": "search", "\x07": "cancel",
 }
 # The final byte of CSI / SS3 sequences (ESC [ A, ESC O A) and of ESC [ n ~.
 _ARROW_KEYS = {"A": "up", "B": "down", "C": "right", "D": "left", "H": "home", "F": "end"}
@@ -372,24 +380,55 @@ class KeyDecoder:
         return i + 2, None  # Alt + a key we do not bind: nothing
 
 
+class _Search(NamedTuple):
+    """A Ctrl-R search in progress: what is typed, which match (0: the newest line), the line before it."""
+
+    query: str
+    match: int
+    failed: bool
+    text: str
+    cursor: int
+
+
 class LineBuffer:
     """The line being typed, its cursor, the history and the last kill.  No I/O, so every key is testable.
 
     ``apply(key)`` edits and returns ``None``, or returns what the caller
     acts on: ``('line', text)`` for Enter, ``('eof', '')`` for Ctrl-D on an
     empty line, ``('interrupt', '')`` for Ctrl-C, ``('clear-screen', '')``.
+    ``on_history`` is called with each line added to the history (to save it).
     """
 
-    def __init__(self, history_size: int = 1000) -> None:
+    def __init__(self, history_size: int = 1000, on_history: Callable[[str], None] | None = None) -> None:
         self.text = ""
         self.cursor = 0
         self.history: list[str] = []
         self.history_size = history_size
+        self.on_history = on_history
         self._index = 0  # where Up/Down are in the history; len(history): the line being typed
         self._draft = ""  # the line being typed, kept while browsing the history
         self._killed = ""
+        self._search: _Search | None = None
+        self._last_query = ""
+
+    def load_history(self, lines: Sequence[str]) -> None:
+        """Lines of earlier sessions, oldest first (blank ones and repeats skipped, the newest kept)."""
+        for line in lines:
+            if line.strip() and (not self.history or self.history[-1] != line):
+                self.history.append(line)
+        del self.history[: -self.history_size]
+        self._index = len(self.history)
+
+    @property
+    def prompt(self) -> str | None:
+        """The prompt during a Ctrl-R search (``None``: the usual one)."""
+        if self._search is None:
+            return None
+        return f"({'failed ' if self._search.failed else ''}reverse-i-search)`{self._search.query}': "
 
     def apply(self, key: Key) -> tuple[str, str] | None:
+        if self._search is not None and self._searching(key):
+            return None
         name, text, cursor = key.name, self.text, self.cursor
         if name == "insert":
             self._set(text[:cursor] + key.text + text[cursor:], cursor + len(key.text))
@@ -398,9 +437,13 @@ class LineBuffer:
             if line.strip() and (not self.history or self.history[-1] != line):
                 self.history.append(line)
                 del self.history[: -self.history_size]
+                if self.on_history is not None:
+                    self.on_history(line)
             self._index, self._draft = len(self.history), ""
             self._set("", 0)
             return ("line", line)
+        elif name == "search":
+            self._search = _Search("", -1, False, text, cursor)
         elif name in ("eof", "delete"):
             if name == "eof" and not text:
                 return ("eof", "")
@@ -431,6 +474,46 @@ class LineBuffer:
 
     def _set(self, text: str, cursor: int) -> None:
         self.text, self.cursor = text, cursor
+
+    def _searching(self, key: Key) -> bool:
+        """Ctrl-R as readline's: True when the key belonged to the search.
+
+        Typing narrows it, Ctrl-R goes to the next older match, Backspace
+        edits the query, Ctrl-G puts back the line typed before; any other key
+        keeps the match as the line and does what it does (Enter sends it).
+        """
+        search = self._search
+        assert search is not None
+        if key.name == "search":
+            query = search.query or self._last_query
+            self._find(search._replace(query=query), search.match + 1)
+        elif key.name == "insert":
+            self._find(search._replace(query=search.query + key.text), max(search.match, 0))
+        elif key.name == "backspace":
+            self._find(search._replace(query=search.query[:-1]), 0)
+        elif key.name == "cancel":
+            self._end_search()
+            self._set(search.text, search.cursor)
+        else:
+            self._end_search()
+            self._index = len(self.history)
+            return False
+        return True
+
+    def _find(self, search: _Search, start: int) -> None:
+        """The newest history line from ``start`` on containing the query; none: the last match stays."""
+        newest_first = self.history[::-1]
+        for index in range(start, len(newest_first)):
+            if search.query in newest_first[index]:
+                self._search = search._replace(match=index, failed=False)
+                self._set(newest_first[index], len(newest_first[index]))
+                return
+        self._search = search._replace(failed=True)
+
+    def _end_search(self) -> None:
+        if self._search is not None and self._search.query:
+            self._last_query = self._search.query
+        self._search = None
 
     def _word_start(self, cursor: int, is_gap: Callable[[str], bool]) -> int:
         i = cursor
@@ -519,10 +602,11 @@ class LineEditor:
 
     PROMPT = "> "
 
-    def __init__(self, fd: int, out: TextIO) -> None:
+    def __init__(self, fd: int, out: TextIO, history: "HistoryFile | None" = None) -> None:
         self.fd = fd
         self.out = out
-        self.buffer = LineBuffer()
+        self.history = history
+        self.buffer = LineBuffer(on_history=history.append if history is not None else None)
         self.decoder = KeyDecoder()
         self._saved: list[Any] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -543,6 +627,8 @@ class LineEditor:
         import termios
 
         self._on = {"line": on_line, "eof": lambda _: on_eof(), "interrupt": lambda _: on_interrupt()}
+        if self.history is not None:
+            self.buffer.load_history(self.history.load(self.buffer.history_size))
         self._saved = termios.tcgetattr(self.fd)
         mode = termios.tcgetattr(self.fd)
         mode[0] &= ~(termios.ICRNL | termios.INLCR | termios.IGNCR | termios.IXON)
@@ -596,10 +682,12 @@ class LineEditor:
             columns = 80
         buffer = self.buffer
         cursor = len(buffer.text) if at_end else buffer.cursor
-        room = max(columns - len(self.PROMPT) - 1, 1)
+        prompt = buffer.prompt or self.PROMPT
+        prompt_width = sum(_cell(ch)[1] for ch in prompt)
+        room = max(columns - prompt_width - 1, 1)
         self._first, shown, column = visible_window(buffer.text, cursor, self._first, room)
-        column += len(self.PROMPT)
-        self.out.write(f"\r{self.PROMPT}{shown}\x1b[K\r" + (f"\x1b[{column}C" if column else ""))
+        column += prompt_width
+        self.out.write(f"\r{prompt}{shown}\x1b[K\r" + (f"\x1b[{column}C" if column else ""))
         self.out.flush()
 
     def _readable(self) -> None:
@@ -634,6 +722,54 @@ class LineEditor:
                 handler(line)
 
 
+class HistoryFile:
+    """The lines typed in earlier sessions (``--history``): read at the start, each new one appended at once.
+
+    Appending line by line lets two sessions share the file.  It is created
+    readable by its owner only (messages may hold tokens); a file that cannot
+    be read or written is reported once, and the history stays in memory.
+    """
+
+    DEFAULT = "~/.ws_history"
+
+    def __init__(self, path: str, report: Callable[[str], None]) -> None:
+        self.path = os.path.expanduser(path)
+        self.report = report
+        self.failed = False
+
+    def load(self, limit: int) -> list[str]:
+        try:
+            with open(self.path, encoding="utf-8", errors="replace") as file:
+                lines = file.read().splitlines()
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            self._fail(exc)
+            return []
+        return lines[-limit * 2 :]  # room for the repeats and blank lines load_history skips
+
+    def append(self, line: str) -> None:
+        if self.failed:
+            return
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with open(fd, "a", encoding="utf-8") as file:
+                file.write(line + "\n")
+        except OSError as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: OSError) -> None:
+        self.failed = True
+        self.report(f"history file {self.path}: {exc.strerror or exc}; history kept for this session only")
+
+
+def _history_path(args: argparse.Namespace) -> str | None:
+    """``--history[=FILE]``, else ``$WS_HISTORY``; ``--no-history`` wins."""
+    if args.no_history:
+        return None
+    return args.history or os.environ.get("WS_HISTORY") or None
+
+
 # -- the terminal side of connect / listen ---------------------------------------------
 
 
@@ -646,11 +782,13 @@ class Console:
     from a pipe or a file).
     """
 
-    def __init__(self, style: Style, interactive: bool) -> None:
+    def __init__(self, style: Style, interactive: bool, history: str | None = None) -> None:
         self.style = style
         self.interactive = interactive
-        plain = os.environ.get("TERM") == "dumb"
-        self.editor = LineEditor(sys.stdin.fileno(), sys.stdout) if interactive and not plain else None
+        self.editor: LineEditor | None = None
+        if interactive and os.environ.get("TERM") != "dumb":
+            saved = HistoryFile(history, self.error) if history else None
+            self.editor = LineEditor(sys.stdin.fileno(), sys.stdout, saved)
 
     def prompt(self) -> None:
         if self.interactive and self.editor is None:
@@ -892,7 +1030,7 @@ async def _connect(args: argparse.Namespace) -> int:
     options = _client_options(args)
     style = Style(sys.stdout, False if args.no_color else None)
     interactive = sys.stdin.isatty() and sys.stdout.isatty() and not args.execute
-    console = Console(style, interactive)
+    console = Console(style, interactive, _history_path(args))
     try:
         sock = WebSocket(url, args.subprotocol or None, **options)
     except (TypeError, ValueError) as exc:
@@ -960,11 +1098,12 @@ async def _session(args: argparse.Namespace, sock: WebSocket, console: Console) 
         for message in args.execute:
             sock.send(message)
         wait = 2.0 if args.wait is None else args.wait
-        loop.call_later(wait, stop)
+        if wait != math.inf:
+            loop.call_later(wait, stop)
     else:
         # End of input closes at once, unless -w asked to keep listening.
         console.read_lines(loop, on_line, stop if args.wait is None else lambda: None, stop)
-        if args.wait is not None:
+        if args.wait is not None and args.wait != math.inf:
             loop.call_later(args.wait, stop)
     # Once keys are read (a key typed on seeing this line is the editor's, not the terminal's).
     note = f"subprotocol: {sock.protocol}; " if sock.protocol else ""
@@ -992,7 +1131,7 @@ async def _listen(args: argparse.Namespace) -> int:
         raise UsageError("which port? ws listen PORT (or ws -l PORT)")
     context = _server_ssl(args)
     style = Style(sys.stdout, False if args.no_color else None)
-    console = Console(style, sys.stdin.isatty() and sys.stdout.isatty())
+    console = Console(style, sys.stdin.isatty() and sys.stdout.isatty(), _history_path(args))
     try:
         return await _listen_session(args, port, context, console)
     finally:
