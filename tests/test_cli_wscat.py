@@ -24,10 +24,12 @@ import pytest
 
 from ws import WebSocket, WebSocketServer
 from ws import http
-from ws.cli import Key, KeyDecoder, LineBuffer, UsageError, connect_url, parse_line, visible_window, wscat_argv
+from ws.cli import (
+    Key, KeyDecoder, LineBuffer, UsageError, connect_url, parse_line, visible_controls, visible_window, wscat_argv,
+)
 
 from .conftest import ROOT
-from .test_cli import TIMEOUT, cli_env, finish, spawn
+from .test_cli import TIMEOUT, ServeProcess, cli_env, finish, spawn
 
 UP, DOWN, LEFT, RIGHT, HOME, END = "\x1b[A", "\x1b[B", "\x1b[D", "\x1b[C", "\x1b[H", "\x1b[F"
 
@@ -130,8 +132,11 @@ def test_a_message_arriving_mid_line_keeps_the_half_typed_line(recorder: Recorde
     child.send("f a line\r")
     assert recorder.next() == ("message", "half a line")  # one message, nothing sent before it
     child.expect(re.escape("> half a line\x1b[K\r\x1b[13C\r\n"))  # the sent line stays on screen
-    recorder.say("second")
-    child.expect(re.escape("< second"))
+    typed(child, "again", "again")
+    recorder.say("\x1b[2J\x1b]0;title\x07over\rwrite")  # a peer's control characters are shown, not obeyed
+    child.expect(re.escape("< ^[[2J^[]0;title^Gover^Mwrite\r\n"))
+    child.expect(re.escape("> again\x1b[K\r\x1b[7C"))
+    child.send("\x15")
     child.sendeof()
     assert finish(child) == 0
     assert recorder.next() == ("close", 1000, "")
@@ -294,6 +299,20 @@ def test_wait_minus_one_holds_open_until_the_server_closes(recorder: Recorder) -
             child.wait(5)
     assert child.returncode == 0, err
     assert out.splitlines() == ["< late reply", 'Disconnected (code: 1000, reason: "done")']
+
+
+def test_a_pipe_gets_control_characters_as_sent() -> None:
+    server = ServeProcess()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "ws", "-c", f"127.0.0.1:{server.port}", "-x", "a\x1b[1mb\x07", "-w", "1"],
+            cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=TIMEOUT,
+        )
+    finally:
+        server.stop()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "< a\x1b[1mb\x07\n"
+    assert visible_controls("a\x1b[1mb\x07\tc\nd\x7f\x9b\x00") == "a^[[1mb^G\tc\nd^?\\x9b^@"
 
 
 def test_execute_with_the_wscat_spelling(recorder: Recorder) -> None:

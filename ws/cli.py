@@ -785,6 +785,7 @@ class Console:
     def __init__(self, style: Style, interactive: bool, history: str | None = None) -> None:
         self.style = style
         self.interactive = interactive
+        self.on_terminal = sys.stdout.isatty()
         self.editor: LineEditor | None = None
         if interactive and os.environ.get("TERM") != "dumb":
             saved = HistoryFile(history, self.error) if history else None
@@ -796,6 +797,8 @@ class Console:
             sys.stdout.flush()
 
     def show(self, kind: str, prefix: str, text: str) -> None:
+        if self.on_terminal:
+            text = visible_controls(text)
         lines = text.split("\n")
         body = "\n".join([f"{prefix}{lines[0]}"] + [" " * len(prefix) + line for line in lines[1:]])
         if self.editor is not None and self.editor.active:
@@ -851,6 +854,23 @@ class Console:
     def close(self) -> None:
         if self.editor is not None:
             self.editor.stop()
+
+
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible_controls(text: str) -> str:
+    """Control characters of a message as ``^[`` (C0, DEL) or ``\\x9b`` (C1), for a terminal.
+
+    A peer's text must not move the cursor, recolour or retitle the terminal,
+    or wipe the line being typed; a pipe still gets the bytes as sent.
+    """
+
+    def shown(match: re.Match[str]) -> str:
+        code = ord(match.group())
+        return f"^{chr(code ^ 0x40)}" if code < 0x20 or code == 0x7F else f"\\x{code:02x}"
+
+    return _CONTROLS.sub(shown, text)
 
 
 def format_message(event: MessageEvent, pretty_json: bool = False) -> str:
