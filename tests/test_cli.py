@@ -27,7 +27,7 @@ TIMEOUT = 20
 
 
 def cli_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "WS_DEBUG")}
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "WS_DEBUG", "WS_HISTORY")}
     env.update(extra)
     return env
 

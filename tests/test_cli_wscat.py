@@ -170,8 +170,8 @@ def test_arrow_keys_edit_and_history_recalls(recorder: Recorder) -> None:
 
 
 def test_history_file_across_sessions_and_reverse_search(recorder: Recorder, tmp_path: Path) -> None:
-    saved = tmp_path / "history"
-    first = connected(recorder, f"--history={saved}")
+    saved = tmp_path / ".ws_history"
+    first = connected(recorder, "--history", HOME=str(tmp_path))  # the default file, in the home directory
     for line in ("alpha one", "beta two", "beta two", "   ", "gamma"):
         first.send(line + "\r")
     sent = ("alpha one", "beta two", "beta two", "   ", "gamma")  # spaces are a message, not a history entry
@@ -205,7 +205,7 @@ def test_history_file_across_sessions_and_reverse_search(recorder: Recorder, tmp
 
 
 def test_an_unusable_history_file_is_reported_once(recorder: Recorder, tmp_path: Path) -> None:
-    child = spawn("-c", f"127.0.0.1:{recorder.port}/", f"--history={tmp_path}", "--no-color")  # a directory
+    child = spawn("-c", f"127.0.0.1:{recorder.port}/", "--no-color", WS_HISTORY=str(tmp_path))  # a directory
     child.expect(re.escape(f"error: history file {tmp_path}: Is a directory; history kept for this session only"))
     child.expect("Connected")
     assert recorder.next() == ("connection", "/")

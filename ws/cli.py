@@ -173,8 +173,8 @@ def _interactive_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="pretty-print JSON messages")
     parser.add_argument("--no-color", action="store_true", help="never use colours")
     parser.add_argument(
-        "--history", nargs="?", const=HistoryFile.DEFAULT, metavar="FILE",
-        help=f"keep the lines typed at a terminal in FILE (default {HistoryFile.DEFAULT}; also $WS_HISTORY)",
+        "--history", action="store_true",
+        help=f"keep the lines typed at a terminal in $WS_HISTORY, else {HistoryFile.DEFAULT} (on when $WS_HISTORY is set)",
     )
     parser.add_argument("--no-history", action="store_true", help="no history file, even with $WS_HISTORY")
 
@@ -723,7 +723,7 @@ class LineEditor:
 
 
 class HistoryFile:
-    """The lines typed in earlier sessions (``--history``): read at the start, each new one appended at once.
+    """The lines typed in earlier sessions: read at the start, each new one appended at once.
 
     Appending line by line lets two sessions share the file.  It is created
     readable by its owner only (messages may hold tokens); a file that cannot
@@ -764,10 +764,10 @@ class HistoryFile:
 
 
 def _history_path(args: argparse.Namespace) -> str | None:
-    """``--history[=FILE]``, else ``$WS_HISTORY``; ``--no-history`` wins."""
+    """The history file: ``$WS_HISTORY`` when set, else with ``--history`` the default; ``--no-history`` wins."""
     if args.no_history:
         return None
-    return args.history or os.environ.get("WS_HISTORY") or None
+    return os.environ.get("WS_HISTORY") or (HistoryFile.DEFAULT if args.history else None)
 
 
 # -- the terminal side of connect / listen ---------------------------------------------
