@@ -359,8 +359,13 @@ def test_listen_and_connect_talk_both_ways() -> None:
         assert finish(client) == 0
     server.expect(re.escape('disconnected (code: 1000, reason: "enough")'))
     server.expect(re.escape('disconnected (code: 1000, reason: "enough")'))
-    server.sendeof()
+    carol = spawn("-c", f"127.0.0.1:{port}", NO_COLOR="1")
+    carol.expect("Connected")
+    server.expect(r"Client #3 connected")  # a number is never given twice
+    server.sendeof()  # the listener goes away: its clients get 1001
     assert finish(server) == 0
+    carol.expect(re.escape('Disconnected (code: 1001, reason: "")'))
+    assert finish(carol) == 0
 
 
 def test_listen_in_use_port_fails_with_one_line() -> None:

@@ -1165,7 +1165,8 @@ async def _listen_session(args: argparse.Namespace, port: int, context: ssl.SSLC
     server = HttpServer(address=format_host_port(args.host, port), ssl=context)
     wss = WebSocketServer(no_server=True, protocols=args.subprotocol or None)
     server.add_upgrade_handler(None, wss)  # every path, as wscat's listener
-    numbers: dict[WebSocket, int] = {}
+    numbers: dict[WebSocket, int] = {}  # the open clients, numbered in the order they came
+    counter = iter(range(1, sys.maxsize))
     pings = _Pings()
 
     def note(text: str) -> None:
@@ -1179,7 +1180,7 @@ async def _listen_session(args: argparse.Namespace, port: int, context: ssl.SSLC
         return f"#{numbers.get(sock, '?')} < " if len(numbers) > 1 else "< "
 
     def on_connection(sock: WebSocket, request: Any) -> None:
-        number = max(numbers.values(), default=0) + 1
+        number = next(counter)
         numbers[sock] = number
         peer = format_host_port(request.socket.remote_address or "?", request.socket.remote_port or 0)
         protocol = f", subprotocol {sock.protocol}" if sock.protocol else ""
