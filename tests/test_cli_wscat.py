@@ -188,6 +188,7 @@ def test_history_file_across_sessions_and_reverse_search(recorder: Recorder, tmp
     second.expect(re.escape("(reverse-i-search)`alp': alpha one"))
     second.send("\r")
     assert recorder.next() == ("message", "alpha one")
+    second.expect(re.escape("\r> alpha one\x1b[K"))  # sent from the search, shown as a line typed
     second.send("\x12" + "zzz")
     second.expect(re.escape("(failed reverse-i-search)`zzz'"))
     second.send("\x07" + "typed\r")  # Ctrl-G: back to the (empty) line
@@ -399,6 +400,9 @@ def test_listen_in_use_port_fails_with_one_line() -> None:
         (["serve", "--workers", "many"], "ws serve: error: argument --workers: 'many' is not a whole number"),
         (["serve", "--port", "99999", "--workers", "2"], "ws serve: error: argument -p/--port: port 99999"),
         (["serve", "--tls-cert", "x.pem"], "ws serve: error: --tls-cert and --tls-key go together"),
+        (["serve", "--path", "/ws x"], "ws serve: error: argument --path: '/ws x' is not a URL path"),
+        (["serve", "--subprotocol", "a b"], "ws serve: error: argument --subprotocol: 'a b' is not a subprotocol name"),
+        (["listen", "0", "-s", "chat,v2"], "ws listen: error: argument -s/--subprotocol: 'chat,v2' is not a subprotocol"),
         (["-l", "70000"], "ws listen: error: argument -l/--listen: port 70000 is out of range (0-65535)"),
         (["listen", "--host", "a_b c"], "ws listen: error: argument --host: 'a_b c' is not a host name"),
         (["listen"], "ws listen: error: which port?"),

@@ -157,6 +157,15 @@ def _count(minimum: int) -> Callable[[str], int]:
 def _url_path(text: str) -> str:
     if not text.startswith("/"):
         raise argparse.ArgumentTypeError(f"{text!r} does not start with '/'")
+    if re.search(r"[\s\x00-\x1f\x7f?#]", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a URL path (no spaces, control characters, '?' or '#')")
+    return text
+
+
+def _token(text: str) -> str:
+    """A subprotocol name: an HTTP token (RFC 6455 section 4.1), as a client would offer it."""
+    if not re.fullmatch(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a subprotocol name (letters, digits, !#$%&'*+-.^_`|~)")
     return text
 
 
@@ -213,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     lis.add_argument("port", nargs="?", type=_port, help="port (0 for any free port)")
     lis.add_argument("-l", "--listen", dest="listen_port", type=_port, metavar="PORT", help="the port, as wscat takes it")
     lis.add_argument("--host", type=_host, default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    lis.add_argument("-s", "--subprotocol", action="append", default=[], metavar="PROTO", help="accept this subprotocol (repeatable, first match wins)")
+    lis.add_argument("-s", "--subprotocol", type=_token, action="append", default=[], metavar="PROTO", help="accept this subprotocol (repeatable, first match wins)")
     lis.add_argument("--tls-cert", metavar="FILE", help="TLS certificate chain (PEM); needs --tls-key")
     lis.add_argument("--tls-key", metavar="FILE", help="TLS private key (PEM)")
     _interactive_options(lis)
@@ -227,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("-p", "--port", type=_port, default=8080, help="port (default 8080, 0 for any free port)")
     srv.add_argument("--path", type=_url_path, default="/", help="WebSocket path (default /)")
     srv.add_argument("--static", metavar="DIR", help="also serve the files of DIR over HTTP")
-    srv.add_argument("--subprotocol", action="append", default=[], metavar="PROTO", help="accept this subprotocol (repeatable, first match wins)")
+    srv.add_argument("--subprotocol", type=_token, action="append", default=[], metavar="PROTO", help="accept this subprotocol (repeatable, first match wins)")
     srv.add_argument("--tls-cert", metavar="FILE", help="TLS certificate chain (PEM); needs --tls-key")
     srv.add_argument("--tls-key", metavar="FILE", help="TLS private key (PEM)")
     srv.add_argument("--workers", type=_count(1), default=1, metavar="N", help="serve in N processes on one port (default 1); each has its own clients")
@@ -492,10 +501,10 @@ class LineBuffer:
         elif key.name == "backspace":
             self._find(search._replace(query=search.query[:-1]), 0)
         elif key.name == "cancel":
-            self._end_search()
+            self.end_search()
             self._set(search.text, search.cursor)
         else:
-            self._end_search()
+            self.end_search()
             self._index = len(self.history)
             return False
         return True
@@ -510,7 +519,8 @@ class LineBuffer:
                 return
         self._search = search._replace(failed=True)
 
-    def _end_search(self) -> None:
+    def end_search(self) -> None:
+        """Leave a Ctrl-R search, keeping its match as the line (nothing when not searching)."""
         if self._search is not None and self._search.query:
             self._last_query = self._search.query
         self._search = None
@@ -704,6 +714,7 @@ class LineEditor:
             if not self.active:
                 return
             if key.name == "enter":
+                self.buffer.end_search()  # Enter sends the match: shown after the usual prompt
                 self.draw(at_end=True)  # the line stays on screen above the next prompt, as typed
                 self.out.write("\n")
                 self._first = 0
