@@ -798,7 +798,7 @@ class Console:
         self.interactive = interactive
         self.on_terminal = sys.stdout.isatty()
         self.editor: LineEditor | None = None
-        if interactive and os.environ.get("TERM") != "dumb":
+        if interactive and os.name == "posix" and os.environ.get("TERM") != "dumb":  # termios, add_reader on stdin
             saved = HistoryFile(history, self.error) if history else None
             self.editor = LineEditor(sys.stdin.fileno(), sys.stdout, saved)
 
