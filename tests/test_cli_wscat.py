@@ -24,9 +24,8 @@ import pytest
 
 from ws import WebSocket, WebSocketServer
 from ws import http
-from ws.cli import (
-    Key, KeyDecoder, LineBuffer, UsageError, connect_url, parse_line, visible_controls, visible_window, wscat_argv,
-)
+from ws.cli import UsageError, connect_url, parse_line, visible_controls, wscat_argv
+from ws.terminal import Key, KeyDecoder, LineBuffer, visible_window
 
 from .conftest import ROOT
 from .test_cli import TIMEOUT, ServeProcess, cli_env, finish, spawn
