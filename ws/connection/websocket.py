@@ -20,7 +20,7 @@ import asyncio
 import logging
 import os
 from threading import get_ident as _get_ident
-from typing import TYPE_CHECKING, Any, Callable, Container, Iterable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Container, Iterable, Mapping, Protocol
 
 from websockets.frames import Opcode
 from websockets.http11 import Response
@@ -32,16 +32,17 @@ from ..protocol.reader import FrameReader, unfinished_token
 from ..protocol.writer import FrameWriter
 from .._runtime import loop as _loop
 from .._runtime.budget import SendBudget
-from .._runtime.compat import normalize_options
-from .._runtime.emitter import MAX_HELD_EVENTS, EventEmitter, report
+from .._runtime.emitter import MAX_HELD_EVENTS, EventEmitter, adapt_arity, report
 from .._runtime.flow import FlowGate
 from .pull import IterationMixin
+from . import sent as _sent
 from .._runtime.reads import read_buffer
 from ..events import BINARY, TEXT, CloseEvent, ErrorEvent, Event, MessageEvent, ReadyState
-from ..exceptions import NotOpenError, ProtocolError, WebSocketError
+from ..exceptions import ConnectionClosed, NotOpenError, ProtocolError, WebSocketError
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..request import Request
+    from ..server import WebSocketServer
     from .client import ClientConfig
 
 __all__ = ["WebSocket"]
@@ -191,11 +192,27 @@ class _Stream(asyncio.BufferedProtocol):
         self.ws._writing_resumed()
 
 
+class _ServerAlias:
+    """``WebSocket.Server``, Node's ``new WebSocket.Server({port})``: the ``WebSocketServer`` class.
+
+    That class lives a layer above this one (``ws.server``), so the alias
+    finds it through the package's own lazy table when it is read, and
+    ``from ws import WebSocket`` loads no server code until then.  Type
+    checkers read the return type.
+    """
+
+    def __get__(self, instance: object, owner: type | None = None) -> "type[WebSocketServer]":
+        import ws
+
+        return ws.WebSocketServer
+
+
 class WebSocket(IterationMixin, EventEmitter):
     """A WebSocket connection with the JavaScript API.
 
-    As a client: ``WebSocket(url, protocols=None, **options)`` connects in the
-    background and emits ``'open'``, ``'message'``, ``'close'``, ``'error'``,
+    As a client: ``WebSocket(url, protocols=None, options=None, **options)``
+    (Node's shapes: ``WebSocket(url, {...})`` and ``WebSocket(url, protocols,
+    {...})``; keywords work beside them) connects in the background and emits ``'open'``, ``'message'``, ``'close'``, ``'error'``,
     ``'ping'``, ``'pong'``, ``'unexpected-response'``, ``'drain'``,
     ``'redirect'`` ``(url, headers)`` (with ``follow_redirects``).  On the
     server side ``WebSocketServer`` creates them and hands them to
@@ -240,15 +257,24 @@ class WebSocket(IterationMixin, EventEmitter):
     )
     _ready_state: ReadyState
     _url: str
+    #: Node's send callbacks waiting for their frames to leave; made by the first one (most sockets never have any).
+    _send_callbacks: "_sent.SendCallbacks | None" = None
     _connector: "ClientConfig | None"
     _proto: "_ClientProtocol | _ServerProtocol | None"
     _transport: asyncio.Transport | None
 
-    def __init__(self, url: Any = None, protocols: str | Iterable[str] | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        url: Any = None,
+        protocols: str | Iterable[str] | Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         from . import client as _client  # the client half lives in its own module
 
         super().__init__()
-        options = normalize_options(options)
+        # Node's shapes: WebSocket(url, options) and WebSocket(url, protocols, options), keywords beside.
+        protocols, options = _client.client_arguments(protocols, options, kwargs)
         target = _client.parse_url(url)
         offered = _client.parse_protocols(protocols)
         config = _client.ClientConfig(target, offered, options)
@@ -452,7 +478,14 @@ class WebSocket(IterationMixin, EventEmitter):
     # -- sending ------------------------------------------------------------------
 
     def send(
-        self, data: str | bytes | bytearray | memoryview, *, binary: bool | None = None, fin: bool = True
+        self,
+        data: str | bytes | bytearray | memoryview,
+        options: Mapping[str, Any] | Callable[..., Any] | None = None,
+        callback: Callable[..., Any] | None = None,
+        *,
+        binary: bool | None = None,
+        compress: bool | None = None,
+        fin: bool = True,
     ) -> None:
         """Send one message: ``str`` as a text frame, bytes-like as a binary frame.
 
@@ -460,7 +493,18 @@ class WebSocket(IterationMixin, EventEmitter):
         ``'error'`` (``NotOpenError``) is emitted instead.  ``fin=False``
         sends a fragment, as Node's ``send(data, {fin: false})``: every
         following ``send`` continues that message until one has ``fin=True``.
+
+        Node's shapes work too: ``send(data, {'binary': ..., 'compress':
+        ..., 'fin': ...}, callback)`` and ``send(data, callback)``.
+        ``callback(error)`` runs once the frame has left for the kernel
+        (``None``), or with the error that stopped it, which is then not
+        also an ``'error'`` event (``ws/connection/sent.py`` says when).
+        ``compress=False`` sends this message uncompressed on a connection
+        with permessage-deflate.
         """
+        if options is not None or callback is not None or compress is not None:
+            self._send_shaped(data, options, callback, binary, compress, fin)
+            return
         if isinstance(data, str):
             payload: Any = data.encode()
             is_text = not binary
@@ -468,7 +512,7 @@ class WebSocket(IterationMixin, EventEmitter):
             payload = data
             is_text = binary is False
         else:
-            raise TypeError(f"data must be str or bytes-like, got {type(data).__name__}")
+            is_text, payload = self._payload(data, binary)
         # Inside our own read callback, on its thread: no need to ask asyncio,
         # whose _get_running_loop() costs a getpid() system call on Python 3.11.
         on_loop = self._dispatch_thread == _get_ident() or _loop._get_running_loop() is self._loop
@@ -483,6 +527,102 @@ class WebSocket(IterationMixin, EventEmitter):
                 self._loop.call_soon(self._send_from_thread, is_text, payload, fin)
             else:
                 _loop.call(self._loop, self._send_from_thread, is_text, payload, fin)
+
+    @staticmethod
+    def _payload(data: Any, binary: bool | None) -> tuple[bool, Any]:
+        """``(is_text, payload)`` for ``data``; ``send``'s fast path inlines the ``str`` and bytes cases."""
+        if isinstance(data, str):
+            return not binary, data.encode()
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            return binary is False, data
+        raise TypeError(f"data must be str or bytes-like, got {type(data).__name__}")
+
+    def _send_shaped(
+        self, data: Any, options: Any, callback: Any, binary: bool | None, compress: bool | None, fin: bool
+    ) -> None:
+        """``send`` with Node's options dict, a callback or ``compress=``: read them, then send on the loop."""
+        binary, compress, fin, callback = _sent.send_arguments(options, callback, binary, compress, fin)
+        is_text, payload = self._payload(data, binary)
+        if _loop._get_running_loop() is self._loop:
+            self._send_tracked(is_text, payload, fin, compress, callback, False)
+            return
+        payload = bytes(payload)  # the caller may reuse its buffer
+        self._queued_bytes += len(payload)
+        _loop.call(self._loop, self._send_tracked, is_text, payload, fin, compress, callback, True)
+
+    def _send_tracked(
+        self, is_text: bool, payload: Any, fin: bool, compress: bool | None,
+        callback: Callable[..., Any] | None, queued: bool,
+    ) -> None:
+        """On the loop: send, then hand ``callback`` to the socket's ``SendCallbacks``.
+
+        A send that cannot go (not OPEN, or the peer's Close already read)
+        tells the callback, not ``'error'``: one report per failure, as Node.
+        """
+        if queued:
+            self._queued_bytes -= len(payload)
+        if callback is None:
+            self._send_maybe_compressed(is_text, payload, fin, compress)
+            return
+        state = self._ready_state
+        proto = self._proto
+        if state is not OPEN or (proto is not None and not proto.is_open()):
+            shown = state if state is not OPEN else CLOSING  # OPEN, but the peer's Close is read
+            self._loop.call_soon(self._call_back, callback, NotOpenError(shown, shown.name))
+            return
+        self._send_maybe_compressed(is_text, payload, fin, compress)
+        callbacks = self._send_callbacks
+        if callbacks is None:
+            callbacks = self._send_callbacks = _sent.SendCallbacks(self, self._loop)
+            self._when_finished(self._settle_send_callbacks)
+        callbacks.add(callback)
+
+    def _send_maybe_compressed(self, is_text: bool, payload: Any, fin: bool, compress: bool | None) -> None:
+        """``compress=False`` on a compressed connection: a whole message goes out as it is (RSV1 clear)."""
+        proto = self._proto
+        if (
+            compress is not False or not fin or self._fragmenting or self._ready_state is not OPEN
+            or proto is None or not proto.extensions or not proto.is_open()
+        ):
+            self._send_frame(is_text, payload, fin)
+            return
+        if self._writing_paused and self._over_buffer_limit():
+            return
+        # permessage-deflate lets any message go uncompressed (RFC 7692 6.1); the compressor's
+        # context only ever sees the compressed ones.  Behind what the protocol object queued.
+        self._take_protocol_output(proto)
+        self._writer.add(is_text, payload)
+        if self._dispatch_thread is None:
+            self._flush()
+
+    def _unwritten(self) -> int | None:
+        """Bytes sent on the loop that the kernel does not have yet; ``None`` once the transport is closing."""
+        proto = self._proto
+        pending = self._writer.size + (1 if proto is not None and proto.has_pending() else 0)
+        transport = self._transport
+        if transport is not None:
+            if transport.is_closing():
+                return None
+            return pending + transport.get_write_buffer_size()
+        if self._link is not None:
+            return pending + self._link.buffered
+        return None
+
+    def _settle_send_callbacks(self, _socket: "WebSocket") -> None:
+        """The connection is gone: callbacks still waiting learn how it ended (a finish hook)."""
+        callbacks = self._send_callbacks
+        if callbacks is None or not len(callbacks):
+            return
+        proto = self._proto
+        if proto is not None and proto.close_rcvd is not None and proto.close_sent is not None:
+            callbacks.finish(None)  # the peer answered our Close, sent after every frame: all read
+            return
+        code, reason = self._closed_with or (1006, "")
+        callbacks.finish(ConnectionClosed(code, reason))
+
+    def _call_back(self, callback: Callable[..., Any], error: BaseException | None) -> None:
+        """Call a send callback as a listener: fewer parameters allowed, failures reported, coroutines run."""
+        self._emit_run(adapt_arity(callback), (error,), {})
 
     def _send_from_thread(self, is_text: bool, payload: bytes, fin: bool = True) -> None:
         self._queued_bytes -= len(payload)
@@ -1382,6 +1522,7 @@ class WebSocket(IterationMixin, EventEmitter):
 
     # -- JavaScript spellings (the EventEmitter ones come from EventEmitter) --------------
 
+    Server = _ServerAlias()
     readyState = ready_state
     bufferedAmount = buffered_amount
     remoteAddress = remote_address
