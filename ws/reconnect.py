@@ -38,11 +38,10 @@ import asyncio
 import collections
 import random
 import urllib.parse
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from .connection import client as _client
 from ._runtime import loop as _loop
-from ._runtime.compat import normalize_options
 from ._runtime.emitter import MAX_HELD_EVENTS, EventEmitter
 from .events import ReadyState
 from .exceptions import NotOpenError, QueueFullError, ReconnectError
@@ -80,7 +79,8 @@ class ReconnectingWebSocket(EventEmitter):
     def __init__(
         self,
         url: str,
-        protocols: str | Iterable[str] | None = None,
+        protocols: str | Iterable[str] | Mapping[str, Any] | None = None,
+        socket_options: Mapping[str, Any] | None = None,
         *,
         initial_delay: float = 0.5,
         max_delay: float = 30.0,
@@ -92,8 +92,9 @@ class ReconnectingWebSocket(EventEmitter):
         **options: Any,
     ) -> None:
         super().__init__()
-        # camelCase spellings (maxRetries=...) arrive in ``options``.
-        options = normalize_options(options)
+        # Node's shapes, (url, {...}) and (url, protocols, {...}), as WebSocket; camelCase spellings
+        # (maxRetries=...) arrive in ``options``.
+        protocols, options = _client.client_arguments(protocols, socket_options, options)
         initial_delay = options.pop("initial_delay", initial_delay)
         max_delay = options.pop("max_delay", max_delay)
         max_retries = options.pop("max_retries", max_retries)
