@@ -514,6 +514,44 @@ def test_verify_client_forms_are_checked_when_the_server_is_built() -> None:
     run(main)
 
 
+def test_verify_form_reads_the_parameters_as_node_reads_length() -> None:
+    import functools
+
+    from ws.protocol.handshake import Pending, verify_form
+
+    async def coro(info: Any, extra: Any = None) -> bool:
+        return True
+
+    class Checker:
+        def __call__(self, info: Any, cb: Any) -> None:
+            cb(True)
+
+        def method(self, info: Any) -> bool:
+            return True
+
+    class AsyncChecker:
+        async def __call__(self, info: Any) -> bool:
+            return True
+
+    assert verify_form(lambda info: True) == "sync"
+    assert verify_form(lambda info, cb=None: True) == "sync"  # Node's length counts up to the first default
+    assert verify_form(lambda *args: True) == "sync"
+    assert verify_form(lambda info, cb: None) == "callback"
+    assert verify_form(Checker()) == "callback" and verify_form(Checker().method) == "sync"
+    assert verify_form(coro) == "async" and verify_form(functools.partial(coro, extra=1)) == "async"
+    assert verify_form(AsyncChecker()) == "async"
+    assert verify_form(bool) == "sync"
+
+    # The callback's answer, once: later calls are ignored; a late listener is told at once.
+    pending = Pending(lambda verdict, date: verdict)  # type: ignore[arg-type, return-value]
+    told: list[int] = []
+    pending.callback(False, 429, "Slow down", {"Retry-After": "1"})
+    pending.callback(True)
+    pending.on_answer(lambda: told.append(1))
+    assert told == [1] and pending.result() == (False, 429, "Slow down", {"Retry-After": "1"})
+    assert pending.timed_out(2).status == 503 and "did not call its callback within 2 s" in pending.timed_out(2).problem
+
+
 def test_asgi_waits_for_a_late_verdict_too() -> None:
     async def verify(info: Any) -> bool:
         await asyncio.sleep(0.02)
@@ -794,6 +832,54 @@ def test_script_verify_client_with_a_callback(tmp_path: Path) -> None:
     """)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["None: 401", "hello alice", "wrong: 403"], done.stdout + done.stderr
+
+
+def test_script_broadcast_from_nodes_readme(tmp_path: Path) -> None:
+    done = run_script(tmp_path, """
+        from ws import WebSocket, WebSocketServer
+
+        wss = WebSocketServer({'port': 0, 'host': '127.0.0.1'})
+
+        def connection(ws, request):
+            ws.on('error', print)
+
+            def message(event):
+                for client in wss.clients:
+                    if client is not ws and client.readyState == WebSocket.OPEN:
+                        client.send(event.data, {'binary': event.is_binary})
+
+            ws.on('message', message)
+
+        wss.on('connection', connection)
+        url = f"ws://127.0.0.1:{wss.address()['port']}"
+        received = []
+        opened = []
+
+        def client(name):
+            ws = WebSocket(url)
+
+            def on_open():
+                opened.append(name)
+                if len(opened) == 3:
+                    speaker.send(b'binary hello', lambda err: speaker.send('text hello'))
+
+            def on_message(event):
+                received.append(f'{name} {event.data!r}')
+                if len(received) == 4:
+                    print(*sorted(received), sep='\\n', flush=True)
+                    wss.close()
+
+            ws.on('open', on_open)
+            ws.on('message', on_message)
+            return ws
+
+        speaker = client('speaker')
+        listeners = [client('a'), client('b')]
+    """)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "a 'text hello'", "a b'binary hello'", "b 'text hello'", "b b'binary hello'"
+    ], done.stdout + done.stderr
 
 
 @pytest.mark.parametrize(
