@@ -251,6 +251,37 @@ def test_send_callback_from_another_thread_and_one_that_raises() -> None:
     run(main)
 
 
+def test_sends_with_callbacks_keep_the_order_of_sends_from_other_threads() -> None:
+    """A shaped send on the loop does not overtake a thread's send on its way, nor the reverse."""
+
+    async def main() -> None:
+        async with serving(echo=True) as served:
+            sock, rec = await opened(served.url)
+            sent = threading.Event()
+            called: list[Any] = []
+
+            def from_thread(n: int) -> None:
+                if n % 4:
+                    sock.send(f"{n}", lambda error: called.append(error))  # a shaped send hops too
+                else:
+                    sock.send(f"{n}")
+                sent.set()
+
+            for n in range(0, 100, 2):
+                sent.clear()
+                threading.Thread(target=from_thread, args=(n,)).start()
+                sent.wait(5)  # blocking the loop: the thread's send is still on its way
+                sock.send(f"{n + 1}", {"binary": False}, lambda error: called.append(error))
+                await asyncio.sleep(0)
+            messages = await rec.wait("message", 100)
+            assert [m.data for (m,) in messages] == [f"{n}" for n in range(100)]
+            await until(lambda: len(called) == 75)
+            assert called == [None] * 75
+            sock.close()
+
+    run(main)
+
+
 def test_send_shape_errors_say_what_to_write() -> None:
     async def main() -> None:
         async with serving() as served:

@@ -543,12 +543,17 @@ class WebSocket(IterationMixin, EventEmitter):
         """``send`` with Node's options dict, a callback or ``compress=``: read them, then send on the loop."""
         binary, compress, fin, callback = _sent.send_arguments(options, callback, binary, compress, fin)
         is_text, payload = self._payload(data, binary)
-        if _loop._get_running_loop() is self._loop:
+        on_loop = _loop._get_running_loop() is self._loop
+        if on_loop and not self._hops:
             self._send_tracked(is_text, payload, fin, compress, callback, False)
             return
         payload = bytes(payload)  # the caller may reuse its buffer
         self._queued_bytes += len(payload)
-        _loop.call(self._loop, self._send_tracked, is_text, payload, fin, compress, callback, True)
+        self._hops += 1  # in order with the other sends on their way, as send()'s
+        if on_loop:
+            self._loop.call_soon(self._send_tracked, is_text, payload, fin, compress, callback, True)
+        else:
+            _loop.call(self._loop, self._send_tracked, is_text, payload, fin, compress, callback, True)
 
     def _send_tracked(
         self, is_text: bool, payload: Any, fin: bool, compress: bool | None,
@@ -561,6 +566,7 @@ class WebSocket(IterationMixin, EventEmitter):
         """
         if queued:
             self._queued_bytes -= len(payload)
+            self._hops -= 1
         if callback is None:
             self._send_maybe_compressed(is_text, payload, fin, compress)
             return
