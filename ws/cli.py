@@ -36,7 +36,7 @@ from typing import Any, Callable, NoReturn, Sequence, TextIO
 from urllib.parse import urlsplit
 
 from . import __version__
-from ._runtime.net import format_host_port
+from ._runtime.net import check_port, format_host_port
 from .events import MessageEvent
 from .terminal import HistoryFile, LineEditor
 from .exceptions import ConnectionClosed, WebSocketError
@@ -83,12 +83,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _port(text: str) -> int:
-    if not re.fullmatch(r"\s*[-+]?\d+\s*", text):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port {value} is out of range (0-65535)")
-    return value
+    """A port option: the library's one check (``check_port``), as an argparse error (exit 2)."""
+    try:
+        return check_port(text)
+    except (TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 _HOST_LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
@@ -523,7 +522,7 @@ def connect_url(text: str) -> str:
     except ValueError as exc:
         detail = str(exc)
         if "out of range" in detail:
-            detail = "the port is out of range (0-65535)"
+            detail = "the port is out of range 0-65535"
         raise UsageError(f"invalid URL {text!r}: {detail}") from None
     return url
 
