@@ -40,7 +40,7 @@ import re
 from typing import Any, Callable, Hashable, Iterable, NamedTuple
 
 from .backplane.base import Backplane, BackplaneError, Message
-from .backplane.feed import Feed
+from .backplane.feed import RETRY_DELAY, Feed
 from .backplane.history import Position, Recovery, Replay
 
 __all__ = ["RecordedStream", "PathRecovery", "Status", "envelope", "status_message", "read_message", "TEXT", "BINARY"]
@@ -158,6 +158,7 @@ class RecordedStream:
         self._started = False
         self._closed = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._retrying: asyncio.Task[None] | None = None  # start() failed: trying again
 
     # -- how clients are reached: the subclass's -----------------------------------------
 
@@ -186,7 +187,34 @@ class RecordedStream:
         return self._feed.last
 
     async def start(self) -> None:
-        await self._feed.start()
+        """Start the feed; if the backplane cannot answer now, report it and keep trying until closed."""
+        if self._started or self._retrying is not None:
+            return  # started, or a retry runs (rooms call start() again with each new subscriber)
+        try:
+            await self._feed.start()
+        except BackplaneError as exc:
+            if self._closed or self.backplane.closed:
+                raise
+            self._on_error(exc)
+            self._retrying = task = asyncio.get_running_loop().create_task(self._start_later())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
+        self._go()
+
+    async def _start_later(self) -> None:
+        while not self._closed and not self.backplane.closed:
+            await asyncio.sleep(RETRY_DELAY)
+            try:
+                await self._feed.start()
+            except BackplaneError as exc:
+                logger.debug("recovery on %r: cannot start yet: %s", self.channel, exc)
+                continue
+            self._retrying = None
+            self._go()
+            return
+
+    def _go(self) -> None:
         self._started = True
         waiting, self._waiting = self._waiting, []
         for client in waiting:
@@ -219,6 +247,8 @@ class RecordedStream:
     def left(self, client: Hashable) -> None:
         self._catching.pop(client, None)
         self._ahead.pop(client, None)
+        if not self._started and client in self._waiting:
+            self._waiting.remove(client)
 
     def _begin(self, client: Hashable) -> None:
         state = self._catching[client]
@@ -230,8 +260,13 @@ class RecordedStream:
             del self._catching[client]
             if isinstance(since, Position):
                 self._status((client,), True, None, last, ())
-            else:
-                self._status((client,), False, "new" if since is None else since, last, ())
+                return
+            # Joined before the stream started: what the feed handed on since then was held for it.
+            first = state.held[0].position if state.held else None
+            begin = last if first is None else Position(first.offset - 1, first.epoch)
+            self._status((client,), False, "new" if since is None else since, begin, ())
+            for message in state.held:
+                self._deliver((client,), message, ())
             return
         task = asyncio.get_running_loop().create_task(self._catch_up(client, since))
         self._tasks.add(task)

@@ -172,6 +172,9 @@ class WebSocketServer(EventEmitter):
             if key in opts
         }
         self._sockets: set[WebSocket] = set()
+        #: Recorded path served on another loop than its cluster's (ws.asgi): sockets accepted here whose
+        #: join the recovery has not processed yet.  The stream's deliveries to every client skip them.
+        self._joining: set[WebSocket] = set()
         self._finished_hook = self._socket_closed  # bound once: every socket holds the same hook
         self._policy_cache: tuple[tuple[object, ...], Policy] | None = None
         self._closed = False
@@ -431,7 +434,10 @@ class WebSocketServer(EventEmitter):
             excluded = set(exclude)  # taken now: the set it comes from changes meanwhile
             _loop.call(self._loop, self._deliver_recorded, sockets, is_text, payload, excluded)
             return
-        targets = list(self._sockets) if sockets is None else [s for s in sockets if s in self._sockets]
+        if sockets is None:
+            targets = [s for s in self._sockets if s not in self._joining] if self._joining else list(self._sockets)
+        else:
+            targets = [s for s in sockets if s in self._sockets]
         wire = b"".join(_serialize(FIN_TEXT if is_text else FIN_BINARY, payload, False))
         WebSocket._broadcast(targets, exclude, wire, is_text, payload)
 
@@ -495,6 +501,7 @@ class WebSocketServer(EventEmitter):
 
     def _socket_closed(self, ws: WebSocket) -> None:
         self._sockets.discard(ws)
+        self._joining.discard(ws)
         if self._cluster is not None:
             self._cluster.left(ws)
         if self._closed:
@@ -626,7 +633,7 @@ class WebSocketServer(EventEmitter):
         )
         self._sockets.add(ws)
         if self._cluster is not None:
-            self._cluster.joined(ws, request)
+            self._join_cluster(ws, request)
         if self._heartbeat is not None:
             self._heartbeat.add(ws)
         if callback is not None:
@@ -666,7 +673,17 @@ class WebSocketServer(EventEmitter):
         """Track a socket another host accepted for this server (``clients``, ``close()``)."""
         self._sockets.add(ws)
         if self._cluster is not None:
-            self._cluster.joined(ws, ws.request)
+            self._join_cluster(ws, ws.request)
+
+    def _join_cluster(self, ws: WebSocket, request: Request | None) -> None:
+        cluster = self._cluster
+        assert cluster is not None
+        if cluster.recorded and cluster.loop is not self._loop:
+            # The recovery learns of it one hop later: until then, what it hands to every client is not for it.
+            self._joining.add(ws)
+            cluster.joined(ws, request, lambda: _loop.call(self._loop, self._joining.discard, ws))
+        else:
+            cluster.joined(ws, request)
 
     def _rebind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Serve on ``loop`` from now on (a server built at import time, run by an ASGI server)."""

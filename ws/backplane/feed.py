@@ -59,16 +59,21 @@ class Feed:
         self._subscription: Subscription | None = None
         self._filling: asyncio.Task[None] | None = None
         self._pending: list[Message] = []  # arrived while a hole is being filled
+        self._refill = False  # the link came back while a fill's read was in flight: read again after it
         self._closed = False
 
     async def start(self) -> Position:
-        """Subscribe, then read the channel's top: from then on nothing published is missed."""
-        self._subscription = await self.backplane.subscribe(self.channel, self._received)
-        self.backplane.on("reconnected", self._reconnected)
+        """Subscribe, then read the channel's top: from then on nothing published is missed.
+
+        May be called again after it failed (the subscription is made once).
+        """
+        if self._subscription is None:
+            self._subscription = await self.backplane.subscribe(self.channel, self._received)
+            self.backplane.on("reconnected", self._reconnected)
         replay = await self.backplane.history(self.channel, None, self.recovery)
         if self.last is None:  # nothing arrived live meanwhile
             self.last = replay.position
-        elif replay.position.epoch == self.last.epoch and replay.position.offset > self.last.offset:
+        elif replay.position.epoch == self.last.epoch and replay.position.offset > self.last.offset and self._filling is None:
             self._fill_later()  # published before the subscription took effect, or lost on the way
         return self.last
 
@@ -112,8 +117,12 @@ class Feed:
 
     def _reconnected(self) -> None:
         """The link to the cluster was down: anything published meanwhile is read from the history."""
-        if not self._closed and self._filling is None:
+        if self._closed:
+            return
+        if self._filling is None:
             self._fill_later()
+        else:
+            self._refill = True  # the read in flight may predate the outage
 
     def _fill_later(self) -> None:
         loop = asyncio.get_running_loop()
@@ -123,10 +132,12 @@ class Feed:
         try:
             while True:
                 try:
+                    self._refill = False
                     replay = await self.backplane.history(self.channel, self.last, self.recovery)
                     break
                 except BackplaneError as exc:
                     if self.backplane.closed:
+                        self._closed = True  # nothing more will come: do not go round again
                         return
                     logger.debug("feed %r: history unavailable, trying again: %s", self.channel, exc)
                     await asyncio.sleep(RETRY_DELAY)
@@ -151,8 +162,13 @@ class Feed:
             raise
         except Exception as exc:  # a bug: report it, never let the feed stop
             self._on_error(exc)
+            self._refill = True
+            await asyncio.sleep(RETRY_DELAY)  # not at once: the same failure would come round in a busy loop
         finally:
             self._filling = None
             pending, self._pending = self._pending, []
             for message in pending:
                 self._received(message)
+            if self._refill and not self._closed and self._filling is None:
+                self._refill = False
+                self._fill_later()
