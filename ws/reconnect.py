@@ -232,6 +232,8 @@ class ReconnectingWebSocket(EventEmitter):
             self._emit_event("recovery", status)
             return
         if offset is not None and self.position is not None:
+            if offset <= self.position.offset:
+                return  # had it already (the server never sends one twice; this guards the promise here too)
             self.position = Position(offset, self.position.epoch)
             event = MessageEvent(BINARY if isinstance(payload, bytes) else TEXT, payload, event.target)
         self._emit_event("message", event)

@@ -81,7 +81,7 @@ class Status(NamedTuple):
     position: Position
 
 
-_OFFSET = re.compile(r"(\d{1,19}):")
+_OFFSET = re.compile(r"(\d{1,19}):", re.ASCII)
 _STATUS_START = '{"type":"recovery"'
 
 
@@ -266,6 +266,14 @@ class RecordedStream:
             begin = last if first is None else Position(first.offset - 1, first.epoch)
             self._status((client,), False, "new" if since is None else since, begin, ())
             for message in state.held:
+                self._deliver((client,), message, ())
+            return
+        recent = self._feed.recent_after(since)
+        if recent is not None:
+            # This node handed all of them on lately: served from memory, at once (nothing can come between).
+            del self._catching[client]
+            self._status((client,), True, None, since, ())
+            for message in recent:
                 self._deliver((client,), message, ())
             return
         task = asyncio.get_running_loop().create_task(self._catch_up(client, since))

@@ -209,3 +209,41 @@ def test_a_fill_cut_short_by_the_backplane_closing_stops_instead_of_spinning() -
         await feed.close()
 
     run(main)
+
+
+class Remote(MemoryBackplane):
+    """An in-process node that says it crosses processes (as a Redis one does): its feed keeps recent messages."""
+
+    @property
+    def crosses_processes(self) -> bool:
+        return True
+
+
+def test_recent_messages_answer_for_a_position_only_while_they_are_contiguous_and_in_the_window() -> None:
+    async def main() -> None:
+        hub = MemoryHub()
+        publisher, node = MemoryBackplane(hub), Remote(hub)
+        await publisher.start()
+        await node.start()
+        recovery = Recovery(window=0.5, max_messages=4)
+        delivered: list[int] = []
+        feed = Feed(node, "c", recovery, lambda m: delivered.append(m.position.offset), lambda p, r: None, lambda e: None)  # type: ignore[union-attr]
+        top = await feed.start()
+        for n in range(1, 7):
+            await publisher.publish_recorded("c", b"%d" % n, recovery)
+        await until(lambda: delivered == [1, 2, 3, 4, 5, 6])
+        epoch = top.epoch
+
+        def offsets(since: int, in_epoch: str = epoch) -> list[int] | None:
+            found = feed.recent_after(Position(since, in_epoch))
+            return None if found is None else [m.position.offset for m in found]  # type: ignore[union-attr]
+
+        assert offsets(3) == [4, 5, 6] and offsets(2) == [3, 4, 5, 6]
+        assert offsets(1) is None  # only the last max_messages are kept: 2 is gone
+        assert offsets(6) is None and offsets(9) is None  # nothing to serve, or ahead: the history answers
+        assert offsets(3, "other") is None
+        await asyncio.sleep(0.6)
+        assert offsets(3) is None  # past the window
+        await feed.close()
+
+    run(main)

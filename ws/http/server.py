@@ -661,8 +661,9 @@ class Server(EventEmitter):
                 announce(
                     logger, logging.WARNING,
                     "%d workers without a backplane: each worker has its own clients, so broadcast, rooms, "
-                    "send-by-id and client counts reach only the clients of the worker they run in "
-                    "(module globals are per worker too; see docs/scaling.md)", count,
+                    "send-by-id and client counts reach only the clients of the worker they run in, and "
+                    "recovery= keeps a history per worker (a client that comes back on another worker is "
+                    "not recovered); module globals are per worker too; see docs/scaling.md", count,
                 )
             elif not self.backplane.crosses_processes:
                 announce(
