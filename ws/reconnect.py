@@ -42,7 +42,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 from .connection import client as _client
 from ._runtime import loop as _loop
-from ._runtime.emitter import MAX_HELD_EVENTS, EventEmitter
+from ._runtime.emitter import MAX_HELD_EVENTS, report
+from .connection.dom import EventTarget
 from .events import ReadyState
 from .exceptions import NotOpenError, QueueFullError, ReconnectError
 from .connection.websocket import CLOSED, CONNECTING, OPEN, WebSocket
@@ -62,14 +63,17 @@ def backoff_delay(attempt: int, initial: float, maximum: float, factor: float, j
     return base * (1.0 - jitter * rng())
 
 
-class ReconnectingWebSocket(EventEmitter):
+class ReconnectingWebSocket(EventTarget):
     """A client ``WebSocket`` that reconnects with exponential backoff (see the module doc).
 
     Events: ``'open'``, ``'message'``, ``'close'`` ``(code, reason)`` (for
     every connection that ends), ``'reconnect'`` ``(attempt, delay)`` (a new
     attempt is scheduled), ``'error'``, ``'ping'``, ``'pong'``, and with
     ``recover=True`` ``'recovery'`` ``(status)``.  Other keyword options go
-    to every ``WebSocket`` it creates.
+    to every ``WebSocket`` it creates.  ``'message'`` listeners follow the
+    socket's rule (two required arguments: ``(data, is_binary)``), and
+    ``onopen``/``onmessage``/``onclose``/``onerror`` and
+    ``add_event_listener`` work as on a ``WebSocket``.
     """
 
     CONNECTING = CONNECTING
@@ -151,8 +155,13 @@ class ReconnectingWebSocket(EventEmitter):
         """Messages waiting for the next connection."""
         return len(self._queue)
 
-    def send(self, data: str | bytes | bytearray | memoryview) -> None:
-        """Send now if connected, else queue (bounded); refusals are ``'error'`` events."""
+    def send(self, data: str | bytes | bytearray | memoryview | MessageEvent) -> None:
+        """Send now if connected, else queue (bounded); refusals are ``'error'`` events.
+
+        A ``MessageEvent`` sends its data (an echo: ``send(msg)``).
+        """
+        if isinstance(data, MessageEvent):
+            data = data.data
         if not isinstance(data, (str, bytes, bytearray, memoryview)):
             raise TypeError(f"data must be str or bytes-like, got {type(data).__name__}")
         if not isinstance(data, (str, bytes)):
@@ -275,6 +284,10 @@ class ReconnectingWebSocket(EventEmitter):
             self.emit(event, *args)
         else:
             self._emit_kept(event, *args, limit=MAX_HELD_EVENTS)
+
+    def _report_unhandled(self, error: Any) -> None:
+        report(f"unhandled 'error' event on ReconnectingWebSocket {self.url}: {error}")
+        self._unhandled(error)
 
     # -- JavaScript spellings (the EventEmitter ones come from EventEmitter) --------------
 

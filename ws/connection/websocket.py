@@ -17,6 +17,7 @@ hop onto it with ``call_soon_threadsafe``.
 from __future__ import annotations
 
 import asyncio
+import http
 import logging
 import os
 from threading import get_ident as _get_ident
@@ -34,11 +35,12 @@ from .._runtime import loop as _loop
 from .._runtime.budget import SendBudget
 from .._runtime.emitter import MAX_HELD_EVENTS, EventEmitter, adapt_arity, report
 from .._runtime.flow import FlowGate
+from .dom import EventTarget
 from .pull import IterationMixin
 from . import sent as _sent
 from .._runtime.reads import read_buffer
-from ..events import BINARY, TEXT, CloseEvent, ErrorEvent, Event, MessageEvent, ReadyState
-from ..exceptions import ConnectionClosed, NotOpenError, ProtocolError, WebSocketError
+from ..events import BINARY, TEXT, MessageEvent, ReadyState
+from ..exceptions import ConnectionClosed, HandshakeError, NotOpenError, ProtocolError, WebSocketError, describe
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..request import Request
@@ -207,7 +209,7 @@ class _ServerAlias:
         return ws.WebSocketServer
 
 
-class WebSocket(IterationMixin, EventEmitter):
+class WebSocket(IterationMixin, EventTarget):
     """A WebSocket connection with the JavaScript API.
 
     As a client: ``WebSocket(url, protocols=None, options=None, **options)``
@@ -216,7 +218,10 @@ class WebSocket(IterationMixin, EventEmitter):
     ``'ping'``, ``'pong'``, ``'unexpected-response'``, ``'drain'``,
     ``'redirect'`` ``(url, headers)`` (with ``follow_redirects``).  On the
     server side ``WebSocketServer`` creates them and hands them to
-    ``'connection'`` listeners.
+    ``'connection'`` listeners.  A ``'message'`` listener requiring two
+    arguments gets Node's ``(data, is_binary)``, any other the
+    ``MessageEvent`` (``ws.connection.dom.adapt_message``); the browser's
+    ``onmessage = fn``... and ``add_event_listener`` work too (``dom.py``).
 
     Options (snake_case; the camelCase spellings work too): ``headers``,
     ``origin``, ``handshake_timeout``, ``max_payload``, ``max_fragments``,
@@ -254,6 +259,7 @@ class WebSocket(IterationMixin, EventEmitter):
         "_writing_paused", "_writer", "_reader", "_proto_fed", "_is_server", "_on_message",
         "_held", "_flush_scheduled", "_hops",
         "_read_scheduled", "_frames_in", "_unfinished", "_budget", "_replies_held", "_reply_bytes", "_keepalive_payload",
+        "_told_not_open",
     )
     _ready_state: ReadyState
     _url: str
@@ -337,6 +343,7 @@ class WebSocket(IterationMixin, EventEmitter):
         # message_timeout: (message token, when its clock started, last sweep)
         self._unfinished: tuple[int, float, float] | None = None
         self._error_emitted = False
+        self._told_not_open = False  # send() while not OPEN, nobody listening for 'error': said once
         self._failed_with: tuple[int, str] | None = None
         self._close_emitted = False
         self._closed_with: tuple[int, str] | None = None  # the code and reason 'close' carried
@@ -535,6 +542,9 @@ class WebSocket(IterationMixin, EventEmitter):
             return not binary, data.encode()
         if isinstance(data, (bytes, bytearray, memoryview)):
             return binary is False, data
+        if isinstance(data, MessageEvent):  # send(event) sends its data, as it came: an echo is sock.send(msg)
+            data = data.data
+            return (not binary, data.encode()) if isinstance(data, str) else (binary is False, data)
         raise TypeError(f"data must be str or bytes-like, got {type(data).__name__}")
 
     def _send_shaped(
@@ -637,7 +647,7 @@ class WebSocket(IterationMixin, EventEmitter):
 
     def _send_frame(self, is_text: bool, payload: Any, fin: bool = True) -> None:
         if self._ready_state is not OPEN:
-            self._emit_error(NotOpenError(self._ready_state, self._ready_state.name))
+            self._not_open("send")
             return
         if self._writing_paused and self._over_buffer_limit():
             return
@@ -757,7 +767,7 @@ class WebSocket(IterationMixin, EventEmitter):
 
     def _send_control(self, opcode: Opcode, payload: bytes) -> None:
         if self._ready_state is not OPEN:
-            self._emit_error(NotOpenError(self._ready_state, self._ready_state.name))
+            self._not_open("ping" if opcode is _PING else "pong")
             return
         proto = self._proto
         if proto is None:
@@ -1479,14 +1489,31 @@ class WebSocket(IterationMixin, EventEmitter):
         if not self._hold_events:
             self.emit(event, *args)
             return
-        if event == "error" and not self._events.get(event):
-            self._loop.call_later(1.0, self._report_unclaimed, args[0])
         self._emit_kept(event, *args)
 
-    def _report_unclaimed(self, error: BaseException) -> None:
-        held = self._held
-        if held is not None and any(e == "error" and a[0] is error for e, a in held):
-            report("unhandled 'error' event on WebSocket %s: %s", self._url, error, log=logger)
+    def _report_unhandled(self, error: Any) -> None:
+        """Nobody listens for ``'error'``: say which socket and what, on stderr when logging is not set up."""
+        # One line, no traceback (a refused connection's would show asyncio's insides); each text its own cause.
+        report(f"unhandled 'error' event on WebSocket {self._url}: {_cause(error)}", log=logger)
+        self._unhandled(error)
+
+    def _not_open(self, method: str) -> None:
+        """``send``/``ping``/``pong`` while not OPEN: ``'error'``, or said on stderr once per socket."""
+        state = self._ready_state
+        error = NotOpenError(state, state.name)
+        if self._events.get("error"):
+            self.emit("error", error)
+            return
+        if self._told_not_open:
+            return
+        self._told_not_open = True
+        advice = "send once 'open' has fired" if state is CONNECTING else "the connection is over"
+        report(
+            "%s() on WebSocket %s while it is %s (readyState %d): nothing was sent; %s (an 'error' listener gets"
+            " these as NotOpenError; this is said once per socket)",
+            method, self._url, state.name, state, advice, log=logger,
+        )
+        self._unhandled(error)
 
     def _going_away(self) -> None:
         """SIGINT/SIGTERM in a script: close with 1001 (going away)."""
@@ -1506,26 +1533,6 @@ class WebSocket(IterationMixin, EventEmitter):
             self._start_lean(proto)
         self._emit_event("open")
 
-    # -- DOM-style listeners --------------------------------------------------------
-
-    def add_event_listener(self, type: str, listener: Callable[[Any], Any], *, once: bool = False) -> None:
-        """Browser-style listener: called with one event object (``MessageEvent``, ``CloseEvent``...)."""
-        def dom_listener(*args: Any) -> Any:
-            return listener(_dom_event(self, type, args))
-
-        dom_listener.__dom_listener__ = listener  # type: ignore[attr-defined]
-        if once:
-            self.once(type, dom_listener)
-        else:
-            self.on(type, dom_listener)
-
-    def remove_event_listener(self, type: str, listener: Callable[[Any], Any]) -> None:
-        """Remove a listener added with ``add_event_listener``."""
-        for registered in list(self._events.get(type, {})):
-            if getattr(registered, "__dom_listener__", None) is listener:
-                self.remove_listener(type, registered)
-                return
-
     # -- JavaScript spellings (the EventEmitter ones come from EventEmitter) --------------
 
     Server = _ServerAlias()
@@ -1533,23 +1540,24 @@ class WebSocket(IterationMixin, EventEmitter):
     bufferedAmount = buffered_amount
     remoteAddress = remote_address
     isPaused = is_paused
-    addEventListener = add_event_listener
-    removeEventListener = remove_event_listener
 
     def __repr__(self) -> str:
         side = "server" if self._is_server else "client"
         return f"<WebSocket {side} {self._url} {self._ready_state.name}>"
 
 
-def _dom_event(target: WebSocket, type: str, args: tuple[Any, ...]) -> Any:
-    if type == "message":
-        return args[0]
-    if type == "close":
-        code, reason = args[0], args[1]
-        return CloseEvent(code, reason, code != 1006, target)
-    if type == "error":
-        return ErrorEvent(args[0], target)
-    return Event(type, target)
+def _cause(error: Any) -> str:
+    """An unhandled error's text; an HTTP refusal with its reason phrase (``401 Unauthorized``)."""
+    text = describe(error) if isinstance(error, BaseException) else str(error)
+    status = getattr(error, "status", None) if isinstance(error, HandshakeError) else None
+    if isinstance(status, int):
+        try:
+            phrase = http.HTTPStatus(status).phrase
+        except ValueError:
+            return text
+        if phrase not in text:
+            text = text.replace(f" {status}", f" {status} {phrase}", 1) if f" {status}" in text else f"{text} ({status} {phrase})"
+    return text
 
 
 def _describe_parser_error(exc: BaseException, limit_note: str) -> str:
