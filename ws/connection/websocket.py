@@ -1508,10 +1508,11 @@ class WebSocket(IterationMixin, EventTarget):
             return
         self._told_not_open = True
         advice = "send once 'open' has fired" if state is CONNECTING else "the connection is over"
+        # Preformatted: the rate limit of reports collapses identical lines only (many sockets of one path).
         report(
-            "%s() on WebSocket %s while it is %s (readyState %d): nothing was sent; %s (an 'error' listener gets"
-            " these as NotOpenError; this is said once per socket)",
-            method, self._url, state.name, state, advice, log=logger,
+            f"{method}() on WebSocket {self._url} while it is {state.name} (readyState {int(state)}): nothing was"
+            f" sent; {advice} (an 'error' listener gets these as NotOpenError; this is said once per socket)",
+            log=logger,
         )
         self._unhandled(error)
 
