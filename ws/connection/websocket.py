@@ -1492,8 +1492,16 @@ class WebSocket(IterationMixin, EventTarget):
         self._emit_kept(event, *args)
 
     def _report_unhandled(self, error: Any) -> None:
-        """Nobody listens for ``'error'``: say which socket and what, on stderr when logging is not set up."""
-        # One line, no traceback (a refused connection's would show asyncio's insides); each text its own cause.
+        """Nobody listens for ``'error'``: say which socket and what, on stderr when logging is not set up.
+
+        A client's line names its URL (the application's own) and is its own
+        cause for the rate limit of reports; a server side's stays one cause
+        for all its peers (whose request URLs they choose), one line and a count.
+        """
+        if self._is_server:
+            super()._report_unhandled(error)
+            return
+        # One line, no traceback (a refused connection's would show asyncio's insides).
         report(f"unhandled 'error' event on WebSocket {self._url}: {_cause(error)}", log=logger)
         self._unhandled(error)
 
@@ -1508,12 +1516,15 @@ class WebSocket(IterationMixin, EventTarget):
             return
         self._told_not_open = True
         advice = "send once 'open' has fired" if state is CONNECTING else "the connection is over"
-        # Preformatted: the rate limit of reports collapses identical lines only (many sockets of one path).
-        report(
-            f"{method}() on WebSocket {self._url} while it is {state.name} (readyState {int(state)}): nothing was"
-            f" sent; {advice} (an 'error' listener gets these as NotOpenError; this is said once per socket)",
-            log=logger,
+        message = (
+            "%s() on WebSocket %s while it is %s (readyState %d): nothing was sent; %s (an 'error' listener"
+            " gets these as NotOpenError; this is said once per socket)"
         )
+        if not self._is_server:  # a client's URL is the application's: a cause of its own (see _report_unhandled)
+            message = message % (method, self._url, state.name, state, advice)
+            report(message, log=logger)  # (no arguments: logged and printed as is)
+        else:
+            report(message, method, self._url, state.name, state, advice, log=logger)
         self._unhandled(error)
 
     def _going_away(self) -> None:
