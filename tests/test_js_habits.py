@@ -92,6 +92,13 @@ def test_inside_asyncio_the_error_is_printed_and_the_status_is_the_programs() ->
     assert done.stderr.startswith("ws: unhandled 'error' event on WebSocket ws://127.0.0.1:") and "ECONNREFUSED" in done.stderr
 
 
+def test_a_peers_error_on_a_server_socket_is_printed_but_the_status_stays_0() -> None:
+    done = run_habit("server_peer_error.py")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "server socket closed 1002\n"
+    assert done.stderr == "ws: unhandled 'error' event on WebSocket: incorrect masking\n"
+
+
 def test_a_handled_refusal_is_quiet_and_exits_with_0() -> None:
     done = run_habit("handled_refused.py")
     assert done.returncode == 0, done.stderr

@@ -1497,9 +1497,11 @@ class WebSocket(IterationMixin, EventTarget):
         A client's line names its URL (the application's own) and is its own
         cause for the rate limit of reports; a server side's stays one cause
         for all its peers (whose request URLs they choose), one line and a count.
+        A server side's error does not set a script's exit status: its peer
+        caused it (a protocol violation, a limit), and a server runs for long.
         """
         if self._is_server:
-            super()._report_unhandled(error)
+            report("unhandled 'error' event on %s: %s", type(self).__name__, error, error=error)
             return
         # One line, no traceback (a refused connection's would show asyncio's insides).
         report(f"unhandled 'error' event on WebSocket {self._url}: {_cause(error)}", log=logger)
@@ -1523,9 +1525,9 @@ class WebSocket(IterationMixin, EventTarget):
         if not self._is_server:  # a client's URL is the application's: a cause of its own (see _report_unhandled)
             message = message % (method, self._url, state.name, state, advice)
             report(message, log=logger)  # (no arguments: logged and printed as is)
-        else:
+            self._unhandled(error)
+        else:  # the peer may have gone first: not a bug of the script's (see _report_unhandled)
             report(message, method, self._url, state.name, state, advice, log=logger)
-        self._unhandled(error)
 
     def _going_away(self) -> None:
         """SIGINT/SIGTERM in a script: close with 1001 (going away)."""
