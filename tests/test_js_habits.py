@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from ws import CloseEvent, ErrorEvent, Event, MessageEvent, ReconnectingWebSocket, WebSocket, WebSocketServer
+from ws._runtime import loop as _loop
 from ws._runtime.emitter import EventEmitter
 from ws.connection.dom import adapt_message
 from ws.events import BINARY, TEXT
@@ -77,7 +78,10 @@ def test_an_unhandled_refusal_is_printed_at_once_and_exits_with_1() -> None:
     done = run_habit("unhandled_refused.py")
     elapsed = time.monotonic() - start
     assert done.returncode == 1, (done.stdout, done.stderr)
-    assert done.stdout == "last line\n"
+    # The status is set last: the script's own exit handlers ran, in their order.
+    assert done.stdout.splitlines() == [
+        "last line", "exit handler registered after ws ran", "exit handler registered before ws ran"
+    ]
     lines = done.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("ws: unhandled 'error' event on WebSocket ws://127.0.0.1:"), done.stderr
     assert "connect ECONNREFUSED 127.0.0.1:" in lines[0] and "(Connection refused)" in lines[0]
@@ -520,3 +524,26 @@ def test_the_limit_is_per_emitter_and_sockets_warn_too() -> None:
         sock.close()
 
     run(main)
+
+
+# -- the reactor's bookkeeping of unhandled errors ----------------------------------------------
+
+
+def test_claimable_errors_can_be_claimed_the_others_and_the_overflow_stay() -> None:
+    reactor = _loop._Reactor()
+    assert not reactor.failed
+    kept, other = ValueError("kept"), ValueError("other")
+    reactor.unhandled(kept, claimable=True)
+    assert reactor.failed
+    reactor.claimed(kept)  # a late listener got it
+    assert not reactor.failed
+    reactor.unhandled(other)  # reported and never kept: no listener can take it any more
+    reactor.claimed(other)
+    assert reactor.failed
+    full = _loop._Reactor()
+    errors = [ValueError(n) for n in range(full.MAX_UNCLAIMED + 1)]
+    for error in errors:
+        full.unhandled(error, claimable=True)
+    for error in errors:
+        full.claimed(error)
+    assert full.failed  # past the bound, the status no longer depends on claims

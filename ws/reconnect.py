@@ -285,9 +285,9 @@ class ReconnectingWebSocket(EventTarget):
         else:
             self._emit_kept(event, *args, limit=MAX_HELD_EVENTS)
 
-    def _report_unhandled(self, error: Any) -> None:
+    def _report_unhandled(self, error: Any, claimable: bool = False) -> None:
         report(f"unhandled 'error' event on ReconnectingWebSocket {self.url}: {error}")
-        self._unhandled(error)
+        self._unhandled(error, claimable)
 
     # -- JavaScript spellings (the EventEmitter ones come from EventEmitter) --------------
 

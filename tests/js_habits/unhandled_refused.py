@@ -1,7 +1,11 @@
 # No 'error' listener, and nothing listening on the port: Node prints the error and exits with 1.
+import atexit
 import socket
 
-from ws import WebSocket
+atexit.register(print, "exit handler registered before ws ran")
+from ws import WebSocket  # noqa: E402
+
+atexit.register(print, "exit handler registered after ws ran")
 
 probe = socket.socket()
 probe.bind(("127.0.0.1", 0))

@@ -360,22 +360,25 @@ class EventEmitter(_PyeeEmitter):
         held = self._held
         if held is None:
             held = self._held = []
-        if limit is None or len(held) < limit:
-            held.append((event, args))
+        if limit is not None and len(held) >= limit:
             if event == "error":
-                error = args[0] if args else None
-                loop: asyncio.AbstractEventLoop | None = getattr(self, "_loop", None)
-                if loop is not None and _loop.is_reactor(loop):
-                    _loop.reactor.after_script(lambda: self._report_if_unclaimed(error), UNCLAIMED_GRACE)
-                elif loop is not None:
-                    loop.call_later(UNCLAIMED_GRACE, self._report_if_unclaimed, error)
-                else:
-                    self._report_unhandled(error)
+                self._report_unhandled(args[0] if args else None)  # no room to keep it: said now
+            return
+        held.append((event, args))
+        if event == "error":
+            error = args[0] if args else None
+            loop: asyncio.AbstractEventLoop | None = getattr(self, "_loop", None)
+            if loop is not None and _loop.is_reactor(loop):
+                _loop.reactor.after_script(lambda: self._report_if_unclaimed(error), UNCLAIMED_GRACE)
+            elif loop is not None:
+                loop.call_later(UNCLAIMED_GRACE, self._report_if_unclaimed, error)
+            else:
+                self._report_unhandled(error)
 
     def _report_if_unclaimed(self, error: Any) -> None:
         held = self._held
         if held is not None and any(name == "error" and args and args[0] is error for name, args in held):
-            self._report_unhandled(error)
+            self._report_unhandled(error, claimable=True)
 
     def _replay(self, event: str) -> None:
         held = self._held
@@ -444,16 +447,19 @@ class EventEmitter(_PyeeEmitter):
         if event == "error":
             self._report_unhandled(error)
 
-    def _report_unhandled(self, error: Any) -> None:
-        """An ``'error'`` nobody listens to: reported at once, and counted for a script's exit status."""
-        report("unhandled 'error' event on %s: %s", type(self).__name__, error, error=error)
-        self._unhandled(error)
+    def _report_unhandled(self, error: Any, claimable: bool = False) -> None:
+        """An ``'error'`` nobody listens to: reported at once, and counted for a script's exit status.
 
-    def _unhandled(self, error: Any) -> None:
+        ``claimable``: it is kept for a listener the script may still attach (``_emit_kept``).
+        """
+        report("unhandled 'error' event on %s: %s", type(self).__name__, error, error=error)
+        self._unhandled(error, claimable)
+
+    def _unhandled(self, error: Any, claimable: bool = False) -> None:
         """A plain script (the reactor) that ends with this error unclaimed exits with status 1, as Node."""
         loop = getattr(self, "_loop", None)
         if loop is not None and _loop.is_reactor(loop):
-            _loop.reactor.unhandled(error)
+            _loop.reactor.unhandled(error, claimable)
 
     # -- Node's spellings, for every emitter ------------------------------------------------
     # A subclass that redefines one of the snake_case methods declares its alias again.

@@ -85,7 +85,8 @@ class _Reactor:
         # Nothing silent: work waiting for the main thread's end, errors nobody claimed.
         self._main_done = False
         self._at_main_end: dict[object, Callable[[], Any]] = {}
-        self._unhandled: dict[int, object] = {}
+        self._unhandled: dict[int, object] = {}  # errors a late listener may still claim
+        self._failed = False  # an unhandled error nobody can claim any more
         self._exit_hooked = False
         #: Whether an unclaimed error makes the process exit with status 1 (the test suite, one
         #: process for many scripts' worth of sockets, turns it off).
@@ -197,10 +198,19 @@ class _Reactor:
             except Exception:  # pragma: no cover - ours and defensive
                 logger.exception("error while reporting at the end of the script")
 
-    def unhandled(self, error: object) -> None:
-        """An ``'error'`` nobody listened to was reported: a script ending with it exits with status 1."""
+    #: Claimable errors remembered, at most; past it the status is 1 whatever is claimed.
+    MAX_UNCLAIMED = 1024
+
+    def unhandled(self, error: object, claimable: bool = False) -> None:
+        """An ``'error'`` nobody listened to was reported: a script ending with it exits with status 1.
+
+        ``claimable``: it was kept for a listener attached later (``claimed``).
+        """
         with self._lock:
-            self._unhandled[id(error)] = error
+            if claimable and len(self._unhandled) < self.MAX_UNCLAIMED:
+                self._unhandled[id(error)] = error
+            else:
+                self._failed = True
 
     def claimed(self, error: object) -> None:
         """A listener attached late received ``error`` after all: it no longer sets the exit status."""
@@ -210,7 +220,7 @@ class _Reactor:
     @property
     def failed(self) -> bool:
         """Whether an unhandled ``'error'`` is still unclaimed."""
-        return bool(self._unhandled)
+        return self._failed or bool(self._unhandled)
 
     def _hook_main_end(self) -> None:
         """Be told when the main thread finishes: before the interpreter waits for our thread.
@@ -251,7 +261,7 @@ class _Reactor:
 
     def _exit_status(self) -> None:
         """At exit, after every thread finished: status 1 if an unhandled ``'error'`` is still unclaimed."""
-        if not self._unhandled or not self.sets_exit_status:
+        if not self.failed or not self.sets_exit_status:
             return
         atexit.unregister(self._exit_status)
         run_others = getattr(atexit, "_run_exitfuncs", None)

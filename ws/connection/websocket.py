@@ -1491,7 +1491,7 @@ class WebSocket(IterationMixin, EventTarget):
             return
         self._emit_kept(event, *args)
 
-    def _report_unhandled(self, error: Any) -> None:
+    def _report_unhandled(self, error: Any, claimable: bool = False) -> None:
         """Nobody listens for ``'error'``: say which socket and what, on stderr when logging is not set up.
 
         A client's line names its URL (the application's own) and is its own
@@ -1505,7 +1505,7 @@ class WebSocket(IterationMixin, EventTarget):
             return
         # One line, no traceback (a refused connection's would show asyncio's insides).
         report(f"unhandled 'error' event on WebSocket {self._url}: {_cause(error)}", log=logger)
-        self._unhandled(error)
+        self._unhandled(error, claimable)
 
     def _not_open(self, method: str) -> None:
         """``send``/``ping``/``pong`` while not OPEN: ``'error'``, or said on stderr once per socket."""
