@@ -160,10 +160,10 @@ class ReconnectingWebSocket(EventTarget):
 
         A ``MessageEvent`` sends its data (an echo: ``send(msg)``).
         """
-        if isinstance(data, MessageEvent):
-            data = data.data
         if not isinstance(data, (str, bytes, bytearray, memoryview)):
-            raise TypeError(f"data must be str or bytes-like, got {type(data).__name__}")
+            if not isinstance(data, MessageEvent):
+                raise TypeError(f"data must be str or bytes-like, got {type(data).__name__}")
+            data = data.data
         if not isinstance(data, (str, bytes)):
             data = bytes(data)
         _loop.call(self._loop, self._send, data)
