@@ -3,8 +3,8 @@
 ``'message'`` listeners (``WebSocket``, ``ReconnectingWebSocket``): one that
 *requires* two positional parameters gets Node's ``(data, is_binary)``, any
 other JSH's ``MessageEvent`` (:func:`adapt_message`).  It is decided once,
-when the listener is added, so a message costs what it did: the socket
-calls one function per message either way.
+when the listener is added: a JSH listener costs per message what it did,
+a Node one a call of its one-line adapter more (about 0.03 us).
 
 Browser-style listening: ``addEventListener`` and the ``onopen``/``onmessage``/
 ``onclose``/``onerror`` properties.  As in browsers and Node's ``ws`` (its ``EventTarget`` mixin), the listener
