@@ -50,6 +50,12 @@ class CountingTransport(asyncio.Transport):
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         pass
 
+    def pause_reading(self) -> None:  # a read past the reader's turn budget waits for the next loop turn
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
 
 class FakeRequest:
     url = "/"
@@ -68,7 +74,7 @@ def client_frame(payload: bytes) -> bytes:
     return head + key + apply_mask(payload, key)
 
 
-async def measure(lean: bool, size: int, batch: int, rounds: int) -> tuple[float, int]:
+async def measure(lean: bool, size: int, batch: int, rounds: int, listener: str = "event") -> tuple[float, int]:
     proto = _protocol.Server(max_size=2**24)
     proto.mark_open()
     proto.read_frames()
@@ -77,7 +83,10 @@ async def measure(lean: bool, size: int, batch: int, rounds: int) -> tuple[float
     if not lean:  # as with an extension: every frame through the protocol object
         ws._lean = False
         ws._reader.stop()
-    ws.on("message", lambda event: ws.send(event.data))
+    if listener == "node":  # Node's signature: (data, is_binary)
+        ws.on("message", lambda data, is_binary: ws.send(data))
+    else:  # JSH's: one MessageEvent
+        ws.on("message", lambda event: ws.send(event.data))
     data = b"".join(client_frame(os.urandom(size)) for _ in range(batch))
     stream = transport.protocol  # the BufferedProtocol asyncio would read into
 
@@ -89,6 +98,8 @@ async def measure(lean: bool, size: int, batch: int, rounds: int) -> tuple[float
             buffer[:n] = data[pos : pos + n]
             stream.buffer_updated(n)
             pos += n
+        while ws._read_scheduled:  # the rest of a long read, as the next loop turns would parse it
+            ws._read_on()
 
     for _ in range(max(rounds // 10, 5)):  # warm up
         read()
@@ -106,9 +117,10 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=300)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--listener", choices=("event", "node"), default="event", help="lambda event: ... (JSH) or lambda data, is_binary: ... (Node)")
     args = ap.parse_args()
     for lean in (False, True):
-        runs = [asyncio.run(measure(lean, args.size, args.batch, args.rounds)) for _ in range(args.reps)]
+        runs = [asyncio.run(measure(lean, args.size, args.batch, args.rounds, args.listener)) for _ in range(args.reps)]
         us = statistics.median(r[0] for r in runs)
         writes = runs[0][1]
         label = "lean path" if lean else "protocol object"

@@ -20,6 +20,11 @@ from ws import http
 # In-process tests must not replace pytest's own SIGINT handling; the
 # end-to-end tests run scripts in subprocesses, where signals are tested.
 os.environ.setdefault("WS_NO_SIGNALS", "1")
+# Nor its exit status: a script ending with an unhandled 'error' exits with 1 (tests/test_js_habits.py
+# runs scripts for that); the suite's process, home to many tests' reactor sockets, is not one.
+from ws._runtime import loop as _reactor_loop  # noqa: E402
+
+_reactor_loop.reactor.sets_exit_status = False
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")

@@ -38,6 +38,11 @@ ALIASES: dict[type, dict[str, str]] = {
         "removeAllListeners": "remove_all_listeners",
         "listenerCount": "listener_count",
         "eventNames": "event_names",
+        "prependListener": "prepend_listener",
+        "prependOnceListener": "prepend_once_listener",
+        "rawListeners": "raw_listeners",
+        "setMaxListeners": "set_max_listeners",
+        "getMaxListeners": "get_max_listeners",
     },
     WebSocket: {
         "readyState": "ready_state",
@@ -58,7 +63,11 @@ ALIASES: dict[type, dict[str, str]] = {
         "queryAll": "query_all",
     },
     RequestSocket: {"remoteAddress": "remote_address", "remotePort": "remote_port"},
-    ReconnectingWebSocket: {"readyState": "ready_state"},
+    ReconnectingWebSocket: {
+        "readyState": "ready_state",
+        "addEventListener": "add_event_listener",
+        "removeEventListener": "remove_event_listener",
+    },
     MessageEvent: {"isBinary": "is_binary"},
     CloseEvent: {"wasClean": "was_clean"},
     HandlerContext: {

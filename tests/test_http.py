@@ -1105,7 +1105,7 @@ def test_status_module():
     assert status.REQUEST_HEADER_FIELDS_TOO_LARGE == 431 and status.UPGRADE_REQUIRED == 426
     assert status.CONTENT_TOO_LARGE == status.REQUEST_ENTITY_TOO_LARGE == 413
     assert status.reason(404) == "Not Found" and status.reason(799) == ""
-    assert http.__all__ == ["Server", "Context", "status"]
+    assert http.__all__ == ["Server", "Context", "status", "create_server"]  # createServer: its alias, not in __all__
 
 
 def test_listening_listener_attached_after_serve_still_runs_once(make_server):

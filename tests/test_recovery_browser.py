@@ -21,33 +21,23 @@ from .fixtures.browser import run_js, start_chromium
 
 WEB = Path(__file__).resolve().parent / "fixtures" / "web"
 
-# docs/recovery.md's snippet, with show() and reloadEverything() recording what the page got.
-PAGE_SCRIPT = """
-window.got = []; window.statuses = [];
-let epoch = null, offset = null;
-function show(text) { window.got.push(Number(text)); }
-function reloadEverything() { window.got.push('resync'); }
-function connect() {
-  const query = epoch ? `?offset=${offset}&epoch=${epoch}` : '';
-  const socket = new WebSocket(args[0] + query);
-  socket.onmessage = (event) => {
-    const text = event.data;
-    if (text.startsWith('{"type":"recovery"')) {
-      const status = JSON.parse(text);
-      window.statuses.push(status);
-      ({ epoch, offset } = status);
-      if (!status.recovered && status.reason !== 'new') reloadEverything();
-      return;
-    }
-    const colon = text.indexOf(':');
-    offset = Number(text.slice(0, colon));
-    show(text.slice(colon + 1));
-  };
-  socket.onclose = () => setTimeout(connect, 50);
-}
-connect();
-return true;
-"""
+DOC = Path(__file__).resolve().parent.parent / "docs" / "recovery.md"
+
+
+def page_script() -> str:
+    """docs/recovery.md's browser snippet, as written there, with show() and reloadEverything() recording
+    what the page got (binary payloads as the numbers they hold) and the test server's URL."""
+    doc = DOC.read_text(encoding="utf-8")
+    start = doc.index("```js\n") + len("```js\n")
+    snippet = doc[start : doc.index("```", start)]
+    assert "wss://example.com/feed" in snippet and "socket.onclose" in snippet, "the snippet in docs/recovery.md changed shape"
+    snippet = snippet.replace("`wss://example.com/feed${query}`", "args[0] + query").replace("setTimeout(connect, 1000)", "setTimeout(connect, 50)")
+    snippet = snippet.replace("      ({ epoch, offset } = status);", "      window.statuses.push(status);\n      ({ epoch, offset } = status);")
+    return (
+        "window.got = []; window.statuses = [];\n"
+        "function show(value) { window.got.push(typeof value === 'string' ? Number(value) : Number(new TextDecoder().decode(value))); }\n"
+        "function reloadEverything() { window.got.push('resync'); }\n" + snippet + "\nreturn true;"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -66,12 +56,12 @@ def test_a_browser_that_loses_its_connection_gets_every_message_once_in_order(dr
     server.serve()
     try:
         driver.get(f"http://127.0.0.1:{server.port}/index.html")
-        assert run_js(driver, PAGE_SCRIPT, f"ws://127.0.0.1:{server.port}/feed") is True
+        assert run_js(driver, page_script(), f"ws://127.0.0.1:{server.port}/feed") is True
         until_sync(lambda: driver.execute_script("return window.statuses.length") >= 1, timeout=20, what="the first status")
 
         def publish() -> None:
             for n in range(1, total + 1):
-                feed.broadcast(str(n))
+                feed.broadcast(str(n) if n % 3 else str(n).encode())  # every third one binary
                 time.sleep(0.004)
 
         publisher = threading.Thread(target=publish)

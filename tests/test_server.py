@@ -720,7 +720,8 @@ def test_broadcast_from_another_thread() -> None:
 
 def test_a_thread_sending_while_a_listener_runs_goes_through_the_loop() -> None:
     """While our read callback runs a listener, a send from another thread is
-    still handed to the loop (after the listener), never done on that thread."""
+    still handed to the loop, never done on that thread; and it keeps its place
+    before a send the listener makes after it (the thread was joined first)."""
 
     async def main() -> None:
         async with serving() as (server, wss):
@@ -738,7 +739,7 @@ def test_a_thread_sending_while_a_listener_runs_goes_through_the_loop() -> None:
             await rec.wait("open")
             sock.send("go")
             msgs = await rec.wait("message", 2)
-            assert [m[0].data for m in msgs] == ["from the listener", "from a thread"]
+            assert [m[0].data for m in msgs] == ["from a thread", "from the listener"]
 
     run(main)
 

@@ -380,6 +380,34 @@ def test_send_from_another_thread() -> None:
     run(main)
 
 
+def test_a_send_on_the_loop_goes_after_the_sends_a_thread_made_before_it() -> None:
+    """Sends ordered by the application (a lock, a queue) leave in that order, whichever thread makes them."""
+
+    async def main() -> None:
+        async with serve(echo, "127.0.0.1", 0) as server:
+            sock = WebSocket(ws_url(server))
+            rec = Recorder(sock, "open", "message", "close")
+            await rec.wait("open")
+            sent = threading.Event()
+
+            def from_thread(n: int) -> None:
+                sock.send(f"{n}")  # hops over to the loop
+                sent.set()
+
+            for n in range(0, 100, 2):
+                sent.clear()
+                threading.Thread(target=from_thread, args=(n,)).start()
+                sent.wait(5)  # blocking the loop: the thread's send is still on its way to it
+                sock.send(f"{n + 1}")  # on the loop, after it: must not overtake it
+                await asyncio.sleep(0)
+            msgs = await rec.wait("message", 100)
+            assert [m[0].data for m in msgs] == [f"{n}" for n in range(100)]
+            sock.close()
+            await rec.wait("close")
+
+    run(main)
+
+
 def test_pause_and_resume() -> None:
     async def main() -> None:
         echoed = asyncio.Event()

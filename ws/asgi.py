@@ -35,7 +35,7 @@ from ._runtime.emitter import EventEmitter
 from ._runtime.flow import FlowGate
 from .events import BINARY, TEXT
 from .http.responses import phrase
-from .protocol.handshake import Accepted, HandshakeResult, Refused, admit
+from .protocol.handshake import Accepted, HandshakeResult, Pending, Refused, admit
 from .request import Request
 from .server import WebSocketServer
 from .connection.websocket import CLOSED, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, OPEN, WebSocket
@@ -96,7 +96,9 @@ class ASGIApp:
             return
         request = request_from_scope(scope)
         try:
-            decision = self._decide(scope, request)
+            decided = self._decide(scope, request)
+            # verify_client answers later (Node's callback, an async def): wait for it, bounded.
+            decision = await wss._verdict(decided) if isinstance(decided, Pending) else decided
         except Exception as exc:  # a bug of ours: answer, report, keep serving
             logger.exception("WebSocket handshake failed")
             wss.emit("error", exc)
@@ -122,7 +124,7 @@ class ASGIApp:
         root = scope.get("root_path") or ""
         return bool(root) and request.path.startswith(root) and request.path[len(root):] == path
 
-    def _decide(self, scope: Scope, request: Request) -> HandshakeResult:
+    def _decide(self, scope: Scope, request: Request) -> HandshakeResult | Pending:
         """The server's decision; the ASGI server already checked the request and negotiates extensions."""
         wss = self.wss
         if not wss._accepting():

@@ -153,8 +153,11 @@ class PathCluster:
 
     # -- presence --------------------------------------------------------------------
 
-    def joined(self, socket: "WebSocket", request: "Request | None") -> None:
-        """Track an accepted socket under its connection id (the connections style's, else a new one)."""
+    def joined(self, socket: "WebSocket", request: "Request | None", known: Callable[[], Any] | None = None) -> None:
+        """Track an accepted socket under its connection id (the connections style's, else a new one).
+
+        ``known()`` is called on the cluster's loop once a recorded path's recovery has the socket.
+        """
         state = getattr(request, "state", None)
         member = getattr(state, "connection_id", None) or uuid.uuid4().hex
         self._ids[socket] = member
@@ -164,7 +167,13 @@ class PathCluster:
         if recovery is not None:
             query = getattr(request, "query", None)
             since = requested_position(query("offset"), query("epoch")) if query is not None else None
-            _loop.call(self._link.loop, recovery.joined, socket, since)
+            _loop.call(self._link.loop, self._join_recovery, recovery, socket, since, known)
+
+    @staticmethod
+    def _join_recovery(recovery: PathRecovery, socket: Any, since: Any, known: Callable[[], Any] | None) -> None:
+        recovery.joined(socket, since)
+        if known is not None:
+            known()
 
     def left(self, socket: "WebSocket") -> None:
         recovery = self._recovery

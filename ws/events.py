@@ -47,7 +47,9 @@ class MessageEvent:
     """One received message.
 
     ``type`` is ``1`` (text) or ``2`` (binary) as in JSH; ``data`` is ``str``
-    for text and ``bytes`` for binary; ``is_binary`` says which.
+    for text and ``bytes`` for binary; ``is_binary`` says which.  ``str(event)``
+    is the data and ``sock.send(event)`` sends it, so ``print(msg)`` and an
+    echo by ``send(msg)`` do what was meant.
     """
 
     __slots__ = ("type", "data", "target")
@@ -60,6 +62,11 @@ class MessageEvent:
     @property
     def is_binary(self) -> bool:
         return self.type == BINARY
+
+    def __str__(self) -> str:
+        """The data, so that ``print(event)`` and ``f"{event}"`` show the message (bytes as ``b'...'``)."""
+        data = self.data
+        return data if type(data) is str else str(data)
 
     def __repr__(self) -> str:
         kind = "binary" if self.type == BINARY else "text"

@@ -5,7 +5,8 @@ receive).  The others keep the builtin base their callers catch:
 ``ProxyError`` is an ``OSError`` (a failed tunnel is a failed connect),
 ``InvalidMessage`` a ``ValueError`` and ``ConnectionNotFound`` a
 ``LookupError``.  The modules that raise them re-export them, so
-``from ws.reconnect import ReconnectError`` keeps working.
+``from ws.reconnect import ReconnectError`` keeps working.  One warning
+category lives here too: ``MaxListenersExceededWarning``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = [
     "ProxyError",
     "InvalidMessage",
     "ConnectionNotFound",
+    "MaxListenersExceededWarning",
 ]
 
 
@@ -163,3 +165,11 @@ class InvalidMessage(ValueError):
 
 class ConnectionNotFound(LookupError):
     """No open connection has this id (it never existed or it closed; ``ws.styles.connections``)."""
+
+
+class MaxListenersExceededWarning(RuntimeWarning):
+    """An event got more listeners than ``set_max_listeners`` allows (10 by default): Node's leak warning.
+
+    A ``warnings`` category, so ``-W error::ws.exceptions.MaxListenersExceededWarning``
+    makes it fatal in tests and ``warnings.filterwarnings`` silences it.
+    """

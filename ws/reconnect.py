@@ -38,12 +38,12 @@ import asyncio
 import collections
 import random
 import urllib.parse
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from .connection import client as _client
 from ._runtime import loop as _loop
-from ._runtime.compat import normalize_options
-from ._runtime.emitter import MAX_HELD_EVENTS, EventEmitter
+from ._runtime.emitter import MAX_HELD_EVENTS, report
+from .connection.dom import EventTarget
 from .events import ReadyState
 from .exceptions import NotOpenError, QueueFullError, ReconnectError
 from .connection.websocket import CLOSED, CONNECTING, OPEN, WebSocket
@@ -63,14 +63,17 @@ def backoff_delay(attempt: int, initial: float, maximum: float, factor: float, j
     return base * (1.0 - jitter * rng())
 
 
-class ReconnectingWebSocket(EventEmitter):
+class ReconnectingWebSocket(EventTarget):
     """A client ``WebSocket`` that reconnects with exponential backoff (see the module doc).
 
     Events: ``'open'``, ``'message'``, ``'close'`` ``(code, reason)`` (for
     every connection that ends), ``'reconnect'`` ``(attempt, delay)`` (a new
     attempt is scheduled), ``'error'``, ``'ping'``, ``'pong'``, and with
     ``recover=True`` ``'recovery'`` ``(status)``.  Other keyword options go
-    to every ``WebSocket`` it creates.
+    to every ``WebSocket`` it creates.  ``'message'`` listeners follow the
+    socket's rule (two required arguments: ``(data, is_binary)``), and
+    ``onopen``/``onmessage``/``onclose``/``onerror`` and
+    ``add_event_listener`` work as on a ``WebSocket``.
     """
 
     CONNECTING = CONNECTING
@@ -80,7 +83,8 @@ class ReconnectingWebSocket(EventEmitter):
     def __init__(
         self,
         url: str,
-        protocols: str | Iterable[str] | None = None,
+        protocols: str | Iterable[str] | Mapping[str, Any] | None = None,
+        socket_options: Mapping[str, Any] | None = None,
         *,
         initial_delay: float = 0.5,
         max_delay: float = 30.0,
@@ -92,8 +96,9 @@ class ReconnectingWebSocket(EventEmitter):
         **options: Any,
     ) -> None:
         super().__init__()
-        # camelCase spellings (maxRetries=...) arrive in ``options``.
-        options = normalize_options(options)
+        # Node's shapes, (url, {...}) and (url, protocols, {...}), as WebSocket; camelCase spellings
+        # (maxRetries=...) arrive in ``options``.
+        protocols, options = _client.client_arguments(protocols, socket_options, options)
         initial_delay = options.pop("initial_delay", initial_delay)
         max_delay = options.pop("max_delay", max_delay)
         max_retries = options.pop("max_retries", max_retries)
@@ -150,10 +155,15 @@ class ReconnectingWebSocket(EventEmitter):
         """Messages waiting for the next connection."""
         return len(self._queue)
 
-    def send(self, data: str | bytes | bytearray | memoryview) -> None:
-        """Send now if connected, else queue (bounded); refusals are ``'error'`` events."""
+    def send(self, data: str | bytes | bytearray | memoryview | MessageEvent) -> None:
+        """Send now if connected, else queue (bounded); refusals are ``'error'`` events.
+
+        A ``MessageEvent`` sends its data (an echo: ``send(msg)``).
+        """
         if not isinstance(data, (str, bytes, bytearray, memoryview)):
-            raise TypeError(f"data must be str or bytes-like, got {type(data).__name__}")
+            if not isinstance(data, MessageEvent):
+                raise TypeError(f"data must be str or bytes-like, got {type(data).__name__}")
+            data = data.data
         if not isinstance(data, (str, bytes)):
             data = bytes(data)
         _loop.call(self._loop, self._send, data)
@@ -231,6 +241,8 @@ class ReconnectingWebSocket(EventEmitter):
             self._emit_event("recovery", status)
             return
         if offset is not None and self.position is not None:
+            if offset <= self.position.offset:
+                return  # had it already (the server never sends one twice; this guards the promise here too)
             self.position = Position(offset, self.position.epoch)
             event = MessageEvent(BINARY if isinstance(payload, bytes) else TEXT, payload, event.target)
         self._emit_event("message", event)
@@ -272,6 +284,10 @@ class ReconnectingWebSocket(EventEmitter):
             self.emit(event, *args)
         else:
             self._emit_kept(event, *args, limit=MAX_HELD_EVENTS)
+
+    def _report_unhandled(self, error: Any, claimable: bool = False) -> None:
+        report(f"unhandled 'error' event on ReconnectingWebSocket {self.url}: {error}")
+        self._unhandled(error, claimable)
 
     # -- JavaScript spellings (the EventEmitter ones come from EventEmitter) --------------
 

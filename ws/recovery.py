@@ -40,10 +40,10 @@ import re
 from typing import Any, Callable, Hashable, Iterable, NamedTuple
 
 from .backplane.base import Backplane, BackplaneError, Message
-from .backplane.feed import Feed
+from .backplane.feed import RETRY_DELAY, Feed
 from .backplane.history import Position, Recovery, Replay
 
-__all__ = ["PathRecovery", "Status", "envelope", "status_message", "read_message", "TEXT", "BINARY"]
+__all__ = ["RecordedStream", "PathRecovery", "Status", "envelope", "status_message", "read_message", "TEXT", "BINARY"]
 
 logger = logging.getLogger("ws.recovery")
 
@@ -81,7 +81,7 @@ class Status(NamedTuple):
     position: Position
 
 
-_OFFSET = re.compile(r"(\d{1,19}):")
+_OFFSET = re.compile(r"(\d{1,19}):", re.ASCII)
 _STATUS_START = '{"type":"recovery"'
 
 
@@ -130,23 +130,24 @@ class _CatchingUp:
         self.reset: tuple[Position, str] | None = None
 
 
-class PathRecovery:
-    """The recorded broadcast of one path on one node (see the module documentation)."""
+class RecordedStream:
+    """The recorded stream of one channel on one node, for a set of clients that may come back.
 
-    def __init__(
-        self,
-        backplane: Backplane,
-        channel: str,
-        recovery: Recovery,
-        send: Send,
-        close: Callable[[Hashable, int, str], Any],
-        on_error: Callable[[BaseException], None],
-    ) -> None:
+    What every form of delivery shares: a ``Feed`` gives the node's messages
+    in offset order; a client that joins with a position gets the status,
+    the messages it missed, then the live stream, with no gap and no
+    duplicate at the seam.  How a status or a message reaches clients is
+    the subclass's (``_status``, ``_deliver``, ``_unavailable``):
+    ``PathRecovery`` writes WebSocket frames (the module documentation),
+    ``ws.styles.rooms`` calls subscribers with JSON objects.
+
+    Clients are any hashable values.  Everything runs on the backplane's loop.
+    """
+
+    def __init__(self, backplane: Backplane, channel: str, recovery: Recovery, on_error: Callable[[BaseException], None]) -> None:
         self.backplane = backplane
         self.channel = channel
         self.recovery = recovery
-        self._send = send
-        self._close = close
         self._on_error = on_error
         self._feed = Feed(backplane, channel, recovery, self._live, self._reset, on_error)
         self._catching: dict[Hashable, _CatchingUp] = {}
@@ -157,9 +158,63 @@ class PathRecovery:
         self._started = False
         self._closed = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._retrying: asyncio.Task[None] | None = None  # start() failed: trying again
+
+    # -- how clients are reached: the subclass's -----------------------------------------
+
+    def _status(self, clients: Iterable[Hashable] | None, recovered: bool, reason: str | None, position: Position, exclude: Iterable[Hashable]) -> None:
+        """Tell ``clients`` (``None``: every client) but ``exclude`` where the stream they get continues from."""
+        raise NotImplementedError
+
+    def _deliver(self, clients: Iterable[Hashable] | None, message: Message, exclude: Iterable[Hashable]) -> None:
+        """Hand one recorded message (it has its position) to ``clients`` (``None``: every client) but ``exclude``."""
+        raise NotImplementedError
+
+    def _unavailable(self, client: Hashable) -> None:
+        """The history could not be read for ``client``; it is no longer catching up (the live stream reaches it)."""
+        raise NotImplementedError
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        """Whether ``start()`` has succeeded (clients that join from then on are served at once)."""
+        return self._started
+
+    @property
+    def position(self) -> Position | None:
+        """The position of the last message of the stream this node delivered (``None`` before ``start()``)."""
+        return self._feed.last
 
     async def start(self) -> None:
-        await self._feed.start()
+        """Start the feed; if the backplane cannot answer now, report it and keep trying until closed."""
+        if self._started or self._retrying is not None:
+            return  # started, or a retry runs (rooms call start() again with each new subscriber)
+        try:
+            await self._feed.start()
+        except BackplaneError as exc:
+            if self._closed or self.backplane.closed:
+                raise
+            self._on_error(exc)
+            self._retrying = task = asyncio.get_running_loop().create_task(self._start_later())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
+        self._go()
+
+    async def _start_later(self) -> None:
+        while not self._closed and not self.backplane.closed:
+            await asyncio.sleep(RETRY_DELAY)
+            try:
+                await self._feed.start()
+            except BackplaneError as exc:
+                logger.debug("recovery on %r: cannot start yet: %s", self.channel, exc)
+                continue
+            self._retrying = None
+            self._go()
+            return
+
+    def _go(self) -> None:
         self._started = True
         waiting, self._waiting = self._waiting, []
         for client in waiting:
@@ -176,7 +231,11 @@ class PathRecovery:
     # -- clients -----------------------------------------------------------------------
 
     def joined(self, client: Hashable, since: Position | str | None) -> None:
-        """A client opened: it gets the status, then what it missed after ``since``, then the live stream."""
+        """A client opened: it gets the status, then what it missed after ``since``, then the live stream.
+
+        ``since``: the position it last received, ``None`` for a new client,
+        or the reason it has none (``"invalid"``: the one it gave is malformed).
+        """
         if self._closed:
             return
         self._catching[client] = _CatchingUp(since)
@@ -188,6 +247,8 @@ class PathRecovery:
     def left(self, client: Hashable) -> None:
         self._catching.pop(client, None)
         self._ahead.pop(client, None)
+        if not self._started and client in self._waiting:
+            self._waiting.remove(client)
 
     def _begin(self, client: Hashable) -> None:
         state = self._catching[client]
@@ -198,9 +259,22 @@ class PathRecovery:
             # Nothing to read: a new client (or a malformed position, or one already up to date) goes live now.
             del self._catching[client]
             if isinstance(since, Position):
-                self._send((client,), True, status_message(True, None, last), ())
-            else:
-                self._send((client,), True, status_message(False, "new" if since is None else since, last), ())
+                self._status((client,), True, None, last, ())
+                return
+            # Joined before the stream started: what the feed handed on since then was held for it.
+            first = state.held[0].position if state.held else None
+            begin = last if first is None else Position(first.offset - 1, first.epoch)
+            self._status((client,), False, "new" if since is None else since, begin, ())
+            for message in state.held:
+                self._deliver((client,), message, ())
+            return
+        recent = self._feed.recent_after(since)
+        if recent is not None:
+            # This node handed all of them on lately: served from memory, at once (nothing can come between).
+            del self._catching[client]
+            self._status((client,), True, None, since, ())
+            for message in recent:
+                self._deliver((client,), message, ())
             return
         task = asyncio.get_running_loop().create_task(self._catch_up(client, since))
         self._tasks.add(task)
@@ -212,7 +286,7 @@ class PathRecovery:
         except BackplaneError as exc:
             if self._catching.pop(client, None) is not None:
                 logger.warning("recovery on %r: cannot read the history: %s", self.channel, exc)
-                self._close(client, TRY_AGAIN_LATER, "history unavailable, try again later")
+                self._unavailable(client)
             return
         state = self._catching.pop(client, None)
         if state is None:
@@ -227,14 +301,14 @@ class PathRecovery:
         if recovered:
             messages = list(replay.messages)
             upto = replay.position
-            self._send((client,), True, status_message(True, None, since), ())
+            self._status((client,), True, None, since, ())
         else:
             reason = (state.reset[1] if state.reset else None) or replay.reason or "epoch"
             messages = []
             # Go on from where the live messages held for it begin: nothing before them is claimed.
             first = state.held[0].position if state.held else None
             upto = last if first is None else Position(first.offset - 1, first.epoch)
-            self._send((client,), True, status_message(False, reason, upto), ())
+            self._status((client,), False, reason, upto, ())
         for message in messages:
             self._deliver((client,), message, ())
         for message in state.held:
@@ -274,13 +348,37 @@ class PathRecovery:
         for state in self._catching.values():
             state.reset = (position, reason)
             state.held.clear()
-        self._send(None, True, status_message(False, reason, position), self._catching)
+        self._status(None, False, reason, position, self._catching)
+
+
+class PathRecovery(RecordedStream):
+    """The recorded broadcast of one path on one node (see the module documentation)."""
+
+    def __init__(
+        self,
+        backplane: Backplane,
+        channel: str,
+        recovery: Recovery,
+        send: Send,
+        close: Callable[[Hashable, int, str], Any],
+        on_error: Callable[[BaseException], None],
+    ) -> None:
+        super().__init__(backplane, channel, recovery, on_error)
+        self._send = send
+        self._close = close
+
+    def _status(self, clients: Iterable[Hashable] | None, recovered: bool, reason: str | None, position: Position, exclude: Iterable[Hashable]) -> None:
+        self._send(clients, True, status_message(recovered, reason, position), exclude)
 
     def _deliver(self, clients: Iterable[Hashable] | None, message: Message, exclude: Iterable[Hashable]) -> None:
         data, position = message.data, message.position
         if not data or position is None:
             return
         self._send(clients, data[:1] == TEXT, envelope(position.offset, data[:1] == TEXT, data[1:]), exclude)
+
+    def _unavailable(self, client: Hashable) -> None:
+        """Closed with 1013: it comes back later with the position it kept."""
+        self._close(client, TRY_AGAIN_LATER, "history unavailable, try again later")
 
     # -- publishing ----------------------------------------------------------------------
 

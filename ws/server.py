@@ -2,12 +2,14 @@
 
 The HTTP server (``ws.http.Server``) parses the request with h11 and hands
 over upgrades on our path with the transport and any bytes already read.
-Here the handshake is decided synchronously, in one call to
+Here the handshake is decided in one call to
 ``ws.protocol.handshake.accept`` (``websockets`` validates the request, then
 ``verify_client`` and ``handle_protocols``, the user's hooks, run), and this
 module renders the result: either a 101 goes out and a ``WebSocket`` is born,
-or a plain-text HTTP error answers and the connection closes.  Nothing on
-this path may raise into the event loop.
+or a plain-text HTTP error answers and the connection closes.  A
+``verify_client`` that answers later (Node's ``(info, callback)``, an
+``async def``) makes it wait, reading nothing, at most ``verify_timeout``
+seconds.  Nothing on this path may raise into the event loop.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ import logging
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from .protocol import handshake
-from .protocol.handshake import DEFAULT_MAX_PAYLOAD_DEFLATE, Accepted, Policy, Refused, VerifyInfo
+from .protocol.handshake import (
+    DEFAULT_MAX_PAYLOAD_DEFLATE, Accepted, HandshakeResult, Pending, Policy, Refused, VerifyForm, VerifyInfo,
+    verify_form,
+)
 from .protocol.writer import FIN_BINARY, FIN_TEXT, serialize as _serialize
 from ._runtime import loop as _loop
 from ._runtime.budget import DEFAULT_MAX_TOTAL_BUFFERED, budget_for
@@ -48,6 +53,7 @@ SERVER_OPTIONS = frozenset(
         "path",
         "client_tracking",
         "verify_client",
+        "verify_timeout",
         "handle_protocols",
         "protocols",
         "max_payload",
@@ -70,6 +76,10 @@ SERVER_OPTIONS = frozenset(
 
 DEFAULT_PING_INTERVAL = 20.0
 DEFAULT_PING_TIMEOUT = 20.0
+#: How long a handshake waits for a ``verify_client`` that answers later (a
+#: callback, a coroutine) before a 503 and an ``'error'``: a hook that never
+#: answers would otherwise hold the connection until the client gives up.
+DEFAULT_VERIFY_TIMEOUT = 10.0
 
 
 def _recovery_option(value: Any) -> "Recovery | None":
@@ -100,6 +110,8 @@ class WebSocketServer(EventEmitter):
     """
 
     _loop: asyncio.AbstractEventLoop  # always bound: the HTTP server's loop, or the running one
+    _verify_client: Callable[..., Any] | None = None
+    _verify_form: VerifyForm = "sync"  # how _verify_client answers (set with it)
 
     def __init__(self, options: dict[str, Any] | None = None, callback: Callable[..., Any] | None = None, **kwargs: Any) -> None:
         super().__init__()
@@ -122,15 +134,21 @@ class WebSocketServer(EventEmitter):
         path = opts.get("path", "/")
         if not isinstance(path, str) or not path.startswith("/"):
             raise ValueError(f"path must be a string starting with '/', got {path!r}")
-        verify = opts.get("verify_client")
         handle = opts.get("handle_protocols")
-        for name, hook in (("verify_client", verify), ("handle_protocols", handle)):
-            if hook is not None and not callable(hook):
-                raise TypeError(f"{name} must be callable, got {type(hook).__name__}")
+        if handle is not None and not callable(handle):
+            raise TypeError(f"handle_protocols must be callable, got {type(handle).__name__}")
+        verify_timeout = opts.get("verify_timeout", DEFAULT_VERIFY_TIMEOUT)
+        if verify_timeout is not None and (
+            isinstance(verify_timeout, bool) or not isinstance(verify_timeout, (int, float)) or verify_timeout <= 0
+        ):
+            raise ValueError(f"verify_timeout must be a positive number of seconds or None, got {verify_timeout!r}")
 
         self.path = path
         self.client_tracking = bool(opts.get("client_tracking", True))
-        self.verify_client = verify
+        self.verify_client = opts.get("verify_client")  # checked by its setter: which form, or a TypeError
+        #: Seconds a handshake waits for a ``verify_client`` that answers later; ``None``: no limit.
+        self.verify_timeout: float | None = verify_timeout
+        self._verifying: set[asyncio.Task[None]] = set()  # handshakes waiting for verify_client
         self.handle_protocols = handle
         protocols = opts.get("protocols")
         if isinstance(protocols, str):
@@ -154,6 +172,9 @@ class WebSocketServer(EventEmitter):
             if key in opts
         }
         self._sockets: set[WebSocket] = set()
+        #: Recorded path served on another loop than its cluster's (ws.asgi): sockets accepted here whose
+        #: join the recovery has not processed yet.  The stream's deliveries to every client skip them.
+        self._joining: set[WebSocket] = set()
         self._finished_hook = self._socket_closed  # bound once: every socket holds the same hook
         self._policy_cache: tuple[tuple[object, ...], Policy] | None = None
         self._closed = False
@@ -203,6 +224,26 @@ class WebSocketServer(EventEmitter):
         self._use_backplane(opts.get("backplane"), port is not None, _recovery_option(opts.get("recovery")))
 
     # -- public API ---------------------------------------------------------------
+
+    @property
+    def verify_client(self) -> Callable[..., Any] | None:
+        """The hook that admits or refuses each handshake (``None``: all are admitted).
+
+        ``verify(info)`` returns the verdict; Node's ``verify(info,
+        callback)`` calls ``callback(result, code, name, headers)``; an
+        ``async def verify(info)`` is awaited.  The form is told by the
+        parameters when the hook is set, and a hook that fits none raises
+        ``TypeError`` then.
+        """
+        return self._verify_client
+
+    @verify_client.setter
+    def verify_client(self, hook: Callable[..., Any] | None) -> None:
+        if hook is not None:
+            if not callable(hook):
+                raise TypeError(f"verify_client must be callable, got {type(hook).__name__}")
+            self._verify_form = verify_form(hook)
+        self._verify_client = hook
 
     @property
     def clients(self) -> set[WebSocket] | None:
@@ -393,7 +434,10 @@ class WebSocketServer(EventEmitter):
             excluded = set(exclude)  # taken now: the set it comes from changes meanwhile
             _loop.call(self._loop, self._deliver_recorded, sockets, is_text, payload, excluded)
             return
-        targets = list(self._sockets) if sockets is None else [s for s in sockets if s in self._sockets]
+        if sockets is None:
+            targets = [s for s in self._sockets if s not in self._joining] if self._joining else list(self._sockets)
+        else:
+            targets = [s for s in sockets if s in self._sockets]
         wire = b"".join(_serialize(FIN_TEXT if is_text else FIN_BINARY, payload, False))
         WebSocket._broadcast(targets, exclude, wire, is_text, payload)
 
@@ -457,6 +501,7 @@ class WebSocketServer(EventEmitter):
 
     def _socket_closed(self, ws: WebSocket) -> None:
         self._sockets.discard(ws)
+        self._joining.discard(ws)
         if self._cluster is not None:
             self._cluster.left(ws)
         if self._closed:
@@ -492,6 +537,80 @@ class WebSocketServer(EventEmitter):
         if transport.is_closing():
             return
         decision = handshake.accept(request, self._policy(), date=http_date())
+        if isinstance(decision, Pending):
+            self._wait_for_verdict(decision, request, transport, head, callback)
+            return
+        self._render(decision, request, transport, head, callback)
+
+    def _wait_for_verdict(
+        self,
+        pending: Pending,
+        request: Request,
+        transport: asyncio.Transport,
+        head: bytes,
+        callback: Callable[[WebSocket, Request], Any] | None,
+    ) -> None:
+        """``verify_client`` answers later: read nothing meanwhile, then render its decision."""
+        transport.pause_reading()
+
+        async def wait() -> None:
+            decision = await self._verdict(pending)
+            if transport.is_closing():
+                return  # the client left meanwhile
+            if self._closed:
+                decision = Refused(503, "WebSocket server is closed")
+            transport.resume_reading()
+            try:
+                self._render(decision, request, transport, head, callback)
+            except Exception as exc:  # as in _upgrade
+                logger.exception("WebSocket handshake failed")
+                write_refusal(transport, Refused(500, "Internal Server Error"))
+                self.emit("error", exc)
+
+        task = self._loop.create_task(wait())
+        self._verifying.add(task)
+        task.add_done_callback(self._verifying.discard)
+
+    async def _verdict(self, pending: Pending) -> HandshakeResult:
+        """Wait for a ``Pending`` handshake's answer, at most ``verify_timeout``; its decision (never raises)."""
+        timeout = self.verify_timeout
+        if pending.awaitable is not None:
+            try:
+                verdict = await asyncio.wait_for(_awaited(pending.awaitable), timeout)
+            except asyncio.TimeoutError:
+                return pending.timed_out(timeout or 0)
+            except Exception as exc:
+                return pending.settle(error=exc, date=http_date())
+            return pending.settle(verdict, date=http_date())
+        loop = asyncio.get_running_loop()
+        answered: asyncio.Future[None] = loop.create_future()
+
+        def done() -> None:
+            if not answered.done():
+                answered.set_result(None)
+
+        def notify() -> None:  # the callback may run on any thread
+            try:
+                loop.call_soon_threadsafe(done)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                pass
+
+        pending.on_answer(notify)
+        try:
+            await asyncio.wait_for(answered, timeout)
+        except asyncio.TimeoutError:
+            return pending.timed_out(timeout or 0)
+        return pending.result(date=http_date())
+
+    def _render(
+        self,
+        decision: HandshakeResult,
+        request: Request,
+        transport: asyncio.Transport,
+        head: bytes,
+        callback: Callable[[WebSocket, Request], Any] | None,
+    ) -> None:
+        """Write the decision: a refusal, or the 101 and a new ``WebSocket``."""
         if isinstance(decision, Refused):
             write_refusal(transport, decision)
             self._report(decision)
@@ -514,7 +633,7 @@ class WebSocketServer(EventEmitter):
         )
         self._sockets.add(ws)
         if self._cluster is not None:
-            self._cluster.joined(ws, request)
+            self._join_cluster(ws, request)
         if self._heartbeat is not None:
             self._heartbeat.add(ws)
         if callback is not None:
@@ -554,7 +673,17 @@ class WebSocketServer(EventEmitter):
         """Track a socket another host accepted for this server (``clients``, ``close()``)."""
         self._sockets.add(ws)
         if self._cluster is not None:
-            self._cluster.joined(ws, ws.request)
+            self._join_cluster(ws, ws.request)
+
+    def _join_cluster(self, ws: WebSocket, request: Request | None) -> None:
+        cluster = self._cluster
+        assert cluster is not None
+        if cluster.recorded and cluster.loop is not self._loop:
+            # The recovery learns of it one hop later: until then, what it hands to every client is not for it.
+            self._joining.add(ws)
+            cluster.joined(ws, request, lambda: _loop.call(self._loop, self._joining.discard, ws))
+        else:
+            cluster.joined(ws, request)
 
     def _rebind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Serve on ``loop`` from now on (a server built at import time, run by an ASGI server)."""
@@ -593,14 +722,15 @@ class WebSocketServer(EventEmitter):
         frozen dataclass costs about a microsecond per handshake otherwise.
         """
         options = (
-            self.verify_client, self.handle_protocols, self.protocols, self.per_message_deflate,
+            self._verify_client, self.handle_protocols, self.protocols, self.per_message_deflate,
             self._max_payload, self._deflate_max_payload,
         )
         cached = self._policy_cache
         if cached is not None and all(a is b for a, b in zip(cached[0], options)):
             return cached[1]
         policy = Policy(
-            verify_client=self.verify_client,
+            verify_client=self._verify_client,
+            verify_form=self._verify_form,
             handle_protocols=self.handle_protocols,
             protocols=self.protocols,
             per_message_deflate=self.per_message_deflate,
@@ -632,6 +762,11 @@ class WebSocketServer(EventEmitter):
         self.client_tracking = value
 
 
+
+
+async def _awaited(awaitable: Any) -> Any:
+    """``await awaitable`` as a coroutine (``wait_for`` takes any awaitable, mypy wants this shape)."""
+    return await awaitable
 
 
 def write_refusal(transport: asyncio.WriteTransport, refused: Refused) -> None:

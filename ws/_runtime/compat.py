@@ -17,6 +17,7 @@ from typing import Any
 OPTION_ALIASES: dict[str, str] = {
     "clientTracking": "client_tracking",
     "verifyClient": "verify_client",
+    "verifyTimeout": "verify_timeout",
     "handleProtocols": "handle_protocols",
     "maxPayload": "max_payload",
     "perMessageDeflate": "per_message_deflate",

@@ -7,6 +7,13 @@ the process stays alive while anything holds a reference on the reactor
 (an open socket or a listening server) and exits by itself when the last
 one is released (``ref()`` / ``unref()`` opt out and back in).
 
+Nothing fails silently in a script: an ``'error'`` nobody listens to is
+reported at once, and a script that ends with one still unclaimed exits
+with status 1, as a Node process would (``unhandled``/``claimed``; the
+status is set after every other exit handler ran).  Errors kept for a
+listener the script's next lines may still attach wait for it at most
+until the main thread has finished (``after_script``).
+
 Everything here is internal; the public surface is ``ref``/``unref`` on
 sockets and servers.
 """
@@ -14,6 +21,7 @@ sockets and servers.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import logging
 import os
@@ -74,6 +82,15 @@ class _Reactor:
         self._signals_installed = False
         self._stopping = False
         self._first_signal = 0.0
+        # Nothing silent: work waiting for the main thread's end, errors nobody claimed.
+        self._main_done = False
+        self._at_main_end: dict[object, Callable[[], Any]] = {}
+        self._unhandled: dict[int, object] = {}  # errors a late listener may still claim
+        self._failed = False  # an unhandled error nobody can claim any more
+        self._exit_hooked = False
+        #: Whether an unclaimed error makes the process exit with status 1 (the test suite, one
+        #: process for many scripts' worth of sockets, turns it off).
+        self.sets_exit_status = True
 
     def get(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -110,12 +127,15 @@ class _Reactor:
         self.thread.start()
         ready.wait(10)
         self._install_signal_handlers()
+        self._hook_main_end()
 
     def _watch(self) -> None:
         """Stop the loop once the main thread is done and nothing holds a ref."""
         loop = self.loop
         if loop is None:
             return
+        if not self._main_done and not threading.main_thread().is_alive():
+            self._main_ended()  # (when the interpreter's hook did not run: see _hook_main_end)
         if self._refs <= 0 and not threading.main_thread().is_alive():
             with self._lock:
                 if self._refs <= 0:
@@ -142,6 +162,116 @@ class _Reactor:
 
     def remove_shutdown(self, hook: Callable[[], Any]) -> None:
         self._shutdown_hooks.pop(hook, None)
+
+    # -- nothing silent ---------------------------------------------------------------------
+
+    def after_script(self, fn: Callable[[], Any], grace: float) -> None:
+        """Call ``fn`` on the reactor in ``grace`` seconds, or once the main thread has finished if sooner.
+
+        For an ``'error'`` kept for a listener the script may still attach:
+        the lines after ``WebSocket(url)`` run while the reactor connects.
+        When the script's last line has run, no listener can come any more,
+        and the reactor may stop long before ``grace`` (nothing holds it):
+        then ``fn`` runs at once.  Call it on the reactor's thread.
+        """
+        loop = self.loop
+        if loop is None or self._main_done or not threading.main_thread().is_alive():
+            fn()
+            return
+        key = object()
+        self._at_main_end[key] = fn
+
+        def due() -> None:
+            pending = self._at_main_end.pop(key, None)
+            if pending is not None:
+                pending()
+
+        loop.call_later(grace, due)
+
+    def _main_ended(self) -> None:
+        """On the reactor: the script's main thread has finished; run what waited for it."""
+        self._main_done = True
+        pending, self._at_main_end = self._at_main_end, {}
+        for fn in pending.values():
+            try:
+                fn()
+            except Exception:  # pragma: no cover - ours and defensive
+                logger.exception("error while reporting at the end of the script")
+
+    #: Claimable errors remembered, at most; past it the status is 1 whatever is claimed.
+    MAX_UNCLAIMED = 1024
+
+    def unhandled(self, error: object, claimable: bool = False) -> None:
+        """An ``'error'`` nobody listened to was reported: a script ending with it exits with status 1.
+
+        ``claimable``: it was kept for a listener attached later (``claimed``).
+        """
+        with self._lock:
+            if claimable and len(self._unhandled) < self.MAX_UNCLAIMED:
+                self._unhandled[id(error)] = error
+            else:
+                self._failed = True
+
+    def claimed(self, error: object) -> None:
+        """A listener attached late received ``error`` after all: it no longer sets the exit status."""
+        with self._lock:
+            self._unhandled.pop(id(error), None)
+
+    @property
+    def failed(self) -> bool:
+        """Whether an unhandled ``'error'`` is still unclaimed."""
+        return self._failed or bool(self._unhandled)
+
+    def _hook_main_end(self) -> None:
+        """Be told when the main thread finishes: before the interpreter waits for our thread.
+
+        ``threading._register_atexit`` (Python 3.9+; what ``concurrent.futures``
+        uses) runs in the main thread when the script's last line has run,
+        before non-daemon threads are joined.  Without it the reactor's
+        ``_watch`` notices within ``POLL`` seconds.
+        """
+        register = getattr(threading, "_register_atexit", None)
+        if self._exit_hooked or register is None:
+            return
+        try:
+            register(self._main_ending)
+        except RuntimeError:  # the interpreter is shutting down already
+            return
+        self._exit_hooked = True
+
+    def _main_ending(self) -> None:
+        """In the main thread, its script done: report the errors kept for listeners, then arm the exit status."""
+        loop = self.loop
+        if loop is not None and loop.is_running():
+            done = threading.Event()
+
+            def on_loop() -> None:
+                try:
+                    self._main_ended()
+                finally:
+                    done.set()
+
+            try:
+                loop.call_soon_threadsafe(on_loop)
+                done.wait(2.0)
+            except RuntimeError:  # closed meanwhile
+                pass
+        # Registered now, so it is the first exit handler to run: it runs the others itself.
+        atexit.register(self._exit_status)
+
+    def _exit_status(self) -> None:
+        """At exit, after every thread finished: status 1 if an unhandled ``'error'`` is still unclaimed."""
+        if not self.failed or not self.sets_exit_status:
+            return
+        atexit.unregister(self._exit_status)
+        run_others = getattr(atexit, "_run_exitfuncs", None)
+        try:
+            if run_others is not None:
+                run_others()  # the other exit handlers, as the interpreter would run them
+            else:  # pragma: no cover - CPython has it
+                logging.shutdown()
+        finally:
+            _force_exit(1)
 
     def _install_signal_handlers(self) -> None:
         if self._signals_installed or threading.current_thread() is not threading.main_thread():

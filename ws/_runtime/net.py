@@ -10,7 +10,10 @@ from __future__ import annotations
 import os
 from typing import Union
 
-__all__ = ["Target", "format_host_port", "parse_address"]
+__all__ = ["Target", "check_port", "format_host_port", "parse_address"]
+
+#: The TCP port range (0: any free port, where a server binds).
+MAX_PORT = 65535
 
 #: Where a server listens: ``(host, port)`` for TCP (``None`` host: every
 #: interface) or a unix socket path.
@@ -20,6 +23,27 @@ Target = Union[tuple[Union[str, None], int], str]
 def format_host_port(host: str, port: int) -> str:
     """``'host:port'``; an IPv6 host is bracketed (``'[::1]:8080'``), as in URLs."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def check_port(port: object, where: str = "") -> int:
+    """``port`` as an int in 0-65535, else ``ValueError`` (``TypeError`` for a non-number) naming it.
+
+    One check for every place a user gives a port (a URL, ``listen()``, an
+    address, the CLI's ``--port``), so that the message is the same
+    everywhere: ``port 99999 is out of range 0-65535 in 'ws://h:99999/'``.
+    ``where`` (the URL, the option) ends the message.  Digit strings are
+    accepted, as Node's ``listen('8080')`` does.
+    """
+    suffix = f" in {where}" if where else ""
+    if isinstance(port, str) and port.strip().lstrip("-").isdigit():
+        port = int(port.strip())
+    if isinstance(port, bool) or not isinstance(port, int):
+        if isinstance(port, str):
+            raise ValueError(f"port {port!r} is not a number{suffix}")
+        raise TypeError(f"port must be an int, got {type(port).__name__}{suffix}")
+    if not 0 <= port <= MAX_PORT:
+        raise ValueError(f"port {port} is out of range 0-{MAX_PORT}{suffix}")
+    return port
 
 
 def parse_address(network: str, address: object) -> Target:
@@ -56,6 +80,4 @@ def parse_address(network: str, address: object) -> Target:
         host = host or None
     else:
         raise TypeError(f"invalid address: {address!r}")
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"invalid port in address {address!r}")
-    return host, int(port_text)
+    return host, check_port(port_text, f"address {address!r}")

@@ -144,6 +144,9 @@ class Backplane(EventEmitter, abc.ABC):
     own presence records and the task that refreshes them.
     """
 
+    #: One ``'reconnected'`` listener per feed (a recorded path, a room): as many as channels, no leak warning.
+    _max_listeners = 0
+
     def __init__(self, *, node_id: str | None = None, presence_ttl: float = DEFAULT_PRESENCE_TTL) -> None:
         super().__init__()
         node = default_node_id() if node_id is None else node_id

@@ -16,6 +16,8 @@ Everything runs on the backplane's loop.
 from __future__ import annotations
 
 import asyncio
+import collections
+import itertools
 import logging
 from typing import Callable
 
@@ -51,7 +53,14 @@ class Feed:
         self.backplane = backplane
         self.channel = channel
         self.recovery = recovery
-        self._deliver = deliver
+        self._hand_on = deliver
+        #: The messages handed on lately, contiguous and ending at ``last`` (with their arrival time): a
+        #: client that comes back for a recent position is served from here, not from the backplane, so
+        #: that thousands of clients reconnecting after a worker died do not each run a read in Redis.
+        #: Only for backplanes across processes (in process, the history is as near as this).
+        self._recent: collections.deque[tuple[float, Message]] | None = (
+            collections.deque(maxlen=recovery.max_messages) if backplane.crosses_processes else None
+        )
         self._on_reset = on_reset
         self._on_error = on_error
         #: The position of the last message handed on (or the channel's top when the feed started).
@@ -59,16 +68,21 @@ class Feed:
         self._subscription: Subscription | None = None
         self._filling: asyncio.Task[None] | None = None
         self._pending: list[Message] = []  # arrived while a hole is being filled
+        self._refill = False  # the link came back while a fill's read was in flight: read again after it
         self._closed = False
 
     async def start(self) -> Position:
-        """Subscribe, then read the channel's top: from then on nothing published is missed."""
-        self._subscription = await self.backplane.subscribe(self.channel, self._received)
-        self.backplane.on("reconnected", self._reconnected)
+        """Subscribe, then read the channel's top: from then on nothing published is missed.
+
+        May be called again after it failed (the subscription is made once).
+        """
+        if self._subscription is None:
+            self._subscription = await self.backplane.subscribe(self.channel, self._received)
+            self.backplane.on("reconnected", self._reconnected)
         replay = await self.backplane.history(self.channel, None, self.recovery)
         if self.last is None:  # nothing arrived live meanwhile
             self.last = replay.position
-        elif replay.position.epoch == self.last.epoch and replay.position.offset > self.last.offset:
+        elif replay.position.epoch == self.last.epoch and replay.position.offset > self.last.offset and self._filling is None:
             self._fill_later()  # published before the subscription took effect, or lost on the way
         return self.last
 
@@ -80,6 +94,35 @@ class Feed:
         if self._subscription is not None:
             subscription, self._subscription = self._subscription, None
             await subscription.unsubscribe()
+
+    def recent_after(self, since: Position) -> list[Message] | None:
+        """The messages after ``since`` up to ``last`` if this node still holds all of them, else ``None``.
+
+        ``None`` also when ``since`` is not behind ``last`` in the same epoch, or when the first of
+        them arrived more than ``window`` seconds ago: then ask the history.
+        """
+        recent, last = self._recent, self.last
+        if not recent or last is None or since.epoch != last.epoch or since.offset >= last.offset:
+            return None
+        newest = recent[-1][1].position
+        first = recent[0][1].position
+        if newest != last or first is None or since.offset + 1 < first.offset:
+            return None
+        held = list(itertools.islice(recent, since.offset + 1 - first.offset, None))
+        if asyncio.get_running_loop().time() - held[0][0] > self.recovery.window:
+            return None
+        return [message for _, message in held]
+
+    def _deliver(self, message: Message) -> None:
+        recent = self._recent
+        if recent is not None:
+            previous = recent[-1][1].position if recent else None
+            position = message.position
+            assert position is not None
+            if previous is not None and (previous.epoch != position.epoch or previous.offset + 1 != position.offset):
+                recent.clear()  # only a contiguous run can answer for what came after a position
+            recent.append((asyncio.get_running_loop().time(), message))
+        self._hand_on(message)
 
     @property
     def filling(self) -> bool:
@@ -112,8 +155,12 @@ class Feed:
 
     def _reconnected(self) -> None:
         """The link to the cluster was down: anything published meanwhile is read from the history."""
-        if not self._closed and self._filling is None:
+        if self._closed:
+            return
+        if self._filling is None:
             self._fill_later()
+        else:
+            self._refill = True  # the read in flight may predate the outage
 
     def _fill_later(self) -> None:
         loop = asyncio.get_running_loop()
@@ -123,10 +170,12 @@ class Feed:
         try:
             while True:
                 try:
+                    self._refill = False
                     replay = await self.backplane.history(self.channel, self.last, self.recovery)
                     break
                 except BackplaneError as exc:
                     if self.backplane.closed:
+                        self._closed = True  # nothing more will come: do not go round again
                         return
                     logger.debug("feed %r: history unavailable, trying again: %s", self.channel, exc)
                     await asyncio.sleep(RETRY_DELAY)
@@ -151,8 +200,13 @@ class Feed:
             raise
         except Exception as exc:  # a bug: report it, never let the feed stop
             self._on_error(exc)
+            self._refill = True
+            await asyncio.sleep(RETRY_DELAY)  # not at once: the same failure would come round in a busy loop
         finally:
             self._filling = None
             pending, self._pending = self._pending, []
             for message in pending:
                 self._received(message)
+            if self._refill and not self._closed and self._filling is None:
+                self._refill = False
+                self._fill_later()

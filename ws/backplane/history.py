@@ -54,7 +54,7 @@ class Position(NamedTuple):
     def parse(cls, offset: object, epoch: object) -> "Position":
         """From untrusted text (a query string, a JSON field); ``ValueError`` when malformed."""
         text = str(offset)
-        if not text.isdigit() or len(text) > 19:
+        if not (text.isascii() and text.isdigit()) or len(text) > 19:
             raise ValueError(f"offset must be a non-negative integer, got {offset!r}")
         if not isinstance(epoch, str) or not _EPOCH.fullmatch(epoch):
             raise ValueError(f"epoch must be 1-64 characters of A-Z a-z 0-9 _ -, got {epoch!r}")

@@ -13,7 +13,7 @@ import os
 import re
 import socket
 import ssl as _ssl
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 from urllib.parse import urljoin, urlsplit
 
 import h11
@@ -29,12 +29,13 @@ from . import proxy as _proxy
 from .keepalive import DEFAULT_MESSAGE_TIMEOUT, Heartbeat, check_message_timeout
 from ..events import ReadyState
 from ..exceptions import ConnectError, HandshakeError, describe
-from .._runtime.net import format_host_port
+from .._runtime.compat import normalize_options
+from .._runtime.net import check_port, format_host_port
 
 if TYPE_CHECKING:  # pragma: no cover
     from .websocket import WebSocket
 
-__all__ = ["parse_url", "parse_protocols", "ClientConfig"]
+__all__ = ["parse_url", "parse_protocols", "client_arguments", "ClientConfig"]
 
 DEFAULT_HANDSHAKE_TIMEOUT = 30.0
 
@@ -68,6 +69,21 @@ CLIENT_OPTIONS = frozenset(
     }
 )
 
+#: Node ``ws`` client options that ``ws`` spells differently or has no use
+#: for: what to write instead, for the ``TypeError`` of an unknown option.
+NODE_OPTION_HINTS: dict[str, str] = {
+    **dict.fromkeys(
+        ("rejectUnauthorized", "ca", "cert", "key", "pfx", "passphrase", "checkServerIdentity", "servername"),
+        "TLS settings go in one ssl.SSLContext: ssl=context (docs/interop.md)",
+    ),
+    "agent": "an HTTP proxy is proxy='http://host:port' (docs/interop.md)",
+    "protocolVersion": "version 13 (RFC 6455) is the only one: leave it out",
+    "timeout": "the opening handshake's limit is handshake_timeout (seconds)",
+    "auth": "put the credentials in the URL ('ws://user:pass@host/') or in headers={'Authorization': ...}",
+    "autoPong": "pings are always answered",
+    "protocols": "subprotocols are the second argument: WebSocket(url, ['chat'], options)",
+}
+
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 
@@ -88,6 +104,12 @@ def parse_url(url: Any) -> WebSocketURI:
     if split.fragment:
         raise ValueError(f"Invalid URL {url!r}: the URL contains a fragment identifier")
     try:
+        split.port
+    except ValueError:  # urllib's bare "Port out of range 0-65535": say which port, in which URL
+        host_port = split.netloc.rpartition("@")[2]
+        check_port(host_port.rpartition("]")[2].rpartition(":")[2], repr(url))
+        raise
+    try:
         return parse_uri(url)
     except InvalidURI as exc:
         raise ValueError(f"Invalid URL {url!r}: {exc}") from None
@@ -97,13 +119,62 @@ def parse_protocols(protocols: str | Iterable[str] | None) -> list[str]:
     """Subprotocols to offer, in order; each an HTTP token, no duplicates."""
     if protocols is None:
         return []
+    if isinstance(protocols, Mapping):
+        raise TypeError(_options_as_protocols(protocols))
     items = [protocols] if isinstance(protocols, str) else list(protocols)
     seen: set[str] = set()
     for item in items:
+        if isinstance(item, Mapping):
+            raise TypeError(_options_as_protocols(item))
         if not isinstance(item, str) or not _TOKEN.match(item) or item in seen:
             raise ValueError(f"An invalid or duplicated subprotocol was specified: {item!r}")
         seen.add(item)
     return items
+
+
+def _options_as_protocols(options: Mapping[Any, Any]) -> str:
+    return (
+        f"subprotocols are names (a str or a list of str), not a dict ({sorted(map(str, options))}): options go "
+        "second when there are no protocols, WebSocket(url, {...}), or third, WebSocket(url, protocols, {...}), "
+        "or as keywords"
+    )
+
+
+def client_arguments(protocols: Any, options: Any, keywords: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """Node's argument shapes: ``(url, options)`` and ``(url, protocols, options)``, plus keywords.
+
+    As Node's ``ws`` does, a dict in the protocols position is the options
+    (``new WebSocket(url, {headers})``).  An options dict and keywords
+    merge; a name given in both (in either spelling) is a ``TypeError``.
+    Returns the protocols and the options, snake_case.
+    """
+    if isinstance(protocols, Mapping):
+        if options is not None:
+            raise TypeError(
+                "WebSocket(url, options, options): the second argument is the protocols (a str or a list of str) "
+                "when a third, the options, follows"
+            )
+        protocols, options = None, protocols
+    if options is None:
+        return protocols, normalize_options(keywords)
+    if not isinstance(options, Mapping):
+        raise TypeError(
+            f"WebSocket options must be a dict, got {type(options).__name__}: WebSocket(url, protocols, {{...}})"
+        )
+    merged = normalize_options(dict(options))
+    if keywords:
+        extra = normalize_options(keywords)
+        twice = sorted(set(merged) & set(extra))
+        if twice:
+            raise TypeError(f"option(s) given both in the options dict and as keywords: {', '.join(twice)}")
+        merged.update(extra)
+    return protocols, merged
+
+
+def unknown_options_message(kind: str, unknown: Iterable[str], hints: Mapping[str, str]) -> str:
+    """``unknown WebSocket option(s): ...``, each with what to write instead when we know it."""
+    described = [f"{name} ({hints[name]})" if name in hints else name for name in sorted(unknown)]
+    return f"unknown {kind} option(s): {', '.join(described)}"
 
 
 class ClientConfig:
@@ -112,7 +183,7 @@ class ClientConfig:
     def __init__(self, target: WebSocketURI, offered: list[str], options: dict[str, Any]) -> None:
         unknown = set(options) - CLIENT_OPTIONS
         if unknown:
-            raise TypeError(f"unknown WebSocket option(s): {', '.join(sorted(unknown))}")
+            raise TypeError(unknown_options_message("WebSocket", unknown, NODE_OPTION_HINTS))
         self.target = target
         self.offered = offered
         headers = options.get("headers") or {}

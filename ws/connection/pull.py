@@ -30,15 +30,12 @@ from __future__ import annotations
 import asyncio
 import collections
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Coroutine, TypeVar
+from typing import Any, AsyncIterator, Callable, Coroutine, TypeVar
 
 from .._runtime import loop as _loop
 from .._runtime.flow import FlowGate
-from ..events import ReadyState
+from ..events import MessageEvent, ReadyState
 from ..exceptions import ConnectionClosed, NotOpenError, WebSocketError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..events import MessageEvent
 
 __all__ = ["IterationMixin", "DEFAULT_INBOX_SIZE"]
 
@@ -109,7 +106,12 @@ def _as_error(error: object) -> BaseException:
 
 
 def _check_data(data: object) -> str | bytes:
-    """``data`` as ``str``/``bytes``; a copy of other buffers, which the caller may reuse before we run."""
+    """``data`` as ``str``/``bytes``; a copy of other buffers, which the caller may reuse before we run.
+
+    A ``MessageEvent`` is its data, as for ``send``.
+    """
+    if isinstance(data, MessageEvent):
+        data = data.data
     if isinstance(data, (str, bytes)):
         return data
     if isinstance(data, (bytearray, memoryview)):

@@ -17,10 +17,11 @@ hop onto it with ``call_soon_threadsafe``.
 from __future__ import annotations
 
 import asyncio
+import http
 import logging
 import os
 from threading import get_ident as _get_ident
-from typing import TYPE_CHECKING, Any, Callable, Container, Iterable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Container, Iterable, Mapping, Protocol
 
 from websockets.frames import Opcode
 from websockets.http11 import Response
@@ -32,16 +33,18 @@ from ..protocol.reader import FrameReader, unfinished_token
 from ..protocol.writer import FrameWriter
 from .._runtime import loop as _loop
 from .._runtime.budget import SendBudget
-from .._runtime.compat import normalize_options
-from .._runtime.emitter import MAX_HELD_EVENTS, EventEmitter, report
+from .._runtime.emitter import MAX_HELD_EVENTS, EventEmitter, adapt_arity, report
 from .._runtime.flow import FlowGate
+from .dom import EventTarget
 from .pull import IterationMixin
+from . import sent as _sent
 from .._runtime.reads import read_buffer
-from ..events import BINARY, TEXT, CloseEvent, ErrorEvent, Event, MessageEvent, ReadyState
-from ..exceptions import NotOpenError, ProtocolError, WebSocketError
+from ..events import BINARY, TEXT, MessageEvent, ReadyState
+from ..exceptions import ConnectionClosed, HandshakeError, NotOpenError, ProtocolError, WebSocketError, describe
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..request import Request
+    from ..server import WebSocketServer
     from .client import ClientConfig
 
 __all__ = ["WebSocket"]
@@ -191,15 +194,34 @@ class _Stream(asyncio.BufferedProtocol):
         self.ws._writing_resumed()
 
 
-class WebSocket(IterationMixin, EventEmitter):
+class _ServerAlias:
+    """``WebSocket.Server``, Node's ``new WebSocket.Server({port})``: the ``WebSocketServer`` class.
+
+    That class lives a layer above this one (``ws.server``), so the alias
+    finds it through the package's own lazy table when it is read, and
+    ``from ws import WebSocket`` loads no server code until then.  Type
+    checkers read the return type.
+    """
+
+    def __get__(self, instance: object, owner: type | None = None) -> "type[WebSocketServer]":
+        import ws
+
+        return ws.WebSocketServer
+
+
+class WebSocket(IterationMixin, EventTarget):
     """A WebSocket connection with the JavaScript API.
 
-    As a client: ``WebSocket(url, protocols=None, **options)`` connects in the
-    background and emits ``'open'``, ``'message'``, ``'close'``, ``'error'``,
+    As a client: ``WebSocket(url, protocols=None, options=None, **options)``
+    (Node's shapes: ``WebSocket(url, {...})`` and ``WebSocket(url, protocols,
+    {...})``; keywords work beside them) connects in the background and emits ``'open'``, ``'message'``, ``'close'``, ``'error'``,
     ``'ping'``, ``'pong'``, ``'unexpected-response'``, ``'drain'``,
     ``'redirect'`` ``(url, headers)`` (with ``follow_redirects``).  On the
     server side ``WebSocketServer`` creates them and hands them to
-    ``'connection'`` listeners.
+    ``'connection'`` listeners.  A ``'message'`` listener requiring two
+    arguments gets Node's ``(data, is_binary)``, any other the
+    ``MessageEvent`` (``ws.connection.dom.adapt_message``); the browser's
+    ``onmessage = fn``... and ``add_event_listener`` work too (``dom.py``).
 
     Options (snake_case; the camelCase spellings work too): ``headers``,
     ``origin``, ``handshake_timeout``, ``max_payload``, ``max_fragments``,
@@ -235,20 +257,30 @@ class WebSocket(IterationMixin, EventEmitter):
     __slots__ = (
         "_ready_state", "_proto", "_transport", "_lean", "_dispatch_thread", "_fragmenting",
         "_writing_paused", "_writer", "_reader", "_proto_fed", "_is_server", "_on_message",
-        "_held", "_flush_scheduled",
+        "_held", "_flush_scheduled", "_hops",
         "_read_scheduled", "_frames_in", "_unfinished", "_budget", "_replies_held", "_reply_bytes", "_keepalive_payload",
+        "_told_not_open",
     )
     _ready_state: ReadyState
     _url: str
+    #: Node's send callbacks waiting for their frames to leave; made by the first one (most sockets never have any).
+    _send_callbacks: "_sent.SendCallbacks | None" = None
     _connector: "ClientConfig | None"
     _proto: "_ClientProtocol | _ServerProtocol | None"
     _transport: asyncio.Transport | None
 
-    def __init__(self, url: Any = None, protocols: str | Iterable[str] | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        url: Any = None,
+        protocols: str | Iterable[str] | Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         from . import client as _client  # the client half lives in its own module
 
         super().__init__()
-        options = normalize_options(options)
+        # Node's shapes: WebSocket(url, options) and WebSocket(url, protocols, options), keywords beside.
+        protocols, options = _client.client_arguments(protocols, options, kwargs)
         target = _client.parse_url(url)
         offered = _client.parse_protocols(protocols)
         config = _client.ClientConfig(target, offered, options)
@@ -311,6 +343,7 @@ class WebSocket(IterationMixin, EventEmitter):
         # message_timeout: (message token, when its clock started, last sweep)
         self._unfinished: tuple[int, float, float] | None = None
         self._error_emitted = False
+        self._told_not_open = False  # send() while not OPEN, nobody listening for 'error': said once
         self._failed_with: tuple[int, str] | None = None
         self._close_emitted = False
         self._closed_with: tuple[int, str] | None = None  # the code and reason 'close' carried
@@ -321,6 +354,7 @@ class WebSocket(IterationMixin, EventEmitter):
         self._flush_scheduled = False  # a _scheduled_flush is on its way
         self._writing_paused = False
         self._queued_bytes = 0  # bytes of sends still hopping over from other threads
+        self._hops = 0  # those sends: while any is on its way, a send on the loop queues behind it
         # The unsent-bytes budget this socket reports to above its high-water mark (its server's).
         self._budget: SendBudget | None = None
         # Automatic replies (pongs, a close) wait above the high-water mark: reading stops until it drains.
@@ -451,7 +485,14 @@ class WebSocket(IterationMixin, EventEmitter):
     # -- sending ------------------------------------------------------------------
 
     def send(
-        self, data: str | bytes | bytearray | memoryview, *, binary: bool | None = None, fin: bool = True
+        self,
+        data: str | bytes | bytearray | memoryview,
+        options: Mapping[str, Any] | Callable[..., Any] | None = None,
+        callback: Callable[..., Any] | None = None,
+        *,
+        binary: bool | None = None,
+        compress: bool | None = None,
+        fin: bool = True,
     ) -> None:
         """Send one message: ``str`` as a text frame, bytes-like as a binary frame.
 
@@ -459,7 +500,18 @@ class WebSocket(IterationMixin, EventEmitter):
         ``'error'`` (``NotOpenError``) is emitted instead.  ``fin=False``
         sends a fragment, as Node's ``send(data, {fin: false})``: every
         following ``send`` continues that message until one has ``fin=True``.
+
+        Node's shapes work too: ``send(data, {'binary': ..., 'compress':
+        ..., 'fin': ...}, callback)`` and ``send(data, callback)``.
+        ``callback(error)`` runs once the frame has left for the kernel
+        (``None``), or with the error that stopped it, which is then not
+        also an ``'error'`` event (``ws/connection/sent.py`` says when).
+        ``compress=False`` sends this message uncompressed on a connection
+        with permessage-deflate.
         """
+        if options is not None or callback is not None or compress is not None:
+            self._send_shaped(data, options, callback, binary, compress, fin)
+            return
         if isinstance(data, str):
             payload: Any = data.encode()
             is_text = not binary
@@ -467,24 +519,135 @@ class WebSocket(IterationMixin, EventEmitter):
             payload = data
             is_text = binary is False
         else:
-            raise TypeError(f"data must be str or bytes-like, got {type(data).__name__}")
+            is_text, payload = self._payload(data, binary)
         # Inside our own read callback, on its thread: no need to ask asyncio,
         # whose _get_running_loop() costs a getpid() system call on Python 3.11.
-        if self._dispatch_thread == _get_ident() or _loop._get_running_loop() is self._loop:
+        on_loop = self._dispatch_thread == _get_ident() or _loop._get_running_loop() is self._loop
+        if on_loop and not self._hops:
             self._send_frame(is_text, payload, fin)
         else:
             if not isinstance(payload, bytes):
                 payload = bytes(payload)  # the caller may reuse its buffer
             self._queued_bytes += len(payload)
-            _loop.call(self._loop, self._send_from_thread, is_text, payload, fin)
+            self._hops += 1
+            if on_loop:  # sends from another thread are on their way: this one goes after them, in order
+                self._loop.call_soon(self._send_from_thread, is_text, payload, fin)
+            else:
+                _loop.call(self._loop, self._send_from_thread, is_text, payload, fin)
+
+    @staticmethod
+    def _payload(data: Any, binary: bool | None) -> tuple[bool, Any]:
+        """``(is_text, payload)`` for ``data``; ``send``'s fast path inlines the ``str`` and bytes cases."""
+        if isinstance(data, str):
+            return not binary, data.encode()
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            return binary is False, data
+        if isinstance(data, MessageEvent):  # send(event) sends its data, as it came: an echo is sock.send(msg)
+            data = data.data
+            return (not binary, data.encode()) if isinstance(data, str) else (binary is False, data)
+        raise TypeError(f"data must be str or bytes-like, got {type(data).__name__}")
+
+    def _send_shaped(
+        self, data: Any, options: Any, callback: Any, binary: bool | None, compress: bool | None, fin: bool
+    ) -> None:
+        """``send`` with Node's options dict, a callback or ``compress=``: read them, then send on the loop."""
+        binary, compress, fin, callback = _sent.send_arguments(options, callback, binary, compress, fin)
+        is_text, payload = self._payload(data, binary)
+        on_loop = _loop._get_running_loop() is self._loop
+        if on_loop and not self._hops:
+            self._send_tracked(is_text, payload, fin, compress, callback, False)
+            return
+        payload = bytes(payload)  # the caller may reuse its buffer
+        self._queued_bytes += len(payload)
+        self._hops += 1  # in order with the other sends on their way, as send()'s
+        if on_loop:
+            self._loop.call_soon(self._send_tracked, is_text, payload, fin, compress, callback, True)
+        else:
+            _loop.call(self._loop, self._send_tracked, is_text, payload, fin, compress, callback, True)
+
+    def _send_tracked(
+        self, is_text: bool, payload: Any, fin: bool, compress: bool | None,
+        callback: Callable[..., Any] | None, queued: bool,
+    ) -> None:
+        """On the loop: send, then hand ``callback`` to the socket's ``SendCallbacks``.
+
+        A send that cannot go (not OPEN, or the peer's Close already read)
+        tells the callback, not ``'error'``: one report per failure, as Node.
+        """
+        if queued:
+            self._queued_bytes -= len(payload)
+            self._hops -= 1
+        if callback is None:
+            self._send_maybe_compressed(is_text, payload, fin, compress)
+            return
+        state = self._ready_state
+        proto = self._proto
+        if state is not OPEN or (proto is not None and not proto.is_open()):
+            shown = state if state is not OPEN else CLOSING  # OPEN, but the peer's Close is read
+            self._loop.call_soon(self._call_back, callback, NotOpenError(shown, shown.name))
+            return
+        self._send_maybe_compressed(is_text, payload, fin, compress)
+        callbacks = self._send_callbacks
+        if callbacks is None:
+            callbacks = self._send_callbacks = _sent.SendCallbacks(self, self._loop)
+            self._when_finished(self._settle_send_callbacks)
+        callbacks.add(callback)
+
+    def _send_maybe_compressed(self, is_text: bool, payload: Any, fin: bool, compress: bool | None) -> None:
+        """``compress=False`` on a compressed connection: a whole message goes out as it is (RSV1 clear)."""
+        proto = self._proto
+        if (
+            compress is not False or not fin or self._fragmenting or self._ready_state is not OPEN
+            or proto is None or not proto.extensions or not proto.is_open()
+        ):
+            self._send_frame(is_text, payload, fin)
+            return
+        if self._writing_paused and self._over_buffer_limit():
+            return
+        # permessage-deflate lets any message go uncompressed (RFC 7692 6.1); the compressor's
+        # context only ever sees the compressed ones.  Behind what the protocol object queued.
+        self._take_protocol_output(proto)
+        self._writer.add(is_text, payload)
+        if self._dispatch_thread is None:
+            self._flush()
+
+    def _unwritten(self) -> int | None:
+        """Bytes sent on the loop that the kernel does not have yet; ``None`` once the transport is closing."""
+        proto = self._proto
+        pending = self._writer.size + (1 if proto is not None and proto.has_pending() else 0)
+        transport = self._transport
+        if transport is not None:
+            if transport.is_closing():
+                return None
+            return pending + transport.get_write_buffer_size()
+        if self._link is not None:
+            return pending + self._link.buffered
+        return None
+
+    def _settle_send_callbacks(self, _socket: "WebSocket") -> None:
+        """The connection is gone: callbacks still waiting learn how it ended (a finish hook)."""
+        callbacks = self._send_callbacks
+        if callbacks is None or not len(callbacks):
+            return
+        proto = self._proto
+        if proto is not None and proto.close_rcvd is not None and proto.close_sent is not None:
+            callbacks.finish(None)  # the peer answered our Close, sent after every frame: all read
+            return
+        code, reason = self._closed_with or (1006, "")
+        callbacks.finish(ConnectionClosed(code, reason))
+
+    def _call_back(self, callback: Callable[..., Any], error: BaseException | None) -> None:
+        """Call a send callback as a listener: fewer parameters allowed, failures reported, coroutines run."""
+        self._emit_run(adapt_arity(callback), (error,), {})
 
     def _send_from_thread(self, is_text: bool, payload: bytes, fin: bool = True) -> None:
         self._queued_bytes -= len(payload)
+        self._hops -= 1
         self._send_frame(is_text, payload, fin)
 
     def _send_frame(self, is_text: bool, payload: Any, fin: bool = True) -> None:
         if self._ready_state is not OPEN:
-            self._emit_error(NotOpenError(self._ready_state, self._ready_state.name))
+            self._not_open("send")
             return
         if self._writing_paused and self._over_buffer_limit():
             return
@@ -604,7 +767,7 @@ class WebSocket(IterationMixin, EventEmitter):
 
     def _send_control(self, opcode: Opcode, payload: bytes) -> None:
         if self._ready_state is not OPEN:
-            self._emit_error(NotOpenError(self._ready_state, self._ready_state.name))
+            self._not_open("ping" if opcode is _PING else "pong")
             return
         proto = self._proto
         if proto is None:
@@ -1326,14 +1489,45 @@ class WebSocket(IterationMixin, EventEmitter):
         if not self._hold_events:
             self.emit(event, *args)
             return
-        if event == "error" and not self._events.get(event):
-            self._loop.call_later(1.0, self._report_unclaimed, args[0])
         self._emit_kept(event, *args)
 
-    def _report_unclaimed(self, error: BaseException) -> None:
-        held = self._held
-        if held is not None and any(e == "error" and a[0] is error for e, a in held):
-            report("unhandled 'error' event on WebSocket %s: %s", self._url, error, log=logger)
+    def _report_unhandled(self, error: Any, claimable: bool = False) -> None:
+        """Nobody listens for ``'error'``: say which socket and what, on stderr when logging is not set up.
+
+        A client's line names its URL (the application's own) and is its own
+        cause for the rate limit of reports; a server side's stays one cause
+        for all its peers (whose request URLs they choose), one line and a count.
+        A server side's error does not set a script's exit status: its peer
+        caused it (a protocol violation, a limit), and a server runs for long.
+        """
+        if self._is_server:
+            report("unhandled 'error' event on %s: %s", type(self).__name__, error, error=error)
+            return
+        # One line, no traceback (a refused connection's would show asyncio's insides).
+        report(f"unhandled 'error' event on WebSocket {self._url}: {_cause(error)}", log=logger)
+        self._unhandled(error, claimable)
+
+    def _not_open(self, method: str) -> None:
+        """``send``/``ping``/``pong`` while not OPEN: ``'error'``, or said on stderr once per socket."""
+        state = self._ready_state
+        error = NotOpenError(state, state.name)
+        if self._events.get("error"):
+            self.emit("error", error)
+            return
+        if self._told_not_open:
+            return
+        self._told_not_open = True
+        advice = "send once 'open' has fired" if state is CONNECTING else "the connection is over"
+        message = (
+            "%s() on WebSocket %s while it is %s (readyState %d): nothing was sent; %s (an 'error' listener"
+            " gets these as NotOpenError; this is said once per socket)"
+        )
+        if not self._is_server:  # a client's URL is the application's: a cause of its own (see _report_unhandled)
+            message = message % (method, self._url, state.name, state, advice)
+            report(message, log=logger)  # (no arguments: logged and printed as is)
+            self._unhandled(error)
+        else:  # the peer may have gone first: not a bug of the script's (see _report_unhandled)
+            report(message, method, self._url, state.name, state, advice, log=logger)
 
     def _going_away(self) -> None:
         """SIGINT/SIGTERM in a script: close with 1001 (going away)."""
@@ -1353,49 +1547,31 @@ class WebSocket(IterationMixin, EventEmitter):
             self._start_lean(proto)
         self._emit_event("open")
 
-    # -- DOM-style listeners --------------------------------------------------------
-
-    def add_event_listener(self, type: str, listener: Callable[[Any], Any], *, once: bool = False) -> None:
-        """Browser-style listener: called with one event object (``MessageEvent``, ``CloseEvent``...)."""
-        def dom_listener(*args: Any) -> Any:
-            return listener(_dom_event(self, type, args))
-
-        dom_listener.__dom_listener__ = listener  # type: ignore[attr-defined]
-        if once:
-            self.once(type, dom_listener)
-        else:
-            self.on(type, dom_listener)
-
-    def remove_event_listener(self, type: str, listener: Callable[[Any], Any]) -> None:
-        """Remove a listener added with ``add_event_listener``."""
-        for registered in list(self._events.get(type, {})):
-            if getattr(registered, "__dom_listener__", None) is listener:
-                self.remove_listener(type, registered)
-                return
-
     # -- JavaScript spellings (the EventEmitter ones come from EventEmitter) --------------
 
+    Server = _ServerAlias()
     readyState = ready_state
     bufferedAmount = buffered_amount
     remoteAddress = remote_address
     isPaused = is_paused
-    addEventListener = add_event_listener
-    removeEventListener = remove_event_listener
 
     def __repr__(self) -> str:
         side = "server" if self._is_server else "client"
         return f"<WebSocket {side} {self._url} {self._ready_state.name}>"
 
 
-def _dom_event(target: WebSocket, type: str, args: tuple[Any, ...]) -> Any:
-    if type == "message":
-        return args[0]
-    if type == "close":
-        code, reason = args[0], args[1]
-        return CloseEvent(code, reason, code != 1006, target)
-    if type == "error":
-        return ErrorEvent(args[0], target)
-    return Event(type, target)
+def _cause(error: Any) -> str:
+    """An unhandled error's text; an HTTP refusal with its reason phrase (``401 Unauthorized``)."""
+    text = describe(error) if isinstance(error, BaseException) else str(error)
+    status = getattr(error, "status", None) if isinstance(error, HandshakeError) else None
+    if isinstance(status, int):
+        try:
+            phrase = http.HTTPStatus(status).phrase
+        except ValueError:
+            return text
+        if phrase not in text:
+            text = text.replace(f" {status}", f" {status} {phrase}", 1) if f" {status}" in text else f"{text} ({status} {phrase})"
+    return text
 
 
 def _describe_parser_error(exc: BaseException, limit_note: str) -> str:

@@ -34,7 +34,7 @@ from .._runtime import loop as _loop
 from .._runtime import workers as _workers
 from .._runtime.emitter import EventEmitter
 from .._runtime.log import announce
-from .._runtime.net import Target, format_host_port, parse_address
+from .._runtime.net import Target, check_port, format_host_port, parse_address
 from ..request import Request
 from ..upgrade import PathFilter, UpgradeHandler
 from .accept import Acceptor, open_file_limit, pending_cap, raise_open_file_limit
@@ -46,7 +46,7 @@ from .static import StaticFiles
 if TYPE_CHECKING:
     from ..backplane import Backplane
 
-__all__ = ["Server"]
+__all__ = ["Server", "create_server"]
 
 logger = logging.getLogger("ws.http")
 
@@ -513,6 +513,69 @@ class Server(EventEmitter):
             raise
         return sock
 
+    def listen(
+        self,
+        port: int | str | os.PathLike[str] | Mapping[str, Any] | Callable[..., Any] | None = None,
+        host: str | Callable[..., Any] | None = None,
+        backlog: int | Callable[..., Any] | None = None,
+        callback: Callable[..., Any] | None = None,
+    ) -> Server:
+        """Node's ``server.listen(port, host, backlog, callback)``: serve there; returns the server.
+
+        The shapes of Node's ``net.Server.listen``: ``listen(port, callback)``,
+        ``listen(port, host, callback)``, ``listen(callback)`` (any free
+        port), ``listen({'port': ..., 'host': ..., 'backlog': ..., 'path':
+        ...}, callback)``, ``listen(path)`` for a unix socket (a path with a
+        ``/``), and ``listen('host:port')`` as ``Server(address)``.  The port and
+        host replace the constructor's address; no host means every
+        interface, as in Node.  ``callback`` runs once listening.  Unlike
+        Node, a taken port raises ``OSError`` here (it is ``serve()``).
+        """
+        values: list[Any] = [port, host, backlog]
+        for index, value in enumerate(values):
+            if callable(value) and not isinstance(value, Mapping):
+                if callback is not None or any(v is not None for v in values[index + 1 :]):
+                    raise TypeError("listen(): the callback comes last, as in listen(port, host, callback)")
+                callback, values[index] = value, None
+        port, host, backlog = values
+        path: Any = None
+        if isinstance(port, Mapping):
+            if host is not None or backlog is not None:
+                raise TypeError("listen(options, callback): the options dict holds port, host, backlog and path")
+            unknown = set(port) - {"port", "host", "backlog", "path"}
+            if unknown:
+                raise TypeError(f"unknown listen() option(s): {', '.join(sorted(unknown))}; Node's are port, host, backlog and path")
+            port, host, backlog, path = (port.get(key) for key in ("port", "host", "backlog", "path"))
+        elif isinstance(port, os.PathLike) or (isinstance(port, str) and "/" in port):
+            port, path = None, port  # Node's listen(path): a unix socket
+        elif isinstance(port, str) and not port.strip().lstrip("-").isdigit():
+            if host is not None or ":" not in port:
+                raise ValueError(
+                    f"listen({port!r}): give a port (8080), a port and a host (8080, '127.0.0.1'), "
+                    "'host:port', or a unix socket path containing a '/'"
+                )
+            target = parse_address("tcp", port)  # the 'host:port' of ws.http.Server(address)
+            assert not isinstance(target, str)
+            host, port = target
+        if self._state not in _IDLE_STATES:
+            raise RuntimeError(f"listen(): the server is already {self._state.value} on {self.address}")
+        if backlog is not None:
+            if isinstance(backlog, bool) or not isinstance(backlog, int) or backlog < 1:
+                raise ValueError(f"backlog must be a positive int, got {backlog!r}")
+            self.backlog = backlog
+        if path is not None:
+            if host is not None:
+                raise TypeError("listen(path): a unix socket has no host")
+            self._target = parse_address("unix", path)
+            self.network = "unix"
+        else:
+            if host is not None and not isinstance(host, str):
+                raise TypeError(f"listen(): host must be a str, got {type(host).__name__}")
+            self._target = (host or None, check_port(0 if port is None else port, "listen()"))
+            self.network = "tcp"
+        self.serve(callback)
+        return self
+
     def serve(self, callback: Callable[..., Any] | None = None, *, workers: int | None = None) -> str:
         """Bind and start serving; returns the bound address; ``callback(address)`` runs once listening.
 
@@ -598,8 +661,9 @@ class Server(EventEmitter):
                 announce(
                     logger, logging.WARNING,
                     "%d workers without a backplane: each worker has its own clients, so broadcast, rooms, "
-                    "send-by-id and client counts reach only the clients of the worker they run in "
-                    "(module globals are per worker too; see docs/scaling.md)", count,
+                    "send-by-id and client counts reach only the clients of the worker they run in, and "
+                    "recovery= keeps a history per worker (a client that comes back on another worker is "
+                    "not recovered); module globals are per worker too; see docs/scaling.md", count,
                 )
             elif not self.backplane.crosses_processes:
                 announce(
@@ -834,3 +898,29 @@ class Server(EventEmitter):
         target = self._target
         where = self.address or (target if isinstance(target, str) else format_host_port(target[0] or "*", target[1]))
         return f"<ws.http.Server {where} {self._state.value}>"
+
+
+def create_server(
+    options: Mapping[str, Any] | Callable[..., Any] | None = None, listener: Callable[..., Any] | None = None
+) -> Server:
+    """Node's ``http.createServer([options][, listener])``: a ``Server`` that does not listen yet.
+
+    ``server.listen(port, host, callback)`` starts it (or ``serve()``).
+    ``options`` are the constructor's, as a dict; ``listener`` is added as a
+    ``'request'`` listener, which gets the ``ctx`` of ``ws.http`` (one
+    object: ``ctx.request``, ``ctx.text(status, body)``, ...), not Node's
+    ``(req, res)``.
+    """
+    if listener is None and callable(options) and not isinstance(options, Mapping):
+        options, listener = None, options
+    if options is not None and not isinstance(options, Mapping):
+        raise TypeError(f"create_server(options, listener): options must be a dict, got {type(options).__name__}")
+    if listener is not None and not callable(listener):
+        raise TypeError(f"create_server(options, listener): listener must be callable, got {type(listener).__name__}")
+    server = Server(options)
+    if listener is not None:
+        server.on("request", listener)
+    return server
+
+
+createServer = create_server

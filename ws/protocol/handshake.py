@@ -10,16 +10,21 @@ and the decision is tested without sockets.
 
 The user's hooks run here: ``verify_client`` (its verdict, a ``Reject``, or
 an exception, which becomes a 500 carrying the exception for the host to
-report) and ``handle_protocols``.  The ``'headers'`` event (users editing
+report) and ``handle_protocols``.  A ``verify_client`` that answers later
+(Node's ``(info, callback)`` form, an ``async def``) makes the decision a
+:class:`Pending`: the host waits for the answer (bounded, in its own medium:
+this module does no I/O), then asks it for the result.  The ``'headers'`` event (users editing
 the 101) is the host's: it shows :meth:`Accepted.header_lines` to its
 listeners and renders :meth:`Accepted.edited`.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
+import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence, Union
+from typing import Any, Awaitable, Callable, Iterable, Literal, Mapping, Sequence, Union
 
 from websockets.datastructures import Headers
 from websockets.exceptions import (
@@ -40,7 +45,10 @@ from ..exceptions import Reject, WebSocketError
 from ..request import Request
 from . import _websockets
 
-__all__ = ["Accepted", "DEFAULT_MAX_PAYLOAD_DEFLATE", "HandshakeResult", "Policy", "Refused", "VerifyInfo", "accept", "admit"]
+__all__ = [
+    "Accepted", "DEFAULT_MAX_PAYLOAD_DEFLATE", "HandshakeResult", "Pending", "Policy", "Refused", "VerifyForm",
+    "VerifyInfo", "accept", "admit", "verify_form",
+]
 
 #: ``max_payload`` of a connection with permessage-deflate when the user set
 #: none (``websockets``' ``max_size``): a peer sends about 1 KiB per MiB it
@@ -55,6 +63,54 @@ STATUS_LINE_101 = "HTTP/1.1 101 Switching Protocols"
 _PROTOCOL_LOGGER = logging.getLogger("ws.server.protocol")
 
 HeaderPairs = tuple[tuple[str, str], ...]
+
+#: How a ``verify_client`` answers: ``'sync'`` returns its verdict, ``'callback'``
+#: (Node's ``verifyClient(info, cb)``) calls ``cb(result, code, name, headers)``,
+#: ``'async'`` (an ``async def``) returns it from a coroutine.
+VerifyForm = Literal["sync", "callback", "async"]
+
+_VERIFY_FORMS = (
+    "verify_client takes info and returns its verdict (def verify(info): ...), or takes (info, callback) and "
+    "calls callback(result, code, name, headers) (Node's asynchronous form), or is an async def taking info"
+)
+
+
+def verify_form(verify: Callable[..., object]) -> VerifyForm:
+    """Which form ``verify`` has, told by its parameters as Node tells by ``verifyClient.length``.
+
+    Two positional parameters without a default: Node's callback form; an
+    ``async def``: awaited; else synchronous.  Anything that cannot be
+    called either way is a ``TypeError`` naming the forms, raised when the
+    server is built rather than at the first handshake.
+    """
+    call = getattr(verify, "__call__", None)
+    is_async = inspect.iscoroutinefunction(verify) or (
+        not inspect.isroutine(verify) and inspect.iscoroutinefunction(call)
+    )
+    try:
+        params = list(inspect.signature(verify).parameters.values())
+    except (TypeError, ValueError):  # a builtin without a signature: take it as synchronous
+        return "async" if is_async else "sync"
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    variadic = any(p.kind is p.VAR_POSITIONAL for p in params)
+    required = 0
+    for param in positional:  # Node's Function.length: the parameters before the first default
+        if param.default is not param.empty:
+            break
+        required += 1
+    name = getattr(verify, "__qualname__", None) or repr(verify)
+    if not positional and not variadic:
+        raise TypeError(f"verify_client {name} takes no parameters: {_VERIFY_FORMS}")
+    if required > 2:
+        raise TypeError(f"verify_client {name} needs {required} arguments: {_VERIFY_FORMS}")
+    if is_async:
+        if required == 2:
+            raise TypeError(
+                f"verify_client {name} is an async def with a callback parameter: an async def returns its verdict "
+                "(async def verify(info): ...); a plain def takes Node's (info, callback)"
+            )
+        return "async"
+    return "callback" if required == 2 else "sync"
 
 
 class VerifyInfo:
@@ -89,12 +145,18 @@ class Policy:
     negotiated it (the server passes the user's ``max_payload`` when one was set).
     """
 
-    verify_client: Callable[[VerifyInfo], object] | None = None
+    verify_client: Callable[..., object] | None = None
     handle_protocols: Callable[[list[str], Request], object] | None = None
     protocols: Sequence[str] | None = None
     per_message_deflate: bool | Mapping[str, Any] = False
     max_payload: int | None = None
     deflate_max_payload: int | None = DEFAULT_MAX_PAYLOAD_DEFLATE
+    #: ``verify_form(verify_client)``; worked out here when not given.
+    verify_form: VerifyForm = "sync"
+
+    def __post_init__(self) -> None:
+        if self.verify_client is not None and self.verify_form == "sync":
+            object.__setattr__(self, "verify_form", verify_form(self.verify_client))
 
     def extension_factories(self) -> list[ServerExtensionFactory] | None:
         pmd = self.per_message_deflate
@@ -169,12 +231,82 @@ class Accepted:
 HandshakeResult = Union[Accepted, Refused]
 
 
-def accept(request: Request, policy: Policy, *, date: str | None = None) -> HandshakeResult:
+class Pending:
+    """``verify_client`` has not answered yet: the host waits, then calls :meth:`result`.
+
+    For Node's callback form, the answer comes through the callback given to
+    ``verify_client`` (from any thread): the host registers
+    :meth:`on_answer` and calls :meth:`result` once notified.  For an
+    ``async def`` (or a synchronous one that returned an awaitable),
+    :attr:`awaitable` is what the host awaits; it hands the outcome to
+    :meth:`settle`.  :meth:`timed_out` is the answer when the host gave up.
+    """
+
+    def __init__(self, finish: Callable[[object, str | None], HandshakeResult], awaitable: Awaitable[object] | None = None) -> None:
+        self._finish = finish
+        #: The coroutine to await (``async def`` form), else ``None``.
+        self.awaitable = awaitable
+        self._lock = threading.Lock()
+        self._answer: tuple[object, int | None, str | None, Any] | None = None
+        self._notify: Callable[[], None] | None = None
+
+    def callback(self, result: object = False, code: int | None = None, name: str | None = None, headers: Any = None) -> None:
+        """Node's ``cb(result, code, name, headers)``: the verdict; later calls are ignored."""
+        with self._lock:
+            if self._answer is not None:
+                return
+            self._answer = (result, code, name, headers)
+            notify = self._notify
+        if notify is not None:
+            notify()
+
+    @property
+    def answered(self) -> bool:
+        """Whether the callback has been called."""
+        return self._answer is not None
+
+    def on_answer(self, notify: Callable[[], None]) -> None:
+        """Call ``notify()`` once the callback has been called (now, if it was); it may run on any thread."""
+        with self._lock:
+            self._notify = notify
+            answered = self._answer is not None
+        if answered:
+            notify()
+
+    def result(self, date: str | None = None) -> HandshakeResult:
+        """The decision, once the callback answered (``date``: a fresh ``Date`` header)."""
+        answer = self._answer
+        assert answer is not None, "result() before the callback answered"
+        verified, code, name, headers = answer
+        if verified:
+            return self._finish(True, date)
+        status = int(code) if code else 401
+        return self._finish((False, status, name, headers), date)
+
+    def settle(self, verdict: object = None, error: BaseException | None = None, date: str | None = None) -> HandshakeResult:
+        """The decision from the awaited verdict, or from the exception it raised."""
+        if error is not None:
+            if isinstance(error, Reject):
+                return Refused(error.status, error.reason, tuple(_header_pairs(error.headers)))
+            if not isinstance(error, Exception):
+                raise error
+            return Refused(500, "Internal Server Error", error=error, problem="verify_client raised")
+        return self._finish(verdict, date)
+
+    def timed_out(self, seconds: float) -> Refused:
+        """The host stopped waiting after ``seconds``: a 503, reported as a server error (a hook that never answers is a bug)."""
+        form = "did not call its callback" if self.awaitable is None else "did not return"
+        problem = f"verify_client {form} within {seconds:g} s (verify_timeout)"
+        return Refused(503, "Service Unavailable: the handshake was not verified in time", error=WebSocketError(problem), problem=problem)
+
+
+def accept(request: Request, policy: Policy, *, date: str | None = None) -> HandshakeResult | Pending:
     """The whole server handshake of RFC 6455 for ``request``, for hosts that write the bytes.
 
     ``websockets`` checks the request and negotiates extensions; then the
     user's hooks run (see :func:`admit`).  ``date`` (an HTTP date) opens
-    the 101's headers when given: the clock is the caller's.
+    the 101's headers when given: the clock is the caller's.  A
+    :class:`Pending` when ``verify_client`` answers later.
     """
     offered: list[str] = []
 
@@ -208,37 +340,45 @@ def accept(request: Request, policy: Policy, *, date: str | None = None) -> Hand
     except (InvalidUpgrade, InvalidHandshake) as exc:
         return Refused(400, f"Bad Request: {_chain(exc)}")
 
-    try:
-        _verify(request, policy)
-        subprotocol = _choose(request, policy, offered)
-    except _Refusal as refusal:
-        return refusal.refused
-    protocol.choose_subprotocol(subprotocol)
-    if extensions is not None:  # compressed: a message may inflate ~1,000x what was sent
-        protocol.set_message_limit(policy.deflate_max_payload)
-    headers = [("Date", date)] if date is not None else []
-    headers += [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Accept", accept_key)]
-    if extensions is not None:
-        headers.append(("Sec-WebSocket-Extensions", extensions))
-    if subprotocol:
-        headers.append(("Sec-WebSocket-Protocol", subprotocol))
-    return Accepted(subprotocol, extensions, tuple(headers), protocol)
+    def finish(verdict: object, when: str | None) -> HandshakeResult:
+        try:
+            _judge(verdict)
+            subprotocol = _choose(request, policy, offered)
+        except _Refusal as refusal:
+            return refusal.refused
+        protocol.choose_subprotocol(subprotocol)
+        if extensions is not None:  # compressed: a message may inflate ~1,000x what was sent
+            protocol.set_message_limit(policy.deflate_max_payload)
+        stamp = when if when is not None else date
+        headers = [("Date", stamp)] if stamp is not None else []
+        headers += [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Accept", accept_key)]
+        if extensions is not None:
+            headers.append(("Sec-WebSocket-Extensions", extensions))
+        if subprotocol:
+            headers.append(("Sec-WebSocket-Protocol", subprotocol))
+        return Accepted(subprotocol, extensions, tuple(headers), protocol)
+
+    return _verify(request, policy, finish)
 
 
-def admit(request: Request, policy: Policy, offered: Sequence[str]) -> HandshakeResult:
+def admit(request: Request, policy: Policy, offered: Sequence[str]) -> HandshakeResult | Pending:
     """Only the user's hooks, for hosts whose own server did the RFC 6455 part (ASGI).
 
     ``verify_client`` first, then the subprotocol among ``offered``.  The
     :class:`Accepted` has no protocol object, and its headers are the
     subprotocol's only: the host's server writes the rest of the 101.
     """
-    try:
-        _verify(request, policy)
-        subprotocol = _choose(request, policy, list(offered))
-    except _Refusal as refusal:
-        return refusal.refused
-    headers = (("Sec-WebSocket-Protocol", subprotocol),) if subprotocol else ()
-    return Accepted(subprotocol, None, headers)
+
+    def finish(verdict: object, _date: str | None) -> HandshakeResult:
+        try:
+            _judge(verdict)
+            subprotocol = _choose(request, policy, list(offered))
+        except _Refusal as refusal:
+            return refusal.refused
+        headers = (("Sec-WebSocket-Protocol", subprotocol),) if subprotocol else ()
+        return Accepted(subprotocol, None, headers)
+
+    return _verify(request, policy, finish)
 
 
 class _Refusal(Exception):
@@ -253,18 +393,37 @@ def _internal_error(exc: Exception, problem: str) -> _Refusal:
     return _Refusal(Refused(500, "Internal Server Error", error=exc, problem=problem))
 
 
-def _verify(request: Request, policy: Policy) -> None:
-    """Run ``verify_client``; raise :class:`_Refusal` unless it lets the request in."""
+def _verify(
+    request: Request, policy: Policy, finish: Callable[[object, str | None], HandshakeResult]
+) -> HandshakeResult | Pending:
+    """Run ``verify_client``; ``finish(verdict, None)`` now, or a :class:`Pending` when it answers later."""
     verify = policy.verify_client
     if verify is None:
-        return
+        return finish(True, None)
     origin = request.get_header("origin") or request.get_header("sec-websocket-origin")
+    info = VerifyInfo(origin, request, request.secure)
+    pending: Pending | None = None
     try:
-        verdict = verify(VerifyInfo(origin, request, request.secure))
+        if policy.verify_form == "callback":
+            pending = Pending(finish)
+            verdict = verify(info, pending.callback)
+        else:
+            verdict = verify(info)
     except Reject as rejection:
-        raise _Refusal(Refused(rejection.status, rejection.reason, tuple(_header_pairs(rejection.headers)))) from None
+        return Refused(rejection.status, rejection.reason, tuple(_header_pairs(rejection.headers)))
     except Exception as exc:
-        raise _internal_error(exc, "verify_client raised") from None
+        return _internal_error(exc, "verify_client raised").refused
+    if pending is not None:
+        if inspect.isawaitable(verdict):  # a callback-form hook that is a coroutine after all: await it too
+            return Pending(finish, verdict)
+        return pending.result() if pending.answered else pending
+    if inspect.isawaitable(verdict):
+        return Pending(finish, verdict)
+    return finish(verdict, None)
+
+
+def _judge(verdict: object) -> None:
+    """Raise :class:`_Refusal` unless ``verdict`` (``verify_client``'s answer) lets the request in."""
     if isinstance(verdict, tuple):
         if verdict and verdict[0]:
             return
