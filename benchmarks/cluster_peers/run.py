@@ -10,7 +10,7 @@ implementation, two server processes on ports of their own sharing it:
 * ``ws``: ``ws_server.py`` (``http.Server(backplane=RedisBackplane(...))``,
   ``WebSocketServer.broadcast``, ``ws.styles.rooms`` on the backplane);
   ``ws+recovery``: the same with ``recovery=ws.Recovery()`` on the
-  broadcast path, when this ``ws`` has the option;
+  broadcast path and on the rooms, when this ``ws`` has the option;
 * ``socketio``: ``socketio/server.js``, Socket.IO with ``@socket.io/redis-adapter``;
 * ``python-socketio``: ``psio_server.py`` on uvicorn (``python-socketio-aiohttp``: on aiohttp).
 
@@ -295,8 +295,6 @@ def table(results: dict[str, dict[str, list[dict[str, float]]]], errors: dict[st
                 cells.append("n/a")
             elif source in errors.get(name, {}):
                 cells.append("failed")
-            elif name == "ws+recovery" and source != "broadcast":
-                cells.append("—")  # rooms are not recorded broadcasts: the same code as ws
             else:
                 cells.append(cell(results.get(name, {}).get(source, []), keys, fmt))
         lines.append(f"| {scenario_title(scenario, options)} | {title} | " + " | ".join(cells) + " |")
@@ -325,12 +323,22 @@ def ratios(results: dict[str, dict[str, list[dict[str, float]]]], impls: dict[st
             continue
         ratio = ours / theirs
         lines.append(f"| {title}, ws / {TITLES[peer]} | {ratio:.2f} | {limit:g} | {'yes' if ratio <= limit else 'no'} |")
-    if "ws+recovery" in impls:
-        plain, recorded = med("ws", "broadcast", "deliveries_per_s"), med("ws+recovery", "broadcast", "deliveries_per_s")
-        cpu_plain, cpu_recorded = med("ws", "broadcast", "server_us_per_delivery"), med("ws+recovery", "broadcast", "server_us_per_delivery")
-        if plain and recorded and cpu_plain and cpu_recorded:
-            lines.append(f"| recovery: broadcast deliveries/s with / without | {recorded / plain:.2f} | | |")
-            lines.append(f"| recovery: server CPU per delivery with / without | {cpu_recorded / cpu_plain:.2f} | | |")
+    return "\n".join(lines)
+
+
+def recovery_cost(results: dict[str, dict[str, list[dict[str, float]]]]) -> str:
+    """What recording costs: ws + recovery against ws, ratios of the medians."""
+    def med(name: str, scenario: str, key: str) -> float | None:
+        rows = results.get(name, {}).get(scenario, [])
+        return statistics.median(row[key] for row in rows) if rows and all(key in row for row in rows) else None
+
+    lines = ["| scenario | metric | ws + recovery / ws |", "|---|---|---|"]
+    for scenario in ("broadcast", "rooms"):
+        for title, key in (("deliveries/s", "deliveries_per_s"), ("server CPU per delivery", "server_us_per_delivery"),
+                           ("Redis CPU per published message", "redis_us_per_message")):
+            plain, recorded = med("ws", scenario, key), med("ws+recovery", scenario, key)
+            if plain and recorded:
+                lines.append(f"| {scenario} | {title} | {recorded / plain:.2f} |")
     return "\n".join(lines)
 
 
@@ -416,8 +424,6 @@ def main() -> int:
             for index, scenario in enumerate(options.scenarios):
                 shift = (rep + index) % max(1, len(running))
                 for impl in running[shift:] + running[:shift]:
-                    if scenario != "broadcast" and impl.name == "ws+recovery":
-                        continue  # rooms are not recorded: the same code as ws
                     if scenario in errors.get(impl.name, {}):
                         continue
                     for attempt in range(options.noise_retries + 1):
@@ -487,6 +493,9 @@ def render(header: str, versions: str, results: dict[str, dict[str, list[dict[st
     targets = ratios(results, impls)
     if targets.count("\n") > 1:
         lines += ["Targets of issue 19 (ratios of the medians above):", "", targets, ""]
+    cost = recovery_cost(results)
+    if cost.count("\n") > 1:
+        lines += ["What recovery costs (ratios of the medians above):", "", cost, ""]
     for name, impl in impls.items():
         if impl.unavailable:
             lines.append(f"* {TITLES[name]}: not measured: {impl.unavailable}.")

@@ -14,14 +14,18 @@ Paths (the same roles as the Socket.IO peers' events, see ``load.py``):
 
 Publishers have paths of their own so they are never in the broadcast set.
 With ``--recovery`` the ``/sub`` server records its broadcasts
-(``recovery=ws.Recovery()``): subscribers then receive
-``"<offset>:<payload>"``.  Prints ``READY`` once listening; stops on SIGTERM.
+(``recovery=ws.Recovery()``): subscribers then receive a status, then
+``"<offset>:<payload>"``; and the rooms are recorded
+(``rooms.get(N, recovery=ws.Recovery())``): members then receive a status,
+then ``{"room": N, "offset": ..., "data": payload}`` as JSON text.  Prints
+``READY`` once listening; stops on SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import signal
 import sys
 from typing import Any
@@ -32,8 +36,8 @@ from ws.backplane import RedisBackplane
 from ws.styles import rooms
 
 
-def recovery_options() -> dict[str, Any]:
-    """``recovery=ws.Recovery()`` if this ``ws`` has the option, else ``SystemExit`` saying so."""
+def recovery_policy() -> Any:
+    """``ws.Recovery()`` if this ``ws`` records broadcasts and rooms, else ``SystemExit`` saying what is missing."""
     recovery = getattr(ws, "Recovery", None)
     if recovery is None:
         raise SystemExit("ws has no Recovery: WebSocketServer(recovery=ws.Recovery()) is not in this ws yet")
@@ -41,11 +45,16 @@ def recovery_options() -> dict[str, Any]:
         WebSocketServer(no_server=True, recovery=recovery()).close()
     except TypeError as exc:
         raise SystemExit(f"WebSocketServer does not take recovery= here: {exc}") from None
-    return {"recovery": recovery()}
+    try:
+        rooms.Rooms().get("probe", recovery=recovery())
+    except TypeError as exc:
+        raise SystemExit(f"rooms.get does not take recovery= here: {exc}") from None
+    return recovery()
 
 
 async def main(port: int, redis: str, prefix: str, recovery: bool) -> None:
-    options = recovery_options() if recovery else {}
+    policy = recovery_policy() if recovery else None
+    options = {"recovery": policy} if policy is not None else {}
     # An object rather than the URL only for prefix=: two ws setups share the run's Redis without hearing each other.
     server = http.Server(f"127.0.0.1:{port}", backplane=RedisBackplane(redis, prefix=prefix))
     fanout = WebSocketServer(server=server, path="/sub", per_message_deflate=False, **options)
@@ -57,12 +66,15 @@ async def main(port: int, redis: str, prefix: str, recovery: bool) -> None:
     rooms.use_backend(rooms.BackplaneBackend(server.backplane, loop=asyncio.get_running_loop()))
 
     def member(socket: Any, request: Any) -> None:
-        leave = rooms.get(request.query("room")).subscribe(socket.send)
+        if policy is None:
+            leave = rooms.get(request.query("room")).subscribe(socket.send)
+        else:  # a recorded room's subscriber gets JSON values (a status, then envelopes)
+            leave = rooms.get(request.query("room"), recovery=policy).subscribe(lambda m: socket.send(json.dumps(m)))
         socket.on("close", lambda *_: leave())
 
     def room_message(event: Any) -> None:
         room, _, payload = event.data.partition(" ")
-        rooms.publish(room, payload)
+        rooms.get(room, recovery=policy).publish(payload)
 
     members.on("connection", member)
     publish.on("connection", lambda socket, request: socket.on("message", lambda event: fanout.broadcast(event.data)))
@@ -81,12 +93,13 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int)
     parser.add_argument("--redis")
     parser.add_argument("--prefix", default="ws:", help="the backplane's key and channel prefix")
-    parser.add_argument("--recovery", action="store_true", help="WebSocketServer(..., recovery=ws.Recovery()) on /sub")
+    parser.add_argument("--recovery", action="store_true",
+                        help="WebSocketServer(..., recovery=ws.Recovery()) on /sub, and recorded rooms")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument("--check-recovery", action="store_true", help="only say whether the recovery option exists")
     options = parser.parse_args()
     if options.check_recovery:
-        recovery_options()
+        recovery_policy()
         sys.exit(0)
     if options.port is None or options.redis is None:
         parser.error("--port and --redis are required")
