@@ -31,7 +31,10 @@ hits them alike:
   message published there: what node 2, with no member, pays per message.
 
 CPU is read from ``/proc`` (each server's threads' ``schedstat``, in ns;
-Redis' the same; the load's and the rest of the machine's in ticks).  Each
+Redis' the same, less the rate it idles at, measured for ``--idle`` s just
+before; the load's and the rest of the machine's in ticks); Redis' command
+time from ``INFO commandstats``, which leaves the I/O around the commands
+out and so varies less.  Each
 server is pinned to a core of its own when there are enough; the load and
 Redis float.  Before each measurement it waits (``--quiet-wait``) for the
 rest of the machine to go quiet, and a measurement during which the rest
@@ -48,6 +51,7 @@ import os
 import resource
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -82,6 +86,30 @@ def cpu_ns(pid: int) -> int:
             total += int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[0])
         except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
             pass
+    return total
+
+
+def command_usec(port: int) -> float:
+    """Microseconds Redis has spent executing commands (``INFO commandstats``), its own ``INFO`` and ``CONFIG`` left out.
+
+    Only the commands' own time, none of the reading and writing around
+    them: a steadier figure than the process' CPU, and the same for
+    every implementation.
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall(b"INFO commandstats\r\n")
+        data = b""
+        while b"\r\n" not in data:
+            data += conn.recv(65536)
+        head, _, body = data.partition(b"\r\n")
+        size = int(head[1:])
+        while len(body) < size:
+            body += conn.recv(65536)
+    total = 0.0
+    for line in body[:size].decode().splitlines():
+        if line.startswith("cmdstat_") and not line.startswith(("cmdstat_info", "cmdstat_config")):
+            fields = dict(field.split("=", 1) for field in line.split(":", 1)[1].split(","))
+            total += float(fields["usec"])
     return total
 
 
@@ -153,8 +181,8 @@ def availability(impl: Impl, options: argparse.Namespace) -> str | None:
 class Meter:
     """CPU counters of one implementation's servers, Redis, the load and the machine, at named moments."""
 
-    def __init__(self, impl: Impl, redis_pid: int) -> None:
-        self.impl, self.redis_pid = impl, redis_pid
+    def __init__(self, impl: Impl, redis_pid: int, redis_port: int) -> None:
+        self.impl, self.redis_pid, self.redis_port = impl, redis_pid, redis_port
         self.marks: dict[str, dict[str, float]] = {}
 
     def snapshot(self) -> dict[str, float]:
@@ -167,10 +195,11 @@ class Meter:
 
     def mark(self, when: str) -> None:
         self.marks[when] = self.snapshot()
+        self.marks[when]["redis_cmd_us"] = command_usec(self.redis_port)
 
     def used(self, start: str, end: str) -> dict[str, float]:
         a, b = self.marks[start], self.marks[end]
-        return {k: b[k] - a[k] for k in a}
+        return {k: b[k] - a[k] for k in a if k in b}
 
     def other_cores(self, used: dict[str, float]) -> float:
         """Cores the rest of the machine used meanwhile (its busy ticks less ours)."""
@@ -189,9 +218,9 @@ class Meter:
     def quiet(self, limit: float, wait: float) -> float:
         deadline, other = time.monotonic() + wait, 0.0
         while True:
-            self.mark("q0")
+            self.marks["q0"] = self.snapshot()
             time.sleep(0.5)
-            self.mark("q1")
+            self.marks["q1"] = self.snapshot()
             other = self.other_cores(self.used("q0", "q1"))
             if other < limit or time.monotonic() > deadline:
                 return other
@@ -205,8 +234,8 @@ def run_loop(name: str) -> Callable[..., Any]:
     return asyncio.run
 
 
-def measure(impl: Impl, scenario: str, redis_pid: int, options: argparse.Namespace) -> dict[str, float]:
-    meter = Meter(impl, redis_pid)
+def measure(impl: Impl, scenario: str, redis_pid: int, redis_port: int, options: argparse.Namespace) -> dict[str, float]:
+    meter = Meter(impl, redis_pid, redis_port)
     meter.quiet(options.quiet_limit, options.quiet_wait)
     result = run_loop(options.load_loop)(load.scenario(
         impl.protocol, "127.0.0.1", impl.ports, scenario, options, meter.mark,
@@ -221,6 +250,7 @@ def measure(impl: Impl, scenario: str, redis_pid: int, options: argparse.Namespa
     result["redis_raw_us_per_message"] = used["redis_ns"] / 1e3 / result["messages"]
     # Net of what Redis spends anyway in that time (a few ms per second), which would otherwise favour the fastest.
     result["redis_us_per_message"] = max(0.0, used["redis_ns"] - redis_idle_ns_per_s * seconds) / 1e3 / result["messages"]
+    result["redis_cmd_us_per_message"] = used["redis_cmd_us"] / result["messages"]
     result["load_us_per_delivery"] = used["load_ticks"] / TICK * 1e6 / result["deliveries"]
     for i in range(len(impl.pids)):
         result[f"node{i + 1}_us_per_message"] = used[f"node{i + 1}_ns"] / 1e3 / result["messages"]
@@ -243,6 +273,7 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("broadcast", "deliveries/s", "deliveries_per_s", "{:,.0f}"),
     ("broadcast", "server CPU per delivery (us, both processes)", "server_us_per_delivery", "{:.2f}"),
     ("broadcast", "Redis CPU per published message (us, less its idle rate)", "redis_us_per_message", "{:.1f}"),
+    ("broadcast", "Redis command time per published message (us, INFO commandstats)", "redis_cmd_us_per_message", "{:.1f}"),
     ("broadcast", "latency saturated p50 / p99 (ms)", "loaded_p50_ms,loaded_p99_ms", "{:.1f} / {:.1f}"),
     ("broadcast", "cores: servers / Redis / load / rest", "servers_cores,redis_cores,load_cores,other_cores",
      "{:.2f} / {:.2f} / {:.2f} / {:.2f}"),
@@ -253,6 +284,7 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("rooms", "deliveries/s", "deliveries_per_s", "{:,.0f}"),
     ("rooms", "server CPU per delivery (us, both processes)", "server_us_per_delivery", "{:.2f}"),
     ("rooms", "Redis CPU per published message (us, less its idle rate)", "redis_us_per_message", "{:.1f}"),
+    ("rooms", "Redis command time per published message (us, INFO commandstats)", "redis_cmd_us_per_message", "{:.1f}"),
     ("rooms", "cores: servers / Redis / load / rest", "servers_cores,redis_cores,load_cores,other_cores",
      "{:.2f} / {:.2f} / {:.2f} / {:.2f}"),
     ("rooms", "lost / duplicated / misdelivered (sum)", "lost,duplicated,misdelivered", "sum"),
@@ -314,6 +346,8 @@ def ratios(results: dict[str, dict[str, list[dict[str, float]]]], impls: dict[st
         ("rooms: server CPU per delivery", "rooms", "server_us_per_delivery", "python-socketio", 0.25),
         ("broadcast: Redis CPU per published message", "broadcast", "redis_us_per_message", "socketio", 1.0),
         ("rooms: Redis CPU per published message", "rooms", "redis_us_per_message", "socketio", 1.0),
+        ("broadcast: Redis command time per published message", "broadcast", "redis_cmd_us_per_message", "socketio", 1.0),
+        ("rooms: Redis command time per published message", "rooms", "redis_cmd_us_per_message", "socketio", 1.0),
         ("latency p99 at the fixed rate", "broadcast", "paced_p99_ms", "socketio", 1.0),
     ]
     lines = ["| target | ws / peer | at most | met |", "|---|---|---|---|"]
@@ -335,7 +369,8 @@ def recovery_cost(results: dict[str, dict[str, list[dict[str, float]]]]) -> str:
     lines = ["| scenario | metric | ws + recovery / ws |", "|---|---|---|"]
     for scenario in ("broadcast", "rooms"):
         for title, key in (("deliveries/s", "deliveries_per_s"), ("server CPU per delivery", "server_us_per_delivery"),
-                           ("Redis CPU per published message", "redis_us_per_message")):
+                           ("Redis CPU per published message", "redis_us_per_message"),
+                           ("Redis command time per published message", "redis_cmd_us_per_message")):
             plain, recorded = med("ws", scenario, key), med("ws+recovery", scenario, key)
             if plain and recorded:
                 lines.append(f"| {scenario} | {title} | {recorded / plain:.2f} |")
@@ -428,7 +463,7 @@ def main() -> int:
                         continue
                     for attempt in range(options.noise_retries + 1):
                         try:
-                            row = measure(impl, scenario, redis.pid, options)
+                            row = measure(impl, scenario, redis.pid, redis_port, options)
                         except Exception as exc:  # a peer that fails is reported, and the others go on
                             if stopping:
                                 raise KeyboardInterrupt(stopping[0]) from exc
