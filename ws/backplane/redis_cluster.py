@@ -389,7 +389,23 @@ class RedisClusterBackplane(RedisBackplane):
         return conn
 
     async def _attach_link(self, link: _Link, conn: Any) -> None:
-        """Subscribe ``conn`` to the channels of ``link`` and wait for Redis to confirm them; then it is the link."""
+        """Make ``conn`` the link: load the scripts on its master, subscribe the channels of ``link``,
+        wait for Redis to confirm them all, and drop redis-py's idle connections to that master.
+
+        The scripts, because a master that restarted lost them (and loading them on demand
+        would go to every master, failing while any is down); the idle connections, because
+        redis-py hands them out without checking them, so after a restart each would fail
+        the command that got it.
+        """
+        bodies = [script.script for script in self._scripts.values()]
+        for body in bodies:
+            await asyncio.wait_for(conn.send_command("SCRIPT", "LOAD", body), self.command_timeout)
+        for _ in bodies:
+            await asyncio.wait_for(conn.read_response(), self.command_timeout)
+        node = self._client.get_node(node_name=link.name)
+        heal = getattr(node, "disconnect_free_connections", None)  # redis-py 6 and later
+        if heal is not None:
+            await heal()
         async with link.lock:
             pending = set(link.keys)
             by_slot: dict[int, list[bytes]] = {}
@@ -476,6 +492,7 @@ class RedisClusterBackplane(RedisBackplane):
 
     def _moved(self, link: _Link, slot: int) -> None:
         """``slot`` is not ``link``'s master's any more: its channels go wherever the next slot map says."""
+        logger.info("backplane %s: slot %d left %s; its channels follow it", self.node_id, slot, link.name)
         for key in [key for key in link.keys if self._client.keyslot(key) == slot]:
             link.keys.discard(key)
             if self._route.get(key) is link:
@@ -613,6 +630,24 @@ class RedisClusterBackplane(RedisBackplane):
                     await asyncio.wait_for(link.conn.send_command("SUNSUBSCRIBE", key), self.command_timeout)
 
     # -- presence: one slot per script call ----------------------------------------------------
+
+    async def _recover(self) -> None:
+        """Restore presence after a link came back, retrying with the reconnection backoff until it works.
+
+        A master that has just restarted accepts subscriptions but answers CLUSTERDOWN to
+        writes for a moment (about 2 s), so one attempt would leave the rewrite to the next tick.
+        """
+        delay = 0.0
+        while True:
+            try:
+                await self._refresh()
+                return
+            except self._errors as exc:
+                logger.debug("backplane %s: restoring presence failed: %s; trying again", self.node_id, describe(exc))
+            if not self._recovering or not self.connected:
+                return  # done by a keeper's tick, or a link is down again (its reconnection recovers)
+            delay = min(max(delay * 2, 0.1), self.reconnect_max_delay)
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
 
     def _group_calls(self, groups: Iterable[str]) -> Iterator[tuple[list[str], list[str]]]:
         """``groups`` by slot, at most REFRESH_CHUNK at a time: each chunk, and its (presence, members) keys."""
