@@ -455,10 +455,12 @@ class RedisClusterBackplane(RedisBackplane):
                     continue
                 try:
                     await self._attach_link(link, conn)
-                except Exception as exc:  # e.g. CLUSTERDOWN from a master that has just restarted
-                    logger.debug("backplane %s: resubscribing on %s failed: %s", self.node_id, link.name, describe(exc))
+                except BaseException as exc:  # e.g. CLUSTERDOWN from a master that has just restarted
                     await self._discard(conn)
                     conn = None
+                    if not isinstance(exc, Exception):
+                        raise  # closed meanwhile
+                    logger.debug("backplane %s: resubscribing on %s failed: %s", self.node_id, link.name, describe(exc))
             delay = 0.0
             logger.info("backplane %s: reconnected to %s; restoring presence", self.node_id, link.name)
             self._tasks = [task for task in self._tasks if not task.done()]
