@@ -17,7 +17,7 @@ from typing import Any, AsyncIterator, Callable
 
 import pytest
 
-from ws.backplane import ENV_VAR, BackplaneError, Member, Message, backplane_from, from_url
+from ws.backplane import ENV_VAR, BackplaneError, Member, Message, Recovery, backplane_from, from_url
 
 from ..conftest import run, until
 from .conftest import RedisServer, free_port
@@ -28,6 +28,7 @@ pytest.importorskip("redis", reason="the redis package is not installed: pip ins
 from ws.backplane import RedisClusterBackplane  # noqa: E402  (after the skip: it needs redis)
 
 FAST = {"connect_timeout": 0.5, "command_timeout": 1.0, "reconnect_max_delay": 0.3}
+KEEP = Recovery(window=60, max_messages=100, idle_ttl=120)
 
 
 @contextlib.asynccontextmanager
@@ -152,6 +153,13 @@ def test_publishes_reach_the_other_nodes_through_their_channel_s_shard_only(redi
                 # Subscribed on its master only (three nodes each), and published there only:
                 assert [shard_subscribers(m, key) for m in redis_cluster.masters] == [3 if m is master else 0 for m in redis_cluster.masters]
                 assert spublish_calls(master) - calls[master] == 20
+            # A recorded publish runs its script on the channel's master, which ends with SPUBLISH:
+            # every node gets it, the publisher's own too, with its position.
+            for channel in channels.values():
+                position = await a.publish_recorded(channel, b"recorded", KEEP)
+                assert position.offset == 1
+            await until(lambda: len(own.messages) == 3 and len(got_b.messages) == 63, timeout=5, what="the recorded messages")
+            assert {m.data for m in own.messages} == {b"recorded"} and all(m.position is not None for m in own.messages)
             # Nothing went over the cluster bus: SPUBLISH without replicas stays on its master.
             assert {m: bus_publishes(m) for m in redis_cluster.masters} == bus
             # Whereas a plain PUBLISH, what RedisBackplane sends, is copied to every other master.
@@ -255,6 +263,8 @@ def test_a_master_restarted_mid_run(redis_cluster: RedisClusterServers) -> None:
             assert time.monotonic() - began < 2.0 and failure.value.__cause__ is not None
             with pytest.raises(BackplaneError, match="get failed"):
                 await a.get(keys[victim])
+            with pytest.raises(BackplaneError, match="publish_recorded failed|publish failed"):
+                await a.publish_recorded(channels[victim], b"lost", KEEP)
             for master in others:  # the other shards keep working meanwhile
                 assert await a.publish(channels[master], b"during") == 1
                 await a.set(keys[master], b"kept")
@@ -270,6 +280,8 @@ def test_a_master_restarted_mid_run(redis_cluster: RedisClusterServers) -> None:
             assert shard_subscribers(victim, channel_key(a, channels[victim])) == 1
             assert await a.publish(channels[victim], b"back") == 1
             await until(lambda: got.on(channels[victim]) == [b"back"], timeout=5, what="its channel delivered again")
+            assert (await a.publish_recorded(channels[victim], b"recorded", KEEP)).offset == 1  # a new epoch: no persistence
+            await until(lambda: got.on(channels[victim]) == [b"back", b"recorded"], timeout=5)
             assert await a.count(groups[victim]) == 3  # a1, b1, b2: rewritten after the restart erased them
             assert await a.nodes() == sorted([a.node_id, b.node_id])
             assert await a.get(keys[victim]) is None  # the store's keys on that master went with the restart

@@ -542,10 +542,13 @@ class RedisBackplane(Backplane):
 
     async def _write(self) -> None:
         """Send queued publishes in order, a pipeline at a time."""
-        outbox = self._outbox
+        await self._drain(self._outbox, self._wake, None)
+
+    async def _drain(self, outbox: collections.deque[_Send], wake: asyncio.Event, master: str | None) -> None:
+        """Send ``outbox``'s publishes in order, a pipeline at a time (``master``: the cluster master they go to)."""
         while True:
-            await self._wake.wait()
-            self._wake.clear()
+            await wake.wait()
+            wake.clear()
             while outbox:
                 batch = [outbox.popleft() for _ in range(min(len(outbox), BATCH))]
                 # A batch with recorded publishes loads their script first, on the same connection: a
@@ -555,7 +558,7 @@ class RedisBackplane(Backplane):
                 try:
                     pipe = self._client.pipeline(transaction=False)
                     if load:
-                        pipe.script_load(redis_history.PUBLISH_SCRIPT)
+                        self._load_publish_script(pipe, master)
                     for send in batch:
                         pipe.execute_command(*send.command)
                     replies = await pipe.execute(raise_on_error=False)
@@ -565,7 +568,6 @@ class RedisBackplane(Backplane):
                 except asyncio.CancelledError:
                     self._fail_publishes(batch, lambda: BackplaneError("backplane closed while the publish was in flight"))
                     raise
-                mine = self._sub is not None
                 for send, reply in zip(batch, replies[load:]):
                     if send.future.done():
                         continue
@@ -574,7 +576,14 @@ class RedisBackplane(Backplane):
                     elif send.recorded:
                         send.future.set_result(redis_history.position(reply))
                     else:
-                        send.future.set_result(max(0, int(reply) - (mine and send.channel in self._channels)))
+                        send.future.set_result(max(0, int(reply) - self._hears(send.channel)))
+
+    def _load_publish_script(self, pipe: Any, master: str | None) -> None:
+        pipe.script_load(redis_history.PUBLISH_SCRIPT)
+
+    def _hears(self, channel: str) -> bool:
+        """Whether Redis counted this node's own subscription in the reply to a publish on ``channel``."""
+        return self._sub is not None and channel in self._channels
 
     @staticmethod
     def _fail_publishes(entries: Iterable[_Send], error: Callable[[], BackplaneError]) -> None:

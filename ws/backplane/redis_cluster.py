@@ -11,9 +11,10 @@ key) and whose pub/sub is **sharded**:
   which is what stops plain pub/sub from scaling with the cluster.
 * Each node keeps one subscriber connection per master (a *link*), which
   ``SSUBSCRIBE``\\ s the channels of that master's slots.
-* Publishes wait in one queue per master, sent in pipelined batches by one
-  task each: order per channel holds (a channel has one master), and a master
-  that is down or frozen fails or holds up only the publishes to its slots.
+* Publishes, plain and recorded (``redis_history``'s script, which ends with
+  ``SPUBLISH`` here), wait in one queue per master, sent in pipelined batches
+  by one task each: order per channel holds (a channel has one master), and a
+  master that is down or frozen fails or holds up only the publishes to its slots.
 * Presence: a group's keys share the group's hash tag, so each script touches
   one slot.  The nodes key (a slot of its own) is renewed by its own call, and
   the periodic refresh makes one call per slot, pipelined per master.
@@ -40,7 +41,8 @@ from typing import Any, Iterable, Iterator
 
 from ..exceptions import describe
 from .base import DEFAULT_PRESENCE_TTL, BackplaneError, as_bytes, check_name
-from .redis_backplane import BATCH, INSTALL_HINT, REFRESH_CHUNK, RedisBackplane, redact
+from . import redis_history
+from .redis_backplane import INSTALL_HINT, REFRESH_CHUNK, RedisBackplane, _Send, redact
 
 __all__ = ["RedisClusterBackplane", "CLUSTER_SCHEMES", "parse_cluster_url"]
 
@@ -48,9 +50,6 @@ logger = logging.getLogger("ws.backplane")
 
 #: URL schemes of a Redis Cluster (``rediss+``: TLS).
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
-
-#: One queued publish: channel key, envelope, the caller's future, channel.
-Outgoing = tuple[bytes, bytes, "asyncio.Future[int]", str]
 
 
 def _import_cluster() -> SimpleNamespace:
@@ -139,7 +138,7 @@ class _Lane:
     __slots__ = ("outbox", "wake", "task")
 
     def __init__(self) -> None:
-        self.outbox: collections.deque[Outgoing] = collections.deque()
+        self.outbox: collections.deque[_Send] = collections.deque()
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
@@ -154,7 +153,6 @@ class RedisClusterBackplane(RedisBackplane):
     """
 
     _cross_slot = False
-    _publish_command = "SPUBLISH"
 
     def __init__(
         self,
@@ -194,6 +192,7 @@ class RedisClusterBackplane(RedisBackplane):
             reconnect_max_delay=reconnect_max_delay,
             max_pending=max_pending,
         )
+        self._publish_command = "SPUBLISH"  # plain publishes, and the recorded publish script's last step
         self._cluster = _import_cluster()
         self._errors = (*self._errors, self._cluster.ClusterException)
         self.startup_nodes = startup
@@ -331,8 +330,6 @@ class RedisClusterBackplane(RedisBackplane):
             await self._attach_link(link, conn)
             link.task = self._loop.create_task(self._serve(link, conn), name=f"ws-backplane-link-{self.node_id}-{link.name}")
         self._tasks = [
-            # The base class's queue is left to anything else that queues there; publish() uses the lanes.
-            self._loop.create_task(self._write(), name=f"ws-backplane-publish-{self.node_id}"),
             self._loop.create_task(self._watchdog(), name=f"ws-backplane-watchdog-{self.node_id}"),
         ]
         try:
@@ -357,8 +354,6 @@ class RedisClusterBackplane(RedisBackplane):
         for lane in self._lanes.values():
             self._fail_publishes(lane.outbox, closed)
             lane.outbox.clear()
-        self._fail_publishes(self._outbox, closed)
-        self._outbox.clear()
         for link in self._links.values():
             self._release(link)
             conn, link.conn = link.conn, None
@@ -397,7 +392,7 @@ class RedisClusterBackplane(RedisBackplane):
         redis-py hands them out without checking them, so after a restart each would fail
         the command that got it.
         """
-        bodies = [script.script for script in self._scripts.values()]
+        bodies = [script.script for script in self._scripts.values()] + [redis_history.PUBLISH_SCRIPT]
         for body in bodies:
             await asyncio.wait_for(conn.send_command("SCRIPT", "LOAD", body), self.command_timeout)
         for _ in bodies:
@@ -549,49 +544,35 @@ class RedisClusterBackplane(RedisBackplane):
 
     # -- publish / subscribe -----------------------------------------------------------------
 
-    async def publish(self, channel: str, data: bytes) -> int:
-        self._check_open()
-        key, payload = self._channel_key(check_name("channel", channel)), as_bytes("data", data)
+    def _send(self, command: tuple[Any, ...], channel: str, recorded: bool) -> asyncio.Future[Any]:
+        """Queue one publish (plain or recorded) in the lane of the master that owns ``channel``'s slot."""
         waiting = sum(len(lane.outbox) for lane in self._lanes.values())
         if waiting >= self.max_pending:
             raise BackplaneError(f"{waiting} publishes already wait for Redis Cluster at {redact(self.url)}: it is slow or unreachable")
         try:
-            name = self._master(key).name
+            name = self._master(self._channel_key(channel)).name
         except self._errors as exc:
-            raise self._error("publish", exc) from exc
+            raise self._error("publish_recorded" if recorded else "publish", exc) from exc
         lane = self._lanes.get(name)
         if lane is None:
             lane = self._lanes[name] = _Lane()
-            lane.task = self._loop.create_task(self._drain(lane), name=f"ws-backplane-publish-{self.node_id}-{name}")
-        future: asyncio.Future[int] = self._loop.create_future()
-        lane.outbox.append((key, self._header + payload, future, channel))
+            lane.task = self._loop.create_task(self._drain(lane.outbox, lane.wake, name), name=f"ws-backplane-publish-{self.node_id}-{name}")
+        future: asyncio.Future[Any] = self._loop.create_future()
+        lane.outbox.append(_Send(command, future, channel, recorded))
         lane.wake.set()
-        return await future
+        return future
 
-    async def _drain(self, lane: _Lane) -> None:
-        """Send ``lane``'s publishes in order, a pipeline at a time (redis-py follows a MOVED)."""
-        outbox = lane.outbox
-        while True:
-            await lane.wake.wait()
-            lane.wake.clear()
-            while outbox:
-                batch = [outbox.popleft() for _ in range(min(len(outbox), BATCH))]
-                try:
-                    pipe = self._client.pipeline(transaction=False)
-                    for key, envelope, _, _ in batch:
-                        pipe.execute_command(self._publish_command, key, envelope)
-                    counts = await pipe.execute()
-                except self._errors as exc:
-                    self._fail_publishes(batch, lambda: self._error("publish", exc))
-                    continue
-                except asyncio.CancelledError:
-                    self._fail_publishes(batch, lambda: BackplaneError("backplane closed while the publish was in flight"))
-                    raise
-                for (key, _, future, channel), count in zip(batch, counts):
-                    if not future.done():
-                        link = self._route.get(key)
-                        mine = channel in self._channels and link is not None and link.conn is not None
-                        future.set_result(max(0, int(count) - mine))
+    def _load_publish_script(self, pipe: Any, master: str | None) -> None:
+        """On the lane's master only: a SCRIPT LOAD for every master would fail while any is down."""
+        node = None if master is None else self._client.get_node(node_name=master)
+        if node is None:
+            super()._load_publish_script(pipe, master)
+        else:
+            pipe.execute_command("SCRIPT", "LOAD", redis_history.PUBLISH_SCRIPT, target_nodes=node)
+
+    def _hears(self, channel: str) -> bool:
+        link = self._route.get(self._channel_key(channel))
+        return channel in self._channels and link is not None and link.conn is not None
 
     async def _subscribe_channel(self, channel: str) -> None:
         key = self._channel_key(channel)
