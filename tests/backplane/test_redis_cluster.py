@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import secrets
 import time
+from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
 import pytest
@@ -372,3 +373,65 @@ def test_a_slot_that_moves_to_another_master_takes_its_subscriptions_along(redis
         redis_cluster.wait_ok()
 
     run(main, timeout=60)
+
+
+def test_a_failover_moves_the_channels_to_the_promoted_replica(redis_cluster: RedisClusterServers, tmp_path: Path) -> None:
+    """A replica joins one master, then takes over (CLUSTER FAILOVER): the old master's channels follow it there."""
+    source = redis_cluster.masters[0]
+    replica = Master(tmp_path, free_port(), free_port())
+    replica.start()
+    ids = {m: m.call("CLUSTER", "MYID").decode() for m in (*redis_cluster.masters, replica)}
+    try:
+        replica.call("CLUSTER", "MEET", "127.0.0.1", source.port, source.bus_port)
+        settle(lambda: ids[source] in replica.call("CLUSTER", "NODES").decode(), "the replica meets the cluster")
+        replica.call("CLUSTER", "REPLICATE", ids[source])
+        settle(lambda: replica.info("replication").get("master_link_status") == "up", "the replica syncs")
+        for master in redis_cluster.masters:  # a failover needs the masters' votes: each must know the replica
+            settle(lambda: ids[replica] in str(master.call("CLUSTER", "REPLICAS", ids[source])), "the masters learn of the replica")
+
+        async def main() -> None:
+            async with started(redis_cluster, 2, presence_ttl=1.5) as (a, b):
+                events: list[str] = []
+                b.on("disconnected", lambda error: events.append(str(error)))
+                channel = redis_cluster.spread(lambda name: channel_key(a, name), "room")[source]
+                key = channel_key(a, channel)
+                got = Inbox()
+                await b.subscribe(channel, got)
+                assert await a.publish(channel, b"before") == 1
+                await until(lambda: got.messages, timeout=5)
+                await asyncio.to_thread(replica.call, "CLUSTER", "FAILOVER")
+                await until(lambda: shard_subscribers(replica, key) == 1, timeout=10, what="b subscribed on the promoted replica")
+                assert shard_subscribers(source, key) == 0
+                # a subscribes nothing there, so it learns of the failover from the cluster's epoch, within a tick;
+                # meanwhile its publishes go to the demoted master, which forwards them to its shard.
+                sent, deadline = 0, time.monotonic() + 5
+                while True:
+                    sent += 1
+                    if await a.publish(channel, b"after") == 1:
+                        break
+                    assert time.monotonic() < deadline, "a still publishes to the demoted master"
+                    await asyncio.sleep(0.1)
+                await until(lambda: got.on(channel) == [b"before"] + [b"after"] * sent, timeout=5, what="every publish delivered")
+                assert events == [] and b.connected  # no outage: the old master said goodbye (sunsubscribe)
+
+        run(main, timeout=60)
+    finally:
+        if source.info("replication").get("role") == "slave":  # give the slots back to the session's master
+            settle(lambda: source.info("replication").get("master_link_status") == "up", "the old master syncs from the new")
+            for master in (replica, *redis_cluster.masters[1:]):
+                settle(lambda: ids[source] in str(master.call("CLUSTER", "REPLICAS", ids[replica])), "the masters learn of the demotion")
+            source.call("CLUSTER", "FAILOVER")
+            settle(lambda: source.info("replication").get("role") == "master", "the old master takes over again")
+        replica.stop()
+        for master in redis_cluster.masters:
+            with contextlib.suppress(Exception):
+                master.call("CLUSTER", "FORGET", ids[replica])
+    redis_cluster.wait_ok()
+
+
+def settle(predicate: Callable[[], Any], what: str, timeout: float = 10.0) -> None:
+    """``until`` for the test thread (no loop running): poll ``predicate`` until true, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what} (not within {timeout} s)"
+        time.sleep(0.05)

@@ -203,6 +203,7 @@ class RedisClusterBackplane(RedisBackplane):
         self._map_lock = asyncio.Lock()
         self._resyncing: asyncio.Task[None] | None = None
         self._resync_again = False
+        self._epoch: object = None  # the cluster's current epoch when last looked at
 
     @property
     def connected(self) -> bool:
@@ -283,6 +284,31 @@ class RedisClusterBackplane(RedisBackplane):
                 if name not in primaries and not link.keys:
                     await self._retire(link)
 
+    async def _check_map(self) -> None:
+        """Read the slot map again when the cluster's epoch changed (a failover, a slot moved).
+
+        A node that subscribes nothing on a master gets no ``sunsubscribe`` from it, and a
+        master demoted to replica still takes ``SPUBLISH`` (it forwards it to its shard), so
+        without this a publishing node's map would stay stale, each publish one hop longer.
+        """
+        node = next((link.node for link in self._links.values() if link.conn is not None), None)
+        if node is None:
+            return
+        try:
+            info = await asyncio.wait_for(self._client.execute_command("CLUSTER INFO", target_nodes=node), self.command_timeout)
+        except self._errors as exc:
+            logger.debug("backplane %s: CLUSTER INFO failed: %s", self.node_id, describe(exc))
+            return
+        epoch = info.get("cluster_current_epoch") if isinstance(info, dict) else None
+        if epoch != self._epoch:
+            if self._epoch is not None:
+                self._schedule_resync()
+            self._epoch = epoch
+
+    async def _tick(self) -> None:
+        await self._check_map()
+        await self._refresh()
+
     async def _retire(self, link: _Link) -> None:
         """Forget a link whose node is no master any more (and carries no channel)."""
         link.retired = True
@@ -332,6 +358,7 @@ class RedisClusterBackplane(RedisBackplane):
         self._tasks = [
             self._loop.create_task(self._watchdog(), name=f"ws-backplane-watchdog-{self.node_id}"),
         ]
+        await self._check_map()  # the epoch to compare with
         try:
             await self._refresh()  # the node appears in nodes() now, not one tick later
         except self._errors as exc:
