@@ -244,7 +244,7 @@ class RedisClusterBackplane(RedisBackplane):
         self._resyncing = self._loop.create_task(self._resync_soon(), name=f"ws-backplane-resync-{self.node_id}")
 
     async def _resync_soon(self) -> None:
-        while True:
+        while not self.closed:
             await asyncio.sleep(0.05)  # the cluster's nodes learn a slot's move by gossip: give them a moment
             self._resync_again = False
             try:
@@ -295,7 +295,8 @@ class RedisClusterBackplane(RedisBackplane):
         if node is None:
             return
         try:
-            info = await asyncio.wait_for(self._client.execute_command("CLUSTER INFO", target_nodes=node), self.command_timeout)
+            # No wait_for: the keeper runs this, and Python 3.11's wait_for can lose the cancellation of close().
+            info = await self._client.execute_command("CLUSTER INFO", target_nodes=node)  # socket_timeout bounds it
         except self._errors as exc:
             logger.debug("backplane %s: CLUSTER INFO failed: %s", self.node_id, describe(exc))
             return
@@ -373,10 +374,7 @@ class RedisClusterBackplane(RedisBackplane):
         tasks = [*self._tasks, *(link.task for link in self._links.values()), *(lane.task for lane in self._lanes.values())]
         if self._resyncing is not None:
             tasks.append(self._resyncing)
-        running = [task for task in tasks if task is not None]
-        for task in running:
-            task.cancel()
-        await asyncio.gather(*running, return_exceptions=True)
+        await self._stop([task for task in tasks if task is not None])
         closed = lambda: BackplaneError("backplane closed before the publish was sent")  # noqa: E731
         for lane in self._lanes.values():
             self._fail_publishes(lane.outbox, closed)
@@ -389,6 +387,22 @@ class RedisClusterBackplane(RedisBackplane):
         self._links.clear()
         self._route.clear()
         await self._dispose()
+
+    async def _stop(self, tasks: list[asyncio.Task[None]]) -> None:
+        """Cancel ``tasks`` and wait for them, cancelling again those that go on.
+
+        Python 3.11's ``wait_for`` loses a cancellation that comes as the awaited
+        operation completes, and a link's task then goes back to reading.  Its
+        loops also stop once the node is closed; two seconds at most in all.
+        """
+        pending = {task for task in tasks if not task.done()}
+        for _ in range(20):
+            if not pending:
+                return
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.1)
+        logger.warning("backplane %s: %d background tasks did not stop", self.node_id, len(pending))
 
     async def _leave(self) -> None:
         calls = [([self._nodes_key], [self.node_id])]
@@ -461,6 +475,8 @@ class RedisClusterBackplane(RedisBackplane):
                     await self._discard(conn)
                 conn = None
             while conn is None:
+                if self.closed:
+                    return
                 delay = min(max(delay * 2, 0.1), self.reconnect_max_delay)
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))
                 try:
@@ -468,7 +484,7 @@ class RedisClusterBackplane(RedisBackplane):
                 except Exception as exc:
                     logger.debug("backplane %s: reading the slot map failed: %s", self.node_id, describe(exc))
                     continue
-                if link.retired:
+                if link.retired or self.closed:
                     return
                 try:
                     conn = await self._connect_link(link)
