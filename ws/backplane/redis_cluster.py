@@ -343,7 +343,11 @@ class RedisClusterBackplane(RedisBackplane):
             for failure in made:
                 if isinstance(failure, BaseException):
                     raise failure
+            for link, conn in zip(links, conns):
+                self._links[link.name] = link
+                await self._attach_link(link, conn)
         except BaseException as exc:
+            self._links.clear()
             for conn in conns:
                 await self._discard(conn)
             await self._dispose()
@@ -353,8 +357,6 @@ class RedisClusterBackplane(RedisBackplane):
                 ) from exc
             raise
         for link, conn in zip(links, conns):
-            self._links[link.name] = link
-            await self._attach_link(link, conn)
             link.task = self._loop.create_task(self._serve(link, conn), name=f"ws-backplane-link-{self.node_id}-{link.name}")
         self._tasks = [
             self._loop.create_task(self._watchdog(), name=f"ws-backplane-watchdog-{self.node_id}"),
