@@ -185,6 +185,12 @@ def redis_cluster_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 @pytest.fixture
 def redis_cluster(redis_cluster_servers: RedisClusterServers) -> RedisClusterServers:
-    """The shared cluster, checked healthy (every master up, cluster ok) before the test."""
+    """The shared cluster, checked healthy (every master up, cluster ok) before the test.
+
+    A master that an earlier test left stopped (it failed before starting it again) is started first.
+    """
+    for master in redis_cluster_servers.masters:
+        if master.process is None or master.process.poll() is not None:
+            master.start()
     redis_cluster_servers.wait_ok()
     return redis_cluster_servers

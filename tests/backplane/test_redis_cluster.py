@@ -416,16 +416,18 @@ def test_a_failover_moves_the_channels_to_the_promoted_replica(redis_cluster: Re
 
         run(main, timeout=60)
     finally:
-        if source.info("replication").get("role") == "slave":  # give the slots back to the session's master
-            settle(lambda: source.info("replication").get("master_link_status") == "up", "the old master syncs from the new")
-            for master in (replica, *redis_cluster.masters[1:]):
-                settle(lambda: ids[source] in str(master.call("CLUSTER", "REPLICAS", ids[replica])), "the masters learn of the demotion")
-            source.call("CLUSTER", "FAILOVER")
-            settle(lambda: source.info("replication").get("role") == "master", "the old master takes over again")
-        replica.stop()
-        for master in redis_cluster.masters:
-            with contextlib.suppress(Exception):
-                master.call("CLUSTER", "FORGET", ids[replica])
+        try:
+            if source.info("replication").get("role") == "slave":  # give the slots back to the session's master
+                settle(lambda: source.info("replication").get("master_link_status") == "up", "the old master syncs from the new")
+                for master in (replica, *redis_cluster.masters[1:]):
+                    settle(lambda: ids[source] in str(master.call("CLUSTER", "REPLICAS", ids[replica])), "the masters learn of the demotion")
+                source.call("CLUSTER", "FAILOVER")
+                settle(lambda: source.info("replication").get("role") == "master", "the old master takes over again")
+        finally:
+            replica.stop()
+            for master in redis_cluster.masters:
+                with contextlib.suppress(Exception):
+                    master.call("CLUSTER", "FORGET", ids[replica])
     redis_cluster.wait_ok()
 
 
