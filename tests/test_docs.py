@@ -18,10 +18,11 @@ import re
 import signal
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from ws import WebSocket
+from ws import MessageEvent, WebSocket, WebSocketServer, http
 
 from .fixtures.doc_blocks import ROOT, Block, Script, all_blocks, block, handshake, with_port
 from .fixtures.processes import free_port
@@ -93,6 +94,25 @@ def test_example_blocks_are_lines_of_an_example_a_test_runs(b: Block) -> None:
         f"{b.where}: the block is not in {b.arg} (as consecutive lines, at one indentation)"
     )
     assert any(path.name in text for p, text in TESTS.items() if p.name != "test_docs.py"), f"no test runs {b.arg}"
+
+
+def test_the_name_table_says_same_only_where_the_javascript_spelling_is_there() -> None:
+    """docs/api.md's JavaScript names: a row saying "same" names attributes that exist under that name."""
+    table = (ROOT / "docs" / "api.md").read_text(encoding="utf-8").split("## JavaScript names", 1)[1]
+    owners = {"ws": WebSocket, "wss": WebSocketServer, "WebSocket": WebSocket, "evt": MessageEvent, "server": http.Server}
+    same = 0
+    for left, right in re.findall(r"^\| (.+?) \| (.+?) \|$", table, re.M):
+        if not right.startswith("same"):
+            continue
+        same += 1
+        owner: Any = None
+        for token in re.findall(r"`([^`]+)`", left):
+            name = token.split("(")[0]
+            if "." in name:
+                prefix, name = name.split(".", 1)
+                owner = owners[prefix]
+            assert owner is not None and hasattr(owner, name), f"the row {left!r} says 'same', but {token} is not there"
+    assert same >= 6
 
 
 # -- the README ----------------------------------------------------------------------------------------------
