@@ -187,7 +187,7 @@ def test_piped_stdin_lines_are_sent(echo_server: ServeProcess) -> None:
     "args, pattern",
     [
         (["ws://127.0.0.1:{closed}/"], r"^error: connect ECONNREFUSED 127\.0\.0\.1:\d+ \(Connection refused\)$"),
-        (["{server}/nope"], r"^error: Unexpected server response: 404$"),
+        (["{server}/nope"], r"^error: Unexpected server response: 404 Not Found$"),
     ],
 )
 def test_failures_exit_1_with_one_line(echo_server: ServeProcess, args: list[str], pattern: str) -> None:

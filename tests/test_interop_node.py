@@ -175,7 +175,7 @@ def test_client_sees_node_verify_client_rejection() -> None:
             assert body == b"Refused by Node"
             (error,), = rec.args("error")
             assert isinstance(error, HandshakeError) and error.status == 403
-            assert str(error) == "Unexpected server response: 403"
+            assert str(error) == "Unexpected server response: 403 Forbidden"
             assert not node.of("open")
 
     run(main)

@@ -18,18 +18,15 @@ from ws.http import Server
 
 from .conftest import until_sync
 from .fixtures.browser import run_js, start_chromium
+from .fixtures.doc_blocks import block
 
 WEB = Path(__file__).resolve().parent / "fixtures" / "web"
-
-DOC = Path(__file__).resolve().parent.parent / "docs" / "recovery.md"
 
 
 def page_script() -> str:
     """docs/recovery.md's browser snippet, as written there, with show() and reloadEverything() recording
     what the page got (binary payloads as the numbers they hold) and the test server's URL."""
-    doc = DOC.read_text(encoding="utf-8")
-    start = doc.index("```js\n") + len("```js\n")
-    snippet = doc[start : doc.index("```", start)]
+    snippet = block("recovery-browser").code
     assert "wss://example.com/feed" in snippet and "socket.onclose" in snippet, "the snippet in docs/recovery.md changed shape"
     snippet = snippet.replace("`wss://example.com/feed${query}`", "args[0] + query").replace("setTimeout(connect, 1000)", "setTimeout(connect, 50)")
     snippet = snippet.replace("      ({ epoch, offset } = status);", "      window.statuses.push(status);\n      ({ epoch, offset } = status);")

@@ -7,7 +7,6 @@ its last position, as the docs show, and must end up with every number once, in 
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from pathlib import Path
@@ -20,19 +19,16 @@ from ws.http import Server
 from ws.styles.rooms import Rooms
 from ws.styles.routes import require_auth, route_ws
 
-from .conftest import ROOT, until_sync
+from .conftest import until_sync
 from .fixtures.browser import run_js, start_chromium
+from .fixtures.doc_blocks import block
 
 WEB = Path(__file__).resolve().parent / "fixtures" / "web"
 
 
 def doc_snippet() -> str:
     """The browser code of the rooms' recovery section of docs/coming-from-justscale.md."""
-    text = (ROOT / "docs" / "coming-from-justscale.md").read_text()
-    section = text[text.index("## Rooms that clients catch up on") :]
-    code = re.search(r"```js\n(.*?)```", section, re.S)
-    assert code is not None, "no JavaScript in the rooms' recovery section"
-    snippet = code.group(1)
+    snippet = block("rooms-recovery-browser").code
     assert "wss://example.com/chat/room/general" in snippet
     return snippet.replace("wss://example.com/chat/room/general", "${args[0]}").replace("setTimeout(connect, 1000)", "setTimeout(connect, 50)")
 

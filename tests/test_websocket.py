@@ -168,7 +168,7 @@ def test_rejected_upgrade_reports_status() -> None:
             assert status == 403 and b"go away" in body
             err = rec.args("error")[0][0]
             assert isinstance(err, ws.HandshakeError) and err.status == 403
-            assert str(err) == "Unexpected server response: 403"
+            assert str(err) == "Unexpected server response: 403 Forbidden"
 
     run(main)
 

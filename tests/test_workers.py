@@ -367,7 +367,7 @@ def test_ws_serve_workers_0_is_a_usage_error() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "ws", "serve", "--port", "0", "--workers", "0"], cwd=ROOT, capture_output=True, text=True, timeout=30
     )
-    assert done.returncode == 2 and "--workers must be 1 or more" in done.stderr
+    assert done.returncode == 2 and "--workers: 0 is less than 1" in done.stderr
 
 
 # -- one process, as before -------------------------------------------------------------

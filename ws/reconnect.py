@@ -138,6 +138,10 @@ class ReconnectingWebSocket(EventTarget):
         self._timer: asyncio.TimerHandle | None = None
         self.socket: WebSocket | None = None
         self._ref.hold()
+        if _loop.is_reactor(self._loop):
+            # SIGINT/SIGTERM in a script stop the reconnecting too; else the 1001 that closes the
+            # connection reads as a drop, and the process reconnects until the reactor's 5 s are up.
+            _loop.reactor.on_shutdown(self._going_away)
         self._connect()  # in the caller's thread: bad options raise here
 
     # -- public API -----------------------------------------------------------------------
@@ -209,7 +213,16 @@ class ReconnectingWebSocket(EventTarget):
         if sock is not None and sock.ready_state != CLOSED:
             sock.close(code, reason)  # its 'close' is forwarded, then we release
         else:
-            self._ref.release()
+            self._done()
+
+    def _going_away(self) -> None:
+        """SIGINT/SIGTERM in a script: close with 1001 (going away) and reconnect no more."""
+        self._close(1001, "")
+
+    def _done(self) -> None:
+        """Stopped for good: the process need not stay alive for us, nor a signal stop us."""
+        _loop.reactor.remove_shutdown(self._going_away)
+        self._ref.release()
 
     def _connect(self) -> None:
         self._timer = None
@@ -263,14 +276,14 @@ class ReconnectingWebSocket(EventTarget):
     def _closed(self, code: int, reason: str) -> None:
         self._emit_event("close", code, reason)
         if self._stopped:
-            self._ref.release()
+            self._done()
             return
         self._failures += 1
         if self.max_retries is not None and self._failures > self.max_retries:
             self._stopped = True
             self._queue.clear()
             self._emit_event("error", ReconnectError(f"gave up after {self.max_retries} reconnection attempts"))
-            self._ref.release()
+            self._done()
             return
         delay = backoff_delay(self._failures, self.initial_delay, self.max_delay, self.factor, self.jitter)
         self._timer = self._loop.call_later(delay, self._connect)

@@ -98,3 +98,7 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+# The shared Redis Cluster (redis_cluster.py), for test_redis_cluster.py and the contract tests.
+from .redis_cluster import redis_cluster, redis_cluster_servers  # noqa: E402,F401

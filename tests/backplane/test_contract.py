@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import time
 from typing import Any, AsyncIterator, Callable
 
@@ -23,14 +24,23 @@ from ..conftest import run, until
 Make = Callable[..., Backplane]
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 def make(request: pytest.FixtureRequest) -> Make:
-    """A factory of nodes of one cluster: sharing a ``MemoryHub``, or one ``redis-server``."""
+    """A factory of nodes of one cluster: sharing a ``MemoryHub``, one ``redis-server``, or a Redis Cluster.
+
+    The Redis Cluster is shared by the session's tests: each test's nodes get a prefix of their own.
+    """
     if request.param == "memory":
         hub = MemoryHub()
         return lambda **options: MemoryBackplane(hub, **options)
-    server = request.getfixturevalue("redis_server")
-    return lambda **options: RedisBackplane(server.url, **options)
+    if request.param == "redis":
+        server = request.getfixturevalue("redis_server")
+        return lambda **options: RedisBackplane(server.url, **options)
+    from ws.backplane import RedisClusterBackplane
+
+    servers = request.getfixturevalue("redis_cluster")
+    prefix = f"contract-{secrets.token_hex(4)}:"
+    return lambda **options: RedisClusterBackplane(servers.url, prefix=prefix, **options)
 
 
 @contextlib.asynccontextmanager

@@ -1,7 +1,7 @@
 """Recorded channels (``publish_recorded``/``history``), run against both implementations.
 
-Two nodes of one cluster: sharing a ``MemoryHub``, or one real
-``redis-server`` (conftest.py).  Every case that is not about Redis itself
+Two nodes of one cluster: sharing a ``MemoryHub``, one real
+``redis-server`` (conftest.py), or a real Redis Cluster (redis_cluster.py).  Every case that is not about Redis itself
 (a restart, an outage, the key layout) runs on both, so that the in-process
 backplane and the Redis one serve exactly the same history.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 from typing import Any
 
 import pytest
@@ -23,13 +24,19 @@ from .test_contract import Inbox, Make, cluster
 KEEP = Recovery(window=60, max_messages=1000, idle_ttl=120)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 def make(request: pytest.FixtureRequest) -> Make:
     if request.param == "memory":
         hub = MemoryHub()
         return lambda **options: MemoryBackplane(hub, **options)
-    server = request.getfixturevalue("redis_server")
-    return lambda **options: RedisBackplane(server.url, **options)
+    if request.param == "redis":
+        server = request.getfixturevalue("redis_server")
+        return lambda **options: RedisBackplane(server.url, **options)
+    from ws.backplane import RedisClusterBackplane
+
+    servers = request.getfixturevalue("redis_cluster")  # shared by the session: a prefix per test
+    prefix = f"history-{secrets.token_hex(4)}:"
+    return lambda **options: RedisClusterBackplane(servers.url, prefix=prefix, **options)
 
 
 def offsets(messages: list[Message]) -> list[int]:

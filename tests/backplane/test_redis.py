@@ -186,11 +186,11 @@ def test_the_key_layout_is_the_documented_one(redis_server: RedisServer) -> None
             await node.set("k", b"v", ttl=30)
             await node.track("room:lobby", "c1", b"info")
             keys = sorted(k.decode() for k in await raw.keys("*"))
-            assert keys == ["app:kv:k", "app:members:room:lobby@n1", "app:nodes", "app:presence:room:lobby"]
+            assert keys == ["app:kv:k", "app:members:{room:lobby}@n1", "app:nodes", "app:presence:{room:lobby}"]
             assert 0 < await raw.pttl("app:kv:k") <= 30_000
-            assert await raw.hgetall("app:members:room:lobby@n1") == {b"c1": b"info"}
-            assert 0 < await raw.pttl("app:members:room:lobby@n1") <= node.presence_ttl * 1000
-            assert [m.decode() for m in await raw.zrange("app:presence:room:lobby", 0, -1)] == ["n1"]
+            assert await raw.hgetall("app:members:{room:lobby}@n1") == {b"c1": b"info"}
+            assert 0 < await raw.pttl("app:members:{room:lobby}@n1") <= node.presence_ttl * 1000
+            assert [m.decode() for m in await raw.zrange("app:presence:{room:lobby}", 0, -1)] == ["n1"]
             got: list[Message] = []
             await node.subscribe("room:lobby", got.append)
             # A message from outside ws: one length byte, the publisher's node id, the payload.

@@ -219,11 +219,11 @@ REFUSALS = {
     ),
     "403 with a 20 MB body": (
         endless(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 20000000\r\n\r\n", b"b" * 62500, limit=20_000_000),
-        403, "Unexpected server response: 403 (its body was cut at 65,536 bytes)",
+        403, "Unexpected server response: 403 Forbidden (its body was cut at 65,536 bytes)",
     ),
     "chunked 200": (
         endless(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", b"10000\r\n" + b"c" * 65536 + b"\r\n"),
-        200, "Unexpected server response: 200 (its body was cut at 65,536 bytes)",
+        200, "Unexpected server response: 200 OK (its body was cut at 65,536 bytes)",
     ),
 }
 
@@ -274,7 +274,7 @@ def test_client_reads_a_small_refusal_in_full_and_follows_no_more() -> None:
             await rec.wait("close", timeout=3)
             (status, headers, body), = rec.args("unexpected-response")
             assert (status, body) == (401, b"who are you") and ("WWW-Authenticate", "Basic") in headers
-            assert str(rec.args("error")[0][0]) == "Unexpected server response: 401"
+            assert str(rec.args("error")[0][0]) == "Unexpected server response: 401 Unauthorized"
 
     run(main, 10)
 

@@ -2,7 +2,8 @@
 
 ``Backplane`` is the interface (``base``); ``MemoryBackplane`` the in-process
 implementation and default; ``RedisBackplane`` the one on Redis (``pip
-install 'ws[redis]'``), loaded on first use.  ``backplane_from(value)``
+install 'ws[redis]'``) and ``RedisClusterBackplane`` on a Redis Cluster,
+both loaded on first use.  ``backplane_from(value)``
 turns a ``backplane=`` option (URL, object, ``None`` with ``WS_BACKPLANE``)
 into one.  See docs/backplane.md.
 """
@@ -18,6 +19,7 @@ from .memory import MemoryBackplane, MemoryHub
 
 if TYPE_CHECKING:
     from .redis_backplane import RedisBackplane
+    from .redis_cluster import RedisClusterBackplane
 
 __all__ = [
     "Backplane",
@@ -32,6 +34,7 @@ __all__ = [
     "MemoryBackplane",
     "MemoryHub",
     "RedisBackplane",
+    "RedisClusterBackplane",
     "ENV_VAR",
     "backplane_from",
     "from_url",
@@ -43,4 +46,8 @@ def __getattr__(name: str) -> Any:
         from .redis_backplane import RedisBackplane
 
         return RedisBackplane
+    if name == "RedisClusterBackplane":
+        from .redis_cluster import RedisClusterBackplane
+
+        return RedisClusterBackplane
     raise AttributeError(f"module 'ws.backplane' has no attribute {name!r}")

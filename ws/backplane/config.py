@@ -14,19 +14,29 @@ __all__ = ["ENV_VAR", "backplane_from", "from_url"]
 ENV_VAR = "WS_BACKPLANE"
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+#: A Redis Cluster: ``redis+cluster://host:port,host:port/`` (``rediss+cluster://``: TLS).
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 
 
 def from_url(url: str, **options: Any) -> Backplane:
-    """``redis://host:port/db`` (``rediss://``, ``unix://``) or ``memory://``; ``options`` go to the class."""
+    """``redis://host:port/db`` (``rediss://``, ``unix://``), ``redis+cluster://host:port,host:port/``
+    (``rediss+cluster://``) or ``memory://``; ``options`` go to the class."""
     scheme = url.partition("://")[0].lower() if "://" in url else ""
     if scheme in REDIS_SCHEMES:
         from .redis_backplane import RedisBackplane
 
         return RedisBackplane.from_url(url, **options)
+    if scheme in CLUSTER_SCHEMES:
+        from .redis_cluster import RedisClusterBackplane
+
+        return RedisClusterBackplane.from_url(url, **options)
     if scheme == "memory":
         return MemoryBackplane(**options)
     shown = url if "@" not in url else "...@" + url.rpartition("@")[2]
-    raise ValueError(f"unknown backplane URL {shown!r}: expected redis://host:port/db, rediss://..., unix://... or memory://")
+    raise ValueError(
+        f"unknown backplane URL {shown!r}: expected redis://host:port/db, rediss://..., unix://..., "
+        "redis+cluster://host:port,host:port/ (a Redis Cluster) or memory://"
+    )
 
 
 def backplane_from(value: Backplane | str | None = None, **options: Any) -> Backplane:

@@ -24,11 +24,16 @@ their messages start with a zero byte and reach this node too.
 Key layout (``prefix`` defaults to ``ws:``; pub/sub ignores the database
 number, so give each application on one Redis its own prefix)::
 
-    {prefix}ch:{{channel}}            pub/sub channel (braces: a Redis Cluster hash tag)
+    {prefix}ch:{{channel}}            pub/sub channel
     {prefix}kv:{key}                  string, SET ... PX for expiry
     {prefix}nodes                     zset: node id -> expiry (ms, Redis clock)
-    {prefix}presence:{group}          zset: node id -> expiry, the nodes with members in group
-    {prefix}members:{group}@{node}    hash: member -> info, PEXPIRE presence_ttl
+    {prefix}presence:{{group}}        zset: node id -> expiry, the nodes with members in group
+    {prefix}members:{{group}}@{node}  hash: member -> info, PEXPIRE presence_ttl
+
+The braces are Redis Cluster hash tags (``hash_tag``): a channel's keys, and
+a group's, share one slot, so each script touches one slot and the same
+layout serves ``RedisClusterBackplane`` (redis_cluster.py).  On one Redis
+they cost nothing.
 
 A count walks the group's zset (live nodes only: score above Redis' TIME)
 and adds the ``HLEN`` of each node's hash, in one Lua script: its cost is
@@ -37,8 +42,8 @@ keyspace.  Each node renews its entries (zset scores and hash expiry) every
 ``presence_ttl / 3`` seconds in one script; a hash found missing (Redis was
 restarted, or the node stalled past the TTL) is written again from the
 node's own records.  Expired zset entries are pruned by the renewals.  The
-scripts build the hash keys from the zset members, so this layout needs a
-single Redis (with replicas if you like), not Redis Cluster.
+scripts build the hash keys from the zset members: keys of the group's
+slot, which is what lets them run on a Redis Cluster too.
 """
 
 from __future__ import annotations
@@ -114,30 +119,34 @@ local function live(key)
 end
 """
 
+# A script's keys are (presence, members) pairs, after the nodes key when their number is odd:
+# one Redis takes them all in one call; on a Redis Cluster the nodes key (a slot of its own)
+# goes alone, and each call holds the groups of one slot.
 SCRIPTS = {
-    # KEYS: nodes, then (presence, members) per group.  ARGV: node, ttl.  -> groups (1-based) whose hash is gone
+    # KEYS: [nodes], then (presence, members) per group.  ARGV: node, ttl.  -> groups (1-based) whose hash is gone
     "refresh": """
-local node, ttl = ARGV[1], tonumber(ARGV[2])
-keep(KEYS[1], node, ttl)
+local node, ttl, first = ARGV[1], tonumber(ARGV[2]), 1
+if #KEYS % 2 == 1 then keep(KEYS[1], node, ttl); first = 2 end
 local missing = {}
-for i = 2, #KEYS, 2 do
+for i = first, #KEYS, 2 do
   keep(KEYS[i], node, ttl)
-  if redis.call('PEXPIRE', KEYS[i + 1], ttl) == 0 then missing[#missing + 1] = i / 2 end
+  if redis.call('PEXPIRE', KEYS[i + 1], ttl) == 0 then missing[#missing + 1] = (i - first) / 2 + 1 end
 end
 return missing
 """,
-    # KEYS: nodes, presence, members.  ARGV: node, ttl, replace ('1': the pairs are the whole group), member, info, ...
+    # KEYS: [nodes], presence, members.  ARGV: node, ttl, replace ('1': the pairs are the whole group), member, info, ...
     "put": """
-local node, ttl = ARGV[1], tonumber(ARGV[2])
-if ARGV[3] == '1' then redis.call('DEL', KEYS[3]) end
-for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
-if redis.call('EXISTS', KEYS[3]) == 1 then
-  redis.call('PEXPIRE', KEYS[3], ttl)
-  keep(KEYS[2], node, ttl)
+local node, ttl, n = ARGV[1], tonumber(ARGV[2]), #KEYS
+local presence, members = KEYS[n - 1], KEYS[n]
+if ARGV[3] == '1' then redis.call('DEL', members) end
+for i = 4, #ARGV, 2 do redis.call('HSET', members, ARGV[i], ARGV[i + 1]) end
+if redis.call('EXISTS', members) == 1 then
+  redis.call('PEXPIRE', members, ttl)
+  keep(presence, node, ttl)
 else
-  redis.call('ZREM', KEYS[2], node)
+  redis.call('ZREM', presence, node)
 end
-keep(KEYS[1], node, ttl)
+if n == 3 then keep(KEYS[1], node, ttl) end
 return 1
 """,
     # KEYS: presence, members.  ARGV: node, member.
@@ -146,10 +155,11 @@ redis.call('HDEL', KEYS[2], ARGV[2])
 if redis.call('EXISTS', KEYS[2]) == 0 then redis.call('ZREM', KEYS[1], ARGV[1]) end
 return 1
 """,
-    # KEYS: nodes, then (presence, members) per group.  ARGV: node.
+    # KEYS: [nodes], then (presence, members) per group.  ARGV: node.
     "leave": """
-redis.call('ZREM', KEYS[1], ARGV[1])
-for i = 2, #KEYS, 2 do
+local first = 1
+if #KEYS % 2 == 1 then redis.call('ZREM', KEYS[1], ARGV[1]); first = 2 end
+for i = first, #KEYS, 2 do
   redis.call('ZREM', KEYS[i], ARGV[1])
   redis.call('DEL', KEYS[i + 1])
 end
@@ -210,6 +220,9 @@ def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
 class RedisBackplane(Backplane):
     """A node of a cluster that shares one Redis server (see the module documentation)."""
 
+    #: Whether one script call may hold keys of several slots (the nodes key and any groups): one Redis, yes.
+    _cross_slot = True
+
     def __init__(
         self,
         url: str = "redis://localhost:6379/0",
@@ -266,10 +279,10 @@ class RedisBackplane(Backplane):
         return f"{self.prefix}ch:{hash_tag(channel)}".encode()
 
     def _group_keys(self, group: str) -> tuple[str, str]:
-        return f"{self.prefix}presence:{group}", f"{self.prefix}members:{group}@{self.node_id}"
+        return f"{self.prefix}presence:{hash_tag(group)}", f"{self._members_base(group)}{self.node_id}"
 
     def _members_base(self, group: str) -> str:
-        return f"{self.prefix}members:{group}@"
+        return f"{self.prefix}members:{hash_tag(group)}@"
 
     @property
     def _nodes_key(self) -> str:
@@ -303,8 +316,7 @@ class RedisBackplane(Backplane):
             await pool.disconnect()
             raise BackplaneError("the backplane reads pub/sub replies in RESP2: drop protocol=3 from the Redis URL")
         self._client = self._redis.Redis(connection_pool=pool)
-        self._scripts = {name: self._client.register_script(_PRELUDE + body) for name, body in SCRIPTS.items()}
-        self._scripts["history"] = self._client.register_script(redis_history.HISTORY_SCRIPT)
+        self._register_scripts()
         try:
             await asyncio.wait_for(self._client.ping(), self.connect_timeout)
             conn = await self._connect_subscriber()
@@ -321,6 +333,10 @@ class RedisBackplane(Backplane):
             await self._refresh()  # the node appears in nodes() now, not one tick later
         except self._errors as exc:
             logger.warning("backplane %s: first refresh failed: %s", self.node_id, describe(exc))
+
+    def _register_scripts(self) -> None:
+        self._scripts = {name: self._client.register_script(_PRELUDE + body) for name, body in SCRIPTS.items()}
+        self._scripts["history"] = self._client.register_script(redis_history.HISTORY_SCRIPT)
 
     async def _shut(self) -> None:
         if self._sub is not None:
@@ -526,10 +542,13 @@ class RedisBackplane(Backplane):
 
     async def _write(self) -> None:
         """Send queued publishes in order, a pipeline at a time."""
-        outbox = self._outbox
+        await self._drain(self._outbox, self._wake, None)
+
+    async def _drain(self, outbox: collections.deque[_Send], wake: asyncio.Event, master: str | None) -> None:
+        """Send ``outbox``'s publishes in order, a pipeline at a time (``master``: the cluster master they go to)."""
         while True:
-            await self._wake.wait()
-            self._wake.clear()
+            await wake.wait()
+            wake.clear()
             while outbox:
                 batch = [outbox.popleft() for _ in range(min(len(outbox), BATCH))]
                 # A batch with recorded publishes loads their script first, on the same connection: a
@@ -539,7 +558,7 @@ class RedisBackplane(Backplane):
                 try:
                     pipe = self._client.pipeline(transaction=False)
                     if load:
-                        pipe.script_load(redis_history.PUBLISH_SCRIPT)
+                        self._load_publish_script(pipe, master)
                     for send in batch:
                         pipe.execute_command(*send.command)
                     replies = await pipe.execute(raise_on_error=False)
@@ -549,7 +568,6 @@ class RedisBackplane(Backplane):
                 except asyncio.CancelledError:
                     self._fail_publishes(batch, lambda: BackplaneError("backplane closed while the publish was in flight"))
                     raise
-                mine = self._sub is not None
                 for send, reply in zip(batch, replies[load:]):
                     if send.future.done():
                         continue
@@ -558,7 +576,14 @@ class RedisBackplane(Backplane):
                     elif send.recorded:
                         send.future.set_result(redis_history.position(reply))
                     else:
-                        send.future.set_result(max(0, int(reply) - (mine and send.channel in self._channels)))
+                        send.future.set_result(max(0, int(reply) - self._hears(send.channel)))
+
+    def _load_publish_script(self, pipe: Any, master: str | None) -> None:
+        pipe.script_load(redis_history.PUBLISH_SCRIPT)
+
+    def _hears(self, channel: str) -> bool:
+        """Whether Redis counted this node's own subscription in the reply to a publish on ``channel``."""
+        return self._sub is not None and channel in self._channels
 
     @staticmethod
     def _fail_publishes(entries: Iterable[_Send], error: Callable[[], BackplaneError]) -> None:
@@ -641,7 +666,8 @@ class RedisBackplane(Backplane):
         args: list[Any] = [self.node_id, round(self.presence_ttl * 1000), "1" if replace else "0"]
         for member, info in members.items():
             args += (member, info)
-        await self._scripts["put"](keys=[self._nodes_key, presence, hashed], args=args)
+        keys = [self._nodes_key, presence, hashed] if self._cross_slot else [presence, hashed]
+        await self._scripts["put"](keys=keys, args=args)
 
     async def _track(self, group: str, member: str, info: bytes) -> None:
         await self._change(group, lambda: self._put(group, {member: info}, False))
@@ -650,11 +676,16 @@ class RedisBackplane(Backplane):
         keys = list(self._group_keys(group))
         await self._change(group, lambda: self._scripts["untrack"](keys=keys, args=[self.node_id, member]))
 
+    def _linked(self, group: str) -> bool:
+        """Whether the link to the Redis that holds ``group`` is up (one Redis: the subscriber connection)."""
+        return self._sub is not None
+
     async def _change(self, group: str, write: Callable[[], Awaitable[Any]]) -> None:
         """Apply one presence change; while disconnected (or if it fails) the next refresh rewrites the group."""
-        if group in self._rewriting or self._sub is None:
+        linked = self._linked(group)
+        if group in self._rewriting or not linked:
             self._dirty.add(group)
-            if self._sub is None:
+            if not linked:
                 return
         try:
             await write()

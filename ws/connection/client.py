@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import http
 import os
 import re
 import socket
@@ -176,6 +177,14 @@ def unknown_options_message(kind: str, unknown: Iterable[str], hints: Mapping[st
     described = [f"{name} ({hints[name]})" if name in hints else name for name in sorted(unknown)]
     return f"unknown {kind} option(s): {', '.join(described)}"
 
+
+
+def status_text(status: int) -> str:
+    """``401 Unauthorized``: a status with its reason phrase (just the number for one HTTP does not name)."""
+    try:
+        return f"{status} {http.HTTPStatus(status).phrase}"
+    except ValueError:
+        return str(status)
 
 class ClientConfig:
     """What one client connection was asked for, and its connecting state."""
@@ -379,7 +388,7 @@ class ClientConfig:
         body = bytes(response.body or b"")
         ws._emit_event("unexpected-response", status, headers, body)
         if ws.ready_state is ReadyState.CONNECTING:
-            message = f"Unexpected server response: {status}" + (f" ({note})" if note else "")
+            message = f"Unexpected server response: {status_text(status)}" + (f" ({note})" if note else "")
             ws._abort_connecting(HandshakeError(message, status, headers, body))
 
     # -- redirects (Node's followRedirects) ------------------------------------------

@@ -114,12 +114,31 @@ _OPTIONS = (
 )
 
 
+class _UpgradeEvent:
+    """Hands an upgrade that no registered handler takes to the server's ``'upgrade'`` listeners.
+
+    Node's ``server.on('upgrade', (request, socket, head) => ...)`` with
+    ``wss.handleUpgrade(...)``: without it the listener was accepted and never
+    called, and the client got a 404.  The listener owns ``transport`` from
+    then on: it hands it to ``handle_upgrade`` or writes a refusal and closes it.
+    """
+
+    __slots__ = ("_server",)
+
+    def __init__(self, server: Server) -> None:
+        self._server = server
+
+    def handle_upgrade(self, request: Request, transport: asyncio.Transport, head: bytes) -> None:
+        self._server.emit("upgrade", request, transport, head)
+
+
 class Server(EventEmitter):
     """An HTTP/1.1 server with routes, static files and WebSocket upgrades.
 
     Events: ``'listening'`` (address), ``'request'`` (ctx, before routing: a
-    synchronous listener that answers skips the routes), ``'error'``
-    (exception) and ``'close'``.  It is a ``ws.upgrade.UpgradeHost``:
+    synchronous listener that answers skips the routes), ``'upgrade'``
+    (request, transport, head: an upgrade no handler took, as in Node),
+    ``'error'`` (exception) and ``'close'``.  It is a ``ws.upgrade.UpgradeHost``:
     ``WebSocketServer(server=this_server, path=...)`` attaches to it.
     """
 
@@ -194,6 +213,7 @@ class Server(EventEmitter):
         self._ref = _loop.Ref(self._loop)
         self._router = Router()
         self._upgrades: dict[str | None, UpgradeHandler] = {}
+        self._upgrade_event = _UpgradeEvent(self)
         self._connections: set[Connection] = set()
         # Connections waiting for (the rest of) a request head: new ones, and
         # keep-alive ones whose next head has begun.  Only this object writes it.
@@ -416,7 +436,9 @@ class Server(EventEmitter):
             handler = self._upgrades.get(None)
             # A catch-all may serve only some paths (the patterns of ws.styles.routes).
             if isinstance(handler, PathFilter) and not handler.handles_path(path):
-                return None
+                handler = None
+        if handler is None and self._events.get("upgrade"):
+            return self._upgrade_event
         return handler
 
     def run_task(self, coro: Awaitable[None]) -> None:
