@@ -257,6 +257,9 @@ class RedisBackplane(Backplane):
         self._publish_command = "PUBLISH"
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        #: Where the recorded-publish script is known to be loaded (``None``: the one Redis; a cluster's
+        #: master names).  Forgotten on any failure there, so a restarted Redis gets it again first.
+        self._script_loaded: set[str | None] = set()
         self._dirty: set[str] = set()  # groups whose copy in Redis may be stale
         self._rewriting: set[str] = set()
         self._recovering = False
@@ -458,6 +461,7 @@ class RedisBackplane(Backplane):
         if self._sub is None:
             return
         self._sub = None
+        self._script_loaded.clear()
         self._release_confirmations()
         error = BackplaneError(f"lost the connection to Redis at {redact(self.url)}: {describe(cause)}; reconnecting")
         error.__cause__ = cause
@@ -551,10 +555,11 @@ class RedisBackplane(Backplane):
             wake.clear()
             while outbox:
                 batch = [outbox.popleft() for _ in range(min(len(outbox), BATCH))]
-                # A batch with recorded publishes loads their script first, on the same connection: a
-                # Redis that restarted (and forgot it) never answers NOSCRIPT, which could not be retried
-                # without reordering.  Loading a script Redis has is a hash and a lookup.
-                load = any(send.recorded for send in batch)
+                # The first batch with recorded publishes loads their script, in the same pipeline: a
+                # Redis that restarted (and forgot it) must not answer NOSCRIPT, which could not be retried
+                # without reordering.  Any failure there forgets that it was loaded, so the next batch
+                # loads it again (a restart breaks the connections, which fails a batch or the link).
+                load = master not in self._script_loaded and any(send.recorded for send in batch)
                 try:
                     pipe = self._client.pipeline(transaction=False)
                     if load:
@@ -563,15 +568,22 @@ class RedisBackplane(Backplane):
                         pipe.execute_command(*send.command)
                     replies = await pipe.execute(raise_on_error=False)
                 except self._errors as exc:
+                    self._script_loaded.discard(master)
                     self._fail_publishes(batch, lambda: self._error("publish", exc))
                     continue
                 except asyncio.CancelledError:
                     self._fail_publishes(batch, lambda: BackplaneError("backplane closed while the publish was in flight"))
                     raise
+                if load:
+                    if isinstance(replies[0], Exception):
+                        self._script_loaded.discard(master)
+                    else:
+                        self._script_loaded.add(master)
                 for send, reply in zip(batch, replies[load:]):
                     if send.future.done():
                         continue
                     if isinstance(reply, Exception):  # this command failed (a script error): the others stand
+                        self._script_loaded.discard(master)  # NOSCRIPT after all: load it with the next batch
                         send.future.set_exception(self._error("publish_recorded" if send.recorded else "publish", reply))
                     elif send.recorded:
                         send.future.set_result(redis_history.position(reply))

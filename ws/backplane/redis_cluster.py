@@ -548,6 +548,7 @@ class RedisClusterBackplane(RedisBackplane):
         if link.conn is None:
             return
         link.conn = None
+        self._script_loaded.discard(link.name)  # a master that comes back may have forgotten it
         self._release(link)
         self._recovering = True
         error = BackplaneError(f"lost the connection to Redis Cluster master {link.name} ({redact(self.url)}): {describe(cause)}; reconnecting")
