@@ -182,6 +182,44 @@ def test_direct_sends_on_a_recorded_path_pass_unchanged() -> None:
 # -- the seam, under load, with connections killed --------------------------------------------
 
 
+async def numbered_through_cuts(
+    wss: WebSocketServer, url: str, total: int, cuts: int, *, every: int, pause: float, by_client: tuple[int, ...] = (), delay: float = 0.02
+) -> tuple[list[int], list[Status]]:
+    """Broadcast 1..``total`` on ``wss`` (a pause every ``every``) while a ``recover=True`` client's connection
+    is cut ``cuts`` times, by the client itself for the cuts numbered in ``by_client``, else by the server
+    (no close handshake).  Returns what the client received and its statuses."""
+    received: list[int] = []
+    statuses: list[Status] = []
+    client = ReconnectingWebSocket(url, recover=True, initial_delay=delay, max_delay=2 * delay)
+    client.on("message", lambda event: received.append(int(event.data)))
+    client.on("recovery", statuses.append)
+    try:
+        await until(lambda: statuses, what="first status")
+
+        async def publish() -> None:
+            for n in range(1, total + 1):
+                wss.broadcast(str(n))
+                if n % every == 0:
+                    await asyncio.sleep(pause)
+
+        publisher = asyncio.ensure_future(publish())
+        for cut in range(cuts):
+            await until(lambda: len(received) > (cut + 1) * total // (cuts + 2), timeout=10, what="messages before the cut")
+            if cut in by_client:
+                assert client.socket is not None
+                client.socket.terminate()
+            else:
+                for sock in list(wss.clients or ()):
+                    sock.terminate()
+            await until(lambda: len(statuses) >= cut + 2, timeout=10, what="reconnected")
+        await asyncio.wait_for(publisher, 20)
+        await until(lambda: len(received) >= total, timeout=10, what=f"all {total} messages")
+        await asyncio.sleep(0.1)
+    finally:
+        client.close()
+    return received, statuses
+
+
 def test_reconnecting_client_gets_every_message_once_in_order_while_its_connection_is_killed() -> None:
     """A publisher keeps broadcasting numbered messages; the client's TCP connection is cut three times
     (twice by the server, once by the client), and it comes back each time with its position."""
@@ -189,38 +227,12 @@ def test_reconnecting_client_gets_every_message_once_in_order_while_its_connecti
 
     async def main() -> None:
         server, wss, url = await serving(Recovery(window=30, max_messages=total))
-        received: list[int] = []
-        statuses: list[Status] = []
-        client = ReconnectingWebSocket(url, recover=True, initial_delay=0.02, max_delay=0.05)
-        client.on("message", lambda event: received.append(int(event.data)))
-        client.on("recovery", statuses.append)
         try:
-            await until(lambda: statuses, what="first status")
-
-            async def publish() -> None:
-                for n in range(1, total + 1):
-                    wss.broadcast(str(n))
-                    if n % 50 == 0:
-                        await asyncio.sleep(0.005)
-
-            publisher = asyncio.ensure_future(publish())
-            for cut in range(3):
-                await until(lambda: len(received) > (cut + 1) * total // 5, timeout=10, what="messages before the cut")
-                if cut == 1:
-                    assert client.socket is not None
-                    client.socket.terminate()  # the client drops its own connection
-                else:
-                    for sock in list(wss.clients or ()):
-                        sock.terminate()  # the server drops it: no close handshake
-                await until(lambda: client.recovered is not None and len(statuses) >= cut + 2, timeout=10, what="reconnected")
-            await asyncio.wait_for(publisher, 20)
-            await until(lambda: len(received) >= total, timeout=10, what=f"all {total} messages")
-            await asyncio.sleep(0.1)
+            received, statuses = await numbered_through_cuts(wss, url, total, 3, every=50, pause=0.005, by_client=(1,))
             assert received == list(range(1, total + 1))
             assert [s.recovered for s in statuses] == [False, True, True, True]
             assert statuses[0].reason == "new" and all(s.reason is None for s in statuses[1:])
         finally:
-            client.close()
             server.close()
 
     run(main, timeout=60)
@@ -275,30 +287,8 @@ def test_live_messages_that_arrive_while_the_history_is_read_are_neither_lost_no
         server = http.Server("127.0.0.1:0", backplane=backplane)
         wss = WebSocketServer(server=server, path="/feed", recovery=Recovery(max_messages=total))
         await server.serve_async()
-        url = f"ws://127.0.0.1:{server.port}/feed"
-        received: list[int] = []
-        statuses: list[Status] = []
-        client = ReconnectingWebSocket(url, recover=True, initial_delay=0.01, max_delay=0.02)
-        client.on("message", lambda event: received.append(int(event.data)))
-        client.on("recovery", statuses.append)
         try:
-            await until(lambda: statuses, what="first status")
-
-            async def publish() -> None:
-                for n in range(1, total + 1):
-                    wss.broadcast(str(n))
-                    if n % 10 == 0:
-                        await asyncio.sleep(0.001)
-
-            publisher = asyncio.ensure_future(publish())
-            for cut in range(4):
-                await until(lambda: len(received) > (cut + 1) * total // 6, timeout=10, what="messages before the cut")
-                for sock in list(wss.clients or ()):
-                    sock.terminate()
-                await until(lambda: len(statuses) >= cut + 2, timeout=10, what="reconnected")
-            await asyncio.wait_for(publisher, 20)
-            await until(lambda: len(received) >= total, timeout=10, what=f"all {total} messages")
-            await asyncio.sleep(0.05)
+            received, statuses = await numbered_through_cuts(wss, f"ws://127.0.0.1:{server.port}/feed", total, 4, every=10, pause=0.001, delay=0.01)
             assert received == list(range(1, total + 1))
             assert all(s.recovered for s in statuses[1:])
             if backplane.crosses:
@@ -308,7 +298,6 @@ def test_live_messages_that_arrive_while_the_history_is_read_are_neither_lost_no
                 # A client that had everything this node delivered goes live without a read; most cuts need one.
                 assert backplane.reads >= 2
         finally:
-            client.close()
             await server.close_async()
 
     run(main, timeout=60)
