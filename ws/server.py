@@ -324,9 +324,13 @@ class WebSocketServer(EventEmitter):
 
     def _broadcast(self, is_text: bool, payload: bytes, exclude: Any) -> int:
         excluded = () if exclude is None else ({exclude} if isinstance(exclude, WebSocket) else set(exclude))
-        # One frame for all; per client only the checks and the write.
+        return self._write_once(list(self._sockets), excluded, is_text, payload)
+
+    @staticmethod
+    def _write_once(targets: list[WebSocket], excluded: Any, is_text: bool, payload: bytes) -> int:
+        """One frame for all of ``targets`` but ``excluded``; per client only the checks and the write."""
         wire = b"".join(_serialize(FIN_TEXT if is_text else FIN_BINARY, payload, False))
-        return WebSocket._broadcast(list(self._sockets), excluded, wire, is_text, payload)
+        return WebSocket._broadcast(targets, excluded, wire, is_text, payload)
 
     def close(self, callback: Callable[[], Any] | None = None) -> None:
         """Stop accepting, close every client with 1001, then emit ``'close'``.
@@ -438,8 +442,7 @@ class WebSocketServer(EventEmitter):
             targets = [s for s in self._sockets if s not in self._joining] if self._joining else list(self._sockets)
         else:
             targets = [s for s in sockets if s in self._sockets]
-        wire = b"".join(_serialize(FIN_TEXT if is_text else FIN_BINARY, payload, False))
-        WebSocket._broadcast(targets, exclude, wire, is_text, payload)
+        self._write_once(targets, exclude, is_text, payload)
 
     def _close_client(self, socket: WebSocket, code: int, reason: str) -> None:
         _loop.call(self._loop, socket.close, code, reason)

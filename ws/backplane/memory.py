@@ -121,7 +121,7 @@ class MemoryHub:
             first = entries[0][0] if entries else log.top + 1
             if first > since.offset + 1:
                 # Missing because it aged out of the window, or because max_messages pushed it out.
-                return Replay(False, top, [], "window" if log.aged_out(since.offset, recovery, now) else "trimmed")
+                return Replay(False, top, [], "window" if log.aged_out(since.offset, recovery) else "trimmed")
             skip = since.offset + 1 - first
             return Replay(True, top, [entry[2] for entry in list(entries)[skip:]])
 
@@ -259,7 +259,7 @@ class _Log:
         self.touched = 0.0
         self.idle_ttl = 0.0
 
-    def aged_out(self, offset: int, recovery: Recovery, now: float) -> bool:
+    def aged_out(self, offset: int, recovery: Recovery) -> bool:
         """Whether the message after ``offset`` is gone because of the window (not the count).
 
         Messages are trimmed by count first only when more than
