@@ -310,3 +310,26 @@ def test_our_client_against_ws_serve_subprotocol(echo_server: ServeProcess) -> N
 
     asyncio.run(asyncio.wait_for(main(), TIMEOUT))
     echo_server.child.expect(r"connected /ws subprotocol=chat")
+
+
+def test_serve_metrics() -> None:
+    pytest.importorskip("prometheus_client", reason="pip install 'ws[metrics]'")
+    from prometheus_client.parser import text_string_to_metric_families
+
+    server = ServeProcess("--path", "/ws", "--metrics", "/metrics")
+    try:
+        echo = subprocess.run(
+            [sys.executable, "-m", "ws", "connect", server.url, "-x", "hello", "-w", "1"],
+            cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=TIMEOUT,
+        )
+        assert echo.stdout == "< hello\n", echo.stderr
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=TIMEOUT) as response:
+            text = response.read().decode()
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text) for s in f.samples
+        }
+        assert samples[("ws_messages_received_total", (("path", "/ws"),))] == 1
+        assert samples[("ws_received_bytes_total", (("path", "/ws"),))] == 5
+        assert samples[("ws_connections_closed_total", (("code", "1000"), ("path", "/ws")))] == 1
+    finally:
+        assert server.stop() == 0

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import logging
 import os
 import subprocess
 import sys
 import textwrap
+from typing import Iterator
+
+import pytest
 
 import ws
 from ws import WebSocket, WebSocketServer
 from ws import http
+from ws._runtime.log import protocol_cause, refusal_cause, reports
 
-from .conftest import ROOT, Recorder, run
+from .conftest import ROOT, Recorder, run, serving
+from .test_limits import TEXT, RawPeer, frame
 
 # An echo round trip, then a refused connection: its 'error' is handled by a
 # listener (LISTEN_ERRORS=1) or not, and then reported at ERROR (an
@@ -116,3 +123,103 @@ def test_enable_and_disable_debug_in_process() -> None:
     before = stream.getvalue()
     logging.getLogger("ws.websocket").debug("after disable")
     assert stream.getvalue() == before
+
+
+# -- refusals and protocol errors: one structured line per cause and interval ------------------
+
+
+@contextlib.contextmanager
+def report_interval(seconds: float) -> Iterator[None]:
+    """The limiter of reports with a short interval, from a clean slate."""
+    saved = reports.interval
+    reports.reset()
+    reports.interval = seconds
+    try:
+        yield
+    finally:
+        reports.interval = saved
+        reports.reset()
+
+
+def events(records: list[logging.LogRecord], event: str) -> list[logging.LogRecord]:
+    return [record for record in records if getattr(record, "ws_event", None) == event]
+
+
+def check_bounded(records: list[logging.LogRecord], cause: str, total: int, seconds: float, interval: float) -> None:
+    """Every occurrence is in a line once (in full, or counted in a summary); at most ~one summary per interval."""
+    assert records, "nothing was logged"
+    assert {record.cause for record in records} == {cause}  # type: ignore[attr-defined]
+    first = records[0]
+    assert first.count == 1 and not getattr(first, "summary", False)  # type: ignore[attr-defined]
+    assert sum(record.count for record in records) == total  # type: ignore[attr-defined]
+    summaries = [record for record in records if getattr(record, "summary", False)]
+    assert summaries and all(record.interval > 0 for record in summaries)  # type: ignore[attr-defined]
+    assert len(records) <= 2 * (seconds / interval + 2), (len(records), seconds)
+
+
+def test_a_burst_of_bad_handshakes_is_one_line_and_a_count_per_interval(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="ws")
+    interval = 0.5
+
+    async def main() -> float:
+        async with serving("/chat") as served:
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            room = asyncio.Semaphore(50)
+
+            async def bad_handshake() -> None:  # no Sec-WebSocket-Key, no version: 400
+                async with room:
+                    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+                    writer.write(b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+                    answer = await asyncio.wait_for(reader.read(), 10)
+                    assert answer.startswith(b"HTTP/1.1 400 "), answer
+                    writer.close()
+
+            await asyncio.gather(*(bad_handshake() for _ in range(1000)))
+            reports.flush(force=True)  # the last interval's count, without waiting for its end
+            return loop.time() - start
+
+    with report_interval(interval):
+        seconds = run(main, timeout=60)
+    records = events(caplog.records, "handshake_refused")
+    check_bounded(records, "400 bad handshake", 1000, seconds, interval)
+    first = records[0]
+    assert first.status == 400 and first.peer == "127.0.0.1" and first.path == "/chat"  # type: ignore[attr-defined]
+    assert first.name == "ws.server" and first.levelno == logging.INFO
+    assert "400 bad handshake" in first.getMessage() and "Sec-WebSocket-Key" in first.getMessage()
+    assert records[-1].getMessage().startswith(f"handshake refused (400 bad handshake): {records[-1].count:,} more in the last ")  # type: ignore[attr-defined]
+
+
+def test_protocol_errors_are_one_line_and_a_count_per_interval(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="ws")
+    interval = 0.3
+
+    async def main() -> float:
+        async with serving("/ws", ping_interval=None) as served:
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+
+            async def unmasked() -> None:  # a client's frames must be masked: 1002
+                peer = await RawPeer.open(served.port, "/ws")
+                peer.send(frame(TEXT, b"hi", mask=False))
+                assert await peer.read_close() == 1002
+                peer.abort()
+
+            await asyncio.gather(*(unmasked() for _ in range(100)))
+            reports.flush(force=True)
+            return loop.time() - start
+
+    with report_interval(interval):
+        seconds = run(main, timeout=60)
+    records = events(caplog.records, "protocol_error")
+    check_bounded(records, "1002 protocol error", 100, seconds, interval)
+    assert records[0].code == 1002 and records[0].path == "/ws"  # type: ignore[attr-defined]
+
+
+def test_refusal_and_protocol_causes() -> None:
+    assert refusal_cause(403, "Forbidden: origin not allowed") == "403 origin not allowed"
+    assert refusal_cause(403, "Forbidden") == "403 forbidden"
+    assert refusal_cause(503, "WebSocket server is closed") == "503 server closed"
+    assert refusal_cause(429, "Too Many Requests") == "429 rate limited"
+    assert refusal_cause(418, "") == "418 i'm a teapot"
+    assert protocol_cause(1009) == "1009 message too big"

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator
@@ -532,3 +533,73 @@ def test_a_workers_children_get_none_of_its_pipes_and_die_with_it_at_the_deadlin
         for pid in child_pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+# -- metrics ------------------------------------------------------------------------------
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """GET /metrics on whichever worker the kernel picks, parsed by prometheus_client."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text) for s in f.samples
+    }
+
+
+async def scraped(port: int, name: str, expected: float, timeout: float = 10.0, **labels: str) -> None:
+    """Scrape until ``name{labels}`` is ``expected``: each worker folds its numbers every second."""
+    key = (name, tuple(sorted(labels.items())))
+    seen: float | None = None
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        seen = (await asyncio.to_thread(scrape, port)).get(key)
+        if seen == expected:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{name}{labels} is {seen}, not {expected}, after {timeout} s")
+
+
+def test_one_scrape_shows_every_workers_metrics(programs: list[Program]) -> None:
+    pytest.importorskip("prometheus_client", reason="pip install 'ws[metrics]'")
+    program = app(programs, mode="metrics").ready()
+    directory = program.wait_for(r"^metrics dir (\S+)$").group(1)
+    assert directory != "None" and os.path.isdir(directory)
+
+    async def main() -> None:
+        clients: list[tuple[ClientConnection, int]] = []
+        try:
+            while len({pid for _, pid in clients}) < 2 or len(clients) < 4:  # connections on both workers
+                assert len(clients) < 100, "every connection went to one worker"
+                conn = await connect(program.url, open_timeout=10, close_timeout=5)
+                clients.append((conn, int(await asyncio.wait_for(conn.recv(), 10))))
+                await conn.send("x" * 10)
+                assert await asyncio.wait_for(conn.recv(), 10) == "x" * 10
+            n = len(clients)
+            await scraped(program.port, "ws_connections_open", n, path="/")
+            await scraped(program.port, "ws_messages_received_total", n, path="/")
+            await scraped(program.port, "ws_received_bytes_total", 10 * n, path="/")
+            await scraped(program.port, "ws_messages_sent_total", 2 * n, path="/")  # the pid, the echo
+            await scraped(program.port, "ws_handshakes_total", n, path="/", outcome="accepted", status="101")
+
+            # A worker killed: its connections leave the live gauge (the parent marks it dead); its counts stay.
+            victim = clients[0][1]
+            os.kill(victim, signal.SIGKILL)
+            program.wait_for(rf"ws: worker \d \(pid {victim}\) was killed by SIGKILL")
+            survivors = [conn for conn, pid in clients if pid != victim]
+            await scraped(program.port, "ws_connections_open", len(survivors), path="/")
+            await scraped(program.port, "ws_messages_received_total", n, path="/")
+            for conn in survivors:
+                await conn.close()
+            await scraped(program.port, "ws_connections_open", 0, path="/")
+            await scraped(program.port, "ws_connections_closed_total", len(survivors), path="/", code="1000")
+        finally:
+            for conn, _ in clients:
+                await conn.close()
+
+    run(main, timeout=90)
+    program.signal(signal.SIGTERM)
+    program.exit_status()
+    assert not os.path.exists(directory), "the parent removes the metrics directory it made"

@@ -104,7 +104,7 @@ class ASGIApp:
             wss.emit("error", exc)
             decision = Refused(500, "Internal Server Error")
         if isinstance(decision, Refused):
-            wss._report(decision)
+            wss._report(decision, request)
             await _reject(scope, send, decision)
             return
         decision = wss._edit_headers(decision, request)

@@ -5,6 +5,7 @@
     ws listen 8080                         # wait for clients, type lines to them (wscat: ws -l 8080)
     ws serve --port 8080 --path /ws --broadcast --static ./public
     ws serve --port 8080 --workers 4       # 4 processes on one port (SO_REUSEPORT)
+    ws serve --port 8080 --metrics /metrics   # Prometheus metrics (pip install 'ws[metrics]')
 
 Each command runs on its own asyncio loop (``asyncio.run``), so Ctrl-C is
 an ordinary loop signal handler and the exit status is the function's
@@ -239,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--tls-key", metavar="FILE", help="TLS private key (PEM)")
     srv.add_argument("--workers", type=_count(1), default=1, metavar="N", help="serve in N processes on one port (default 1); each has its own clients")
     srv.add_argument("--backplane", metavar="URL", help="share --broadcast with the other servers of this backplane (redis://host:port/db; default: $WS_BACKPLANE)")
+    srv.add_argument("--metrics", type=_url_path, metavar="PATH", help="serve Prometheus metrics on GET PATH (every worker's with --workers; needs ws[metrics])")
     return parser
 
 
@@ -807,6 +809,11 @@ async def _serve(args: argparse.Namespace) -> int:
     wss = WebSocketServer(server=server, path=args.path, protocols=args.subprotocol or None)
     if args.static:
         server.static("/", args.static)
+    if args.metrics:
+        try:
+            server.metrics(args.metrics)
+        except ImportError as exc:  # prometheus_client missing
+            raise UsageError(f"--metrics: {exc}") from None
     worker = server.worker
     tag = f"[worker {worker.index}/{worker.count}] " if worker is not None else ""
 
@@ -850,6 +857,8 @@ async def _serve(args: argparse.Namespace) -> int:
     extra = f", files of {args.static} at /" if args.static else ""
     if server.backplane is not None:
         extra += f", backplane node {server.backplane.node_id}"
+    if args.metrics:
+        extra += f", metrics at {args.metrics}"
     log_line(f"Listening on {scheme}://{server.address}{args.path} ({args.mode}{extra}); CTRL+C to stop")
 
     stopped = loop.create_future()

@@ -25,15 +25,17 @@ from .protocol.handshake import (
 )
 from .protocol.writer import FIN_BINARY, FIN_TEXT, serialize as _serialize
 from ._runtime import loop as _loop
+from ._runtime import metrics as _metrics
 from ._runtime.budget import DEFAULT_MAX_TOTAL_BUFFERED, budget_for
 from ._runtime.compat import normalize_options
 from ._runtime.emitter import EventEmitter
-from ._runtime.log import report_error
+from ._runtime.log import ORIGIN_NOT_ALLOWED, refusal_cause, report_error, report_event
 from .connection.keepalive import DEFAULT_MESSAGE_TIMEOUT, Heartbeat, check_message_timeout
 from .http.responses import http_date, plain_response
 from .request import Request
 from .upgrade import UpgradeHost
 from ._runtime.net import format_host_port
+from .connection.metered import MeteredWebSocket
 from .connection.websocket import DEFAULT_MAX_PAYLOAD, WebSocket, check_byte_limit
 
 if TYPE_CHECKING:
@@ -172,6 +174,8 @@ class WebSocketServer(EventEmitter):
             if key in opts
         }
         self._sockets: set[WebSocket] = set()
+        #: This path's metrics (``ws._runtime.metrics``) as of the last handshake; ``None``: metrics off.
+        self._tally: _metrics.Tally | None = None
         #: Recorded path served on another loop than its cluster's (ws.asgi): sockets accepted here whose
         #: join the recovery has not processed yet.  The stream's deliveries to every client skip them.
         self._joining: set[WebSocket] = set()
@@ -326,11 +330,17 @@ class WebSocketServer(EventEmitter):
         excluded = () if exclude is None else ({exclude} if isinstance(exclude, WebSocket) else set(exclude))
         return self._write_once(list(self._sockets), excluded, is_text, payload)
 
-    @staticmethod
-    def _write_once(targets: list[WebSocket], excluded: Any, is_text: bool, payload: bytes) -> int:
-        """One frame for all of ``targets`` but ``excluded``; per client only the checks and the write."""
+    def _write_once(self, targets: list[WebSocket], excluded: Any, is_text: bool, payload: bytes) -> int:
+        """One frame for all of ``targets`` but ``excluded``; per client only the checks and the write.
+
+        With metrics on, the clients reached count once here, per broadcast, not per client.
+        """
         wire = b"".join(_serialize(FIN_TEXT if is_text else FIN_BINARY, payload, False))
-        return WebSocket._broadcast(targets, excluded, wire, is_text, payload)
+        count = WebSocket._broadcast(targets, excluded, wire, is_text, payload)
+        tally = self._tally
+        if tally is not None:
+            tally.sent(count, len(payload))
+        return count
 
     def close(self, callback: Callable[[], Any] | None = None) -> None:
         """Stop accepting, close every client with 1001, then emit ``'close'``.
@@ -523,7 +533,7 @@ class WebSocketServer(EventEmitter):
             self._accept(request, transport, head, callback)
         except Exception as exc:  # a bug of ours or of a listener: answer, report, keep serving
             logger.exception("WebSocket handshake failed")
-            write_refusal(transport, Refused(500, "Internal Server Error"))
+            self._refuse(request, transport, Refused(500, "Internal Server Error"))
             self.emit("error", exc)
 
     def _accept(
@@ -535,7 +545,7 @@ class WebSocketServer(EventEmitter):
     ) -> None:
         """Decide (``ws.protocol.handshake``), then write the answer and start the socket."""
         if self._closed:
-            write_refusal(transport, Refused(503, "WebSocket server is closed"))
+            self._refuse(request, transport, Refused(503, "WebSocket server is closed"))
             return
         if transport.is_closing():
             return
@@ -567,7 +577,7 @@ class WebSocketServer(EventEmitter):
                 self._render(decision, request, transport, head, callback)
             except Exception as exc:  # as in _upgrade
                 logger.exception("WebSocket handshake failed")
-                write_refusal(transport, Refused(500, "Internal Server Error"))
+                self._refuse(request, transport, Refused(500, "Internal Server Error"))
                 self.emit("error", exc)
 
         task = self._loop.create_task(wait())
@@ -615,8 +625,7 @@ class WebSocketServer(EventEmitter):
     ) -> None:
         """Write the decision: a refusal, or the 101 and a new ``WebSocket``."""
         if isinstance(decision, Refused):
-            write_refusal(transport, decision)
-            self._report(decision)
+            self._refuse(request, transport, decision)
             return
         decision = self._edit_headers(decision, request)
         proto = decision.protocol
@@ -630,10 +639,15 @@ class WebSocketServer(EventEmitter):
         if extensions_header:  # compressed: the limit the handshake chose (see Policy.deflate_max_payload)
             options = {**options, "max_payload": proto.message_limit()}
         budget = self.max_total_buffered_amount
-        ws = WebSocket._accepted(
+        tally = self._tally = _metrics.tally(self._loop, self.path)
+        ws = (WebSocket if tally is None else MeteredWebSocket)._accepted(
             self._loop, proto, transport, request, self._finished_hook, options, extensions_header or "",
             None if budget is None else budget_for(self._loop, budget),
         )
+        if tally is not None:
+            assert isinstance(ws, MeteredWebSocket)
+            ws._metered(tally)
+            tally.handshake(101)
         self._sockets.add(ws)
         if self._cluster is not None:
             self._join_cluster(ws, request)
@@ -674,6 +688,9 @@ class WebSocketServer(EventEmitter):
 
     def _adopt(self, ws: WebSocket) -> None:
         """Track a socket another host accepted for this server (``clients``, ``close()``)."""
+        tally = self._tally = _metrics.tally(self._loop, self.path)
+        if tally is not None:
+            tally.handshake(101)
         self._sockets.add(ws)
         if self._cluster is not None:
             self._join_cluster(ws, ws.request)
@@ -743,9 +760,34 @@ class WebSocketServer(EventEmitter):
         self._policy_cache = (options, policy)
         return policy
 
-    def _report(self, refused: Refused) -> None:
-        """A refusal caused by a failing user hook is a server error: log it and emit ``'error'``."""
+    def _refuse(self, request: Request, transport: asyncio.WriteTransport, refused: Refused) -> None:
+        """Answer a refused handshake on ``transport``, then report it (:meth:`_report`).
+
+        The application styles that decide handshakes of their own (a
+        connect handler's 403) refuse through it too.
+        """
+        write_refusal(transport, refused)
+        self._report(refused, request)
+
+    def _report(self, refused: Refused, request: Request | None = None) -> None:
+        """Count a refused handshake and log it, one line per cause and interval (``ws_event='handshake_refused'``).
+
+        A refusal caused by a failing user hook is a server error: it is
+        logged in full instead, and emitted as ``'error'``.
+        """
+        status = refused.status
+        cause = refusal_cause(status, refused.reason)
+        tally = self._tally = _metrics.tally(self._loop, self.path)
+        if tally is not None:
+            tally.handshake(status)
+            if cause == ORIGIN_NOT_ALLOWED:
+                tally.origin_refusals += 1
         if refused.error is None:
+            peer = request.remote_address if request is not None else None
+            report_event(
+                logger, logging.INFO, "handshake_refused", cause, "WebSocket handshake refused on %s (%s): %s",
+                self.path, cause, refused.reason, peer=peer, status=status, path=self.path,
+            )
             return
         report_error(logger, "%s", refused.problem or "handshake hook failed", error=refused.error)
         self.emit("error", refused.error)

@@ -17,11 +17,18 @@ message, a hook that fails on every handshake) go through
 traceback; repeats within ``REPORT_INTERVAL`` seconds are only counted, and
 one line per cause and interval says how many there were
 (:class:`ReportLimiter`).  ``WS_LOG_INTERVAL`` sets the interval.
+
+Events a peer causes at will (a refused handshake, a protocol error) go
+through :func:`report_event` under the same limiter: one line per cause
+(``403 origin not allowed``, ``1002 protocol error``) and interval, then
+one count line, each with structured fields in the record (``ws_event``,
+``cause``, ``count``... see :func:`report_event`) for JSON formatters.
 """
 
 from __future__ import annotations
 
 import asyncio
+import http
 import logging
 import os
 import sys
@@ -36,8 +43,12 @@ __all__ = [
     "announce",
     "configure_from_env",
     "disable_debug",
+    "ORIGIN_NOT_ALLOWED",
     "enable_debug",
+    "protocol_cause",
+    "refusal_cause",
     "report_error",
+    "report_event",
     "reports",
 ]
 
@@ -266,3 +277,79 @@ def report_error(
 
     if (limiter or reports).allow(cause_of(log, message, error), summary):
         _emit(log, message, args, error, stderr)
+
+
+# -- events a peer causes: refusals, protocol errors -------------------------------------------
+
+#: The cause of a refused handshake by status; 403 and 503 are told apart by their reason.
+_REFUSALS = {
+    400: "bad handshake",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "no such path",
+    405: "method not allowed",
+    426: "unsupported version",
+    429: "rate limited",
+    500: "internal error",
+    503: "unavailable",
+    505: "http version not supported",
+}
+
+#: The cause of a connection we failed, by close code.
+_CLOSES = {
+    1002: "protocol error",
+    1003: "unsupported data",
+    1007: "invalid payload",
+    1008: "policy violation",
+    1009: "message too big",
+    1010: "mandatory extension",
+    1011: "internal error",
+}
+
+
+#: The cause of a handshake refused for its ``Origin`` (``allowed_origins``, or a ``verify_client`` saying so).
+ORIGIN_NOT_ALLOWED = "403 origin not allowed"
+
+
+def refusal_cause(status: int, reason: str) -> str:
+    """What a refused handshake is counted and logged as: ``'403 origin not allowed'``, ``'400 bad handshake'``."""
+    kind = _REFUSALS.get(status)
+    lowered = reason.lower()
+    if status == 403 and "origin" in lowered:
+        kind = "origin not allowed"
+    elif status == 503 and "closed" in lowered:
+        kind = "server closed"
+    elif kind is None:
+        try:
+            kind = http.HTTPStatus(status).phrase.lower()
+        except ValueError:
+            kind = "refused"
+    return f"{status} {kind}"
+
+
+def protocol_cause(code: int) -> str:
+    """What a connection failed with ``code`` is logged as: ``'1002 protocol error'``."""
+    return f"{code} {_CLOSES.get(code, 'closed')}"
+
+
+def report_event(
+    log: logging.Logger, level: int, event: str, cause: str, message: str, *args: Any,
+    peer: str | None = None, limiter: ReportLimiter | None = None, **fields: Any,
+) -> None:
+    """Log ``message % args`` at ``level``, at most once per ``(event, cause)`` and interval; repeats are counted.
+
+    The record carries ``extra`` fields: ``ws_event`` (``event``),
+    ``cause``, ``count`` (1), ``peer`` and ``fields`` (the same for every
+    occurrence of the cause, e.g. ``status``).  When the interval ends, one
+    line says how many more there were: ``ws_event``, ``cause``, ``count``
+    (the repeats), ``interval`` (seconds), ``summary`` (``True``) and ``fields``.
+    """
+    if not log.isEnabledFor(level):
+        return
+
+    def summary(count: int, seconds: float) -> None:
+        extra = {"ws_event": event, "cause": cause, "count": count, "interval": round(seconds, 3), "summary": True, **fields}
+        log.log(level, "%s (%s): %s more in the last %.1f s", event.replace("_", " "), cause, f"{count:,}", seconds, extra=extra)
+
+    if (limiter or reports).allow((log.name, event, cause), summary):
+        log.log(level, message, *args, extra={"ws_event": event, "cause": cause, "count": 1, "peer": peer, **fields})

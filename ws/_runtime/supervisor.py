@@ -43,6 +43,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from . import metrics as _metrics
 from .log import announce
 from .workers import COUNT_VAR, FDS_VAR, INDEX_VAR, PORT_VAR
 
@@ -167,6 +168,8 @@ class Supervisor:
             **os.environ, COUNT_VAR: str(self.count), PORT_VAR: str(port), FDS_VAR: f"{status_w},{lifeline_r}",
         }
         self._where = where
+        # Metrics on (ws.metrics.enable() ran here too): the workers share a multiprocess directory.
+        remove_metrics_dir = _metrics.prepare_workers(self._env)
         previous = {signum: signal.getsignal(signum) for signum in (*_STOP_SIGNALS, signal.SIGCHLD)}
         old_wakeup = signal.set_wakeup_fd(wake_w)
         try:
@@ -193,6 +196,7 @@ class Supervisor:
             for fd in self._fds:
                 os.close(fd)
             self._fds = []
+            remove_metrics_dir()
 
     def _on_stop_signal(self, signum: int, frame: Any) -> None:
         now = time.monotonic()
@@ -246,6 +250,7 @@ class Supervisor:
                 continue
             returncode = process.poll()
             if returncode is not None:
+                _metrics.worker_gone(process.pid, self._env)
                 when = "" if slot.listening_since is not None else " before listening"
                 self._failed(slot, f"(pid {process.pid}) {describe(returncode)}{when}", returncode in STOPPED)
 
@@ -328,6 +333,7 @@ class Supervisor:
             elif returncode not in STOPPED:
                 announce(logger, logging.WARNING, "worker %d (pid %d) %s while stopping", slot.index, process.pid, describe(returncode))
                 failed.append(slot.index)
+            _metrics.worker_gone(process.pid, self._env)
             slot.process = None
         status = 1 if failing or failed else 0
         notes = [f"worker {i} was failing" for i in failing] + [f"worker {i} did not stop cleanly" for i in failed]

@@ -18,6 +18,10 @@ loop.  A ``Link`` bridges the two without ever blocking the caller:
   visibly.
 * ``call(coro_fn)`` runs a coroutine on the backplane's loop from any loop
   (presence reads).
+
+With metrics on (``ws.metrics``), each publish's time to the backplane's
+acknowledgement and each failure are counted (plain numbers, folded into
+Prometheus lazily: ``ws/_runtime/metrics.py``).
 """
 
 from __future__ import annotations
@@ -25,9 +29,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 from typing import Any, Awaitable, Callable, TypeVar
 
 from .._runtime import loop as _loop
+from .._runtime import metrics as _metrics
 from .base import Backplane, BackplaneError
 
 __all__ = ["Link"]
@@ -76,6 +82,7 @@ class Link:
                 await op()
             except BackplaneError as exc:
                 if self.backplane.started:
+                    self._failed("state")
                     self.on_error(exc)
             except Exception as exc:  # a bug: say so, keep the link alive
                 logger.exception("backplane operation failed")
@@ -113,10 +120,22 @@ class Link:
             _loop.call(self.loop, self.start, op)
 
     async def _run(self, op: Op) -> None:
+        tally = _metrics.backplane_tally(self.backplane, self.loop)  # None: metrics off
+        start = time.perf_counter() if tally is not None else 0.0
         try:
             await op()
         except BackplaneError as exc:
+            if tally is not None:
+                tally.failed("publish")
             self.on_error(exc)
+            return
+        if tally is not None:
+            tally.published(time.perf_counter() - start)
+
+    def _failed(self, operation: str) -> None:
+        tally = _metrics.backplane_tally(self.backplane, self.loop)
+        if tally is not None:
+            tally.failed(operation)
 
     # -- reads from any loop -------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from .._runtime import loop as _loop
 from .._runtime.budget import SendBudget
 from .._runtime.emitter import MAX_HELD_EVENTS, EventEmitter, adapt_arity, report
 from .._runtime.flow import FlowGate
+from .._runtime.log import protocol_cause, report_event
 from .dom import EventTarget
 from .pull import IterationMixin
 from . import sent as _sent
@@ -602,6 +603,10 @@ class WebSocket(IterationMixin, EventTarget):
         ):
             self._send_frame(is_text, payload, fin)
             return
+        self._send_uncompressed(is_text, payload, proto)
+
+    def _send_uncompressed(self, is_text: bool, payload: Any, proto: "_ClientProtocol | _ServerProtocol") -> None:
+        """A whole message sent as it is on a compressed connection (``compress=False``; OPEN, no fragment open)."""
         if self._writing_paused and self._over_buffer_limit():
             return
         # permessage-deflate lets any message go uncompressed (RFC 7692 6.1); the compressor's
@@ -700,7 +705,9 @@ class WebSocket(IterationMixin, EventTarget):
             if ws._ready_state is not OPEN or (excluded and ws in excluded):
                 continue
             if not ws._lean or ws._dispatch_thread is not None or ws._fragmenting or not ws._is_server:
-                ws._send_frame(is_text, payload)  # compressed, debug, inside a listener, or a fragmented message open
+                # Compressed, debug, inside a listener, or a fragmented message open.  WebSocket's own
+                # method: a MeteredWebSocket's would count a message the server counts for the broadcast.
+                WebSocket._send_frame(ws, is_text, payload)
             elif ws._writing_paused and ws._over_buffer_limit():
                 continue  # a client that does not read is dropped, not fed
             else:
@@ -1021,12 +1028,20 @@ class WebSocket(IterationMixin, EventTarget):
         if proto is None or self._ready_state is CLOSED:
             return
         self._emit_error(ProtocolError(message, code))
+        self._log_failure(code, message)
         self._failed_with = (code, message)
         if proto.is_open() or proto.is_closing():
             proto.fail(code, message if len(message.encode()) <= 123 else "")
         self._closing()
         self._flush()
         self._expect_close()
+
+    def _note_rate_limited(self) -> None:
+        """The connection is closed for exceeding its rate limit: a hook for the metrics (``MeteredWebSocket``).
+
+        Whatever enforces a per-connection rate limit calls it once when it
+        closes the connection (1008); it does nothing on a plain socket.
+        """
 
     def _keepalive_expired(self) -> None:
         """No pong within ``ping_timeout``: the peer is gone; close with 1011 at once."""
@@ -1152,7 +1167,7 @@ class WebSocket(IterationMixin, EventTarget):
             return False
         self._drop_unread(
             f"{pending} bytes wait to be sent, over max_buffered_amount ({limit}): the peer does not read",
-            "send buffer limit exceeded",
+            "send buffer limit exceeded", "max_buffered_amount",
         )
         return True
 
@@ -1162,11 +1177,14 @@ class WebSocket(IterationMixin, EventTarget):
             self._drop_unread(
                 f"the server's unsent bytes passed max_total_buffered_amount ({budget.limit}) and this"
                 f" connection held the most ({held} bytes): the peer does not read",
-                "server send buffer budget exceeded",
+                "server send buffer budget exceeded", "max_total_buffered_amount",
             )
 
-    def _drop_unread(self, message: str, reason: str) -> None:
-        """Fail a connection whose peer does not read: ``'error'``, abort, ``'close'`` 1008 ``reason``."""
+    def _drop_unread(self, message: str, reason: str, limit: str) -> None:
+        """Fail a connection whose peer does not read: ``'error'``, abort, ``'close'`` 1008 ``reason``.
+
+        ``limit`` names the option passed (what the metrics count it under).
+        """
         self._emit_error(WebSocketError(message))
         self._failed_with = (1008, reason)
         self._closing()
@@ -1309,7 +1327,22 @@ class WebSocket(IterationMixin, EventTarget):
             return  # the TCP connection ended: 'close' (1006) says it all
         sent = proto.close_sent
         code = sent.code if sent is not None else 1002
-        self._emit_error(ProtocolError(_describe_parser_error(exc, self._limit_note()), code))
+        message = _describe_parser_error(exc, self._limit_note())
+        self._emit_error(ProtocolError(message, code))
+        self._log_failure(code, message)
+
+    def _log_failure(self, code: int, message: str) -> None:
+        """A connection we fail for what its peer sent: one structured line per close code and interval.
+
+        1011 (a bug of ours) is logged where it happened, with its traceback.
+        """
+        if code != 1011:
+            request = self._request
+            path = request.path if request is not None else None  # (not the URL: its query may hold a token)
+            report_event(
+                logger, logging.INFO, "protocol_error", protocol_cause(code), "WebSocket connection failed (%s): %s",
+                protocol_cause(code), message, peer=self._remote_address, code=code, path=path,
+            )
 
     def _limit_note(self) -> str:
         """Which limit a message over the size limit passed, and how to raise it (for the ``'error'`` text)."""

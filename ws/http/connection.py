@@ -35,7 +35,8 @@ from typing import IO, TYPE_CHECKING, Any, Awaitable, Callable, Literal, Protoco
 import h11
 
 from .._runtime.reads import read_buffer
-from .._runtime.log import report_error
+from .._runtime import metrics as _metrics
+from .._runtime.log import refusal_cause, report_error, report_event
 from ..request import Request
 from ..upgrade import UpgradeHandler
 from . import status as _status
@@ -101,6 +102,18 @@ _MIGHT_SWITCH_PROTOCOL: type = h11.MIGHT_SWITCH_PROTOCOL  # type: ignore[attr-de
 def _busy_response() -> bytes:
     """The 503 of a server with too many connections waiting for their request head."""
     return plain_response(503, "503 Service Unavailable: too many pending connections", [("Retry-After", "1")])
+
+
+def _no_upgrade_here(loop: asyncio.AbstractEventLoop, request: Request) -> None:
+    """An upgrade request that no WebSocket path took got a 404: count it and log it (one line per interval)."""
+    tally = _metrics.tally(loop, _metrics.UNMATCHED)
+    if tally is not None:
+        tally.handshake(404)
+    cause = refusal_cause(404, "")
+    report_event(
+        logger, logging.INFO, "handshake_refused", cause, "WebSocket handshake refused on %s (%s)",
+        request.path, cause, peer=request.remote_address, status=404, path=_metrics.UNMATCHED,
+    )
 
 
 class Owner(Protocol):
@@ -531,6 +544,8 @@ class Connection(asyncio.BufferedProtocol):
                 ctx.text(_status.UPGRADE_REQUIRED, "426 Upgrade Required: this path speaks WebSocket\n")
             else:
                 ctx.text(_status.NOT_FOUND, "404 Not Found\n")
+                if self.upgrade_header is not None:
+                    _no_upgrade_here(owner.loop, request)
             return
         ctx.params = params
         try:

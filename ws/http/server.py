@@ -31,6 +31,7 @@ import stat
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, TypeVar
 
 from .._runtime import loop as _loop
+from .._runtime import metrics as _metrics
 from .._runtime import workers as _workers
 from .._runtime.emitter import EventEmitter
 from .._runtime.log import announce
@@ -339,6 +340,23 @@ class Server(EventEmitter):
         files = StaticFiles(prefix, root, index=index)
         self._router.mount(files)
         return files
+
+    def metrics(self, path: str = "/metrics", *, registry: Any = None) -> None:
+        """Serve Prometheus metrics on GET ``path``, and turn metrics on (``ws.metrics.enable(registry)``).
+
+        The route only renders ``registry`` (``prometheus_client.REGISTRY``
+        by default: ws's metrics beside the application's own), as text or
+        as OpenMetrics, whichever the scraper's ``Accept`` asks for.  Under
+        ``serve(workers=N)`` it shows every worker's (``ws.metrics``).
+        Call it before ``serve()``.  Needs ``pip install 'ws[metrics]'``.
+        """
+        _metrics.enable(registry)
+
+        def scrape(ctx: Context) -> None:
+            body, content_type = _metrics.exposition(ctx.request.get_header("accept"), registry)
+            ctx.bytes(200, body, content_type)
+
+        self.get(path, scrape)
 
     # -- the upgrade interface (ws.upgrade.UpgradeHost) --
 

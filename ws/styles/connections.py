@@ -54,7 +54,7 @@ from .messages import decode, encode
 from .endpoints import join_path
 from ..request import Request
 from ..protocol.handshake import Refused
-from ..server import WebSocketServer, write_refusal
+from ..server import WebSocketServer
 from ..connection.websocket import OPEN, WebSocket
 from ..upgrade import UpgradeHandler, UpgradeHost
 
@@ -549,14 +549,14 @@ class Socket:
             await asyncio.wait_for(self._run(ctx, self._handlers["connect"]), self.connect_timeout)
         except asyncio.TimeoutError:
             logger.error("connect handlers of websocket %r took more than %s s", self.name, self.connect_timeout)
-            write_refusal(transport, Refused(503, "Service Unavailable: the connect handler timed out"))
+            self.wss._refuse(request, transport, Refused(503, "Service Unavailable: the connect handler timed out"))
             return
         except Exception as exc:
             report_error(logger, "connect handler of websocket %r raised", self.name, error=exc)
-            write_refusal(transport, Refused(500, "Internal Server Error"))
+            self.wss._refuse(request, transport, Refused(500, "Internal Server Error"))
             return
         if not ctx.res.success:
-            write_refusal(transport, Refused(403, "Forbidden: the connection was refused"))
+            self.wss._refuse(request, transport, Refused(403, "Forbidden: the connection was refused"))
             return
         if transport.is_closing():
             return

@@ -1,0 +1,323 @@
+"""ws.metrics: Prometheus metrics scraped over real HTTP after known sequences, parsed by prometheus_client.
+
+Every test scrapes ``ws.http.Server.metrics('/metrics')`` (or renders the
+registry an application would expose) and asserts exact values.  The
+multiprocess mode (``serve(workers=2)``) is tested in tests/test_workers.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import urllib.request
+from typing import Any, Iterator
+
+import pytest
+
+prometheus_client = pytest.importorskip("prometheus_client", reason="pip install 'ws[metrics]'")
+from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+import ws.metrics  # noqa: E402
+from ws import WebSocket, WebSocketServer, http  # noqa: E402
+from ws._runtime import metrics as _metrics  # noqa: E402
+from ws.backplane import MemoryBackplane  # noqa: E402
+from ws.connection.metered import MeteredWebSocket  # noqa: E402
+
+from .backplane.conftest import RedisServer, redis_server  # noqa: E402,F401
+from .conftest import connect, run, serving, until  # noqa: E402
+from .test_limits import RawPeer  # noqa: E402
+
+EVIL = "http://evil.example"
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+@pytest.fixture
+def registry() -> Iterator[CollectorRegistry]:
+    """Metrics on, shown in a registry of the test's own, from zero; off again afterwards."""
+    assert ws.metrics.multiprocess_dir() is None, "these tests run in one-process mode"
+    _metrics.reset()
+    registry = CollectorRegistry()
+    ws.metrics.enable(registry)
+    try:
+        yield registry
+    finally:
+        ws.metrics.disable()
+        _metrics.reset()
+
+
+def parse(text: str) -> Samples:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float | None:
+    return samples.get((name, tuple(sorted(labels.items()))))
+
+
+async def scrape(port: int, accept: str | None = None) -> tuple[str, str]:
+    """GET /metrics over HTTP (in a thread: urllib blocks); ``(content_type, body)``."""
+
+    def get() -> tuple[str, str]:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers={"Accept": accept} if accept else {})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.headers["Content-Type"], response.read().decode()
+
+    return await asyncio.to_thread(get)
+
+
+async def samples_of(port: int) -> Samples:
+    return parse((await scrape(port))[1])
+
+
+def test_a_known_sequence_scraped_over_http(registry: CollectorRegistry) -> None:
+    """3 clients, messages of known sizes, a broadcast, closes 1000/1001/1008, a 403, a 404, a keepalive timeout."""
+
+    def verify(info: Any) -> Any:
+        return (False, 403, "Forbidden: origin not allowed") if info.origin == EVIL else True
+
+    async def main() -> None:
+        async with serving("/chat", echo=True, verify_client=verify, ping_interval=0.3, ping_timeout=0.3) as served:
+            served.server.metrics("/metrics", registry=registry)
+            clients = [await connect(served.port, "/chat") for _ in range(3)]
+            for _, rec in clients:
+                await rec.wait("open")
+            (a, ra), (b, rb), (c, rc) = clients
+            for _ in range(5):
+                a.send("hello")  # 5 bytes
+            for _ in range(3):
+                b.send(b"\x00" * 100)
+            for _ in range(2):
+                c.send("h\u00e9llo")  # 5 characters, 6 bytes of UTF-8
+            await ra.wait("message", 5)
+            await rb.wait("message", 3)
+            await rc.wait("message", 2)
+            assert served.wss is not None
+            assert served.wss.broadcast("news") == 3
+            for _, rec, count in ((a, ra, 6), (b, rb, 4), (c, rc, 3)):
+                await rec.wait("message", count)
+
+            samples = await samples_of(served.port)
+            assert value(samples, "ws_connections_open", path="/chat") == 3
+            assert all(isinstance(sock, MeteredWebSocket) for sock, _ in served.accepted)
+
+            evil, revil = await connect(served.port, "/chat", origin=EVIL)
+            lost, rlost = await connect(served.port, "/nowhere")
+            await revil.wait("close")
+            await rlost.wait("close")
+
+            a.close(1000)
+            served.accepted[1][0].close(1001)
+            rate_limited = served.accepted[2][0]
+            rate_limited._note_rate_limited()  # what the per-connection rate limit calls when it closes
+            rate_limited.close(1008, "rate limit exceeded")
+            for _, rec in served.accepted:
+                await rec.wait("close")
+
+            silent = await RawPeer.open(served.port, "/chat")  # answers no ping
+            _, dead = await served.socket(3)
+            await dead.wait("close", timeout=5)
+            silent.abort()
+
+            samples = await samples_of(served.port)
+            handshakes = {
+                (labels, v) for (name, labels), v in samples.items() if name == "ws_handshakes_total"
+            }
+            assert handshakes == {
+                ((("outcome", "accepted"), ("path", "/chat"), ("status", "101")), 4.0),
+                ((("outcome", "refused"), ("path", "/chat"), ("status", "403")), 1.0),
+                ((("outcome", "refused"), ("path", "(unmatched)"), ("status", "404")), 1.0),
+            }
+            assert value(samples, "ws_origin_refusals_total", path="/chat") == 1
+            assert value(samples, "ws_messages_received_total", path="/chat") == 10
+            assert value(samples, "ws_received_bytes_total", path="/chat") == 5 * 5 + 3 * 100 + 2 * 6
+            assert value(samples, "ws_messages_sent_total", path="/chat") == 10 + 3
+            assert value(samples, "ws_sent_bytes_total", path="/chat") == 5 * 5 + 3 * 100 + 2 * 6 + 3 * 4
+            closes = {dict(labels)["code"]: v for (name, labels), v in samples.items() if name == "ws_connections_closed_total"}
+            assert closes == {"1000": 1, "1001": 1, "1008": 1, "1011": 1}
+            assert value(samples, "ws_keepalive_timeouts_total", path="/chat") == 1
+            assert value(samples, "ws_rate_limited_total", path="/chat") == 1
+            assert value(samples, "ws_connections_open", path="/chat") == 0
+
+    run(main, timeout=30)
+
+
+def test_a_peer_that_does_not_read_is_counted_as_a_send_buffer_drop(registry: CollectorRegistry) -> None:
+    async def main() -> None:
+        limits = dict(max_buffered_amount=256 << 10, high_water_mark=16 << 10, low_water_mark=4 << 10)
+        async with serving("/big", **limits) as served:
+            served.server.metrics("/metrics", registry=registry)
+            peer = await RawPeer.open(served.port, "/big")  # reads nothing from now on
+            sock, rec = await served.socket(0)
+            chunk = b"x" * (1 << 20)
+            for _ in range(256):
+                if sock.ready_state is not WebSocket.OPEN:
+                    break
+                sock.send(chunk)
+                await asyncio.sleep(0)
+            await rec.wait("close", timeout=10)
+            samples = await samples_of(served.port)
+            assert value(samples, "ws_send_buffer_drops_total", path="/big", limit="max_buffered_amount") == 1
+            assert value(samples, "ws_connections_closed_total", path="/big", code="1008") == 1
+            peer.abort()
+
+    run(main, timeout=30)
+
+
+def test_the_applications_own_registry_and_openmetrics(registry: CollectorRegistry) -> None:
+    """``enable(registry)`` without the route: the registry an application exposes itself shows ws's metrics."""
+
+    async def main() -> None:
+        async with serving("/app", echo=True) as served:
+            client, rec = await connect(served.port, "/app")
+            await rec.wait("open")
+            client.send("ping")
+            await rec.wait("message")
+            samples = parse(generate_latest(registry).decode())
+            assert value(samples, "ws_messages_received_total", path="/app") == 1
+            assert value(samples, "ws_connections_open", path="/app") == 1
+
+            served.server.metrics("/metrics", registry=registry)
+            content_type, body = await scrape(served.port, accept="application/openmetrics-text; version=1.0.0")
+            assert content_type.startswith("application/openmetrics-text")
+            assert body.rstrip().endswith("# EOF")
+            assert 'ws_messages_sent_total{path="/app"} 1.0' in body
+            client.close()
+            await rec.wait("close")
+
+    run(main)
+
+
+def test_metrics_off_leave_sockets_plain() -> None:
+    """The default: plain WebSockets (nothing counted on the message path); the rate-limit hook does nothing."""
+    assert not ws.metrics.enabled()
+
+    async def main() -> None:
+        async with serving("/plain", echo=True) as served:
+            client, rec = await connect(served.port, "/plain")
+            await rec.wait("open")
+            sock, _ = await served.socket(0)
+            assert type(sock) is WebSocket
+            sock._note_rate_limited()
+            client.send("x")
+            await rec.wait("message")
+            assert served.wss is not None and served.wss._tally is None
+            client.close()
+            await rec.wait("close")
+
+    run(main)
+
+
+async def _publish_and_scrape(served: Any, kind: str, count: int) -> Samples:
+    assert served.wss is not None
+    for n in range(count):
+        served.wss.broadcast(f"message {n}")
+
+    async def published() -> Samples | None:
+        samples = await samples_of(served.port)
+        done = value(samples, "ws_backplane_publish_seconds_count", backplane=kind) == count
+        return samples if done else None
+
+    samples = None
+    for _ in range(100):
+        samples = await published()
+        if samples is not None:
+            return samples
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{count} publishes not seen: {samples}")
+
+
+def test_backplane_publish_latency_with_a_memory_backplane(registry: CollectorRegistry) -> None:
+    async def main() -> None:
+        async with serving("/room", http_options={"backplane": MemoryBackplane()}) as served:
+            served.server.metrics("/metrics", registry=registry)
+            samples = await _publish_and_scrape(served, "MemoryBackplane", 5)
+            assert value(samples, "ws_backplane_publish_seconds_bucket", backplane="MemoryBackplane", le="+Inf") == 5
+            total = value(samples, "ws_backplane_publish_seconds_sum", backplane="MemoryBackplane")
+            assert total is not None and 0 < total < 5
+
+    run(main)
+
+
+def test_backplane_publish_latency_and_errors_with_redis(registry: CollectorRegistry, redis_server: RedisServer) -> None:  # noqa: F811
+    async def main() -> None:
+        async with serving("/room", http_options={"backplane": redis_server.url}) as served:
+            served.server.metrics("/metrics", registry=registry)
+            errors: list[BaseException] = []
+            assert served.wss is not None
+            served.wss.on("error", errors.append)
+            samples = await _publish_and_scrape(served, "RedisBackplane", 3)
+            assert value(samples, "ws_backplane_publish_seconds_bucket", backplane="RedisBackplane", le="+Inf") == 3
+            assert value(samples, "ws_backplane_errors_total", backplane="RedisBackplane", operation="publish") is None
+
+            redis_server.stop()
+            served.wss.broadcast("into the void")
+            await until(lambda: errors, timeout=15, what="the failed publish was not reported")
+            samples = await samples_of(served.port)
+            assert value(samples, "ws_backplane_errors_total", backplane="RedisBackplane", operation="publish") == 1
+            assert value(samples, "ws_backplane_publish_seconds_count", backplane="RedisBackplane") == 3
+
+    run(main, timeout=40)
+
+
+def test_multiprocess_fold_adds_deltas_once(tmp_path: Any) -> None:
+    """The multiprocess mode in one process: folds add what changed, the gauge is live, the histogram is whole."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from .conftest import ROOT
+
+    script = textwrap.dedent(
+        """
+        from prometheus_client import CollectorRegistry, generate_latest
+        from prometheus_client.multiprocess import MultiProcessCollector
+        from ws._runtime import metrics
+        import ws.metrics
+
+        ws.metrics.enable()
+        tally = metrics.tally(object(), "/p")
+        tally.messages_in += 3
+        tally.open = 2
+        tally.handshake(101)
+        ws.metrics.fold()
+        tally.messages_in += 4
+        tally.handshake(101)
+        plane = metrics.backplane_tally(object(), None)
+        plane.published(0.0002)
+        plane.published(0.3)
+        ws.metrics.fold()
+        ws.metrics.fold()
+        body, _ = ws.metrics.exposition()
+        print(body.decode())
+        """
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    samples = parse(done.stdout)
+    assert value(samples, "ws_messages_received_total", path="/p") == 7
+    assert value(samples, "ws_handshakes_total", path="/p", outcome="accepted", status="101") == 2
+    assert value(samples, "ws_connections_open", path="/p") == 2
+    assert value(samples, "ws_backplane_publish_seconds_count", backplane="object") == 2
+    assert value(samples, "ws_backplane_publish_seconds_bucket", backplane="object", le="0.00025") == 1
+    assert value(samples, "ws_backplane_publish_seconds_bucket", backplane="object", le="0.25") == 1
+    assert value(samples, "ws_backplane_publish_seconds_bucket", backplane="object", le="0.5") == 2
+
+
+def test_enable_with_prometheus_clients_default_registry() -> None:
+    """``enable()`` alone: ws's metrics join ``prometheus_client.REGISTRY`` (which collects when registering)."""
+    _metrics.reset()
+    ws.metrics.enable()
+    try:
+        ws.metrics.enable()  # once per registry
+        names = {family.name for family in prometheus_client.REGISTRY.collect()}
+        assert {"ws_connections_open", "ws_handshakes", "ws_backplane_publish_seconds"} <= names
+        body, content_type = ws.metrics.exposition()
+        assert content_type.startswith("text/plain") and b"# TYPE ws_messages_received_total counter" in body
+    finally:
+        ws.metrics.disable()
+    assert "ws_handshakes" not in {family.name for family in prometheus_client.REGISTRY.collect()}
