@@ -1,6 +1,6 @@
 """In-process cost of the receive -> listener -> send path, lean path on and off.
 
-    python benchmarks/hotpath.py [--size 32] [--batch 1000] [--rounds 300]
+    python benchmarks/hotpath.py [--size 32] [--batch 1000] [--rounds 300] [--metrics]
 
 No sockets: batches of masked client frames go into a server-side
 ``WebSocket``'s stream the way asyncio reads them (``get_buffer``, then
@@ -8,6 +8,9 @@ No sockets: batches of masked client frames go into a server-side
 writes.  It isolates the Python work per message from the kernel,
 so the effect of the lean path (``ws/protocol/reader.py``, ``writer.py``) shows without the noise of a shared
 machine; the harness (scripts/bench) remains the measure that counts.
+``--metrics`` measures the lean path of a plain socket (metrics off) and of
+a ``MeteredWebSocket`` (metrics on, ``ws.metrics``) in turn, repetition by
+repetition.
 """
 
 from __future__ import annotations
@@ -19,13 +22,15 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ws.protocol import _websockets as _protocol  # noqa: E402
 from ws.protocol.reader import apply_mask  # noqa: E402
 from ws.connection.websocket import WebSocket  # noqa: E402
+from ws.connection.metered import MeteredWebSocket  # noqa: E402
+from ws._runtime.metrics import Tally  # noqa: E402
 
 
 class CountingTransport(asyncio.Transport):
@@ -74,12 +79,16 @@ def client_frame(payload: bytes) -> bytes:
     return head + key + apply_mask(payload, key)
 
 
-async def measure(lean: bool, size: int, batch: int, rounds: int, listener: str = "event") -> tuple[float, int]:
+def echo_socket(lean: bool, listener: str, metered: bool) -> tuple[WebSocket, CountingTransport]:
+    """A server-side socket, just accepted, echoing every message to a counting transport."""
     proto = _protocol.Server(max_size=2**24)
     proto.mark_open()
     proto.read_frames()
     transport = CountingTransport()
-    ws = WebSocket._accepted(asyncio.get_running_loop(), proto, transport, FakeRequest(), None, {})  # type: ignore[arg-type]
+    cls = MeteredWebSocket if metered else WebSocket
+    ws = cls._accepted(asyncio.get_running_loop(), proto, transport, FakeRequest(), None, {})  # type: ignore[arg-type]
+    if isinstance(ws, MeteredWebSocket):
+        ws._metered(Tally("/"))
     if not lean:  # as with an extension: every frame through the protocol object
         ws._lean = False
         ws._reader.stop()
@@ -87,7 +96,11 @@ async def measure(lean: bool, size: int, batch: int, rounds: int, listener: str 
         ws.on("message", lambda data, is_binary: ws.send(data))
     else:  # JSH's: one MessageEvent
         ws.on("message", lambda event: ws.send(event.data))
-    data = b"".join(client_frame(os.urandom(size)) for _ in range(batch))
+    return ws, transport
+
+
+def reader(ws: WebSocket, transport: CountingTransport, data: bytes) -> Callable[[], None]:
+    """One batch of ``data`` into ``ws``, the way asyncio reads it (``get_buffer``, then ``buffer_updated``)."""
     stream = transport.protocol  # the BufferedProtocol asyncio would read into
 
     def read() -> None:  # what the transport does (recv_into the buffer it gets, buffer_updated)
@@ -101,6 +114,12 @@ async def measure(lean: bool, size: int, batch: int, rounds: int, listener: str 
         while ws._read_scheduled:  # the rest of a long read, as the next loop turns would parse it
             ws._read_on()
 
+    return read
+
+
+async def measure(lean: bool, size: int, batch: int, rounds: int, listener: str = "event") -> tuple[float, int]:
+    ws, transport = echo_socket(lean, listener, False)
+    read = reader(ws, transport, b"".join(client_frame(os.urandom(size)) for _ in range(batch)))
     for _ in range(max(rounds // 10, 5)):  # warm up
         read()
     transport.writes = 0
@@ -111,6 +130,20 @@ async def measure(lean: bool, size: int, batch: int, rounds: int, listener: str 
     return elapsed / (rounds * batch) * 1e6, transport.writes
 
 
+async def measure_metrics(size: int, batch: int, rounds: int, listener: str) -> dict[bool, list[float]]:
+    """The lean path, metrics off and on, batch by batch in turn (a busy machine slows both alike): us/msg per batch."""
+    data = b"".join(client_frame(os.urandom(size)) for _ in range(batch))
+    reads = {metered: reader(*echo_socket(True, listener, metered), data) for metered in (False, True)}
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for turn in range(rounds + max(rounds // 10, 5)):
+        for metered in ((False, True) if turn % 2 else (True, False)):
+            start = time.perf_counter()
+            reads[metered]()
+            if turn >= max(rounds // 10, 5):  # after the warm-up
+                times[metered].append((time.perf_counter() - start) / batch * 1e6)
+    return times
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=32)
@@ -118,7 +151,14 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=300)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--listener", choices=("event", "node"), default="event", help="lambda event: ... (JSH) or lambda data, is_binary: ... (Node)")
+    ap.add_argument("--metrics", action="store_true", help="the lean path with metrics off and on, in turn")
     args = ap.parse_args()
+    if args.metrics:
+        times = asyncio.run(measure_metrics(args.size, args.batch, args.rounds * args.reps, args.listener))
+        for name, pick in (("min", min), ("median", statistics.median)):
+            off, on = pick(times[False]), pick(times[True])
+            print(f"{name:6s} metrics off {off:6.3f} us/msg, on {on:6.3f} us/msg ({on - off:+.3f} us, {100 * (on / off - 1):+.1f}%)")
+        return
     for lean in (False, True):
         runs = [asyncio.run(measure(lean, args.size, args.batch, args.rounds, args.listener)) for _ in range(args.reps)]
         us = statistics.median(r[0] for r in runs)

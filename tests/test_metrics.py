@@ -278,13 +278,18 @@ def test_multiprocess_fold_adds_deltas_once(tmp_path: Any) -> None:
         from ws._runtime import metrics
         import ws.metrics
 
+        class Connection:  # what a MeteredWebSocket counts
+            _messages_in = _bytes_in = _messages_out = _bytes_out = 0
+
         ws.metrics.enable()
         tally = metrics.tally(object(), "/p")
-        tally.messages_in += 3
-        tally.open = 2
+        one, two = Connection(), Connection()
+        tally.joined(one)
+        tally.joined(two)
+        one._messages_in = 3
         tally.handshake(101)
         ws.metrics.fold()
-        tally.messages_in += 4
+        two._messages_in = 4
         tally.handshake(101)
         plane = metrics.backplane_tally(object(), None)
         plane.published(0.0002)
@@ -321,3 +326,43 @@ def test_enable_with_prometheus_clients_default_registry() -> None:
     finally:
         ws.metrics.disable()
     assert "ws_handshakes" not in {family.name for family in prometheus_client.REGISTRY.collect()}
+
+
+def test_the_deploying_pages_example_with_two_workers(tmp_path: Any) -> None:
+    """docs/deploying.md's program as pasted: one scrape shows the connections and messages of both workers."""
+    import signal
+
+    from .fixtures.doc_blocks import Script, block, with_port
+    from .fixtures.processes import free_port
+
+    port = free_port()
+    with Script(with_port(block("metrics-workers").code, 8080, port), tmp_path) as script:
+        script.expect("listening on")
+        script.expect("listening on")  # each worker says so
+
+        async def main() -> None:
+            clients = [await connect(port, "/ws") for _ in range(6)]
+            for sock, rec in clients:
+                await rec.wait("open", timeout=10)
+                sock.send("hi")
+                await rec.wait("message", timeout=10)
+            for name, expected in (("ws_connections_open", 6), ("ws_messages_received_total", 6), ("ws_sent_bytes_total", 12)):
+                await until_scraped(port, name, expected, path="/ws")
+            for sock, rec in clients:
+                sock.close()
+                await rec.wait("close")
+            await until_scraped(port, "ws_connections_closed_total", 6, path="/ws", code="1000")
+
+        run(main, timeout=60)
+        assert script.stop(signal.SIGTERM) == 0, script.report()
+
+
+async def until_scraped(port: int, name: str, expected: float, timeout: float = 10.0, **labels: str) -> None:
+    """Scrape until ``name{labels}`` is ``expected`` (workers fold their numbers every second)."""
+    seen: float | None = None
+    for _ in range(int(timeout / 0.2)):
+        seen = value(await samples_of(port), name, **labels)
+        if seen == expected:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{name}{labels} is {seen}, not {expected}")

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator
@@ -538,32 +537,10 @@ def test_a_workers_children_get_none_of_its_pipes_and_die_with_it_at_the_deadlin
 # -- metrics ------------------------------------------------------------------------------
 
 
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """GET /metrics on whichever worker the kernel picks, parsed by prometheus_client."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text) for s in f.samples
-    }
-
-
-async def scraped(port: int, name: str, expected: float, timeout: float = 10.0, **labels: str) -> None:
-    """Scrape until ``name{labels}`` is ``expected``: each worker folds its numbers every second."""
-    key = (name, tuple(sorted(labels.items())))
-    seen: float | None = None
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        seen = (await asyncio.to_thread(scrape, port)).get(key)
-        if seen == expected:
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"{name}{labels} is {seen}, not {expected}, after {timeout} s")
-
-
 def test_one_scrape_shows_every_workers_metrics(programs: list[Program]) -> None:
     pytest.importorskip("prometheus_client", reason="pip install 'ws[metrics]'")
+    from .test_metrics import until_scraped as scraped
+
     program = app(programs, mode="metrics").ready()
     directory = program.wait_for(r"^metrics dir (\S+)$").group(1)
     assert directory != "None" and os.path.isdir(directory)

@@ -3,8 +3,9 @@
 **What it costs.**  Metrics are off until ``enable()`` (``ws.metrics``, or
 ``ws.http.Server.metrics(path)``).  Off, servers make plain ``WebSocket``s
 and nothing on the message path changes.  On, a ``WebSocketServer`` makes
-``MeteredWebSocket``s (``ws/connection/metered.py``), which add to the plain
-ints of their path's :class:`Tally` (a message: two additions); nothing
+``MeteredWebSocket``s (``ws/connection/metered.py``), which count their
+messages in plain ints of their own (a message: two additions), summed
+into their path's :class:`Tally` when scraped and when they close; nothing
 calls ``prometheus_client`` per message, per handshake or per publish.
 
 **How the numbers reach Prometheus.**
@@ -22,7 +23,8 @@ calls ``prometheus_client`` per message, per handshake or per publish.
 
 **Tallies.**  One per path and event loop: only that loop's thread writes
 it, so plain ``+=`` is exact; a scrape or a fold reads them from any thread
-(ints are read whole, dicts are copied in one C call).  Tallies are never
+(ints are read whole, dicts are copied in one C call; the message totals
+and the set of open connections change together, under the tally's lock).  Tallies are never
 dropped: counters do not go down.  The backplane's numbers (publish latency,
 errors) are :class:`BackplaneTally`\\s, one per backplane class and loop.
 """
@@ -32,13 +34,11 @@ from __future__ import annotations
 import atexit
 import bisect
 import os
-import shutil
-import tempfile
 import threading
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Protocol, TypeVar
 
 __all__ = [
-    "BackplaneTally", "Collector", "FOLD_INTERVAL", "Tally", "UNMATCHED", "backplane_tally", "disable", "enable",
+    "BackplaneTally", "Collector", "Counted", "FOLD_INTERVAL", "Tally", "UNMATCHED", "backplane_tally", "disable", "enable",
     "enabled", "exposition", "fold", "multiprocess_dir", "prepare_workers", "tally", "worker_gone",
 ]
 
@@ -79,18 +79,34 @@ Values = dict[str, dict[Labels, float]]
 Histograms = dict[Labels, tuple[list[int], float]]
 
 
+class Counted(Protocol):
+    """A connection that keeps its own message counts (``MeteredWebSocket``), summed in when scraped or folded."""
+
+    _messages_in: int
+    _bytes_in: int
+    _messages_out: int
+    _bytes_out: int
+
+
 class Tally:
-    """One path's numbers on one event loop: plain ints, written only by that loop's thread."""
+    """One path's numbers on one event loop: plain ints, written only by that loop's thread.
+
+    The open connections count their own messages (cheaper per message than
+    counting here): ``live`` holds them, and a connection's counts join the
+    totals when it closes (:meth:`left`), under ``lock``, so that a scrape
+    on another thread never counts them twice.
+    """
 
     __slots__ = (
-        "path", "open", "messages_in", "messages_out", "bytes_in", "bytes_out", "handshakes", "closes", "drops",
+        "path", "live", "lock", "messages_in", "messages_out", "bytes_in", "bytes_out", "handshakes", "closes", "drops",
         "rate_limited", "origin_refusals", "keepalive_timeouts",
     )
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.open = 0
-        self.messages_in = 0
+        self.live: set[Counted] = set()
+        self.lock = threading.Lock()
+        self.messages_in = 0  # (these four: of the connections closed, and the broadcasts)
         self.messages_out = 0
         self.bytes_in = 0
         self.bytes_out = 0
@@ -104,7 +120,19 @@ class Tally:
     def handshake(self, status: int) -> None:
         self.handshakes[status] = self.handshakes.get(status, 0) + 1
 
-    def closed(self, code: int) -> None:
+    def joined(self, connection: Counted) -> None:
+        """``connection`` is open and counts for this path."""
+        with self.lock:
+            self.live.add(connection)
+
+    def left(self, connection: Counted, code: int) -> None:
+        """``connection`` closed with ``code``: its counts join the totals."""
+        with self.lock:
+            self.live.discard(connection)
+            self.messages_in += connection._messages_in
+            self.bytes_in += connection._bytes_in
+            self.messages_out += connection._messages_out
+            self.bytes_out += connection._bytes_out
         self.closes[code] = self.closes.get(code, 0) + 1
 
     def dropped(self, limit: str) -> None:
@@ -112,16 +140,26 @@ class Tally:
 
     def sent(self, messages: int, size: int) -> None:
         """``messages`` messages of ``size`` payload bytes each (a broadcast: one per client reached)."""
-        self.messages_out += messages
-        self.bytes_out += messages * size
+        with self.lock:
+            self.messages_out += messages
+            self.bytes_out += messages * size
 
     def add_to(self, values: Values) -> None:
         key = (self.path,)
-        _add(values["ws_connections_open"], key, self.open)
-        _add(values["ws_messages_received"], key, self.messages_in)
-        _add(values["ws_messages_sent"], key, self.messages_out)
-        _add(values["ws_received_bytes"], key, self.bytes_in)
-        _add(values["ws_sent_bytes"], key, self.bytes_out)
+        with self.lock:
+            live = list(self.live)
+            messages_in, bytes_in = self.messages_in, self.bytes_in
+            messages_out, bytes_out = self.messages_out, self.bytes_out
+            for connection in live:
+                messages_in += connection._messages_in
+                bytes_in += connection._bytes_in
+                messages_out += connection._messages_out
+                bytes_out += connection._bytes_out
+        _add(values["ws_connections_open"], key, len(live))
+        _add(values["ws_messages_received"], key, messages_in)
+        _add(values["ws_messages_sent"], key, messages_out)
+        _add(values["ws_received_bytes"], key, bytes_in)
+        _add(values["ws_sent_bytes"], key, bytes_out)
         _add(values["ws_rate_limited"], key, self.rate_limited)
         _add(values["ws_origin_refusals"], key, self.origin_refusals)
         _add(values["ws_keepalive_timeouts"], key, self.keepalive_timeouts)
@@ -171,33 +209,33 @@ _tallies: dict[tuple[str, int], Tally] = {}
 _backplanes: dict[tuple[str, int], BackplaneTally] = {}
 
 
-def tally(loop: object, path: str) -> Tally | None:
-    """``path``'s tally on ``loop`` (made on first use); ``None`` while metrics are off.
+_T = TypeVar("_T")
+
+
+def _per_loop(table: dict[tuple[str, int], _T], name: str, loop: object, make: Callable[[str], _T]) -> _T | None:
+    """``table``'s entry for ``name`` on ``loop``, made on first use; ``None`` while metrics are off.
 
     Keyed by the loop's id: a loop that is gone may leave its id to a new
-    one, which then shares the old tally, which nobody else writes any more.
+    one, which then shares the old entry, which nobody else writes any more.
     """
     if not on:
         return None
-    key = (path, id(loop))
-    found = _tallies.get(key)
+    key = (name, id(loop))
+    found = table.get(key)
     if found is None:
         with _lock:
-            found = _tallies.setdefault(key, Tally(path))
+            found = table.setdefault(key, make(name))
     return found
+
+
+def tally(loop: object, path: str) -> Tally | None:
+    """``path``'s tally on ``loop``; ``None`` while metrics are off."""
+    return _per_loop(_tallies, path, loop, Tally)
 
 
 def backplane_tally(backplane: object, loop: object) -> BackplaneTally | None:
     """The tally of ``backplane``'s class on ``loop``; ``None`` while metrics are off."""
-    if not on:
-        return None
-    kind = type(backplane).__name__
-    key = (kind, id(loop))
-    found = _backplanes.get(key)
-    if found is None:
-        with _lock:
-            found = _backplanes.setdefault(key, BackplaneTally(kind))
-    return found
+    return _per_loop(_backplanes, type(backplane).__name__, loop, BackplaneTally)
 
 
 def _sums() -> tuple[Values, Histograms]:
@@ -227,10 +265,13 @@ def reset() -> None:
 
 
 def _cumulative(buckets: list[int]) -> Iterator[tuple[str, float]]:
+    """Prometheus' buckets (``le`` as prometheus_client spells it, counts cumulative) from ours."""
+    from prometheus_client.utils import floatToGoString
+
     count = 0
-    for bound, n in zip((*(repr(b) for b in PUBLISH_BUCKETS), "+Inf"), buckets):
+    for bound, n in zip((*PUBLISH_BUCKETS, float("inf")), buckets):
         count += n
-        yield bound, count
+        yield floatToGoString(bound), count  # type: ignore[no-untyped-call]
 
 
 class Collector:
@@ -371,8 +412,9 @@ def enable(registry: Any = None) -> None:
     new_registry = None
     with _lock:
         if multiprocess_dir() is not None:
-            if _folder is None:
+            if _folder is None:  # kept for the process's life: it knows what the files have already
                 _folder = _Folder()
+            if _fold_stop is None:
                 _fold_stop = threading.Event()
                 threading.Thread(target=_folding, args=(_fold_stop, _interval()), name="ws-metrics", daemon=True).start()
                 atexit.register(fold)
@@ -392,9 +434,10 @@ def enable(registry: Any = None) -> None:
 def disable() -> None:
     """Turn metrics off: new connections are plain again, the collector leaves its registries.
 
-    The tallies stay (a later ``enable()`` goes on counting from them).
+    The tallies stay (a later ``enable()`` goes on counting from them); in
+    multiprocess mode what was counted so far is folded first.
     """
-    global on, _folder, _fold_stop
+    global on, _fold_stop
     with _lock:
         on = False
         for registry in _registries:
@@ -403,13 +446,11 @@ def disable() -> None:
             except KeyError:  # the user unregistered it already
                 pass
         _registries.clear()
-        folder, stop = _folder, _fold_stop
-        _folder = _fold_stop = None
+        stop, _fold_stop = _fold_stop, None
     if stop is not None:
         stop.set()
         atexit.unregister(fold)
-    if folder is not None:
-        folder.fold()
+        fold()
 
 
 def exposition(accept: str | None = None, registry: Any = None) -> tuple[bytes, str]:
@@ -447,6 +488,9 @@ def prepare_workers(env: dict[str, str]) -> Callable[[], None]:
     """
     if not on or env.get(_MP_VAR):
         return lambda: None
+    import shutil
+    import tempfile
+
     path = tempfile.mkdtemp(prefix="ws-metrics-")
     env[_MP_VAR] = path
     return lambda: shutil.rmtree(path, ignore_errors=True)

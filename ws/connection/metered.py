@@ -3,8 +3,9 @@
 A ``WebSocketServer`` makes these instead of plain ``WebSocket``s while
 metrics are on (``ws.metrics.enable()``), so a plain socket's message path
 carries no counting at all.  Each override adds to the plain ints of the
-path's ``Tally`` (``ws/_runtime/metrics.py``), then does what ``WebSocket``
-does; the tally is folded into Prometheus lazily, never per message.
+path's ``Tally`` (``ws/_runtime/metrics.py``) or to the socket's own
+counts, then does what ``WebSocket`` does; they reach Prometheus lazily,
+never per message.
 
 Broadcasts are counted by the server, once per broadcast
 (``WebSocketServer._write_once``): ``WebSocket._broadcast`` writes to the
@@ -27,38 +28,38 @@ _CLOSED = ReadyState.CLOSED
 
 
 class MeteredWebSocket(WebSocket):
-    """A ``WebSocket`` whose messages, close code, drops and keepalive timeouts count in ``_tally``."""
+    """A ``WebSocket`` that counts its messages, and tells its path's ``Tally`` its close code, drops and timeouts."""
 
-    __slots__ = ("_tally",)  # a slot: the instance dict keeps WebSocket's shared keys (see its __slots__)
+    # Slots: the instance dict keeps WebSocket's shared keys (see its __slots__), and a slot is the
+    # cheapest counter there is (a message costs two additions to the socket's own ints).
+    __slots__ = ("_tally", "_messages_in", "_bytes_in", "_messages_out", "_bytes_out")
 
     _tally: Tally
 
     def _metered(self, tally: Tally) -> None:
         """Count for ``tally`` from now on (just accepted: one more open connection on its path)."""
+        self._messages_in = self._bytes_in = self._messages_out = self._bytes_out = 0
         self._tally = tally
-        tally.open += 1
+        tally.joined(self)
 
     def _deliver(self, kind: int, data: str | bytes) -> None:
-        tally = self._tally
-        tally.messages_in += 1
+        self._messages_in += 1
         if type(data) is str and not data.isascii():  # (isascii() is O(1) on a str)
-            tally.bytes_in += len(data.encode())
+            self._bytes_in += len(data.encode())
         else:
-            tally.bytes_in += len(data)
+            self._bytes_in += len(data)
         WebSocket._deliver(self, kind, data)
 
     def _send_frame(self, is_text: bool, payload: Any, fin: bool = True) -> None:
         if self._ready_state is _OPEN:
-            tally = self._tally
-            tally.bytes_out += len(payload)
+            self._bytes_out += len(payload)
             if fin:
-                tally.messages_out += 1  # a fragmented message counts at its last frame
+                self._messages_out += 1  # a fragmented message counts at its last frame
         WebSocket._send_frame(self, is_text, payload, fin)
 
     def _send_uncompressed(self, is_text: bool, payload: Any, proto: Any) -> None:
-        tally = self._tally
-        tally.messages_out += 1
-        tally.bytes_out += len(payload)
+        self._messages_out += 1
+        self._bytes_out += len(payload)
         WebSocket._send_uncompressed(self, is_text, payload, proto)
 
     def _keepalive_expired(self) -> None:
@@ -75,7 +76,5 @@ class MeteredWebSocket(WebSocket):
 
     def _finish(self, code: int, reason: str) -> None:
         if self._closed_with is None:  # the first time: 'close' is decided now
-            tally = self._tally
-            tally.open -= 1
-            tally.closed(code)
+            self._tally.left(self, code)
         WebSocket._finish(self, code, reason)
