@@ -145,10 +145,11 @@ def test_a_known_sequence_scraped_over_http(registry: CollectorRegistry) -> None
     run(main, timeout=30)
 
 
-def test_a_peer_that_does_not_read_is_counted_as_a_send_buffer_drop(registry: CollectorRegistry) -> None:
+@pytest.mark.parametrize("limit", ["max_buffered_amount", "max_total_buffered_amount"])
+def test_a_peer_that_does_not_read_is_counted_as_a_send_buffer_drop(registry: CollectorRegistry, limit: str) -> None:
     async def main() -> None:
-        limits = dict(max_buffered_amount=256 << 10, high_water_mark=16 << 10, low_water_mark=4 << 10)
-        async with serving("/big", **limits) as served:
+        limits = {"max_buffered_amount": 64 << 20, "max_total_buffered_amount": 64 << 20, limit: 256 << 10}
+        async with serving("/big", high_water_mark=16 << 10, low_water_mark=4 << 10, **limits) as served:
             served.server.metrics("/metrics", registry=registry)
             peer = await RawPeer.open(served.port, "/big")  # reads nothing from now on
             sock, rec = await served.socket(0)
@@ -160,7 +161,7 @@ def test_a_peer_that_does_not_read_is_counted_as_a_send_buffer_drop(registry: Co
                 await asyncio.sleep(0)
             await rec.wait("close", timeout=10)
             samples = await samples_of(served.port)
-            assert value(samples, "ws_send_buffer_drops_total", path="/big", limit="max_buffered_amount") == 1
+            assert value(samples, "ws_send_buffer_drops_total", path="/big", limit=limit) == 1
             assert value(samples, "ws_connections_closed_total", path="/big", code="1008") == 1
             peer.abort()
 

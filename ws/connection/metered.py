@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._runtime.metrics import Tally
-from ..events import ReadyState
+from ..events import TEXT, ReadyState
 from .websocket import WebSocket
 
 __all__ = ["MeteredWebSocket"]
@@ -44,10 +44,8 @@ class MeteredWebSocket(WebSocket):
 
     def _deliver(self, kind: int, data: str | bytes) -> None:
         self._messages_in += 1
-        if type(data) is str and not data.isascii():  # (isascii() is O(1) on a str)
-            self._bytes_in += len(data.encode())
-        else:
-            self._bytes_in += len(data)
+        # Text counts its UTF-8 bytes (isascii() is O(1) on a str: only other text is encoded again).
+        self._bytes_in += len(data) if kind != TEXT or data.isascii() else len(data.encode())  # type: ignore[union-attr]
         WebSocket._deliver(self, kind, data)
 
     def _send_frame(self, is_text: bool, payload: Any, fin: bool = True) -> None:
