@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import re
 import subprocess
@@ -310,3 +311,29 @@ def test_our_client_against_ws_serve_subprotocol(echo_server: ServeProcess) -> N
 
     asyncio.run(asyncio.wait_for(main(), TIMEOUT))
     echo_server.child.expect(r"connected /ws subprotocol=chat")
+
+
+class _RecordingRaw(io.RawIOBase):
+    """A raw stream that keeps each write call apart (what reaches the pipe, syscall by syscall)."""
+
+    def __init__(self) -> None:
+        self.calls: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.calls.append(bytes(data))
+        return len(data)
+
+
+def test_a_log_line_is_one_write_even_unbuffered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ws serve --workers N``: the workers share stdout; a line written in two pieces could interleave."""
+    from ws import cli
+
+    raw = _RecordingRaw()
+    # What PYTHONUNBUFFERED gives a script: a text layer that writes through at every call.
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(raw, encoding="utf-8", write_through=True))
+    cli._log_line("[worker 1/2] Stopped")
+    assert len(raw.calls) == 1, raw.calls
+    assert re.fullmatch(rb"\d\d:\d\d:\d\d \[worker 1/2\] Stopped\n", raw.calls[0])

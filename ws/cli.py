@@ -790,7 +790,10 @@ def _settle(future: asyncio.Future[None]) -> None:
 
 
 def _log_line(text: str) -> None:
-    print(f"{time.strftime('%H:%M:%S')} {text}", flush=True)
+    # One write per line: under PYTHONUNBUFFERED, print() writes the text and its newline apart, and
+    # the workers of ``ws serve --workers N`` share one stdout, so their lines could interleave.
+    sys.stdout.write(f"{time.strftime('%H:%M:%S')} {text}\n")
+    sys.stdout.flush()
 
 
 async def _serve(args: argparse.Namespace) -> int:
