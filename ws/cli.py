@@ -35,7 +35,7 @@ import time
 from typing import Any, Callable, NoReturn, Sequence, TextIO
 from urllib.parse import urlsplit
 
-from . import __version__
+from ._version import DISTRIBUTION, __version__
 from ._runtime.net import check_port, format_host_port
 from .events import MessageEvent
 from .terminal import HistoryFile, LineEditor
@@ -186,6 +186,19 @@ def _interactive_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-history", action="store_true", help="no history file, even with $WS_HISTORY")
 
 
+class _Version(argparse.Action):
+    """``--version``: one line, never wrapped (argparse's own wraps a long path at the terminal's width)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        where = os.path.dirname(os.path.abspath(__file__))
+        print(f"{DISTRIBUTION} {__version__} (the ws package in {where})", flush=True)
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="ws",
@@ -193,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="wscat's shorthands work too: 'ws -c URL [options]' is 'ws connect URL [options]', "
         "'ws -l PORT [options]' is 'ws listen PORT [options]'.",
     )
-    parser.add_argument("--version", action="version", version=f"ws {__version__}")
+    parser.add_argument("--version", action=_Version, help="show the distribution, its version and where ws was imported from")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{connect,listen,serve}")
 
     conn = sub.add_parser("connect", help="connect to a WebSocket server (wscat -c)")
