@@ -46,7 +46,7 @@ CORE = [
     "__version__",
 ]
 
-SUBMODULES = ["asgi", "cli", "connection", "events", "exceptions", "http", "protocol", "reconnect", "request", "server", "styles", "upgrade"]
+SUBMODULES = ["asgi", "cli", "connection", "events", "exceptions", "forwarded", "http", "protocol", "reconnect", "request", "server", "styles", "upgrade"]
 
 #: A name that left ``ws`` -> a word its AttributeError must contain (where it lives now).
 MOVED = {
@@ -173,6 +173,6 @@ def test_import_ws_http_loads_no_websocket_code() -> None:
 
 def test_import_ws_protocol_loads_no_io_layer() -> None:
     loaded = _loaded_by("import ws.protocol")
-    layer0 = {"ws.events", "ws.exceptions", "ws.request", "ws.upgrade"}
+    layer0 = {"ws.events", "ws.exceptions", "ws.forwarded", "ws.request", "ws.upgrade"}
     others = {m for m in loaded if not m.startswith("ws.protocol") and m not in layer0}
     assert others == {"ws", "ws._runtime", "ws._runtime.log", "ws._version"}

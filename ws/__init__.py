@@ -125,7 +125,7 @@ _MOVED: dict[str, str] = {
 
 #: The public subpackages and modules, so that ``import ws; ws.http.Server`` works.
 _SUBMODULES = frozenset(
-    {"asgi", "cli", "connection", "events", "exceptions", "http", "protocol", "reconnect", "request", "server", "styles", "upgrade"}
+    {"asgi", "cli", "connection", "events", "exceptions", "forwarded", "http", "protocol", "reconnect", "request", "server", "styles", "upgrade"}
 )
 
 

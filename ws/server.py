@@ -23,6 +23,7 @@ from .protocol.handshake import (
     DEFAULT_MAX_PAYLOAD_DEFLATE, Accepted, HandshakeResult, Pending, Policy, Refused, VerifyForm, VerifyInfo,
     verify_form,
 )
+from .protocol.limits import DEFAULT_RETRY_AFTER, ConnectionLimits, Slot
 from .protocol.writer import FIN_BINARY, FIN_TEXT, serialize as _serialize
 from ._runtime import loop as _loop
 from ._runtime.budget import DEFAULT_MAX_TOTAL_BUFFERED, budget_for
@@ -31,6 +32,8 @@ from ._runtime.emitter import EventEmitter
 from ._runtime.log import report_error
 from .connection.keepalive import DEFAULT_MESSAGE_TIMEOUT, Heartbeat, check_message_timeout
 from .http.responses import http_date, plain_response
+from .forwarded import TrustedProxies
+from .events import ReadyState
 from .request import Request
 from .upgrade import UpgradeHost
 from ._runtime.net import format_host_port
@@ -71,6 +74,12 @@ SERVER_OPTIONS = frozenset(
         "workers",
         "backplane",
         "recovery",
+        # connection limits (ws.protocol.limits) and the client's address behind proxies (ws.forwarded)
+        "max_connections",
+        "max_connections_per_ip",
+        "per_ip_ipv6_prefix",
+        "retry_after",
+        "trusted_proxies",
     }
 )
 
@@ -172,6 +181,7 @@ class WebSocketServer(EventEmitter):
             if key in opts
         }
         self._sockets: set[WebSocket] = set()
+        self._use_limits(opts)
         #: Recorded path served on another loop than its cluster's (ws.asgi): sockets accepted here whose
         #: join the recovery has not processed yet.  The stream's deliveries to every client skip them.
         self._joining: set[WebSocket] = set()
@@ -504,6 +514,10 @@ class WebSocketServer(EventEmitter):
 
     def _socket_closed(self, ws: WebSocket) -> None:
         self._sockets.discard(ws)
+        if self._slots:
+            slot = self._slots.pop(ws, None)
+            if slot is not None:
+                slot.release()
         self._joining.discard(ws)
         if self._cluster is not None:
             self._cluster.left(ws)
@@ -539,11 +553,19 @@ class WebSocketServer(EventEmitter):
             return
         if transport.is_closing():
             return
-        decision = handshake.accept(request, self._policy(), date=http_date())
-        if isinstance(decision, Pending):
-            self._wait_for_verdict(decision, request, transport, head, callback)
+        slot = self._admit(request)
+        if isinstance(slot, Refused):
+            write_refusal(transport, slot)
             return
-        self._render(decision, request, transport, head, callback)
+        try:
+            decision = handshake.accept(request, self._policy(), date=http_date())
+            if isinstance(decision, Pending):
+                self._wait_for_verdict(decision, request, transport, head, callback, slot)
+                return
+            self._render(decision, request, transport, head, callback, slot)
+        except BaseException:
+            slot.release()  # once: a socket that got it releases it again harmlessly
+            raise
 
     def _wait_for_verdict(
         self,
@@ -552,23 +574,34 @@ class WebSocketServer(EventEmitter):
         transport: asyncio.Transport,
         head: bytes,
         callback: Callable[[WebSocket, Request], Any] | None,
+        slot: Slot,
     ) -> None:
-        """``verify_client`` answers later: read nothing meanwhile, then render its decision."""
+        """``verify_client`` answers later: read nothing meanwhile, then render its decision.
+
+        The handshake keeps its ``slot`` while it waits (a flood of slow
+        verifications cannot overshoot ``max_connections``).
+        """
         transport.pause_reading()
 
         async def wait() -> None:
-            decision = await self._verdict(pending)
-            if transport.is_closing():
-                return  # the client left meanwhile
-            if self._closed:
-                decision = Refused(503, "WebSocket server is closed")
-            transport.resume_reading()
+            rendered = False
             try:
-                self._render(decision, request, transport, head, callback)
-            except Exception as exc:  # as in _upgrade
-                logger.exception("WebSocket handshake failed")
-                write_refusal(transport, Refused(500, "Internal Server Error"))
-                self.emit("error", exc)
+                decision = await self._verdict(pending)
+                if transport.is_closing():
+                    return  # the client left meanwhile
+                if self._closed:
+                    decision = Refused(503, "WebSocket server is closed")
+                transport.resume_reading()
+                try:
+                    self._render(decision, request, transport, head, callback, slot)
+                    rendered = True
+                except Exception as exc:  # as in _upgrade
+                    logger.exception("WebSocket handshake failed")
+                    write_refusal(transport, Refused(500, "Internal Server Error"))
+                    self.emit("error", exc)
+            finally:
+                if not rendered:  # left, failed or cancelled: the slot is free again
+                    slot.release()
 
         task = self._loop.create_task(wait())
         self._verifying.add(task)
@@ -612,9 +645,11 @@ class WebSocketServer(EventEmitter):
         transport: asyncio.Transport,
         head: bytes,
         callback: Callable[[WebSocket, Request], Any] | None,
+        slot: Slot,
     ) -> None:
-        """Write the decision: a refusal, or the 101 and a new ``WebSocket``."""
+        """Write the decision: a refusal, or the 101 and a new ``WebSocket``, which then holds ``slot``."""
         if isinstance(decision, Refused):
+            slot.release()
             write_refusal(transport, decision)
             self._report(decision)
             return
@@ -634,6 +669,7 @@ class WebSocketServer(EventEmitter):
             self._loop, proto, transport, request, self._finished_hook, options, extensions_header or "",
             None if budget is None else budget_for(self._loop, budget),
         )
+        self._hold(ws, slot)
         self._sockets.add(ws)
         if self._cluster is not None:
             self._join_cluster(ws, request)
@@ -672,8 +708,10 @@ class WebSocketServer(EventEmitter):
         """The per-socket options (limits, timeouts) for one new connection, as a fresh dict."""
         return dict(self._socket_options)
 
-    def _adopt(self, ws: WebSocket) -> None:
-        """Track a socket another host accepted for this server (``clients``, ``close()``)."""
+    def _adopt(self, ws: WebSocket, slot: Slot | None = None) -> None:
+        """Track a socket another host accepted for this server (``clients``, ``close()``); it holds ``slot``."""
+        if slot is not None:
+            self._hold(ws, slot)
         self._sockets.add(ws)
         if self._cluster is not None:
             self._join_cluster(ws, ws.request)
@@ -749,6 +787,49 @@ class WebSocketServer(EventEmitter):
             return
         report_error(logger, "%s", refused.problem or "handshake hook failed", error=refused.error)
         self.emit("error", refused.error)
+
+    # -- connection limits (ws.protocol.limits) -----------------------------------------
+
+    def _use_limits(self, opts: dict[str, Any]) -> None:
+        """``max_connections``, ``max_connections_per_ip`` (and how to count), ``trusted_proxies``."""
+        self._limits = ConnectionLimits(
+            opts.get("max_connections"),
+            opts.get("max_connections_per_ip"),
+            opts.get("retry_after", DEFAULT_RETRY_AFTER),
+            opts.get("per_ip_ipv6_prefix", 128),
+        )
+        proxies = opts.get("trusted_proxies")
+        self._trusted_proxies = TrustedProxies(proxies) if proxies else None
+        self._slots: dict[WebSocket, Slot] = {}  # an open socket's slot, released when it closes
+
+    @property
+    def limits(self) -> ConnectionLimits:
+        """This server's connection limits (read-only) and what they count now (``held``, ``held_by(ip)``)."""
+        return self._limits
+
+    @property
+    def trusted_proxies(self) -> TrustedProxies | None:
+        """The proxies whose ``X-Forwarded-For``/``Forwarded`` are believed (``None``: none)."""
+        return self._trusted_proxies
+
+    def _admit(self, request: Request) -> Slot | Refused:
+        """The client's address (through trusted proxies), then a slot, or the 503/429 past a limit.
+
+        Hosts call it before the handshake's checks and ``verify_client``:
+        a refusal here is cheap and runs no user code.
+        """
+        if self._trusted_proxies is not None:
+            request.resolve_client_ip(self._trusted_proxies)
+        return self._limits.admit(request)
+
+    def _hold(self, ws: WebSocket, slot: Slot) -> None:
+        """``ws`` keeps ``slot`` until it is closed (``_socket_closed``)."""
+        if not slot.counted:
+            return
+        if ws.ready_state is ReadyState.CLOSED:  # gone already: _socket_closed has run
+            slot.release()
+        else:
+            self._slots[ws] = slot
 
     # -- JavaScript spellings (the EventEmitter ones come from EventEmitter) --------------
 

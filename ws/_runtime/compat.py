@@ -34,6 +34,12 @@ OPTION_ALIASES: dict[str, str] = {
     "maxRedirects": "max_redirects",
     "socketPath": "socket_path",
     "maxPendingHandshakes": "max_pending_handshakes",
+    # WebSocketServer's connection limits
+    "maxConnections": "max_connections",
+    "maxConnectionsPerIp": "max_connections_per_ip",
+    "perIpIpv6Prefix": "per_ip_ipv6_prefix",
+    "retryAfter": "retry_after",
+    "trustedProxies": "trusted_proxies",
     # ReconnectingWebSocket (ws.reconnect)
     "initialDelay": "initial_delay",
     "maxDelay": "max_delay",
