@@ -20,7 +20,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect as ws_connect
 from websockets.exceptions import InvalidStatus
 
-from ws import WebSocket, WebSocketServer
+from ws import Request, WebSocket, WebSocketServer
 from ws.asgi import ASGIApp
 
 from .conftest import Recorder, echo_server, run, until
@@ -367,6 +367,42 @@ def test_the_count_returns_to_zero_after_200_connect_close_cycles() -> None:
             await until(lambda: wss.limits.held == 0, T, what="connections still counted")
 
     run(main, timeout=120)
+
+
+def test_a_transport_lost_while_verify_client_decides_releases_its_slot() -> None:
+    async def main() -> None:
+        decide = asyncio.Event()
+
+        async def verify(info: Any) -> bool:
+            await decide.wait()
+            return True
+
+        wss = WebSocketServer(no_server=True, path="/ws", max_connections=1, verify_client=verify)
+        accepted: list[asyncio.Transport] = []
+
+        async def take(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            accepted.append(writer.transport)  # type: ignore[arg-type]
+
+        listener = await asyncio.start_server(take, "127.0.0.1", 0)
+        try:
+            port = listener.sockets[0].getsockname()[1]
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            transport = await until(lambda: accepted and accepted[0], T)
+            head = upgrade_request().decode().split("\r\n")
+            headers = [tuple(part.strip() for part in line.split(":", 1)) for line in head[1:] if line]
+            wss.handle_upgrade(Request("GET", "/ws", headers, peername=transport.get_extra_info("peername")), transport)
+            await until(lambda: wss.limits.held == 1, T, what="the waiting handshake holds no slot")
+            transport.close()  # the connection is gone while verify_client decides
+            decide.set()
+            await until(lambda: wss.limits.held == 0, T, what="the lost handshake still holds its slot")
+            assert not wss.clients
+            assert await asyncio.wait_for(reader.read(), T) == b""  # no 101
+            writer.close()
+        finally:
+            listener.close()
+            wss.close()
+
+    run(main)
 
 
 def test_closing_the_server_releases_every_slot() -> None:
