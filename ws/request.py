@@ -57,6 +57,10 @@ class Request:
     wire order and spelling as a list of ``(name, value)`` pairs.
     """
 
+    # Worked out on first use (most requests never ask), or set by resolve_client_ip().
+    _client_ip: str | None = None
+    _client_ip_known = False
+
     def __init__(
         self,
         method: str,
@@ -96,8 +100,6 @@ class Request:
             self.path = split.path or "/"
             self.query_string = split.query
         self._query: dict[str, list[str]] | None = None
-        self._client_ip: str | None = None
-        self._client_ip_known = False  # worked out on first use: most requests never ask
 
     @property
     def client_ip(self) -> str | None:

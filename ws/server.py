@@ -9,7 +9,10 @@ module renders the result: either a 101 goes out and a ``WebSocket`` is born,
 or a plain-text HTTP error answers and the connection closes.  A
 ``verify_client`` that answers later (Node's ``(info, callback)``, an
 ``async def``) makes it wait, reading nothing, at most ``verify_timeout``
-seconds.  Nothing on this path may raise into the event loop.
+seconds.  Before all of that, ``max_connections`` and ``max_connections_per_ip``
+(``ws.protocol.limits``, counted here) may refuse the request with a 503 or a
+429, without parsing it or calling user code.  Nothing on this path may
+raise into the event loop.
 """
 
 from __future__ import annotations
@@ -70,16 +73,16 @@ SERVER_OPTIONS = frozenset(
         "low_water_mark",
         "max_buffered_amount",
         "max_total_buffered_amount",
-        "message_timeout",
-        "workers",
-        "backplane",
-        "recovery",
         # connection limits (ws.protocol.limits) and the client's address behind proxies (ws.forwarded)
         "max_connections",
         "max_connections_per_ip",
         "per_ip_ipv6_prefix",
         "retry_after",
         "trusted_proxies",
+        "message_timeout",
+        "workers",
+        "backplane",
+        "recovery",
     }
 )
 
