@@ -24,8 +24,10 @@ from ws import Request, WebSocket, WebSocketServer
 from ws.asgi import ASGIApp
 
 from .conftest import Recorder, echo_server, run, until
+from .fixtures.doc_blocks import block, with_port
 from .fixtures.processes import ServerProcess, free_port
 from .test_asgi import FakeASGI, scope
+from .test_deploying import NGINX, Nginx
 from .test_limits import T, Bystander
 from .test_server import upgrade_request
 
@@ -540,3 +542,42 @@ def test_under_uvicorn_the_refusal_is_a_503_with_retry_after(tmp_path: Path) -> 
     finally:
         out = server.stop()
     assert "Traceback" not in out, out
+
+
+# -- behind a real nginx ---------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(NGINX is None, reason="nginx is not installed (scripts/setup-peers installs Debian's nginx-light)")
+def test_behind_nginx_each_client_address_is_counted(tmp_path: Path) -> None:
+    """docs/security.md's nginx location, in front of trusted_proxies=['127.0.0.1']."""
+
+    async def main() -> None:
+        options = {"max_connections_per_ip": 1, "trusted_proxies": ["127.0.0.1"]}
+        async with echo_server(**options) as served:
+            seen = collect_client_ips(served)
+            port = free_port()
+            location = with_port(block("limits-nginx-location").code, 8080, served.port)
+            with Nginx(tmp_path / "nginx", f"server {{\n    listen 127.0.0.1:{port};\n{location}\n}}", port) as nginx:
+                await nginx.ready()
+                url = f"ws://127.0.0.1:{port}/ws"
+                spoofed = {"X-Forwarded-For": "203.0.113.9"}
+                first = await ws_connect(url, open_timeout=T, local_addr=("127.0.0.2", 0))
+                await echoes(first, "through nginx")
+                await until(lambda: seen, T)
+                assert seen == [("127.0.0.2", "127.0.0.1")]
+                # The same client again, claiming another address: nginx appends the real one, which is counted.
+                refusal = await refused_by_websockets_client(url, local_addr=("127.0.0.2", 0), additional_headers=spoofed)
+                assert refusal.response.status_code == 429 and refusal.response.headers["Retry-After"] == "5"
+                # Another client address has its own slot.
+                other = await ws_connect(url, open_timeout=T, local_addr=("127.0.0.3", 0), additional_headers=spoofed)
+                await echoes(other, "me too")
+                await until(lambda: len(seen) == 2, T)
+                assert seen[1] == ("127.0.0.3", "127.0.0.1")
+                # Straight to the server, the header is the client's own word: ignored.
+                direct = await refused_by_websockets_client(served.url, local_addr=("127.0.0.2", 0), additional_headers=spoofed)
+                assert direct.response.status_code == 429
+                await first.close()
+                await other.close()
+                assert "[emerg]" not in nginx.errors(), nginx.errors()
+
+    run(main, timeout=60)
