@@ -27,6 +27,7 @@ from .protocol.handshake import (
     verify_form,
 )
 from .protocol.limits import DEFAULT_RETRY_AFTER, ConnectionLimits, Slot
+from .protocol.origins import AllowedOrigins, OriginEntry
 from .protocol.writer import FIN_BINARY, FIN_TEXT, serialize as _serialize
 from ._runtime import loop as _loop
 from ._runtime.budget import DEFAULT_MAX_TOTAL_BUFFERED, budget_for
@@ -83,6 +84,7 @@ SERVER_OPTIONS = frozenset(
         "workers",
         "backplane",
         "recovery",
+        "allowed_origins",
     }
 )
 
@@ -124,6 +126,7 @@ class WebSocketServer(EventEmitter):
     _loop: asyncio.AbstractEventLoop  # always bound: the HTTP server's loop, or the running one
     _verify_client: Callable[..., Any] | None = None
     _verify_form: VerifyForm = "sync"  # how _verify_client answers (set with it)
+    _allowed_origins: AllowedOrigins | None = None
 
     def __init__(self, options: dict[str, Any] | None = None, callback: Callable[..., Any] | None = None, **kwargs: Any) -> None:
         super().__init__()
@@ -158,6 +161,7 @@ class WebSocketServer(EventEmitter):
         self.path = path
         self.client_tracking = bool(opts.get("client_tracking", True))
         self.verify_client = opts.get("verify_client")  # checked by its setter: which form, or a TypeError
+        self.allowed_origins = opts.get("allowed_origins")  # checked by its setter: a malformed entry is a ValueError
         #: Seconds a handshake waits for a ``verify_client`` that answers later; ``None``: no limit.
         self.verify_timeout: float | None = verify_timeout
         self._verifying: set[asyncio.Task[None]] = set()  # handshakes waiting for verify_client
@@ -257,6 +261,23 @@ class WebSocketServer(EventEmitter):
                 raise TypeError(f"verify_client must be callable, got {type(hook).__name__}")
             self._verify_form = verify_form(hook)
         self._verify_client = hook
+
+    @property
+    def allowed_origins(self) -> tuple[OriginEntry, ...] | None:
+        """The pages that may open a WebSocket here, as given; ``None``: every page (no ``Origin`` check).
+
+        A handshake whose ``Origin`` is not listed gets a 403 before
+        ``verify_client`` runs.  Entries: exact origins
+        (``'https://app.example.com'``), ``'https://*.example.com'`` (any
+        subdomain), ``None`` (clients that send no ``Origin``), ``'null'``.
+        Assigning checks the entries, as the constructor does (``ValueError``).
+        """
+        allowed = self._allowed_origins
+        return None if allowed is None else allowed.entries
+
+    @allowed_origins.setter
+    def allowed_origins(self, value: "AllowedOrigins | Iterable[OriginEntry] | str | None") -> None:
+        self._allowed_origins = AllowedOrigins.of(value)
 
     @property
     def clients(self) -> set[WebSocket] | None:
@@ -767,7 +788,7 @@ class WebSocketServer(EventEmitter):
         """
         options = (
             self._verify_client, self.handle_protocols, self.protocols, self.per_message_deflate,
-            self._max_payload, self._deflate_max_payload,
+            self._max_payload, self._deflate_max_payload, self._allowed_origins,
         )
         cached = self._policy_cache
         if cached is not None and all(a is b for a, b in zip(cached[0], options)):
@@ -780,6 +801,7 @@ class WebSocketServer(EventEmitter):
             per_message_deflate=self.per_message_deflate,
             max_payload=self._max_payload,
             deflate_max_payload=self._deflate_max_payload,
+            allowed_origins=self._allowed_origins,
         )
         self._policy_cache = (options, policy)
         return policy
@@ -847,6 +869,15 @@ class WebSocketServer(EventEmitter):
     @clientTracking.setter
     def clientTracking(self, value: bool) -> None:
         self.client_tracking = value
+
+    @property
+    def allowedOrigins(self) -> tuple[OriginEntry, ...] | None:
+        """The camelCase spelling of ``allowed_origins``."""
+        return self.allowed_origins
+
+    @allowedOrigins.setter
+    def allowedOrigins(self, value: "AllowedOrigins | Iterable[OriginEntry] | str | None") -> None:
+        self.allowed_origins = value
 
 
 

@@ -40,6 +40,7 @@ OPTION_ALIASES: dict[str, str] = {
     "maxRedirects": "max_redirects",
     "socketPath": "socket_path",
     "maxPendingHandshakes": "max_pending_handshakes",
+    "allowedOrigins": "allowed_origins",
     # ReconnectingWebSocket (ws.reconnect)
     "initialDelay": "initial_delay",
     "maxDelay": "max_delay",
