@@ -5,6 +5,7 @@
     ws listen 8080                         # wait for clients, type lines to them (wscat: ws -l 8080)
     ws serve --port 8080 --path /ws --broadcast --static ./public
     ws serve --port 8080 --workers 4       # 4 processes on one port (SO_REUSEPORT)
+    ws serve --allowed-origin https://app.example.com   # pages of that site may connect (default: its own)
 
 Each command runs on its own asyncio loop (``asyncio.run``), so Ctrl-C is
 an ordinary loop signal handler and the exit status is the function's
@@ -42,6 +43,7 @@ from .terminal import HistoryFile, LineEditor
 from .exceptions import ConnectionClosed, WebSocketError
 from .http import Server as HttpServer
 from .server import WebSocketServer
+from .protocol.origins import AllowedOrigins, OriginEntry, page_origins
 from .connection.websocket import WebSocket
 
 __all__ = ["main", "build_parser", "wscat_argv", "connect_url", "parse_line"]
@@ -167,6 +169,15 @@ def _token(text: str) -> str:
     return text
 
 
+def _origin(text: str) -> str:
+    """An ``--allowed-origin``: one ``allowed_origins`` entry, checked by the library's own rules."""
+    try:
+        AllowedOrigins([text])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("allowed_origins: ")) from None
+    return text
+
+
 def _interactive_options(parser: argparse.ArgumentParser) -> None:
     """The options ``connect`` and ``listen`` share: how lines and frames are shown."""
     parser.add_argument(
@@ -252,6 +263,13 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--tls-key", metavar="FILE", help="TLS private key (PEM)")
     srv.add_argument("--workers", type=_count(1), default=1, metavar="N", help="serve in N processes on one port (default 1); each has its own clients")
     srv.add_argument("--backplane", metavar="URL", help="share --broadcast with the other servers of this backplane (redis://host:port/db; default: $WS_BACKPLANE)")
+    origins = srv.add_mutually_exclusive_group()
+    origins.add_argument(
+        "--allowed-origin", dest="allowed_origins", type=_origin, action="append", metavar="ORIGIN",
+        help="a page that may connect, e.g. https://app.example.com or https://*.example.com (repeatable; "
+        "replaces the default, this server's own http://HOST:PORT); clients that send no Origin always may",
+    )
+    origins.add_argument("--any-origin", action="store_true", help="no Origin check: a page of any site may connect")
     return parser
 
 
@@ -809,6 +827,14 @@ def _log_line(text: str) -> None:
     sys.stdout.flush()
 
 
+def _serve_origins(args: argparse.Namespace, server: HttpServer) -> list[OriginEntry] | None:
+    """``ws serve``'s ``allowed_origins``: its own pages' origins (or ``--allowed-origin``) and clients without Origin."""
+    if args.any_origin:
+        return None
+    pages = args.allowed_origins or page_origins(args.host, server.port or args.port, secure=server.secure)
+    return [*pages, None]
+
+
 async def _serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     if args.static and not os.path.isdir(args.static):
@@ -820,7 +846,17 @@ async def _serve(args: argparse.Namespace) -> int:
         raise UsageError(f"--backplane: {exc}") from None
     except ValueError as exc:  # an unknown backplane URL (the address was checked by argparse)
         raise UsageError(f"--backplane: {exc}" if args.backplane or os.environ.get("WS_BACKPLANE") else str(exc)) from None
-    wss = WebSocketServer(server=server, path=args.path, protocols=args.subprotocol or None)
+    # Browsers send cookies with a handshake from any page: only this server's own pages (and clients
+    # that send no Origin) connect, set once the port is known; no page until then.
+    wss = WebSocketServer(
+        server=server, path=args.path, protocols=args.subprotocol or None,
+        allowed_origins=None if args.any_origin else [None],
+    )
+
+    def allow_own_pages(address: str) -> None:  # runs before the first connection is accepted
+        wss.allowed_origins = _serve_origins(args, server)
+
+    server.on("listening", allow_own_pages)
     if args.static:
         server.static("/", args.static)
     worker = server.worker
@@ -867,6 +903,12 @@ async def _serve(args: argparse.Namespace) -> int:
     if server.backplane is not None:
         extra += f", backplane node {server.backplane.node_id}"
     log_line(f"Listening on {scheme}://{server.address}{args.path} ({args.mode}{extra}); CTRL+C to stop")
+    allowed = wss.allowed_origins
+    if allowed is None:
+        log_line("Pages of any site may connect (--any-origin)")
+    else:
+        pages = ", ".join(str(entry) for entry in allowed if entry is not None)
+        log_line(f"Pages allowed to connect: {pages} (and clients that send no Origin); see --allowed-origin")
 
     stopped = loop.create_future()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -168,8 +168,8 @@ def test_entries_that_are_not_strings(entry: Any) -> None:
     "host, expected",
     [
         ("127.0.0.1", ["http://127.0.0.1:8080", "http://localhost:8080"]),
-        ("0.0.0.0", ["http://127.0.0.1:8080", "http://localhost:8080"]),
-        ("::", ["http://localhost:8080", "http://127.0.0.1:8080", "http://[::1]:8080"]),
+        ("0.0.0.0", ["http://0.0.0.0:8080", "http://127.0.0.1:8080", "http://localhost:8080"]),
+        ("::", ["http://[::]:8080", "http://localhost:8080", "http://127.0.0.1:8080", "http://[::1]:8080"]),
         ("localhost", ["http://localhost:8080", "http://127.0.0.1:8080", "http://[::1]:8080"]),
         ("::1", ["http://[::1]:8080", "http://localhost:8080"]),
         ("[::1]", ["http://[::1]:8080", "http://localhost:8080"]),

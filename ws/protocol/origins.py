@@ -245,21 +245,25 @@ class AllowedOrigins:
 def page_origins(host: str, port: int, *, secure: bool = False) -> list[str]:
     """The origins of the pages a server listening on ``host``:``port`` serves itself.
 
-    ``http://HOST:PORT`` (https with ``secure``); a loopback or wildcard
-    address (``127.0.0.1``, ``::1``, ``localhost``, ``0.0.0.0``, ``::``)
-    also under the names a browser on this machine reaches it by:
-    ``localhost`` and ``127.0.0.1`` (``[::1]`` where it listens on IPv6).
+    ``http://HOST:PORT`` (https with ``secure``, the default port left
+    out); a loopback or wildcard address (``127.0.0.1``, ``::1``,
+    ``localhost``, ``0.0.0.0``, ``::``) also under the names a browser on
+    this machine reaches it by: ``localhost`` and ``127.0.0.1`` (``[::1]``
+    where it listens on IPv6).  Pages reached by another address (a LAN
+    IP, a DNS name) are not among them: list those yourself.
     """
     scheme = "https" if secure else "http"
     name = host.strip().lower()
     if name.startswith("[") and name.endswith("]"):
         name = name[1:-1]
+    own = f"[{name}]" if ":" in name else name
     if name in ("0.0.0.0", "127.0.0.1"):
-        names = ["127.0.0.1", "localhost"]
+        names = [own, "127.0.0.1", "localhost"]
     elif name == "::1":
-        names = ["[::1]", "localhost"]
-    elif name in ("::", "localhost", ""):
-        names = ["localhost", "127.0.0.1", "[::1]"]
+        names = [own, "localhost"]
+    elif name in ("::", "localhost"):
+        names = [own, "localhost", "127.0.0.1", "[::1]"]
     else:
-        names = [f"[{name}]" if ":" in name else name]
+        names = [own]
+    names = list(dict.fromkeys(names))  # each once, the listening address first
     return [str(Origin(scheme, _host(item, False), port)) for item in names]
