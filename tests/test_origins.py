@@ -260,3 +260,22 @@ def test_asgi_under_uvicorn(tmp_path: Path) -> None:
         out = server.stop()
     assert "Traceback" not in out, out
     assert [line for line in out.splitlines() if line.startswith("verify_client")] == [f"verify_client {APP}", "verify_client None"]
+
+
+def test_the_demo_chat_lets_in_its_own_page_and_clients_without_origin_only() -> None:
+    from .test_interop_browser import load_demo_server
+
+    async def main() -> None:
+        server, chat = load_demo_server().build("127.0.0.1:0")
+        await server.serve_async()
+        try:
+            page = f"http://127.0.0.1:{server.port}"
+            url = f"ws://127.0.0.1:{server.port}/chat"
+            assert chat.allowed_origins == (page, f"http://localhost:{server.port}", None)
+            assert await knock(url, page) == (101, "ping?")  # the chat sends every line to everyone
+            assert await knock(url) == (101, "ping?")  # demo_client.py sends no Origin
+            assert await knock(url, EVIL) == (403, f"Forbidden: origin '{EVIL}' is not allowed\n".encode())
+        finally:
+            await server.close_async()
+
+    run(main, timeout=30)
