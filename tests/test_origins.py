@@ -23,6 +23,7 @@ from ws.styles.handlers import serve as serve_handler
 from ws.styles.routes import RouteContext, route_ws
 
 from .conftest import Recorder, run, serving
+from .fixtures.doc_blocks import Script, block, with_port
 from .fixtures.processes import ServerProcess, free_port
 from .test_asgi import FakeASGI, scope
 
@@ -31,10 +32,13 @@ EVIL = "https://evil.example.test"
 T = 10.0
 
 
-async def knock(url: str, origin: str | None = None) -> tuple[int, bytes | str | None]:
-    """One handshake by our client with ``Origin: origin``: ``(status, body)`` of a refusal, or
-    ``(101, reply)`` where ``reply`` is the answer to ``'ping?'`` (``None`` when the server sent none in 1 s)."""
-    sock = WebSocket(url, **({"origin": origin} if origin is not None else {}))
+async def knock(url: str, origin: str | None = None, headers: dict[str, str] | None = None) -> tuple[int, bytes | str | None]:
+    """One handshake by our client with ``Origin: origin``: ``(status, body)`` of a refusal, or ``(101, reply)``
+    where ``reply`` is the first message, after sending ``'ping?'`` (``None`` when none came in 1 s)."""
+    options: dict[str, Any] = {"headers": headers or {}}
+    if origin is not None:
+        options["origin"] = origin
+    sock = WebSocket(url, **options)
     rec = Recorder(sock, "open", "message", "close", "error", "unexpected-response")
     done = asyncio.get_running_loop().create_future()
     sock.on("open", lambda: done.done() or done.set_result("open"))
@@ -279,3 +283,25 @@ def test_the_demo_chat_lets_in_its_own_page_and_clients_without_origin_only() ->
             await server.close_async()
 
     run(main, timeout=30)
+
+
+def test_the_cookie_server_of_security_md(tmp_path: Path) -> None:
+    """docs/security.md's server, as pasted: alice's cookie works from its own pages only."""
+    port = free_port()
+    with Script(with_port(block("security-cookie-server").code, 8080, port), tmp_path) as script:
+        assert script.expect("listening on") == f"listening on 127.0.0.1:{port}"
+        url = f"ws://127.0.0.1:{port}/account"
+        cookie = {"Cookie": "session=s3cr3t"}
+
+        async def main() -> None:
+            assert await knock(url, f"http://127.0.0.1:{port}", cookie) == (101, "balance of alice: 100")
+            assert await knock(url, f"http://localhost:{port}", cookie) == (101, "balance of alice: 100")
+            # The page of evil.example, in alice's browser: her cookie, its Origin.
+            assert await knock(url, "https://evil.example", cookie) == (403, b"Forbidden: origin 'https://evil.example' is not allowed\n")
+            assert await knock(url, f"http://127.0.0.1:{port}") == (401, b"log in first\n")  # the cookie still matters
+            # Not authentication: a program (not a browser) with the cookie sends any Origin it likes.
+            assert (await knock(url, None, cookie))[0] == 403
+            assert await knock(url, f"http://localhost:{port}", cookie) == (101, "balance of alice: 100")
+
+        run(main, timeout=30)
+        assert script.stop() == 0 and script.stderr == "", script.report()

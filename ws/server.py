@@ -3,8 +3,9 @@
 The HTTP server (``ws.http.Server``) parses the request with h11 and hands
 over upgrades on our path with the transport and any bytes already read.
 Here the handshake is decided in one call to
-``ws.protocol.handshake.accept`` (``websockets`` validates the request, then
-``verify_client`` and ``handle_protocols``, the user's hooks, run), and this
+``ws.protocol.handshake.accept`` (``websockets`` validates the request, the
+``Origin`` is checked against ``allowed_origins``, then ``verify_client`` and
+``handle_protocols``, the user's hooks, run), and this
 module renders the result: either a 101 goes out and a ``WebSocket`` is born,
 or a plain-text HTTP error answers and the connection closes.  A
 ``verify_client`` that answers later (Node's ``(info, callback)``, an
