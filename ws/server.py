@@ -871,14 +871,7 @@ class WebSocketServer(EventEmitter):
     def clientTracking(self, value: bool) -> None:
         self.client_tracking = value
 
-    @property
-    def allowedOrigins(self) -> tuple[OriginEntry, ...] | None:
-        """The camelCase spelling of ``allowed_origins``."""
-        return self.allowed_origins
-
-    @allowedOrigins.setter
-    def allowedOrigins(self, value: "AllowedOrigins | Iterable[OriginEntry] | str | None") -> None:
-        self.allowed_origins = value
+    allowedOrigins = allowed_origins
 
 
 
