@@ -161,6 +161,27 @@ def test_the_option_is_checked_when_the_server_is_built_and_has_its_camelcase_sp
     assert WebSocketServer(no_server=True, allowed_origins=compiled).allowed_origins == (APP,)
 
 
+def test_the_standard_library_adapter_applies_it() -> None:
+    from http.server import ThreadingHTTPServer
+
+    from .test_adapters import Hello, serve_in_thread
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+
+    async def main() -> None:
+        echo(WebSocketServer(server=httpd, path="/ws", allowed_origins=[APP]))
+        serve_in_thread(httpd)
+        url = f"ws://127.0.0.1:{httpd.server_address[1]}/ws"
+        assert await knock(url, EVIL) == (403, f"Forbidden: origin '{EVIL}' is not allowed\n".encode())
+        assert await knock(url, APP) == (101, "ping?")
+
+    try:
+        run(main, timeout=30)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 # -- the application styles: the check comes before their hooks ------------------------------------------
 
 
