@@ -1,4 +1,4 @@
-"""The ``ws`` server adapter on uvloop (what the ``ws[speed]`` extra installs).
+"""The ``ws`` server adapter on uvloop (what the ``ws-js[speed]`` extra installs).
 
 The same user code as ``server_ws.py``; only the event loop differs, so the
 two rows of a run compare the loops and nothing else.

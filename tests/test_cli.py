@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import re
 import subprocess
@@ -22,6 +23,7 @@ from ws.events import BINARY, TEXT, MessageEvent
 
 from .conftest import ROOT
 from .fixtures.tls import TestPKI
+from .test_origins import knock
 
 TIMEOUT = 20
 
@@ -215,7 +217,11 @@ def test_abnormal_close_by_the_server_exits_1(peer: PeerServer) -> None:
 
 
 def test_bad_arguments_exit_2() -> None:
-    for argv in (["connect", "ftp://x/"], ["connect", "ws://127.0.0.1:1/", "-H", "no-colon"], ["serve", "--path", "ws"]):
+    for argv in (
+        ["connect", "ftp://x/"], ["connect", "ws://127.0.0.1:1/", "-H", "no-colon"], ["serve", "--path", "ws"],
+        ["serve", "--allowed-origin", "app.example.com"], ["serve", "--allowed-origin", "https://app.example.com/"],
+        ["serve", "--allowed-origin", "*"], ["serve", "--any-origin", "--allowed-origin", "https://app.example.com"],
+    ):
         result = subprocess.run(
             [sys.executable, "-m", "ws", *argv], cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=TIMEOUT
         )
@@ -312,8 +318,82 @@ def test_our_client_against_ws_serve_subprotocol(echo_server: ServeProcess) -> N
     echo_server.child.expect(r"connected /ws subprotocol=chat")
 
 
+class _RecordingRaw(io.RawIOBase):
+    """A raw stream that keeps each write call apart (what reaches the pipe, syscall by syscall)."""
+
+    def __init__(self) -> None:
+        self.calls: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.calls.append(bytes(data))
+        return len(data)
+
+
+def test_a_log_line_is_one_write_even_unbuffered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ws serve --workers N``: the workers share stdout; a line written in two pieces could interleave."""
+    from ws import cli
+
+    raw = _RecordingRaw()
+    # What PYTHONUNBUFFERED gives a script: a text layer that writes through at every call.
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(raw, encoding="utf-8", write_through=True))
+    cli._log_line("[worker 1/2] Stopped")
+    assert len(raw.calls) == 1, raw.calls
+    assert re.fullmatch(rb"\d\d:\d\d:\d\d \[worker 1/2\] Stopped\n", raw.calls[0])
+
+
+# -- ws serve and the Origin check (allowed_origins) ----------------------------------------------
+
+
+def knocks(url: str, *origins: str | None) -> list[tuple[int, Any]]:
+    """``knock`` (tests/test_origins.py) once per origin, in one loop."""
+
+    async def main() -> list[tuple[int, Any]]:
+        return [await knock(url, origin) for origin in origins]
+
+    return asyncio.run(asyncio.wait_for(main(), TIMEOUT))
+
+
+def test_serve_lets_in_its_own_pages_and_clients_without_origin_only() -> None:
+    server = ServeProcess("--path", "/ws")
+    try:
+        server.child.expect(
+            rf"Pages allowed to connect: http://127\.0\.0\.1:{server.port}, http://localhost:{server.port} "
+            r"\(and clients that send no Origin\)"
+        )
+        own, other_name, none, foreign, other_port = knocks(
+            server.url, f"http://127.0.0.1:{server.port}", f"http://localhost:{server.port}", None,
+            "https://evil.example", f"http://127.0.0.1:{server.port + 1}",
+        )
+        assert own == other_name == none == (101, "ping?")
+        assert foreign == (403, b"Forbidden: origin 'https://evil.example' is not allowed\n")
+        assert other_port[0] == 403
+        server.child.expect(r"connected /ws \(1 open\)")
+    finally:
+        assert server.stop() == 0
+
+
+def test_serve_allowed_origin_replaces_the_default_and_any_origin_turns_it_off() -> None:
+    server = ServeProcess("--allowed-origin", "https://app.example.com", "--allowed-origin", "https://*.example.org")
+    try:
+        server.child.expect(r"Pages allowed to connect: https://app\.example\.com, https://\*\.example\.org ")
+        results = knocks(server.url, "https://app.example.com", "https://chat.example.org", None,
+                         f"http://127.0.0.1:{server.port}", "https://example.org")
+        assert [status for status, _ in results] == [101, 101, 101, 403, 403]
+    finally:
+        assert server.stop() == 0
+    server = ServeProcess("--any-origin")
+    try:
+        server.child.expect(r"Pages of any site may connect \(--any-origin\)")
+        assert knocks(server.url, "https://evil.example") == [(101, "ping?")]
+    finally:
+        assert server.stop() == 0
+
+
 def test_serve_metrics() -> None:
-    pytest.importorskip("prometheus_client", reason="pip install 'ws[metrics]'")
+    pytest.importorskip("prometheus_client", reason="pip install 'ws-js[metrics]'")
     from prometheus_client.parser import text_string_to_metric_families
 
     server = ServeProcess("--path", "/ws", "--metrics", "/metrics")

@@ -52,7 +52,10 @@ ALIASES: dict[type, dict[str, str]] = {
         "addEventListener": "add_event_listener",
         "removeEventListener": "remove_event_listener",
     },
-    WebSocketServer: {"clientTracking": "client_tracking", "handleUpgrade": "handle_upgrade", "shouldHandle": "should_handle"},
+    WebSocketServer: {
+        "clientTracking": "client_tracking", "handleUpgrade": "handle_upgrade", "shouldHandle": "should_handle",
+        "allowedOrigins": "allowed_origins",
+    },
     Request: {
         "rawHeaders": "raw_headers",
         "requestUri": "request_uri",

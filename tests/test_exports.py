@@ -46,7 +46,7 @@ CORE = [
     "__version__",
 ]
 
-SUBMODULES = ["asgi", "cli", "connection", "events", "exceptions", "http", "protocol", "reconnect", "request", "server", "styles", "upgrade"]
+SUBMODULES = ["asgi", "cli", "connection", "events", "exceptions", "forwarded", "http", "protocol", "reconnect", "request", "server", "styles", "upgrade"]
 
 #: A name that left ``ws`` -> a word its AttributeError must contain (where it lives now).
 MOVED = {
@@ -101,6 +101,9 @@ def test_every_name_is_importable_from_its_home() -> None:
         exec(f"from ws import {name}", namespace)
         assert namespace[name] is value, name
     assert isinstance(ws.__version__, str) and ws.__version__.count(".") == 2
+    from ws import _version
+
+    assert ws.__version__ is _version.__version__ and _version.DISTRIBUTION == "ws-js"  # setup.cfg reads the same
 
 
 def test_star_import_gives_exactly_the_core() -> None:
@@ -157,8 +160,8 @@ def _loaded_by(statement: str) -> set[str]:
 
 
 def test_import_ws_loads_almost_nothing() -> None:
-    # The logging setup stays: WS_DEBUG=1 works from the first import.
-    assert _loaded_by("import ws") == {"ws", "ws._runtime", "ws._runtime.log"}
+    # The logging setup stays: WS_DEBUG=1 works from the first import; ws.__version__ is ws/_version.py's.
+    assert _loaded_by("import ws") == {"ws", "ws._runtime", "ws._runtime.log", "ws._version"}
 
 
 def test_import_ws_http_loads_no_websocket_code() -> None:
@@ -170,6 +173,6 @@ def test_import_ws_http_loads_no_websocket_code() -> None:
 
 def test_import_ws_protocol_loads_no_io_layer() -> None:
     loaded = _loaded_by("import ws.protocol")
-    layer0 = {"ws.events", "ws.exceptions", "ws.request", "ws.upgrade"}
+    layer0 = {"ws.events", "ws.exceptions", "ws.forwarded", "ws.request", "ws.upgrade"}
     others = {m for m in loaded if not m.startswith("ws.protocol") and m not in layer0}
-    assert others == {"ws", "ws._runtime", "ws._runtime.log"}
+    assert others == {"ws", "ws._runtime", "ws._runtime.log", "ws._version"}

@@ -220,6 +220,7 @@ def test_refusal_and_protocol_causes() -> None:
     assert refusal_cause(403, "Forbidden: origin not allowed") == "403 origin not allowed"
     assert refusal_cause(403, "Forbidden") == "403 forbidden"
     assert refusal_cause(503, "WebSocket server is closed") == "503 server closed"
-    assert refusal_cause(429, "Too Many Requests") == "429 rate limited"
+    assert refusal_cause(429, "Too Many Requests: too many connections from your address") == "429 too many requests"
+    assert refusal_cause(503, "Service Unavailable: the server has too many connections, retry later") == "503 too many connections"
     assert refusal_cause(418, "") == "418 i'm a teapot"
     assert protocol_cause(1009) == "1009 message too big"

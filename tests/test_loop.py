@@ -247,7 +247,7 @@ def test_keepalive_detects_a_silent_peer() -> None:
     asyncio.run(asyncio.wait_for(main(), TIMEOUT * 2))
 
 
-# -- the ws[speed] extra: uvloop ------------------------------------------------------
+# -- the ws-js[speed] extra: uvloop ------------------------------------------------------
 
 _SCRIPT_ON_UVLOOP = """
 import sys

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import pytest
 
-prometheus_client = pytest.importorskip("prometheus_client", reason="pip install 'ws[metrics]'")
+prometheus_client = pytest.importorskip("prometheus_client", reason="pip install 'ws-js[metrics]'")
 from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
@@ -74,13 +74,11 @@ async def samples_of(port: int) -> Samples:
 
 
 def test_a_known_sequence_scraped_over_http(registry: CollectorRegistry) -> None:
-    """3 clients, messages of known sizes, a broadcast, closes 1000/1001/1008, a 403, a 404, a keepalive timeout."""
-
-    def verify(info: Any) -> Any:
-        return (False, 403, "Forbidden: origin not allowed") if info.origin == EVIL else True
+    """3 clients, messages of known sizes, a broadcast, closes 1000/1001/1008, a 403 (Origin), a 404, a keepalive timeout."""
 
     async def main() -> None:
-        async with serving("/chat", echo=True, verify_client=verify, ping_interval=0.3, ping_timeout=0.3) as served:
+        origins = ["http://good.example", None]  # None: clients that send no Origin
+        async with serving("/chat", echo=True, allowed_origins=origins, ping_interval=0.3, ping_timeout=0.3) as served:
             served.server.metrics("/metrics", registry=registry)
             clients = [await connect(served.port, "/chat") for _ in range(3)]
             for _, rec in clients:
@@ -367,3 +365,20 @@ async def until_scraped(port: int, name: str, expected: float, timeout: float = 
             return
         await asyncio.sleep(0.2)
     raise AssertionError(f"{name}{labels} is {seen}, not {expected}")
+
+
+def test_connection_limits_refusals_are_counted_by_status(registry: CollectorRegistry) -> None:
+    async def main() -> None:
+        async with serving("/limited", echo=True, max_connections_per_ip=1) as served:
+            served.server.metrics("/metrics", registry=registry)
+            first, rfirst = await connect(served.port, "/limited")
+            await rfirst.wait("open")
+            second, rsecond = await connect(served.port, "/limited")
+            await rsecond.wait("close")
+            samples = await samples_of(served.port)
+            assert value(samples, "ws_handshakes_total", path="/limited", outcome="accepted", status="101") == 1
+            assert value(samples, "ws_handshakes_total", path="/limited", outcome="refused", status="429") == 1
+            first.close()
+            await rfirst.wait("close")
+
+    run(main)

@@ -333,3 +333,38 @@ def test_two_servers_on_one_hub_recover_a_client_that_moves_between_them() -> No
                 server.close()
 
     run(main)
+
+
+class BrokenHistory(MemoryBackplane):
+    """A backplane whose history reads fail with an error that is not a ``BackplaneError`` (a bug)."""
+
+    async def history(self, channel: str, since: Position | None, recovery: Recovery) -> Any:
+        if since is not None:
+            raise RuntimeError("history bug")
+        return await super().history(channel, since, recovery)
+
+
+def test_a_history_read_that_fails_unexpectedly_closes_with_1013_and_holds_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    """Not only ``BackplaneError``: any failure reading the history answers the client (1013, come back
+    later) instead of leaving it held, its live messages piling up, and the server goes on serving."""
+
+    async def main() -> None:
+        server = http.Server("127.0.0.1:0", backplane=BrokenHistory())
+        wss = WebSocketServer(server=server, path="/feed", recovery=True)
+        await server.serve_async()
+        url = f"ws://127.0.0.1:{server.port}/feed"
+        try:
+            async with connect(url) as first:
+                epoch = status_of(await asyncio.wait_for(first.recv(), 5))["epoch"]
+                wss.broadcast("one")
+                assert await asyncio.wait_for(first.recv(), 5) == "1:one"
+                async with connect(f"{url}?offset=0&epoch={epoch}") as back:
+                    await asyncio.wait_for(back.wait_closed(), 5)
+                    assert back.close_code == 1013
+                wss.broadcast("two")
+                assert await asyncio.wait_for(first.recv(), 5) == "2:two"
+        finally:
+            await server.close_async()
+
+    run(main)
+    assert any("reading the history failed" in r.getMessage() for r in caplog.records)

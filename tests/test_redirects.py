@@ -199,3 +199,32 @@ def test_script_redirect_resolves_a_host_name_after_the_main_thread_ended(tmp_pa
     done = subprocess.run([python, str(script)], capture_output=True, text=True, timeout=60)
     assert done.stdout.splitlines() == ["redirect ws://localhost:PORT/ws", "echo hello"], done.stderr
     assert done.returncode == 0
+
+
+@pytest.mark.interop(OURS, "redirects")
+def test_credentials_dropped_on_a_downgrade_to_plain_ws_on_the_same_host_and_port() -> None:
+    """``wss://h:p`` -> ``ws://h:p``: the same place, but the credentials would travel in the clear (Node drops them too)."""
+    from .fixtures.tls import TestPKI
+
+    pki = TestPKI()
+
+    async def main() -> None:
+        server = Server("127.0.0.1:0", ssl=pki.server_context("127.0.0.1"))
+        server.get("/down", lambda ctx: ctx.redirect(f"ws://127.0.0.1:{server.port}/ws", 302))
+        await server.serve_async()
+        try:
+            sock = WebSocket(
+                f"wss://127.0.0.1:{server.port}/down", follow_redirects=True, ssl=pki.client_context(),
+                headers=[("Authorization", "Bearer t"), ("Cookie", "c=1"), ("X-Keep", "1")],
+            )
+            rec = Recorder(sock, "open", "redirect", "error", "close")
+            await rec.wait("redirect", timeout=10)
+            url, headers = rec.args("redirect")[0]
+            assert url == f"ws://127.0.0.1:{server.port}/ws"
+            assert [k for k, _ in headers] == ["X-Keep"]
+            await rec.wait("close", timeout=15)  # plain text to a TLS port: that connection fails
+            assert rec.count("open") == 0
+        finally:
+            await server.close_async()
+
+    run(main)

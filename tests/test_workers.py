@@ -48,6 +48,9 @@ class Program:
         """``args`` after the interpreter; ``env``: variables added to a cleaned copy of ours."""
         env = {k: v for k, v in os.environ.items() if k not in ("WS_NO_SIGNALS", "WS_DEBUG", "WS_BACKPLANE")} | (env or {})
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+        # Unbuffered, as a CI runner or a container often has it: lines the workers write at the same
+        # moment must still arrive whole (print() writes a line in two pieces then).
+        env.setdefault("PYTHONUNBUFFERED", "1")
         self.proc = subprocess.Popen(
             [sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT
         )
@@ -360,7 +363,7 @@ def test_ws_serve_workers(programs: list[Program]) -> None:
     sent = program.signal(signal.SIGINT)
     assert program.exit_status() == 0, program.output()
     assert time.monotonic() - sent < 10
-    assert program.count(r"\[worker [12]/2\] Stopped") == 2
+    assert program.count(r"\[worker [12]/2\] Stopped") == 2, program.output()
 
 
 def test_ws_serve_workers_0_is_a_usage_error() -> None:
@@ -538,7 +541,7 @@ def test_a_workers_children_get_none_of_its_pipes_and_die_with_it_at_the_deadlin
 
 
 def test_one_scrape_shows_every_workers_metrics(programs: list[Program]) -> None:
-    pytest.importorskip("prometheus_client", reason="pip install 'ws[metrics]'")
+    pytest.importorskip("prometheus_client", reason="pip install 'ws-js[metrics]'")
     from .test_metrics import until_scraped as scraped
 
     program = app(programs, mode="metrics").ready()

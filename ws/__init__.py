@@ -23,6 +23,7 @@ import importlib as _importlib
 import typing as _typing
 
 from ._runtime import log as _log
+from ._version import __version__
 
 if _typing.TYPE_CHECKING:
     from ._runtime.log import disable_debug, enable_debug
@@ -44,8 +45,6 @@ if _typing.TYPE_CHECKING:
     from .request import Request
     from .protocol.handshake import VerifyInfo
     from .server import WebSocketServer
-
-__version__ = "0.1.0"
 
 __all__ = [
     "WebSocket",
@@ -126,7 +125,7 @@ _MOVED: dict[str, str] = {
 
 #: The public subpackages and modules, so that ``import ws; ws.http.Server`` works.
 _SUBMODULES = frozenset(
-    {"asgi", "cli", "connection", "events", "exceptions", "http", "protocol", "reconnect", "request", "server", "styles", "upgrade"}
+    {"asgi", "cli", "connection", "events", "exceptions", "forwarded", "http", "protocol", "reconnect", "request", "server", "styles", "upgrade"}
 )
 
 

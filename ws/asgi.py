@@ -35,7 +35,8 @@ from ._runtime.emitter import EventEmitter
 from ._runtime.flow import FlowGate
 from .events import BINARY, TEXT
 from .http.responses import phrase
-from .protocol.handshake import Accepted, HandshakeResult, Pending, Refused, admit
+from .protocol.handshake import Accepted, Pending, Refused, admit
+from .protocol.limits import Slot
 from .request import Request
 from .server import WebSocketServer
 from .connection.websocket import CLOSED, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, OPEN, WebSocket
@@ -95,8 +96,28 @@ class ASGIApp:
         if message.get("type") != "websocket.connect":
             return
         request = request_from_scope(scope)
+        slot = self._admit(scope, request)
+        if isinstance(slot, Refused):
+            await _reject(scope, send, slot)
+            return
         try:
-            decided = self._decide(scope, request)
+            sock = await self._open(scope, request, send)
+        except BaseException:  # cancelled (the client left) or the ASGI server failed us
+            slot.release()
+            raise
+        if sock is None:
+            slot.release()
+            return
+        wss._adopt(sock, slot)
+        wss.emit("connection", sock, request)
+        await sock._run(receive)
+
+    async def _open(self, scope: Scope, request: Request, send: Send) -> ASGIWebSocket | None:
+        """The user's hooks, then ``websocket.accept`` and the socket; ``None`` once refused."""
+        wss = self.wss
+        try:
+            offered = [str(p) for p in scope.get("subprotocols") or ()]
+            decided = admit(request, wss._policy(), offered)
             # verify_client answers later (Node's callback, an async def): wait for it, bounded.
             decision = await wss._verdict(decided) if isinstance(decided, Pending) else decided
         except Exception as exc:  # a bug of ours: answer, report, keep serving
@@ -106,15 +127,12 @@ class ASGIApp:
         if isinstance(decision, Refused):
             wss._report(decision, request)
             await _reject(scope, send, decision)
-            return
+            return None
         decision = wss._edit_headers(decision, request)
         await send({"type": "websocket.accept", "subprotocol": decision.subprotocol, "headers": _accept_headers(decision)})
-        sock = ASGIWebSocket._from_scope(
+        return ASGIWebSocket._from_scope(
             request, decision.subprotocol or "", send, wss.loop, wss._new_socket_options(), wss._socket_closed
         )
-        wss._adopt(sock)
-        wss.emit("connection", sock, request)
-        await sock._run(receive)
 
     def _path_matches(self, scope: Scope, request: Request) -> bool:
         """``path='/'`` (the default) takes every path the ASGI router sends here."""
@@ -124,15 +142,18 @@ class ASGIApp:
         root = scope.get("root_path") or ""
         return bool(root) and request.path.startswith(root) and request.path[len(root):] == path
 
-    def _decide(self, scope: Scope, request: Request) -> HandshakeResult | Pending:
-        """The server's decision; the ASGI server already checked the request and negotiates extensions."""
+    def _admit(self, scope: Scope, request: Request) -> Slot | Refused:
+        """Closed, wrong path, or past a connection limit: the refusal; else the connection's slot.
+
+        The ASGI server already checked the request and negotiates extensions;
+        the user's hooks run after this (``_open``), as on the server's own path.
+        """
         wss = self.wss
         if not wss._accepting():
             return Refused(503, "WebSocket server is closed")
         if not self._path_matches(scope, request):
             return Refused(404, "Not Found")
-        offered = [str(p) for p in scope.get("subprotocols") or ()]
-        return admit(request, wss._policy(), offered)
+        return wss._admit(request)
 
 
 class ASGIWebSocket(WebSocket):

@@ -5,7 +5,8 @@
     ws listen 8080                         # wait for clients, type lines to them (wscat: ws -l 8080)
     ws serve --port 8080 --path /ws --broadcast --static ./public
     ws serve --port 8080 --workers 4       # 4 processes on one port (SO_REUSEPORT)
-    ws serve --port 8080 --metrics /metrics   # Prometheus metrics (pip install 'ws[metrics]')
+    ws serve --allowed-origin https://app.example.com   # pages of that site may connect (default: its own)
+    ws serve --port 8080 --metrics /metrics   # Prometheus metrics (pip install 'ws-js[metrics]')
 
 Each command runs on its own asyncio loop (``asyncio.run``), so Ctrl-C is
 an ordinary loop signal handler and the exit status is the function's
@@ -36,13 +37,14 @@ import time
 from typing import Any, Callable, NoReturn, Sequence, TextIO
 from urllib.parse import urlsplit
 
-from . import __version__
+from ._version import DISTRIBUTION, __version__
 from ._runtime.net import check_port, format_host_port
 from .events import MessageEvent
 from .terminal import HistoryFile, LineEditor
 from .exceptions import ConnectionClosed, WebSocketError
 from .http import Server as HttpServer
 from .server import WebSocketServer
+from .protocol.origins import AllowedOrigins, OriginEntry, page_origins
 from .connection.websocket import WebSocket
 
 __all__ = ["main", "build_parser", "wscat_argv", "connect_url", "parse_line"]
@@ -168,6 +170,15 @@ def _token(text: str) -> str:
     return text
 
 
+def _origin(text: str) -> str:
+    """An ``--allowed-origin``: one ``allowed_origins`` entry, checked by the library's own rules."""
+    try:
+        AllowedOrigins([text])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("allowed_origins: ")) from None
+    return text
+
+
 def _interactive_options(parser: argparse.ArgumentParser) -> None:
     """The options ``connect`` and ``listen`` share: how lines and frames are shown."""
     parser.add_argument(
@@ -187,6 +198,19 @@ def _interactive_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-history", action="store_true", help="no history file, even with $WS_HISTORY")
 
 
+class _Version(argparse.Action):
+    """``--version``: one line, never wrapped (argparse's own wraps a long path at the terminal's width)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        where = os.path.dirname(os.path.abspath(__file__))
+        print(f"{DISTRIBUTION} {__version__} (the ws package in {where})", flush=True)
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="ws",
@@ -194,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="wscat's shorthands work too: 'ws -c URL [options]' is 'ws connect URL [options]', "
         "'ws -l PORT [options]' is 'ws listen PORT [options]'.",
     )
-    parser.add_argument("--version", action="version", version=f"ws {__version__}")
+    parser.add_argument("--version", action=_Version, help="show the distribution, its version and where ws was imported from")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{connect,listen,serve}")
 
     conn = sub.add_parser("connect", help="connect to a WebSocket server (wscat -c)")
@@ -240,7 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--tls-key", metavar="FILE", help="TLS private key (PEM)")
     srv.add_argument("--workers", type=_count(1), default=1, metavar="N", help="serve in N processes on one port (default 1); each has its own clients")
     srv.add_argument("--backplane", metavar="URL", help="share --broadcast with the other servers of this backplane (redis://host:port/db; default: $WS_BACKPLANE)")
-    srv.add_argument("--metrics", type=_url_path, metavar="PATH", help="serve Prometheus metrics on GET PATH (every worker's with --workers; needs ws[metrics])")
+    origins = srv.add_mutually_exclusive_group()
+    origins.add_argument(
+        "--allowed-origin", dest="allowed_origins", type=_origin, action="append", metavar="ORIGIN",
+        help="a page that may connect, e.g. https://app.example.com or https://*.example.com (repeatable; "
+        "replaces the default, this server's own http://HOST:PORT); clients that send no Origin always may",
+    )
+    origins.add_argument("--any-origin", action="store_true", help="no Origin check: a page of any site may connect")
+    srv.add_argument("--metrics", type=_url_path, metavar="PATH", help="serve Prometheus metrics on GET PATH (every worker's with --workers; needs ws-js[metrics])")
     return parser
 
 
@@ -792,7 +823,18 @@ def _settle(future: asyncio.Future[None]) -> None:
 
 
 def _log_line(text: str) -> None:
-    print(f"{time.strftime('%H:%M:%S')} {text}", flush=True)
+    # One write per line: under PYTHONUNBUFFERED, print() writes the text and its newline apart, and
+    # the workers of ``ws serve --workers N`` share one stdout, so their lines could interleave.
+    sys.stdout.write(f"{time.strftime('%H:%M:%S')} {text}\n")
+    sys.stdout.flush()
+
+
+def _serve_origins(args: argparse.Namespace, server: HttpServer) -> list[OriginEntry] | None:
+    """``ws serve``'s ``allowed_origins``: its own pages' origins (or ``--allowed-origin``) and clients without Origin."""
+    if args.any_origin:
+        return None
+    pages = args.allowed_origins or page_origins(args.host, server.port or args.port, secure=server.secure)
+    return [*pages, None]
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -806,7 +848,17 @@ async def _serve(args: argparse.Namespace) -> int:
         raise UsageError(f"--backplane: {exc}") from None
     except ValueError as exc:  # an unknown backplane URL (the address was checked by argparse)
         raise UsageError(f"--backplane: {exc}" if args.backplane or os.environ.get("WS_BACKPLANE") else str(exc)) from None
-    wss = WebSocketServer(server=server, path=args.path, protocols=args.subprotocol or None)
+    # Browsers send cookies with a handshake from any page: only this server's own pages (and clients
+    # that send no Origin) connect, set once the port is known; no page until then.
+    wss = WebSocketServer(
+        server=server, path=args.path, protocols=args.subprotocol or None,
+        allowed_origins=None if args.any_origin else [None],
+    )
+
+    def allow_own_pages(address: str) -> None:  # runs before the first connection is accepted
+        wss.allowed_origins = _serve_origins(args, server)
+
+    server.on("listening", allow_own_pages)
     if args.static:
         server.static("/", args.static)
     if args.metrics:
@@ -860,6 +912,12 @@ async def _serve(args: argparse.Namespace) -> int:
     if args.metrics:
         extra += f", metrics at {args.metrics}"
     log_line(f"Listening on {scheme}://{server.address}{args.path} ({args.mode}{extra}); CTRL+C to stop")
+    allowed = wss.allowed_origins
+    if allowed is None:
+        log_line("Pages of any site may connect (--any-origin)")
+    else:
+        pages = ", ".join(str(entry) for entry in allowed if entry is not None)
+        log_line(f"Pages allowed to connect: {pages} (and clients that send no Origin); see --allowed-origin")
 
     stopped = loop.create_future()
     for signum in (signal.SIGINT, signal.SIGTERM):

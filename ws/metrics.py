@@ -12,7 +12,7 @@ a message costs two additions to plain ints, which reach Prometheus when
 scraped (one process) or every second (``PROMETHEUS_MULTIPROC_DIR``, which
 ``serve(workers=N)`` sets for its workers when you have not).  The metric
 names and the multiprocess setup are in docs/deploying.md#metrics; needs
-``pip install 'ws[metrics]'`` (``prometheus_client``).
+``pip install 'ws-js[metrics]'`` (``prometheus_client``).
 """
 
 from __future__ import annotations

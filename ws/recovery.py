@@ -288,6 +288,11 @@ class RecordedStream:
                 logger.warning("recovery on %r: cannot read the history: %s", self.channel, exc)
                 self._unavailable(client)
             return
+        except Exception:  # a backplane's bug: the client must not stay held (its live messages pile up)
+            if self._catching.pop(client, None) is not None:
+                logger.exception("recovery on %r: reading the history failed", self.channel)
+                self._unavailable(client)
+            return
         state = self._catching.pop(client, None)
         if state is None:
             return  # gone meanwhile

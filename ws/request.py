@@ -11,6 +11,8 @@ import types
 from typing import Any, Iterable
 from urllib.parse import parse_qs, urlsplit
 
+from .forwarded import TrustedProxies, client_ip as _client_ip, normalize_ip
+
 __all__ = ["Request", "RequestSocket"]
 
 
@@ -55,6 +57,10 @@ class Request:
     wire order and spelling as a list of ``(name, value)`` pairs.
     """
 
+    # Worked out on first use (most requests never ask), or set by resolve_client_ip().
+    _client_ip: str | None = None
+    _client_ip_known = False
+
     def __init__(
         self,
         method: str,
@@ -94,6 +100,34 @@ class Request:
             self.path = split.path or "/"
             self.query_string = split.query
         self._query: dict[str, list[str]] | None = None
+
+    @property
+    def client_ip(self) -> str | None:
+        """The client's IP address: the peer's, or the one trusted proxies forwarded (``resolve_client_ip``).
+
+        Canonical text (an IPv4-mapped IPv6 address as IPv4); ``None`` for a
+        peer without one (a unix socket).  ``remote_address`` stays the TCP peer.
+        """
+        if not self._client_ip_known:
+            self._client_ip = self._peer_ip()
+            self._client_ip_known = True
+        return self._client_ip
+
+    def resolve_client_ip(self, trusted_proxies: TrustedProxies | Iterable[str]) -> str | None:
+        """Set ``client_ip`` from ``X-Forwarded-For``/``Forwarded``, believed only from ``trusted_proxies``; returns it.
+
+        A ``WebSocketServer(trusted_proxies=...)`` calls it before its limits
+        and ``verify_client``; an HTTP handler behind a proxy may call it too.
+        The algorithm is in ``ws.forwarded`` and docs/security.md.
+        """
+        trusted = trusted_proxies if isinstance(trusted_proxies, TrustedProxies) else TrustedProxies(trusted_proxies)
+        self._client_ip = _client_ip(self._peer_ip(), self.headers, trusted)
+        self._client_ip_known = True
+        return self._client_ip
+
+    def _peer_ip(self) -> str | None:
+        peer = self.remote_address
+        return normalize_ip(peer) if peer else None
 
     @property
     def host(self) -> str | None:
@@ -158,3 +192,9 @@ class Request:
     @property
     def remoteAddress(self) -> str | None:
         return self.remote_address
+
+    @property
+    def clientIp(self) -> str | None:
+        return self.client_ip
+
+    resolveClientIp = resolve_client_ip

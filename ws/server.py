@@ -3,13 +3,17 @@
 The HTTP server (``ws.http.Server``) parses the request with h11 and hands
 over upgrades on our path with the transport and any bytes already read.
 Here the handshake is decided in one call to
-``ws.protocol.handshake.accept`` (``websockets`` validates the request, then
-``verify_client`` and ``handle_protocols``, the user's hooks, run), and this
+``ws.protocol.handshake.accept`` (``websockets`` validates the request, the
+``Origin`` is checked against ``allowed_origins``, then ``verify_client`` and
+``handle_protocols``, the user's hooks, run), and this
 module renders the result: either a 101 goes out and a ``WebSocket`` is born,
 or a plain-text HTTP error answers and the connection closes.  A
 ``verify_client`` that answers later (Node's ``(info, callback)``, an
 ``async def``) makes it wait, reading nothing, at most ``verify_timeout``
-seconds.  Nothing on this path may raise into the event loop.
+seconds.  Before all of that, ``max_connections`` and ``max_connections_per_ip``
+(``ws.protocol.limits``, counted here) may refuse the request with a 503 or a
+429, without parsing it or calling user code.  Nothing on this path may
+raise into the event loop.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from .protocol.handshake import (
     DEFAULT_MAX_PAYLOAD_DEFLATE, Accepted, HandshakeResult, Pending, Policy, Refused, VerifyForm, VerifyInfo,
     verify_form,
 )
+from .protocol.limits import DEFAULT_RETRY_AFTER, ConnectionLimits, Slot
+from .protocol.origins import AllowedOrigins, OriginEntry
 from .protocol.writer import FIN_BINARY, FIN_TEXT, serialize as _serialize
 from ._runtime import loop as _loop
 from ._runtime import metrics as _metrics
@@ -32,6 +38,8 @@ from ._runtime.emitter import EventEmitter
 from ._runtime.log import ORIGIN_NOT_ALLOWED, refusal_cause, report_error, report_event
 from .connection.keepalive import DEFAULT_MESSAGE_TIMEOUT, Heartbeat, check_message_timeout
 from .http.responses import http_date, plain_response
+from .forwarded import TrustedProxies
+from .events import ReadyState
 from .request import Request
 from .upgrade import UpgradeHost
 from ._runtime.net import format_host_port
@@ -69,10 +77,17 @@ SERVER_OPTIONS = frozenset(
         "low_water_mark",
         "max_buffered_amount",
         "max_total_buffered_amount",
+        # connection limits (ws.protocol.limits) and the client's address behind proxies (ws.forwarded)
+        "max_connections",
+        "max_connections_per_ip",
+        "per_ip_ipv6_prefix",
+        "retry_after",
+        "trusted_proxies",
         "message_timeout",
         "workers",
         "backplane",
         "recovery",
+        "allowed_origins",
     }
 )
 
@@ -114,6 +129,7 @@ class WebSocketServer(EventEmitter):
     _loop: asyncio.AbstractEventLoop  # always bound: the HTTP server's loop, or the running one
     _verify_client: Callable[..., Any] | None = None
     _verify_form: VerifyForm = "sync"  # how _verify_client answers (set with it)
+    _allowed_origins: AllowedOrigins | None = None
 
     def __init__(self, options: dict[str, Any] | None = None, callback: Callable[..., Any] | None = None, **kwargs: Any) -> None:
         super().__init__()
@@ -148,6 +164,7 @@ class WebSocketServer(EventEmitter):
         self.path = path
         self.client_tracking = bool(opts.get("client_tracking", True))
         self.verify_client = opts.get("verify_client")  # checked by its setter: which form, or a TypeError
+        self.allowed_origins = opts.get("allowed_origins")  # checked by its setter: a malformed entry is a ValueError
         #: Seconds a handshake waits for a ``verify_client`` that answers later; ``None``: no limit.
         self.verify_timeout: float | None = verify_timeout
         self._verifying: set[asyncio.Task[None]] = set()  # handshakes waiting for verify_client
@@ -176,6 +193,7 @@ class WebSocketServer(EventEmitter):
         self._sockets: set[WebSocket] = set()
         #: This path's metrics (``ws._runtime.metrics``) as of the last handshake; ``None``: metrics off.
         self._tally: _metrics.Tally | None = None
+        self._use_limits(opts)
         #: Recorded path served on another loop than its cluster's (ws.asgi): sockets accepted here whose
         #: join the recovery has not processed yet.  The stream's deliveries to every client skip them.
         self._joining: set[WebSocket] = set()
@@ -248,6 +266,23 @@ class WebSocketServer(EventEmitter):
                 raise TypeError(f"verify_client must be callable, got {type(hook).__name__}")
             self._verify_form = verify_form(hook)
         self._verify_client = hook
+
+    @property
+    def allowed_origins(self) -> tuple[OriginEntry, ...] | None:
+        """The pages that may open a WebSocket here, as given; ``None``: every page (no ``Origin`` check).
+
+        A handshake whose ``Origin`` is not listed gets a 403 before
+        ``verify_client`` runs.  Entries: exact origins
+        (``'https://app.example.com'``), ``'https://*.example.com'`` (any
+        subdomain), ``None`` (clients that send no ``Origin``), ``'null'``.
+        Assigning checks the entries, as the constructor does (``ValueError``).
+        """
+        allowed = self._allowed_origins
+        return None if allowed is None else allowed.entries
+
+    @allowed_origins.setter
+    def allowed_origins(self, value: "AllowedOrigins | Iterable[OriginEntry] | str | None") -> None:
+        self._allowed_origins = AllowedOrigins.of(value)
 
     @property
     def clients(self) -> set[WebSocket] | None:
@@ -514,6 +549,10 @@ class WebSocketServer(EventEmitter):
 
     def _socket_closed(self, ws: WebSocket) -> None:
         self._sockets.discard(ws)
+        if self._slots:
+            slot = self._slots.pop(ws, None)
+            if slot is not None:
+                slot.release()
         self._joining.discard(ws)
         if self._cluster is not None:
             self._cluster.left(ws)
@@ -549,11 +588,19 @@ class WebSocketServer(EventEmitter):
             return
         if transport.is_closing():
             return
-        decision = handshake.accept(request, self._policy(), date=http_date())
-        if isinstance(decision, Pending):
-            self._wait_for_verdict(decision, request, transport, head, callback)
+        slot = self._admit(request)
+        if isinstance(slot, Refused):
+            self._refuse(request, transport, slot)
             return
-        self._render(decision, request, transport, head, callback)
+        try:
+            decision = handshake.accept(request, self._policy(), date=http_date())
+            if isinstance(decision, Pending):
+                self._wait_for_verdict(decision, request, transport, head, callback, slot)
+                return
+            self._render(decision, request, transport, head, callback, slot)
+        except BaseException:
+            slot.release()  # once: a socket that got it releases it again harmlessly
+            raise
 
     def _wait_for_verdict(
         self,
@@ -562,23 +609,34 @@ class WebSocketServer(EventEmitter):
         transport: asyncio.Transport,
         head: bytes,
         callback: Callable[[WebSocket, Request], Any] | None,
+        slot: Slot,
     ) -> None:
-        """``verify_client`` answers later: read nothing meanwhile, then render its decision."""
+        """``verify_client`` answers later: read nothing meanwhile, then render its decision.
+
+        The handshake keeps its ``slot`` while it waits (a flood of slow
+        verifications cannot overshoot ``max_connections``).
+        """
         transport.pause_reading()
 
         async def wait() -> None:
-            decision = await self._verdict(pending)
-            if transport.is_closing():
-                return  # the client left meanwhile
-            if self._closed:
-                decision = Refused(503, "WebSocket server is closed")
-            transport.resume_reading()
+            rendered = False
             try:
-                self._render(decision, request, transport, head, callback)
-            except Exception as exc:  # as in _upgrade
-                logger.exception("WebSocket handshake failed")
-                self._refuse(request, transport, Refused(500, "Internal Server Error"))
-                self.emit("error", exc)
+                decision = await self._verdict(pending)
+                if transport.is_closing():
+                    return  # the client left meanwhile
+                if self._closed:
+                    decision = Refused(503, "WebSocket server is closed")
+                transport.resume_reading()
+                try:
+                    self._render(decision, request, transport, head, callback, slot)
+                    rendered = True
+                except Exception as exc:  # as in _upgrade
+                    logger.exception("WebSocket handshake failed")
+                    self._refuse(request, transport, Refused(500, "Internal Server Error"))
+                    self.emit("error", exc)
+            finally:
+                if not rendered:  # left, failed or cancelled: the slot is free again
+                    slot.release()
 
         task = self._loop.create_task(wait())
         self._verifying.add(task)
@@ -622,9 +680,11 @@ class WebSocketServer(EventEmitter):
         transport: asyncio.Transport,
         head: bytes,
         callback: Callable[[WebSocket, Request], Any] | None,
+        slot: Slot,
     ) -> None:
-        """Write the decision: a refusal, or the 101 and a new ``WebSocket``."""
+        """Write the decision: a refusal, or the 101 and a new ``WebSocket``, which then holds ``slot``."""
         if isinstance(decision, Refused):
+            slot.release()
             self._refuse(request, transport, decision)
             return
         decision = self._edit_headers(decision, request)
@@ -648,6 +708,7 @@ class WebSocketServer(EventEmitter):
             assert isinstance(ws, MeteredWebSocket)
             ws._metered(tally)
             tally.handshake(101)
+        self._hold(ws, slot)
         self._sockets.add(ws)
         if self._cluster is not None:
             self._join_cluster(ws, request)
@@ -686,11 +747,13 @@ class WebSocketServer(EventEmitter):
         """The per-socket options (limits, timeouts) for one new connection, as a fresh dict."""
         return dict(self._socket_options)
 
-    def _adopt(self, ws: WebSocket) -> None:
-        """Track a socket another host accepted for this server (``clients``, ``close()``)."""
+    def _adopt(self, ws: WebSocket, slot: Slot | None = None) -> None:
+        """Track a socket another host accepted for this server (``clients``, ``close()``); it holds ``slot``."""
         tally = self._tally = _metrics.tally(self._loop, self.path)
         if tally is not None:
             tally.handshake(101)
+        if slot is not None:
+            self._hold(ws, slot)
         self._sockets.add(ws)
         if self._cluster is not None:
             self._join_cluster(ws, ws.request)
@@ -743,7 +806,7 @@ class WebSocketServer(EventEmitter):
         """
         options = (
             self._verify_client, self.handle_protocols, self.protocols, self.per_message_deflate,
-            self._max_payload, self._deflate_max_payload,
+            self._max_payload, self._deflate_max_payload, self._allowed_origins,
         )
         cached = self._policy_cache
         if cached is not None and all(a is b for a, b in zip(cached[0], options)):
@@ -756,6 +819,7 @@ class WebSocketServer(EventEmitter):
             per_message_deflate=self.per_message_deflate,
             max_payload=self._max_payload,
             deflate_max_payload=self._deflate_max_payload,
+            allowed_origins=self._allowed_origins,
         )
         self._policy_cache = (options, policy)
         return policy
@@ -792,6 +856,49 @@ class WebSocketServer(EventEmitter):
         report_error(logger, "%s", refused.problem or "handshake hook failed", error=refused.error)
         self.emit("error", refused.error)
 
+    # -- connection limits (ws.protocol.limits) -----------------------------------------
+
+    def _use_limits(self, opts: dict[str, Any]) -> None:
+        """``max_connections``, ``max_connections_per_ip`` (and how to count), ``trusted_proxies``."""
+        self._limits = ConnectionLimits(
+            opts.get("max_connections"),
+            opts.get("max_connections_per_ip"),
+            opts.get("retry_after", DEFAULT_RETRY_AFTER),
+            opts.get("per_ip_ipv6_prefix", 128),
+        )
+        proxies = opts.get("trusted_proxies")
+        self._trusted_proxies = TrustedProxies(proxies) if proxies else None
+        self._slots: dict[WebSocket, Slot] = {}  # an open socket's slot, released when it closes
+
+    @property
+    def limits(self) -> ConnectionLimits:
+        """This server's connection limits (read-only) and what they count now (``held``, ``held_by(ip)``)."""
+        return self._limits
+
+    @property
+    def trusted_proxies(self) -> TrustedProxies | None:
+        """The proxies whose ``X-Forwarded-For``/``Forwarded`` are believed (``None``: none)."""
+        return self._trusted_proxies
+
+    def _admit(self, request: Request) -> Slot | Refused:
+        """The client's address (through trusted proxies), then a slot, or the 503/429 past a limit.
+
+        Hosts call it before the handshake's checks and ``verify_client``:
+        a refusal here is cheap and runs no user code.
+        """
+        if self._trusted_proxies is not None:
+            request.resolve_client_ip(self._trusted_proxies)
+        return self._limits.admit(request)
+
+    def _hold(self, ws: WebSocket, slot: Slot) -> None:
+        """``ws`` keeps ``slot`` until it is closed (``_socket_closed``)."""
+        if not slot.counted:
+            return
+        if ws.ready_state is ReadyState.CLOSED:  # gone already: _socket_closed has run
+            slot.release()
+        else:
+            self._slots[ws] = slot
+
     # -- JavaScript spellings (the EventEmitter ones come from EventEmitter) --------------
 
     handleUpgrade = handle_upgrade
@@ -805,6 +912,8 @@ class WebSocketServer(EventEmitter):
     @clientTracking.setter
     def clientTracking(self, value: bool) -> None:
         self.client_tracking = value
+
+    allowedOrigins = allowed_origins
 
 
 

@@ -3,6 +3,9 @@
     python scripts/examples/demo_server.py [port]     # or PORT=8080; HOST=0.0.0.0 to share it
 
 Open the printed URL in a few browser tabs (or run demo_client.py) and talk.
+Only the chat page's own origin (and clients that send no Origin header,
+such as demo_client.py) may open /chat: a page of another site is refused
+with 403 (docs/security.md, Cross-Site WebSocket Hijacking).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 
 from ws import WebSocket, WebSocketServer
 from ws import http
+from ws.protocol.origins import page_origins
 
 STATIC = Path(__file__).resolve().parent / "static"
 #: A chat line is small; anything bigger is refused by the protocol layer (1009).
@@ -32,8 +36,15 @@ def build(address: str) -> tuple[http.Server, Any]:
 
         socket.on("message", on_message)
 
-    chat = WebSocketServer(server=server, path="/chat", max_payload=MAX_MESSAGE)
+    # No page may connect until the port is known; then the page's own origins, and clients without Origin.
+    chat = WebSocketServer(server=server, path="/chat", max_payload=MAX_MESSAGE, allowed_origins=[None])
     chat.on("connection", on_connection)
+
+    def allow_own_page(address: str) -> None:
+        assert server.host is not None and server.port is not None
+        chat.allowed_origins = [*page_origins(server.host, server.port, secure=server.secure), None]
+
+    server.on("listening", allow_own_page)
     return server, chat
 
 

@@ -91,7 +91,7 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A fresh, empty ``redis-server`` for one test."""
     if REDIS is None:
         pytest.skip("redis-server is not installed (scripts/setup-peers installs Debian's redis-server)")
-    pytest.importorskip("redis", reason="the redis package is not installed: pip install 'ws[redis]'")
+    pytest.importorskip("redis", reason="the redis package is not installed: pip install 'ws-js[redis]'")
     server = RedisServer(tmp_path, free_port())
     server.start()
     try:

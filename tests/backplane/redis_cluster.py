@@ -174,7 +174,7 @@ def redis_cluster_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     """The session's cluster, started on first use."""
     if REDIS is None or CLI is None:
         pytest.skip("redis-server and redis-cli are needed for the Redis Cluster tests (scripts/setup-peers installs Debian's redis-server)")
-    pytest.importorskip("redis", reason="the redis package is not installed: pip install 'ws[redis]'")
+    pytest.importorskip("redis", reason="the redis package is not installed: pip install 'ws-js[redis]'")
     servers = RedisClusterServers(tmp_path_factory.mktemp("redis-cluster"))
     servers.start()
     try:

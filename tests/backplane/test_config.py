@@ -18,7 +18,7 @@ def test_none_without_the_variable_is_a_new_in_process_backplane(monkeypatch: py
 
 
 def test_the_environment_variable_names_the_backplane(monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("redis", reason="the redis package is not installed: pip install 'ws[redis]'")
+    pytest.importorskip("redis", reason="the redis package is not installed: pip install 'ws-js[redis]'")
     from ws.backplane import RedisBackplane
 
     monkeypatch.setenv(ENV_VAR, "redis://cache.internal:6380/2")

@@ -23,7 +23,7 @@ from ws.backplane import BackplaneError, Message, RedisBackplane
 from ..conftest import ROOT, run, until
 from .conftest import RedisServer, free_port
 
-pytest.importorskip("redis", reason="the redis package is not installed: pip install 'ws[redis]'")
+pytest.importorskip("redis", reason="the redis package is not installed: pip install 'ws-js[redis]'")
 
 FAST = {"connect_timeout": 0.5, "command_timeout": 1.0, "reconnect_max_delay": 0.3}
 
@@ -213,7 +213,7 @@ def test_without_the_redis_package_the_error_says_what_to_install() -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
-    assert "pip install 'ws[redis]'" in done.stdout
+    assert "pip install 'ws-js[redis]'" in done.stdout
 
 
 def test_publishes_waiting_for_a_slow_redis_are_bounded(redis_server: RedisServer) -> None:

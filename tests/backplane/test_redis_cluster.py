@@ -24,7 +24,7 @@ from ..conftest import run, until
 from .conftest import RedisServer, free_port
 from .redis_cluster import Master, RedisClusterServers
 
-pytest.importorskip("redis", reason="the redis package is not installed: pip install 'ws[redis]'")
+pytest.importorskip("redis", reason="the redis package is not installed: pip install 'ws-js[redis]'")
 
 from ws.backplane import RedisClusterBackplane  # noqa: E402  (after the skip: it needs redis)
 

@@ -27,7 +27,7 @@ from ws import WebSocket
 from ..backplane.conftest import RedisServer, redis_server  # noqa: F401  (the fixture)
 from ..conftest import ROOT
 
-pytest.importorskip("redis", reason="the redis package is not installed: pip install 'ws[redis]'")
+pytest.importorskip("redis", reason="the redis package is not installed: pip install 'ws-js[redis]'")
 
 
 class Node:

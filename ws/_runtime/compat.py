@@ -30,10 +30,17 @@ OPTION_ALIASES: dict[str, str] = {
     "maxBufferedAmount": "max_buffered_amount",
     "maxTotalBufferedAmount": "max_total_buffered_amount",
     "messageTimeout": "message_timeout",
+    # WebSocketServer's connection limits
+    "maxConnections": "max_connections",
+    "maxConnectionsPerIp": "max_connections_per_ip",
+    "perIpIpv6Prefix": "per_ip_ipv6_prefix",
+    "retryAfter": "retry_after",
+    "trustedProxies": "trusted_proxies",
     "followRedirects": "follow_redirects",
     "maxRedirects": "max_redirects",
     "socketPath": "socket_path",
     "maxPendingHandshakes": "max_pending_handshakes",
+    "allowedOrigins": "allowed_origins",
     # ReconnectingWebSocket (ws.reconnect)
     "initialDelay": "initial_delay",
     "maxDelay": "max_delay",

@@ -289,7 +289,7 @@ _REFUSALS = {
     404: "no such path",
     405: "method not allowed",
     426: "unsupported version",
-    429: "rate limited",
+    429: "too many requests",
     500: "internal error",
     503: "unavailable",
     505: "http version not supported",
@@ -319,6 +319,8 @@ def refusal_cause(status: int, reason: str) -> str:
         kind = "origin not allowed"
     elif status == 503 and "closed" in lowered:
         kind = "server closed"
+    elif status == 503 and "too many connections" in lowered:
+        kind = "too many connections"
     elif kind is None:
         try:
             kind = http.HTTPStatus(status).phrase.lower()

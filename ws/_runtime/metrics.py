@@ -408,7 +408,7 @@ def enable(registry: Any = None) -> None:
     try:
         import prometheus_client
     except ImportError as exc:
-        raise ImportError("ws metrics need prometheus_client: pip install 'ws[metrics]'") from exc
+        raise ImportError("ws metrics need prometheus_client: pip install 'ws-js[metrics]'") from exc
     new_registry = None
     with _lock:
         if multiprocess_dir() is not None:

@@ -2,7 +2,7 @@
 
 ``Backplane`` is the interface (``base``); ``MemoryBackplane`` the in-process
 implementation and default; ``RedisBackplane`` the one on Redis (``pip
-install 'ws[redis]'``) and ``RedisClusterBackplane`` on a Redis Cluster,
+install 'ws-js[redis]'``) and ``RedisClusterBackplane`` on a Redis Cluster,
 both loaded on first use.  ``backplane_from(value)``
 turns a ``backplane=`` option (URL, object, ``None`` with ``WS_BACKPLANE``)
 into one.  See docs/backplane.md.

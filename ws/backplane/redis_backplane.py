@@ -1,4 +1,4 @@
-"""The Redis backplane, on redis-py's asyncio client (``pip install 'ws[redis]'``).
+"""The Redis backplane, on redis-py's asyncio client (``pip install 'ws-js[redis]'``).
 
 Connections (per node):
 
@@ -69,7 +69,7 @@ __all__ = ["RedisBackplane", "INSTALL_HINT"]
 
 logger = logging.getLogger("ws.backplane")
 
-INSTALL_HINT = "the Redis backplane needs the redis package (redis-py 5.0.1 or later): pip install 'ws[redis]'"
+INSTALL_HINT = "the Redis backplane needs the redis package (redis-py 5.0.1 or later): pip install 'ws-js[redis]'"
 
 #: Publishes sent in one pipeline.
 BATCH = 256

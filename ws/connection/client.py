@@ -401,7 +401,8 @@ class ClientConfig:
 
         As Node's ``ws``: ``'redirect'`` gets the new URL and the list of
         extra request headers (a listener may edit it); credentials
-        (``Authorization``, ``Cookie``) are dropped when the host changes.
+        (``Authorization``, ``Cookie``) are dropped when the host or port
+        changes, and on a downgrade from ``wss`` to ``ws``.
         """
         location = response.headers["Location"]
         base = ("https" if self.target.secure else "http") + ws.url[ws.url.index(":"):]
@@ -417,7 +418,7 @@ class ClientConfig:
             return
         old = self.target
         self._drop_connection(ws)
-        if (target.host, target.port) != (old.host, old.port):
+        if (target.host, target.port) != (old.host, old.port) or (old.secure and not target.secure):
             self.headers = [(k, v) for k, v in self.headers if k.lower() not in ("authorization", "cookie")]
         ws._redirected(("wss" if target.secure else "ws") + url[url.index(":"):])
         self.target = target

@@ -348,7 +348,7 @@ class Server(EventEmitter):
         by default: ws's metrics beside the application's own), as text or
         as OpenMetrics, whichever the scraper's ``Accept`` asks for.  Under
         ``serve(workers=N)`` it shows every worker's (``ws.metrics``).
-        Call it before ``serve()``.  Needs ``pip install 'ws[metrics]'``.
+        Call it before ``serve()``.  Needs ``pip install 'ws-js[metrics]'``.
         """
         _metrics.enable(registry)
 

@@ -8,7 +8,9 @@ It writes nothing and emits nothing, so every host -- the asyncio server,
 ASGI, the application styles -- only renders the result in its own medium,
 and the decision is tested without sockets.
 
-The user's hooks run here: ``verify_client`` (its verdict, a ``Reject``, or
+The ``Origin`` check (``allowed_origins``, :func:`check_origin`) comes
+first, so a cross-site page is refused before any user code sees its
+cookies.  The user's hooks run here: ``verify_client`` (its verdict, a ``Reject``, or
 an exception, which becomes a 500 carrying the exception for the host to
 report) and ``handle_protocols``.  A ``verify_client`` that answers later
 (Node's ``(info, callback)`` form, an ``async def``) makes the decision a
@@ -44,10 +46,11 @@ from websockets.http11 import Request as _WsRequest
 from ..exceptions import Reject, WebSocketError
 from ..request import Request
 from . import _websockets
+from .origins import AllowedOrigins
 
 __all__ = [
     "Accepted", "DEFAULT_MAX_PAYLOAD_DEFLATE", "HandshakeResult", "Pending", "Policy", "Refused", "VerifyForm",
-    "VerifyInfo", "accept", "admit", "verify_form",
+    "VerifyInfo", "accept", "admit", "check_origin", "verify_form",
 ]
 
 #: ``max_payload`` of a connection with permessage-deflate when the user set
@@ -153,6 +156,8 @@ class Policy:
     deflate_max_payload: int | None = DEFAULT_MAX_PAYLOAD_DEFLATE
     #: ``verify_form(verify_client)``; worked out here when not given.
     verify_form: VerifyForm = "sync"
+    #: The pages whose handshakes go on to ``verify_client`` (others: 403); ``None``: no check.
+    allowed_origins: AllowedOrigins | None = None
 
     def __post_init__(self) -> None:
         if self.verify_client is not None and self.verify_form == "sync":
@@ -339,6 +344,9 @@ def accept(request: Request, policy: Policy, *, date: str | None = None) -> Hand
         return Refused(400, f"Bad Request: {exc}")
     except (InvalidUpgrade, InvalidHandshake) as exc:
         return Refused(400, f"Bad Request: {_chain(exc)}")
+    refused = check_origin(request, policy)
+    if refused is not None:
+        return refused
 
     def finish(verdict: object, when: str | None) -> HandshakeResult:
         try:
@@ -362,12 +370,15 @@ def accept(request: Request, policy: Policy, *, date: str | None = None) -> Hand
 
 
 def admit(request: Request, policy: Policy, offered: Sequence[str]) -> HandshakeResult | Pending:
-    """Only the user's hooks, for hosts whose own server did the RFC 6455 part (ASGI).
+    """The ``Origin`` check and the user's hooks, for hosts whose own server did the RFC 6455 part (ASGI).
 
-    ``verify_client`` first, then the subprotocol among ``offered``.  The
-    :class:`Accepted` has no protocol object, and its headers are the
-    subprotocol's only: the host's server writes the rest of the 101.
+    ``allowed_origins``, then ``verify_client``, then the subprotocol among
+    ``offered``.  The :class:`Accepted` has no protocol object, and its
+    headers are the subprotocol's only: the host's server writes the rest of the 101.
     """
+    refused = check_origin(request, policy)
+    if refused is not None:
+        return refused
 
     def finish(verdict: object, _date: str | None) -> HandshakeResult:
         try:
@@ -379,6 +390,32 @@ def admit(request: Request, policy: Policy, offered: Sequence[str]) -> Handshake
         return Accepted(subprotocol, None, headers)
 
     return _verify(request, policy, finish)
+
+
+#: How much of a refused ``Origin`` the 403's body repeats.
+_SHOWN_ORIGIN = 100
+
+
+def check_origin(request: Request, policy: Policy) -> Refused | None:
+    """A 403 when ``policy.allowed_origins`` does not list the page that opened this handshake; else ``None``.
+
+    The ``Origin`` header of RFC 6455 (section 4.1: every browser sends
+    it); absent, it is the ``None`` entry's case.  Two ``Origin`` headers
+    are refused: no browser sends them, and the server would have to pick one.
+    """
+    allowed = policy.allowed_origins
+    if allowed is None:
+        return None
+    origins = [value for name, value in request.raw_headers if name.lower() == "origin"]
+    if len(origins) > 1:
+        return Refused(403, "Forbidden: more than one Origin header")
+    origin = origins[0] if origins else None
+    if allowed.allows(origin):
+        return None
+    if origin is None:
+        return Refused(403, "Forbidden: a handshake without an Origin header is not allowed here")
+    shown = origin if len(origin) <= _SHOWN_ORIGIN else origin[:_SHOWN_ORIGIN] + "..."
+    return Refused(403, f"Forbidden: origin {ascii(shown)} is not allowed")
 
 
 class _Refusal(Exception):

@@ -53,7 +53,7 @@ from . import cluster as _cluster
 from .messages import decode, encode
 from .endpoints import join_path
 from ..request import Request
-from ..protocol.handshake import Refused
+from ..protocol.handshake import Refused, check_origin
 from ..server import WebSocketServer
 from ..connection.websocket import OPEN, WebSocket
 from ..upgrade import UpgradeHandler, UpgradeHost
@@ -537,6 +537,11 @@ class Socket:
 
     def handle_upgrade(self, request: Request, transport: asyncio.Transport, head: bytes) -> None:
         request.state.connection_id = uuid.uuid4().hex
+        # A page allowed_origins does not list is refused before any connect handler sees its cookies.
+        refused = check_origin(request, self.wss._policy())
+        if refused is not None:
+            self.wss._refuse(request, transport, refused)
+            return
         if not self._handlers["connect"]:
             self._accept(request, transport, head)
             return
