@@ -382,3 +382,26 @@ def test_connection_limits_refusals_are_counted_by_status(registry: CollectorReg
             await rfirst.wait("close")
 
     run(main)
+
+
+def test_asgi_handshakes_are_counted(registry: CollectorRegistry) -> None:
+    """Under ASGI the handshakes are counted (the ASGI server frames the messages)."""
+    from ws.asgi import ASGIApp
+
+    from .test_asgi import FakeASGI, scope
+
+    async def main() -> None:
+        refusing = WebSocketServer(no_server=True, path="/asgi", allowed_origins=["http://other.test"])
+        fake = FakeASGI({"type": "websocket.connect"})
+        await ASGIApp(refusing)(scope("/asgi"), fake.receive, fake.send)
+        assert fake.sent[0]["type"] == "websocket.close"
+        accepting = WebSocketServer(no_server=True, path="/asgi", allowed_origins=["http://o.test"])
+        fake = FakeASGI({"type": "websocket.connect"}, {"type": "websocket.disconnect", "code": 1000})
+        await ASGIApp(accepting)(scope("/asgi"), fake.receive, fake.send)
+        assert fake.sent[0]["type"] == "websocket.accept"
+        samples = parse(generate_latest(registry).decode())
+        assert value(samples, "ws_handshakes_total", path="/asgi", outcome="refused", status="403") == 1
+        assert value(samples, "ws_origin_refusals_total", path="/asgi") == 1
+        assert value(samples, "ws_handshakes_total", path="/asgi", outcome="accepted", status="101") == 1
+
+    run(main)

@@ -98,6 +98,7 @@ class ASGIApp:
         request = request_from_scope(scope)
         slot = self._admit(scope, request)
         if isinstance(slot, Refused):
+            wss._report(slot, request)
             await _reject(scope, send, slot)
             return
         try:
