@@ -847,7 +847,7 @@ class WebSocketServer(EventEmitter):
             if cause == ORIGIN_NOT_ALLOWED:
                 tally.origin_refusals += 1
         if refused.error is None:
-            peer = request.remote_address if request is not None else None
+            peer = request.client_ip if request is not None else None  # (behind trusted proxies: the client's)
             report_event(
                 logger, logging.INFO, "handshake_refused", cause, "WebSocket handshake refused on %s (%s): %s",
                 self.path, cause, refused.reason, peer=peer, status=status, path=self.path,
