@@ -39,11 +39,11 @@ import types
 from typing import IO, Any, Callable, Hashable
 
 __all__ = [
+    "ORIGIN_NOT_ALLOWED",
     "ReportLimiter",
     "announce",
     "configure_from_env",
     "disable_debug",
-    "ORIGIN_NOT_ALLOWED",
     "enable_debug",
     "protocol_cause",
     "refusal_cause",
