@@ -1,13 +1,16 @@
 """In-process cost of the receive -> listener -> send path, lean path on and off.
 
     python benchmarks/hotpath.py [--size 32] [--batch 1000] [--rounds 300]
+        [--rate-limit 1000000000/1] [--byte-rate-limit 1000000000/1]
 
 No sockets: batches of masked client frames go into a server-side
 ``WebSocket``'s stream the way asyncio reads them (``get_buffer``, then
 ``buffer_updated``) with an echo listener, and a fake transport counts the
 writes.  It isolates the Python work per message from the kernel,
 so the effect of the lean path (``ws/protocol/reader.py``, ``writer.py``) shows without the noise of a shared
-machine; the harness (scripts/bench) remains the measure that counts.
+machine; the harness (scripts/bench) remains the measure that counts.  ``--rate-limit`` and
+``--byte-rate-limit`` (``COUNT/SECONDS``, set high enough never to be reached) measure what the check of
+``rate_limit=``/``byte_rate_limit=`` costs per message (``ws/_runtime/rate.py``).
 """
 
 from __future__ import annotations
@@ -74,12 +77,14 @@ def client_frame(payload: bytes) -> bytes:
     return head + key + apply_mask(payload, key)
 
 
-async def measure(lean: bool, size: int, batch: int, rounds: int, listener: str = "event") -> tuple[float, int]:
+async def measure(
+    lean: bool, size: int, batch: int, rounds: int, listener: str = "event", options: dict[str, Any] | None = None
+) -> tuple[float, int]:
     proto = _protocol.Server(max_size=2**24)
     proto.mark_open()
     proto.read_frames()
     transport = CountingTransport()
-    ws = WebSocket._accepted(asyncio.get_running_loop(), proto, transport, FakeRequest(), None, {})  # type: ignore[arg-type]
+    ws = WebSocket._accepted(asyncio.get_running_loop(), proto, transport, FakeRequest(), None, options or {})  # type: ignore[arg-type]
     if not lean:  # as with an extension: every frame through the protocol object
         ws._lean = False
         ws._reader.stop()
@@ -118,9 +123,21 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=300)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--listener", choices=("event", "node"), default="event", help="lambda event: ... (JSH) or lambda data, is_binary: ... (Node)")
+    ap.add_argument("--rate-limit", metavar="COUNT/SECONDS", help="rate_limit=(COUNT, SECONDS) on the socket")
+    ap.add_argument("--byte-rate-limit", metavar="COUNT/SECONDS", help="byte_rate_limit=(COUNT, SECONDS)")
     args = ap.parse_args()
+    options: dict[str, Any] = {}
+    if args.rate_limit or args.byte_rate_limit:
+        from ws._runtime.rate import rate_policy
+
+        limits = {}
+        for name, value in (("rate_limit", args.rate_limit), ("byte_rate_limit", args.byte_rate_limit)):
+            if value:
+                count, _, seconds = value.partition("/")
+                limits[name] = (int(count), float(seconds or 1))
+        options["rate_policy"] = rate_policy(limits)
     for lean in (False, True):
-        runs = [asyncio.run(measure(lean, args.size, args.batch, args.rounds, args.listener)) for _ in range(args.reps)]
+        runs = [asyncio.run(measure(lean, args.size, args.batch, args.rounds, args.listener, options)) for _ in range(args.reps)]
         us = statistics.median(r[0] for r in runs)
         writes = runs[0][1]
         label = "lean path" if lean else "protocol object"

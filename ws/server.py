@@ -29,6 +29,7 @@ from ._runtime.budget import DEFAULT_MAX_TOTAL_BUFFERED, budget_for
 from ._runtime.compat import normalize_options
 from ._runtime.emitter import EventEmitter
 from ._runtime.log import report_error
+from ._runtime.rate import rate_policy
 from .connection.keepalive import DEFAULT_MESSAGE_TIMEOUT, Heartbeat, check_message_timeout
 from .http.responses import http_date, plain_response
 from .request import Request
@@ -68,6 +69,9 @@ SERVER_OPTIONS = frozenset(
         "max_buffered_amount",
         "max_total_buffered_amount",
         "message_timeout",
+        "rate_limit",
+        "byte_rate_limit",
+        "rate_limit_action",
         "workers",
         "backplane",
         "recovery",
@@ -171,6 +175,9 @@ class WebSocketServer(EventEmitter):
             )
             if key in opts
         }
+        rate = rate_policy(opts)  # checked now, not at the first message
+        if rate is not None:
+            self._socket_options["rate_policy"] = rate
         self._sockets: set[WebSocket] = set()
         #: Recorded path served on another loop than its cluster's (ws.asgi): sockets accepted here whose
         #: join the recovery has not processed yet.  The stream's deliveries to every client skip them.
