@@ -310,7 +310,8 @@ class WebSocket(IterationMixin, EventTarget):
         offered = _client.parse_protocols(protocols)
         config = _client.ClientConfig(target, offered, options)
         check_byte_limit("max_buffered_amount", options.get("max_buffered_amount"))
-        self._setup(_loop.bind(), is_server=False, options=options, rate=rate_policy(options))
+        rate = rate_policy(options)  # checked before anything starts
+        self._setup(_loop.bind(), is_server=False, options=options, rate=rate)
         config.loop = self._loop
         self._url = url
         self._connector = config
