@@ -1,6 +1,7 @@
 """In-process cost of the receive -> listener -> send path, lean path on and off.
 
     python benchmarks/hotpath.py [--size 32] [--batch 1000] [--rounds 300] [--metrics]
+        [--rate-limit 1000000000/1] [--byte-rate-limit 1000000000/1]
 
 No sockets: batches of masked client frames go into a server-side
 ``WebSocket``'s stream the way asyncio reads them (``get_buffer``, then
@@ -10,7 +11,9 @@ so the effect of the lean path (``ws/protocol/reader.py``, ``writer.py``) shows 
 machine; the harness (scripts/bench) remains the measure that counts.
 ``--metrics`` measures the lean path of a plain socket (metrics off) and of
 a ``MeteredWebSocket`` (metrics on, ``ws.metrics``) in turn, repetition by
-repetition.
+repetition.  ``--rate-limit`` and
+``--byte-rate-limit`` (``COUNT/SECONDS``, set high enough never to be reached) measure what the check of
+``rate_limit=``/``byte_rate_limit=`` costs per message (``ws/_runtime/rate.py``).
 """
 
 from __future__ import annotations
@@ -79,14 +82,14 @@ def client_frame(payload: bytes) -> bytes:
     return head + key + apply_mask(payload, key)
 
 
-def echo_socket(lean: bool, listener: str, metered: bool) -> tuple[WebSocket, CountingTransport]:
+def echo_socket(lean: bool, listener: str, metered: bool, options: dict[str, Any] | None = None) -> tuple[WebSocket, CountingTransport]:
     """A server-side socket, just accepted, echoing every message to a counting transport."""
     proto = _protocol.Server(max_size=2**24)
     proto.mark_open()
     proto.read_frames()
     transport = CountingTransport()
     cls = MeteredWebSocket if metered else WebSocket
-    ws = cls._accepted(asyncio.get_running_loop(), proto, transport, FakeRequest(), None, {})  # type: ignore[arg-type]
+    ws = cls._accepted(asyncio.get_running_loop(), proto, transport, FakeRequest(), None, options or {})  # type: ignore[arg-type]
     if isinstance(ws, MeteredWebSocket):
         ws._metered(Tally("/"))
     if not lean:  # as with an extension: every frame through the protocol object
@@ -117,8 +120,10 @@ def reader(ws: WebSocket, transport: CountingTransport, data: bytes) -> Callable
     return read
 
 
-async def measure(lean: bool, size: int, batch: int, rounds: int, listener: str = "event") -> tuple[float, int]:
-    ws, transport = echo_socket(lean, listener, False)
+async def measure(
+    lean: bool, size: int, batch: int, rounds: int, listener: str = "event", options: dict[str, Any] | None = None
+) -> tuple[float, int]:
+    ws, transport = echo_socket(lean, listener, False, options)
     read = reader(ws, transport, b"".join(client_frame(os.urandom(size)) for _ in range(batch)))
     for _ in range(max(rounds // 10, 5)):  # warm up
         read()
@@ -152,6 +157,8 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--listener", choices=("event", "node"), default="event", help="lambda event: ... (JSH) or lambda data, is_binary: ... (Node)")
     ap.add_argument("--metrics", action="store_true", help="the lean path with metrics off and on, in turn")
+    ap.add_argument("--rate-limit", metavar="COUNT/SECONDS", help="rate_limit=(COUNT, SECONDS) on the socket")
+    ap.add_argument("--byte-rate-limit", metavar="COUNT/SECONDS", help="byte_rate_limit=(COUNT, SECONDS)")
     args = ap.parse_args()
     if args.metrics:
         times = asyncio.run(measure_metrics(args.size, args.batch, args.rounds * args.reps, args.listener))
@@ -159,8 +166,18 @@ def main() -> None:
             off, on = pick(times[False]), pick(times[True])
             print(f"{name:6s} metrics off {off:6.3f} us/msg, on {on:6.3f} us/msg ({on - off:+.3f} us, {100 * (on / off - 1):+.1f}%)")
         return
+    options: dict[str, Any] = {}
+    if args.rate_limit or args.byte_rate_limit:
+        from ws._runtime.rate import rate_policy
+
+        limits = {}
+        for name, value in (("rate_limit", args.rate_limit), ("byte_rate_limit", args.byte_rate_limit)):
+            if value:
+                count, _, seconds = value.partition("/")
+                limits[name] = (int(count), float(seconds or 1))
+        options["rate_policy"] = rate_policy(limits)
     for lean in (False, True):
-        runs = [asyncio.run(measure(lean, args.size, args.batch, args.rounds, args.listener)) for _ in range(args.reps)]
+        runs = [asyncio.run(measure(lean, args.size, args.batch, args.rounds, args.listener, options)) for _ in range(args.reps)]
         us = statistics.median(r[0] for r in runs)
         writes = runs[0][1]
         label = "lean path" if lean else "protocol object"

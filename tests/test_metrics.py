@@ -78,7 +78,9 @@ def test_a_known_sequence_scraped_over_http(registry: CollectorRegistry) -> None
 
     async def main() -> None:
         origins = ["http://good.example", None]  # None: clients that send no Origin
-        async with serving("/chat", echo=True, allowed_origins=origins, ping_interval=0.3, ping_timeout=0.3) as served:
+        async with serving(
+            "/chat", echo=True, allowed_origins=origins, ping_interval=0.3, ping_timeout=0.3, rate_limit=(5, 60)
+        ) as served:
             served.server.metrics("/metrics", registry=registry)
             clients = [await connect(served.port, "/chat") for _ in range(3)]
             for _, rec in clients:
@@ -109,9 +111,9 @@ def test_a_known_sequence_scraped_over_http(registry: CollectorRegistry) -> None
 
             a.close(1000)
             served.accepted[1][0].close(1001)
-            rate_limited = served.accepted[2][0]
-            rate_limited._note_rate_limited()  # what the per-connection rate limit calls when it closes
-            rate_limited.close(1008, "rate limit exceeded")
+            for _ in range(4):  # c's bucket holds 5: three more pass (echoed), the fourth closes it with 1008
+                c.send("h\u00e9llo")
+            await rc.wait("close", timeout=5)
             for _, rec in served.accepted:
                 await rec.wait("close")
 
@@ -130,10 +132,10 @@ def test_a_known_sequence_scraped_over_http(registry: CollectorRegistry) -> None
                 ((("outcome", "refused"), ("path", "(unmatched)"), ("status", "404")), 1.0),
             }
             assert value(samples, "ws_origin_refusals_total", path="/chat") == 1
-            assert value(samples, "ws_messages_received_total", path="/chat") == 10
-            assert value(samples, "ws_received_bytes_total", path="/chat") == 5 * 5 + 3 * 100 + 2 * 6
-            assert value(samples, "ws_messages_sent_total", path="/chat") == 10 + 3
-            assert value(samples, "ws_sent_bytes_total", path="/chat") == 5 * 5 + 3 * 100 + 2 * 6 + 3 * 4
+            assert value(samples, "ws_messages_received_total", path="/chat") == 13
+            assert value(samples, "ws_received_bytes_total", path="/chat") == 5 * 5 + 3 * 100 + 5 * 6
+            assert value(samples, "ws_messages_sent_total", path="/chat") == 13 + 3
+            assert value(samples, "ws_sent_bytes_total", path="/chat") == 5 * 5 + 3 * 100 + 5 * 6 + 3 * 4
             closes = {dict(labels)["code"]: v for (name, labels), v in samples.items() if name == "ws_connections_closed_total"}
             assert closes == {"1000": 1, "1001": 1, "1008": 1, "1011": 1}
             assert value(samples, "ws_keepalive_timeouts_total", path="/chat") == 1

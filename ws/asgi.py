@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+from time import monotonic
 from typing import Any, Awaitable, Callable, MutableMapping
 from urllib.parse import quote
 
@@ -183,7 +184,7 @@ class ASGIWebSocket(WebSocket):
         """A socket for one accepted ASGI connection; ``on_finish`` runs once it is closed."""
         self = cls.__new__(cls)
         EventEmitter.__init__(self)
-        self._setup(loop, is_server=True, options=options)
+        self._setup(loop, is_server=True, options=options, rate=options.get("rate_policy"))
         self._request = request
         self._when_finished(on_finish)
         self._url = request.url
@@ -228,7 +229,12 @@ class ASGIWebSocket(WebSocket):
         if self.max_payload is not None and len(data) > self.max_payload:
             self._close_now(1009, "message too big")
             return
-        self._deliver(TEXT if text is not None else BINARY, data)
+        rate = self._rate
+        if rate is None:
+            self._deliver(TEXT if text is not None else BINARY, data)
+            return
+        rate.now = monotonic()  # one message per ASGI event: its own clock read
+        rate.offer(TEXT if text is not None else BINARY, data)
 
 
 class _ASGILink:

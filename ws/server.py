@@ -36,6 +36,7 @@ from ._runtime.budget import DEFAULT_MAX_TOTAL_BUFFERED, budget_for
 from ._runtime.compat import normalize_options
 from ._runtime.emitter import EventEmitter
 from ._runtime.log import ORIGIN_NOT_ALLOWED, refusal_cause, report_error, report_event
+from ._runtime.rate import rate_policy
 from .connection.keepalive import DEFAULT_MESSAGE_TIMEOUT, Heartbeat, check_message_timeout
 from .http.responses import http_date, plain_response
 from .forwarded import TrustedProxies
@@ -84,6 +85,9 @@ SERVER_OPTIONS = frozenset(
         "retry_after",
         "trusted_proxies",
         "message_timeout",
+        "rate_limit",
+        "byte_rate_limit",
+        "rate_limit_action",
         "workers",
         "backplane",
         "recovery",
@@ -190,6 +194,9 @@ class WebSocketServer(EventEmitter):
             )
             if key in opts
         }
+        rate = rate_policy(opts)  # checked now, not at the first message
+        if rate is not None:
+            self._socket_options["rate_policy"] = rate
         self._sockets: set[WebSocket] = set()
         #: This path's metrics (``ws._runtime.metrics``) as of the last handshake; ``None``: metrics off.
         self._tally: _metrics.Tally | None = None

@@ -67,6 +67,9 @@ CLIENT_OPTIONS = frozenset(
         "high_water_mark",
         "low_water_mark",
         "message_timeout",
+        "rate_limit",
+        "byte_rate_limit",
+        "rate_limit_action",
     }
 )
 

@@ -21,6 +21,7 @@ import http
 import logging
 import os
 from threading import get_ident as _get_ident
+from time import monotonic as _monotonic
 from typing import TYPE_CHECKING, Any, Callable, Container, Iterable, Mapping, Protocol
 
 from websockets.frames import Opcode
@@ -36,6 +37,7 @@ from .._runtime.budget import SendBudget
 from .._runtime.emitter import MAX_HELD_EVENTS, EventEmitter, adapt_arity, report
 from .._runtime.flow import FlowGate
 from .._runtime.log import protocol_cause, report_event
+from .._runtime.rate import MessageRate, RatePolicy, rate_policy
 from .dom import EventTarget
 from .pull import IterationMixin
 from . import sent as _sent
@@ -195,6 +197,28 @@ class _Stream(asyncio.BufferedProtocol):
         self.ws._writing_resumed()
 
 
+class _RatedStream(_Stream):
+    """The ``_Stream`` of a socket with a rate limit: it tells the limit when each read came.
+
+    One clock read per read, not per message; a socket without a limit
+    gets the plain ``_Stream`` and pays nothing.
+    """
+
+    __slots__ = ("rate",)
+
+    def __init__(self, ws: "WebSocket", rate: MessageRate) -> None:
+        super().__init__(ws)
+        self.rate = rate
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.rate.now = _monotonic()
+        _Stream.buffer_updated(self, nbytes)
+
+    def data_received(self, data: bytes) -> None:
+        self.rate.now = _monotonic()
+        _Stream.data_received(self, data)
+
+
 class _ServerAlias:
     """``WebSocket.Server``, Node's ``new WebSocket.Server({port})``: the ``WebSocketServer`` class.
 
@@ -229,8 +253,9 @@ class WebSocket(IterationMixin, EventTarget):
     ``per_message_deflate``, ``ping_interval``, ``ping_timeout``,
     ``close_timeout``, ``ssl``, ``proxy``, ``follow_redirects``,
     ``max_redirects``, ``high_water_mark``, ``low_water_mark``,
-    ``max_buffered_amount``, ``message_timeout`` (see docs/reliability.md for every limit;
-    docs/interop.md for ``ssl``, ``proxy`` and redirects).
+    ``max_buffered_amount``, ``message_timeout``, ``rate_limit``,
+    ``byte_rate_limit``, ``rate_limit_action`` (see docs/reliability.md for every limit,
+    docs/security.md for the rate limits; docs/interop.md for ``ssl``, ``proxy`` and redirects).
     """
 
     CONNECTING = CONNECTING
@@ -260,7 +285,7 @@ class WebSocket(IterationMixin, EventTarget):
         "_writing_paused", "_writer", "_reader", "_proto_fed", "_is_server", "_on_message",
         "_held", "_flush_scheduled", "_hops",
         "_read_scheduled", "_frames_in", "_unfinished", "_budget", "_replies_held", "_reply_bytes", "_keepalive_payload",
-        "_told_not_open",
+        "_told_not_open", "_rate",
     )
     _ready_state: ReadyState
     _url: str
@@ -286,7 +311,8 @@ class WebSocket(IterationMixin, EventTarget):
         offered = _client.parse_protocols(protocols)
         config = _client.ClientConfig(target, offered, options)
         check_byte_limit("max_buffered_amount", options.get("max_buffered_amount"))
-        self._setup(_loop.bind(), is_server=False, options=options)
+        rate = rate_policy(options)  # checked before anything starts
+        self._setup(_loop.bind(), is_server=False, options=options, rate=rate)
         config.loop = self._loop
         self._url = url
         self._connector = config
@@ -302,8 +328,10 @@ class WebSocket(IterationMixin, EventTarget):
 
     # -- construction -----------------------------------------------------------
 
-    def _setup(self, loop: asyncio.AbstractEventLoop, *, is_server: bool, options: dict[str, Any]) -> None:
-        """State shared by client and server sockets (no I/O)."""
+    def _setup(
+        self, loop: asyncio.AbstractEventLoop, *, is_server: bool, options: dict[str, Any], rate: RatePolicy | None = None
+    ) -> None:
+        """State shared by client and server sockets (no I/O); ``rate``: the checked rate limits (``rate_policy``)."""
         self._loop = loop
         self._ref = _loop.Ref(loop)
         self._is_server = is_server
@@ -334,8 +362,14 @@ class WebSocket(IterationMixin, EventTarget):
         # Frames are read and written without the protocol object (OPEN, no
         # extension, no debug log); while OPEN the protocol is OPEN too.
         self._lean = False
+        # Rate limits (docs/security.md): the reader delivers through their check; without any, straight to _deliver.
+        self._rate: MessageRate | None = None
+        deliver: Callable[[int, Any], object] = self._deliver
+        if rate is not None:
+            self._rate = MessageRate(rate, loop, deliver, self._deliver_held, self._rate_exceeded, self._rate_held)
+            deliver = self._rate.deliver
         self._reader = FrameReader(
-            server=is_server, limit=self.max_payload, deliver=self._deliver, fail=self._fail, feed=self._feed,
+            server=is_server, limit=self.max_payload, deliver=deliver, fail=self._fail, feed=self._feed,
             more=self._read_later, max_fragments=self.max_fragments,
         )
         self._proto_fed = False  # the protocol object read bytes in this read callback
@@ -377,7 +411,8 @@ class WebSocket(IterationMixin, EventTarget):
 
     def _stream(self) -> _Stream:
         """A new asyncio protocol feeding this socket (client.py connects with it)."""
-        return _Stream(self)
+        rate = self._rate
+        return _Stream(self) if rate is None else _RatedStream(self, rate)
 
     @classmethod
     def _accepted(
@@ -399,7 +434,7 @@ class WebSocket(IterationMixin, EventTarget):
         """
         self = cls.__new__(cls)
         EventEmitter.__init__(self)
-        self._setup(loop, is_server=True, options=options)
+        self._setup(loop, is_server=True, options=options, rate=options.get("rate_policy"))
         self._budget = budget
         self._proto = proto
         self._request = request
@@ -792,11 +827,16 @@ class WebSocket(IterationMixin, EventTarget):
     # -- keepalive (ws/connection/keepalive.py) -------------------------------------
 
     def _keepalive_waiting(self, now: float, timeout: float | None) -> bool:
-        """Whether a keepalive ping waits for its pong; one that waited ``timeout`` closes with 1011."""
+        """Whether a keepalive ping waits for its pong; one that waited ``timeout`` closes with 1011.
+
+        Not while the rate limit holds reading: the pong may wait unread
+        behind the messages held back (``_rate_held`` restarts the clock
+        when reading goes on).
+        """
         since = self._awaiting_pong_since
         if since is None:
             return False
-        if timeout is not None and now - since >= timeout:
+        if timeout is not None and now - since >= timeout and not self._rate_paused():
             self._awaiting_pong_since = None
             self._keepalive_expired()
         return True
@@ -839,8 +879,7 @@ class WebSocket(IterationMixin, EventTarget):
             self._unfinished = (token, now, now)
             return
         start = seen[1]
-        backlog = self._backlog
-        if self._paused or (backlog is not None and backlog.paused):
+        if self._held_by_us():
             start += now - seen[2]  # held by us since the last sweep: that time does not count
         if now - start >= message_timeout:
             self._unfinished = None
@@ -950,9 +989,11 @@ class WebSocket(IterationMixin, EventTarget):
         _loop.call(self._loop, self._close_now, code, reason_text)
 
     def _closing(self) -> None:
-        """Leave OPEN: the protocol object reads and writes everything from now on."""
+        """Leave OPEN: the protocol object reads and writes everything from now on; past a rate limit a message is dropped."""
         self._ready_state = CLOSING
         self._stop_reader()
+        if self._rate is not None:
+            self._rate.stop()
 
     def _stop_reader(self) -> None:
         """The protocol object reads from now on; a fragmented message the lean reader has open continues there."""
@@ -1084,7 +1125,7 @@ class WebSocket(IterationMixin, EventTarget):
         transport = self._transport
         if transport is None or transport.is_closing():
             if self._link is not None:
-                self._link.hold_reading(self._paused)  # (a backlog of async listeners never held ASGI reads)
+                self._link.hold_reading(self._paused or self._rate_paused())  # (a backlog of async listeners never held ASGI reads)
             return
         if held:
             transport.pause_reading()
@@ -1125,9 +1166,47 @@ class WebSocket(IterationMixin, EventTarget):
             transport.resume_reading()
 
     def _reading_held(self) -> bool:
-        """``pause()``, too many ``async`` listeners still running, or replies waiting above the high-water mark."""
+        """Held by us (``_held_by_us``), or replies waiting above the high-water mark."""
+        return self._replies_held or self._held_by_us()
+
+    def _held_by_us(self) -> bool:
+        """``pause()``, too many ``async`` listeners still running, or the rate limit (``rate_limit_action='pause'``)."""
         backlog = self._backlog
-        return self._paused or self._replies_held or (backlog is not None and backlog.paused)
+        return self._paused or (backlog is not None and backlog.paused) or self._rate_paused()
+
+    def _rate_paused(self) -> bool:
+        rate = self._rate
+        return rate is not None and rate.paused
+
+    # -- rate limits (ws/_runtime/rate.py) ------------------------------------------
+
+    def _rate_exceeded(self, reason: str) -> None:
+        """Past a rate limit with ``rate_limit_action='close'``: ``'error'``, close 1008; the message is dropped."""
+        self._note_rate_limited()
+        if self._proto is not None:
+            self._fail(1008, reason)
+        elif self._link is not None and self._ready_state is OPEN:  # ASGI: the host frames the close
+            self._emit_error(ProtocolError(reason, 1008))
+            self._failed_with = (1008, reason)
+            self._close_now(1008, reason)
+
+    def _rate_held(self) -> None:
+        """The rate limit paused (or ends its pause): reading follows; a keepalive pong's wait restarts when it goes on."""
+        if not self._rate_paused() and self._awaiting_pong_since is not None:
+            self._awaiting_pong_since = self._loop.time()
+        self._apply_reading()
+
+    def _deliver_held(self, kind: int, data: str | bytes) -> None:
+        """A message the rate limit held back, now due: delivered unless the connection failed or was dropped meanwhile."""
+        transport = self._transport
+        if self._ready_state is CLOSED or (transport is not None and transport.is_closing()):
+            return
+        self._dispatch_thread = _get_ident()  # sends batch as in a read callback
+        try:
+            self._deliver(kind, data)
+        finally:
+            self._dispatch_thread = None
+        self._flush()
 
     def _schedule(self, awaitable: Any) -> asyncio.Future[Any] | None:
         """Run an ``async def`` listener; too many at once stop reading (TCP pushes back)."""
@@ -1369,7 +1448,11 @@ class WebSocket(IterationMixin, EventTarget):
                     self._fail(exc.code, exc.reason)
                     return
                 if message is not None:
-                    self._deliver(*message)
+                    rate = self._rate
+                    if rate is None:
+                        self._deliver(*message)
+                    elif not rate.offer(*message):
+                        return  # failed for the rate: the rest is not delivered
             elif opcode is _PING:
                 self.emit("ping", event.data)
             elif opcode is _PONG:
@@ -1459,6 +1542,8 @@ class WebSocket(IterationMixin, EventTarget):
         if self._closed_with is None:
             self._closed_with = (code, reason)
         self._reader.reset()
+        if self._rate is not None:
+            self._rate.close()
         self._writer.clear()  # frames queued for the end of the loop turn can no longer leave
         transport = self._transport
         if transport is not None and not transport.is_closing():
