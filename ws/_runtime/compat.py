@@ -36,6 +36,7 @@ OPTION_ALIASES: dict[str, str] = {
     "perIpIpv6Prefix": "per_ip_ipv6_prefix",
     "retryAfter": "retry_after",
     "trustedProxies": "trusted_proxies",
+    "forwardedHeader": "forwarded_header",
     "followRedirects": "follow_redirects",
     "maxRedirects": "max_redirects",
     "socketPath": "socket_path",
