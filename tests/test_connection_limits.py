@@ -738,6 +738,11 @@ def test_behind_nginx_each_client_address_is_counted(tmp_path: Path) -> None:
                 # The same client again, claiming another address: nginx appends the real one, which is counted.
                 refusal = await refused_by_websockets_client(url, local_addr=("127.0.0.2", 0), additional_headers=spoofed)
                 assert refusal.response.status_code == 429 and refusal.response.headers["Retry-After"] == "5"
+                # Its own Forwarded header: nginx passes it on untouched, and it is not read (it used to make
+                # client_ip nginx's own address, a second slot and a way past a ban).
+                for own in ({"Forwarded": "for=1.1.1.1"}, {"Forwarded": "for=127.0.0.1"}, {"Forwarded": 'for="x'}):
+                    refusal = await refused_by_websockets_client(url, local_addr=("127.0.0.2", 0), additional_headers=own)
+                    assert refusal.response.status_code == 429, own
                 # Another client address has its own slot.
                 other = await ws_connect(url, open_timeout=T, local_addr=("127.0.0.3", 0), additional_headers=spoofed)
                 await echoes(other, "me too")
