@@ -129,7 +129,7 @@ def as_forwarded(hop: str) -> str:
 @given(st.text(max_size=60), PROXY_HOPS)
 def test_what_the_client_wrote_on_the_left_never_changes_the_proxies_hops(client: str, hops: list[str]) -> None:
     """The client writes the start of the header; its proxies append. Their hops read the same whatever it wrote."""
-    assert parse_x_forwarded_for(client.replace(",", "") + ", " + ", ".join(hops))[-len(hops):] == hops
+    assert parse_x_forwarded_for(client + ", " + ", ".join(hops))[-len(hops):] == hops
     assert parse_forwarded(client + ", " + ", ".join(map(as_forwarded, hops)))[-len(hops):] == hops
 
 
