@@ -22,8 +22,9 @@ from websockets.exceptions import InvalidStatus
 
 from ws import Request, WebSocket, WebSocketServer
 from ws.asgi import ASGIApp
+from ws.styles.connections import EventContext, websocket
 
-from .conftest import Recorder, echo_server, run, until
+from .conftest import Recorder, echo_server, run, serving, until
 from .fixtures.doc_blocks import block, with_port
 from .fixtures.processes import ServerProcess, free_port
 from .test_asgi import FakeASGI, scope
@@ -243,17 +244,74 @@ def test_forwarding_headers_are_believed_from_a_trusted_proxy() -> None:
             assert seen == [("203.0.113.7", "127.0.0.1")]  # remote_address stays the TCP peer
             # The same client through the proxy again: its own limit, not the proxy's.
             assert (await knock(served.port, extra=(("X-Forwarded-For", "203.0.113.7"),))).status == 429
-            assert (await knock(served.port, extra=(("Forwarded", "for=203.0.113.7;proto=https"),))).status == 429
             b = await knock(served.port, extra=(("X-Forwarded-For", "203.0.113.8"),))
-            c = await knock(served.port, extra=(("Forwarded", 'for="[2001:db8::1]:4711"'),))
+            c = await knock(served.port, extra=(("X-Forwarded-For", "[2001:db8::1]:4711"),))
             assert (b.status, c.status) == (101, 101)
             assert verified == ["203.0.113.7", "203.0.113.8", "2001:db8::1"]
             # Garbage from the proxy: the proxy's own address, which has its one slot.
             d = await knock(served.port, extra=(("X-Forwarded-For", "not-an-address"),))
             assert d.status == 101 and verified[-1] == "127.0.0.1"
-            assert (await knock(served.port, extra=(("Forwarded", "for=unknown"),))).status == 429
+            assert (await knock(served.port, extra=(("X-Forwarded-For", "unknown"),))).status == 429
             for answer in (a, b, c, d):
                 answer.close()
+
+        # A proxy that writes RFC 7239 Forwarded (forwarded_header='Forwarded'): the same, in that header.
+        verified.clear()
+        async with echo_server(**options, forwarded_header="Forwarded") as served:
+            assert served.wss is not None and served.wss.forwarded_header == "Forwarded"
+            a = await knock(served.port, extra=(("Forwarded", "for=6.6.6.6, for=203.0.113.7;proto=https"),))
+            assert a.status == 101 and verified == ["203.0.113.7"]
+            assert (await knock(served.port, extra=(("Forwarded", "for=203.0.113.7"),))).status == 429
+            b = await knock(served.port, extra=(("Forwarded", 'for="[2001:db8::1]:4711"'), ("X-Forwarded-For", "203.0.113.7")))
+            assert b.status == 101 and verified[-1] == "2001:db8::1"  # its X-Forwarded-For is not read
+            c = await knock(served.port, extra=(("Forwarded", "for=unknown"),))
+            assert c.status == 101 and verified[-1] == "127.0.0.1"
+            assert (await knock(served.port, extra=(("Forwarded", "for=_hidden"),))).status == 429
+            for answer in (a, b, c):
+                answer.close()
+
+    run(main)
+
+
+def test_a_banned_client_behind_nginx_cannot_escape_with_a_header_of_its_own() -> None:
+    """The review's case: nginx appends to X-Forwarded-For and passes a client's own Forwarded on untouched.
+
+    A client that added ``Forwarded: for=1.1.1.1`` (or ``for=127.0.0.1``) made the two headers disagree,
+    and ``client_ip`` became the proxy: past the ban in verify_client, with the proxy's per-IP quota.
+    """
+
+    async def main() -> None:
+        banned = {"203.0.113.7"}
+        verified: list[str | None] = []
+
+        def verify(info: Any) -> bool:
+            verified.append(info.req.client_ip)
+            return info.req.client_ip not in banned
+
+        options = {"max_connections_per_ip": 1, "trusted_proxies": ["127.0.0.1"], "verify_client": verify}
+        async with echo_server(**options) as served:
+            wss = served.wss
+            assert wss is not None
+            # What nginx forwards (we play nginx on 127.0.0.1): its X-Forwarded-For, the client's other lines.
+            nginx = (("X-Forwarded-For", "203.0.113.7"),)
+            assert (await knock(served.port, extra=nginx)).status == 401
+            for own in (("Forwarded", "for=1.1.1.1"), ("Forwarded", "for=127.0.0.1"), ("Forwarded", 'for="x')):
+                assert (await knock(served.port, extra=(*nginx, own))).status == 401, own
+            # A line of its own before nginx's: nginx's entry is still the rightmost (HAProxy adds a line).
+            own_line = (("X-Forwarded-For", "1.1.1.1"), *nginx)
+            assert (await knock(served.port, extra=own_line)).status == 401
+            assert verified == ["203.0.113.7"] * 5
+            assert wss.limits.held == 0
+
+            # An allowed client: one slot for its address, not a second one under the proxy's.
+            nginx = (("X-Forwarded-For", "203.0.113.8"),)
+            first = await knock(served.port, extra=nginx)
+            assert first.status == 101
+            for own in (("Forwarded", "for=1.1.1.1"), ("Forwarded", "for=203.0.113.8, for=127.0.0.1")):
+                assert (await knock(served.port, extra=(*nginx, own))).status == 429, own
+            assert wss.limits.held == 1 == wss.limits.held_by("203.0.113.8") and wss.limits.held_by("127.0.0.1") == 0
+            first.close()
+            await until(lambda: wss.limits.held == 0, T, what="the closed connection is still counted")
 
     run(main)
 
@@ -443,6 +501,117 @@ def test_options_and_their_javascript_spellings() -> None:
         WebSocketServer(no_server=True, trusted_proxies=["proxy.internal"])
     with pytest.raises(TypeError, match="given twice"):
         WebSocketServer(no_server=True, max_connections=1, maxConnections=2)
+    assert plain.forwarded_header == "X-Forwarded-For"
+    assert WebSocketServer(no_server=True, forwardedHeader="forwarded").forwarded_header == "Forwarded"
+    assert WebSocketServer(no_server=True, forwarded_header="X-FORWARDED-FOR").forwarded_header == "X-Forwarded-For"
+    with pytest.raises(ValueError, match="forwarded_header must be 'X-Forwarded-For' .* or 'Forwarded'.*'X-Real-IP'"):
+        WebSocketServer(no_server=True, trusted_proxies=["127.0.0.1"], forwarded_header="X-Real-IP")
+    with pytest.raises(TypeError, match="forwarded_header must be a header name"):
+        WebSocketServer(no_server=True, forwarded_header=["X-Forwarded-For", "Forwarded"])
+
+
+# -- the connections style (ws.styles.connections) ---------------------------------------------
+
+
+def test_the_connections_style_admits_before_its_connect_handlers_run() -> None:
+    """The review's case: the connect handlers ran before the limits and trusted_proxies were applied.
+
+    They saw the proxy's address as ``client_ip``, and with ``max_connections=1`` twenty slow handlers
+    ran at once for clients that then got 503.
+    """
+
+    async def main() -> None:
+        async with serving(None) as served:
+            socket = websocket(served.server, "socket", max_connections=1, trusted_proxies=["127.0.0.1"])
+            wss = socket.wss
+            running, peak, seen = 0, 0, []
+
+            @socket.on("connect")
+            async def connect(ctx: EventContext) -> None:
+                nonlocal running, peak
+                running += 1
+                peak = max(peak, running)
+                seen.append(ctx.req.request.client_ip)
+                await asyncio.sleep(0.3)  # a database lookup of the session cookie, say
+                running -= 1
+
+            def through_nginx(n: int) -> Any:
+                return knock(served.port, "/socket", extra=(("X-Forwarded-For", f"203.0.113.{n}"),))
+
+            answers = await asyncio.gather(*(through_nginx(n) for n in range(20)))
+            statuses = sorted(answer.status for answer in answers)
+            assert statuses == [101] + [503] * 19, statuses
+            assert peak == 1  # no handler ran for a refused client
+            (admitted,) = [n for n, answer in enumerate(answers) if answer.status == 101]
+            assert seen == [f"203.0.113.{admitted}"]  # the client's address, not nginx's
+            assert wss.limits.held == 1 and len(wss.clients or ()) == 1
+            for answer in answers:
+                answer.close()
+            await until(lambda: wss.limits.held == 0, T, what="the closed connection is still counted")
+
+    run(main)
+
+
+def test_the_connections_style_gives_the_slot_back_on_every_other_end() -> None:
+    """A slot taken before the connect handlers is released exactly once: refused, failed, timed out, gone."""
+
+    async def main() -> None:
+        async with serving(None) as served:
+            options = {"max_connections": 2, "max_connections_per_ip": 1, "trusted_proxies": ["127.0.0.1"]}
+            socket = websocket(served.server, "socket", connect_timeout=1, allowed_origins=["https://app.example"], **options)
+            wss = socket.wss
+            called: list[str] = []
+            entered, proceed = asyncio.Event(), asyncio.Event()
+
+            @socket.on("connect")
+            async def connect(ctx: EventContext) -> None:
+                who = ctx.req.query.get("who", [""])[0]
+                called.append(who)
+                if who == "eve":
+                    ctx.res.success = False
+                elif who == "bug":
+                    raise RuntimeError("connect handler bug")
+                elif who == "slow":
+                    await asyncio.sleep(30)
+                elif who == "gone":
+                    entered.set()
+                    await proceed.wait()  # then it admits a client that has left
+
+            page = ("Origin", "https://app.example")
+
+            def knock_as(who: str, ip: str = "203.0.113.1", origin: tuple[str, str] = page) -> Any:
+                return knock(served.port, f"/socket?who={who}", extra=(("X-Forwarded-For", ip), origin))
+
+            assert (await knock_as("eve")).status == 403
+            assert (await knock_as("bug")).status == 500
+            assert (await knock_as("slow")).status == 503  # connect_timeout
+            assert (await knock_as("evil", origin=("Origin", "https://evil.example"))).status == 403
+            assert called == ["eve", "bug", "slow"]  # no handler for the page allowed_origins refused
+            assert wss.limits.held == 0
+
+            # A client that leaves while its handler runs.
+            _, writer = await asyncio.open_connection("127.0.0.1", served.port)
+            writer.write(upgrade_request("/socket?who=gone", extra=(("X-Forwarded-For", "203.0.113.1"), page)))
+            await asyncio.wait_for(entered.wait(), T)
+            assert wss.limits.held == 1 == wss.limits.held_by("203.0.113.1")
+            # Its address is at its limit: 429 at once, no handler runs.
+            assert (await knock_as("again")).status == 429 and called[-1] == "gone"
+            writer.transport.abort()
+            await asyncio.sleep(0.05)
+            proceed.set()
+            await until(lambda: wss.limits.held == 0, T, what="the client gone during its handler still counts")
+            assert not wss.clients
+
+            # And both slots fit again, each held by its open connection, then released.
+            answers = [await knock_as("ann", "203.0.113.2"), await knock_as("bob", "203.0.113.3")]
+            assert [answer.status for answer in answers] == [101, 101]
+            assert (await knock_as("cat", "203.0.113.4")).status == 503
+            assert wss.limits.held == 2 and called[-2:] == ["ann", "bob"]
+            for answer in answers:
+                answer.close()
+            await until(lambda: wss.limits.held == 0, T, what="closed connections still counted")
+
+    run(main)
 
 
 # -- ASGI ----------------------------------------------------------------------------------------
@@ -508,6 +677,7 @@ def test_asgi_client_that_leaves_during_verify_client_releases_its_slot() -> Non
 APP = """
 from ws import WebSocketServer
 from ws.asgi import ASGIApp
+from ws.styles.connections import EventContext, websocket
 
 wss = WebSocketServer(no_server=True, path="/ws", max_connections=1, retry_after=3)
 wss.on("connection", lambda sock, request: sock.on("message", lambda event: sock.send(event.data)))
@@ -568,6 +738,11 @@ def test_behind_nginx_each_client_address_is_counted(tmp_path: Path) -> None:
                 # The same client again, claiming another address: nginx appends the real one, which is counted.
                 refusal = await refused_by_websockets_client(url, local_addr=("127.0.0.2", 0), additional_headers=spoofed)
                 assert refusal.response.status_code == 429 and refusal.response.headers["Retry-After"] == "5"
+                # Its own Forwarded header: nginx passes it on untouched, and it is not read (it used to make
+                # client_ip nginx's own address, a second slot and a way past a ban).
+                for own in ({"Forwarded": "for=1.1.1.1"}, {"Forwarded": "for=127.0.0.1"}, {"Forwarded": 'for="x'}):
+                    refusal = await refused_by_websockets_client(url, local_addr=("127.0.0.2", 0), additional_headers=own)
+                    assert refusal.response.status_code == 429, own
                 # Another client address has its own slot.
                 other = await ws_connect(url, open_timeout=T, local_addr=("127.0.0.3", 0), additional_headers=spoofed)
                 await echoes(other, "me too")

@@ -155,7 +155,7 @@ class ASGIApp:
             return Refused(503, "WebSocket server is closed")
         if not self._path_matches(scope, request):
             return Refused(404, "Not Found")
-        return wss._admit(request)
+        return wss.admit(request)
 
 
 class ASGIWebSocket(WebSocket):

@@ -3,20 +3,26 @@
 A proxy in front of the server makes every TCP peer the proxy; the client's
 address travels in a header each proxy appends to.  Anyone can send such a
 header, so it is believed only from a peer listed in ``trusted_proxies``,
-and only as far as the chain of trusted proxies reaches:
+only in the one header those proxies write (``X-Forwarded-For`` or
+``Forwarded``, the operator's choice), and only as far as the chain of
+trusted proxies reaches:
 
 1. The TCP peer is not a trusted proxy: it is the client, headers ignored.
-2. Otherwise walk the header's addresses from the right (the hop nearest to
-   us) to the left, skipping trusted proxies: the first address that is not
-   a trusted proxy is the client.  If every address is trusted, the leftmost
-   one is the client.
+2. Otherwise walk the chosen header's addresses from the right (the hop
+   nearest to us) to the left, skipping trusted proxies: the first address
+   that is not a trusted proxy is the client.  If every address is trusted,
+   the leftmost one is the client.  No header: the peer.
 3. A hop met on that walk that is not an IP address (garbage, ``unknown``,
    an obfuscated ``_name``, a missing ``for=``) ends the walk: the client is
-   the TCP peer.  What lies left of the client is never read, so whatever a
-   client puts at the front of its own header changes nothing.
-4. With both headers present, they must name the same client, else the TCP
-   peer is taken: a proxy that sets one header usually passes the other on
-   untouched, and that one is the client's to write.
+   the last address reached (the peer, when it is the nearest hop).
+4. The other header is never read: a proxy that writes one passes the other
+   on as the client sent it, so reading it would let the client pick the
+   answer (two that disagree used to mean the peer: the proxy's address).
+
+What lies left of the client is never read, so whatever a client puts at
+the front of the header (a line of its own before the proxy's, an
+unterminated quote in ``Forwarded``) changes nothing: repeated lines are
+read in order, and ``Forwarded`` is split into elements from the right.
 
 Pure functions and one immutable class, no I/O (``ws.request`` uses them for
 ``Request.client_ip``; the server's connection limits count by that address).
@@ -28,7 +34,10 @@ import ipaddress
 import re
 from typing import Iterable, Mapping, Union
 
-__all__ = ["TrustedProxies", "client_ip", "ip_group", "normalize_ip", "parse_forwarded", "parse_x_forwarded_for"]
+__all__ = [
+    "FORWARDED_HEADERS", "TrustedProxies", "client_ip", "forwarded_header", "ip_group", "normalize_ip",
+    "parse_forwarded", "parse_x_forwarded_for",
+]
 
 _Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 _MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
@@ -146,68 +155,108 @@ def parse_x_forwarded_for(value: str) -> list[str | None]:
 _PAIR = re.compile(r"""[ \t]*([!#$%&'*+.^_`|~0-9A-Za-z-]+)[ \t]*=[ \t]*([!#$%&'*+.^_`|~0-9A-Za-z-]+|"(?:[^"\\]|\\.)*")[ \t]*""")
 
 
+def _elements(value: str) -> list[str]:
+    """``value`` split at the commas outside quoted strings, found from the right.
+
+    From the right because the right end is the proxies': read from the
+    left, a client's unterminated quote would swallow the elements its
+    proxy appended after it.  Leftwards, a quote ends a quoted string unless
+    an odd number of backslashes precede it (an escaped quote).
+    """
+    elements: list[str] = []
+    end = len(value)
+    quoted = False
+    for pos in range(end - 1, -1, -1):
+        char = value[pos]
+        if char == '"':
+            if not quoted:
+                quoted = True
+            else:
+                first = pos
+                while first and value[first - 1] == "\\":
+                    first -= 1
+                quoted = (pos - first) % 2 == 1  # escaped: still inside
+        elif char == "," and not quoted:
+            elements.append(value[pos + 1:end])
+            end = pos
+    elements.append(value[:end])
+    elements.reverse()
+    return elements
+
+
+def _element_for(element: str) -> str | None:
+    """The ``for=`` of one element as an IP; ``None`` if the element does not parse or has no single ``for=``."""
+    found: list[str] = []
+    pos, end = 0, len(element)
+    while True:
+        match = _PAIR.match(element, pos)
+        if match is None:
+            return None
+        name, raw = match.group(1), match.group(2)
+        if name.lower() == "for":
+            found.append(re.sub(r"\\(.)", r"\1", raw[1:-1]) if raw.startswith('"') else raw)
+        pos = match.end()
+        if pos == end:
+            break
+        if element[pos] != ";":
+            return None
+        pos += 1
+    return _hop(found[0]) if len(found) == 1 else None
+
+
 def parse_forwarded(value: str) -> list[str | None]:
     """The ``for=`` of each element of a ``Forwarded`` value, left to right; ``None`` where it is not an IP.
 
     An element that does not parse, has no ``for=`` or has two, or whose
-    ``for=`` is ``unknown`` or an obfuscated ``_name``, is ``None``; parsing
-    goes on at the next comma, so one bad element spoils no other.
+    ``for=`` is ``unknown`` or an obfuscated ``_name``, is ``None``; one bad
+    element spoils no other, and none spoils the elements to its right.
     """
-    hops: list[str | None] = []
-    pos, end = 0, len(value)
-    while pos <= end:
-        found: list[str] = []
-        valid = True
-        while True:
-            match = _PAIR.match(value, pos)
-            if match is None:
-                valid = False
-                break
-            name, raw = match.group(1), match.group(2)
-            if name.lower() == "for":
-                found.append(re.sub(r"\\(.)", r"\1", raw[1:-1]) if raw.startswith('"') else raw)
-            pos = match.end()
-            if pos < end and value[pos] == ";":
-                pos += 1
-                continue
-            if pos < end and value[pos] != ",":
-                valid = False
-            break
-        if not valid:
-            comma = value.find(",", pos)
-            pos = end if comma < 0 else comma
-        hops.append(_hop(found[0]) if valid and len(found) == 1 else None)
-        pos += 1  # past the comma (or the end)
-    return hops
+    return [_element_for(element) for element in _elements(value)]
+
+
+#: The headers a proxy names the client in, as ``forwarded_header`` takes them (any case).
+FORWARDED_HEADERS = ("X-Forwarded-For", "Forwarded")
+_PARSERS = {"x-forwarded-for": parse_x_forwarded_for, "forwarded": parse_forwarded}
+
+
+def forwarded_header(name: object) -> str:
+    """``name`` (any case) as one of :data:`FORWARDED_HEADERS`; else ``ValueError`` (``TypeError``: not a string)."""
+    if not isinstance(name, str):
+        raise TypeError(f"forwarded_header must be a header name as a string, got {type(name).__name__}")
+    for header in FORWARDED_HEADERS:
+        if name.strip().lower() == header.lower():
+            return header
+    raise ValueError(
+        f"forwarded_header must be 'X-Forwarded-For' (nginx, Caddy, HAProxy, cloud balancers) or 'Forwarded' "
+        f"(RFC 7239 proxies), the one header your proxies write, got {name!r}"
+    )
 
 
 def _walk(peer_ip: str | None, hops: list[str | None], trusted: TrustedProxies) -> str | None:
-    """Right to left past trusted proxies: the first untrusted hop, the leftmost if all are trusted, the peer on garbage."""
+    """Right to left past trusted proxies: the first untrusted hop, else the last address reached."""
     client = peer_ip
     for hop in reversed(hops):
         if hop is None:
-            return peer_ip
+            return client  # garbage: believe nothing further left
         client = hop
         if hop not in trusted:
             return hop
     return client
 
 
-def client_ip(peer_ip: str | None, headers: Mapping[str, str], trusted: TrustedProxies | None) -> str | None:
+def client_ip(
+    peer_ip: str | None, headers: Mapping[str, str], trusted: TrustedProxies | None, header: str = "X-Forwarded-For"
+) -> str | None:
     """The client's IP address for a request from ``peer_ip`` (normalized) with ``headers`` (lower-case names).
 
-    The algorithm is the module's (see its docstring); ``trusted`` ``None``:
-    no proxy is trusted and the peer is the client.
+    Only ``header`` (see :func:`forwarded_header`) is read, repeated lines
+    joined in order; the algorithm is the module's (see its docstring).
+    ``trusted`` ``None``: no proxy is trusted and the peer is the client.
     """
+    parse = _PARSERS[forwarded_header(header).lower()]
     if trusted is None or not trusted.trusts_peer(peer_ip):
         return peer_ip
-    found: set[str | None] = set()
-    xff = headers.get("x-forwarded-for")
-    if xff is not None:
-        found.add(_walk(peer_ip, parse_x_forwarded_for(xff), trusted))
-    forwarded = headers.get("forwarded")
-    if forwarded is not None:
-        found.add(_walk(peer_ip, parse_forwarded(forwarded), trusted))
-    if len(found) != 1:
-        return peer_ip  # no header, or two that disagree
-    return found.pop()
+    value = headers.get(header.strip().lower())
+    if value is None:
+        return peer_ip
+    return _walk(peer_ip, parse(value), trusted)

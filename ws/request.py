@@ -113,15 +113,20 @@ class Request:
             self._client_ip_known = True
         return self._client_ip
 
-    def resolve_client_ip(self, trusted_proxies: TrustedProxies | Iterable[str]) -> str | None:
-        """Set ``client_ip`` from ``X-Forwarded-For``/``Forwarded``, believed only from ``trusted_proxies``; returns it.
+    def resolve_client_ip(
+        self, trusted_proxies: TrustedProxies | Iterable[str], forwarded_header: str = "X-Forwarded-For"
+    ) -> str | None:
+        """Set ``client_ip`` from ``forwarded_header``, believed only from ``trusted_proxies``; returns it.
 
-        A ``WebSocketServer(trusted_proxies=...)`` calls it before its limits
-        and ``verify_client``; an HTTP handler behind a proxy may call it too.
-        The algorithm is in ``ws.forwarded`` and docs/security.md.
+        ``forwarded_header`` is the one header the proxies write
+        (``'X-Forwarded-For'`` or ``'Forwarded'``); the other is the client's
+        to write and is never read.  A ``WebSocketServer(trusted_proxies=...)``
+        calls it before its limits and ``verify_client``; an HTTP handler
+        behind a proxy may call it too.  The algorithm is in ``ws.forwarded``
+        and docs/security.md.
         """
         trusted = trusted_proxies if isinstance(trusted_proxies, TrustedProxies) else TrustedProxies(trusted_proxies)
-        self._client_ip = _client_ip(self._peer_ip(), self.headers, trusted)
+        self._client_ip = _client_ip(self._peer_ip(), self.headers, trusted, forwarded_header)
         self._client_ip_known = True
         return self._client_ip
 

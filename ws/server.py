@@ -39,7 +39,7 @@ from ._runtime.log import ORIGIN_NOT_ALLOWED, refusal_cause, report_error, repor
 from ._runtime.rate import rate_policy
 from .connection.keepalive import DEFAULT_MESSAGE_TIMEOUT, Heartbeat, check_message_timeout
 from .http.responses import http_date, plain_response
-from .forwarded import TrustedProxies
+from .forwarded import TrustedProxies, forwarded_header
 from .events import ReadyState
 from .request import Request
 from .upgrade import UpgradeHost
@@ -84,6 +84,7 @@ SERVER_OPTIONS = frozenset(
         "per_ip_ipv6_prefix",
         "retry_after",
         "trusted_proxies",
+        "forwarded_header",
         "message_timeout",
         "rate_limit",
         "byte_rate_limit",
@@ -322,12 +323,35 @@ class WebSocketServer(EventEmitter):
         transport: asyncio.Transport,
         head: bytes = b"",
         callback: Callable[[WebSocket, Request], Any] | None = None,
+        *,
+        slot: Slot | None = None,
     ) -> None:
         """Complete a handshake for an upgrade the caller routed here (``no_server``).
 
         ``callback(socket, request)`` replaces the ``'connection'`` event when given.
+        ``slot``: what :meth:`admit` gave this request, when the caller admitted
+        it first; the handshake takes it over (gives it back when refused, the
+        socket holds it until closed).  Without one the handshake admits the
+        request itself.
         """
-        _loop.call(self._loop, self._upgrade, request, transport, head, callback)
+        _loop.call(self._loop, self._upgrade, request, transport, head, callback, slot)
+
+    def admit(self, request: Request) -> Slot | Refused:
+        """Resolve ``request.client_ip`` (``trusted_proxies``) and take a connection slot, or the refusal.
+
+        The refusal: **503** when the server is closed or at
+        ``max_connections``, **429** at ``max_connections_per_ip``; nothing is
+        taken then.  For hosts that run code of their own before the handshake
+        (the connections style's connect handlers): admitting first gives that
+        code the client's address and keeps ``max_connections`` true while it
+        runs.  The caller passes the slot on to ``handle_upgrade(...,
+        slot=slot)`` or calls ``slot.release()``.  Call it on the server's loop.
+        """
+        if self._trusted_proxies is not None:
+            request.resolve_client_ip(self._trusted_proxies, self._forwarded_header)
+        if self._closed:
+            return Refused(503, "WebSocket server is closed")
+        return self._limits.admit(request)
 
     def broadcast(
         self, data: str | bytes, *, exclude: WebSocket | Iterable[WebSocket] | None = None, local: bool = False
@@ -574,9 +598,10 @@ class WebSocketServer(EventEmitter):
         transport: asyncio.Transport,
         head: bytes,
         callback: Callable[[WebSocket, Request], Any] | None,
+        slot: Slot | None = None,
     ) -> None:
         try:
-            self._accept(request, transport, head, callback)
+            self._accept(request, transport, head, callback, slot)
         except Exception as exc:  # a bug of ours or of a listener: answer, report, keep serving
             logger.exception("WebSocket handshake failed")
             self._refuse(request, transport, Refused(500, "Internal Server Error"))
@@ -588,14 +613,17 @@ class WebSocketServer(EventEmitter):
         transport: asyncio.Transport,
         head: bytes,
         callback: Callable[[WebSocket, Request], Any] | None,
+        admitted: Slot | None,
     ) -> None:
-        """Decide (``ws.protocol.handshake``), then write the answer and start the socket."""
-        if self._closed:
-            self._refuse(request, transport, Refused(503, "WebSocket server is closed"))
-            return
-        if transport.is_closing():
-            return
-        slot = self._admit(request)
+        """Admit (unless ``admitted`` already), decide (``ws.protocol.handshake``), then answer and start the socket."""
+        if transport.is_closing() and not self._closed:
+            if admitted is not None:
+                admitted.release()
+            return  # the client left before its turn
+        slot = self.admit(request) if admitted is None else admitted
+        if self._closed and admitted is not None:  # admitted before close() was called
+            admitted.release()
+            slot = Refused(503, "WebSocket server is closed")
         if isinstance(slot, Refused):
             self._refuse(request, transport, slot)
             return
@@ -866,7 +894,7 @@ class WebSocketServer(EventEmitter):
     # -- connection limits (ws.protocol.limits) -----------------------------------------
 
     def _use_limits(self, opts: dict[str, Any]) -> None:
-        """``max_connections``, ``max_connections_per_ip`` (and how to count), ``trusted_proxies``."""
+        """``max_connections``, ``max_connections_per_ip`` (and how to count), ``trusted_proxies`` and their header."""
         self._limits = ConnectionLimits(
             opts.get("max_connections"),
             opts.get("max_connections_per_ip"),
@@ -875,6 +903,7 @@ class WebSocketServer(EventEmitter):
         )
         proxies = opts.get("trusted_proxies")
         self._trusted_proxies = TrustedProxies(proxies) if proxies else None
+        self._forwarded_header = forwarded_header(opts.get("forwarded_header", "X-Forwarded-For"))
         self._slots: dict[WebSocket, Slot] = {}  # an open socket's slot, released when it closes
 
     @property
@@ -884,18 +913,16 @@ class WebSocketServer(EventEmitter):
 
     @property
     def trusted_proxies(self) -> TrustedProxies | None:
-        """The proxies whose ``X-Forwarded-For``/``Forwarded`` are believed (``None``: none)."""
+        """The proxies whose :attr:`forwarded_header` is believed (``None``: none)."""
         return self._trusted_proxies
 
-    def _admit(self, request: Request) -> Slot | Refused:
-        """The client's address (through trusted proxies), then a slot, or the 503/429 past a limit.
+    @property
+    def forwarded_header(self) -> str:
+        """The one header the trusted proxies name the client in: ``'X-Forwarded-For'`` or ``'Forwarded'``.
 
-        Hosts call it before the handshake's checks and ``verify_client``:
-        a refusal here is cheap and runs no user code.
+        The other is passed on by the proxy as the client wrote it, so it is never read.
         """
-        if self._trusted_proxies is not None:
-            request.resolve_client_ip(self._trusted_proxies)
-        return self._limits.admit(request)
+        return self._forwarded_header
 
     def _hold(self, ws: WebSocket, slot: Slot) -> None:
         """``ws`` keeps ``slot`` until it is closed (``_socket_closed``)."""

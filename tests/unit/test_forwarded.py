@@ -7,7 +7,10 @@ from typing import Any
 import pytest
 from hypothesis import given, strategies as st
 
-from ws.forwarded import TrustedProxies, client_ip, ip_group, normalize_ip, parse_forwarded, parse_x_forwarded_for
+from ws.forwarded import (
+    FORWARDED_HEADERS, TrustedProxies, client_ip, forwarded_header, ip_group, normalize_ip, parse_forwarded,
+    parse_x_forwarded_for,
+)
 from ws.protocol.handshake import Refused
 from ws.protocol.limits import UNLIMITED, ConnectionLimits, Slot
 from ws.request import Request
@@ -15,8 +18,10 @@ from ws.request import Request
 PROXIES = TrustedProxies(["127.0.0.1", "10.0.0.0/8", "fd00::/8"])
 
 
-def resolve(peer: str | None, proxies: TrustedProxies | None = PROXIES, **headers: str) -> str | None:
-    return client_ip(peer, {name.replace("_", "-"): value for name, value in headers.items()}, proxies)
+def resolve(
+    peer: str | None, proxies: TrustedProxies | None = PROXIES, header: str = "X-Forwarded-For", **headers: str
+) -> str | None:
+    return client_ip(peer, {name.replace("_", "-"): value for name, value in headers.items()}, proxies, header)
 
 
 # -- addresses ------------------------------------------------------------------------
@@ -91,7 +96,10 @@ def test_forwarded_elements() -> None:
         ("", [None]),
         ("for=1.1.1.1,", ["1.1.1.1", None]),
         ('for="1.1.1.1, for=2.2.2.2', [None, "2.2.2.2"]),  # an unterminated quote spoils its element only
-        ('for="1.1.1.1, for=2.2.2.2;proto="https"', [None]),  # a quote that swallows the next element: one bad
+        # Split from the right: an unterminated quote on the left cannot swallow what a proxy appended.
+        ('for="1.1.1.1, for=2.2.2.2;proto="https"', [None, "2.2.2.2"]),
+        ('for="x, for="[2001:db8::1]:4711"', [None, "2001:db8::1"]),
+        ('for="x\\", for="[2001:db8::1]"', [None, "2001:db8::1"]),  # an escaped quote does not close it
         ('for="a\\"b", for=3.3.3.3', [None, "3.3.3.3"]),
     ],
 )
@@ -104,6 +112,33 @@ def test_parsers_never_raise(value: str) -> None:
     assert all(hop is None or normalize_ip(hop) == hop for hop in parse_forwarded(value))
     assert all(hop is None or normalize_ip(hop) == hop for hop in parse_x_forwarded_for(value))
     resolve("127.0.0.1", x_forwarded_for=value, forwarded=value)
+    resolve("127.0.0.1", header="Forwarded", x_forwarded_for=value, forwarded=value)
+
+
+# What a proxy appends: its own addresses, in each header's syntax (IPv6 quoted in Forwarded, as RFC 7239 wants).
+PROXY_HOPS = st.lists(
+    st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)).map(lambda address: normalize_ip(str(address)) or ""),
+    min_size=1, max_size=4,
+)
+
+
+def as_forwarded(hop: str) -> str:
+    return f'for="[{hop}]:4711"' if ":" in hop else f"for={hop}"
+
+
+@given(st.text(max_size=60), PROXY_HOPS)
+def test_what_the_client_wrote_on_the_left_never_changes_the_proxies_hops(client: str, hops: list[str]) -> None:
+    """The client writes the start of the header; its proxies append. Their hops read the same whatever it wrote."""
+    assert parse_x_forwarded_for(client + ", " + ", ".join(hops))[-len(hops):] == hops
+    assert parse_forwarded(client + ", " + ", ".join(map(as_forwarded, hops)))[-len(hops):] == hops
+
+
+@given(st.text(max_size=60), st.text(max_size=60), st.ip_addresses(v=4).map(str).filter(lambda ip: ip not in PROXIES))
+def test_a_client_behind_a_trusted_proxy_never_resolves_to_the_proxy(own: str, other: str, client: str) -> None:
+    """nginx appends the address it saw to the client's X-Forwarded-For and passes its Forwarded on."""
+    assert resolve("127.0.0.1", x_forwarded_for=f"{own}, {client}", forwarded=other) == client
+    # An RFC 7239 proxy: the same with the headers' roles swapped.
+    assert resolve("127.0.0.1", header="forwarded", forwarded=f"{own}, for={client}", x_forwarded_for=other) == client
 
 
 # -- the trusted-proxy walk ----------------------------------------------------------------
@@ -121,28 +156,50 @@ def test_the_rightmost_untrusted_hop_is_the_client() -> None:
     assert resolve("127.0.0.1", x_forwarded_for="6.6.6.6, 203.0.113.7") == "203.0.113.7"
     # Two proxies of ours: skip them.
     assert resolve("127.0.0.1", x_forwarded_for="6.6.6.6, 203.0.113.7, 10.1.1.1, 10.2.2.2") == "203.0.113.7"
-    assert resolve("10.9.9.9", forwarded='for=6.6.6.6, for="[2001:db8::7]:1234", for=10.1.1.1') == "2001:db8::7"
+    assert resolve("10.9.9.9", header="Forwarded", forwarded='for=6.6.6.6, for="[2001:db8::7]:1234", for=10.1.1.1') == "2001:db8::7"
     # Every hop is a proxy of ours: the furthest one is the client.
     assert resolve("127.0.0.1", x_forwarded_for="10.1.1.1, 10.2.2.2") == "10.1.1.1"
     assert resolve("127.0.0.1", x_forwarded_for="::ffff:203.0.113.7") == "203.0.113.7"
     assert resolve("fd00::1", x_forwarded_for="2001:db8::9") == "2001:db8::9"
 
 
-def test_garbage_on_the_walk_falls_back_to_the_peer() -> None:
+def test_garbage_on_the_walk_ends_it_at_the_last_address_reached() -> None:
+    # Written by the proxy itself: nothing better than the proxy is known.
     assert resolve("127.0.0.1", x_forwarded_for="203.0.113.7, bogus") == "127.0.0.1"
-    assert resolve("127.0.0.1", x_forwarded_for="203.0.113.7, bogus, 10.1.1.1") == "127.0.0.1"
     assert resolve("127.0.0.1", x_forwarded_for="") == "127.0.0.1"
-    assert resolve("127.0.0.1", forwarded="for=unknown") == "127.0.0.1"
-    assert resolve("127.0.0.1", forwarded='for="_hidden"') == "127.0.0.1"
+    assert resolve("127.0.0.1", header="Forwarded", forwarded="for=unknown") == "127.0.0.1"
+    assert resolve("127.0.0.1", header="Forwarded", forwarded='for="_hidden"') == "127.0.0.1"
+    # Left of a trusted hop: that hop is the client (not the peer, which the garbage's writer is not).
+    assert resolve("127.0.0.1", x_forwarded_for="203.0.113.7, bogus, 10.1.1.1") == "10.1.1.1"
+    assert resolve("127.0.0.1", header="Forwarded", forwarded="for=unknown, for=10.1.1.1") == "10.1.1.1"
     # Garbage left of the client is never read.
     assert resolve("127.0.0.1", x_forwarded_for="bogus, 203.0.113.7") == "203.0.113.7"
-    assert resolve("127.0.0.1", forwarded='for="x, for=203.0.113.7') == "203.0.113.7"
+    assert resolve("127.0.0.1", header="Forwarded", forwarded='for="x, for=203.0.113.7') == "203.0.113.7"
+    assert resolve("127.0.0.1", header="Forwarded", forwarded='for="x, for="[2001:db8::7]"') == "2001:db8::7"
 
 
-def test_both_headers_must_agree() -> None:
-    assert resolve("127.0.0.1", x_forwarded_for="203.0.113.7", forwarded="for=203.0.113.7") == "203.0.113.7"
-    # A proxy that sets one header passes the other on as the client wrote it: no way to tell which is true.
-    assert resolve("127.0.0.1", x_forwarded_for="203.0.113.7", forwarded="for=6.6.6.6") == "127.0.0.1"
+def test_only_the_chosen_header_is_read() -> None:
+    # nginx writes X-Forwarded-For and passes the client's own Forwarded on: it changes nothing.
+    assert resolve("127.0.0.1", x_forwarded_for="203.0.113.7", forwarded="for=6.6.6.6") == "203.0.113.7"
+    assert resolve("127.0.0.1", x_forwarded_for="203.0.113.7", forwarded="for=127.0.0.1") == "203.0.113.7"
+    assert resolve("127.0.0.1", forwarded="for=203.0.113.7") == "127.0.0.1"  # no X-Forwarded-For: the peer
+    # An RFC 7239 proxy: the other way round.
+    assert resolve("127.0.0.1", header="Forwarded", forwarded="for=203.0.113.7", x_forwarded_for="6.6.6.6") == "203.0.113.7"
+    assert resolve("127.0.0.1", header="Forwarded", x_forwarded_for="203.0.113.7") == "127.0.0.1"
+    assert resolve("127.0.0.1", header="FORWARDED", forwarded="for=203.0.113.7") == "203.0.113.7"  # any case
+
+
+def test_forwarded_header_names() -> None:
+    assert FORWARDED_HEADERS == ("X-Forwarded-For", "Forwarded")
+    assert forwarded_header("x-forwarded-for") == forwarded_header(" X-FORWARDED-FOR") == "X-Forwarded-For"
+    assert forwarded_header("forwarded") == "Forwarded"
+    for wrong in ("X-Real-IP", "", "X-Forwarded-For, Forwarded"):
+        with pytest.raises(ValueError, match="forwarded_header must be 'X-Forwarded-For' .* or 'Forwarded'"):
+            forwarded_header(wrong)
+    with pytest.raises(TypeError, match="forwarded_header must be a header name"):
+        forwarded_header(None)
+    with pytest.raises(ValueError):
+        resolve("127.0.0.1", header="X-Real-IP", x_real_ip="203.0.113.7")
 
 
 def test_a_unix_socket_peer() -> None:
@@ -163,6 +220,17 @@ def test_request_client_ip() -> None:
     assert Request("GET", "/", [], peername=("::1", 1, 0, 0)).client_ip == "::1"
     assert Request("GET", "/", [], peername="").client_ip is None
     assert Request("GET", "/", [], peername="/run/ws.sock").client_ip is None
+
+
+def test_request_client_ip_reads_the_one_header_and_every_line_of_it_in_order() -> None:
+    # The client's own lines come first, a proxy adding a line of its own (HAProxy) puts it last.
+    lines = [("X-Forwarded-For", "127.0.0.1"), ("Forwarded", "for=6.6.6.6"), ("x-forwarded-for", "203.0.113.7")]
+    request = Request("GET", "/ws", lines, peername=("127.0.0.1", 5000))
+    assert request.resolve_client_ip(["127.0.0.1"]) == "203.0.113.7"
+    assert request.resolve_client_ip(["127.0.0.1"], "Forwarded") == "6.6.6.6"
+    assert request.resolve_client_ip(PROXIES, forwarded_header="forwarded") == "6.6.6.6"
+    with pytest.raises(ValueError, match="forwarded_header"):
+        request.resolve_client_ip(["127.0.0.1"], "X-Real-IP")
 
 
 # -- counting --------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ OPTION_ALIASES: dict[str, str] = {
     "rateLimit": "rate_limit",
     "byteRateLimit": "byte_rate_limit",
     "rateLimitAction": "rate_limit_action",
+    "forwardedHeader": "forwarded_header",
     "followRedirects": "follow_redirects",
     "maxRedirects": "max_redirects",
     "socketPath": "socket_path",

@@ -54,6 +54,7 @@ from .messages import decode, encode
 from .endpoints import join_path
 from ..request import Request
 from ..protocol.handshake import Refused, check_origin
+from ..protocol.limits import Slot
 from ..server import WebSocketServer
 from ..connection.websocket import OPEN, WebSocket
 from ..upgrade import UpgradeHandler, UpgradeHost
@@ -321,7 +322,6 @@ class Socket:
         self.connect_timeout = connect_timeout
         self._handlers: dict[str, list[Callable[[EventContext], Any]]] = {event: [] for event in EVENTS}
         self._open: dict[str, WebSocket] = {}
-        self._inner: UpgradeHandler | None = None
         self.wss = WebSocketServer(server=self, path=self.path, **options)
         self.wss.on("connection", self._connected)
         _cluster.adopt(server)
@@ -529,48 +529,60 @@ class Socket:
         return self.server.address
 
     def add_upgrade_handler(self, path: str | None, handler: UpgradeHandler) -> None:
-        self.server.add_upgrade_handler(path, self)
-        self._inner = handler
+        self.server.add_upgrade_handler(path, self)  # (handler is self.wss, which it reaches directly)
 
     def remove_upgrade_handler(self, path: str | None, handler: UpgradeHandler) -> None:
         self.server.remove_upgrade_handler(path, self)
 
     def handle_upgrade(self, request: Request, transport: asyncio.Transport, head: bytes) -> None:
         request.state.connection_id = uuid.uuid4().hex
+        # Admitted first, as on the server's own path: the connect handlers see the client's address
+        # (trusted_proxies), and no more of them run at once than max_connections lets in.
+        slot = self.wss.admit(request)
+        if isinstance(slot, Refused):
+            self.wss._refuse(request, transport, slot)
+            return
         # A page allowed_origins does not list is refused before any connect handler sees its cookies.
         refused = check_origin(request, self.wss._policy())
         if refused is not None:
+            slot.release()
             self.wss._refuse(request, transport, refused)
             return
         if not self._handlers["connect"]:
-            self._accept(request, transport, head)
+            self.wss.handle_upgrade(request, transport, head, slot=slot)
             return
         transport.pause_reading()  # nothing is read until the connect handlers decided
-        spawn(self._decide(request, transport, head), what=f"connect of websocket {self.name!r}")
+        spawn(self._decide(request, transport, head, slot), what=f"connect of websocket {self.name!r}")
 
-    async def _decide(self, request: Request, transport: asyncio.Transport, head: bytes) -> None:
+    async def _decide(self, request: Request, transport: asyncio.Transport, head: bytes, slot: Slot) -> None:
+        """Run the connect handlers, then hand ``slot`` on to the handshake, or give it back (refused, gone, failed)."""
+        try:
+            refused = await self._connect_verdict(request)
+            if refused is None and not transport.is_closing():
+                transport.resume_reading()
+                self.wss.handle_upgrade(request, transport, head, slot=slot)  # the handshake holds it from here
+                return
+        except BaseException:
+            slot.release()
+            raise
+        slot.release()
+        if refused is not None:
+            self.wss._refuse(request, transport, refused)
+
+    async def _connect_verdict(self, request: Request) -> Refused | None:
+        """The connect handlers' refusal (403, or 503/500 when they time out or raise), or ``None``: admitted."""
         ctx = EventContext("connect", self, ConnectionRequest(request.state.connection_id, request))
         try:
             await asyncio.wait_for(self._run(ctx, self._handlers["connect"]), self.connect_timeout)
         except asyncio.TimeoutError:
             logger.error("connect handlers of websocket %r took more than %s s", self.name, self.connect_timeout)
-            self.wss._refuse(request, transport, Refused(503, "Service Unavailable: the connect handler timed out"))
-            return
+            return Refused(503, "Service Unavailable: the connect handler timed out")
         except Exception as exc:
             report_error(logger, "connect handler of websocket %r raised", self.name, error=exc)
-            self.wss._refuse(request, transport, Refused(500, "Internal Server Error"))
-            return
+            return Refused(500, "Internal Server Error")
         if not ctx.res.success:
-            self.wss._refuse(request, transport, Refused(403, "Forbidden: the connection was refused"))
-            return
-        if transport.is_closing():
-            return
-        transport.resume_reading()
-        self._accept(request, transport, head)
-
-    def _accept(self, request: Request, transport: asyncio.Transport, head: bytes) -> None:
-        assert self._inner is not None
-        self._inner.handle_upgrade(request, transport, head)
+            return Refused(403, "Forbidden: the connection was refused")
+        return None
 
     async def _run(self, ctx: EventContext, handlers: list[Callable[[EventContext], Any]], first: Any = None) -> None:
         """Await ``first`` (if given), then run ``handlers`` in order, awaiting the async ones."""
