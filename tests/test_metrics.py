@@ -205,7 +205,10 @@ def test_metrics_off_leave_sockets_plain() -> None:
             sock._note_rate_limited()
             client.send("x")
             await rec.wait("message")
-            assert served.wss is not None and served.wss._tally is None
+            assert served.wss is not None
+            served.wss.broadcast("y")
+            await rec.wait("message", 2)
+            assert not [key for key in _metrics._tallies if key[0] == "/plain"]  # nothing counted, nowhere
             client.close()
             await rec.wait("close")
 
@@ -312,6 +315,222 @@ def test_multiprocess_fold_adds_deltas_once(tmp_path: Any) -> None:
     assert value(samples, "ws_backplane_publish_seconds_bucket", backplane="object", le="0.00025") == 1
     assert value(samples, "ws_backplane_publish_seconds_bucket", backplane="object", le="0.25") == 1
     assert value(samples, "ws_backplane_publish_seconds_bucket", backplane="object", le="0.5") == 2
+
+
+def test_two_folds_at_once_never_apply_older_sums(tmp_path: Any) -> None:
+    """A fold that read its sums first but applies them second (the scrape's on the loop, the ``ws-metrics``
+    thread's) must not set the gauge back nor rewind the histogram (whose buckets the next fold then added again).
+
+    Fold A is held just after reading its sums; fold B starts and is let go until it is finished or
+    waits for A (the folder's lock, watched); then A goes on.  No timing is involved.
+    """
+    import subprocess
+    import sys
+    import textwrap
+
+    from .conftest import ROOT
+
+    script = textwrap.dedent(
+        """
+        import threading
+        from prometheus_client import CollectorRegistry
+        from prometheus_client.multiprocess import MultiProcessCollector
+        from ws._runtime import metrics
+        import ws.metrics
+
+        class Connection:  # what a MeteredWebSocket counts
+            _messages_in = _bytes_in = _messages_out = _bytes_out = 0
+
+        class Watched:  # the folder's lock, telling when a fold has to wait for it
+            def __init__(self, lock, contended):
+                self.lock, self.contended = lock, contended
+            def __enter__(self):
+                if not self.lock.acquire(blocking=False):
+                    self.contended.set()
+                    self.lock.acquire()
+            def __exit__(self, *exc):
+                self.lock.release()
+
+        ws.metrics.enable()
+        folder = metrics._folder
+        b_stuck_or_done = threading.Event()
+        folder._lock = Watched(folder._lock, b_stuck_or_done)
+        real_sums, a_read, a_go = metrics._sums, threading.Event(), threading.Event()
+
+        def sums():
+            result = real_sums()
+            if threading.current_thread().name == "A":
+                a_read.set()
+                assert a_go.wait(10), "fold A was never let go"
+            return result
+
+        metrics._sums = sums
+        plane = metrics.backplane_tally(object(), None)
+        tally = metrics.tally(object(), "/p")
+
+        def files():
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)
+            return {s.name: s.value for family in registry.collect() for s in family.samples}
+
+        tally.joined(Connection())
+        for _ in range(5):
+            plane.published(0.001)
+        a = threading.Thread(target=ws.metrics.fold, name="A")
+        a.start()
+        assert a_read.wait(10)  # A has the sums of 5 publishes and 1 connection
+        tally.joined(Connection())
+        for _ in range(5):
+            plane.published(0.001)
+
+        def fold_b():
+            ws.metrics.fold()
+            b_stuck_or_done.set()
+
+        b = threading.Thread(target=fold_b, name="B")
+        b.start()
+        assert b_stuck_or_done.wait(10)
+        a_go.set()
+        a.join(10)
+        b.join(10)
+        assert not a.is_alive() and not b.is_alive()
+        seen = files()
+        print("after", seen["ws_connections_open"], seen["ws_backplane_publish_seconds_count"], seen["ws_backplane_publish_seconds_sum"])
+        ws.metrics.fold()
+        seen = files()
+        print("next", seen["ws_connections_open"], seen["ws_backplane_publish_seconds_count"], seen["ws_backplane_publish_seconds_sum"])
+        """
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PYTHONPATH": str(ROOT), "WS_METRICS_INTERVAL": "3600"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = {line.split()[0]: [float(v) for v in line.split()[1:]] for line in done.stdout.splitlines()}
+    for when in ("after", "next"):
+        opened, count, total = lines[when]
+        assert (opened, count) == (2, 10), (when, done.stdout)
+        assert total == pytest.approx(0.01), (when, done.stdout)
+
+
+def test_a_connection_closing_while_its_tally_is_read_counts_once() -> None:
+    """The sums read the open connections' counts outside the tally's lock (the loop takes it per broadcast,
+    accept and close); a connection that closes meanwhile counts once: as open in this reading, closed in the next."""
+    import threading
+
+    tally = _metrics.Tally("/p")
+    closed_meanwhile: list[bool] = []
+
+    class Connection:  # what a MeteredWebSocket counts
+        _bytes_in = _messages_out = _bytes_out = 0
+
+        def __init__(self, messages: int, close_when_read: bool = False) -> None:
+            self.messages, self.close_when_read = messages, close_when_read
+
+        @property
+        def _messages_in(self) -> int:
+            if self.close_when_read:  # the loop closes it while the sums are read (on another thread)
+                self.close_when_read = False
+                closing = threading.Thread(target=tally.left, args=(self, 1000))
+                closing.start()
+                closing.join(5)
+                closed_meanwhile.append(not closing.is_alive())
+            return self.messages
+
+    gone = Connection(3)
+    tally.joined(gone)
+    tally.left(gone, 1000)
+    tally.joined(Connection(4, close_when_read=True))
+    tally.joined(Connection(5))
+
+    def read() -> tuple[float, float]:
+        values: _metrics.Values = {name: {} for name, spec in _metrics.SPECS.items() if spec[0] != "histogram"}
+        tally.add_to(values)
+        return values["ws_messages_received"][("/p",)], values["ws_connections_open"][("/p",)]
+
+    assert read() == (3 + 4 + 5, 2)
+    assert closed_meanwhile == [True], "the close waited for the sums: the tally's lock was held while reading them"
+    assert read() == (3 + 4 + 5, 1)
+    assert tally.closes == {1000: 2}
+
+
+def test_broadcasts_follow_enable_and_disable() -> None:
+    """Broadcasts count from ``enable()`` on (no handshake needed first), and not after ``disable()``."""
+    _metrics.reset()
+    registry = CollectorRegistry()
+
+    async def main() -> None:
+        async with serving("/news") as served:
+            assert served.wss is not None
+            plain, rplain = await connect(served.port, "/news")  # accepted while metrics are off
+            await rplain.wait("open")
+            await served.socket(0)
+            ws.metrics.enable(registry)
+            assert served.wss.broadcast("one") == 1
+            await rplain.wait("message")
+            samples = parse(generate_latest(registry).decode())
+            assert value(samples, "ws_messages_sent_total", path="/news") == 1
+            assert value(samples, "ws_sent_bytes_total", path="/news") == 3
+
+            metered, rmetered = await connect(served.port, "/news")
+            await rmetered.wait("open")
+            await served.socket(1)
+            assert served.wss.broadcast("two") == 2
+            await rmetered.wait("message")
+            ws.metrics.disable()
+            assert served.wss.broadcast("three") == 2
+            await rmetered.wait("message", 2)
+            ws.metrics.enable(registry)
+            samples = parse(generate_latest(registry).decode())
+            assert value(samples, "ws_messages_sent_total", path="/news") == 3
+            assert value(samples, "ws_sent_bytes_total", path="/news") == 9
+            for sock, rec in ((plain, rplain), (metered, rmetered)):
+                sock.close()
+                await rec.wait("close")
+
+    try:
+        run(main)
+    finally:
+        ws.metrics.disable()
+        _metrics.reset()
+
+
+def test_a_metered_socket_is_a_websocket_in_reports_and_reprs(registry: CollectorRegistry, caplog: pytest.LogCaptureFixture) -> None:
+    """``MeteredWebSocket`` is internal: an unhandled ``'error'``, a listener that raises, the repr say ``WebSocket``."""
+    import logging
+
+    from ws._runtime.log import reports
+
+    from .test_limits import TEXT, frame
+
+    caplog.set_level(logging.ERROR, logger="ws")
+    reports.reset()  # (the same causes reported by earlier tests would only be counted)
+
+    async def main() -> None:
+        async with serving("/m") as served:
+            peer = await RawPeer.open(served.port, "/m")
+            sock, rec = await served.socket(0)
+            assert type(sock) is MeteredWebSocket
+            assert repr(sock).startswith("<WebSocket server ")
+            sock.remove_all_listeners("error")  # (the test's recorder)
+
+            def fails(event: Any) -> None:
+                raise RuntimeError("a bug in a listener")
+
+            sock.on("message", fails)
+            peer.send(frame(TEXT, b"hi"))
+            await until(lambda: any("listener of" in r.getMessage() for r in caplog.records), what="the listener's failure")
+            peer.send(frame(TEXT, b"unmasked", mask=False))
+            assert await peer.read_close() == 1002
+            await rec.wait("close")
+            peer.abort()
+
+    try:
+        run(main)
+    finally:
+        reports.reset()
+    messages = [record.getMessage() for record in caplog.records]
+    assert "listener of WebSocket raised" in messages, messages
+    assert any(m.startswith("unhandled 'error' event on WebSocket: ") for m in messages), messages
+    assert not [m for m in messages if "Metered" in m], messages
 
 
 def test_enable_with_prometheus_clients_default_registry() -> None:

@@ -199,8 +199,6 @@ class WebSocketServer(EventEmitter):
         if rate is not None:
             self._socket_options["rate_policy"] = rate
         self._sockets: set[WebSocket] = set()
-        #: This path's metrics (``ws._runtime.metrics``) as of the last handshake; ``None``: metrics off.
-        self._tally: _metrics.Tally | None = None
         self._use_limits(opts)
         #: Recorded path served on another loop than its cluster's (ws.asgi): sockets accepted here whose
         #: join the recovery has not processed yet.  The stream's deliveries to every client skip them.
@@ -399,13 +397,16 @@ class WebSocketServer(EventEmitter):
     def _write_once(self, targets: list[WebSocket], excluded: Any, is_text: bool, payload: bytes) -> int:
         """One frame for all of ``targets`` but ``excluded``; per client only the checks and the write.
 
-        With metrics on, the clients reached count once here, per broadcast, not per client.
+        With metrics on, the clients reached count once here, per broadcast, not per client.  Whether
+        they are on is read per broadcast (``enable()``/``disable()`` take effect at once); off, that
+        test is all it costs.
         """
         wire = b"".join(_serialize(FIN_TEXT if is_text else FIN_BINARY, payload, False))
         count = WebSocket._broadcast(targets, excluded, wire, is_text, payload)
-        tally = self._tally
-        if tally is not None:
-            tally.sent(count, len(payload))
+        if _metrics.on:
+            tally = _metrics.tally(self._loop, self.path)
+            if tally is not None:  # (off again since: another thread's disable())
+                tally.sent(count, len(payload))
         return count
 
     def close(self, callback: Callable[[], Any] | None = None) -> None:
@@ -734,7 +735,7 @@ class WebSocketServer(EventEmitter):
         if extensions_header:  # compressed: the limit the handshake chose (see Policy.deflate_max_payload)
             options = {**options, "max_payload": proto.message_limit()}
         budget = self.max_total_buffered_amount
-        tally = self._tally = _metrics.tally(self._loop, self.path)
+        tally = _metrics.tally(self._loop, self.path)
         ws = (WebSocket if tally is None else MeteredWebSocket)._accepted(
             self._loop, proto, transport, request, self._finished_hook, options, extensions_header or "",
             None if budget is None else budget_for(self._loop, budget),
@@ -784,7 +785,7 @@ class WebSocketServer(EventEmitter):
 
     def _adopt(self, ws: WebSocket, slot: Slot | None = None) -> None:
         """Track a socket another host accepted for this server (``clients``, ``close()``); it holds ``slot``."""
-        tally = self._tally = _metrics.tally(self._loop, self.path)
+        tally = _metrics.tally(self._loop, self.path)
         if tally is not None:
             tally.handshake(101)
         if slot is not None:
@@ -876,7 +877,7 @@ class WebSocketServer(EventEmitter):
         """
         status = refused.status
         cause = refusal_cause(status, refused.reason)
-        tally = self._tally = _metrics.tally(self._loop, self.path)
+        tally = _metrics.tally(self._loop, self.path)
         if tally is not None:
             tally.handshake(status)
             if cause == ORIGIN_NOT_ALLOWED:

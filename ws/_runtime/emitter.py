@@ -176,6 +176,9 @@ class EventEmitter(_PyeeEmitter):
 
     #: ``set_max_listeners``; a class default, so that emitters that keep it carry no attribute for it.
     _max_listeners: float = DEFAULT_MAX_LISTENERS
+    #: The class name reports give (``unhandled 'error' event on WebSocket``); ``None``: the object's
+    #: own.  An internal subclass (``MeteredWebSocket``) names the public class it stands for.
+    _shown_as: str | None = None
     #: Events already warned about (``MaxListenersExceededWarning`` once per event, as Node).
     _warned: frozenset[str] = frozenset()
 
@@ -428,7 +431,7 @@ class EventEmitter(_PyeeEmitter):
             self._listener_failed(exc)
 
     def _listener_failed(self, exc: Exception) -> None:
-        report("listener of %s raised", type(self).__name__, error=exc)
+        report("listener of %s raised", self._shown_name(), error=exc)
         listeners = self._events.get("error")
         if not listeners:
             self._unhandled(exc)
@@ -441,7 +444,11 @@ class EventEmitter(_PyeeEmitter):
                 if result is not None and inspect.isawaitable(result):
                     self._schedule(result)
             except Exception as again:
-                report("'error' listener of %s raised", type(self).__name__, error=again)
+                report("'error' listener of %s raised", self._shown_name(), error=again)
+
+    def _shown_name(self) -> str:
+        """The class name users see in reports (see ``_shown_as``)."""
+        return self._shown_as or type(self).__name__
 
     def _emit_handle_potential_error(self, event: str, error: Any) -> None:
         if event == "error":
@@ -452,7 +459,7 @@ class EventEmitter(_PyeeEmitter):
 
         ``claimable``: it is kept for a listener the script may still attach (``_emit_kept``).
         """
-        report("unhandled 'error' event on %s: %s", type(self).__name__, error, error=error)
+        report("unhandled 'error' event on %s: %s", self._shown_name(), error, error=error)
         self._unhandled(error, claimable)
 
     def _unhandled(self, error: Any, claimable: bool = False) -> None:

@@ -35,6 +35,7 @@ class MeteredWebSocket(WebSocket):
     __slots__ = ("_tally", "_messages_in", "_bytes_in", "_messages_out", "_bytes_out")
 
     _tally: Tally
+    _shown_as = "WebSocket"  # an internal class: reports and warnings name the public one (repr does too)
 
     def _metered(self, tally: Tally) -> None:
         """Count for ``tally`` from now on (just accepted: one more open connection on its path)."""

@@ -1619,7 +1619,7 @@ class WebSocket(IterationMixin, EventTarget):
         caused it (a protocol violation, a limit), and a server runs for long.
         """
         if self._is_server:
-            report("unhandled 'error' event on %s: %s", type(self).__name__, error, error=error)
+            report("unhandled 'error' event on %s: %s", self._shown_name(), error, error=error)
             return
         # One line, no traceback (a refused connection's would show asyncio's insides).
         report(f"unhandled 'error' event on WebSocket {self._url}: {_cause(error)}", log=logger)
