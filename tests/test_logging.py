@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -214,6 +214,49 @@ def test_protocol_errors_are_one_line_and_a_count_per_interval(caplog: pytest.Lo
     records = events(caplog.records, "protocol_error")
     check_bounded(records, "1002 protocol error", 100, seconds, interval)
     assert records[0].code == 1002 and records[0].path == "/ws"  # type: ignore[attr-defined]
+
+
+FORWARDED_HANDSHAKE = (
+    "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nX-Forwarded-For: 203.0.113.7\r\n\r\n"
+)
+
+
+async def forwarded_peer(port: int, path: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+    """A handshake as a proxy on 127.0.0.1 forwards it for 203.0.113.7; ``(reader, writer, response head)``."""
+    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 10)
+    writer.write(FORWARDED_HANDSHAKE.format(path=path).encode())
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    return reader, writer, head
+
+
+def test_the_logged_peer_is_the_client_behind_a_proxy(caplog: pytest.LogCaptureFixture) -> None:
+    """A protocol error and an unmatched path's 404 log ``request.client_ip`` (as refusals do), not the proxy's address."""
+    caplog.set_level(logging.INFO, logger="ws")
+
+    async def main() -> None:
+        async with serving("/ws", ping_interval=None, trusted_proxies=["127.0.0.1"]) as served:
+            def behind_the_proxy(ctx: Any) -> None:  # an HTTP application resolves it itself: 'request' runs before routing
+                ctx.request.resolve_client_ip(["127.0.0.1"])
+
+            served.server.on("request", behind_the_proxy)
+            reader, writer, head = await forwarded_peer(served.port, "/nowhere")
+            assert head.startswith(b"HTTP/1.1 404 "), head
+            writer.close()
+            reader, writer, head = await forwarded_peer(served.port, "/ws")
+            assert head.startswith(b"HTTP/1.1 101 "), head
+            writer.write(frame(TEXT, b"hi", mask=False))  # a client's frames must be masked: 1002
+            await asyncio.wait_for(reader.read(), 10)
+            writer.close()
+            _, rec = await served.socket(0)
+            await rec.wait("close")
+
+    with report_interval(10):
+        run(main, timeout=30)
+    refused = events(caplog.records, "handshake_refused")
+    failed = events(caplog.records, "protocol_error")
+    assert [(r.status, r.peer) for r in refused] == [(404, "203.0.113.7")]  # type: ignore[attr-defined]
+    assert [(r.code, r.peer) for r in failed] == [(1002, "203.0.113.7")]  # type: ignore[attr-defined]
 
 
 def test_refusal_and_protocol_causes() -> None:

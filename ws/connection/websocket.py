@@ -1418,9 +1418,12 @@ class WebSocket(IterationMixin, EventTarget):
         if code != 1011:
             request = self._request
             path = request.path if request is not None else None  # (not the URL: its query may hold a token)
+            # A server side names its client as the refusals do (behind trusted proxies, the forwarded
+            # one); a client, the server it reached.
+            peer = request.client_ip if request is not None else self._remote_address
             report_event(
                 logger, logging.INFO, "protocol_error", protocol_cause(code), "WebSocket connection failed (%s): %s",
-                protocol_cause(code), message, peer=self._remote_address, code=code, path=path,
+                protocol_cause(code), message, peer=peer, code=code, path=path,
             )
 
     def _limit_note(self) -> str:

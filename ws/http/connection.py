@@ -112,7 +112,7 @@ def _no_upgrade_here(loop: asyncio.AbstractEventLoop, request: Request) -> None:
     cause = refusal_cause(404, "")
     report_event(
         logger, logging.INFO, "handshake_refused", cause, "WebSocket handshake refused on %s (%s)",
-        request.path, cause, peer=request.remote_address, status=404, path=_metrics.UNMATCHED,
+        request.path, cause, peer=request.client_ip, status=404, path=_metrics.UNMATCHED,  # (as the servers' refusals)
     )
 
 
