@@ -15,6 +15,13 @@ for a few questions its public API does not answer:
   attributes behind them (``writes``, ``current_size``, ``reader.buffer``, the ``state`` setter,
   ``parser_exc``, ``max_message_size``, ``parser``) are not documented API,
   so every use of them is here, checked against the installed version.
+* The method and HTTP version of an upgrade request: websockets 17 checks
+  them in ``process_request`` (its ``InvalidMethod``, ``InvalidProtocol``,
+  and a ``Request`` with ``method``/``protocol`` fields); 14 to 16 leave them
+  to the caller and their ``Request`` has no such fields.
+  :meth:`Server.check_request` checks both itself, raising this module's
+  :class:`InvalidMethod`/:class:`InvalidProtocol`, before ``websockets``
+  sees the request: every supported release answers alike.
 """
 
 from __future__ import annotations
@@ -24,12 +31,14 @@ from typing import Any
 
 from websockets.version import version as _installed_version
 from websockets.client import ClientProtocol
+from websockets.datastructures import Headers
+from websockets.exceptions import InvalidHandshake
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import CLOSING, OPEN, Protocol
 from websockets.server import ServerProtocol
 
-__all__ = ["Client", "Server", "SUPPORTED", "check_version"]
+__all__ = ["Client", "InvalidMethod", "InvalidProtocol", "Server", "SUPPORTED", "check_version"]
 
 #: The ``websockets`` releases whose internals this module was written against (setup.cfg).
 SUPPORTED = (14, 18)
@@ -57,6 +66,28 @@ _CLIENT_LOGGER = logging.getLogger("ws.client.protocol")
 # websockets 15 renamed the size bookkeeping (cur_size/max_size before).
 _CURRENT = "current_size" if _MAJOR >= 15 else "cur_size"
 _LIMIT = "max_message_size" if _MAJOR >= 15 else "max_size"
+
+
+class InvalidMethod(InvalidHandshake):
+    """An upgrade request whose method is not GET (RFC 6455 4.1): answered with a 405."""
+
+    def __init__(self, method: str) -> None:
+        super().__init__(method)
+        self.method = method
+
+    def __str__(self) -> str:
+        return f"invalid HTTP method; expected GET; got {self.method}"
+
+
+class InvalidProtocol(InvalidHandshake):
+    """An upgrade request that is not HTTP/1.1 (RFC 6455 4.1): answered with a 505."""
+
+    def __init__(self, protocol: str) -> None:
+        super().__init__(protocol)
+        self.protocol = protocol
+
+    def __str__(self) -> str:
+        return f"invalid HTTP protocol; expected HTTP/1.1; got {self.protocol}"
 
 
 class _Internals(Protocol):
@@ -149,14 +180,22 @@ class Server(_Internals, ServerProtocol):
     :meth:`mark_open`), :meth:`read_frames` points its parser at frames.
     """
 
-    def check_request(self, request: Request) -> tuple[str, str | None]:
+    def check_request(
+        self, method: str, path: str, headers: Headers, http_version: str = "1.1"
+    ) -> tuple[str, str | None]:
         """Validate an upgrade request and negotiate extensions: ``(accept key, extensions header)``.
 
         ``process_request`` is how ``ServerProtocol.accept`` does it, without
         building a response: ``ws`` writes its own 101.  Raises websockets'
-        ``InvalidHandshake`` family for a bad request.
+        ``InvalidHandshake`` family for a bad request (with :class:`InvalidMethod`
+        and :class:`InvalidProtocol`, checked here for every release: see the module doc).
         """
-        accept_key, extensions, _ = self.process_request(request)
+        if method != "GET":
+            raise InvalidMethod(method)
+        if http_version != "1.1":
+            raise InvalidProtocol(f"HTTP/{http_version}")
+        # GET and HTTP/1.1: the defaults of websockets 17's Request, and all that 14-16 assume.
+        accept_key, extensions, _ = self.process_request(Request(path=path, headers=headers))
         return accept_key, extensions
 
     def choose_subprotocol(self, subprotocol: str | None) -> None:

@@ -29,23 +29,17 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable, Literal, Mapping, Sequence, Union
 
 from websockets.datastructures import Headers
-from websockets.exceptions import (
-    InvalidHandshake,
-    InvalidHeaderValue,
-    InvalidMethod,
-    InvalidProtocol,
-    InvalidUpgrade,
-)
+from websockets.exceptions import InvalidHandshake, InvalidHeaderValue, InvalidUpgrade
 from websockets.extensions.base import ServerExtensionFactory
 from websockets.extensions.permessage_deflate import (
     ServerPerMessageDeflateFactory,
     enable_server_permessage_deflate,
 )
-from websockets.http11 import Request as _WsRequest
 
 from ..exceptions import Reject, WebSocketError
 from ..request import Request
 from . import _websockets
+from ._websockets import InvalidMethod, InvalidProtocol
 from .origins import AllowedOrigins
 
 __all__ = [
@@ -327,13 +321,9 @@ def accept(request: Request, policy: Policy, *, date: str | None = None) -> Hand
     )
     try:
         # Headers() itself refuses values websockets deems invalid (non-ASCII...): a 400 too.
-        ws_request = _WsRequest(
-            path=request.url,
-            headers=Headers(request.raw_headers),
-            method=request.method,
-            protocol=f"HTTP/{request.http_version}",
+        accept_key, extensions = protocol.check_request(
+            request.method, request.url, Headers(request.raw_headers), request.http_version
         )
-        accept_key, extensions = protocol.check_request(ws_request)
     except InvalidMethod:
         return Refused(405, "Method Not Allowed: a WebSocket handshake uses GET", (("Allow", "GET"),))
     except InvalidProtocol:
