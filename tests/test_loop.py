@@ -131,6 +131,77 @@ def test_script_client_error_without_listener_is_replayed_to_a_late_listener() -
     assert "ECONNREFUSED" in str(errors[0]) or "refused" in str(errors[0]).lower()
 
 
+
+# -- the reactor's executor: DNS lookups after the script's last line ----------------------
+
+_SCRIPT_RESOLVES_AFTER_ITS_LAST_LINE = """
+import sys, threading
+from ws import WebSocket
+from ws._runtime import loop
+
+port = sys.argv[1]
+first = WebSocket(f"ws://127.0.0.1:{port}/?first")  # the server says 'go' once this script's last line has run
+
+def go(event):
+    second = WebSocket(f"ws://localhost:{port}/?second")  # a host name: the reactor's executor resolves it
+    second.on("message", lambda event: (print(event.data, flush=True), second.close(), first.close()))
+    second.on("error", lambda error: (print("error", error, flush=True), first.close()))
+    print(loop.THREADS_END_WITH_MAIN, threading.main_thread().is_alive(), flush=True)
+
+first.on("message", go)
+"""
+
+
+def test_a_script_client_resolves_a_host_name_after_its_last_line(tmp_path: Any) -> None:
+    """The lookup runs on a thread once the main thread has finished: on CPython 3.12.0-3.12.2, which
+    start none then, on the executor's standby thread (``THREADS_END_WITH_MAIN`` tells which branch ran)."""
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    def on_connection(sock: WebSocket, request: Any) -> None:
+        if request.url.endswith("first"):
+            threading.Timer(0.5, sock.send, ("go",)).start()
+        else:
+            sock.send("resolved")
+
+    server = http.Server("127.0.0.1:0")
+    WebSocketServer(server=server).on("connection", on_connection)
+    server.serve()
+    try:
+        script = tmp_path / "script.py"
+        script.write_text(_SCRIPT_RESOLVES_AFTER_ITS_LAST_LINE)
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        done = subprocess.run(
+            [sys.executable, str(script), str(server.port)], capture_output=True, text=True, env=env, timeout=30
+        )
+    finally:
+        server.close()
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(_loop.THREADS_END_WITH_MAIN), "False", "resolved"], done.stdout + done.stderr
+
+
+def test_the_standby_thread_takes_the_calls_no_thread_can_start_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both branches on every interpreter: the refusal of CPython 3.12.0-3.12.2 is played by Thread.start."""
+    with_standby = _loop._ThreadPerCall(standby=True)
+    without = _loop._ThreadPerCall(standby=False)
+    assert with_standby.submit(threading.current_thread).result(TIMEOUT).name == "ws-executor"
+    start = threading.Thread.start
+
+    def refuse(thread: threading.Thread) -> None:
+        if thread.name == "ws-executor":
+            raise RuntimeError("can't create new thread at interpreter shutdown")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    names = [with_standby.submit(lambda i=i: (i, threading.current_thread().name)) for i in range(3)]
+    assert [future.result(TIMEOUT) for future in names] == [(i, "ws-executor-standby") for i in range(3)]
+    with pytest.raises(RuntimeError, match="interpreter shutdown"):
+        without.submit(threading.current_thread)
+
+
 def test_refs_follow_open_sockets_and_servers() -> None:
     base = _loop.reactor.refs
     server = http.Server("127.0.0.1:0")

@@ -25,6 +25,7 @@ import atexit
 import concurrent.futures
 import logging
 import os
+import queue
 import signal
 import sys
 import threading
@@ -38,13 +39,30 @@ T = TypeVar("T")
 _get_running_loop = asyncio._get_running_loop  # C-accelerated, no exception when none
 
 
+#: CPython 3.12.0 to 3.12.2 start no thread once the main thread has finished (gh-113964, fixed
+#: in 3.12.3), which is when a script's reactor goes on serving.
+THREADS_END_WITH_MAIN = (3, 12, 0) <= sys.version_info[:3] < (3, 12, 3)
+
+
 class _ThreadPerCall(concurrent.futures.ThreadPoolExecutor):
     """The reactor's ``run_in_executor`` (DNS lookups): one daemon thread per call.
 
     The standard thread pool refuses new work once the main thread has
     ended, which is when a script's reactor goes on serving: a client
     redirected or reconnecting to a host name would fail to resolve it.
+    With ``standby`` (the default on the releases of ``THREADS_END_WITH_MAIN``)
+    a thread started with the executor, while the main thread still runs,
+    takes the calls that cannot have a thread of their own, one at a time.
     """
+
+    def __init__(self, standby: bool = THREADS_END_WITH_MAIN) -> None:
+        super().__init__()
+        self._standby: queue.SimpleQueue[Callable[[], None]] | None = None
+        if standby:
+            self._standby = queue.SimpleQueue()
+            threading.Thread(
+                target=self._serve_standby, args=(self._standby,), name="ws-executor-standby", daemon=True
+            ).start()
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[T]:
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
@@ -59,8 +77,18 @@ class _ThreadPerCall(concurrent.futures.ThreadPoolExecutor):
             else:
                 future.set_result(result)
 
-        threading.Thread(target=work, name="ws-executor", daemon=True).start()
+        try:
+            threading.Thread(target=work, name="ws-executor", daemon=True).start()
+        except RuntimeError:  # "can't create new thread at interpreter shutdown"
+            if self._standby is None:
+                raise
+            self._standby.put(work)
         return future
+
+    @staticmethod
+    def _serve_standby(calls: queue.SimpleQueue[Callable[[], None]]) -> None:
+        while True:
+            calls.get()()
 
 
 class _Reactor:
