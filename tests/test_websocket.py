@@ -175,8 +175,10 @@ def test_rejected_upgrade_reports_status() -> None:
 
 def test_handshake_timeout() -> None:
     async def main() -> None:
-        # A TCP server that never answers the upgrade request.
-        server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        # A TCP server that never answers the upgrade request.  It keeps its writers: Python 3.13
+        # closes a garbage-collected StreamWriter's connection, which the client would see as a reset.
+        writers: list[asyncio.StreamWriter] = []
+        server = await asyncio.start_server(lambda r, w: writers.append(w), "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         try:
             sock = WebSocket(f"ws://127.0.0.1:{port}/", handshake_timeout=0.3)

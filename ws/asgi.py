@@ -200,10 +200,11 @@ class ASGIWebSocket(WebSocket):
         link = self._asgi
         link.runner = asyncio.current_task()
         writer = self._loop.create_task(link.write_all())
-        # Let async 'connection' listeners start (and reach their first
-        # recv()) before any message is delivered.
-        await asyncio.sleep(0)
         try:
+            # Let async 'connection' listeners start (and reach their first
+            # recv()) before any message is delivered.  Inside the try: a
+            # terminate() from a listener cancels us here already.
+            await asyncio.sleep(0)
             while self._ready_state != CLOSED:
                 if not link.reading.is_set():
                     await link.reading.wait()
