@@ -20,6 +20,7 @@ import pytest
 
 from ws import NotOpenError, ProtocolError, Reject, WebSocket, WebSocketServer
 from ws import http
+from ws.connection import websocket as _websocket
 from ws.request import Request
 
 from .conftest import Recorder, run, serving, until
@@ -718,7 +719,57 @@ def test_broadcast_from_another_thread() -> None:
     run(main)
 
 
-def test_a_thread_sending_while_a_listener_runs_goes_through_the_loop() -> None:
+@pytest.fixture(params=[True, False], ids=["thread-ids-first", "asyncio-only"])
+def send_check(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Both ways ``send`` tells whether it runs on the loop: thread ids first before Python 3.12
+    (asyncio's answer costs a getpid() there), asyncio only from 3.12 on; each test runs both."""
+    monkeypatch.setattr(_websocket, "_IDS_FIRST", request.param)
+    return bool(request.param)
+
+
+def test_sends_from_a_listener_a_thread_and_a_coroutine_keep_their_order(send_check: bool) -> None:
+    """A listener's send goes out at once; a thread's is handed to the loop and keeps its place before
+    the listener's next one; a coroutine's (on the loop, not in our read callback) follows; a thread's
+    outside any listener is handed over too: only the loop's thread writes to the transport (and
+    asyncio's debug mode fails a loop call made on another thread)."""
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_debug(True)
+        async with serving() as (server, wss):
+            srec = Recorder(wss, "connection")
+
+            def on_connection(peer: WebSocket, _request: Any) -> None:
+                def on_message(event: Any) -> None:
+                    peer.send("listener")
+                    other = threading.Thread(target=peer.send, args=("thread",))
+                    other.start()
+                    other.join(5)
+                    peer.send("listener again")
+
+                peer.on("message", on_message)
+
+            wss.on("connection", on_connection)
+            sock, rec = client(url(server))
+            await rec.wait("open")
+            ((peer, _),) = await srec.wait("connection")
+            writers: set[int] = set()  # the threads that wrote to the peer's transport: the loop's only
+            transport = peer._transport
+            for name in ("write", "writelines"):
+                real = getattr(transport, name)
+                setattr(transport, name, lambda data, real=real: (writers.add(threading.get_ident()), real(data)))
+            sock.send("go")
+            await rec.wait("message", 3)
+            peer.send("coroutine")
+            await rec.wait("message", 4)  # flushed: the next send finds no flush scheduled
+            await asyncio.to_thread(peer.send, "thread alone")
+            msgs = await rec.wait("message", 5)
+            assert [m[0].data for m in msgs] == ["listener", "thread", "listener again", "coroutine", "thread alone"]
+            assert writers == {threading.get_ident()}
+
+    run(main)
+
+
+def test_a_thread_sending_while_a_listener_runs_goes_through_the_loop(send_check: bool) -> None:
     """While our read callback runs a listener, a send from another thread is
     still handed to the loop, never done on that thread; and it keeps its place
     before a send the listener makes after it (the thread was joined first)."""

@@ -60,6 +60,8 @@ _CONT = Opcode.CONT
 _PING = Opcode.PING
 _PONG = Opcode.PONG
 _CLOSE = Opcode.CLOSE
+#: ``send`` asks "am I on the loop?" by thread id first where asyncio's answer costs a system call.
+_IDS_FIRST = _loop.GETPID_IN_RUNNING_LOOP
 
 CONNECTING = ReadyState.CONNECTING
 OPEN = ReadyState.OPEN
@@ -556,9 +558,12 @@ class WebSocket(IterationMixin, EventTarget):
             is_text = binary is False
         else:
             is_text, payload = self._payload(data, binary)
-        # Inside our own read callback, on its thread: no need to ask asyncio,
-        # whose _get_running_loop() costs a getpid() system call on Python 3.11.
-        on_loop = self._dispatch_thread == _get_ident() or _loop._get_running_loop() is self._loop
+        if _IDS_FIRST:
+            # Inside our own read callback, on its thread: no need to ask asyncio, whose
+            # _get_running_loop() costs a getpid() system call before Python 3.12.
+            on_loop = self._dispatch_thread == _get_ident() or _loop._get_running_loop() is self._loop
+        else:  # 3.12+: asking asyncio is cheaper than comparing thread ids
+            on_loop = _loop._get_running_loop() is self._loop
         if on_loop and not self._hops:
             self._send_frame(is_text, payload, fin)
         else:
@@ -1405,7 +1410,7 @@ class WebSocket(IterationMixin, EventTarget):
         if isinstance(exc, EOFError):
             return  # the TCP connection ended: 'close' (1006) says it all
         sent = proto.close_sent
-        code = sent.code if sent is not None else 1002
+        code = int(sent.code) if sent is not None else 1002
         message = _describe_parser_error(exc, self._limit_note())
         self._emit_error(ProtocolError(message, code))
         self._log_failure(code, message)
@@ -1541,6 +1546,8 @@ class WebSocket(IterationMixin, EventTarget):
 
     def _finish(self, code: int, reason: str) -> None:
         """The connection is gone: release everything and emit ``'close'`` once."""
+        # A plain int, as Node's: websockets' codes are a CloseCode IntEnum, which Python 3.10 prints by name.
+        code = int(code)
         self._ready_state = CLOSED
         if self._closed_with is None:
             self._closed_with = (code, reason)
