@@ -399,8 +399,7 @@ class FrameReader:
                         view = memoryview(data)
                     payload = view[head:end]
                 if server:
-                    # Any buffer will do for the C apply_mask; its stub says bytes.
-                    message = apply_mask(payload, data[head - 4 : head])  # type: ignore[arg-type]
+                    message = apply_mask(payload, data[head - 4 : head])
                 elif type(payload) is bytes:
                     message = payload
                 else:
@@ -425,7 +424,7 @@ class FrameReader:
             else:
                 # A fragment (or any data frame while a fragmented message is open).
                 if server:
-                    chunk = apply_mask(memoryview(data)[head:end], data[head - 4 : head])  # type: ignore[arg-type]
+                    chunk = apply_mask(memoryview(data)[head:end], data[head - 4 : head])
                 else:
                     chunk = bytes(memoryview(data)[head:end])
                 pos = end

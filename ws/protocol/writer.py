@@ -13,16 +13,20 @@ Sans-I/O: the owner takes the bytes (:meth:`take`) and writes them.
 from __future__ import annotations
 
 import os
-from typing import Iterator, Union
+from typing import Callable, Iterator, Union, cast
 
 try:
-    from websockets.speedups import apply_mask
+    from websockets.speedups import apply_mask as _apply_mask
 except ImportError:  # pragma: no cover - websockets built without its C extension
-    from websockets.utils import apply_mask
+    from websockets.utils import apply_mask as _apply_mask
 
 __all__ = ["FrameWriter", "serialize", "mask_key", "apply_mask", "TEXT_HEADS", "BINARY_HEADS", "FIN_TEXT", "FIN_BINARY"]
 
 Buffer = Union[bytes, bytearray, memoryview]
+
+#: websockets' ``apply_mask``: any buffer will do for both arguments, in C and in Python, whatever
+#: the stubs of a release say (``bytes`` before websockets 16, ``bytes | bytearray`` for the mask after).
+apply_mask = cast("Callable[[Buffer, Buffer], bytes]", _apply_mask)
 
 FIN_TEXT = 0x81
 FIN_BINARY = 0x82
