@@ -69,26 +69,29 @@ _CURRENT = "current_size" if _MAJOR >= 16 else "cur_size"
 _LIMIT = "max_message_size" if _MAJOR >= 16 else "max_size"
 
 
-class InvalidMethod(InvalidHandshake):
-    """An upgrade request whose method is not GET (RFC 6455 4.1): answered with a 405."""
+class _BadRequestLine(InvalidHandshake):
+    """Part of an upgrade request's first line is not what RFC 6455 4.1 requires."""
 
-    def __init__(self, method: str) -> None:
-        super().__init__(method)
-        self.method = method
+    part = expected = ""
 
-    def __str__(self) -> str:
-        return f"invalid HTTP method; expected GET; got {self.method}"
-
-
-class InvalidProtocol(InvalidHandshake):
-    """An upgrade request that is not HTTP/1.1 (RFC 6455 4.1): answered with a 505."""
-
-    def __init__(self, protocol: str) -> None:
-        super().__init__(protocol)
-        self.protocol = protocol
+    def __init__(self, value: str) -> None:
+        super().__init__(value)
+        self.value = value
 
     def __str__(self) -> str:
-        return f"invalid HTTP protocol; expected HTTP/1.1; got {self.protocol}"
+        return f"invalid HTTP {self.part}; expected {self.expected}; got {self.value}"
+
+
+class InvalidMethod(_BadRequestLine):
+    """An upgrade request whose method is not GET: answered with a 405."""
+
+    part, expected = "method", "GET"
+
+
+class InvalidProtocol(_BadRequestLine):
+    """An upgrade request that is not HTTP/1.1: answered with a 505."""
+
+    part, expected = "protocol", "HTTP/1.1"
 
 
 class _Internals(Protocol):
