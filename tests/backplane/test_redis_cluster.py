@@ -14,6 +14,7 @@ import contextlib
 import secrets
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, AsyncIterator, Callable
 
 import pytest
@@ -194,7 +195,16 @@ def test_unsubscribing_ends_the_shard_subscription(redis_cluster: RedisClusterSe
 # -- presence and the store across masters ------------------------------------------------------------------
 
 
-def test_presence_and_the_store_span_the_masters(redis_cluster: RedisClusterServers) -> None:
+@pytest.mark.parametrize("pipelined", [True, False], ids=["scripts-pipelined", "redis-py-before-8.2"])
+def test_presence_and_the_store_span_the_masters(
+    redis_cluster: RedisClusterServers, monkeypatch: pytest.MonkeyPatch, pipelined: bool
+) -> None:
+    """Also as redis-py before 8.2 has it, refusing EVALSHA in a cluster pipeline: then one call per script."""
+    if not pipelined:
+        from ws.backplane import redis_cluster as module
+
+        real = module._import_cluster
+        monkeypatch.setattr(module, "_import_cluster", lambda: SimpleNamespace(**{**vars(real()), "pipelines_scripts": False}))
     async def main() -> None:
         async with started(redis_cluster, 3) as (a, b, c):
             groups = list(redis_cluster.spread(lambda name: presence_key(a, name), "room").values())

@@ -64,6 +64,8 @@ def _import_cluster() -> SimpleNamespace:
         ClusterException=exceptions.RedisClusterException,
         MovedError=exceptions.MovedError,
         NoScriptError=exceptions.NoScriptError,
+        # redis-py before 8.2 refuses EVALSHA in a cluster pipeline: the scripts then go one call each.
+        pipelines_scripts="EVALSHA" not in getattr(importlib.import_module("redis.cluster"), "PIPELINE_BLOCKED_COMMANDS", ()),
     )
 
 
@@ -699,7 +701,17 @@ class RedisClusterBackplane(RedisBackplane):
             except self._errors as exc:
                 results[index] = exc
 
+        async def one(index: int) -> None:
+            keys, args = calls[index]
+            try:
+                results[index] = await script(keys=keys, args=args)  # loads the script where it is missing
+            except self._errors as exc:
+                results[index] = exc
+
         async def run(indexes: list[int]) -> None:
+            if not self._cluster.pipelines_scripts:
+                await asyncio.gather(*(one(index) for index in indexes))
+                return
             try:
                 pipe = self._client.pipeline(transaction=False)
                 for index in indexes:
