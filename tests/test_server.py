@@ -11,6 +11,8 @@ import asyncio
 import base64
 import logging
 import os
+import socket
+import sys
 import tempfile
 import threading
 from typing import Any
@@ -1167,5 +1169,117 @@ def test_wait_closed_async_gives_up_after_its_timeout() -> None:
             await wss.wait_closed_async(timeout=0.05)  # never closed
         wss.close()
         await wss.wait_closed_async(timeout=5)
+
+    run(main)
+
+
+# -- a handshake served while the constructor is still running -----------------------------
+
+
+def _upgrade_on_raw_socket(port: int, path: str) -> tuple[bytes, bytes, bool]:
+    """Upgrade on a plain socket: the answer's head, what follows it within half a second, and whether the server closed."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(upgrade_request(path))
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, f"closed before the answer's head: {data!r}"
+            data += chunk
+        head, _, rest = data.partition(b"\r\n\r\n")
+        sock.settimeout(0.5)
+        try:
+            while chunk := sock.recv(65536):
+                rest += chunk
+        except socket.timeout:
+            return head, rest, False  # the connection stays open: what came is all there is
+        except ConnectionResetError:
+            pass
+        return head, rest, True
+
+
+@pytest.mark.parametrize("attach", ["port", "server"])
+def test_a_handshake_during_the_constructor_gets_a_whole_connection(attach: str) -> None:
+    """A client that connects while ``WebSocketServer(...)`` has not returned yet gets a 101 and a working socket.
+
+    In a plain script the reactor serves as soon as ``port=`` starts the
+    listener (or ``server=`` registers the path on a server already serving),
+    while the constructing thread still runs the rest of the constructor: a
+    handshake in between found the server half made (no ``_cluster`` yet),
+    wrote the 101, failed, and wrote a 500 after it, which the client read as
+    a frame with reserved bits set ("HTTP/1.1" starts with 0x48).  The
+    constructing thread is stopped at that moment (a trace hook on the call
+    that starts serving) while a raw client upgrades.
+    """
+    http_server = None
+    if attach == "server":
+        http_server = http.Server("127.0.0.1:0")
+        http_server.serve()
+    seen: list[tuple[bytes, bytes]] = []
+    target = http.Server.serve if attach == "port" else http.Server.add_upgrade_handler
+
+    def when_serving(frame: Any, event: str, arg: Any) -> Any:
+        if event == "call" and frame.f_code is target.__code__:
+            def at_return(frame: Any, event: str, arg: Any) -> Any:
+                if event == "return":  # serving, and the constructor has not gone on yet
+                    server = frame.f_locals["self"]
+                    seen.append(_upgrade_on_raw_socket(server.port, "/ws"))  # (the reactor answers it)
+                return at_return
+            return at_return
+        return None
+
+    previous = sys.gettrace()
+    sys.settrace(when_serving)
+    try:
+        if http_server is None:
+            wss = WebSocketServer(port=0, path="/ws")
+        else:
+            wss = WebSocketServer(server=http_server, path="/ws")
+    finally:
+        sys.settrace(previous)
+    try:
+        assert len(seen) == 1, "the trace hook did not stop the constructor"
+        head, rest, closed = seen[0]
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        assert rest == b"", f"bytes after the 101 that are no frames of ours: {rest!r}"
+        assert not closed
+    finally:
+        wss.close()
+        if http_server is not None:
+            http_server.close()
+
+
+def test_a_failure_after_the_101_drops_the_connection_and_writes_no_500(caplog: pytest.LogCaptureFixture) -> None:
+    """A bug of ours once the 101 is written: the connection is dropped and reported; no HTTP answer follows the 101.
+
+    The client reads frames after a 101: a 500 there reached it as a frame
+    with reserved bits set.  The bug is simulated by a step of the handshake
+    that raises (the server's bookkeeping of the new socket's slot).
+    """
+
+    class Failing(WebSocketServer):
+        def _hold(self, ws: WebSocket, slot: Any) -> None:
+            raise RuntimeError("a bug after the 101")
+
+    async def main() -> None:
+        server = http.Server("127.0.0.1:0")
+        wss = Failing(server=server, path="/ws", max_connections=1)
+        errors: list[BaseException] = []
+        wss.on("error", errors.append)
+        connected: list[WebSocket] = []
+        wss.on("connection", lambda sock, request: connected.append(sock))
+        await server.serve_async()
+        try:
+            for _ in range(2):  # the slot was given back: max_connections=1 admits the second one
+                head, rest, closed = await asyncio.to_thread(_upgrade_on_raw_socket, server.port, "/ws")
+                assert head.startswith(b"HTTP/1.1 101 "), head
+                assert rest == b"", f"bytes after the 101 that are no frames: {rest!r}"
+                assert closed, "the connection outlived the failed handshake"
+            assert [str(e) for e in errors] == ["a bug after the 101"] * 2
+            assert connected == []
+            await until(lambda: not wss.clients, what="the dropped socket is still a client")
+            assert "WebSocket handshake failed" in caplog.text
+        finally:
+            wss.close()
+            await asyncio.wait_for(server.close_async(), 10)
 
     run(main)

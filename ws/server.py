@@ -32,6 +32,7 @@ from .protocol.origins import AllowedOrigins, OriginEntry
 from .protocol.writer import FIN_BINARY, FIN_TEXT, serialize as _serialize
 from ._runtime import loop as _loop
 from ._runtime import metrics as _metrics
+from ._runtime import workers as _workers
 from ._runtime.budget import DEFAULT_MAX_TOTAL_BUFFERED, budget_for
 from ._runtime.compat import normalize_options
 from ._runtime.emitter import EventEmitter
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from .backplane import Backplane, Member
     from .backplane.history import Recovery
     from .cluster import PathCluster
+    from .protocol._websockets import Server as ServerProtocol
 
 __all__ = ["WebSocketServer", "VerifyInfo"]
 
@@ -234,22 +236,31 @@ class WebSocketServer(EventEmitter):
 
             host = opts.get("host") or "127.0.0.1"
             # Its own HTTP server owns the backplane: serving starts it (or fails clearly), close() closes it.
-            server = HttpServer(address=format_host_port(host, port), backplane=opts.get("backplane"))
-            self._own_server = server
-            self._loop = server.loop
-            server.add_upgrade_handler(path, self)
-            server.on("listening", lambda *args: self._emit_kept("listening"))
-            server.on("error", lambda exc: self.emit("error", exc))
+            own = server = HttpServer(address=format_host_port(host, port), backplane=opts.get("backplane"))
+            self._own_server = own
+            self._loop = own.loop
+            own.on("listening", lambda *args: self._emit_kept("listening"))
+            own.on("error", lambda exc: self.emit("error", exc))
             if callback is not None:
                 self.once("listening", callback)
-            # With workers > 1 the parent supervises here and never returns (ws.http.Server.serve).
-            server.serve(workers=workers)
-        elif server is not None:
-            server.add_upgrade_handler(path, self)
         # An UpgradeHost (or None); address() also reads its host/port when it has them.
         self.server: Any = server
         self._cluster: PathCluster | None = None
-        self._use_backplane(opts.get("backplane"), port is not None, _recovery_option(opts.get("recovery")))
+        # The parent of workers=N serves no client: it neither joins the cluster nor returns from serve().
+        if port is None or not _workers.supervises(workers):
+            self._use_backplane(opts.get("backplane"), port is not None, _recovery_option(opts.get("recovery")))
+        # Handshakes last: from here on the loop's thread may run them while this one is still returning
+        # (a plain script's reactor serves at once), so every attribute they read must be set by now.
+        if server is not None:
+            server.add_upgrade_handler(path, self)
+        if port is not None:
+            try:
+                own.serve(workers=workers)  # with workers > 1 the parent supervises here, and never returns
+            except Exception:  # the port is taken, the backplane unreachable...: nothing is left behind
+                _loop.reactor.remove_shutdown(self._shutdown_hook)
+                if self._cluster is not None:
+                    self._cluster.close()
+                raise
 
     # -- public API ---------------------------------------------------------------
 
@@ -603,10 +614,20 @@ class WebSocketServer(EventEmitter):
     ) -> None:
         try:
             self._accept(request, transport, head, callback, slot)
-        except Exception as exc:  # a bug of ours or of a listener: answer, report, keep serving
-            logger.exception("WebSocket handshake failed")
+        except Exception as exc:
+            self._handshake_failed(request, transport, exc)
+
+    def _handshake_failed(self, request: Request, transport: asyncio.Transport, exc: Exception) -> None:
+        """A bug of ours or of a listener during a handshake: answer 500 (unless the 101 is out), report, keep serving.
+
+        After the 101 the client reads frames: an HTTP answer would reach it
+        as garbage (a frame with reserved bits set), so ``_render`` aborts the
+        connection instead, and nothing more is written.
+        """
+        logger.exception("WebSocket handshake failed")
+        if not transport.is_closing():
             self._refuse(request, transport, Refused(500, "Internal Server Error"))
-            self.emit("error", exc)
+        self.emit("error", exc)
 
     def _accept(
         self,
@@ -667,9 +688,7 @@ class WebSocketServer(EventEmitter):
                     self._render(decision, request, transport, head, callback, slot)
                     rendered = True
                 except Exception as exc:  # as in _upgrade
-                    logger.exception("WebSocket handshake failed")
-                    self._refuse(request, transport, Refused(500, "Internal Server Error"))
-                    self.emit("error", exc)
+                    self._handshake_failed(request, transport, exc)
             finally:
                 if not rendered:  # left, failed or cancelled: the slot is free again
                     slot.release()
@@ -728,6 +747,23 @@ class WebSocketServer(EventEmitter):
         assert proto is not None  # accept() always configures one
         extensions_header = decision.extensions
         transport.write(decision.response())
+        try:
+            self._open(proto, request, transport, head, callback, slot, extensions_header or "")
+        except BaseException:
+            transport.abort()  # the 101 is out: the client reads frames now, not the 500 of _handshake_failed
+            raise
+
+    def _open(
+        self,
+        proto: "ServerProtocol",
+        request: Request,
+        transport: asyncio.Transport,
+        head: bytes,
+        callback: Callable[[WebSocket, Request], Any] | None,
+        slot: Slot,
+        extensions_header: str,
+    ) -> None:
+        """The 101 is written: the new ``WebSocket`` (holding ``slot``), then ``'connection'``."""
         proto.mark_open()
         proto.read_frames()
 
@@ -737,7 +773,7 @@ class WebSocketServer(EventEmitter):
         budget = self.max_total_buffered_amount
         tally = _metrics.tally(self._loop, self.path)
         ws = (WebSocket if tally is None else MeteredWebSocket)._accepted(
-            self._loop, proto, transport, request, self._finished_hook, options, extensions_header or "",
+            self._loop, proto, transport, request, self._finished_hook, options, extensions_header,
             None if budget is None else budget_for(self._loop, budget),
         )
         if tally is not None:
