@@ -35,7 +35,7 @@ from ._runtime import metrics as _metrics
 from ._runtime import workers as _workers
 from ._runtime.budget import DEFAULT_MAX_TOTAL_BUFFERED, budget_for
 from ._runtime.compat import normalize_options
-from ._runtime.emitter import EventEmitter
+from ._runtime.emitter import MAX_HELD_EVENTS, EventEmitter
 from ._runtime.log import ORIGIN_NOT_ALLOWED, refusal_cause, report_error, report_event
 from ._runtime.rate import rate_policy
 from .connection.keepalive import DEFAULT_MESSAGE_TIMEOUT, Heartbeat, check_message_timeout
@@ -57,6 +57,10 @@ if TYPE_CHECKING:
 __all__ = ["WebSocketServer", "VerifyInfo"]
 
 logger = logging.getLogger("ws.server")
+
+#: Seconds at most a server made in a plain script keeps the ``'connection'``s nobody listened to,
+#: for the listener the script's next lines attach (sooner once the script's main thread has ended).
+KEEP_CONNECTIONS = 5.0
 
 SERVER_OPTIONS = frozenset(
     {
@@ -230,6 +234,9 @@ class WebSocketServer(EventEmitter):
         # Shutdown hooks run on the reactor; this server may live on another loop.
         self._shutdown_hook = lambda: _loop.call(self._loop, self._going_away)
         _loop.reactor.on_shutdown(self._shutdown_hook)
+        # Made in a plain script, the server serves while the script's next lines attach its listeners
+        # (Node listens on a later tick): a 'connection' nobody hears yet is kept for them (_keep_for_script).
+        self._keeping = False
 
         if port is not None:
             from .http import Server as HttpServer
@@ -251,6 +258,9 @@ class WebSocketServer(EventEmitter):
             self._use_backplane(opts.get("backplane"), port is not None, _recovery_option(opts.get("recovery")))
         # Handshakes last: from here on the loop's thread may run them while this one is still returning
         # (a plain script's reactor serves at once), so every attribute they read must be set by now.
+        if not _loop.in_loop(self._loop):
+            self._keeping = True
+            _loop.call(self._loop, self._keep_for_script)
         if server is not None:
             server.add_upgrade_handler(path, self)
         if port is not None:
@@ -535,6 +545,30 @@ class WebSocketServer(EventEmitter):
     def _close_client(self, socket: WebSocket, code: int, reason: str) -> None:
         _loop.call(self._loop, socket.close, code, reason)
 
+    def _keep_for_script(self) -> None:
+        """On the loop: keep unheard ``'connection'``s until the script's main thread has run its last line, at most ``KEEP_CONNECTIONS`` s."""
+        if _loop.is_reactor(self._loop):
+            _loop.reactor.after_script(self._stop_keeping, KEEP_CONNECTIONS)
+        else:
+            self._loop.call_later(KEEP_CONNECTIONS, self._stop_keeping)
+
+    def _stop_keeping(self) -> None:
+        """No listener can come from the script's next lines any more: a ``'connection'`` nobody hears is dropped, as in Node."""
+        self._keeping = False
+        for sock in self._kept_sockets():
+            sock._stop_holding()
+        self._forget_kept("connection")
+
+    def _kept_sockets(self) -> list[WebSocket]:
+        return [args[0] for name, args in self._held or () if name == "connection"]
+
+    def _replay(self, event: str) -> None:
+        """A late ``'connection'`` listener hears the kept ones; their sockets hold nothing once it has attached its listeners."""
+        replayed = self._kept_sockets() if event == "connection" and self._events.get(event) else []
+        super()._replay(event)
+        for sock in replayed:
+            self._loop.call_soon(sock._stop_holding)  # after the replays its listeners asked for
+
     def _cluster_error(self, exc: BaseException) -> None:
         _loop.call(self._loop, self.emit, "error", exc)
 
@@ -772,9 +806,11 @@ class WebSocketServer(EventEmitter):
             options = {**options, "max_payload": proto.message_limit()}
         budget = self.max_total_buffered_amount
         tally = _metrics.tally(self._loop, self.path)
+        # Nobody hears 'connection' yet, in a script still attaching listeners: it and the socket's own events wait.
+        keep = callback is None and self._keeping and not self._events.get("connection")
         ws = (WebSocket if tally is None else MeteredWebSocket)._accepted(
             self._loop, proto, transport, request, self._finished_hook, options, extensions_header,
-            None if budget is None else budget_for(self._loop, budget),
+            None if budget is None else budget_for(self._loop, budget), hold_events=keep,
         )
         if tally is not None:
             assert isinstance(ws, MeteredWebSocket)
@@ -788,6 +824,8 @@ class WebSocketServer(EventEmitter):
             self._heartbeat.add(ws)
         if callback is not None:
             self._emit_run(callback, (ws, request), {})
+        elif keep:
+            self._emit_kept("connection", ws, request, limit=MAX_HELD_EVENTS)
         else:
             self.emit("connection", ws, request)
         if head:
