@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import os
+import socket
+import sys
 import tempfile
 import threading
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import h11
 import pytest
@@ -23,7 +26,8 @@ from ws import http
 from ws.connection import websocket as _websocket
 from ws.request import Request
 
-from .conftest import Recorder, run, serving, until
+from .conftest import Recorder, run, serving, until, until_sync
+from .frames import frame
 
 KEY = base64.b64encode(b"0123456789abcdef").decode()
 EVENTS = ("open", "message", "close", "error", "unexpected-response")
@@ -1218,5 +1222,188 @@ def test_wait_closed_async_gives_up_after_its_timeout() -> None:
             await wss.wait_closed_async(timeout=0.05)  # never closed
         wss.close()
         await wss.wait_closed_async(timeout=5)
+
+    run(main)
+
+
+# -- a handshake served while the constructor is still running -----------------------------
+
+
+def _upgrade_on_raw_socket(port: int, path: str) -> tuple[bytes, bytes, bool]:
+    """Upgrade on a plain socket: the answer's head, what follows it within half a second, and whether the server closed."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(upgrade_request(path))
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, f"closed before the answer's head: {data!r}"
+            data += chunk
+        head, _, rest = data.partition(b"\r\n\r\n")
+        sock.settimeout(0.5)
+        try:
+            while chunk := sock.recv(65536):
+                rest += chunk
+        except socket.timeout:
+            return head, rest, False  # the connection stays open: what came is all there is
+        except ConnectionResetError:
+            pass
+        return head, rest, True
+
+
+@contextlib.contextmanager
+def _built_while(target: Any, then: Callable[[Any], object], server: http.Server | None = None) -> Iterator[WebSocketServer]:
+    """A ``WebSocketServer`` on ``/ws`` whose constructor was stopped where ``target`` returned (serving had started) while ``then(http_server)`` ran.
+
+    A trace hook on the constructing thread stops it there: the handshakes
+    ``then`` makes run on the reactor meanwhile.  Closed on the way out.
+    """
+    stopped: list[Any] = []
+
+    def trace(frame: Any, event: str, arg: Any) -> Any:
+        if event == "call" and frame.f_code is target.__code__:
+            def at_return(frame: Any, event: str, arg: Any) -> Any:
+                if event == "return" and not stopped:
+                    stopped.append(frame.f_locals["self"])
+                    then(stopped[0])
+                return at_return
+            return at_return
+        return None
+
+    previous = sys.gettrace()
+    sys.settrace(trace)
+    try:
+        wss = WebSocketServer(port=0, path="/ws") if server is None else WebSocketServer(server=server, path="/ws")
+    finally:
+        sys.settrace(previous)
+    try:
+        assert stopped, "the trace hook did not stop the constructor"
+        yield wss
+    finally:
+        wss.close()
+
+
+@pytest.mark.parametrize("attach", ["port", "server"])
+def test_a_handshake_during_the_constructor_gets_a_whole_connection(attach: str) -> None:
+    """A client that connects while ``WebSocketServer(...)`` has not returned yet gets a 101 and a working socket.
+
+    In a plain script the reactor serves as soon as ``port=`` starts the
+    listener (or ``server=`` registers the path on a server already serving),
+    while the constructing thread still runs the rest of the constructor: a
+    handshake in between found the server half made (no ``_cluster`` yet),
+    wrote the 101, failed, and wrote a 500 after it, which the client read as
+    a frame with reserved bits set ("HTTP/1.1" starts with 0x48).
+    """
+    http_server = None
+    if attach == "server":
+        http_server = http.Server("127.0.0.1:0")
+        http_server.serve()
+    seen: list[tuple[bytes, bytes, bool]] = []
+    target = http.Server.serve if attach == "port" else http.Server.add_upgrade_handler
+    try:
+        with _built_while(target, lambda server: seen.append(_upgrade_on_raw_socket(server.port, "/ws")), http_server):
+            head, rest, closed = seen[0]
+            assert head.startswith(b"HTTP/1.1 101 "), head
+            assert rest == b"", f"bytes after the 101 that are no frames of ours: {rest!r}"
+            assert not closed
+    finally:
+        if http_server is not None:
+            http_server.close()
+
+
+def _sent_and_read(sock: socket.socket, data: bytes, mark: bytes) -> bytes:
+    """Send ``data`` then a ping carrying ``mark``; what came until its pong (the server has read ``data`` then)."""
+    sock.sendall(data + frame(0x9, mark))
+    pong = bytes([0x8A, len(mark)]) + mark
+    received = b""
+    while pong not in received:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed: {received!r}"
+        received += chunk
+    return received
+
+
+@contextlib.contextmanager
+def _early_client() -> Iterator[tuple[list[socket.socket], Callable[[Any], None]]]:
+    """A raw client for ``_built_while``'s ``then``: it upgrades and sends ``"early"``, all read by the server."""
+    clients: list[socket.socket] = []
+
+    def connect(server: Any) -> None:
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        clients.append(sock)
+        received = _sent_and_read(sock, upgrade_request("/ws") + frame(0x1, b"early"), b"0")
+        assert received.startswith(b"HTTP/1.1 101 "), received
+
+    try:
+        yield clients, connect
+    finally:
+        for sock in clients:
+            sock.close()
+
+
+def test_a_connection_before_the_scripts_listener_is_kept_for_it() -> None:
+    """Node listens on a later tick, so a script's ``wss.on('connection')`` on the next line hears every client.
+
+    Here the reactor serves before the constructor returns: a client that
+    connects (and sends) before that line must reach it, its message too.
+    """
+    with _early_client() as (_, connect), _built_while(http.Server.serve, connect) as wss:
+        got: list[Any] = []
+        wss.on("connection", lambda sock, request: sock.on("message", lambda data, is_binary: got.append(data)))
+        until_sync(lambda: got, what="the early client's connection or message was lost")
+        assert got == ["early"]
+
+
+def test_a_kept_connection_keeps_no_messages_once_heard() -> None:
+    """Once its ``'connection'`` was heard, a kept socket's messages no listener takes are dropped, as in Node.
+
+    A peer's messages must not pile up (up to ``max_payload`` each) for a
+    ``'message'`` listener that never comes: here the listener comes late,
+    and hears only what came after it.
+    """
+    with _early_client() as (clients, connect), _built_while(http.Server.serve, connect) as wss:
+        heard: list[WebSocket] = []
+        wss.on("connection", lambda sock, request: heard.append(sock))  # no 'message' listener
+        until_sync(lambda: heard, what="the kept connection was not replayed")
+        _sent_and_read(clients[0], frame(0x1, b"unheard"), b"1")
+        got: list[Any] = []
+        heard[0].on("message", lambda data, is_binary: got.append(data))
+        _sent_and_read(clients[0], frame(0x1, b"heard"), b"2")
+        until_sync(lambda: got, what="the late listener heard nothing")
+        assert got == ["heard"]
+
+
+def test_a_failure_after_the_101_drops_the_connection_and_writes_no_500(caplog: pytest.LogCaptureFixture) -> None:
+    """A bug of ours once the 101 is written: the connection is dropped and reported; no HTTP answer follows the 101.
+
+    The client reads frames after a 101: a 500 there reached it as a frame
+    with reserved bits set.  The bug is simulated by a step of the handshake
+    that raises (the server's bookkeeping of the new socket's slot).
+    """
+
+    class Failing(WebSocketServer):
+        def _hold(self, ws: WebSocket, slot: Any) -> None:
+            raise RuntimeError("a bug after the 101")
+
+    async def main() -> None:
+        server = http.Server("127.0.0.1:0")
+        wss = Failing(server=server, path="/ws", max_connections=1)
+        errors: list[BaseException] = []
+        wss.on("error", errors.append)
+        connected: list[WebSocket] = []
+        wss.on("connection", lambda sock, request: connected.append(sock))
+        await server.serve_async()
+        try:
+            for _ in range(2):  # the slot was given back: max_connections=1 admits the second one
+                head, rest, closed = await asyncio.to_thread(_upgrade_on_raw_socket, server.port, "/ws")
+                assert head.startswith(b"HTTP/1.1 101 "), head
+                assert rest == b"", f"bytes after the 101 that are no frames: {rest!r}"
+                assert closed, "the connection outlived the failed handshake"
+            assert [str(e) for e in errors] == ["a bug after the 101"] * 2
+            assert connected == []
+            await until(lambda: not wss.clients, what="the dropped socket is still a client")
+            assert "WebSocket handshake failed" in caplog.text
+        finally:
+            wss.close()
+            await asyncio.wait_for(server.close_async(), 10)
 
     run(main)

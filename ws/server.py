@@ -32,9 +32,10 @@ from .protocol.origins import AllowedOrigins, OriginEntry
 from .protocol.writer import FIN_BINARY, FIN_TEXT, serialize as _serialize
 from ._runtime import loop as _loop
 from ._runtime import metrics as _metrics
+from ._runtime import workers as _workers
 from ._runtime.budget import DEFAULT_MAX_TOTAL_BUFFERED, budget_for
 from ._runtime.compat import normalize_options
-from ._runtime.emitter import EventEmitter
+from ._runtime.emitter import MAX_HELD_EVENTS, EventEmitter
 from ._runtime.log import ORIGIN_NOT_ALLOWED, refusal_cause, report_error, report_event
 from ._runtime.rate import rate_policy
 from .connection.keepalive import DEFAULT_MESSAGE_TIMEOUT, Heartbeat, check_message_timeout
@@ -51,10 +52,15 @@ if TYPE_CHECKING:
     from .backplane import Backplane, Member
     from .backplane.history import Recovery
     from .cluster import PathCluster
+    from .protocol._websockets import Server as ServerProtocol
 
 __all__ = ["WebSocketServer", "VerifyInfo"]
 
 logger = logging.getLogger("ws.server")
+
+#: Seconds at most a server made in a plain script keeps the ``'connection'``s nobody listened to,
+#: for the listener the script's next lines attach (sooner once the script's main thread has ended).
+KEEP_CONNECTIONS = 5.0
 
 SERVER_OPTIONS = frozenset(
     {
@@ -228,28 +234,43 @@ class WebSocketServer(EventEmitter):
         # Shutdown hooks run on the reactor; this server may live on another loop.
         self._shutdown_hook = lambda: _loop.call(self._loop, self._going_away)
         _loop.reactor.on_shutdown(self._shutdown_hook)
+        # Made in a plain script, the server serves while the script's next lines attach its listeners
+        # (Node listens on a later tick): a 'connection' nobody hears yet is kept for them (_keep_for_script).
+        self._keeping = False
 
         if port is not None:
             from .http import Server as HttpServer
 
             host = opts.get("host") or "127.0.0.1"
             # Its own HTTP server owns the backplane: serving starts it (or fails clearly), close() closes it.
-            server = HttpServer(address=format_host_port(host, port), backplane=opts.get("backplane"))
-            self._own_server = server
-            self._loop = server.loop
-            server.add_upgrade_handler(path, self)
-            server.on("listening", lambda *args: self._emit_kept("listening"))
-            server.on("error", lambda exc: self.emit("error", exc))
+            own = server = HttpServer(address=format_host_port(host, port), backplane=opts.get("backplane"))
+            self._own_server = own
+            self._loop = own.loop
+            own.on("listening", lambda *args: self._emit_kept("listening"))
+            own.on("error", lambda exc: self.emit("error", exc))
             if callback is not None:
                 self.once("listening", callback)
-            # With workers > 1 the parent supervises here and never returns (ws.http.Server.serve).
-            server.serve(workers=workers)
-        elif server is not None:
-            server.add_upgrade_handler(path, self)
         # An UpgradeHost (or None); address() also reads its host/port when it has them.
         self.server: Any = server
         self._cluster: PathCluster | None = None
-        self._use_backplane(opts.get("backplane"), port is not None, _recovery_option(opts.get("recovery")))
+        # The parent of workers=N serves no client: it neither joins the cluster nor returns from serve().
+        if port is None or not _workers.supervises(workers):
+            self._use_backplane(opts.get("backplane"), port is not None, _recovery_option(opts.get("recovery")))
+        # Handshakes last: from here on the loop's thread may run them while this one is still returning
+        # (a plain script's reactor serves at once), so every attribute they read must be set by now.
+        if not _loop.in_loop(self._loop):
+            self._keeping = True
+            _loop.call(self._loop, self._keep_for_script)
+        if server is not None:
+            server.add_upgrade_handler(path, self)
+        if port is not None:
+            try:
+                own.serve(workers=workers)  # with workers > 1 the parent supervises here, and never returns
+            except Exception:  # the port is taken, the backplane unreachable...: nothing is left behind
+                _loop.reactor.remove_shutdown(self._shutdown_hook)
+                if self._cluster is not None:
+                    self._cluster.close()
+                raise
 
     # -- public API ---------------------------------------------------------------
 
@@ -524,6 +545,30 @@ class WebSocketServer(EventEmitter):
     def _close_client(self, socket: WebSocket, code: int, reason: str) -> None:
         _loop.call(self._loop, socket.close, code, reason)
 
+    def _keep_for_script(self) -> None:
+        """On the loop: keep unheard ``'connection'``s until the script's main thread has run its last line, at most ``KEEP_CONNECTIONS`` s."""
+        if _loop.is_reactor(self._loop):
+            _loop.reactor.after_script(self._stop_keeping, KEEP_CONNECTIONS)
+        else:
+            self._loop.call_later(KEEP_CONNECTIONS, self._stop_keeping)
+
+    def _stop_keeping(self) -> None:
+        """No listener can come from the script's next lines any more: a ``'connection'`` nobody hears is dropped, as in Node."""
+        self._keeping = False
+        for sock in self._kept_sockets():
+            sock._stop_holding()
+        self._forget_kept("connection")
+
+    def _kept_sockets(self) -> list[WebSocket]:
+        return [args[0] for name, args in self._held or () if name == "connection"]
+
+    def _replay(self, event: str) -> None:
+        """A late ``'connection'`` listener hears the kept ones; their sockets hold nothing once it has attached its listeners."""
+        replayed = self._kept_sockets() if event == "connection" and self._events.get(event) else []
+        super()._replay(event)
+        for sock in replayed:
+            self._loop.call_soon(sock._stop_holding)  # after the replays its listeners asked for
+
     def _cluster_error(self, exc: BaseException) -> None:
         _loop.call(self._loop, self.emit, "error", exc)
 
@@ -603,10 +648,20 @@ class WebSocketServer(EventEmitter):
     ) -> None:
         try:
             self._accept(request, transport, head, callback, slot)
-        except Exception as exc:  # a bug of ours or of a listener: answer, report, keep serving
-            logger.exception("WebSocket handshake failed")
+        except Exception as exc:
+            self._handshake_failed(request, transport, exc)
+
+    def _handshake_failed(self, request: Request, transport: asyncio.Transport, exc: Exception) -> None:
+        """A bug of ours or of a listener during a handshake: answer 500 (unless the 101 is out), report, keep serving.
+
+        After the 101 the client reads frames: an HTTP answer would reach it
+        as garbage (a frame with reserved bits set), so ``_render`` aborts the
+        connection instead, and nothing more is written.
+        """
+        logger.exception("WebSocket handshake failed")
+        if not transport.is_closing():
             self._refuse(request, transport, Refused(500, "Internal Server Error"))
-            self.emit("error", exc)
+        self.emit("error", exc)
 
     def _accept(
         self,
@@ -667,9 +722,7 @@ class WebSocketServer(EventEmitter):
                     self._render(decision, request, transport, head, callback, slot)
                     rendered = True
                 except Exception as exc:  # as in _upgrade
-                    logger.exception("WebSocket handshake failed")
-                    self._refuse(request, transport, Refused(500, "Internal Server Error"))
-                    self.emit("error", exc)
+                    self._handshake_failed(request, transport, exc)
             finally:
                 if not rendered:  # left, failed or cancelled: the slot is free again
                     slot.release()
@@ -728,6 +781,23 @@ class WebSocketServer(EventEmitter):
         assert proto is not None  # accept() always configures one
         extensions_header = decision.extensions
         transport.write(decision.response())
+        try:
+            self._open(proto, request, transport, head, callback, slot, extensions_header or "")
+        except BaseException:
+            transport.abort()  # the 101 is out: the client reads frames now, not the 500 of _handshake_failed
+            raise
+
+    def _open(
+        self,
+        proto: "ServerProtocol",
+        request: Request,
+        transport: asyncio.Transport,
+        head: bytes,
+        callback: Callable[[WebSocket, Request], Any] | None,
+        slot: Slot,
+        extensions_header: str,
+    ) -> None:
+        """The 101 is written: the new ``WebSocket`` (holding ``slot``), then ``'connection'``."""
         proto.mark_open()
         proto.read_frames()
 
@@ -736,9 +806,11 @@ class WebSocketServer(EventEmitter):
             options = {**options, "max_payload": proto.message_limit()}
         budget = self.max_total_buffered_amount
         tally = _metrics.tally(self._loop, self.path)
+        # Nobody hears 'connection' yet, in a script still attaching listeners: it and the socket's own events wait.
+        keep = callback is None and self._keeping and not self._events.get("connection")
         ws = (WebSocket if tally is None else MeteredWebSocket)._accepted(
-            self._loop, proto, transport, request, self._finished_hook, options, extensions_header or "",
-            None if budget is None else budget_for(self._loop, budget),
+            self._loop, proto, transport, request, self._finished_hook, options, extensions_header,
+            None if budget is None else budget_for(self._loop, budget), hold_events=keep,
         )
         if tally is not None:
             assert isinstance(ws, MeteredWebSocket)
@@ -752,6 +824,8 @@ class WebSocketServer(EventEmitter):
             self._heartbeat.add(ws)
         if callback is not None:
             self._emit_run(callback, (ws, request), {})
+        elif keep:
+            self._emit_kept("connection", ws, request, limit=MAX_HELD_EVENTS)
         else:
             self.emit("connection", ws, request)
         if head:

@@ -340,7 +340,8 @@ class EventEmitter(_PyeeEmitter):
     #: later (``None``: nothing kept).  See ``_emit_kept``.
     _held: list[tuple[str, tuple[Any, ...]]] | None = None
     #: Whether *every* lifecycle event goes through ``_emit_kept`` (clients and
-    #: helpers made in a plain script); servers keep only ``'listening'``.
+    #: helpers made in a plain script); servers keep only ``'listening'``, and
+    #: ``'connection'`` while the script's next lines may still attach its listener.
     _hold_events = False
 
     def _emit_kept(self, event: str, *args: Any, limit: int | None = None) -> None:
@@ -382,6 +383,12 @@ class EventEmitter(_PyeeEmitter):
         held = self._held
         if held is not None and any(name == "error" and args and args[0] is error for name, args in held):
             self._report_unhandled(error, claimable=True)
+
+    def _forget_kept(self, event: str) -> None:
+        """Drop the kept ``event``s nobody claimed: no listener can come for them any more."""
+        held = self._held
+        if held:
+            self._held = [(name, args) for name, args in held if name != event]
 
     def _replay(self, event: str) -> None:
         held = self._held

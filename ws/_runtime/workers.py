@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 from .log import announce
 
-__all__ = ["Worker", "check_count", "check_platform", "claim", "current", "report_listening", "reuse_port"]
+__all__ = ["Worker", "check_count", "check_platform", "claim", "current", "report_listening", "reuse_port", "supervises"]
 
 logger = logging.getLogger("ws.workers")
 
@@ -100,6 +100,11 @@ def check_count(workers: int | None) -> int:
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer or None, got {workers!r}")
     return workers
+
+
+def supervises(workers: int | None) -> bool:
+    """Whether ``serve(workers=workers)`` makes this process the workers' parent (it serves no client itself)."""
+    return check_count(workers) > 1 and current() is None
 
 
 def check_platform() -> None:

@@ -427,16 +427,20 @@ class WebSocket(IterationMixin, EventTarget):
         options: dict[str, Any],
         extensions: str = "",
         budget: SendBudget | None = None,
+        hold_events: bool = False,
     ) -> "WebSocket":
         """A server-side socket whose handshake just completed; ``on_finish(socket)`` once it is closed.
 
         ``extensions`` is the ``Sec-WebSocket-Extensions`` value of the 101;
         whatever ``proto`` still holds to send (the 101 itself, when it wrote
         it) is written here.  ``budget`` is the server's budget of unsent bytes.
+        ``hold_events``: its events wait for listeners attached later, as a
+        script-made client's (its ``'connection'`` waits for a listener too).
         """
         self = cls.__new__(cls)
         EventEmitter.__init__(self)
         self._setup(loop, is_server=True, options=options, rate=options.get("rate_policy"))
+        self._hold_events = hold_events
         self._budget = budget
         self._proto = proto
         self._request = request
@@ -1487,6 +1491,16 @@ class WebSocket(IterationMixin, EventTarget):
             self._emit_kept("message", event, limit=MAX_HELD_EVENTS)
         else:
             self.emit("message", event)
+
+    def _stop_holding(self) -> None:
+        """Its events no longer wait for late listeners; the messages none took are dropped.
+
+        A server socket kept with its ``'connection'`` (``_accepted(hold_events=True)``)
+        once that was heard, its listeners attached, or dropped unheard: a peer's
+        messages must not pile up for a listener that will not come.
+        """
+        self._hold_events = False
+        self._forget_kept("message")
 
     def _listeners_changed(self, event: str | None) -> None:
         if event is None or event == "message":

@@ -662,7 +662,7 @@ class Server(EventEmitter):
         if self._state not in _IDLE_STATES:
             raise RuntimeError(f"server is already {self._state.value}")
         count = _workers.check_count(workers)
-        if count > 1 and _workers.current() is None:
+        if _workers.supervises(count):
             raise SystemExit(self._supervise(count))
         if self._loop.is_closed():
             if self._connections:
