@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 from typing import Any
 
 import pytest
@@ -222,6 +223,43 @@ def test_a_listener_added_once_the_loop_is_gone_does_not_raise() -> None:
         got: list[Any] = []
         e.on("open", lambda: got.append("open"))  # RuntimeError / AttributeError swallowed
         assert got == [] and e._held == [("open", ())]  # nothing left to replay to
+
+
+class _AttachDuringCheck(dict):  # type: ignore[type-arg]
+    """The listeners table of an emitter: the emitting thread's first look for ``event`` lets
+    ``attach`` (another thread) run right after, waiting for it at most ``wait`` s."""
+
+    def __init__(self, event: str, attach: Any, wait: float) -> None:
+        super().__init__()
+        self.event, self.attach, self.wait = event, attach, wait
+        self.emitter_thread = threading.get_ident()
+        self.fired = False
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        found = super().get(key, default)  # what the emitting thread saw: nobody listening
+        if key == self.event and not self.fired and threading.get_ident() == self.emitter_thread:
+            self.fired = True
+            other = threading.Thread(target=self.attach)
+            other.start()
+            other.join(self.wait)  # with the check and the keeping one step, it waits for the emitter's lock
+        return found
+
+
+def test_a_listener_attached_while_the_event_is_being_kept_gets_it() -> None:
+    """A script's ``on('open')`` (main thread) landing between the reactor's "nobody listens"
+    and its keeping of ``'open'``: the listener saw nothing kept, nothing replayed, ``'open'``
+    stayed kept for good (a client script that never printed "open", tests/test_e2e.py)."""
+
+    async def main() -> None:
+        e = Keeper()
+        e._loop = asyncio.get_running_loop()
+        got: list[str] = []
+        e._events = _AttachDuringCheck("open", lambda: e.on("open", lambda: got.append("open")), wait=0.5)
+        e._emit_kept("open")
+        await until(lambda: got, timeout=3, what="the listener attached meanwhile never got 'open'")
+        assert got == ["open"] and not e._held
+
+    run(main)
 
 
 # -- invoke / spawn: the styles' handlers, called with the same manners --------------------

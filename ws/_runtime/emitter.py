@@ -357,18 +357,29 @@ class EventEmitter(_PyeeEmitter):
         An ``'error'`` kept so is reported (and counts for the exit status)
         unless a listener claims it within ``UNCLAIMED_GRACE`` seconds, or
         as soon as the script's main thread has finished.
+
+        "Nobody listens" and the keeping are one step under the emitter's
+        lock, which ``on()`` takes too: a listener the script attaches from
+        its own thread meanwhile is either seen here or, after it, finds the
+        event kept and replays it (``_listeners_changed``).  Apart, the
+        listener could land in between, see nothing kept, and the event
+        would wait for good (a script's ``'open'`` never heard).
         """
-        if self._events.get(event):
+        with self._lock:
+            listening = bool(self._events.get(event))
+            held = self._held
+            room = listening or limit is None or held is None or len(held) < limit
+            if not listening and room:
+                if held is None:
+                    held = self._held = []
+                held.append((event, args))
+        if listening:
             self.emit(event, *args)
             return
-        held = self._held
-        if held is None:
-            held = self._held = []
-        if limit is not None and len(held) >= limit:
+        if not room:
             if event == "error":
                 self._report_unhandled(args[0] if args else None)  # no room to keep it: said now
             return
-        held.append((event, args))
         if event == "error":
             error = args[0] if args else None
             loop: asyncio.AbstractEventLoop | None = getattr(self, "_loop", None)
