@@ -3,14 +3,30 @@
 The driver wants ``recv()``; ``ws`` is callback-style, so the adapter keeps
 received messages in a deque and wakes one waiting future, as a user bridging
 callbacks to coroutines would.
+
+As ``server_ws.py``: the plain install (asyncio's default loop) unless
+``--speed`` (``client_ws_speed.py``: on uvloop, as with ``ws-js[speed]``).
 """
 import asyncio
+import os
+import sys
 from collections import deque
 
-import _async_driver as d
-import _common as c
+SPEED = "--speed" in sys.argv
+if SPEED:
+    sys.argv.remove("--speed")
+    import uvloop  # noqa: F401  (fail, rather than measure the plain stack under the speed name)
 
-from ws import WebSocket
+    for name in ("WS_LOOP", "WS_HTTP"):
+        os.environ.pop(name, None)
+    sys.argv += ["--loop", "uvloop"]
+else:
+    os.environ.update(WS_LOOP="asyncio", WS_HTTP="h11")
+
+import _async_driver as d  # noqa: E402  (after the environment is set)
+import _common as c  # noqa: E402
+
+from ws import WebSocket  # noqa: E402
 
 
 class Conn:

@@ -34,7 +34,12 @@ def start(adapter: str) -> ServerProcess:
     )
 
 
-@pytest.fixture(params=["server_ws.py", "server_hsfloor_asyncio.py", "server_hsfloor_h11.py", "server_hsfloor_websockets.py"])
+@pytest.fixture(
+    params=[
+        "server_ws.py", "server_ws_speed.py",
+        "server_hsfloor_asyncio.py", "server_hsfloor_h11.py", "server_hsfloor_websockets.py",
+    ]
+)
 def adapter(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
     server = start(request.param)
     try:

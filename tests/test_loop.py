@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import subprocess
+import sys
 import threading
 from typing import Any
 
@@ -20,7 +23,7 @@ from ws import WebSocket, WebSocketServer
 from ws._runtime import loop as _loop
 from ws import http
 
-from .conftest import until_sync
+from .conftest import ROOT, until_sync
 
 TIMEOUT = 10.0
 
@@ -318,13 +321,19 @@ def test_keepalive_detects_a_silent_peer() -> None:
     asyncio.run(asyncio.wait_for(main(), TIMEOUT * 2))
 
 
-# -- the ws-js[speed] extra: uvloop ------------------------------------------------------
+# -- the ws-js[speed] extra: uvloop, used automatically ------------------------------------
+#
+# uvloop is a test dependency (setup.cfg): these fail, never skip, when it is missing.  A plain
+# install is a subprocess in which importing uvloop really fails (``sys.modules['uvloop'] = None``).
 
-_SCRIPT_ON_UVLOOP = """
+_NO_UVLOOP = "import sys; sys.modules['uvloop'] = None  # a plain install: 'import uvloop' fails\n"
+
+_SCRIPT_ON_THE_REACTOR = """
 import sys
 from ws import WebSocket, WebSocketServer
 from ws._runtime import loop as _loop
 
+print(_loop.loop_name(), _loop.loop_name(), flush=True)  # asked twice: a warning comes once
 wss = WebSocketServer(port=0, host="127.0.0.1")
 wss.on("connection", lambda sock, req: sock.on("message", lambda ev: sock.send(ev.data * 2)))
 
@@ -340,8 +349,8 @@ def listening():
 wss.on("listening", listening)
 """
 
-_ASYNC_ON_UVLOOP = """
-import asyncio, uvloop
+_IN_THE_USERS_LOOP = """
+import asyncio, sys
 from ws import WebSocket, WebSocketServer
 
 async def main():
@@ -357,32 +366,94 @@ async def main():
     wss.close()
     await asyncio.wait_for(wss.wait_closed_async(), 10)
 
-uvloop.run(main())
+if sys.argv[1] == "uvloop":
+    import uvloop
+    uvloop.run(main())
+else:
+    asyncio.run(main())
+# No global policy was installed: a loop made now is asyncio's own.
+print(type(asyncio.new_event_loop()).__module__, flush=True)
 """
+
+_WARNING = "ws: WS_LOOP=uvloop but uvloop cannot be imported (pip install 'ws-js[speed]'); using asyncio"
+
+
+def _python(code: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``python -c code args`` with ``env`` over ours (``WS_LOOP`` only as given): status 0, its output."""
+    full_env = {k: v for k, v in os.environ.items() if k not in ("WS_LOOP", "WS_DEBUG")}
+    full_env.update(env, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), full_env.get("PYTHONPATH")) if p))
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=full_env, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return done
 
 
 @pytest.mark.parametrize(
-    "script, env, expected",
+    "installed, env, expected, warning",
     [
-        (_SCRIPT_ON_UVLOOP, {"WS_LOOP": "uvloop"}, "uvloop abab"),  # script mode: the reactor is uvloop
-        (_SCRIPT_ON_UVLOOP, {}, "asyncio.unix_events abab"),  # ... and asyncio by default
-        (_ASYNC_ON_UVLOOP, {}, "uvloop HI"),  # inside asyncio: the user's uvloop loop
+        (True, {}, "uvloop uvloop\nuvloop abab", False),  # the speed extra: used without asking
+        (True, {"WS_LOOP": "asyncio"}, "asyncio asyncio\nasyncio.unix_events abab", False),  # forced off
+        (True, {"WS_LOOP": "uvloop"}, "uvloop uvloop\nuvloop abab", False),
+        (False, {}, "asyncio asyncio\nasyncio.unix_events abab", False),  # a plain install: silently asyncio
+        (False, {"WS_LOOP": "uvloop"}, "asyncio asyncio\nasyncio.unix_events abab", True),  # asked for: warned once
     ],
-    ids=["reactor-uvloop", "reactor-default", "async-uvloop"],
+    ids=["auto", "forced-asyncio", "asked-uvloop", "plain-install", "asked-uvloop-missing"],
 )
-def test_the_speed_extra_runs_on_uvloop(script: str, env: dict[str, str], expected: str) -> None:
-    import uvloop  # noqa: F401  (a test dependency: fail, never skip, when it is missing)
-    import os
-    import subprocess
-    import sys
+def test_a_scripts_reactor_runs_on_uvloop_when_installed(
+    installed: bool, env: dict[str, str], expected: str, warning: bool
+) -> None:
+    import uvloop  # noqa: F401
 
-    from .conftest import ROOT
-
-    full_env = {k: v for k, v in os.environ.items() if k != "WS_LOOP"}
-    full_env.update(env, PYTHONPATH=str(ROOT) + os.pathsep + full_env.get("PYTHONPATH", ""))
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=full_env, timeout=30)
-    assert done.returncode == 0, done.stderr
+    done = _python(("" if installed else _NO_UVLOOP) + _SCRIPT_ON_THE_REACTOR, env=env)
     assert done.stdout.strip() == expected, done.stderr
+    assert done.stderr.count(_WARNING) == (1 if warning else 0), done.stderr
+
+
+@pytest.mark.parametrize(
+    "runner, env, expected",
+    [
+        ("uvloop", {}, "uvloop HI"),  # the user's uvloop loop
+        ("asyncio", {}, "asyncio.unix_events HI"),  # the user's asyncio.run: kept though uvloop is installed
+        ("asyncio", {"WS_LOOP": "uvloop"}, "asyncio.unix_events HI"),  # WS_LOOP is about ws's own loops only
+    ],
+    ids=["uvloop-run", "asyncio-run", "asyncio-run-ws-loop-uvloop"],
+)
+def test_code_in_the_users_loop_keeps_that_loop(runner: str, env: dict[str, str], expected: str) -> None:
+    import uvloop  # noqa: F401
+
+    done = _python(_IN_THE_USERS_LOOP, runner, env=env)
+    assert done.stdout.splitlines() == [expected, "asyncio.unix_events"], done.stderr
+
+
+def test_the_loops_ws_owns_follow_ws_loop(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import uvloop
+
+    async def kind() -> str:
+        return _loop.loop_name(asyncio.get_running_loop())
+
+    for setting, cls in (("", uvloop.Loop), ("uvloop", uvloop.Loop), ("asyncio", asyncio.SelectorEventLoop)):
+        monkeypatch.setenv("WS_LOOP", setting)
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="ws"):
+            made = _loop.new_loop()
+        made.close()
+        name = "uvloop" if cls is uvloop.Loop else "asyncio"
+        assert type(made) is cls and _loop.loop_name() == name
+        assert f"event loop: {name}" in caplog.text  # said at DEBUG
+        assert _loop.run(kind()) == name  # how the ws commands run
+    assert asyncio.get_event_loop_policy().__module__.startswith("asyncio")  # no policy installed
+
+
+@pytest.mark.parametrize("setting, name", [("", "uvloop"), ("asyncio", "asyncio")])
+def test_ws_version_names_the_loop(
+    setting: str, name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ws.cli import main
+
+    monkeypatch.setenv("WS_LOOP", setting)
+    with pytest.raises(SystemExit) as stopped:
+        main(["--version"])
+    assert stopped.value.code == 0
+    assert capsys.readouterr().out.rstrip().endswith(f"; loop: {name})")
 
 
 def test_a_repeated_signal_within_a_second_is_the_same_stop(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -411,3 +482,53 @@ def test_a_repeated_signal_within_a_second_is_the_same_stop(monkeypatch: pytest.
     reactor._first_signal -= reactor.REPEAT
     reactor._on_signal(signal.SIGTERM, None)
     assert exits == [128 + signal.SIGTERM]
+
+
+def test_a_client_refused_before_its_connect_call_returned_closes_on_uvloop() -> None:
+    """A 401 read while ``create_connection`` had not returned yet: 'close' comes (uvloop lost it once).
+
+    The server, a thread, answers as it accepts and keeps the connection open
+    (as ``ws.http.Server`` does after a refusal), so the answer often arrives
+    before the client's connect task resumes.
+    """
+    import socket as _socket
+
+    import uvloop
+
+    listener = _socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    accepted: list[_socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:  # closed: the test is over
+                return
+            accepted.append(conn)
+            conn.sendall(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+
+    async def main() -> list[tuple[int | None, int]]:
+        results = []
+        for _ in range(20):
+            closed: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            status: list[int] = []
+            sock = WebSocket(f"ws://127.0.0.1:{port}/")
+            sock.on("unexpected-response", lambda code, headers, body: status.append(code))
+            sock.on("error", lambda error: None)
+            sock.on("close", lambda code, reason: closed.done() or closed.set_result(code))
+            try:
+                code = await asyncio.wait_for(closed, TIMEOUT)
+                results.append((status[0] if status else None, code))
+            finally:
+                sock.terminate()
+        return results
+
+    try:
+        assert uvloop.run(main()) == [(401, 1006)] * 20
+    finally:
+        listener.close()
+        for conn in accepted:
+            conn.close()

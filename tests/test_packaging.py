@@ -122,7 +122,8 @@ def venv(dist: Dist, tmp_path_factory: pytest.TempPathFactory) -> Venv:
 
 
 def _version_line(venv: Venv) -> str:
-    return f"{DISTRIBUTION} {ws.__version__} (the ws package in {venv.package})"
+    # A plain install (no speed extra): asyncio's loop.
+    return f"{DISTRIBUTION} {ws.__version__} (the ws package in {venv.package}; loop: asyncio)"
 
 
 # -- the archives -----------------------------------------------------------------------------------

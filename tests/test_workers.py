@@ -347,11 +347,13 @@ def test_a_killed_parent_takes_its_workers_down(programs: list[Program]) -> None
 
 
 def test_ws_serve_workers(programs: list[Program]) -> None:
-    program = Program("-m", "ws", "serve", "--port", "0", "--workers", "2")
+    import uvloop  # noqa: F401  (the speed extra, a test dependency: each worker runs on it unasked)
+
+    program = Program("-m", "ws", "serve", "--port", "0", "--workers", "2", env={"WS_LOOP": ""})
     programs.append(program)
     program.ready()
     for index in (1, 2):
-        program.wait_for(rf"\[worker {index}/2\] Listening on ws://127\.0\.0\.1:{program.port}/ \(echo\)")
+        program.wait_for(rf"\[worker {index}/2\] Listening on ws://127\.0\.0\.1:{program.port}/ \(echo, loop: uvloop\)")
 
     async def main() -> None:
         for text in ("one", "two", "three"):

@@ -8,7 +8,8 @@
     ws serve --allowed-origin https://app.example.com   # pages of that site may connect (default: its own)
     ws serve --port 8080 --metrics /metrics   # Prometheus metrics (pip install 'ws-js[metrics]')
 
-Each command runs on its own asyncio loop (``asyncio.run``), so Ctrl-C is
+Each command runs on its own asyncio loop (``asyncio.run``; uvloop's when
+installed, see ``ws._runtime.loop.new_loop``), so Ctrl-C is
 an ordinary loop signal handler and the exit status is the function's
 return value: 0 for a normal end, 1 for a failure (with a one-line reason
 on stderr), 2 for bad arguments (one line on stderr, never a traceback).
@@ -38,6 +39,7 @@ from typing import Any, Callable, NoReturn, Sequence, TextIO
 from urllib.parse import urlsplit
 
 from ._version import DISTRIBUTION, __version__
+from ._runtime import loop as _loop
 from ._runtime.net import check_port, format_host_port
 from .events import MessageEvent
 from .terminal import HistoryFile, LineEditor
@@ -198,6 +200,15 @@ def _interactive_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-history", action="store_true", help="no history file, even with $WS_HISTORY")
 
 
+def accelerators(loop: asyncio.AbstractEventLoop | None = None) -> str:
+    """What runs underneath, ``loop: uvloop`` or ``loop: asyncio``: ``loop``'s kind, or what ws would choose.
+
+    One ``name: choice`` per accelerator of the ``speed`` extra, for ``--version`` and ``ws serve``'s
+    start line (``WS_LOOP``, docs/api.md).
+    """
+    return f"loop: {_loop.loop_name(loop)}"
+
+
 class _Version(argparse.Action):
     """``--version``: one line, never wrapped (argparse's own wraps a long path at the terminal's width)."""
 
@@ -207,7 +218,7 @@ class _Version(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
                  option_string: str | None = None) -> None:
         where = os.path.dirname(os.path.abspath(__file__))
-        print(f"{DISTRIBUTION} {__version__} (the ws package in {where})", flush=True)
+        print(f"{DISTRIBUTION} {__version__} (the ws package in {where}; {accelerators()})", flush=True)
         parser.exit()
 
 
@@ -218,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="wscat's shorthands work too: 'ws -c URL [options]' is 'ws connect URL [options]', "
         "'ws -l PORT [options]' is 'ws listen PORT [options]'.",
     )
-    parser.add_argument("--version", action=_Version, help="show the distribution, its version and where ws was imported from")
+    parser.add_argument("--version", action=_Version, help="show the distribution, its version, where ws was imported from and its event loop")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{connect,listen,serve}")
 
     conn = sub.add_parser("connect", help="connect to a WebSocket server (wscat -c)")
@@ -314,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(words)
     command = {"connect": _connect, "listen": _listen, "serve": _serve}[args.command]
     try:
-        return asyncio.run(command(args))
+        return _loop.run(command(args))
     except UsageError as exc:
         print(f"ws {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -911,6 +922,7 @@ async def _serve(args: argparse.Namespace) -> int:
         extra += f", backplane node {server.backplane.node_id}"
     if args.metrics:
         extra += f", metrics at {args.metrics}"
+    extra += f", {accelerators(loop)}"
     log_line(f"Listening on {scheme}://{server.address}{args.path} ({args.mode}{extra}); CTRL+C to stop")
     allowed = wss.allowed_origins
     if allowed is None:

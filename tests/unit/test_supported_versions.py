@@ -65,3 +65,18 @@ def test_the_lowest_constraints_pin_every_runtime_dependency_at_its_lower_bound(
     pins = _script("constraints-lowest").lowest(ROOT / "setup.cfg")
     expected = [f"{name}=={spec.split(',')[0].removeprefix('>=').strip()}" for name, spec in _requirements().items()]
     assert pins == expected and len(pins) == 3
+
+
+def test_the_tests_run_with_and_without_the_speed_extra() -> None:
+    """The test extra has the speed extra's accelerators; one subset of scripts/test turns them off."""
+    extras = _setup_cfg()["options.extras_require"]
+
+    def requirements(extra: str) -> set[str]:
+        return {line.strip() for line in extras[extra].splitlines() if line.strip() and not line.strip().startswith("#")}
+
+    speed = requirements("speed")
+    assert {line.split()[0] for line in speed} == {"uvloop", "httptools"}
+    assert speed <= requirements("test")
+    matrix = _script("test-pythons")
+    assert matrix.PLAIN == {"WS_LOOP": "asyncio", "WS_HTTP": "h11"}
+    assert [version for version, (_, _, env) in matrix.PROFILES.items() if env == matrix.PLAIN] == ["3.10"]

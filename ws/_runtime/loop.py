@@ -32,6 +32,8 @@ import threading
 import time
 from typing import Any, Callable, Coroutine, TypeVar
 
+from .log import announce
+
 logger = logging.getLogger("ws")
 
 T = TypeVar("T")
@@ -133,7 +135,7 @@ class _Reactor:
             return self.loop
 
     def _start(self) -> None:
-        loop = _new_loop()
+        loop = new_loop()
         loop.set_default_executor(_ThreadPerCall())
         ready = threading.Event()
         self.loop = loop
@@ -371,15 +373,80 @@ def _force_exit(code: int) -> None:
         os._exit(code)
 
 
-def _new_loop() -> asyncio.AbstractEventLoop:
-    if os.environ.get("WS_LOOP") == "uvloop":
-        try:
-            import uvloop  # type: ignore[import-not-found, unused-ignore]  # optional
+# -- which event loop: uvloop when installed (the ``ws-js[speed]`` extra) ----------------------
 
-            return uvloop.new_event_loop()
+#: ``WS_LOOP``'s values: ``asyncio`` forces asyncio's loop, ``uvloop`` asks for uvloop (warned once
+#: when it is missing); unset, uvloop is used whenever it can be imported.
+LOOPS = ("asyncio", "uvloop")
+
+_uvloop: Any = None  # the module once imported; False when it cannot be
+_warned: set[str] = set()
+
+
+def _import_uvloop() -> Any:
+    """The uvloop module, or ``None`` when it cannot be imported (tried once per process)."""
+    global _uvloop
+    if _uvloop is None:
+        try:
+            import uvloop  # type: ignore[import-not-found, unused-ignore]  # the optional speed extra
         except ImportError:
-            logger.warning("WS_LOOP=uvloop but uvloop is not installed; using asyncio")
-    return asyncio.new_event_loop()
+            _uvloop = False
+        else:
+            _uvloop = uvloop
+    return _uvloop or None
+
+
+def _warn_once(message: str, *args: object) -> None:
+    """A warning about the environment: once per process, on stderr when the application configured no logging."""
+    if message not in _warned:
+        _warned.add(message)
+        announce(logger, logging.WARNING, message, *args)
+
+
+def _uvloop_wanted() -> Any:
+    """The uvloop module when ws's own loops should be uvloop loops (``WS_LOOP``, read at each call), else ``None``."""
+    wanted = os.environ.get("WS_LOOP", "").strip().lower()
+    if wanted == "asyncio":
+        return None
+    if wanted not in ("", "uvloop"):
+        _warn_once("WS_LOOP=%r is neither 'asyncio' nor 'uvloop'; choosing by what is installed", wanted)
+    uvloop = _import_uvloop()
+    if uvloop is None and wanted == "uvloop":
+        _warn_once("WS_LOOP=uvloop but uvloop cannot be imported (pip install 'ws-js[speed]'); using asyncio")
+    return uvloop
+
+
+def loop_name(loop: asyncio.AbstractEventLoop | None = None) -> str:
+    """``'uvloop'`` or ``'asyncio'``: what ``loop`` is or, without one, what ``new_loop()`` creates."""
+    if loop is None:
+        return "uvloop" if _uvloop_wanted() is not None else "asyncio"
+    return "uvloop" if type(loop).__module__.partition(".")[0] == "uvloop" else "asyncio"
+
+
+def new_loop() -> asyncio.AbstractEventLoop:
+    """A loop ws owns (the reactor, ``ws`` commands): uvloop's when installed, unless ``WS_LOOP=asyncio``.
+
+    Only loops ws creates: code inside the user's asyncio keeps the user's
+    loop, and no global event-loop policy is ever installed.
+    """
+    uvloop = _uvloop_wanted()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop() if uvloop is not None else asyncio.new_event_loop()
+    logger.debug("event loop: %s (WS_LOOP=%s)", loop_name(loop), os.environ.get("WS_LOOP", ""))
+    return loop
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)`` on a loop of ``new_loop()``: how the ``ws`` commands run."""
+    if sys.version_info >= (3, 11):
+        with asyncio.Runner(loop_factory=new_loop) as runner:
+            return runner.run(main)
+    # Python 3.10's asyncio.run takes no loop factory; uvloop.run is the same steps on its loop.
+    uvloop = _uvloop_wanted()
+    if uvloop is None:
+        return asyncio.run(main)
+    logger.debug("event loop: uvloop (WS_LOOP=%s)", os.environ.get("WS_LOOP", ""))
+    result: T = uvloop.run(main)
+    return result
 
 
 def _drain(loop: asyncio.AbstractEventLoop) -> None:
