@@ -375,9 +375,8 @@ def _force_exit(code: int) -> None:
 
 # -- which event loop: uvloop when installed (the ``ws-js[speed]`` extra) ----------------------
 
-#: ``WS_LOOP``'s values: ``asyncio`` forces asyncio's loop, ``uvloop`` asks for uvloop (warned once
-#: when it is missing); unset, uvloop is used whenever it can be imported.
-LOOPS = ("asyncio", "uvloop")
+# ``WS_LOOP``: ``asyncio`` forces asyncio's loop, ``uvloop`` asks for uvloop (warned once when it
+# is missing); unset, uvloop is used whenever it can be imported.
 
 _uvloop: Any = None  # the module once imported; False when it cannot be
 _warned: set[str] = set()
@@ -431,8 +430,12 @@ def new_loop() -> asyncio.AbstractEventLoop:
     """
     uvloop = _uvloop_wanted()
     loop: asyncio.AbstractEventLoop = uvloop.new_event_loop() if uvloop is not None else asyncio.new_event_loop()
-    logger.debug("event loop: %s (WS_LOOP=%s)", loop_name(loop), os.environ.get("WS_LOOP", ""))
+    _log_choice(loop_name(loop))
     return loop
+
+
+def _log_choice(name: str) -> None:
+    logger.debug("event loop: %s (WS_LOOP=%s)", name, os.environ.get("WS_LOOP", ""))
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
@@ -440,12 +443,12 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     if sys.version_info >= (3, 11):
         with asyncio.Runner(loop_factory=new_loop) as runner:
             return runner.run(main)
-    # Python 3.10's asyncio.run takes no loop factory; uvloop.run is the same steps on its loop.
+    # Python 3.10's asyncio.run takes no loop factory; uvloop.run takes one, and is the same steps.
     uvloop = _uvloop_wanted()
     if uvloop is None:
+        _log_choice("asyncio")
         return asyncio.run(main)
-    logger.debug("event loop: uvloop (WS_LOOP=%s)", os.environ.get("WS_LOOP", ""))
-    result: T = uvloop.run(main)
+    result: T = uvloop.run(main, loop_factory=new_loop)
     return result
 
 
