@@ -453,7 +453,7 @@ def test_ws_version_names_the_loop(
     with pytest.raises(SystemExit) as stopped:
         main(["--version"])
     assert stopped.value.code == 0
-    assert capsys.readouterr().out.rstrip().endswith(f"; loop: {name})")
+    assert f"; loop: {name}" in capsys.readouterr().out  # (other accelerators may follow)
 
 
 def test_a_repeated_signal_within_a_second_is_the_same_stop(monkeypatch: pytest.MonkeyPatch) -> None:

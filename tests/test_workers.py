@@ -353,7 +353,7 @@ def test_ws_serve_workers(programs: list[Program]) -> None:
     programs.append(program)
     program.ready()
     for index in (1, 2):
-        program.wait_for(rf"\[worker {index}/2\] Listening on ws://127\.0\.0\.1:{program.port}/ \(echo, loop: uvloop\)")
+        program.wait_for(rf"\[worker {index}/2\] Listening on ws://127\.0\.0\.1:{program.port}/ \(echo, loop: uvloop[,)]")
 
     async def main() -> None:
         for text in ("one", "two", "three"):

@@ -220,7 +220,7 @@ def test_ws_serve_broadcast_with_a_backplane(redis_server: RedisServer) -> None:
         for process in processes:
             assert process.stdout is not None
             line = process.stdout.readline()  # bounded: the process exits (EOF) if it cannot start
-            assert re.search(r"Listening on ws://127\.0\.0\.1:\d+/ \(broadcast, backplane node [^,\s]+, loop: \w+\)", line), line
+            assert re.search(r"Listening on ws://127\.0\.0\.1:\d+/ \(broadcast, backplane node [^,\s]+, loop: \w+[,)]", line), line
 
         async def main() -> None:
             async with clients(*(f"ws://127.0.0.1:{port}/" for port in ports)) as (one, two):
