@@ -29,6 +29,9 @@ from ws import http
 from ws.http import status
 from ws.upgrade import UpgradeHandler, UpgradeHost
 
+# Every test runs once per request parser (h11, httptools): see tests/conftest.py.
+pytestmark = pytest.mark.usefixtures("http_parser")
+
 TIMEOUT = 3.0
 
 
@@ -295,6 +298,9 @@ def test_return_values_answer_for_the_handler(make_server):
 
 
 def test_handler_errors_give_500_and_serving_goes_on(make_server, caplog):
+    from ws._runtime.log import reports
+
+    reports.reset()  # (the run with the other parser reported the same causes: they would only be counted)
     server = make_server()
 
     def broken(ctx):

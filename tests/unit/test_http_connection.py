@@ -19,6 +19,9 @@ from ws.http.routing import Handler, Router
 from ws.request import Request
 from ws.upgrade import UpgradeHandler
 
+# Every test runs once per request parser (h11, httptools): see tests/conftest.py.
+pytestmark = pytest.mark.usefixtures("http_parser")
+
 
 class FakeTransport:
     """What asyncio's transport would do, recorded."""
