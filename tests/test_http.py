@@ -1106,6 +1106,59 @@ def test_fuzzed_requests_never_break_the_server(make_server):
     assert fetch(server, "POST", "/echo", body=b"alive").body == b"alive"
 
 
+def test_fuzzed_upgrade_requests_lean_path_and_full_parser_agree(make_server, monkeypatch):
+    """The lean path (ws.http.lean) and the full parser give the same answer and build the same request."""
+    from hypothesis import HealthCheck, given, settings
+
+    from ws.http import connection as _connection
+
+    from .unit.test_http_lean import upgrade_requests
+
+    server = make_server(max_header_size=4096, max_header_count=12)
+    fake = FakeUpgrade()
+    server.add_upgrade_handler("/chat", fake)
+    server.get("/chat", lambda ctx: ctx.text(200, "a route"))
+    server.serve()
+
+    def outcome(data: bytes, lean: bool) -> tuple[bytes, Any]:
+        monkeypatch.setattr(_connection, "LEAN_UPGRADE", lean)
+        fake.calls.clear()
+        sock = connect(server)
+        try:
+            sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+            answer = read_until_eof(sock)
+        finally:
+            sock.close()
+        answer = re.sub(rb"\r\nDate: [^\r]*", b"", answer)
+        built = [
+            (r.method, r.url, r.raw_headers, r.http_version, r.body, r.secure, r.remote_address, head)
+            for r, head in fake.calls
+        ]
+        return answer, built
+
+    taken = []
+    leans: list[bool] = []
+    lean_parse = _connection._lean_upgrade_head
+
+    def counted(*args: Any) -> Any:
+        result = lean_parse(*args)
+        leans.append(result is not None)
+        return result
+
+    monkeypatch.setattr(_connection, "_lean_upgrade_head", counted)
+
+    @settings(max_examples=150, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+    @given(upgrade_requests())
+    def check(data: bytes) -> None:
+        full = outcome(data, lean=False)
+        assert outcome(data, lean=True) == full
+        taken.append(bool(full[1]))
+
+    check()
+    assert any(taken) and not all(taken) and any(leans)  # (both kinds were tried, the lean path too)
+
+
 def test_status_module():
     assert status.OK == 200 and status.NOT_FOUND == 404
     assert status.REQUEST_HEADER_FIELDS_TOO_LARGE == 431 and status.UPGRADE_REQUIRED == 426

@@ -107,21 +107,28 @@ class RequestParser(Protocol):
 # -- the checks both parsers share ------------------------------------------------------
 
 _CONTENT_LENGTH = re.compile(rb"[0-9]+")
+#: Control characters a header value must not hold (HTAB is whitespace): h11 lets them through, llhttp does not.
+_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 #: h11's bound on Content-Length digits (a longer one is refused, not parsed).
 _CONTENT_LENGTH_MAX_DIGITS = 20
 
 
 def check_head(head: Head) -> int | None:
-    """Checks h11 makes that llhttp does not; the Content-Length, if any.
+    """Checks one parser makes and the other does not; the Content-Length, if any.
 
     Raises ``ParseError`` like h11 would: a HTTP/1.1 request needs exactly
     one ``Host``, Content-Length must be digits, Transfer-Encoding only
-    ``chunked`` (501 otherwise).  Run on every head (h11's too: it finds
-    the Content-Length for the body limit on the way).
+    ``chunked`` (501 otherwise).  And like llhttp: no control characters in
+    header values.  Both: HTTP/1.0 and 1.1 only (505).  Run on every head
+    (it finds the Content-Length for the body limit on the way).
     """
+    if head.http_version != b"1.1" and head.http_version != b"1.0":
+        raise ParseError(505, f"HTTP/{head.http_version.decode('ascii', 'replace')} is not supported")
     hosts = 0
     length: int | None = None
     for name, value in head.headers:
+        if _BAD_VALUE.search(value):
+            raise ParseError(400, f"control character in header {name!r}")
         n = len(name)
         if n == 4 and name.lower() == b"host":
             hosts += 1
@@ -220,6 +227,8 @@ class HttptoolsParser:
         import httptools
 
         self.parser = httptools.HttpRequestParser(self)
+        # Any HTTP/x.y gets to check_head, which answers 505 for all but 1.0 and 1.1, as with h11.
+        self.parser.set_dangerous_leniencies(lenient_version=True)
         self.events: collections.deque[Event | ParseError] = collections.deque()
         self.queued = 0
         self.limit = max_header_size
@@ -251,8 +260,13 @@ class HttptoolsParser:
         self.target += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.in_head:
+            return  # a chunked body's trailer: dropped, as h11 does
         # llhttp leaves trailing whitespace in values (h11 strips both ends).
-        self.headers.append((name, value.rstrip(b" \t")))
+        value = value.rstrip(b" \t")
+        if len(name) == 17 and name.lower() == b"transfer-encoding":
+            value = value.lower()  # (as h11 gives it)
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self.in_head = False
