@@ -28,7 +28,6 @@ _HEAD = re.compile(
     rb"((?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[ \t]*[\x21-\x7e](?:[ \t\x21-\x7e]*[\x21-\x7e])?[ \t]*\r\n)+)"
     rb"\r\n"
 )
-_FIELD = re.compile(rb"([^:]+):[ \t]*(.*?)[ \t]*\r\n")
 
 
 class LeanHead(NamedTuple):
@@ -66,32 +65,37 @@ def upgrade_head(data: bytes, max_size: int, max_count: int) -> LeanHead | None:
         if end + 1 < len(data) and not data[end + 1] & 0x80:
             return None
     target = match.group(1)
-    fields = _FIELD.findall(match.group(2))
-    if len(fields) > max_count:
+    # Validated ASCII: decoded once, split into fields as str (what ``Request`` takes).
+    lines = match.group(2).decode("ascii").split("\r\n")
+    lines.pop()  # (after the last CRLF)
+    if len(lines) > max_count:
         return None
     size = len(target)
+    headers = []
     hosts = 0
-    upgrade: bytes | None = None
+    upgrade: str | None = None
     connection_upgrade = False
     lengths = 0
-    for name, value in fields:
+    for line in lines:
+        name, _, value = line.partition(":")
+        value = value.strip(" \t")
+        headers.append((name, value))
         size += len(name) + len(value) + 4
         key = name.lower()
-        if key == b"host":
+        if key == "host":
             hosts += 1
-        elif key == b"upgrade":
+        elif key == "upgrade":
             if upgrade is not None:
                 return None
             upgrade = value
-        elif key == b"connection":
-            connection_upgrade = connection_upgrade or b"upgrade" in (v.strip().lower() for v in value.split(b","))
-        elif key == b"content-length":
-            if value != b"0" or lengths:
+        elif key == "connection":
+            connection_upgrade = connection_upgrade or "upgrade" in (v.strip().lower() for v in value.split(","))
+        elif key == "content-length":
+            if value != "0" or lengths:
                 return None  # (h11 merges repeated ones: the raw list would differ)
             lengths = 1
-        elif key == b"transfer-encoding" or key == b"expect":
+        elif key == "transfer-encoding" or key == "expect":
             return None
     if size > max_size or hosts != 1 or upgrade is None or not connection_upgrade:
         return None
-    headers = [(name.decode("ascii"), value.decode("ascii")) for name, value in fields]
-    return LeanHead(target.decode("ascii"), headers, upgrade, end)
+    return LeanHead(target.decode("ascii"), headers, upgrade.encode("ascii"), end)
