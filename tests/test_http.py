@@ -415,6 +415,24 @@ def test_partial_heads_and_bodies_survive_other_connections_reads(make_server):
     assert status_of(second_reply) == 200 and second_reply.endswith(b"xx" * 50 + b"end")
 
 
+def test_pipelined_garbage_and_a_refused_upgrade(make_server):
+    server = make_server()
+    server.get("/", lambda ctx: ctx.text(200, "ok"))
+    server.serve()
+    # A good request, then garbage in the same packet: answered, then 400 (not an idle wait).
+    data = raw_exchange(server, b"GET / HTTP/1.1\r\nHost: x\r\n\r\nNOT HTTP AT ALL\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 200 ") and data.count(b"HTTP/1.1 ") == 2 and b"HTTP/1.1 400 " in data
+    # An upgrade nobody takes (404) keeps the connection: the request behind it is answered.
+    sock = connect(server)
+    sock.sendall(
+        b"GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    data = read_until_eof(sock)
+    sock.close()
+    assert data.startswith(b"HTTP/1.1 404 ") and data.endswith(b"ok")
+
+
 def test_http10_closes_after_response(make_server):
     server = make_server()
     server.get("/", lambda ctx: ctx.text(200, "old"))

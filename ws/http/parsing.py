@@ -29,6 +29,12 @@ from typing import Any, Callable, Final, Protocol, Union
 
 import h11
 
+_httptools: Any
+try:  # the optional accelerator (the ``speed`` extra)
+    import httptools as _httptools
+except ImportError:  # pragma: no cover - the tests install it
+    _httptools = None
+
 __all__ = [
     "CLOSED", "END", "NEED_DATA", "Event", "Head", "ParseError", "RequestParser",
     "check_head", "parser_factory", "parser_name",
@@ -224,9 +230,8 @@ class HttptoolsParser:
     )
 
     def __init__(self, max_header_size: int) -> None:
-        import httptools
-
-        self.parser = httptools.HttpRequestParser(self)
+        assert _httptools is not None
+        self.parser = _httptools.HttpRequestParser(self)
         # Any HTTP/x.y gets to check_head, which answers 505 for all but 1.0 and 1.1, as with h11.
         self.parser.set_dangerous_leniencies(lenient_version=True)
         self.events: collections.deque[Event | ParseError] = collections.deque()
@@ -304,11 +309,9 @@ class HttptoolsParser:
             self._push(ParseError(400, "peer closed in the middle of a request") if self.in_message else CLOSED, 0)
             self.broken = True
             return
-        import httptools
-
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade as exc:
+        except _httptools.HttpParserUpgrade as exc:
             # llhttp stops after an upgrade request (``Connection: upgrade``
             # and ``Upgrade``) or CONNECT: what follows is the new protocol's,
             # or, if the upgrade is refused, the next request (``next_cycle``).
@@ -316,7 +319,7 @@ class HttptoolsParser:
                 self.stopped = self.upgraded = True
                 self.after += data[int(exc.args[0]):]
             return
-        except httptools.HttpParserError as exc:
+        except _httptools.HttpParserError as exc:
             if not self.stopped:  # (after a final request, llhttp's complaints about what follows are moot)
                 self._push(ParseError(400, str(exc) or type(exc).__name__), 0)
                 self.broken = True
@@ -340,7 +343,8 @@ class HttptoolsParser:
         return event
 
     def buffered(self) -> int:
-        return self.queued + len(self.after)
+        # (+ the events: a queued error or end of input is waiting too, and has no bytes)
+        return self.queued + len(self.after) + len(self.events)
 
     def partial_head(self) -> bool:
         return self.in_message
@@ -376,21 +380,13 @@ ParserFactory = Callable[[int], RequestParser]
 _chosen: dict[str | None, tuple[str, ParserFactory]] = {}
 
 
-def _available() -> bool:
-    try:
-        import httptools  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _choose(setting: str | None) -> tuple[str, ParserFactory]:
     wanted = (setting or "").strip().lower()
     if wanted == "h11":
         return "h11", H11Parser
     if wanted not in ("", "httptools", "auto"):
         warnings.warn(f"WS_HTTP={setting!r} is not one of h11, httptools: using the default", RuntimeWarning, stacklevel=3)
-    if _available():
+    if _httptools is not None:
         return "httptools", HttptoolsParser
     if wanted == "httptools":
         warnings.warn("WS_HTTP=httptools but httptools is not installed: using h11", RuntimeWarning, stacklevel=3)
