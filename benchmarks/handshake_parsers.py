@@ -1,6 +1,6 @@
 """Handshake CPU by request parser: h11, httptools (llhttp), and the lean path in front of either.
 
-    python benchmarks/handshake_parsers.py [--handshakes 2000] [--rounds 5] [--modes h11,httptools,lean]
+    python benchmarks/handshake_parsers.py [--handshakes 2000] [--rounds 5] [--modes h11,httptools,lean,lean-h11]
     valgrind --tool=callgrind --callgrind-out-file=/dev/null \\
         python benchmarks/handshake_parsers.py --handshakes 300 --rounds 1 --modes lean   # instructions, load-immune
 
@@ -13,8 +13,9 @@ difference between modes is the server's parsing.  ``--parse-only`` times
 the parsers alone on the same head (no sockets).
 
 Modes: ``h11`` and ``httptools`` with the lean path off
-(``ws.http.connection.LEAN_UPGRADE``), ``lean`` with it on (in front of
-httptools if installed, else h11; the lean path takes the whole request).
+(``ws.http.connection.LEAN_UPGRADE``), ``lean`` with it on in front of
+httptools (if installed), ``lean-h11`` in front of h11 (a plain install);
+the lean path takes the whole request, so the last two should agree.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ CLOSE = b"\x88\x82\x00\x00\x00\x00\x03\xe8"  # masked (with a zero key) close 10
 
 
 def set_mode(mode: str) -> None:
-    _connection.LEAN_UPGRADE = mode == "lean"
+    _connection.LEAN_UPGRADE = mode in ("lean", "lean-h11")
     os.environ["WS_HTTP"] = "httptools" if mode in ("httptools", "lean") and _has_httptools() else "h11"
 
 
@@ -138,7 +139,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--handshakes", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--modes", default="h11,httptools,lean")
+    parser.add_argument("--modes", default="h11,httptools,lean,lean-h11")
     parser.add_argument("--parse-only", action="store_true")
     args = parser.parse_args()
     if args.parse_only:

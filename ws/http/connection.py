@@ -195,7 +195,8 @@ class Connection(asyncio.BufferedProtocol):
     def __init__(self, owner: Owner) -> None:
         self.owner = owner
         self.loop = owner.loop
-        self.parser: _parsing.RequestParser = _parsing.parser_factory()(owner.max_header_size)
+        #: Made at the first read (``_start_parser``) unless the lean path takes the connection.
+        self.parser: _parsing.RequestParser = _parsing.NOT_YET
         self.transport: asyncio.Transport | None = None
         self.peername: Any = None
         self.state = State.READING_HEAD
@@ -234,6 +235,11 @@ class Connection(asyncio.BufferedProtocol):
         #: Nothing was read yet: the first read may take the lean path (``_lean_upgrade``).
         self.fresh = True
 
+    def _start_parser(self) -> None:
+        """The first read the lean path did not take: make the request parser (``WS_HTTP``)."""
+        self.fresh = False
+        self.parser = _parsing.parser_factory()(self.owner.max_header_size)
+
     # -- asyncio callbacks --
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -266,9 +272,9 @@ class Connection(asyncio.BufferedProtocol):
             return  # not ours, or draining the peer before closing
         try:
             if self.fresh:
-                self.fresh = False
                 if data[:4] == b"GET " and LEAN_UPGRADE and self._lean_upgrade(bytes(data)):
                     return
+                self._start_parser()
             # The parser copies ``data`` at once: a view of the shared read buffer is fine.
             self.parser.receive(data)
             if state is State.IDLE or state is State.HELD:
@@ -296,6 +302,8 @@ class Connection(asyncio.BufferedProtocol):
                 # The client half-closed after its request: answer first.
                 self.peer_eof = True
                 return None if self.owner.secure else True
+            if self.fresh:
+                self._start_parser()
             self.parser.receive(b"")
             self._process()
         except Exception:
@@ -551,6 +559,7 @@ class Connection(asyncio.BufferedProtocol):
         handler = owner.upgrade_handler_for(request.path)
         if handler is None:
             return False  # (a 404 or a route: the full parser's business)
+        self.fresh = False
         owner.release_pending(self)
         self._cancel_timer()
         self.state = State.RESPONDING

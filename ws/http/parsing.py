@@ -36,7 +36,7 @@ except ImportError:  # pragma: no cover - the tests install it
     _httptools = None
 
 __all__ = [
-    "CLOSED", "END", "NEED_DATA", "Event", "Head", "ParseError", "RequestParser",
+    "CLOSED", "END", "NEED_DATA", "NOT_YET", "Event", "Head", "ParseError", "RequestParser",
     "check_head", "parser_factory", "parser_name",
 ]
 
@@ -108,6 +108,37 @@ class RequestParser(Protocol):
     def next_cycle(self) -> None:
         """The request was answered and the connection stays: parse the next one."""
         ...
+
+
+class NotYet:
+    """The parser of a connection that has read nothing yet: no input, no events.
+
+    The real one is made at the first read that needs it, so a connection
+    the lean path hands over never builds one.
+    """
+
+    __slots__ = ()
+
+    def receive(self, data: bytes | memoryview) -> None:
+        raise RuntimeError("no parser yet")  # (Connection makes one before feeding it)
+
+    def next_event(self) -> Event:
+        return NEED_DATA
+
+    def buffered(self) -> int:
+        return 0
+
+    def partial_head(self) -> bool:
+        return False
+
+    def after_head(self) -> bytes:
+        return b""
+
+    def next_cycle(self) -> None:
+        pass
+
+
+NOT_YET: Final = NotYet()
 
 
 # -- the checks both parsers share ------------------------------------------------------
