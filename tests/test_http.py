@@ -143,6 +143,17 @@ def raw_exchange(server: http.Server, data: bytes) -> bytes:
         sock.close()
 
 
+def half_closed_exchange(server: http.Server, data: bytes) -> bytes:
+    """Send ``data``, end our side, read everything until the server closes."""
+    sock = connect(server)
+    try:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        return read_until_eof(sock)
+    finally:
+        sock.close()
+
+
 def status_of(raw: bytes) -> int:
     return int(raw.split(b" ", 2)[1])
 
@@ -423,13 +434,8 @@ def test_pipelined_garbage_and_a_refused_upgrade(make_server):
     data = raw_exchange(server, b"GET / HTTP/1.1\r\nHost: x\r\n\r\nNOT HTTP AT ALL\r\n\r\n")
     assert data.startswith(b"HTTP/1.1 200 ") and data.count(b"HTTP/1.1 ") == 2 and b"HTTP/1.1 400 " in data
     # An upgrade nobody takes (404) keeps the connection: the request behind it is answered.
-    sock = connect(server)
-    sock.sendall(
-        b"GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
-        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    data = read_until_eof(sock)
-    sock.close()
+    upgrade = b"GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+    data = raw_exchange(server, upgrade + b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert data.startswith(b"HTTP/1.1 404 ") and data.endswith(b"ok")
 
 
@@ -1110,14 +1116,7 @@ def test_fuzzed_requests_never_break_the_server(make_server):
     @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
     @given(st.integers(0, len(valid)), st.integers(0, 10), st.binary(max_size=40))
     def check(cut: int, drop: int, junk: bytes) -> None:
-        data = valid[:cut] + junk + valid[cut + drop :]
-        sock = connect(server)
-        try:
-            sock.sendall(data)
-            sock.shutdown(socket.SHUT_WR)
-            answer = read_until_eof(sock)
-        finally:
-            sock.close()
+        answer = half_closed_exchange(server, valid[:cut] + junk + valid[cut + drop :])
         assert answer == b"" or answer.startswith(b"HTTP/1.1 ")
 
     check()
@@ -1141,14 +1140,7 @@ def test_fuzzed_upgrade_requests_lean_path_and_full_parser_agree(make_server, mo
     def outcome(data: bytes, lean: bool) -> tuple[bytes, Any]:
         monkeypatch.setattr(_connection, "LEAN_UPGRADE", lean)
         fake.calls.clear()
-        sock = connect(server)
-        try:
-            sock.sendall(data)
-            sock.shutdown(socket.SHUT_WR)
-            answer = read_until_eof(sock)
-        finally:
-            sock.close()
-        answer = re.sub(rb"\r\nDate: [^\r]*", b"", answer)
+        answer = re.sub(rb"\r\nDate: [^\r]*", b"", half_closed_exchange(server, data))
         built = [
             (r.method, r.url, r.raw_headers, r.http_version, r.body, r.secure, r.remote_address, head)
             for r, head in fake.calls
