@@ -439,6 +439,23 @@ def test_pipelined_garbage_and_a_refused_upgrade(make_server):
     assert data.startswith(b"HTTP/1.1 404 ") and data.endswith(b"ok")
 
 
+def test_an_upgrade_pipelined_behind_a_request_gets_what_follows_it(make_server):
+    server = make_server()
+    fake = FakeUpgrade()
+    server.add_upgrade_handler("/chat", fake)
+    server.get("/", lambda ctx: ctx.text(200, "first"))
+    server.serve()
+    sock = connect(server)
+    sock.sendall(
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /chat HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: test\r\n\r\nFRAMES"
+    )
+    data = recv_until(sock, b"FRAMES")
+    sock.close()
+    assert data.startswith(b"HTTP/1.1 200 ") and b"first" in data and b"HTTP/1.1 101 " in data
+    assert [head for _request, head in fake.calls] == [b"FRAMES"]
+
+
 def test_http10_closes_after_response(make_server):
     server = make_server()
     server.get("/", lambda ctx: ctx.text(200, "old"))

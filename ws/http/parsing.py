@@ -344,11 +344,11 @@ class HttptoolsParser:
             self.parser.feed_data(data)
         except _httptools.HttpParserUpgrade as exc:
             # llhttp stops after an upgrade request (``Connection: upgrade``
-            # and ``Upgrade``) or CONNECT: what follows is the new protocol's,
-            # or, if the upgrade is refused, the next request (``next_cycle``).
-            if not self.stopped:
-                self.stopped = self.upgraded = True
-                self.after += data[int(exc.args[0]):]
+            # and ``Upgrade``) or CONNECT, the last queued: what follows is the
+            # new protocol's or, if the upgrade is refused, the next request's
+            # (``next_cycle``).
+            self.stopped = self.upgraded = True
+            self.after += data[int(exc.args[0]):]
             return
         except _httptools.HttpParserError as exc:
             if not self.stopped:  # (after a final request, llhttp's complaints about what follows are moot)
@@ -381,10 +381,11 @@ class HttptoolsParser:
         return self.in_message
 
     def after_head(self) -> bytes:
-        return bytes(self.after)
+        # (Only once the upgrade request is the one being answered: no event of it is left.)
+        return b"" if self.events else bytes(self.after)
 
     def next_cycle(self) -> None:
-        if self.upgraded:  # a refused upgrade: what followed it is parsed as HTTP after all
+        if self.upgraded and not self.events:  # a refused upgrade: what followed it is parsed as HTTP after all
             rest = bytes(self.after)
             self.__init__(self.limit)  # type: ignore[misc]
             if rest:
