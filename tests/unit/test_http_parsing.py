@@ -55,6 +55,7 @@ def head(version: bytes = b"1.1", *headers: tuple[bytes, bytes]) -> parsing.Head
         (head(b"1.1", (b"Host", b"x"), (b"host", b"y")), 400),
         (head(b"1.2", (b"Host", b"x")), 505),
         (head(b"2.0", (b"Host", b"x")), 505),
+        (head(b"0.9"), 400),
         (head(b"1.1", (b"Host", b"x"), (b"X", b"a\x01b")), 400),
         (head(b"1.1", (b"Host", b"x"), (b"X", b"a\tb")), None),
         (head(b"1.1", (b"Host", b"x"), (b"Content-Length", b"12x")), 400),

@@ -156,11 +156,14 @@ def check_head(head: Head) -> int | None:
     Raises ``ParseError`` like h11 would: a HTTP/1.1 request needs exactly
     one ``Host``, Content-Length must be digits, Transfer-Encoding only
     ``chunked`` (501 otherwise).  And like llhttp: no control characters in
-    header values.  Both: HTTP/1.0 and 1.1 only (505).  Run on every head
+    header values.  Both: HTTP/1.0 and 1.1 only (505; 400 for 0.9).  Run on every head
     (it finds the Content-Length for the body limit on the way).
     """
-    if head.http_version != b"1.1" and head.http_version != b"1.0":
-        raise ParseError(505, f"HTTP/{head.http_version.decode('ascii', 'replace')} is not supported")
+    version = head.http_version
+    if version != b"1.1" and version != b"1.0":
+        if version == b"0.9":  # (llhttp's name for a request line without a version: h11 says 400)
+            raise ParseError(400, "HTTP/0.9 is not supported")
+        raise ParseError(505, f"HTTP/{version.decode('ascii', 'replace')} is not supported")
     hosts = 0
     length: int | None = None
     for name, value in head.headers:
@@ -263,8 +266,10 @@ class HttptoolsParser:
     def __init__(self, max_header_size: int) -> None:
         assert _httptools is not None
         self.parser = _httptools.HttpRequestParser(self)
-        # Any HTTP/x.y gets to check_head, which answers 505 for all but 1.0 and 1.1, as with h11.
-        self.parser.set_dangerous_leniencies(lenient_version=True)
+        # Heads llhttp would refuse with a plain 400 go to check_head instead, which answers
+        # as with h11: any HTTP/x.y (505 for all but 1.0 and 1.1), and a Transfer-Encoding
+        # not ending in chunked (501; its body is never read, the connection closes).
+        self.parser.set_dangerous_leniencies(lenient_version=True, lenient_transfer_encoding=True)
         self.events: collections.deque[Event | ParseError] = collections.deque()
         self.queued = 0
         self.limit = max_header_size
