@@ -236,6 +236,38 @@ def test_a_malformed_request_gets_400_and_the_connection_closes(owner: FakeOwner
     assert conn.state is State.CLOSED and owner.gone == [conn]
 
 
+@pytest.mark.parametrize(
+    ("data", "statuses"),
+    [
+        # The answers both parsers must give alike (h11's, or check_head's for both).
+        (b"GET /hello/a HTTP/1.2\r\nHost: x\r\n\r\n", [505]),
+        (b"GET /hello/a HTTP/2.0\r\nHost: x\r\n\r\n", [505]),
+        (b"GET /hello/a HTTP/0.9\r\nHost: x\r\n\r\n", [400]),
+        (b"GET /hello/a\r\n\r\n", [400]),
+        (b"GET /hello/a HTTP/1.1\r\n\r\n", [400]),  # no Host
+        (b"GET /hello/a HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", [400]),
+        (b"GET /hello/a HTTP/1.1\r\nHost: x\r\nX: a\x01b\r\n\r\n", [400]),
+        (b"GET /hello/a HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\n", [400]),
+        (b"POST /hello/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nabc", [501]),
+        (b"POST /hello/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\nabc", [501]),
+        (b"POST /hello/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", [501]),
+        (b"POST /hello/a HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n", [413]),
+        (b"GET /hello/a HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 5000 + b"\r\n\r\n", [431]),
+        (b"GET /hello/a HTTP/1.1\r\nHost: x\r\n" + b"X: a\r\n" * 30 + b"\r\n", [431]),
+        # A chunked body with extensions and a trailer: read, the trailer dropped, then the next request.
+        (b"GET /hello/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: CHUNKED\r\n\r\n2;x=y\r\nab\r\n0\r\nT: 1\r\n\r\n"
+         + GET % b"b", [200, 200]),
+        (b"GET /hello/a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" + GET % b"b", [200]),
+        (b"GET /hello/a HTTP/1.0\r\n\r\n" + GET % b"b", [200]),
+        (GET % b"a" + b"GET /hello/b HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n", [200]),  # (its body is missing)
+    ],
+)
+def test_both_parsers_answer_alike(owner: FakeOwner, data: bytes, statuses: list[int]) -> None:
+    conn, transport = open_connection(owner)
+    conn.data_received(data)
+    assert [status for status, _, _ in responses(transport.take())] == statuses
+
+
 def test_unknown_paths_and_methods(owner: FakeOwner) -> None:
     conn, transport = open_connection(owner)
     conn.data_received(b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\nPOST /hello/x HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")

@@ -61,6 +61,7 @@ def head(version: bytes = b"1.1", *headers: tuple[bytes, bytes]) -> parsing.Head
         (head(b"1.1", (b"Host", b"x"), (b"Content-Length", b"12x")), 400),
         (head(b"1.1", (b"Host", b"x"), (b"Content-Length", b"1" * 21)), 400),
         (head(b"1.1", (b"Host", b"x"), (b"Transfer-Encoding", b"gzip")), 501),
+        (head(b"1.1", (b"Host", b"x"), (b"Transfer-Encoding", b"chunked"), (b"Transfer-Encoding", b"chunked")), 501),
     ],
 )
 def test_check_head(the_head, status):

@@ -164,7 +164,7 @@ def check_head(head: Head) -> int | None:
         if version == b"0.9":  # (llhttp's name for a request line without a version: h11 says 400)
             raise ParseError(400, "HTTP/0.9 is not supported")
         raise ParseError(505, f"HTTP/{version.decode('ascii', 'replace')} is not supported")
-    hosts = 0
+    hosts = codings = 0
     length: int | None = None
     for name, value in head.headers:
         if _BAD_VALUE.search(value):
@@ -176,8 +176,10 @@ def check_head(head: Head) -> int | None:
             if not _CONTENT_LENGTH.fullmatch(value) or len(value) > _CONTENT_LENGTH_MAX_DIGITS:
                 raise ParseError(400, "bad Content-Length")
             length = int(value)
-        elif n == 17 and name.lower() == b"transfer-encoding" and value.lower() != b"chunked":
-            raise ParseError(501, "Only Transfer-Encoding: chunked is supported")
+        elif n == 17 and name.lower() == b"transfer-encoding":
+            if value.lower() != b"chunked" or codings:
+                raise ParseError(501, "Only one Transfer-Encoding: chunked is supported")
+            codings = 1
     if hosts > 1:
         raise ParseError(400, "Found multiple Host: headers")
     if hosts == 0 and head.http_version == b"1.1":
