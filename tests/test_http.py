@@ -440,12 +440,7 @@ def test_pipelined_garbage_and_a_refused_upgrade(make_server):
 
 
 def test_an_upgrade_pipelined_behind_a_request_gets_what_follows_it(make_server):
-    server = make_server()
-    fake = FakeUpgrade()
-    server.add_upgrade_handler("/chat", fake)
-    server.get("/", lambda ctx: ctx.text(200, "first"))
-    server.serve()
-    sock = connect(server)
+    server, fake, sock = upgrade_server(make_server, lambda server: server.get("/", lambda ctx: ctx.text(200, "first")))
     sock.sendall(
         b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
         b"GET /chat HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: test\r\n\r\nFRAMES"
@@ -871,6 +866,17 @@ class FakeUpgrade:
         transport.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: test\r\nConnection: Upgrade\r\n\r\n" + head)
 
 
+def upgrade_server(make_server: Any, setup: Any = None) -> tuple[http.Server, FakeUpgrade, socket.socket]:
+    """A serving server with a ``FakeUpgrade`` on ``/chat`` (``setup(server)`` adds more), and a client socket."""
+    server = make_server()
+    fake = FakeUpgrade()
+    server.add_upgrade_handler("/chat", fake)
+    if setup is not None:
+        setup(server)
+    server.serve()
+    return server, fake, connect(server)
+
+
 def recv_until(sock: socket.socket, marker: bytes) -> bytes:
     data = b""
     deadline = time.monotonic() + TIMEOUT
@@ -913,11 +919,7 @@ def test_upgrade_hand_off(make_server):
 
 
 def test_upgrade_without_connection_upgrade_is_still_handed_over(make_server):
-    server = make_server()
-    fake = FakeUpgrade()
-    server.add_upgrade_handler("/chat", fake)
-    server.serve()
-    sock = connect(server)
+    server, fake, sock = upgrade_server(make_server)
     sock.sendall(b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n")
     assert recv_until(sock, b"\r\n\r\n").startswith(b"HTTP/1.1 101 ")
     assert fake.calls[0][1] == b""
