@@ -81,6 +81,8 @@ def test_whitespace_around_values_is_dropped_as_the_full_parsers_do():
     "change",
     [
         (b"GET /chat?room=1 HTTP/1.1", b"POST /chat HTTP/1.1"),  # not GET
+        (b"GET /chat?room=1 HTTP/1.1", b"GET http://h/chat HTTP/1.1"),  # not origin-form
+        (b"GET /chat?room=1 HTTP/1.1", b"GET chat HTTP/1.1"),
         (b"HTTP/1.1\r\n", b"HTTP/1.0\r\n"),  # not 1.1
         (b"Pragma: no-cache\r\n", b"Pragma: no-cache\r\n  folded\r\n"),  # obs-fold
         (b"Pragma: no-cache", b"Pragma: no\x01cache"),  # control byte
@@ -143,7 +145,7 @@ def upgrade_requests(draw: st.DrawFn) -> bytes:
         elif kind == "name" and b":" in lines[i]:
             lines[i] = draw(st.sampled_from([b"host", b"HOST", b"upgrade", b"connection", b"x-y", b"X_Y"])) + b":" + lines[i].split(b":", 1)[1]
         elif kind == "target":
-            lines[0] = b"GET " + draw(st.sampled_from([b"/", b"/a?b=%20", b"*", b"http://h/x", b"/\xc3\xa9", b"/%ff"])) + b" HTTP/1.1"
+            lines[0] = b"GET " + draw(st.sampled_from([b"/", b"/a?b=%20", b"*", b"http://h/x", b"/\xc3\xa9", b"/%ff", b"y", b"/a#b"])) + b" HTTP/1.1"
     after = draw(st.sampled_from([b"", FRAME, FRAME[:1], b"\x88\x80abcd", b"GET / HTTP/1.1\r\n\r\n", b"\x00"]))
     return b"\r\n".join(lines) + b"\r\n\r\n" + after
 

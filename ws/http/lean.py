@@ -20,11 +20,12 @@ from typing import NamedTuple
 
 __all__ = ["LeanHead", "upgrade_head"]
 
-# A whole head: the request line, header lines with token names and values
-# of visible ASCII (inner spaces and tabs allowed, none empty), a blank line.
-# No obs-fold, no bare CR or LF, no control or non-ASCII byte anywhere.
+# A whole head: the request line (an origin-form target: llhttp refuses some
+# other forms h11 takes), header lines with token names and values of visible
+# ASCII (inner spaces and tabs allowed, none empty), a blank line.  No
+# obs-fold, no bare CR or LF, no control or non-ASCII byte anywhere.
 _HEAD = re.compile(
-    rb"GET ([\x21-\x7e]+) HTTP/1\.1\r\n"
+    rb"GET (/[\x21-\x7e]*) HTTP/1\.1\r\n"
     rb"((?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[ \t]*[\x21-\x7e](?:[ \t\x21-\x7e]*[\x21-\x7e])?[ \t]*\r\n)+)"
     rb"\r\n"
 )
