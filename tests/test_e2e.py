@@ -90,6 +90,16 @@ class Script(subprocess.Popen):  # type: ignore[type-arg]
                 self.errors.append(line)
                 self.changed.notify_all()
 
+    def dump_and_kill(self) -> None:
+        """End a stuck script, its threads' stacks on stderr first (PYTHONFAULTHANDLER, see ``script_env``)."""
+        if self.poll() is None:
+            self.send_signal(signal.SIGABRT)
+            try:
+                self.wait(5)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                self.wait(5)
+
     def main_done(self, timeout: float = START_TIMEOUT) -> None:
         """Wait until a ``watched`` script's last line ran (MAIN_DONE on its stderr)."""
         with self.changed:
@@ -103,12 +113,7 @@ class Script(subprocess.Popen):  # type: ignore[type-arg]
         except queue.Empty:
             line = None
         if line is None:
-            if self.poll() is None:
-                self.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER (script_env): its threads' stacks on stderr
-                try:
-                    self.wait(5)
-                except subprocess.TimeoutExpired:
-                    self.kill()
+            self.dump_and_kill()
             _, err = self.communicate(timeout=5)
             raise AssertionError(
                 f"{self.args} printed no line in {timeout} s after {self.taken}; stderr:\n{err}"
@@ -117,8 +122,15 @@ class Script(subprocess.Popen):  # type: ignore[type-arg]
         return line.strip()
 
     def communicate(self, input: Any = None, timeout: float | None = None) -> tuple[str, str]:
-        """Wait for the end (``TimeoutExpired`` as Popen's), then the stdout not taken by ``line()``, and stderr."""
-        self.wait(timeout)
+        """Wait for the end, then the stdout not taken by ``line()``, and stderr.
+
+        A script still running after ``timeout`` fails the test with its threads' stacks.
+        """
+        try:
+            self.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.dump_and_kill()
+            raise AssertionError(f"{self.args} still ran after {timeout} s; stderr:\n{self.communicate(timeout=5)[1]}")
         for reader in self.readers:
             reader.join(10)
         rest: list[str] = []
