@@ -443,17 +443,26 @@ def test_the_loops_ws_owns_follow_ws_loop(monkeypatch: pytest.MonkeyPatch, caplo
     assert asyncio.get_event_loop_policy().__module__.startswith("asyncio")  # no policy installed
 
 
-@pytest.mark.parametrize("setting, name", [("", "uvloop"), ("asyncio", "asyncio")])
-def test_ws_version_names_the_loop(
-    setting: str, name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    "env, stack",
+    [
+        ({}, "loop: uvloop, http: httptools"),  # the speed extra (the test extra has it)
+        ({"WS_LOOP": "asyncio", "WS_HTTP": "h11"}, "loop: asyncio, http: h11"),  # the plain stack
+    ],
+)
+def test_ws_version_names_the_loop_and_the_parser(
+    env: dict[str, str], stack: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    import httptools  # noqa: F401
+
     from ws.cli import main
 
-    monkeypatch.setenv("WS_LOOP", setting)
+    for name in ("WS_LOOP", "WS_HTTP"):
+        monkeypatch.setenv(name, env.get(name, ""))
     with pytest.raises(SystemExit) as stopped:
         main(["--version"])
     assert stopped.value.code == 0
-    assert f"; loop: {name}" in capsys.readouterr().out  # (other accelerators may follow)
+    assert capsys.readouterr().out.rstrip().endswith(f"; {stack})")
 
 
 def test_a_repeated_signal_within_a_second_is_the_same_stop(monkeypatch: pytest.MonkeyPatch) -> None:

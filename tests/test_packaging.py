@@ -122,8 +122,8 @@ def venv(dist: Dist, tmp_path_factory: pytest.TempPathFactory) -> Venv:
 
 
 def _version_line(venv: Venv) -> str:
-    # A plain install (no speed extra): asyncio's loop.
-    return f"{DISTRIBUTION} {ws.__version__} (the ws package in {venv.package}; loop: asyncio)"
+    # A plain install (no speed extra): asyncio's loop and h11.
+    return f"{DISTRIBUTION} {ws.__version__} (the ws package in {venv.package}; loop: asyncio, http: h11)"
 
 
 # -- the archives -----------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ from .events import MessageEvent
 from .terminal import HistoryFile, LineEditor
 from .exceptions import ConnectionClosed, WebSocketError
 from .http import Server as HttpServer
+from .http.parsing import parser_name
 from .server import WebSocketServer
 from .protocol.origins import AllowedOrigins, OriginEntry, page_origins
 from .connection.websocket import WebSocket
@@ -201,12 +202,12 @@ def _interactive_options(parser: argparse.ArgumentParser) -> None:
 
 
 def accelerators(loop: asyncio.AbstractEventLoop | None = None) -> str:
-    """What runs underneath, ``loop: uvloop`` or ``loop: asyncio``: ``loop``'s kind, or what ws would choose.
+    """What runs underneath, ``loop: uvloop, http: httptools`` (the ``speed`` extra) or ``loop: asyncio, http: h11``.
 
-    One ``name: choice`` per accelerator of the ``speed`` extra, for ``--version`` and ``ws serve``'s
-    start line (``WS_LOOP``, docs/api.md).
+    The loop is ``loop``'s kind, or what ws would choose; the parser, what a server made now would
+    use.  For ``--version`` and ``ws serve``'s start line (``WS_LOOP``, ``WS_HTTP``: docs/api.md).
     """
-    return f"loop: {_loop.loop_name(loop)}"
+    return f"loop: {_loop.loop_name(loop)}, http: {parser_name()}"
 
 
 class _Version(argparse.Action):
