@@ -13,13 +13,14 @@ import asyncio
 import base64
 import hashlib
 import os
+import socket
 import struct
 from typing import Any
 
 import pytest
 
 from ws import WebSocket, WebSocketServer, http
-from ws.connection.websocket import WebSocket as _WebSocket
+from ws.connection.websocket import _SOCKET_TRANSPORT, WebSocket as _WebSocket
 from ws.protocol._websockets import Server as ServerProtocol
 from ws.protocol.reader import apply_mask
 
@@ -452,6 +453,54 @@ def test_eof_in_the_middle_of_a_large_frame_is_an_abnormal_close() -> None:
         assert code == 1006
         writer.close()
         server.close()
+
+    run(main, 30)
+
+
+# -- large frames sent: header and payload apart, one vectored write -----------------
+
+
+class _Sink(asyncio.Protocol):
+    """Counts pause_writing() calls of the transport it is given."""
+
+    def __init__(self) -> None:
+        self.pauses = 0
+
+    def pause_writing(self) -> None:
+        self.pauses += 1
+
+
+def test_vectored_writes_reach_the_peer_whole_and_in_order_when_the_socket_is_full() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair()
+        theirs.setblocking(False)
+        sink = _Sink()
+        transport, _ = await loop.create_connection(lambda: sink, sock=ours)
+        if _SOCKET_TRANSPORT is not None:
+            assert type(transport) is _SOCKET_TRANSPORT  # the writev path, not writelines
+        got = bytearray()
+
+        async def read(expected: bytes) -> None:
+            while len(got) < len(expected):
+                got.extend(await asyncio.wait_for(loop.sock_recv(theirs, 1 << 20), 10))
+            assert got == expected
+
+        # More bytes than the socket takes: the kernel stops inside the large
+        # piece, the rest goes through the transport; then pieces behind what
+        # the transport holds.
+        batches = [[b"head", os.urandom(3 << 20), b"tail"], [b"next", os.urandom(100_000)]]
+        for pieces in batches:
+            _WebSocket._write_vector(transport, pieces)
+        assert transport.get_write_buffer_size() > 0 and sink.pauses == 1  # flow control as usual
+        await read(b"".join(batches[0] + batches[1]))
+        await until(lambda: not transport.get_write_buffer_size(), timeout=10)
+        # More pieces than one writev takes.
+        batches.append([b"h%d" % i for i in range(1500)])
+        _WebSocket._write_vector(transport, batches[-1])
+        await read(b"".join(piece for pieces in batches for piece in pieces))
+        transport.close()
+        theirs.close()
 
     run(main, 30)
 
