@@ -87,10 +87,10 @@ MAX_PENDING_LISTENERS = 32
 #: Bytes of automatic replies (pongs, a close) a socket above its high-water
 #: mark queues before it stops reading from that peer (``_replies_blocked``).
 REPLY_ALLOWANCE = 64 << 10
-#: Replies of one batch written as one joined copy up to this size when no
-#: piece is larger than ``_WRITE_ALONE``; otherwise small frames are joined in
-#: runs of this size and large payloads (``_WRITE_ALONE``) kept apart, and
-#: all go in one vectored write (``_write_vector``).
+#: Replies of one batch written as one joined copy up to this size unless the
+#: last piece is a large payload (``_WRITE_ALONE``, a test cheaper than looking
+#: at every piece); otherwise small frames are joined in runs of this size and
+#: large payloads kept apart, and all go in one vectored write (``_write_vector``).
 _WRITE_RUN = 65536
 _WRITE_ALONE = 16384
 #: asyncio's plain TCP transport, whose socket ``_write_vector`` may write to
@@ -934,7 +934,7 @@ class WebSocket(IterationMixin, EventTarget):
         if len(writes) == 1:
             transport.write(writes[0])
         elif writes:
-            if sum(map(len, writes)) <= _WRITE_RUN and max(map(len, writes)) <= _WRITE_ALONE:
+            if sum(map(len, writes)) <= _WRITE_RUN and len(writes[-1]) <= _WRITE_ALONE:  # (no large payload last)
                 transport.write(b"".join(writes))
             else:
                 self._write_runs(transport, writes)
