@@ -22,7 +22,8 @@ import pytest
 from ws import WebSocket, WebSocketServer, http
 from ws.connection.websocket import _SOCKET_TRANSPORT, WebSocket as _WebSocket
 from ws.protocol._websockets import Server as ServerProtocol
-from ws.protocol.reader import apply_mask
+from ws._runtime.reads import READ_SIZE
+from ws.protocol.reader import SHORT_READ, apply_mask
 
 from .conftest import Recorder, run, until
 from .frames import frame
@@ -172,6 +173,37 @@ def test_many_messages_in_one_read_leave_in_one_write() -> None:
         # 200 echoes of one read: one write, with every frame in order.
         assert len(transport.writes) == 1
         assert transport.writes[0] == b"".join(bytes((0x81, len(m))) + m for m in messages)
+
+    run(main, 30)
+
+
+def test_reads_are_short_right_after_a_large_frame_read_in_place() -> None:
+    # 1 MiB reads, but not into the shared buffer right after a frame read in
+    # place: the next large frame's first part is copied out of that buffer.
+    async def main() -> None:
+        proto = ServerProtocol(max_size=1 << 24)
+        proto.mark_open()
+        proto.read_frames()
+        transport = _CountingTransport()
+        sock = _WebSocket._accepted(asyncio.get_running_loop(), proto, transport, _Req(), None, {})  # type: ignore[arg-type]
+        got: list[bytes] = []
+        sock.on("message", lambda evt: got.append(evt.data))
+        stream = transport.stream
+        payloads = [os.urandom(3 << 20), os.urandom(3 << 20), b"small"]
+        wire = b"".join(frame(0x2, p) for p in payloads)
+        sizes = []
+        pos = 0
+        while pos < len(wire):
+            buffer = stream.get_buffer(-1)  # as asyncio reads: into the buffer it is given
+            sizes.append(len(buffer))
+            n = min(len(buffer), len(wire) - pos)
+            buffer[:n] = wire[pos : pos + n]
+            stream.buffer_updated(n)
+            pos += n
+        assert got == payloads
+        # A full read, the rest of the first frame in place, then a short read.
+        assert sizes[:3] == [READ_SIZE, len(frame(0x2, payloads[0])) - READ_SIZE, SHORT_READ]
+        assert stream.get_buffer(-1).nbytes == READ_SIZE  # a small frame came last: full reads again
 
     run(main, 30)
 

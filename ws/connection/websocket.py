@@ -31,7 +31,7 @@ from websockets.http11 import Response
 from ..protocol._websockets import Client as _ClientProtocol, Server as _ServerProtocol
 from ..protocol.assembler import MessageError
 from ..protocol.handshake import DEFAULT_MAX_PAYLOAD_DEFLATE
-from ..protocol.reader import FrameReader, unfinished_token
+from ..protocol.reader import SHORT_READ, FrameReader, unfinished_token
 from ..protocol.writer import FrameWriter
 from .._runtime import loop as _loop
 from .._runtime.budget import SendBudget
@@ -152,7 +152,7 @@ class _Stream(asyncio.BufferedProtocol):
     A ``BufferedProtocol``: reads land in a buffer shared by the thread's
     sockets, which the reader parses in place, except while a large frame
     is coming in, which is read straight into a buffer of its own size
-    (``FrameReader.buffer``).
+    (``FrameReader.buffer``); right after one, a read takes only ``SHORT_READ``.
     """
 
     __slots__ = ("ws", "reader", "view")
@@ -170,7 +170,7 @@ class _Stream(asyncio.BufferedProtocol):
         if frame is not None:
             self.view = None
             return frame
-        view = self.view = read_buffer()
+        view = self.view = read_buffer() if not self.reader.short_read else read_buffer()[:SHORT_READ]
         return view
 
     def buffer_updated(self, nbytes: int) -> None:

@@ -56,7 +56,7 @@ from ..events import BINARY, TEXT
 from .assembler import Assembler, MessageError
 from .writer import FIN_BINARY, FIN_TEXT, apply_mask
 
-__all__ = ["FrameReader", "unfinished_token", "DIRECT_MIN", "DIRECT_AHEAD", "TURN_FRAMES", "TURN_BYTES", "PROTOCOL_TURN_BYTES", "apply_mask"]
+__all__ = ["FrameReader", "unfinished_token", "DIRECT_MIN", "DIRECT_AHEAD", "SHORT_READ", "TURN_FRAMES", "TURN_BYTES", "PROTOCOL_TURN_BYTES", "apply_mask"]
 
 Buffer = Union[bytes, bytearray, memoryview]
 
@@ -66,6 +66,11 @@ _SMALL = 2048
 #: size once ``1 / DIRECT_AHEAD`` of them has arrived.
 DIRECT_MIN = 128 * 1024
 DIRECT_AHEAD = 8
+#: Right after a large frame read in place, a read into the shared buffer
+#: takes at most this much (:attr:`FrameReader.short_read`): the next large
+#: frame's first part is copied from it into the kept buffer, the rest is
+#: read there in place.  A whole 1 MiB read would copy most of a 1 MiB frame.
+SHORT_READ = DIRECT_MIN
 #: Frames parsed per call (a loop turn) before the rest waits for the next
 #: turn: a frame counts as ``FRAME_COST`` bytes on top of its own, against a
 #: budget of ``TURN_BYTES`` (one subtraction per frame).  That is 4,096 empty
@@ -295,6 +300,11 @@ class FrameReader:
             return frame[self.fill :]
         self.direct_reads = True
         return None
+
+    @property
+    def short_read(self) -> bool:
+        """A large frame was just read in place (its buffer is kept for the next): read at most ``SHORT_READ``."""
+        return self._spare is not None
 
     def filled(self, nbytes: int) -> memoryview | None:
         """``nbytes`` more of the large frame are in; the whole frame once complete."""
