@@ -975,14 +975,19 @@ class WebSocket(IterationMixin, EventTarget):
         socket, as its own ``write`` would ``send`` at once (its
         ``writelines`` joins the pieces into a copy before Python 3.12, and
         from 3.12 on does not pause the protocol at the high-water mark).
-        What the kernel does not take goes to ``transport.write``, which
-        buffers it (a view, not a copy, from 3.12 on) or reports the error
-        that stopped ``writev``.  Other transports get ``writelines``:
-        uvloop writes the pieces with one ``writev`` too, TLS encrypts each
-        and sends the records in one write.
+        What the kernel does not take, or everything while the transport
+        holds bytes, goes to ``transport.write``, which buffers it (a view,
+        not a copy, from 3.12 on) or reports the error that stopped
+        ``writev``.  Other transports get ``writelines``: uvloop writes the
+        pieces with one ``writev`` too, TLS encrypts each and sends the
+        records in one write.
         """
-        if type(transport) is not _SOCKET_TRANSPORT or transport.get_write_buffer_size():
+        if type(transport) is not _SOCKET_TRANSPORT:
             transport.writelines(pieces)
+            return
+        if transport.get_write_buffer_size():
+            for piece in pieces:  # behind what waits: each piece buffered once (a view from 3.12 on), not joined first
+                transport.write(piece)
             return
         try:
             sent = os.writev(transport.get_extra_info("socket").fileno(), pieces[:_IOV_MAX])
