@@ -157,13 +157,19 @@ class _Req:
     remote_address = "127.0.0.1"
 
 
+def _accepted(max_size: int) -> tuple[_WebSocket, _CountingTransport]:
+    """An OPEN server socket on a ``_CountingTransport`` (call on the running loop)."""
+    proto = ServerProtocol(max_size=max_size)
+    proto.mark_open()
+    proto.read_frames()
+    transport = _CountingTransport()
+    sock = _WebSocket._accepted(asyncio.get_running_loop(), proto, transport, _Req(), None, {})  # type: ignore[arg-type]
+    return sock, transport
+
+
 def test_many_messages_in_one_read_leave_in_one_write() -> None:
     async def main() -> None:
-        proto = ServerProtocol(max_size=1 << 20)
-        proto.mark_open()
-        proto.read_frames()
-        transport = _CountingTransport()
-        sock = _WebSocket._accepted(asyncio.get_running_loop(), proto, transport, _Req(), None, {})  # type: ignore[arg-type]
+        sock, transport = _accepted(1 << 20)
         sock.on("message", lambda evt: sock.send(evt.data))
         messages = [f"m{i}".encode() for i in range(200)]
         data = b"".join(frame(0x1, m) for m in messages)
@@ -181,11 +187,7 @@ def test_reads_are_short_right_after_a_large_frame_read_in_place() -> None:
     # 1 MiB reads, but not into the shared buffer right after a frame read in
     # place: the next large frame's first part is copied out of that buffer.
     async def main() -> None:
-        proto = ServerProtocol(max_size=1 << 24)
-        proto.mark_open()
-        proto.read_frames()
-        transport = _CountingTransport()
-        sock = _WebSocket._accepted(asyncio.get_running_loop(), proto, transport, _Req(), None, {})  # type: ignore[arg-type]
+        sock, transport = _accepted(1 << 24)
         got: list[bytes] = []
         sock.on("message", lambda evt: got.append(evt.data))
         stream = transport.stream
