@@ -169,9 +169,16 @@ class ReportLimiter:
         return full
 
     def flush(self, force: bool = False) -> None:
-        """Summarise the intervals that ended (all of them with ``force``)."""
+        """Summarise the intervals that ended (all of them with ``force``).
+
+        A timer may come early: uvloop counts a delay from the time its loop
+        read when the turn began, so after a long turn it fires that much
+        sooner.  Counted repeats whose interval has not ended then get
+        another timer, for what is left of it.
+        """
         now = self.clock()
         due: list[tuple[_Window, float]] = []
+        left: float | None = None  # until the next interval with counted repeats ends
         with self._lock:
             for cause, window in list(self._windows.items()):
                 if force or now - window.start >= self.interval:
@@ -180,6 +187,11 @@ class ReportLimiter:
                         self._windows[cause] = _Window(now, 0, window.summary)  # still repeating: quiet
                     else:
                         del self._windows[cause]
+                elif window.count:
+                    remaining = window.start + self.interval - now
+                    left = remaining if left is None else min(left, remaining)
+        if left is not None:
+            self._arm(left)
         for ended, seconds in due:
             ended.summary(ended.count, seconds)
 
