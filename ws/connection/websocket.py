@@ -148,22 +148,28 @@ class _Stream(asyncio.BufferedProtocol):
     (``FrameReader.buffer``).
     """
 
-    __slots__ = ("ws", "reader", "view")
+    __slots__ = ("ws", "reader", "view", "shared")
 
     def __init__(self, ws: "WebSocket") -> None:
         self.ws = ws
         self.reader = ws._reader
         self.view: memoryview | None = None
+        #: The loop thread's shared buffer, found on the first read (a connection stays on one thread).
+        self.shared: memoryview | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.ws._connection_made(transport)  # type: ignore[arg-type]
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        frame = self.reader.buffer()
-        if frame is not None:
+        reader = self.reader
+        if reader.frame is not None:
             self.view = None
-            return frame
-        view = self.view = read_buffer()
+            return reader.buffer()  # type: ignore[return-value]
+        # Once per read: two attribute reads, no call (a small message's read is short).
+        view = self.view = self.shared
+        if view is None:
+            reader.buffer()  # tells the reader that reads come through here (a large frame may come straight in)
+            view = self.view = self.shared = read_buffer()
         return view
 
     def buffer_updated(self, nbytes: int) -> None:
@@ -569,7 +575,15 @@ class WebSocket(IterationMixin, EventTarget):
         else:  # 3.12+: asking asyncio is cheaper than comparing thread ids
             on_loop = _loop._get_running_loop() is self._loop
         if on_loop and not self._hops:
-            self._send_frame(is_text, payload, fin)
+            if (
+                self._dispatch_thread is not None and fin and self._lean and self._ready_state is OPEN
+                and not self._writing_paused and not self._fragmenting and type(self) is WebSocket
+            ):
+                # A listener's reply (the usual echo): _send_frame's lean case with the checks
+                # inline, one call fewer per message.  The read callback writes it at its end.
+                self._writer.add(is_text, payload)
+            else:
+                self._send_frame(is_text, payload, fin)
         else:
             if not isinstance(payload, bytes):
                 payload = bytes(payload)  # the caller may reuse its buffer
@@ -1348,7 +1362,10 @@ class WebSocket(IterationMixin, EventTarget):
             self._fail(1011, f"internal error: {exc}")
         finally:
             self._dispatch_thread = None
-        self._after_receive(proto)
+        if self._proto_fed:
+            self._after_receive(proto)
+        else:  # only the reader's own frames: the protocol has nothing new
+            self._flush()
 
     def _receive_handshake(self, client: "ClientConfig", data: Any) -> None:
         """Client side, before OPEN: the client reads the response (a bounded head,
@@ -1396,9 +1413,7 @@ class WebSocket(IterationMixin, EventTarget):
         return False
 
     def _after_receive(self, proto: "_ClientProtocol | _ServerProtocol") -> None:
-        if not self._proto_fed:  # only the reader's own frames: the protocol has nothing new
-            self._flush()
-            return
+        """The protocol object read in this read callback: its verdicts, then one write (``_flush``)."""
         self._proto_fed = False
         if proto.parser_error() is not None and not self._error_emitted:
             self._report_parser_error(proto)
