@@ -568,22 +568,24 @@ class WebSocket(IterationMixin, EventTarget):
             is_text = binary is False
         else:
             is_text, payload = self._payload(data, binary)
-        if _IDS_FIRST:
-            # Inside our own read callback, on its thread: no need to ask asyncio, whose
-            # _get_running_loop() costs a getpid() system call before Python 3.12.
-            on_loop = self._dispatch_thread == _get_ident() or _loop._get_running_loop() is self._loop
-        else:  # 3.12+: asking asyncio is cheaper than comparing thread ids
+        dispatching = self._dispatch_thread
+        if dispatching is None:
             on_loop = _loop._get_running_loop() is self._loop
-        if on_loop and not self._hops:
+        else:
+            # Our read callback runs, on the loop's thread: this is it when the ids match, with no
+            # need to ask asyncio, whose _get_running_loop() costs a getpid() system call before
+            # Python 3.12 (from 3.12 on, asking is the cheaper).
+            on_loop = dispatching == _get_ident() if _IDS_FIRST else _loop._get_running_loop() is self._loop
             if (
-                self._dispatch_thread is not None and fin and self._lean and self._ready_state is OPEN
+                on_loop and fin and self._lean and self._ready_state is OPEN and not self._hops
                 and not self._writing_paused and not self._fragmenting and type(self) is WebSocket
             ):
-                # A listener's reply (the usual echo): _send_frame's lean case with the checks
-                # inline, one call fewer per message.  The read callback writes it at its end.
+                # A listener's reply, the usual echo: _send_frame's lean case with its checks
+                # inline, one call fewer per message; the read callback writes it when it ends.
                 self._writer.add(is_text, payload)
-            else:
-                self._send_frame(is_text, payload, fin)
+                return
+        if on_loop and not self._hops:
+            self._send_frame(is_text, payload, fin)
         else:
             if not isinstance(payload, bytes):
                 payload = bytes(payload)  # the caller may reuse its buffer
@@ -934,6 +936,11 @@ class WebSocket(IterationMixin, EventTarget):
         transport = self._transport
         if transport is None or transport.is_closing():
             return  # closed, or failed or dropped: nothing can leave any more
+        if len(writes) == 1:
+            piece = writes[0]
+            if piece:  # (b"" alone: only the end of the stream)
+                transport.write(piece)
+                return
         eof = False
         if writes[-1] == b"":
             eof = True
