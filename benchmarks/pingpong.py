@@ -1,11 +1,13 @@
 """Server CPU (or instructions) per strict ping-pong round trip of one small message.
 
     python benchmarks/pingpong.py [--rounds 20000] [--runs 5] [--size 32] [--conns 1]
-        [--raw] [--pin] [--callgrind OUT] -- SERVER_COMMAND...
+        [--window 1] [--raw] [--pin] [--callgrind OUT] -- SERVER_COMMAND...
 
 Starts ``SERVER_COMMAND --port PORT`` (a server of the shared harness's
 contract: prints ``READY``, echoes on ``/``), connects ``--conns`` clients
-and has each exchange one message at a time.  The clients are a few lines
+and has each exchange one message at a time (``--window N``: N messages
+sent at once, then their N replies awaited: pipelined small messages, per
+message).  The clients are a few lines
 of blocking sockets in this process that send pre-masked frames, so that
 the server is all that is measured: its CPU time (``/proc/PID/task/*/schedstat``,
 in ns) over ``--rounds`` round trips, the minimum of ``--runs`` runs.
@@ -114,6 +116,7 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--size", type=int, default=32)
     p.add_argument("--conns", type=int, default=1)
+    p.add_argument("--window", type=int, default=1, help="messages sent at once per round trip (pipelined: per message)")
     p.add_argument("--raw", action="store_true")
     p.add_argument("--callgrind", metavar="OUT")
     p.add_argument("--pin", action="store_true", help="server on CPU 0, clients on CPU 1 (as the harness's --pin split)")
@@ -136,8 +139,9 @@ def main() -> None:
             raise SystemExit("server ended before READY")
         socks = [connect(port, a.raw) for _ in range(a.conns)]
         frame, reply = message(a.size, a.raw)
+        frame, reply = frame * a.window, reply * a.window
         exchange(socks, frame, reply, 2000 if not a.callgrind else 200)  # warm-up
-        unit = a.rounds * a.conns
+        unit = a.rounds * a.conns * a.window
         if a.callgrind:
             control = ["callgrind_control", str(server.pid)]
             subprocess.run([*control, "--instr=on"], check=True, capture_output=True)
@@ -154,14 +158,16 @@ def main() -> None:
                         for line in f:
                             if line.startswith("summary:") or line.startswith("totals:"):
                                 total = max(total, int(line.split()[1]))
-            print(f"instructions per round trip: {total / unit:,.0f}  ({total:,} over {unit:,})")
+            what = "round trip" if a.window == 1 else "message"
+            print(f"instructions per {what}: {total / unit:,.0f}  ({total:,} over {unit:,})")
         else:
             best = float("inf")
             for _ in range(a.runs):
                 before = server_cpu(server.pid)
                 exchange(socks, frame, reply, a.rounds)
                 best = min(best, server_cpu(server.pid) - before)
-            print(f"server CPU per round trip: {best / unit * 1e6:.1f} us (min of {a.runs} runs of {unit:,})")
+            what = "round trip" if a.window == 1 else "message"
+            print(f"server CPU per {what}: {best / unit * 1e6:.2f} us (min of {a.runs} runs of {unit:,})")
         for s in socks:
             s.close()
     finally:
