@@ -337,7 +337,8 @@ class FrameReader:
                 limit = self.limit
                 if (b0 == FIN_TEXT or b0 == FIN_BINARY) and (limit is None or n - 6 <= limit):
                     self._spare = None  # as at the end of any read parsed whole
-                    message = apply_mask(data[6:], data[2:6])
+                    whole = bytes(data)  # (slices of bytes cost less than views of a view)
+                    message = apply_mask(whole[6:], whole[2:6])
                     if b0 == FIN_BINARY:
                         self._deliver(BINARY, message)
                         return
