@@ -27,6 +27,10 @@ from typing import Callable
 __all__ = ["TickHandle", "call_later"]
 
 
+def _nothing() -> None:
+    pass
+
+
 class TickHandle:
     """A timer of :func:`call_later`; :meth:`cancel` before it is due and the callback never runs."""
 
@@ -40,6 +44,7 @@ class TickHandle:
 
     def cancel(self) -> None:
         self.cancelled = True
+        self.callback = _nothing  # what it would have called is not kept alive until it was due
 
     def _fire(self) -> None:
         if not self.cancelled:  # cancelled after it was posted, before the loop ran it
@@ -84,7 +89,7 @@ class _Ticker:
                 handle = heapq.heappop(heap)[2]
             try:
                 handle.loop.call_soon_threadsafe(handle._fire)
-            except RuntimeError:  # its loop is closed: nothing to run it on
+            except Exception:  # its loop is closed (RuntimeError): nothing to run it on; the others still go
                 handle.cancelled = True
 
     def _after_fork(self) -> None:
