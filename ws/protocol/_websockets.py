@@ -38,7 +38,7 @@ from websockets.http11 import Request
 from websockets.protocol import CLOSING, OPEN, Protocol
 from websockets.server import ServerProtocol
 
-__all__ = ["Client", "InvalidMethod", "InvalidProtocol", "Server", "SUPPORTED", "check_version"]
+__all__ = ["Client", "InvalidMethod", "InvalidProtocol", "Server", "SUPPORTED", "check_version", "opened_server"]
 
 #: The ``websockets`` releases whose internals this module was written against (setup.cfg).
 SUPPORTED = (14, 18)
@@ -210,3 +210,10 @@ class Server(_Internals, ServerProtocol):
         # ServerProtocol.parse() reads frames once the state is OPEN.
         self.parser = self.parse()
         next(self.parser)
+
+
+def opened_server(max_size: int | None, subprotocol: str | None, logger: logging.Logger) -> Server:
+    """The protocol object of a handshake accepted without ``websockets`` (no extension, ``subprotocol`` chosen)."""
+    protocol = Server(max_size=max_size, logger=logger)
+    protocol.choose_subprotocol(subprotocol)
+    return protocol

