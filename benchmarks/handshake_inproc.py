@@ -11,7 +11,9 @@ handshake counts the client too (it is the same before and after a change);
 the instruction counts are immune to the machine's load.  ``--memory N``
 opens N connections and leaves them idle, and prints the bytes that the
 server side allocated per connection (tracemalloc; the client's streams are
-not traced).
+not traced).  ``--decide N`` times only the decision,
+``ws.protocol.handshake.accept``, for a browser's request, N times, without
+sockets.
 """
 
 from __future__ import annotations
@@ -73,10 +75,6 @@ async def _main(args: argparse.Namespace) -> None:
         after = tracemalloc.get_traced_memory()[0]
         tracemalloc.stop()
         print(f"{(after - before) / args.memory:.0f} bytes traced per idle connection (both sides' Python objects)")
-        server_only = sum(
-            stat.size for stat in tracemalloc_snapshot_diff(before)
-        ) if False else None
-        del server_only
         for writer in writers:
             writer.close()
         await asyncio.sleep(0.2)
@@ -96,8 +94,22 @@ async def _main(args: argparse.Namespace) -> None:
     server.close()
 
 
-def tracemalloc_snapshot_diff(_before: int) -> list[tracemalloc.StatisticDiff]:  # pragma: no cover - unused
-    return []
+def _decide(count: int) -> None:
+    from ws.protocol.handshake import Policy, accept
+    from ws.request import Request
+
+    headers = [
+        ("Host", "127.0.0.1:8080"), ("Connection", "Upgrade"), ("Pragma", "no-cache"), ("Upgrade", "websocket"),
+        ("Origin", "http://127.0.0.1:8080"), ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits"),
+    ]
+    request = Request("GET", "/", headers, peername=("127.0.0.1", 5000))
+    policy = Policy()
+    start = time.perf_counter()
+    for _ in range(count):
+        accept(request, policy, date="Mon, 07 Dec 2026 22:00:00 GMT")
+    print(f"{(time.perf_counter() - start) / count * 1e6:.2f} us per accept()")
 
 
 def main() -> None:
@@ -105,7 +117,12 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--profile", default="")
     parser.add_argument("--memory", type=int, default=0)
-    asyncio.run(_main(parser.parse_args()))
+    parser.add_argument("--decide", type=int, default=0)
+    args = parser.parse_args()
+    if args.decide:
+        _decide(args.decide)
+        return
+    asyncio.run(_main(args))
 
 
 if __name__ == "__main__":
