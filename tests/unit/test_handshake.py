@@ -75,8 +75,15 @@ def test_accept_without_subprotocol() -> None:
     )
     proto = result.protocol
     assert proto is not None
-    assert proto.state is State.CONNECTING  # the host marks it open once the 101 is written
     assert proto.data_to_send() == []  # the decision wrote nothing
+
+
+def test_the_protocol_object_of_websockets_check_waits_for_the_101() -> None:
+    """Off the lean path (here a key websockets takes, not canonical), ``websockets``' object, CONNECTING."""
+    proto = accepted(accept(upgrade(key=KEY[:21] + "R=="), Policy())).protocol
+    assert proto is not None
+    assert proto.state is State.CONNECTING  # the host marks it open once the 101 is written
+    assert proto.data_to_send() == []
 
 
 def test_accept_without_date_has_no_date_header() -> None:

@@ -212,8 +212,101 @@ class Server(_Internals, ServerProtocol):
         next(self.parser)
 
 
+#: Build the protocol object of a lean handshake at once (tests set it to compare).
+EAGER = False
+
+
+class _LazyServer(Server):
+    """The protocol object of a lean handshake, built on first use.
+
+    A connection accepted by the lean path (no extension, no frame log)
+    that only ever carries whole uncompressed messages never needs the
+    protocol object: ``ws``' reader and writer frame those.  Until then this
+    stand-in answers the questions such a connection asks (an OPEN
+    connection with nothing queued, parsed, sent or received), and the
+    first use of anything else (reading any other attribute, setting any:
+    a control frame, a fragment, a close, a failure) builds the real one in
+    place: the object becomes a :class:`Server`, OPEN, whose parser reads
+    frames, so every holder keeps the same object.  An idle connection
+    saves the ~1.7 KB and the work of that object (docs/performance-log.md).
+    """
+
+    # What a fresh OPEN protocol holds (read by the socket on its lean path and when it ends).
+    close_rcvd = None
+    close_sent = None
+    extensions: list[Any] = []  # never changed: drop_extensions() assigns, which builds the real object
+
+    def __init__(self, max_size: int | None, subprotocol: str | None, logger: logging.Logger) -> None:  # noqa: D107
+        values = self.__dict__  # not through __setattr__, which would build the object
+        values["subprotocol"] = subprotocol
+        values["debug"] = logger.isEnabledFor(logging.DEBUG)  # fixed now, as Protocol.__init__ fixes it
+        values["_lazy"] = (max_size, logger)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or "_lazy" not in self.__dict__:
+            raise AttributeError(name)
+        self._build()
+        return getattr(self, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self._build()
+        object.__setattr__(self, name, value)
+
+    def _build(self) -> None:
+        """Become the real :class:`Server`, OPEN, reading frames, with this object's subprotocol and ``debug``."""
+        values = self.__dict__
+        max_size, logger = values.pop("_lazy")
+        subprotocol, debug = values.pop("subprotocol"), values.pop("debug")
+        object.__setattr__(self, "__class__", Server)
+        Server.__init__(self, max_size=max_size, logger=logger)
+        self.choose_subprotocol(subprotocol)
+        self.mark_open()
+        self.read_frames()
+        self.debug = debug
+
+    def is_open(self) -> bool:
+        return True
+
+    def is_closing(self) -> bool:
+        return False
+
+    def has_pending(self) -> bool:
+        return False
+
+    def pending_size(self) -> int:
+        return 0
+
+    def in_fragmented_message(self) -> bool:
+        return False
+
+    def partial_frame(self) -> bool:
+        return False
+
+    def parser_error(self) -> Exception | None:
+        return None
+
+    def close_expected(self) -> bool:
+        return False
+
+    def message_limit(self) -> int | None:
+        limit: int | None = self.__dict__["_lazy"][0]
+        return limit
+
+    def mark_open(self) -> None:
+        """Already OPEN (the real object is built OPEN)."""
+
+    def read_frames(self) -> None:
+        """The real object's parser reads frames from the start."""
+
+
 def opened_server(max_size: int | None, subprotocol: str | None, logger: logging.Logger) -> Server:
-    """The protocol object of a handshake accepted without ``websockets`` (no extension, ``subprotocol`` chosen)."""
-    protocol = Server(max_size=max_size, logger=logger)
-    protocol.choose_subprotocol(subprotocol)
-    return protocol
+    """The protocol object of a handshake accepted without ``websockets`` (no extension, ``subprotocol`` chosen).
+
+    Built on first use (:class:`_LazyServer`); at once while ``EAGER`` is set
+    (the tests compare the two).
+    """
+    if EAGER:
+        protocol = Server(max_size=max_size, logger=logger)
+        protocol.choose_subprotocol(subprotocol)
+        return protocol
+    return _LazyServer(max_size, subprotocol, logger)
