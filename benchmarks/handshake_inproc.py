@@ -9,9 +9,8 @@ the server's, as the harness' ``handshake`` scenario does.  The time per
 handshake counts the client too (it is the same before and after a change);
 ``--profile`` writes a cProfile of the loop, and under ``valgrind --tool=callgrind``
 the instruction counts are immune to the machine's load.  ``--memory N``
-opens N connections and leaves them idle, and prints the bytes that the
-server side allocated per connection (tracemalloc; the client's streams are
-not traced).  ``--decide N`` times only the decision,
+opens N connections from another process and leaves them idle, and prints
+the bytes that the server allocated per connection (tracemalloc).  ``--decide N`` times only the decision,
 ``ws.protocol.handshake.accept``, for a browser's request, N times, without
 sockets.
 """
@@ -65,33 +64,74 @@ async def _main(args: argparse.Namespace) -> None:
     await server.serve_async()
     port = server.port
     assert port is not None
-    for _ in range(50):  # warm up
+    for _ in range(20):  # warm up
         await _handshake(port)
     if args.memory:
+        # The clients live in another process: only the server's allocations are traced.
         tracemalloc.start()
         before = tracemalloc.get_traced_memory()[0]
-        writers = [await _handshake(port, close=False) for _ in range(args.memory)]
+        clients = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _CLIENTS, str(port), str(args.memory),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )
+        assert clients.stdout is not None and clients.stdin is not None
+        line = await asyncio.wait_for(clients.stdout.readline(), 120)
+        assert line.strip() == b"ready", line
         await asyncio.sleep(0.2)
         after = tracemalloc.get_traced_memory()[0]
         tracemalloc.stop()
-        print(f"{(after - before) / args.memory:.0f} bytes traced per idle connection (both sides' Python objects)")
-        for writer in writers:
-            writer.close()
+        print(f"{(after - before) / args.memory:.0f} bytes traced per idle server connection")
+        clients.stdin.close()
+        await asyncio.wait_for(clients.wait(), 60)
         await asyncio.sleep(0.2)
     else:
+        # The clients run in another process (a plain socket each, one after the other): under
+        # callgrind, the instructions counted are the server's.
         profile = cProfile.Profile() if args.profile else None
-        start = time.perf_counter()
         if profile:
             profile.enable()
-        for _ in range(args.count):
-            await _handshake(port)
+        clients = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _CLIENTS, str(port), str(args.count), "close", stdout=asyncio.subprocess.PIPE,
+        )
+        assert clients.stdout is not None
+        line = await asyncio.wait_for(clients.stdout.readline(), 600)
+        await asyncio.wait_for(clients.wait(), 60)
         if profile:
             profile.disable()
             profile.dump_stats(args.profile)
-        elapsed = time.perf_counter() - start
-        print(f"{elapsed / args.count * 1e6:.1f} us per handshake (client and server, one process)")
+        print(f"{float(line) / args.count * 1e6:.1f} us per handshake (wall time, client and server)")
     wss.close()
     server.close()
+
+
+_CLIENTS = """
+import base64, os, socket, sys, time
+port, count, close = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:] == ["close"]
+held = []
+start = time.perf_counter()
+for _ in range(count):
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET / HTTP/1.1\\r\\nHost: x\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n"
+                  f"Sec-WebSocket-Key: {key}\\r\\nSec-WebSocket-Version: 13\\r\\n\\r\\n").encode())
+    head = b""
+    while not head.endswith(b"\\r\\n\\r\\n"):
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    if close:
+        sock.sendall(b"\\x88\\x82\\x00\\x00\\x00\\x00\\x03\\xe8")  # masked (zero key) Close 1000
+        answer = b""
+        while len(answer) < 4:
+            answer += sock.recv(4 - len(answer))
+        sock.close()
+    else:
+        held.append(sock)
+if close:
+    print(time.perf_counter() - start, flush=True)
+else:
+    print("ready", flush=True)
+    sys.stdin.read()
+"""
 
 
 def _decide(count: int) -> None:

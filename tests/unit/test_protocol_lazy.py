@@ -1,7 +1,8 @@
 """The protocol object of a lean handshake, built on first use (``_websockets.opened_server``).
 
 Until built it answers as a fresh OPEN server protocol; any other use
-builds the real one in place, which then behaves as one built at once.
+builds the real one, which its holder is given and which behaves as one
+built at once.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def lazy(max_size: int | None = 1 << 20, subprotocol: str | None = "chat") -> Se
 
 
 def built(proto: Server) -> bool:
-    return type(proto) is Server
+    assert isinstance(proto, _websockets.LazyServer)
+    return proto._real is not None
 
 
 def masked(opcode: Opcode, payload: bytes, fin: bool = True) -> bytes:
@@ -69,11 +71,15 @@ def test_the_questions_of_a_lean_connection_do_not_build_it() -> None:
 )
 def test_any_other_use_builds_it_and_it_behaves_as_one_built_at_once(use: Callable[[Server], Any]) -> None:
     proto, reference = lazy(), eager()
+    handed: list[Server] = []
+    assert isinstance(proto, _websockets.LazyServer)
+    proto.when_built(handed.append)
     use(proto)
     use(reference)
-    assert built(proto)
+    assert built(proto) and handed == [proto.real()] and type(handed[0]) is Server
+    assert proto.real().state is reference.state
     for ask in (
-        lambda p: p.data_to_send(), lambda p: [repr(e) for e in p.events_received()], lambda p: p.state,
+        lambda p: p.data_to_send(), lambda p: [repr(e) for e in p.events_received()],
         lambda p: p.close_rcvd, lambda p: p.close_sent, lambda p: p.close_expected(), lambda p: p.is_open(),
         lambda p: p.is_closing(), lambda p: p.in_fragmented_message(), lambda p: p.partial_frame(),
         lambda p: repr(p.parser_error()), lambda p: p.subprotocol, lambda p: p.message_limit(), lambda p: p.debug,
@@ -99,16 +105,17 @@ def test_debug_is_fixed_when_the_handshake_is_accepted() -> None:
     assert built(proto) and proto.debug  # built later, it keeps the handshake's answer
 
 
-def test_the_shared_empty_extensions_stay_empty() -> None:
+def test_the_questions_are_forwarded_once_built() -> None:
     proto = lazy()
-    proto.drop_extensions()
-    assert built(proto) and proto.extensions == []
-    assert _websockets._LazyServer.extensions == []
+    proto.receive_data(masked(Opcode.CLOSE, Close(1000, "done").serialize()))
+    assert built(proto)
+    assert proto.close_rcvd is not None and proto.close_sent is not None and proto.is_closing()
+    assert not proto.is_open() and proto.has_pending() and proto.close_expected()
 
 
 def test_eager_builds_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_websockets, "EAGER", True)
-    assert built(opened_server(None, None, LOGGER))
+    assert type(opened_server(None, None, LOGGER)) is Server
 
 
 def test_a_lean_handshake_builds_no_protocol_object() -> None:
@@ -121,3 +128,17 @@ def test_a_lean_handshake_builds_no_protocol_object() -> None:
     assert isinstance(result, Accepted) and result.protocol is not None
     assert not built(result.protocol)
     assert (result.protocol.subprotocol, result.protocol.message_limit()) == ("chat", 1234)
+
+
+def test_it_has_everything_the_sockets_use_of_a_server_protocol() -> None:
+    """The stand-in forwards only what ``ws`` uses: whatever the sockets' code asks of ``proto``, it has."""
+    import re
+    from pathlib import Path
+
+    root = Path(_websockets.__file__).resolve().parent.parent
+    used: set[str] = set()
+    for module in ("connection/websocket.py", "connection/metered.py", "server.py"):
+        used |= set(re.findall(r"proto\.([A-Za-z_]\w*)", (root / module).read_text()))
+    assert {"receive_data", "send_close", "is_open"} <= used  # the reading works
+    missing = sorted(name for name in used if not hasattr(_websockets.LazyServer, name))
+    assert missing == []
