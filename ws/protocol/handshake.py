@@ -393,6 +393,15 @@ _TOKEN_SPLIT = re.compile(r"[\t ]*,[\t ]*").split
 #: The canonical base64 of 16 bytes (the bits past the 128th are zero).
 _KEY = re.compile(r"[A-Za-z0-9+/]{21}[AQgw]==").fullmatch
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455, section 1.3
+#: The headers the lean check reads: these must come once (in this order) ...
+_ONCE = ("upgrade", "connection", "sec-websocket-key", "sec-websocket-version")
+#: ... and these any number of times (websockets refuses two Origins; it ignores extensions unless it compresses).
+_READ = frozenset((*_ONCE, "sec-websocket-protocol", "origin", "sec-websocket-extensions"))
+
+
+def _one(values: list[str] | None) -> str | None:
+    """The value of a header that came exactly once, else ``None``."""
+    return values[0] if values is not None and len(values) == 1 else None
 
 
 def lean_request(request: Request, policy: Policy) -> tuple[str, list[str]] | None:
@@ -412,41 +421,21 @@ def lean_request(request: Request, policy: Policy) -> tuple[str, list[str]] | No
     """
     if request.method != "GET" or request.http_version != "1.1":
         return None
-    upgrade = connection = key = version = None
-    protocols: list[str] = []
-    origins = 0
-    deflate = bool(policy.per_message_deflate)
+    found: dict[str, list[str]] = {}
     for name, value in request.raw_headers:
         name = name.lower()
-        if name == "upgrade":
-            if upgrade is not None:
-                return None
-            upgrade = value
-        elif name == "connection":
-            if connection is not None:
-                return None
-            connection = value
-        elif name == "sec-websocket-key":
-            if key is not None:
-                return None
-            key = value
-        elif name == "sec-websocket-version":
-            if version is not None:
-                return None
-            version = value
-        elif name == "sec-websocket-protocol":
-            protocols.append(value)
-        elif name == "origin":
-            origins += 1
-        elif name == "sec-websocket-extensions" and deflate:
-            return None
+        if name in _READ:
+            found.setdefault(name, []).append(value)
+    upgrade, connection, key, version = [_one(found.get(name)) for name in _ONCE]
     if (
         version != "13" or key is None or _KEY(key) is None or upgrade is None or upgrade.lower() != "websocket"
-        or connection is None or origins > 1 or _TOKEN_LIST(connection) is None
+        or connection is None or len(found.get("origin", ())) > 1 or _TOKEN_LIST(connection) is None
         or "upgrade" not in [token.lower() for token in _TOKEN_SPLIT(connection)]
+        or (policy.per_message_deflate and "sec-websocket-extensions" in found)
         or _VALID_VALUES("\t".join([value for _, value in request.raw_headers])) is None
     ):
         return None
+    protocols = found.get("sec-websocket-protocol", ())
     offered: list[str] = []
     for value in protocols:
         if _TOKEN_LIST(value) is None:
