@@ -322,23 +322,15 @@ def accept(request: Request, policy: Policy, *, date: str | None = None) -> Hand
         if isinstance(checked, Refused):
             return checked
         protocol, accept_key, extensions, offered = checked
-    refused = check_origin(request, policy)
-    if refused is not None:
-        return refused
 
-    def finish(verdict: object, when: str | None) -> HandshakeResult:
-        try:
-            _judge(verdict)
-            subprotocol = _choose(request, policy, offered)
-        except _Refusal as refusal:
-            return refusal.refused
+    def accepted(subprotocol: str | None, when: str | None) -> HandshakeResult:
         if protocol is None:  # the lean path: no extension, nothing negotiated but the subprotocol
-            accepted = _websockets.opened_server(policy.max_payload, subprotocol, _PROTOCOL_LOGGER)
+            opened = _websockets.opened_server(policy.max_payload, subprotocol, _PROTOCOL_LOGGER)
         else:
-            accepted = protocol
-            accepted.choose_subprotocol(subprotocol)
+            opened = protocol
+            opened.choose_subprotocol(subprotocol)
             if extensions is not None:  # compressed: a message may inflate ~1,000x what was sent
-                accepted.set_message_limit(policy.deflate_max_payload)
+                opened.set_message_limit(policy.deflate_max_payload)
         stamp = when if when is not None else date
         headers = [("Date", stamp)] if stamp is not None else []
         headers += [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Accept", accept_key)]
@@ -346,9 +338,9 @@ def accept(request: Request, policy: Policy, *, date: str | None = None) -> Hand
             headers.append(("Sec-WebSocket-Extensions", extensions))
         if subprotocol:
             headers.append(("Sec-WebSocket-Protocol", subprotocol))
-        return Accepted(subprotocol, extensions, tuple(headers), accepted)
+        return Accepted(subprotocol, extensions, tuple(headers), opened)
 
-    return _verify(request, policy, finish)
+    return _hooks(request, policy, offered, accepted)
 
 
 def _checked_by_websockets(
@@ -393,15 +385,8 @@ _TOKEN_SPLIT = re.compile(r"[\t ]*,[\t ]*").split
 #: The canonical base64 of 16 bytes (the bits past the 128th are zero).
 _KEY = re.compile(r"[A-Za-z0-9+/]{21}[AQgw]==").fullmatch
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455, section 1.3
-#: The headers the lean check reads: these must come once (in this order) ...
-_ONCE = ("upgrade", "connection", "sec-websocket-key", "sec-websocket-version")
-#: ... and these any number of times (websockets refuses two Origins; it ignores extensions unless it compresses).
-_READ = frozenset((*_ONCE, "sec-websocket-protocol", "origin", "sec-websocket-extensions"))
-
-
-def _one(values: list[str] | None) -> str | None:
-    """The value of a header that came exactly once, else ``None``."""
-    return values[0] if values is not None and len(values) == 1 else None
+#: The headers an upgrade request has once, and where ``lean_request`` keeps them.
+_ONCE = {"upgrade": 0, "connection": 1, "sec-websocket-key": 2, "sec-websocket-version": 3}
 
 
 def lean_request(request: Request, policy: Policy) -> tuple[str, list[str]] | None:
@@ -421,21 +406,31 @@ def lean_request(request: Request, policy: Policy) -> tuple[str, list[str]] | No
     """
     if request.method != "GET" or request.http_version != "1.1":
         return None
-    found: dict[str, list[str]] = {}
+    once: list[str | None] = [None, None, None, None]  # Upgrade, Connection, the key, the version
+    protocols: list[str] = []
+    origins = 0
+    repeated = extended = False
     for name, value in request.raw_headers:
         name = name.lower()
-        if name in _READ:
-            found.setdefault(name, []).append(value)
-    upgrade, connection, key, version = [_one(found.get(name)) for name in _ONCE]
+        index = _ONCE.get(name)
+        if index is not None:
+            repeated |= once[index] is not None
+            once[index] = value
+        elif name == "sec-websocket-protocol":
+            protocols.append(value)
+        elif name == "origin":
+            origins += 1
+        elif name == "sec-websocket-extensions":
+            extended = True
+    upgrade, connection, key, version = once
     if (
-        version != "13" or key is None or _KEY(key) is None or upgrade is None or upgrade.lower() != "websocket"
-        or connection is None or len(found.get("origin", ())) > 1 or _TOKEN_LIST(connection) is None
+        repeated or version != "13" or key is None or _KEY(key) is None or upgrade is None
+        or upgrade.lower() != "websocket" or connection is None or origins > 1 or _TOKEN_LIST(connection) is None
         or "upgrade" not in [token.lower() for token in _TOKEN_SPLIT(connection)]
-        or (policy.per_message_deflate and "sec-websocket-extensions" in found)
+        or (extended and policy.per_message_deflate)  # (websockets ignores them when it does not compress)
         or _VALID_VALUES("\t".join([value for _, value in request.raw_headers])) is None
     ):
         return None
-    protocols = found.get("sec-websocket-protocol", ())
     offered: list[str] = []
     for value in protocols:
         if _TOKEN_LIST(value) is None:
@@ -452,18 +447,29 @@ def admit(request: Request, policy: Policy, offered: Sequence[str]) -> Handshake
     ``offered``.  The :class:`Accepted` has no protocol object, and its
     headers are the subprotocol's only: the host's server writes the rest of the 101.
     """
+
+    def accepted(subprotocol: str | None, _date: str | None) -> HandshakeResult:
+        headers = (("Sec-WebSocket-Protocol", subprotocol),) if subprotocol else ()
+        return Accepted(subprotocol, None, headers)
+
+    return _hooks(request, policy, list(offered), accepted)
+
+
+def _hooks(
+    request: Request, policy: Policy, offered: list[str], accepted: Callable[[str | None, str | None], HandshakeResult]
+) -> HandshakeResult | Pending:
+    """The ``Origin`` check, ``verify_client``, then ``accepted(subprotocol, date)`` with the subprotocol chosen among ``offered``."""
     refused = check_origin(request, policy)
     if refused is not None:
         return refused
 
-    def finish(verdict: object, _date: str | None) -> HandshakeResult:
+    def finish(verdict: object, when: str | None) -> HandshakeResult:
         try:
             _judge(verdict)
-            subprotocol = _choose(request, policy, list(offered))
+            subprotocol = _choose(request, policy, offered)
         except _Refusal as refusal:
             return refusal.refused
-        headers = (("Sec-WebSocket-Protocol", subprotocol),) if subprotocol else ()
-        return Accepted(subprotocol, None, headers)
+        return accepted(subprotocol, when)
 
     return _verify(request, policy, finish)
 
