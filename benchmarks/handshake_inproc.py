@@ -1,18 +1,21 @@
-"""In-process cost of server handshakes and the memory of an idle server connection.
+"""The server's cost of a handshake, of its decision alone, and the memory of an idle connection.
 
-    python benchmarks/handshake_inproc.py [--count 2000] [--profile FILE] [--memory 1000]
+    python benchmarks/handshake_inproc.py [--count 2000] [--profile FILE] [--memory 1000] [--decide 20000]
 
-A ``ws.http.Server`` with a ``WebSocketServer`` (default options) and a
-minimal raw client in the same loop, on loopback: each handshake connects,
-sends the upgrade request, reads the 101, sends a Close frame and waits for
-the server's, as the harness' ``handshake`` scenario does.  The time per
-handshake counts the client too (it is the same before and after a change);
-``--profile`` writes a cProfile of the loop, and under ``valgrind --tool=callgrind``
-the instruction counts are immune to the machine's load.  ``--memory N``
-opens N connections from another process and leaves them idle, and prints
-the bytes that the server allocated per connection (tracemalloc).  ``--decide N`` times only the decision,
-``ws.protocol.handshake.accept``, for a browser's request, N times, without
-sockets.
+A ``ws.http.Server`` with a ``WebSocketServer`` (default options) on
+loopback, and plain-socket clients in another process.  ``--count N``: N
+handshakes one after the other, each connecting, sending the upgrade
+request, reading the 101, sending a Close frame and waiting for the
+server's, as the harness' ``handshake`` scenario does; it prints the wall
+time per handshake, and ``--profile`` writes a cProfile of the server.
+Under ``valgrind --tool=callgrind`` (which follows only this process) the
+instructions counted are the server's, immune to the machine's load: the
+difference between two counts divided by the difference of N is the cost
+of one handshake.  ``--memory N`` opens N connections and leaves them idle,
+and prints the bytes that the server allocated per connection
+(tracemalloc).  ``--decide N`` runs only the decision,
+``ws.protocol.handshake.accept``, for a browser's request, N times,
+without sockets.
 """
 
 from __future__ import annotations
@@ -42,19 +45,15 @@ def _request(port: int) -> bytes:
     ).encode()
 
 
-async def _handshake(port: int, close: bool = True) -> asyncio.StreamWriter:
+async def _handshake(port: int) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(_request(port))
     head = await reader.readuntil(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 101"), head
-    if close:
-        writer.write(_CLOSE)
-        await reader.readexactly(4)
-        writer.close()
-        await writer.wait_closed()
-    else:
-        writer._ws_reader = reader  # type: ignore[attr-defined]  # kept alive with the writer
-    return writer
+    writer.write(_CLOSE)
+    await reader.readexactly(4)
+    writer.close()
+    await writer.wait_closed()
 
 
 async def _main(args: argparse.Namespace) -> None:
