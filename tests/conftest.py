@@ -197,6 +197,22 @@ async def connect(port: int, path: str = "/", protocols: Any = None, **options: 
     return sock, rec
 
 
+@pytest.fixture(params=["h11", "httptools"])
+def http_parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test once per request parser of ``ws.http`` (``WS_HTTP``, read as each connection opens).
+
+    httptools is in the ``test`` extra: missing, the test fails rather than skips.
+    """
+    from ws.http import parsing
+
+    name: str = request.param
+    if name == "httptools":
+        import httptools  # noqa: F401  (an ImportError here fails the test)
+    monkeypatch.setenv("WS_HTTP", name)
+    assert parsing.parser_name() == name
+    return name
+
+
 @pytest.fixture
 def python() -> str:
     return sys.executable

@@ -8,12 +8,14 @@ process is killed in the end, whatever happens.
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -32,17 +34,20 @@ def script_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "WS_NO_SIGNALS"}
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONFAULTHANDLER"] = "1"
     return env
 
 
 # Runs an example as its own __main__, then says when the interpreter has marked the main thread finished
 # (the script's last line ran; ws then treats a signal as a silent shutdown, not a KeyboardInterrupt).
+# The marker goes to stderr in one write: on stdout, under PYTHONUNBUFFERED, it could land between the
+# two writes of a print() of the script's (its text, then its newline) and merge with that line.
 WATCHED = """
-import runpy, sys, threading, time
+import os, runpy, sys, threading, time
 def watch():
     while threading.main_thread().is_alive():
         time.sleep(0.01)
-    print({marker!r}, flush=True)
+    os.write(2, {marker!r}.encode() + b"\\n")
 threading.Thread(target=watch, daemon=True).start()
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
@@ -50,17 +55,103 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 MAIN_DONE = "-- main thread finished --"
 
 
-def start(name: str, *args: str, watched: bool = False) -> subprocess.Popen[str]:
-    """Start ``scripts/examples/<name>``; ``watched``: it also prints MAIN_DONE once its last line ran."""
+class Script(subprocess.Popen):  # type: ignore[type-arg]
+    """A script in a subprocess whose stdout and stderr are read by one thread each, from start to end.
+
+    ``line()`` takes stdout's next line (bounded wait) and ``communicate()`` the rest once the
+    process ended.  One reader per pipe for the process' whole life: reading one shared
+    ``proc.stdout`` from a new thread per line, then with ``Popen.communicate``, lost a line now
+    and then under load (``test_signal_closes_a_client_script_with_1001``).
+    """
+
+    def __init__(self, args: list[str], **kwargs: Any) -> None:
+        super().__init__(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+        self.lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self.taken: list[str] = []
+        self.errors: list[str] = []
+        self.changed = threading.Condition()
+        self.readers = [
+            threading.Thread(target=self._read_lines, daemon=True),
+            threading.Thread(target=self._read_errors, daemon=True),
+        ]
+        for reader in self.readers:
+            reader.start()
+
+    def _read_lines(self) -> None:
+        assert self.stdout is not None
+        for line in self.stdout:
+            self.lines.put(line)
+        self.lines.put(None)  # end of file
+
+    def _read_errors(self) -> None:
+        assert self.stderr is not None
+        for line in self.stderr:
+            with self.changed:
+                self.errors.append(line)
+                self.changed.notify_all()
+
+    def dump_and_kill(self) -> None:
+        """End a stuck script, its threads' stacks on stderr first (PYTHONFAULTHANDLER, see ``script_env``)."""
+        if self.poll() is None:
+            self.send_signal(signal.SIGABRT)
+            try:
+                self.wait(5)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                self.wait(5)
+
+    def main_done(self, timeout: float = START_TIMEOUT) -> None:
+        """Wait until a ``watched`` script's last line ran (MAIN_DONE on its stderr)."""
+        with self.changed:
+            if not self.changed.wait_for(lambda: MAIN_DONE in "".join(self.errors), timeout):
+                raise AssertionError(f"{self.args}: its main thread did not finish in {timeout} s")
+
+    def line(self, timeout: float = START_TIMEOUT) -> str:
+        """stdout's next line, stripped; fails (and kills the script) after ``timeout`` s or at its end."""
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            line = None
+        if line is None:
+            self.dump_and_kill()
+            _, err = self.communicate(timeout=5)
+            raise AssertionError(
+                f"{self.args} printed no line in {timeout} s after {self.taken}; stderr:\n{err}"
+            )
+        self.taken.append(line.strip())
+        return line.strip()
+
+    def communicate(self, input: Any = None, timeout: float | None = None) -> tuple[str, str]:
+        """Wait for the end, then the stdout not taken by ``line()``, and stderr.
+
+        A script still running after ``timeout`` fails the test with its threads' stacks.
+        """
+        try:
+            self.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.dump_and_kill()
+            raise AssertionError(f"{self.args} still ran after {timeout} s; stderr:\n{self.communicate(timeout=5)[1]}")
+        for reader in self.readers:
+            reader.join(10)
+        rest: list[str] = []
+        while True:
+            try:
+                line = self.lines.get_nowait()
+            except queue.Empty:
+                break
+            if line is None:
+                self.lines.put(None)  # stays at its end
+                break
+            rest.append(line)
+        with self.changed:
+            err = "".join(self.errors).replace(MAIN_DONE + "\n", "")
+        return "".join(rest), err
+
+
+def start(name: str, *args: str, watched: bool = False) -> Script:
+    """Start ``scripts/examples/<name>``; ``watched``: ``main_done()`` can wait until its last line ran."""
     prefix = ["-c", WATCHED.format(marker=MAIN_DONE)] if watched else []
-    return subprocess.Popen(
-        [sys.executable, *prefix, str(EXAMPLES / name), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=script_env(),
-        cwd=ROOT,
-    )
+    return Script([sys.executable, *prefix, str(EXAMPLES / name), *args], env=script_env(), cwd=ROOT)
 
 
 def run_script(name: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -74,37 +165,19 @@ def run_script(name: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def stop(proc: subprocess.Popen[str]) -> None:
+def stop(proc: Script) -> None:
     if proc.poll() is None:
         proc.kill()
         proc.communicate(timeout=10)
 
 
-def first_line(proc: subprocess.Popen[str], timeout: float = START_TIMEOUT) -> str:
-    """The first stdout line, read by a helper thread so that the wait is bounded."""
-    import threading
-
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.append(proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
-    reader.start()
-    reader.join(timeout)
-    if not lines or not lines[0]:
-        proc.kill()
-        _, err = proc.communicate(timeout=5)
-        raise AssertionError(f"{proc.args} printed nothing in {timeout} s; stderr:\n{err}")
-    return lines[0].strip()
-
-
-def lines_until(proc: subprocess.Popen[str], *wanted: str) -> list[str]:
-    """stdout lines (each read bounded) until every one of ``wanted`` has appeared."""
-    lines: list[str] = []
-    while not set(wanted) <= set(lines):
-        lines.append(first_line(proc))
-    return lines
+def first_line(proc: Script, timeout: float = START_TIMEOUT) -> str:
+    """The script's next stdout line (bounded wait)."""
+    return proc.line(timeout)
 
 
 @pytest.fixture
-def echo_server() -> Iterator[tuple[subprocess.Popen[str], int]]:
+def echo_server() -> Iterator[tuple[Script, int]]:
     proc = start("echo_server.py", "0", watched=True)
     try:
         line = first_line(proc)
@@ -170,7 +243,8 @@ def test_signal_closes_a_client_script_with_1001(echo_server: tuple, signum: int
     server, port = echo_server
     proc = start("idle_client.py", f"ws://127.0.0.1:{port}/ws", watched=True)
     try:
-        assert sorted(lines_until(proc, "open", MAIN_DONE)) == sorted(["open", MAIN_DONE])  # only waiting now
+        assert first_line(proc) == "open"
+        proc.main_done()  # only waiting now
         proc.send_signal(signum)
         sent = time.monotonic()
         out, err = proc.communicate(timeout=EXIT_TIMEOUT)
@@ -190,7 +264,7 @@ def test_signal_with_no_client_exits_quietly(echo_server: tuple) -> None:
     # 'listening' prints from the reactor just before serve() returns; wait until the script
     # has finished its last line (a SIGINT while it still runs user code is a KeyboardInterrupt
     # there, as in any Python script).
-    lines_until(proc, MAIN_DONE)
+    proc.main_done()
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=EXIT_TIMEOUT)
     assert "Traceback" not in err, err
@@ -207,8 +281,7 @@ def test_sigint_while_serve_is_still_returning_prints_no_traceback(tmp_path: Pat
         "server.serve(lambda address: (print('listening', address, flush=True), time.sleep(1)))\n"
         "print('serve returned', flush=True)\n"
     )
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=script_env())
+    proc = Script([sys.executable, str(script)], env=script_env())
     try:
         assert first_line(proc).startswith("listening")
         proc.send_signal(signal.SIGINT)

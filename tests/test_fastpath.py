@@ -13,15 +13,17 @@ import asyncio
 import base64
 import hashlib
 import os
+import socket
 import struct
 from typing import Any
 
 import pytest
 
 from ws import WebSocket, WebSocketServer, http
-from ws.connection.websocket import WebSocket as _WebSocket
+from ws.connection.websocket import _SOCKET_TRANSPORT, WebSocket as _WebSocket
 from ws.protocol._websockets import Server as ServerProtocol
-from ws.protocol.reader import apply_mask
+from ws._runtime.reads import READ_SIZE
+from ws.protocol.reader import SHORT_READ, apply_mask
 
 from .conftest import Recorder, run, until
 from .frames import frame
@@ -155,13 +157,19 @@ class _Req:
     remote_address = "127.0.0.1"
 
 
+def _accepted(max_size: int) -> tuple[_WebSocket, _CountingTransport]:
+    """An OPEN server socket on a ``_CountingTransport`` (call on the running loop)."""
+    proto = ServerProtocol(max_size=max_size)
+    proto.mark_open()
+    proto.read_frames()
+    transport = _CountingTransport()
+    sock = _WebSocket._accepted(asyncio.get_running_loop(), proto, transport, _Req(), None, {})  # type: ignore[arg-type]
+    return sock, transport
+
+
 def test_many_messages_in_one_read_leave_in_one_write() -> None:
     async def main() -> None:
-        proto = ServerProtocol(max_size=1 << 20)
-        proto.mark_open()
-        proto.read_frames()
-        transport = _CountingTransport()
-        sock = _WebSocket._accepted(asyncio.get_running_loop(), proto, transport, _Req(), None, {})  # type: ignore[arg-type]
+        sock, transport = _accepted(1 << 20)
         sock.on("message", lambda evt: sock.send(evt.data))
         messages = [f"m{i}".encode() for i in range(200)]
         data = b"".join(frame(0x1, m) for m in messages)
@@ -171,6 +179,33 @@ def test_many_messages_in_one_read_leave_in_one_write() -> None:
         # 200 echoes of one read: one write, with every frame in order.
         assert len(transport.writes) == 1
         assert transport.writes[0] == b"".join(bytes((0x81, len(m))) + m for m in messages)
+
+    run(main, 30)
+
+
+def test_reads_are_short_right_after_a_large_frame_read_in_place() -> None:
+    # 1 MiB reads, but not into the shared buffer right after a frame read in
+    # place: the next large frame's first part is copied out of that buffer.
+    async def main() -> None:
+        sock, transport = _accepted(1 << 24)
+        got: list[bytes] = []
+        sock.on("message", lambda evt: got.append(evt.data))
+        stream = transport.stream
+        payloads = [os.urandom(3 << 20), os.urandom(3 << 20), b"small"]
+        wire = b"".join(frame(0x2, p) for p in payloads)
+        sizes = []
+        pos = 0
+        while pos < len(wire):
+            buffer = stream.get_buffer(-1)  # as asyncio reads: into the buffer it is given
+            sizes.append(len(buffer))
+            n = min(len(buffer), len(wire) - pos)
+            buffer[:n] = wire[pos : pos + n]
+            stream.buffer_updated(n)
+            pos += n
+        assert got == payloads
+        # A full read, the rest of the first frame in place, then a short read.
+        assert sizes[:3] == [READ_SIZE, len(frame(0x2, payloads[0])) - READ_SIZE, SHORT_READ]
+        assert stream.get_buffer(-1).nbytes == READ_SIZE  # a small frame came last: full reads again
 
     run(main, 30)
 
@@ -452,6 +487,54 @@ def test_eof_in_the_middle_of_a_large_frame_is_an_abnormal_close() -> None:
         assert code == 1006
         writer.close()
         server.close()
+
+    run(main, 30)
+
+
+# -- large frames sent: header and payload apart, one vectored write -----------------
+
+
+class _Sink(asyncio.Protocol):
+    """Counts pause_writing() calls of the transport it is given."""
+
+    def __init__(self) -> None:
+        self.pauses = 0
+
+    def pause_writing(self) -> None:
+        self.pauses += 1
+
+
+def test_vectored_writes_reach_the_peer_whole_and_in_order_when_the_socket_is_full() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair()
+        theirs.setblocking(False)
+        sink = _Sink()
+        transport, _ = await loop.create_connection(lambda: sink, sock=ours)
+        if _SOCKET_TRANSPORT is not None:
+            assert type(transport) is _SOCKET_TRANSPORT  # the writev path, not writelines
+        got = bytearray()
+
+        async def read(expected: bytes) -> None:
+            while len(got) < len(expected):
+                got.extend(await asyncio.wait_for(loop.sock_recv(theirs, 1 << 20), 10))
+            assert got == expected
+
+        # More bytes than the socket takes: the kernel stops inside the large
+        # piece, the rest goes through the transport; then pieces behind what
+        # the transport holds.
+        batches = [[b"head", os.urandom(3 << 20), b"tail"], [b"next", os.urandom(100_000)]]
+        for pieces in batches:
+            _WebSocket._write_vector(transport, pieces)
+        assert transport.get_write_buffer_size() > 0 and sink.pauses == 1  # flow control as usual
+        await read(b"".join(batches[0] + batches[1]))
+        await until(lambda: not transport.get_write_buffer_size(), timeout=10)
+        # More pieces than one writev takes.
+        batches.append([b"h%d" % i for i in range(1500)])
+        _WebSocket._write_vector(transport, batches[-1])
+        await read(b"".join(piece for pieces in batches for piece in pieces))
+        transport.close()
+        theirs.close()
 
     run(main, 30)
 

@@ -258,6 +258,7 @@ frame_streams = st.lists(st.one_of(_crafted_frame, st.binary(min_size=1, max_siz
 # -- the properties ---------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("http_parser")  # (with each request parser, and the lean path in front of both)
 def test_random_and_mutated_handshakes(live: LiveServer) -> None:
     @FUZZ
     @given(data=handshakes, abrupt=st.booleans())

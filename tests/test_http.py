@@ -29,6 +29,9 @@ from ws import http
 from ws.http import status
 from ws.upgrade import UpgradeHandler, UpgradeHost
 
+# Every test runs once per request parser (h11, httptools): see tests/conftest.py.
+pytestmark = pytest.mark.usefixtures("http_parser")
+
 TIMEOUT = 3.0
 
 
@@ -135,6 +138,17 @@ def raw_exchange(server: http.Server, data: bytes) -> bytes:
     sock = connect(server)
     try:
         sock.sendall(data)
+        return read_until_eof(sock)
+    finally:
+        sock.close()
+
+
+def half_closed_exchange(server: http.Server, data: bytes) -> bytes:
+    """Send ``data``, end our side, read everything until the server closes."""
+    sock = connect(server)
+    try:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
         return read_until_eof(sock)
     finally:
         sock.close()
@@ -295,6 +309,9 @@ def test_return_values_answer_for_the_handler(make_server):
 
 
 def test_handler_errors_give_500_and_serving_goes_on(make_server, caplog):
+    from ws._runtime.log import reports
+
+    reports.reset()  # (the run with the other parser reported the same causes: they would only be counted)
     server = make_server()
 
     def broken(ctx):
@@ -407,6 +424,31 @@ def test_partial_heads_and_bodies_survive_other_connections_reads(make_server):
     second.close()
     assert status_of(first_reply) == 200 and first_reply.endswith(body.encode())
     assert status_of(second_reply) == 200 and second_reply.endswith(b"xx" * 50 + b"end")
+
+
+def test_pipelined_garbage_and_a_refused_upgrade(make_server):
+    server = make_server()
+    server.get("/", lambda ctx: ctx.text(200, "ok"))
+    server.serve()
+    # A good request, then garbage in the same packet: answered, then 400 (not an idle wait).
+    data = raw_exchange(server, b"GET / HTTP/1.1\r\nHost: x\r\n\r\nNOT HTTP AT ALL\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 200 ") and data.count(b"HTTP/1.1 ") == 2 and b"HTTP/1.1 400 " in data
+    # An upgrade nobody takes (404) keeps the connection: the request behind it is answered.
+    upgrade = b"GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+    data = raw_exchange(server, upgrade + b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 404 ") and data.endswith(b"ok")
+
+
+def test_an_upgrade_pipelined_behind_a_request_gets_what_follows_it(make_server):
+    server, fake, sock = upgrade_server(make_server, lambda server: server.get("/", lambda ctx: ctx.text(200, "first")))
+    sock.sendall(
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /chat HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: test\r\n\r\nFRAMES"
+    )
+    data = recv_until(sock, b"FRAMES")
+    sock.close()
+    assert data.startswith(b"HTTP/1.1 200 ") and b"first" in data and b"HTTP/1.1 101 " in data
+    assert [head for _request, head in fake.calls] == [b"FRAMES"]
 
 
 def test_http10_closes_after_response(make_server):
@@ -824,6 +866,17 @@ class FakeUpgrade:
         transport.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: test\r\nConnection: Upgrade\r\n\r\n" + head)
 
 
+def upgrade_server(make_server: Any, setup: Any = None) -> tuple[http.Server, FakeUpgrade, socket.socket]:
+    """A serving server with a ``FakeUpgrade`` on ``/chat`` (``setup(server)`` adds more), and a client socket."""
+    server = make_server()
+    fake = FakeUpgrade()
+    server.add_upgrade_handler("/chat", fake)
+    if setup is not None:
+        setup(server)
+    server.serve()
+    return server, fake, connect(server)
+
+
 def recv_until(sock: socket.socket, marker: bytes) -> bytes:
     data = b""
     deadline = time.monotonic() + TIMEOUT
@@ -866,11 +919,7 @@ def test_upgrade_hand_off(make_server):
 
 
 def test_upgrade_without_connection_upgrade_is_still_handed_over(make_server):
-    server = make_server()
-    fake = FakeUpgrade()
-    server.add_upgrade_handler("/chat", fake)
-    server.serve()
-    sock = connect(server)
+    server, fake, sock = upgrade_server(make_server)
     sock.sendall(b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n")
     assert recv_until(sock, b"\r\n\r\n").startswith(b"HTTP/1.1 101 ")
     assert fake.calls[0][1] == b""
@@ -1086,18 +1135,57 @@ def test_fuzzed_requests_never_break_the_server(make_server):
     @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
     @given(st.integers(0, len(valid)), st.integers(0, 10), st.binary(max_size=40))
     def check(cut: int, drop: int, junk: bytes) -> None:
-        data = valid[:cut] + junk + valid[cut + drop :]
-        sock = connect(server)
-        try:
-            sock.sendall(data)
-            sock.shutdown(socket.SHUT_WR)
-            answer = read_until_eof(sock)
-        finally:
-            sock.close()
+        answer = half_closed_exchange(server, valid[:cut] + junk + valid[cut + drop :])
         assert answer == b"" or answer.startswith(b"HTTP/1.1 ")
 
     check()
     assert fetch(server, "POST", "/echo", body=b"alive").body == b"alive"
+
+
+def test_fuzzed_upgrade_requests_lean_path_and_full_parser_agree(make_server, monkeypatch):
+    """The lean path (ws.http.lean) and the full parser give the same answer and build the same request."""
+    from hypothesis import HealthCheck, given, settings
+
+    from ws.http import connection as _connection
+
+    from .unit.test_http_lean import upgrade_requests
+
+    server = make_server(max_header_size=4096, max_header_count=12)
+    fake = FakeUpgrade()
+    server.add_upgrade_handler("/chat", fake)
+    server.get("/chat", lambda ctx: ctx.text(200, "a route"))
+    server.serve()
+
+    def outcome(data: bytes, lean: bool) -> tuple[bytes, Any]:
+        monkeypatch.setattr(_connection, "LEAN_UPGRADE", lean)
+        fake.calls.clear()
+        answer = re.sub(rb"\r\nDate: [^\r]*", b"", half_closed_exchange(server, data))
+        built = [
+            (r.method, r.url, r.raw_headers, r.http_version, r.body, r.secure, r.remote_address, head)
+            for r, head in fake.calls
+        ]
+        return answer, built
+
+    taken = []
+    leans: list[bool] = []
+    lean_parse = _connection._lean_upgrade_head
+
+    def counted(*args: Any) -> Any:
+        result = lean_parse(*args)
+        leans.append(result is not None)
+        return result
+
+    monkeypatch.setattr(_connection, "_lean_upgrade_head", counted)
+
+    @settings(max_examples=150, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+    @given(upgrade_requests())
+    def check(data: bytes) -> None:
+        full = outcome(data, lean=False)
+        assert outcome(data, lean=True) == full
+        taken.append(bool(full[1]))
+
+    check()
+    assert any(taken) and not all(taken) and any(leans)  # (both kinds were tried, the lean path too)
 
 
 def test_status_module():

@@ -13,11 +13,15 @@ from typing import Any, Awaitable, Callable, Iterator
 import h11
 import pytest
 
+from ws.http import parsing as _parsing
 from ws.http.connection import CHUNK, Admission, Connection, State
 from ws.http.context import Context, Response
 from ws.http.routing import Handler, Router
 from ws.request import Request
 from ws.upgrade import UpgradeHandler
+
+# Every test runs once per request parser (h11, httptools): see tests/conftest.py.
+pytestmark = pytest.mark.usefixtures("http_parser")
 
 
 class FakeTransport:
@@ -233,6 +237,38 @@ def test_a_malformed_request_gets_400_and_the_connection_closes(owner: FakeOwner
     assert conn.state is State.CLOSED and owner.gone == [conn]
 
 
+@pytest.mark.parametrize(
+    ("data", "statuses"),
+    [
+        # The answers both parsers must give alike (h11's, or check_head's for both).
+        (b"GET /hello/a HTTP/1.2\r\nHost: x\r\n\r\n", [505]),
+        (b"GET /hello/a HTTP/2.0\r\nHost: x\r\n\r\n", [505]),
+        (b"GET /hello/a HTTP/0.9\r\nHost: x\r\n\r\n", [400]),
+        (b"GET /hello/a\r\n\r\n", [400]),
+        (b"GET /hello/a HTTP/1.1\r\n\r\n", [400]),  # no Host
+        (b"GET /hello/a HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", [400]),
+        (b"GET /hello/a HTTP/1.1\r\nHost: x\r\nX: a\x01b\r\n\r\n", [400]),
+        (b"GET /hello/a HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\n", [400]),
+        (b"POST /hello/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nabc", [501]),
+        (b"POST /hello/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\nabc", [501]),
+        (b"POST /hello/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", [501]),
+        (b"POST /hello/a HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n", [413]),
+        (b"GET /hello/a HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 5000 + b"\r\n\r\n", [431]),
+        (b"GET /hello/a HTTP/1.1\r\nHost: x\r\n" + b"X: a\r\n" * 30 + b"\r\n", [431]),
+        # A chunked body with extensions and a trailer: read, the trailer dropped, then the next request.
+        (b"GET /hello/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: CHUNKED\r\n\r\n2;x=y\r\nab\r\n0\r\nT: 1\r\n\r\n"
+         + GET % b"b", [200, 200]),
+        (b"GET /hello/a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" + GET % b"b", [200]),
+        (b"GET /hello/a HTTP/1.0\r\n\r\n" + GET % b"b", [200]),
+        (GET % b"a" + b"GET /hello/b HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n", [200]),  # (its body is missing)
+    ],
+)
+def test_both_parsers_answer_alike(owner: FakeOwner, data: bytes, statuses: list[int]) -> None:
+    conn, transport = open_connection(owner)
+    conn.data_received(data)
+    assert [status for status, _, _ in responses(transport.take())] == statuses
+
+
 def test_unknown_paths_and_methods(owner: FakeOwner) -> None:
     conn, transport = open_connection(owner)
     conn.data_received(b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\nPOST /hello/x HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
@@ -254,6 +290,44 @@ def test_an_upgrade_is_handed_off_with_the_bytes_after_the_head(owner: FakeOwner
     assert transport.take() == b"" and not transport.aborted and conn.state is State.UPGRADED
     conn.connection_lost(None)
     assert conn.state is State.CLOSED and owner.gone == [conn]  # not reported twice
+
+
+UPGRADE = b"GET /chat?x=1 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n%s\r\n"
+
+
+@pytest.mark.parametrize("lean", [True, False])
+def test_the_lean_path_keeps_the_books_as_the_full_parser(
+    owner: FakeOwner, monkeypatch: pytest.MonkeyPatch, lean: bool
+) -> None:
+    from ws.http import connection as _connection
+
+    monkeypatch.setattr(_connection, "LEAN_UPGRADE", lean)
+    owner.header_timeout = 30.0
+    handler = RecordingUpgrade()
+    owner.upgrades["/chat"] = handler
+    conn, transport = open_connection(owner)
+    assert conn in owner.pending and conn.timer is not None
+    frame = b"\x81\x85abcd\x29"  # the start of a masked text frame
+    conn.data_received(UPGRADE % b"" + frame)
+    assert conn.state is State.UPGRADED and owner.gone == [conn] and conn not in owner.pending
+    assert conn.timer is None and transport.take() == b""
+    assert (conn.parser is _parsing.NOT_YET) is lean  # (no parser object for a lean connection)
+    ((request, after_head),) = handler.calls
+    assert after_head == frame and request.http_version == "1.1" and request.body == b""
+    assert request.raw_headers == [("Host", "x"), ("Upgrade", "websocket"), ("Connection", "Upgrade")]
+
+
+@pytest.mark.parametrize(
+    ("extra", "status"),
+    [(b"X: a\r\n" * 20, 431), (b"X: " + b"a" * 5000 + b"\r\n", 431), (b"Host: y\r\n", 400), (b"Content-Length: 2000\r\n", 413)],
+)
+def test_upgrade_heads_over_the_limits_get_the_full_parsers_answer(owner: FakeOwner, extra: bytes, status: int) -> None:
+    handler = RecordingUpgrade()
+    owner.upgrades["/chat"] = handler
+    conn, transport = open_connection(owner)
+    conn.data_received(UPGRADE % extra)
+    assert [s for s, _, _ in responses(transport.take())] == [status] and handler.calls == []
+    assert conn.state is State.CLOSING and conn not in owner.pending
 
 
 def test_a_plain_request_on_an_upgrade_path_gets_426(owner: FakeOwner) -> None:

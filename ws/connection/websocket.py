@@ -20,6 +20,7 @@ import asyncio
 import http
 import logging
 import os
+from asyncio import selector_events as _selector_events
 from threading import get_ident as _get_ident
 from time import monotonic as _monotonic
 from typing import TYPE_CHECKING, Any, Callable, Container, Iterable, Mapping, Protocol
@@ -30,7 +31,7 @@ from websockets.http11 import Response
 from ..protocol._websockets import Client as _ClientProtocol, LazyServer as _LazyServer, Server as _ServerProtocol
 from ..protocol.assembler import MessageError
 from ..protocol.handshake import DEFAULT_MAX_PAYLOAD_DEFLATE
-from ..protocol.reader import FrameReader, unfinished_token
+from ..protocol.reader import SHORT_READ, FrameReader, unfinished_token
 from ..protocol.writer import FrameWriter
 from .._runtime import loop as _loop
 from .._runtime.budget import SendBudget
@@ -86,11 +87,17 @@ MAX_PENDING_LISTENERS = 32
 #: Bytes of automatic replies (pongs, a close) a socket above its high-water
 #: mark queues before it stops reading from that peer (``_replies_blocked``).
 REPLY_ALLOWANCE = 64 << 10
-#: Replies of one batch written as one joined copy up to this size; past it,
-#: small frames are joined in runs of this size and large payloads
-#: (``_WRITE_ALONE``) written on their own.
+#: Replies of one batch written as one joined copy up to this size unless the
+#: last piece is a large payload (``_WRITE_ALONE``, a test cheaper than looking
+#: at every piece); otherwise small frames are joined in runs of this size and
+#: large payloads kept apart, and all go in one vectored write (``_write_vector``).
 _WRITE_RUN = 65536
 _WRITE_ALONE = 16384
+#: asyncio's plain TCP transport, whose socket ``_write_vector`` may write to
+#: itself while the transport holds nothing (``writev``; Unix only).
+_SOCKET_TRANSPORT: Any = getattr(_selector_events, "_SelectorSocketTransport", None) if hasattr(os, "writev") else None
+#: Pieces per ``writev`` (Linux's ``UIO_MAXIOV``; the rest go through the transport).
+_IOV_MAX = 1024
 
 
 def check_byte_limit(name: str, value: Any) -> None:
@@ -145,7 +152,7 @@ class _Stream(asyncio.BufferedProtocol):
     A ``BufferedProtocol``: reads land in a buffer shared by the thread's
     sockets, which the reader parses in place, except while a large frame
     is coming in, which is read straight into a buffer of its own size
-    (``FrameReader.buffer``).
+    (``FrameReader.buffer``); right after one, a read takes only ``SHORT_READ``.
     """
 
     __slots__ = ("ws", "reader", "view")
@@ -163,7 +170,7 @@ class _Stream(asyncio.BufferedProtocol):
         if frame is not None:
             self.view = None
             return frame
-        view = self.view = read_buffer()
+        view = self.view = read_buffer() if not self.reader.short_read else read_buffer()[:SHORT_READ]
         return view
 
     def buffer_updated(self, nbytes: int) -> None:
@@ -932,7 +939,7 @@ class WebSocket(IterationMixin, EventTarget):
         if len(writes) == 1:
             transport.write(writes[0])
         elif writes:
-            if sum(map(len, writes)) <= _WRITE_RUN:
+            if sum(map(len, writes)) <= _WRITE_RUN and len(writes[-1]) <= _WRITE_ALONE:  # (no large payload last)
                 transport.write(b"".join(writes))
             else:
                 self._write_runs(transport, writes)
@@ -941,31 +948,65 @@ class WebSocket(IterationMixin, EventTarget):
 
     @staticmethod
     def _write_runs(transport: asyncio.Transport, writes: list[bytes]) -> None:
-        """More than ``_WRITE_RUN`` bytes: small frames joined in runs, large payloads written on their own.
+        """A large payload or more than ``_WRITE_RUN`` bytes: small frames joined in runs, large payloads apart, one write.
 
-        One write per run of small frames, not one per frame, and no joined
-        copy of a large payload.  Stops once the transport fails.
+        No joined copy of a large payload (nor of its header onto it), and
+        one system call for the batch (:meth:`_write_vector`).
         """
+        pieces: list[bytes] = []
         run: list[bytes] = []
         size = 0
         for piece in writes:
             n = len(piece)
             if n > _WRITE_ALONE or size + n > _WRITE_RUN:
                 if run:
-                    transport.write(b"".join(run))
+                    pieces.append(run[0] if len(run) == 1 else b"".join(run))
                     run = []
                     size = 0
-                    if transport.is_closing():
-                        return
                 if n > _WRITE_ALONE:
-                    transport.write(memoryview(piece))  # what the kernel does not take is copied once, not twice
-                    if transport.is_closing():
-                        return
+                    pieces.append(piece)
                     continue
             run.append(piece)
             size += n
         if run:
-            transport.write(b"".join(run))
+            pieces.append(run[0] if len(run) == 1 else b"".join(run))
+        WebSocket._write_vector(transport, pieces)
+
+    @staticmethod
+    def _write_vector(transport: asyncio.Transport, pieces: list[bytes]) -> None:
+        """Write ``pieces`` in order with one system call where the transport allows, copying none of them.
+
+        asyncio's plain TCP transport holding nothing: ``writev`` on its
+        socket, as its own ``write`` would ``send`` at once (its
+        ``writelines`` joins the pieces into a copy before Python 3.12, and
+        from 3.12 on does not pause the protocol at the high-water mark).
+        What the kernel does not take, or everything while the transport
+        holds bytes, goes to ``transport.write``, which buffers it (a view,
+        not a copy, from 3.12 on) or reports the error that stopped
+        ``writev``.  Other transports get ``writelines``: uvloop writes the
+        pieces with one ``writev`` too, TLS encrypts each and sends the
+        records in one write.
+        """
+        if type(transport) is not _SOCKET_TRANSPORT:
+            transport.writelines(pieces)
+            return
+        if transport.get_write_buffer_size():
+            for piece in pieces:  # behind what waits: each piece buffered once (a view from 3.12 on), not joined first
+                transport.write(piece)
+            return
+        try:
+            sent = os.writev(transport.get_extra_info("socket").fileno(), pieces[:_IOV_MAX])
+        except OSError:  # EAGAIN, or the connection broke: the transport's own write finds out
+            sent = 0
+        for piece in pieces:
+            n = len(piece)
+            if sent >= n:
+                sent -= n
+                continue
+            transport.write(memoryview(piece)[sent:] if sent else piece)
+            sent = 0
+            if transport.is_closing():
+                return  # it failed: the rest would only be counted as writes after the loss
 
     def _send_eof(self) -> None:
         transport = self._transport

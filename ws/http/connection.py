@@ -1,7 +1,8 @@
-"""One HTTP/1.1 connection: the h11 driver of ``ws.http.Server``.
+"""One HTTP/1.1 connection of ``ws.http.Server``.
 
-h11 parses and frames; this module decides what to answer and when to
-close.  Each connection is one ``asyncio.BufferedProtocol`` fed by the loop's
+A request parser (``ws.http.parsing``: h11 or httptools) turns bytes into
+request events; this module decides what to answer and when to close, and
+frames every response itself.  Each connection is one ``asyncio.BufferedProtocol`` fed by the loop's
 callbacks (no reading task per connection, reads into the thread's shared
 buffer), so an idle keep-alive connection costs a few objects and a timer.
 
@@ -32,13 +33,13 @@ import io
 import logging
 from typing import IO, TYPE_CHECKING, Any, Awaitable, Callable, Literal, Protocol, cast
 
-import h11
-
 from .._runtime.reads import read_buffer
 from .._runtime import metrics as _metrics
 from .._runtime.log import refusal_cause, report_error, report_event
 from ..request import Request
 from ..upgrade import UpgradeHandler
+from . import parsing as _parsing
+from .lean import upgrade_head as _lean_upgrade_head
 from . import status as _status
 from .context import Context, Response
 from .responses import SERVER_NAME, http_date, plain_response
@@ -64,6 +65,9 @@ STREAM_MIN = 4 * CHUNK
 LINGER = 2.0
 #: The write watchdog looks this many times per ``write_timeout``.
 WATCH_STEPS = 4
+#: Take the lean path for plain upgrade requests (``_lean_upgrade``); off, every request goes
+#: through the full parser (the tests compare both, the benchmarks measure both).
+LEAN_UPGRADE = True
 
 
 class State(enum.Enum):
@@ -94,9 +98,7 @@ _GONE = (State.UPGRADED, State.CLOSED)
 
 Admission = Literal["admitted", "refused", "busy"]
 
-# A documented h11 state that h11's ``__all__`` leaves out: the peer asked
-# to switch protocols (``Connection: upgrade``) and its later bytes are ours.
-_MIGHT_SWITCH_PROTOCOL: type = h11.MIGHT_SWITCH_PROTOCOL  # type: ignore[attr-defined]
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 def _busy_response() -> bytes:
@@ -183,27 +185,36 @@ class Owner(Protocol):
 
 
 class Connection(asyncio.BufferedProtocol):
-    """One HTTP/1.1 connection, driven by h11.
+    """One HTTP/1.1 connection, reading requests through a ``parsing.RequestParser``.
 
     Every callback is wrapped: a bug here aborts this connection and is
     logged, it never reaches the event loop.  Reads land in the thread's
-    shared buffer (``ws._runtime.reads``), which h11 copies from at once.
+    shared buffer (``ws._runtime.reads``), which the parser copies from at once.
     """
 
     def __init__(self, owner: Owner) -> None:
         self.owner = owner
         self.loop = owner.loop
-        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=owner.max_header_size)
+        #: Made at the first read (``_start_parser``) unless the lean path takes the connection.
+        self.parser: _parsing.RequestParser = _parsing.NOT_YET
         self.transport: asyncio.Transport | None = None
         self.peername: Any = None
         self.state = State.READING_HEAD
         self.timer: asyncio.TimerHandle | None = None
         # The request being read or answered.
-        self.request_head: h11.Request | None = None
+        self.request_head: _parsing.Head | None = None
         self.raw_headers: list[tuple[bytes, bytes]] = []
         self.body = bytearray()
         self.upgrade_header: bytes | None = None
         self.request: Request | None = None
+        #: The request allows another one after it (HTTP/1.1, no ``Connection: close``).
+        self.reusable = False
+        #: The request was read to its end (the next one may follow).
+        self.request_done = False
+        #: A final response was started: an error can only close now (a 100 Continue does not count).
+        self.answered = False
+        #: The response being sent ends the connection.
+        self.closing = False
         # Resolved when writing may go on (a file being streamed).
         self.drain: asyncio.Future[None] | None = None
         # The write watchdog: bytes handed to the transport, how many of
@@ -221,6 +232,13 @@ class Connection(asyncio.BufferedProtocol):
         self.peer_eof = False
         #: ``_process`` is on the stack: a nested call leaves the work to it.
         self.processing = False
+        #: Nothing was read yet: the first read may take the lean path (``_lean_upgrade``).
+        self.fresh = True
+
+    def _start_parser(self) -> None:
+        """The first read the lean path did not take: make the request parser (``WS_HTTP``)."""
+        self.fresh = False
+        self.parser = _parsing.parser_factory()(self.owner.max_header_size)
 
     # -- asyncio callbacks --
 
@@ -253,9 +271,12 @@ class Connection(asyncio.BufferedProtocol):
         if state in _GONE or state is State.CLOSING:
             return  # not ours, or draining the peer before closing
         try:
-            # h11 copies ``data`` into its own buffer at once, so a view of
-            # the shared read buffer is fine (its annotation says bytes).
-            self.h11.receive_data(data)  # type: ignore[arg-type]
+            if self.fresh:
+                if data[:4] == b"GET " and LEAN_UPGRADE and self._lean_upgrade(bytes(data)):
+                    return
+                self._start_parser()
+            # The parser copies ``data`` at once: a view of the shared read buffer is fine.
+            self.parser.receive(data)
             if state is State.IDLE or state is State.HELD:
                 self.state = State.READING_HEAD
                 self._set_timer(self.owner.header_timeout, self._on_head_timeout)
@@ -264,7 +285,7 @@ class Connection(asyncio.BufferedProtocol):
                 # a stalled one is not.
                 self._set_timer(self.owner.header_timeout, self._on_head_timeout)
             elif state is State.RESPONDING:
-                if len(self.h11.trailing_data[0]) > CHUNK and not self.reading_paused:
+                if self.parser.buffered() > CHUNK and not self.reading_paused:
                     self._pause_reading()
                 return
             self._process()
@@ -281,7 +302,9 @@ class Connection(asyncio.BufferedProtocol):
                 # The client half-closed after its request: answer first.
                 self.peer_eof = True
                 return None if self.owner.secure else True
-            self.h11.receive_data(b"")
+            if self.fresh:
+                self._start_parser()
+            self.parser.receive(b"")
             self._process()
         except Exception:
             logger.exception("HTTP connection failed")
@@ -343,7 +366,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def _on_head_timeout(self) -> None:
         """Slowloris defence: no complete head (or no body progress) in time."""
-        if self.state is State.READING_BODY or self.h11.trailing_data[0]:
+        if self.state is State.READING_BODY or self.parser.partial_head():
             self._fail(_status.REQUEST_TIMEOUT)
         else:
             self._close_now()
@@ -399,19 +422,20 @@ class Connection(asyncio.BufferedProtocol):
     # -- reading --
 
     def _process(self) -> None:
-        """Pull events out of h11 until it needs more data or we must answer."""
+        """Pull events out of the parser until it needs more data or we must answer."""
         if self.processing:
             return  # the outer loop picks up the new state
         self.processing = True
+        parser = self.parser
         try:
             while self.state in _READING:
                 try:
-                    event = self.h11.next_event()
-                except h11.RemoteProtocolError as exc:
+                    event = parser.next_event()
+                except _parsing.ParseError as exc:
                     logger.debug("bad request from %s: %s", self.peername, exc)
-                    self._fail(exc.error_status_hint or _status.BAD_REQUEST)
+                    self._fail(exc.status)
                     return
-                if event is h11.NEED_DATA or event is h11.PAUSED:
+                if event is _parsing.NEED_DATA:
                     if self.state is State.READING_BODY and self.timer is None:
                         # A body still to come: an idle timer, re-armed on every read.
                         self._set_timer(self.owner.header_timeout, self._on_head_timeout)
@@ -421,51 +445,63 @@ class Connection(asyncio.BufferedProtocol):
                         self._write(_busy_response())
                         self._close_now()
                     return
-                if isinstance(event, h11.Request):
+                if type(event) is bytes:
+                    self._on_body(event)
+                elif isinstance(event, _parsing.Head):
                     self._on_request_head(event)
-                elif isinstance(event, h11.Data):
-                    self._on_body(event.data)
-                elif isinstance(event, h11.EndOfMessage):
+                elif event is _parsing.END:
                     self._on_complete()
-                elif isinstance(event, h11.ConnectionClosed):
+                elif event is _parsing.CLOSED:
                     self._close_now()
                     return
         finally:
             self.processing = False
 
-    def _on_request_head(self, event: h11.Request) -> None:
+    def _on_request_head(self, event: _parsing.Head) -> None:
         owner = self.owner
         owner.release_pending(self)
         self._cancel_timer()
         self.state = State.READING_BODY  # its idle timer starts only if the body does not follow at once (_process)
-        raw = event.headers.raw_items()
+        raw = event.headers
         if len(raw) > owner.max_header_count:
             self._fail(_status.REQUEST_HEADER_FIELDS_TOO_LARGE)
             return
-        # h11 only enforces its limit on heads that arrive in pieces; a
-        # whole oversized head in one read is caught here.  One pass over the
-        # raw items (iterating h11's Headers goes through __getitem__).
+        # The parsers only enforce the size limit on heads that arrive in
+        # pieces; a whole oversized head in one read is caught here.
         size = len(event.target)
-        length = None
         upgrade = None
+        connection: list[bytes] = []
+        expect = False
         for name, value in raw:
             size += len(name) + len(value) + 4
-            if len(name) == 14 and name.lower() == b"content-length":
-                length = int(value)  # h11 validated it
-            elif len(name) == 7 and name.lower() == b"upgrade":
+            n = len(name)
+            if n == 7 and name.lower() == b"upgrade":
                 upgrade = value
+            elif n == 10 and name.lower() == b"connection":
+                connection.extend(v.strip().lower() for v in value.split(b","))
+            elif n == 6 and name.lower() == b"expect":
+                expect = expect or b"100-continue" in (v.strip().lower() for v in value.split(b","))
         if size > owner.max_header_size:
             self._fail(_status.REQUEST_HEADER_FIELDS_TOO_LARGE)
+            return
+        try:
+            length = _parsing.check_head(event)
+        except _parsing.ParseError as exc:
+            logger.debug("bad request from %s: %s", self.peername, exc)
+            self._fail(exc.status)
             return
         self.request_head = event
         self.raw_headers = raw
         self.body = bytearray()
         self.upgrade_header = upgrade
+        # h11's keep-alive rule (RFC 9112, 9.3), for both parsers.
+        old = event.http_version < b"1.1"
+        self.reusable = not old and b"close" not in connection
         if length is not None and length > owner.max_body_size:
             self._fail(_status.REQUEST_ENTITY_TOO_LARGE)
             return
-        if self.h11.they_are_waiting_for_100_continue:
-            self._write(self.h11.send(h11.InformationalResponse(status_code=100, headers=[])))
+        if expect and not old:
+            self._write(_CONTINUE)
 
     def _on_body(self, data: bytes) -> None:
         self.body += data
@@ -494,6 +530,7 @@ class Connection(asyncio.BufferedProtocol):
         )
         self.request = request
         self.body = bytearray()
+        self.request_done = True
         if self.upgrade_header is not None:
             handler = self.owner.upgrade_handler_for(request.path)
             if handler is not None:
@@ -503,16 +540,44 @@ class Connection(asyncio.BufferedProtocol):
 
     # -- the upgrade hand-off --
 
-    def _hand_off(self, handler: UpgradeHandler, request: Request) -> None:
+    def _lean_upgrade(self, data: bytes) -> bool:
+        """The lean path: a first read holding one plain upgrade request for a path that takes it.
+
+        Does what ``_process`` would do for it (release the pending slot,
+        stop the header timer, build the ``Request``, hand off), without the
+        full parser; ``False`` (nothing done) for anything else, which the
+        full parser then reads from the start.
+        """
+        owner = self.owner
+        head = _lean_upgrade_head(data, owner.max_header_size, owner.max_header_count)
+        if head is None:
+            return False
+        request = Request(
+            "GET", head.target, head.headers,
+            http_version="1.1", peername=self.peername, secure=owner.secure, body=b"", complete=True,
+        )
+        handler = owner.upgrade_handler_for(request.path)
+        if handler is None:
+            return False  # (a 404 or a route: the full parser's business)
+        self.fresh = False
+        owner.release_pending(self)
+        self._cancel_timer()
+        self.state = State.RESPONDING
+        self.upgrade_header = head.upgrade
+        self.request = request
+        self.request_done = True
+        self._hand_off(handler, request, data[head.end:])
+        return True
+
+    def _hand_off(self, handler: UpgradeHandler, request: Request, after_head: bytes | None = None) -> None:
         """Give the socket away: every later callback here is ignored, but a refusal's unsent bytes are watched."""
         self.state = State.UPGRADED
         self._cancel_timer()
         self.owner.connection_gone(self)
         transport = self.transport
         assert transport is not None
-        after_head = b""  # what the peer sent after its request, e.g. a first frame
-        if self.h11.their_state is _MIGHT_SWITCH_PROTOCOL:
-            after_head = bytes(self.h11.trailing_data[0])
+        if after_head is None:
+            after_head = self.parser.after_head()  # what the peer sent after its request, e.g. a first frame
         if self.reading_paused:
             self.reading_paused = False
             transport.resume_reading()
@@ -634,59 +699,74 @@ class Connection(asyncio.BufferedProtocol):
                 response.file.close()
             self._abort()
 
+    def _response_head(self, response: Response) -> bytes:
+        """The status line and headers: the one place a response is framed (always by Content-Length)."""
+        closing = not self.reusable or self._last_answer() or self.owner.keep_alive_timeout == 0
+        headers = self._headers_for(response, closing)
+        if not closing:
+            for name, value in headers:
+                if name.lower() == "connection" and "close" in (v.strip().lower() for v in value.split(",")):
+                    closing = True  # the handler's own ``Connection: close``
+        request = self.request
+        if request is not None and request.method == "CONNECT" and 200 <= response.status < 300:
+            closing = True  # (a tunnel we do not provide: the connection is no HTTP any more)
+        self.closing = closing
+        self.answered = True
+        lines = [f"HTTP/1.1 {response.status} {_status.reason(response.status)}"]
+        lines.extend(f"{name}: {value}" for name, value in headers)
+        lines.append("\r\n")
+        return "\r\n".join(lines).encode("latin-1")
+
     def _send_response(self, response: Response) -> None:
-        closing = self._last_answer() or self.owner.keep_alive_timeout == 0
-        status_line = h11.Response(
-            status_code=response.status,
-            headers=self._headers_for(response, closing),
-            reason=_status.reason(response.status).encode("ascii"),
-        )
+        out = self._response_head(response)
         no_body = (
             self.request is not None and self.request.method == "HEAD"
         ) or response.status in _NO_BODY_STATUSES
-        out = self.h11.send(status_line) or b""
         if response.file is not None:
             if no_body or response.length <= CHUNK:
                 try:
                     data = b"" if no_body else response.file.read(response.length)
                 finally:
                     response.file.close()
-                if data:
-                    out += self.h11.send(h11.Data(data=data)) or b""
+                if len(data) != (0 if no_body else response.length):
+                    raise ValueError(f"{len(data)} bytes for a Content-Length of {response.length}")
+                out += data
             else:
                 self._write(out)
-                self.owner.run_task(self._stream(response.file))
+                self.owner.run_task(self._stream(response.file, response.length))
                 return
         elif response.body and not no_body:
             if len(response.body) > STREAM_MIN:
                 self._write(out)
-                self.owner.run_task(self._stream(io.BytesIO(response.body)))  # shares the bytes, no copy
+                # shares the bytes, no copy
+                self.owner.run_task(self._stream(io.BytesIO(response.body), len(response.body)))
                 return
-            out += self.h11.send(h11.Data(data=response.body)) or b""
-        out += self.h11.send(h11.EndOfMessage()) or b""
+            out += response.body
         self._write(out)
         self._response_done()
 
-    async def _stream(self, file: IO[bytes]) -> None:
+    async def _stream(self, file: IO[bytes], length: int) -> None:
         """Write a large file (or body) in chunks, respecting the transport's flow control.
 
         While the peer does not read, this waits for ``resume_writing``; the
         write watchdog drops a peer that reads nothing for ``write_timeout``.
         """
         try:
+            left = length
             with file:
-                while self.state is not State.CLOSED:
-                    chunk = file.read(CHUNK)
+                while self.state is not State.CLOSED and left:
+                    chunk = file.read(min(CHUNK, left))
                     if not chunk:
-                        break
-                    self._write(self.h11.send(h11.Data(data=chunk)))
+                        # The file shrank: the declared length cannot be kept.
+                        raise ValueError(f"{left} bytes short of the Content-Length {length}")
+                    left -= len(chunk)
+                    self._write(chunk)
                     if self.writing_paused:
                         self.drain = self.loop.create_future()
                         await self.drain
                         self.drain = None
             if self.state is State.CLOSED:
                 return
-            self._write(self.h11.send(h11.EndOfMessage()))
             self._response_done()
         except Exception:
             logger.exception("streaming a response failed")
@@ -696,10 +776,10 @@ class Connection(asyncio.BufferedProtocol):
         """One exchange is over: keep the connection alive or close it."""
         if self.state is not State.RESPONDING:
             return
-        conn = self.h11
         self.request = None
-        if conn.our_state is h11.DONE and conn.their_state is h11.DONE and not self._last_answer():
-            conn.start_next_cycle()
+        if self.request_done and not self.closing and not self._last_answer():
+            self.request_done = self.answered = False
+            self.parser.next_cycle()
             self.state = State.IDLE
             self._next_request()
         else:
@@ -717,7 +797,7 @@ class Connection(asyncio.BufferedProtocol):
             return
         if self.reading_paused:
             self._resume_reading()
-        if self.h11.trailing_data[0]:  # a pipelined request is waiting
+        if self.parser.buffered() or self.parser.partial_head():  # a pipelined request is waiting
             self.state = State.READING_HEAD
             self._set_timer(self.owner.header_timeout, self._on_head_timeout)
             self._process()
@@ -736,7 +816,8 @@ class Connection(asyncio.BufferedProtocol):
 
     def _fail(self, code: int) -> None:
         """Answer a protocol-level error (if no answer was started) and close."""
-        if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+        if not self.answered:
+            self.answered = True
             self._write(plain_response(code))
         self._close_gracefully()
 

@@ -30,11 +30,11 @@ While reading is held (:meth:`hold`), the frames of the last read not yet
 delivered are kept, unparsed, and delivered first by :meth:`release`.
 
 One call parses at most ``TURN_FRAMES`` frames (a flood of empty frames
-puts 43,000 of them in one 256 KiB read; the cost of a turn is mostly per
+puts 174,000 of them in one 1 MiB read; the cost of a turn is mostly per
 frame, a byte costs little): the rest is kept the same way and ``more()``
 asks the owner to call :meth:`release` on a later loop turn, so one peer's
-read never holds the loop for long, while a read of ordinary messages (four
-of 64 KiB, 250 of 1 KiB) is parsed in one turn.  Not lean, the protocol
+read never holds the loop for long, while a read of ordinary messages
+(sixteen of 64 KiB, 1,000 of 1 KiB) is parsed in one turn.  Not lean, the protocol
 object is fed ``PROTOCOL_TURN_BYTES`` per call.
 
 A large frame (``DIRECT_MIN``) is not gathered: once an eighth of it is in,
@@ -56,7 +56,7 @@ from ..events import BINARY, TEXT
 from .assembler import Assembler, MessageError
 from .writer import FIN_BINARY, FIN_TEXT, apply_mask
 
-__all__ = ["FrameReader", "unfinished_token", "DIRECT_MIN", "DIRECT_AHEAD", "TURN_FRAMES", "TURN_BYTES", "PROTOCOL_TURN_BYTES", "apply_mask"]
+__all__ = ["FrameReader", "unfinished_token", "DIRECT_MIN", "DIRECT_AHEAD", "SHORT_READ", "TURN_FRAMES", "TURN_BYTES", "PROTOCOL_TURN_BYTES", "apply_mask"]
 
 Buffer = Union[bytes, bytearray, memoryview]
 
@@ -66,13 +66,19 @@ _SMALL = 2048
 #: size once ``1 / DIRECT_AHEAD`` of them has arrived.
 DIRECT_MIN = 128 * 1024
 DIRECT_AHEAD = 8
+#: Right after a large frame read in place, a read into the shared buffer
+#: takes at most this much (:attr:`FrameReader.short_read`): the next large
+#: frame's first part is copied from it into the kept buffer, the rest is
+#: read there in place.  A whole 1 MiB read would copy most of a 1 MiB frame.
+SHORT_READ = DIRECT_MIN
 #: Frames parsed per call (a loop turn) before the rest waits for the next
 #: turn: a frame counts as ``FRAME_COST`` bytes on top of its own, against a
 #: budget of ``TURN_BYTES`` (one subtraction per frame).  That is 4,096 empty
-#: frames (about 12 ms of listeners), or 1 MiB: reads are at most 256 KiB, so
-#: a read of ordinary messages never waits (250 frames of 1 KiB use a third).
+#: frames (about 12 ms of listeners), or 2 MiB: reads are at most 1 MiB
+#: (``READ_SIZE``), so a read of messages of 1 KiB or more never waits
+#: (1,000 frames of 1 KiB use three quarters).
 TURN_FRAMES = 4096
-FRAME_COST = 256
+FRAME_COST = 512
 TURN_BYTES = TURN_FRAMES * FRAME_COST
 #: Input this short cannot use up ``TURN_BYTES`` (its frames, of 2 bytes at
 #: least, cost at most ``n + n // 2 * FRAME_COST``): it is parsed against its
@@ -294,6 +300,11 @@ class FrameReader:
             return frame[self.fill :]
         self.direct_reads = True
         return None
+
+    @property
+    def short_read(self) -> bool:
+        """A large frame was just read in place (its buffer is kept for the next): read at most ``SHORT_READ``."""
+        return self._spare is not None
 
     def filled(self, nbytes: int) -> memoryview | None:
         """``nbytes`` more of the large frame are in; the whole frame once complete."""

@@ -30,14 +30,12 @@ apply_mask = cast("Callable[[Buffer, Buffer], bytes]", _apply_mask)
 
 FIN_TEXT = 0x81
 FIN_BINARY = 0x82
-#: Masked frames longer than this are written as header + payload (no concatenation copy).
+#: Frames with a longer payload are two pieces, header and payload, not one
+#: joined copy: the owner writes its pieces in one vectored system call
+#: (``WebSocket._write_vector``), so the header does not go out alone and a
+#: payload is not copied between ``send`` and the socket (a client's only by
+#: the masking).
 _JOIN_LIMIT = 16384
-#: Unmasked (server) frames are one piece up to this payload size: copying
-#: 64 KiB costs less than writing the header alone, a send of its own (a
-#: 10-byte segment and a wakeup of the peer).  64 KiB echoes: 1 ``sendto``
-#: per message instead of 2, server CPU per MB -11% (median of 20 interleaved
-#: runs).  A client's frame would take a second copy (``apply_mask`` made one).
-_JOIN_LIMIT_UNMASKED = 65536
 #: Sends outside a read wait for the end of the loop turn, unless this many
 #: frames are pending or a payload is larger than ``BATCH_BYTES`` (no gain in batching it).
 BATCH_FRAMES = 64
@@ -83,7 +81,8 @@ def serialize(opcode_byte: int, payload: Buffer, mask: bool) -> list[bytes]:
         if length > _JOIN_LIMIT:
             return [header + key, apply_mask(payload, key)]
         return [header + key + apply_mask(payload, key)]
-    if length > _JOIN_LIMIT_UNMASKED:
+    if length > _JOIN_LIMIT:
+        # (a caller's bytearray or view is copied: it may change it once send() returns)
         return [header, payload if type(payload) is bytes else bytes(payload)]
     return [header + payload]
 

@@ -1,0 +1,102 @@
+"""The lean path's parser: the common WebSocket upgrade request, read strictly in one pass.
+
+Most handshakes arrive as one read holding a whole ``GET ... HTTP/1.1``
+head with a dozen ordinary headers and nothing else.  ``upgrade_head``
+recognises exactly that and nothing more: anything it does not vouch for
+gives ``None``, and the connection hands the bytes to its full parser
+(h11 or httptools), which then gives the proper answer.  So it may refuse
+more than it must, but what it accepts must come out as the full parser
+would build it: the same target, the same raw header list (wire order and
+spelling, values without surrounding whitespace).
+
+Pure and without I/O: ``tests/unit/test_http_lean.py`` checks it against
+the full parsers.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+__all__ = ["LeanHead", "upgrade_head"]
+
+# A whole head: the request line (an origin-form target: llhttp refuses some
+# other forms h11 takes), header lines with token names and values of visible
+# ASCII (inner spaces and tabs allowed, none empty), a blank line.  No
+# obs-fold, no bare CR or LF, no control or non-ASCII byte anywhere.
+_HEAD = re.compile(
+    rb"GET (/[\x21-\x7e]*) HTTP/1\.1\r\n"
+    rb"((?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[ \t]*[\x21-\x7e](?:[ \t\x21-\x7e]*[\x21-\x7e])?[ \t]*\r\n)+)"
+    rb"\r\n"
+)
+
+
+class LeanHead(NamedTuple):
+    """A request head the lean path accepted."""
+
+    target: str
+    #: ``(name, value)`` as the full parsers give them, decoded (all ASCII).
+    headers: list[tuple[str, str]]
+    #: The ``Upgrade`` header's value.
+    upgrade: bytes
+    #: Where the head ends in the data: what follows is the new protocol's.
+    end: int
+
+
+def upgrade_head(data: bytes, max_size: int, max_count: int) -> LeanHead | None:
+    """``data`` as one complete, plain upgrade request head, or ``None`` (use the full parser).
+
+    Accepted: ``GET`` with ``HTTP/1.1``, exactly one ``Host``, one
+    ``Upgrade``, a ``Connection`` naming ``upgrade``, no body
+    (``Content-Length: 0`` at most, no ``Transfer-Encoding``), no
+    ``Expect``, within ``max_size`` (counted as ``Connection`` counts it)
+    and ``max_count``; after the head, nothing or what looks like the start
+    of a masked WebSocket frame, never a pipelined request.
+    """
+    match = _HEAD.match(data)
+    if match is None:
+        return None
+    end = match.end()
+    if end < len(data):
+        first = data[end]
+        # A client's frame: RSV2 and RSV3 clear (RSV1 is permessage-deflate's), a
+        # known opcode, and, if its second byte is here, masked: never ASCII text.
+        if first & 0x30 or (first & 0x0F) not in (0, 1, 2, 8, 9, 10):
+            return None
+        if end + 1 < len(data) and not data[end + 1] & 0x80:
+            return None
+    target = match.group(1)
+    # Validated ASCII: decoded once, split into fields as str (what ``Request`` takes).
+    lines = match.group(2).decode("ascii").split("\r\n")
+    lines.pop()  # (after the last CRLF)
+    if len(lines) > max_count:
+        return None
+    size = len(target)
+    headers = []
+    hosts = 0
+    upgrade: str | None = None
+    connection_upgrade = False
+    lengths = 0
+    for line in lines:
+        name, _, value = line.partition(":")
+        value = value.strip(" \t")
+        headers.append((name, value))
+        size += len(name) + len(value) + 4
+        key = name.lower()
+        if key == "host":
+            hosts += 1
+        elif key == "upgrade":
+            if upgrade is not None:
+                return None
+            upgrade = value
+        elif key == "connection":
+            connection_upgrade = connection_upgrade or "upgrade" in (v.strip().lower() for v in value.split(","))
+        elif key == "content-length":
+            if value != "0" or lengths:
+                return None  # (h11 merges repeated ones: the raw list would differ)
+            lengths = 1
+        elif key == "transfer-encoding" or key == "expect":
+            return None
+    if size > max_size or hosts != 1 or upgrade is None or not connection_upgrade:
+        return None
+    return LeanHead(target.decode("ascii"), headers, upgrade.encode("ascii"), end)
