@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Container, Iterable, Mapping, P
 from websockets.frames import Opcode
 from websockets.http11 import Response
 
-from ..protocol._websockets import Client as _ClientProtocol, Server as _ServerProtocol
+from ..protocol._websockets import Client as _ClientProtocol, LazyServer as _LazyServer, Server as _ServerProtocol
 from ..protocol.assembler import MessageError
 from ..protocol.handshake import DEFAULT_MAX_PAYLOAD_DEFLATE
 from ..protocol.reader import SHORT_READ, FrameReader, unfinished_token
@@ -459,6 +459,8 @@ class WebSocket(IterationMixin, EventTarget):
         self._hold_events = hold_events
         self._budget = budget
         self._proto = proto
+        if isinstance(proto, _LazyServer):  # built on first use (a lean handshake's): then this socket holds it
+            proto.when_built(self._protocol_built)
         self._request = request
         if on_finish is not None:
             self._finish_hooks += (on_finish,)
@@ -474,6 +476,9 @@ class WebSocket(IterationMixin, EventTarget):
         self._set_write_limits(options)
         self._flush()
         return self
+
+    def _protocol_built(self, proto: _ServerProtocol) -> None:
+        self._proto = proto
 
     def _start_lean(self, proto: "_ClientProtocol | _ServerProtocol") -> None:
         """OPEN: common frames skip the protocol object, unless compressed or logged frame by frame."""
