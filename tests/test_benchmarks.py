@@ -9,6 +9,7 @@ clean 1000 closing handshake.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from typing import Iterator
 
@@ -21,7 +22,7 @@ from .fixtures.processes import ServerProcess, free_port
 IMPLS = shared_tools() / "bench" / "impls"
 BENCHMARKS = ROOT / "benchmarks"
 
-pytestmark = pytest.mark.skipif(
+_needs_harness = pytest.mark.skipif(
     not (IMPLS / "_common.py").exists(),
     reason=f"benchmark harness not found at {IMPLS} (CI has it at ../shared beside the clone)",
 )
@@ -48,6 +49,7 @@ def adapter(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
         server.stop()
 
 
+@_needs_harness
 def test_handshake_echo_and_close(adapter: ServerProcess) -> None:
     with connect(adapter.url, open_timeout=10, close_timeout=5) as client:
         client.send("hello")
@@ -57,6 +59,7 @@ def test_handshake_echo_and_close(adapter: ServerProcess) -> None:
     assert client.protocol.close_rcvd is not None and client.protocol.close_rcvd.code == 1000
 
 
+@_needs_harness
 def test_ws_adapter_broadcasts_on_request() -> None:
     server = start("server_ws.py")
     try:
@@ -67,3 +70,30 @@ def test_ws_adapter_broadcasts_on_request() -> None:
                 assert [client.recv(timeout=5) for _ in range(3)] == ["broadcast-payload-0123456789abcd"] * 3
     finally:
         server.stop()
+
+
+_PINGPONG_SERVER = """
+import asyncio, sys
+from ws import WebSocketServer
+async def main():
+    wss = WebSocketServer(port=int(sys.argv[sys.argv.index('--port') + 1]), host='127.0.0.1')
+    wss.on('connection', lambda sock, request: sock.on('message', lambda event: sock.send(event.data)))
+    await asyncio.sleep(0.5)
+    print('READY', flush=True)
+    await asyncio.Event().wait()
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("window", [1, 50])
+def test_pingpong_measures_a_server_it_starts(window: int) -> None:
+    """benchmarks/pingpong.py (no harness needed): handshake, echoes one at a time or pipelined, a figure per unit."""
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "pingpong.py"), "--rounds", "200", "--runs", "2", "--window", str(window),
+         "--", sys.executable, "-c", _PINGPONG_SERVER],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr
+    unit = "round trip" if window == 1 else "message"
+    assert out.stdout.startswith(f"server CPU per {unit}: ")
+    assert f"of {200 * window:,})" in out.stdout

@@ -199,6 +199,9 @@ def test_one_heartbeat_timer_for_many_sockets_and_none_when_idle() -> None:
                 await rec.wait("open", timeout=T)
             await until(lambda: len(heartbeat.sockets) >= 5, timeout=T)
             assert heartbeat._timer is not None
+            # Off asyncio's heap: while a timer is pending there, every loop turn (every read) pays for it.
+            scheduled = asyncio.get_running_loop()._scheduled  # type: ignore[attr-defined]
+            assert not [h for h in scheduled if not h.cancelled() and h._callback == heartbeat._tick]
             for client in clients:
                 client.close()
             for rec in recs:

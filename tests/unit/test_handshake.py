@@ -8,6 +8,7 @@ import pytest
 from websockets.protocol import State
 
 from ws.exceptions import Reject, WebSocketError
+from ws.protocol import _websockets
 from ws.protocol.handshake import Accepted, Policy, Refused, VerifyInfo, accept, admit
 from ws.request import Request
 
@@ -75,8 +76,15 @@ def test_accept_without_subprotocol() -> None:
     )
     proto = result.protocol
     assert proto is not None
-    assert proto.state is State.CONNECTING  # the host marks it open once the 101 is written
     assert proto.data_to_send() == []  # the decision wrote nothing
+
+
+def test_the_protocol_object_of_websockets_check_waits_for_the_101() -> None:
+    """Off the lean path (here a key websockets takes, not canonical), ``websockets``' object, CONNECTING."""
+    proto = accepted(accept(upgrade(key=KEY[:21] + "R=="), Policy())).protocol
+    assert proto is not None
+    assert proto.state is State.CONNECTING  # the host marks it open once the 101 is written
+    assert proto.data_to_send() == []
 
 
 def test_accept_without_date_has_no_date_header() -> None:
@@ -87,8 +95,10 @@ def test_accept_without_date_has_no_date_header() -> None:
 def test_accept_configures_the_protocol_limit() -> None:
     proto = accepted(accept(upgrade(), Policy(max_payload=1234))).protocol
     assert proto is not None
-    # websockets 17 calls it max_message_size; before, max_size
-    assert getattr(proto, "max_message_size", getattr(proto, "max_size", None)) == 1234
+    assert proto.message_limit() == 1234
+    # websockets' own attribute (max_message_size in 17, max_size before), once built
+    real = proto.real() if isinstance(proto, _websockets.LazyServer) else proto
+    assert getattr(real, "max_message_size", getattr(real, "max_size", None)) == 1234
 
 
 def test_first_offered_subprotocol_without_rules() -> None:

@@ -141,6 +141,42 @@ def test_invalid_utf8_fails_with_1007_and_the_rest_goes_to_the_protocol() -> Non
     assert owner.fed == [after]
 
 
+@pytest.mark.parametrize(
+    "wire, messages, failure, fed",
+    [
+        (frame(0x1, "héllo".encode()), [(TEXT, "héllo")], None, False),
+        (frame(0x2, b"\x00" * 125), [(BINARY, b"\x00" * 125)], None, False),
+        (frame(0x1, b""), [(TEXT, "")], None, False),
+        (frame(0x1, b"\xff\xfe"), [], 1007, False),
+        (frame(0x1, b"x" * 11), [], None, True),  # over the limit of 10: the protocol's
+        (frame(0x1, b"a", fin=False), [], None, False),  # a fragment: the assembler's
+        (frame(0x1, b"a", rsv=0b100), [], None, True),
+        (frame(0x2, b"x", mask=False) + b"1234", [], None, True),  # unmasked from a client
+    ],
+    ids=["text", "binary-125", "empty", "bad-utf8", "over-limit", "fragment", "rsv1", "unmasked"],
+)
+def test_a_read_of_one_small_frame_is_judged_as_in_the_loop(
+    wire: bytes, messages: list[tuple[int, str | bytes]], failure: int | None, fed: bool
+) -> None:
+    """A read that is exactly one masked frame under 126 bytes takes a shortcut: the same verdicts."""
+    owner = Owner(limit=10 if len(wire) - 6 == 11 else None)
+    owner.reader.receive(memoryview(bytearray(wire)))
+    assert owner.messages == messages
+    assert [code for code, _ in owner.failures] == ([failure] if failure else [])
+    assert owner.fed == ([wire] if fed else [])
+    if failure:
+        assert not owner.reader.lean
+
+
+def test_a_read_of_one_small_frame_after_a_kept_tail_completes_it_first() -> None:
+    owner = Owner()
+    first, second = frame(0x1, b"first"), frame(0x1, b"second")
+    owner.reader.receive(first[:3])
+    owner.reader.receive(first[3:] + second[:2])
+    owner.reader.receive(second[2:])
+    assert owner.messages == [(TEXT, "first"), (TEXT, "second")]
+
+
 def test_a_protocol_that_leaves_open_takes_the_rest() -> None:
     owner = Owner()
     owner.protocol_open = False  # e.g. the ping was a close frame

@@ -15,6 +15,8 @@ import asyncio
 import logging
 from typing import Callable, Protocol
 
+from .._runtime import ticker
+
 __all__ = ["Heartbeat", "Pingable", "check_message_timeout", "DEFAULT_MESSAGE_TIMEOUT"]
 
 logger = logging.getLogger("ws.keepalive")
@@ -78,13 +80,14 @@ class Heartbeat:
         self.step = min(periods) / 4
         self.sockets: dict[Pingable, float] = {}  # socket -> time of its last ping
         self._discard = self.discard  # bound once: every socket holds the same hook
-        self._timer: asyncio.TimerHandle | None = None
+        # Off asyncio's heap (ws/_runtime/ticker.py): a pending timer there costs every loop turn.
+        self._timer: ticker.TickHandle | None = None
 
     def add(self, ws: Pingable) -> None:
         ws._when_finished(self._discard)
         self.sockets[ws] = self.loop.time()
         if self._timer is None:
-            self._timer = self.loop.call_later(self.step, self._tick)
+            self._timer = ticker.call_later(self.loop, self.step, self._tick)
 
     def discard(self, ws: Pingable) -> None:
         # The timer stays: the next tick finds no socket and does not re-arm.
@@ -118,4 +121,4 @@ class Heartbeat:
                 except Exception:  # a socket closing under us: the next tick drops it
                     pass
         if self.sockets:
-            self._timer = self.loop.call_later(self.step, self._tick)
+            self._timer = ticker.call_later(self.loop, self.step, self._tick)

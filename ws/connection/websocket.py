@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Container, Iterable, Mapping, P
 from websockets.frames import Opcode
 from websockets.http11 import Response
 
-from ..protocol._websockets import Client as _ClientProtocol, Server as _ServerProtocol
+from ..protocol._websockets import Client as _ClientProtocol, LazyServer as _LazyServer, Server as _ServerProtocol
 from ..protocol.assembler import MessageError
 from ..protocol.handshake import DEFAULT_MAX_PAYLOAD_DEFLATE
 from ..protocol.reader import SHORT_READ, FrameReader, unfinished_token
@@ -155,22 +155,31 @@ class _Stream(asyncio.BufferedProtocol):
     (``FrameReader.buffer``); right after one, a read takes only ``SHORT_READ``.
     """
 
-    __slots__ = ("ws", "reader", "view")
+    __slots__ = ("ws", "reader", "view", "shared")
 
     def __init__(self, ws: "WebSocket") -> None:
         self.ws = ws
         self.reader = ws._reader
         self.view: memoryview | None = None
+        #: The loop thread's shared buffer, found on the first read (a connection stays on one thread).
+        self.shared: memoryview | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.ws._connection_made(transport)  # type: ignore[arg-type]
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        frame = self.reader.buffer()
-        if frame is not None:
+        reader = self.reader
+        if reader.frame is not None:
             self.view = None
-            return frame
-        view = self.view = read_buffer() if not self.reader.short_read else read_buffer()[:SHORT_READ]
+            return reader.buffer()  # type: ignore[return-value]
+        # Once per read: attribute reads, no call for the buffer (a small message's read is short).
+        view = self.shared
+        if view is None:
+            reader.buffer()  # tells the reader that reads come through here (a large frame may come straight in)
+            view = self.shared = read_buffer()
+        if reader.short_read:
+            view = view[:SHORT_READ]
+        self.view = view
         return view
 
     def buffer_updated(self, nbytes: int) -> None:
@@ -450,6 +459,8 @@ class WebSocket(IterationMixin, EventTarget):
         self._hold_events = hold_events
         self._budget = budget
         self._proto = proto
+        if isinstance(proto, _LazyServer):  # built on first use (a lean handshake's): then this socket holds it
+            proto.when_built(self._protocol_built)
         self._request = request
         if on_finish is not None:
             self._finish_hooks += (on_finish,)
@@ -465,6 +476,9 @@ class WebSocket(IterationMixin, EventTarget):
         self._set_write_limits(options)
         self._flush()
         return self
+
+    def _protocol_built(self, proto: _ServerProtocol) -> None:
+        self._proto = proto
 
     def _start_lean(self, proto: "_ClientProtocol | _ServerProtocol") -> None:
         """OPEN: common frames skip the protocol object, unless compressed or logged frame by frame."""
@@ -569,12 +583,22 @@ class WebSocket(IterationMixin, EventTarget):
             is_text = binary is False
         else:
             is_text, payload = self._payload(data, binary)
-        if _IDS_FIRST:
-            # Inside our own read callback, on its thread: no need to ask asyncio, whose
-            # _get_running_loop() costs a getpid() system call before Python 3.12.
-            on_loop = self._dispatch_thread == _get_ident() or _loop._get_running_loop() is self._loop
-        else:  # 3.12+: asking asyncio is cheaper than comparing thread ids
+        dispatching = self._dispatch_thread
+        if dispatching is None:
             on_loop = _loop._get_running_loop() is self._loop
+        else:
+            # Our read callback runs, on the loop's thread: this is it when the ids match, with no
+            # need to ask asyncio, whose _get_running_loop() costs a getpid() system call before
+            # Python 3.12 (from 3.12 on, asking is the cheaper).
+            on_loop = dispatching == _get_ident() if _IDS_FIRST else _loop._get_running_loop() is self._loop
+            if (
+                on_loop and fin and self._lean and self._ready_state is OPEN and not self._hops
+                and not self._writing_paused and not self._fragmenting and type(self) is WebSocket
+            ):
+                # A listener's reply, the usual echo: _send_frame's lean case with its checks
+                # inline, one call fewer per message; the read callback writes it when it ends.
+                self._writer.add(is_text, payload)
+                return
         if on_loop and not self._hops:
             self._send_frame(is_text, payload, fin)
         else:
@@ -927,6 +951,11 @@ class WebSocket(IterationMixin, EventTarget):
         transport = self._transport
         if transport is None or transport.is_closing():
             return  # closed, or failed or dropped: nothing can leave any more
+        if len(writes) == 1:
+            piece = writes[0]
+            if piece:  # (b"" alone: only the end of the stream)
+                transport.write(piece)
+                return
         eof = False
         if writes[-1] == b"":
             eof = True
@@ -1389,7 +1418,10 @@ class WebSocket(IterationMixin, EventTarget):
             self._fail(1011, f"internal error: {exc}")
         finally:
             self._dispatch_thread = None
-        self._after_receive(proto)
+        if self._proto_fed:
+            self._after_receive(proto)
+        else:  # only the reader's own frames: the protocol has nothing new
+            self._flush()
 
     def _receive_handshake(self, client: "ClientConfig", data: Any) -> None:
         """Client side, before OPEN: the client reads the response (a bounded head,
@@ -1437,9 +1469,7 @@ class WebSocket(IterationMixin, EventTarget):
         return False
 
     def _after_receive(self, proto: "_ClientProtocol | _ServerProtocol") -> None:
-        if not self._proto_fed:  # only the reader's own frames: the protocol has nothing new
-            self._flush()
-            return
+        """The protocol object read in this read callback: its verdicts, then one write (``_flush``)."""
         self._proto_fed = False
         if proto.parser_error() is not None and not self._error_emitted:
             self._report_parser_error(proto)

@@ -27,18 +27,18 @@ for a few questions its public API does not answer:
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Callable, cast
 
 from websockets.version import version as _installed_version
 from websockets.client import ClientProtocol
 from websockets.datastructures import Headers
 from websockets.exceptions import InvalidHandshake
-from websockets.frames import Frame, Opcode
+from websockets.frames import Close, Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import CLOSING, OPEN, Protocol
 from websockets.server import ServerProtocol
 
-__all__ = ["Client", "InvalidMethod", "InvalidProtocol", "Server", "SUPPORTED", "check_version"]
+__all__ = ["Client", "InvalidMethod", "InvalidProtocol", "Server", "LazyServer", "SUPPORTED", "check_version", "opened_server"]
 
 #: The ``websockets`` releases whose internals this module was written against (setup.cfg).
 SUPPORTED = (14, 18)
@@ -210,3 +210,160 @@ class Server(_Internals, ServerProtocol):
         # ServerProtocol.parse() reads frames once the state is OPEN.
         self.parser = self.parse()
         next(self.parser)
+
+
+#: Build the protocol object of a lean handshake at once (tests set it to compare).
+EAGER = False
+
+
+class LazyServer:
+    """The protocol object of a lean handshake, built on first use.
+
+    A connection accepted by the lean path (no extension) that only ever
+    carries whole uncompressed messages never needs the protocol object:
+    ``ws``' reader and writer frame those.  Until then this stand-in answers
+    the questions such a connection asks, as a fresh OPEN server protocol
+    would (nothing queued, parsed, sent or received); the first use of
+    anything else (a control frame, a fragment, a close, a failure) builds
+    the real :class:`Server`, OPEN and reading frames, forwards to it, and
+    hands it to the callback given to :meth:`when_built`, so that its holder
+    (the socket) uses it directly from then on.  It has only the part of
+    ``Server``'s interface that ``ws`` uses.  The real object is built
+    as any other, not converted from this one: CPython keeps the attributes
+    of an object whose class changed in a dict of its own, and the close
+    handshake then cost ~5% more of a whole handshake (docs/performance-log.md).
+    An idle connection saves the ~1.4 KB of the real object.
+    """
+
+    __slots__ = ("subprotocol", "debug", "_max_size", "_logger", "_real", "_built")
+
+    def __init__(self, max_size: int | None, subprotocol: str | None, logger: logging.Logger) -> None:
+        self.subprotocol = subprotocol
+        self.debug = logger.isEnabledFor(logging.DEBUG)  # fixed now, as Protocol.__init__ fixes it
+        self._max_size = max_size
+        self._logger = logger
+        self._real: Server | None = None
+        self._built: Callable[[Server], object] | None = None
+
+    def when_built(self, callback: Callable[[Server], object]) -> None:
+        """Call ``callback(server)`` when the real object is built (its holder swaps it in)."""
+        self._built = callback
+
+    def real(self) -> Server:
+        """The real protocol object, built now if it was not."""
+        real = self._real
+        if real is None:
+            real = self._real = Server(max_size=self._max_size, logger=self._logger)
+            real.choose_subprotocol(self.subprotocol)
+            real.mark_open()
+            real.read_frames()
+            real.debug = self.debug
+            built, self._built = self._built, None
+            if built is not None:
+                built(real)
+        return real
+
+    # What a socket does with its protocol object, forwarded.  Only what ``ws`` uses is here
+    # (tests/unit/test_protocol_lazy.py reads the sockets' code for it): a ``__getattr__`` for the
+    # rest would put every attribute read of this object through a slower path, and its misses
+    # cost a formatted AttributeError each.
+
+    def receive_data(self, data: bytes) -> None:
+        self.real().receive_data(data)
+
+    def receive_eof(self) -> None:
+        self.real().receive_eof()
+
+    def events_received(self) -> list[Any]:
+        return self.real().events_received()
+
+    def data_to_send(self) -> list[bytes]:
+        return self.real().data_to_send()
+
+    def send_close(self, code: int | None = None, reason: str = "") -> None:
+        self.real().send_close(code, reason)
+
+    def send_ping(self, data: bytes) -> None:
+        self.real().send_ping(data)
+
+    def send_pong(self, data: bytes) -> None:
+        self.real().send_pong(data)
+
+    def fail(self, code: int, reason: str = "") -> None:
+        self.real().fail(code, reason)
+
+    def continue_message(self, size: int) -> None:
+        self.real().continue_message(size)
+
+    def send_text(self, data: bytes, fin: bool = True) -> None:
+        self.real().send_text(data, fin)
+
+    def send_binary(self, data: bytes, fin: bool = True) -> None:
+        self.real().send_binary(data, fin)
+
+    def send_continuation(self, data: bytes, fin: bool) -> None:
+        self.real().send_continuation(data, fin)
+
+    def drop_extensions(self) -> None:
+        if self._real is not None:
+            self._real.drop_extensions()
+
+    # The questions of a lean connection (its reads, sends, timers and end), answered without building.
+
+    @property
+    def extensions(self) -> list[Any]:
+        return [] if self._real is None else self._real.extensions
+
+    @property
+    def close_rcvd(self) -> Close | None:
+        return None if self._real is None else self._real.close_rcvd
+
+    @property
+    def close_sent(self) -> Close | None:
+        return None if self._real is None else self._real.close_sent
+
+    def is_open(self) -> bool:
+        return True if self._real is None else self._real.is_open()
+
+    def is_closing(self) -> bool:
+        return False if self._real is None else self._real.is_closing()
+
+    def has_pending(self) -> bool:
+        return False if self._real is None else self._real.has_pending()
+
+    def pending_size(self) -> int:
+        return 0 if self._real is None else self._real.pending_size()
+
+    def in_fragmented_message(self) -> bool:
+        return False if self._real is None else self._real.in_fragmented_message()
+
+    def partial_frame(self) -> bool:
+        return False if self._real is None else self._real.partial_frame()
+
+    def parser_error(self) -> Exception | None:
+        return None if self._real is None else self._real.parser_error()
+
+    def close_expected(self) -> bool:
+        return False if self._real is None else self._real.close_expected()
+
+    def message_limit(self) -> int | None:
+        return self._max_size if self._real is None else self._real.message_limit()
+
+    def mark_open(self) -> None:
+        """Already OPEN: the real object is built OPEN."""
+
+    def read_frames(self) -> None:
+        """The real object's parser reads frames from the start."""
+
+
+def opened_server(max_size: int | None, subprotocol: str | None, logger: logging.Logger) -> Server:
+    """The protocol object of a handshake accepted without ``websockets`` (no extension, ``subprotocol`` chosen).
+
+    A :class:`LazyServer`, which behaves as the :class:`Server` it builds on
+    first use; at once while ``EAGER`` is set (the tests compare the two).
+    """
+    if EAGER:
+        protocol = Server(max_size=max_size, logger=logger)
+        protocol.choose_subprotocol(subprotocol)
+        return protocol
+    return cast(Server, LazyServer(max_size, subprotocol, logger))

@@ -22,8 +22,11 @@ listeners and renders :meth:`Accepted.edited`.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import inspect
 import logging
+import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable, Literal, Mapping, Sequence, Union
@@ -44,7 +47,7 @@ from .origins import AllowedOrigins
 
 __all__ = [
     "Accepted", "DEFAULT_MAX_PAYLOAD_DEFLATE", "HandshakeResult", "Pending", "Policy", "Refused", "VerifyForm",
-    "VerifyInfo", "accept", "admit", "check_origin", "verify_form",
+    "VerifyInfo", "accept", "admit", "check_origin", "lean_request", "verify_form",
 ]
 
 #: ``max_payload`` of a connection with permessage-deflate when the user set
@@ -302,11 +305,48 @@ class Pending:
 def accept(request: Request, policy: Policy, *, date: str | None = None) -> HandshakeResult | Pending:
     """The whole server handshake of RFC 6455 for ``request``, for hosts that write the bytes.
 
-    ``websockets`` checks the request and negotiates extensions; then the
-    user's hooks run (see :func:`admit`).  ``date`` (an HTTP date) opens
-    the 101's headers when given: the clock is the caller's.  A
-    :class:`Pending` when ``verify_client`` answers later.
+    The common request is checked here (:func:`lean_request`); any other
+    goes to ``websockets``, which checks it and negotiates extensions, and
+    which answers every refusal.  Then the user's hooks run (see
+    :func:`admit`).  ``date`` (an HTTP date) opens the 101's headers when
+    given: the clock is the caller's.  A :class:`Pending` when
+    ``verify_client`` answers later.
     """
+    lean = lean_request(request, policy)
+    protocol: _websockets.Server | None = None
+    if lean is not None:
+        accept_key, offered = lean
+        extensions: str | None = None
+    else:
+        checked = _checked_by_websockets(request, policy)
+        if isinstance(checked, Refused):
+            return checked
+        protocol, accept_key, extensions, offered = checked
+
+    def accepted(subprotocol: str | None, when: str | None) -> HandshakeResult:
+        if protocol is None:  # the lean path: no extension, nothing negotiated but the subprotocol
+            opened = _websockets.opened_server(policy.max_payload, subprotocol, _PROTOCOL_LOGGER)
+        else:
+            opened = protocol
+            opened.choose_subprotocol(subprotocol)
+            if extensions is not None:  # compressed: a message may inflate ~1,000x what was sent
+                opened.set_message_limit(policy.deflate_max_payload)
+        stamp = when if when is not None else date
+        headers = [("Date", stamp)] if stamp is not None else []
+        headers += [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Accept", accept_key)]
+        if extensions is not None:
+            headers.append(("Sec-WebSocket-Extensions", extensions))
+        if subprotocol:
+            headers.append(("Sec-WebSocket-Protocol", subprotocol))
+        return Accepted(subprotocol, extensions, tuple(headers), opened)
+
+    return _hooks(request, policy, offered, accepted)
+
+
+def _checked_by_websockets(
+    request: Request, policy: Policy
+) -> tuple[_websockets.Server, str, str | None, list[str]] | Refused:
+    """``websockets``' check of any request: its protocol object, accept key, extensions and offered subprotocols, or the refusal."""
     offered: list[str] = []
 
     def record(_protocol: object, subprotocols: Sequence[str]) -> None:
@@ -334,6 +374,91 @@ def accept(request: Request, policy: Policy, *, date: str | None = None) -> Hand
         return Refused(400, f"Bad Request: {exc}")
     except (InvalidUpgrade, InvalidHandshake) as exc:
         return Refused(400, f"Bad Request: {_chain(exc)}")
+    return protocol, accept_key, extensions, offered
+
+
+#: A header value ``websockets``' ``Headers`` takes (the same characters as its own check).
+_VALID_VALUES = re.compile(r"[\t\x20-\x7e\x80-\xff]*").fullmatch
+#: A token list (RFC 9110 5.6.1) without empty elements, as ``Connection`` and ``Sec-WebSocket-Protocol`` carry.
+_TOKEN_LIST = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+(?:[\t ]*,[\t ]*[-!#$%&'*+.^_`|~0-9A-Za-z]+)*").fullmatch
+_TOKEN_SPLIT = re.compile(r"[\t ]*,[\t ]*").split
+#: The canonical base64 of 16 bytes (the bits past the 128th are zero).
+_KEY = re.compile(r"[A-Za-z0-9+/]{21}[AQgw]==").fullmatch
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455, section 1.3
+#: The headers an upgrade request has once, and where ``lean_request`` keeps them.
+_ONCE = {"upgrade": 0, "connection": 1, "sec-websocket-key": 2, "sec-websocket-version": 3}
+
+
+def lean_request(request: Request, policy: Policy) -> tuple[str, list[str]] | None:
+    """``(Sec-WebSocket-Accept, offered subprotocols)`` for the common upgrade request; ``None``: ask ``websockets``.
+
+    Strict, so that whatever it takes ``websockets`` takes too with the
+    same answer (tests/unit/test_handshake_lean.py checks this on generated
+    requests): ``GET``, HTTP/1.1, one ``Upgrade: websocket``, one
+    ``Connection`` token list naming ``upgrade``, one canonical 16-byte
+    ``Sec-WebSocket-Key``, one ``Sec-WebSocket-Version: 13``, at most one
+    ``Origin``, ``Sec-WebSocket-Protocol`` token lists, and no
+    ``Sec-WebSocket-Extensions`` unless compression is off (``websockets``
+    ignores them then).  Anything else, every refusal included, is
+    ``websockets``' to decide, with its statuses and messages.  It saves
+    the ``Headers`` object, the protocol object's checks and the extension
+    factories: about a third of a handshake's Python work.
+    """
+    if request.method != "GET" or request.http_version != "1.1":
+        return None
+    once: list[str | None] = [None, None, None, None]  # Upgrade, Connection, the key, the version
+    protocols: list[str] = []
+    origins = 0
+    repeated = extended = False
+    for name, value in request.raw_headers:
+        name = name.lower()
+        index = _ONCE.get(name)
+        if index is not None:
+            repeated |= once[index] is not None
+            once[index] = value
+        elif name == "sec-websocket-protocol":
+            protocols.append(value)
+        elif name == "origin":
+            origins += 1
+        elif name == "sec-websocket-extensions":
+            extended = True
+    upgrade, connection, key, version = once
+    if (
+        repeated or version != "13" or key is None or _KEY(key) is None or upgrade is None
+        or upgrade.lower() != "websocket" or connection is None or origins > 1 or _TOKEN_LIST(connection) is None
+        or "upgrade" not in [token.lower() for token in _TOKEN_SPLIT(connection)]
+        or (extended and policy.per_message_deflate)  # (websockets ignores them when it does not compress)
+        or _VALID_VALUES("\t".join([value for _, value in request.raw_headers])) is None
+    ):
+        return None
+    offered: list[str] = []
+    for value in protocols:
+        if _TOKEN_LIST(value) is None:
+            return None
+        offered += _TOKEN_SPLIT(value)
+    digest = hashlib.sha1(key.encode("ascii") + _GUID).digest()
+    return base64.b64encode(digest).decode("ascii"), offered
+
+
+def admit(request: Request, policy: Policy, offered: Sequence[str]) -> HandshakeResult | Pending:
+    """The ``Origin`` check and the user's hooks, for hosts whose own server did the RFC 6455 part (ASGI).
+
+    ``allowed_origins``, then ``verify_client``, then the subprotocol among
+    ``offered``.  The :class:`Accepted` has no protocol object, and its
+    headers are the subprotocol's only: the host's server writes the rest of the 101.
+    """
+
+    def accepted(subprotocol: str | None, _date: str | None) -> HandshakeResult:
+        headers = (("Sec-WebSocket-Protocol", subprotocol),) if subprotocol else ()
+        return Accepted(subprotocol, None, headers)
+
+    return _hooks(request, policy, list(offered), accepted)
+
+
+def _hooks(
+    request: Request, policy: Policy, offered: list[str], accepted: Callable[[str | None, str | None], HandshakeResult]
+) -> HandshakeResult | Pending:
+    """The ``Origin`` check, ``verify_client``, then ``accepted(subprotocol, date)`` with the subprotocol chosen among ``offered``."""
     refused = check_origin(request, policy)
     if refused is not None:
         return refused
@@ -344,40 +469,7 @@ def accept(request: Request, policy: Policy, *, date: str | None = None) -> Hand
             subprotocol = _choose(request, policy, offered)
         except _Refusal as refusal:
             return refusal.refused
-        protocol.choose_subprotocol(subprotocol)
-        if extensions is not None:  # compressed: a message may inflate ~1,000x what was sent
-            protocol.set_message_limit(policy.deflate_max_payload)
-        stamp = when if when is not None else date
-        headers = [("Date", stamp)] if stamp is not None else []
-        headers += [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Accept", accept_key)]
-        if extensions is not None:
-            headers.append(("Sec-WebSocket-Extensions", extensions))
-        if subprotocol:
-            headers.append(("Sec-WebSocket-Protocol", subprotocol))
-        return Accepted(subprotocol, extensions, tuple(headers), protocol)
-
-    return _verify(request, policy, finish)
-
-
-def admit(request: Request, policy: Policy, offered: Sequence[str]) -> HandshakeResult | Pending:
-    """The ``Origin`` check and the user's hooks, for hosts whose own server did the RFC 6455 part (ASGI).
-
-    ``allowed_origins``, then ``verify_client``, then the subprotocol among
-    ``offered``.  The :class:`Accepted` has no protocol object, and its
-    headers are the subprotocol's only: the host's server writes the rest of the 101.
-    """
-    refused = check_origin(request, policy)
-    if refused is not None:
-        return refused
-
-    def finish(verdict: object, _date: str | None) -> HandshakeResult:
-        try:
-            _judge(verdict)
-            subprotocol = _choose(request, policy, list(offered))
-        except _Refusal as refusal:
-            return refusal.refused
-        headers = (("Sec-WebSocket-Protocol", subprotocol),) if subprotocol else ()
-        return Accepted(subprotocol, None, headers)
+        return accepted(subprotocol, when)
 
     return _verify(request, policy, finish)
 

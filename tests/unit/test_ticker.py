@@ -1,0 +1,57 @@
+"""ws/_runtime/ticker.py: timers off asyncio's heap, run on their loop when due."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+from ws._runtime import ticker
+
+
+def test_a_timer_runs_on_its_loop_when_due_and_leaves_the_heap_empty() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        fired = loop.create_future()
+        start = time.monotonic()
+        ticker.call_later(loop, 0.05, lambda: fired.set_result((threading.get_ident(), time.monotonic())))
+        assert not loop._scheduled  # type: ignore[attr-defined]  # the point: no timer for asyncio's loop turns
+        thread, when = await asyncio.wait_for(fired, 5)
+        assert thread == threading.get_ident()
+        assert when - start >= 0.05
+
+    asyncio.run(main())
+
+
+def test_cancelled_timers_never_run_and_the_rest_keep_their_order() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        order: list[str] = []
+        done = loop.create_future()
+        ticker.call_later(loop, 0.06, lambda: (order.append("late"), done.set_result(None)))
+        ticker.call_later(loop, 0.02, lambda: order.append("early"))
+        ticker.call_later(loop, 0.01, lambda: order.append("cancelled")).cancel()
+        await asyncio.wait_for(done, 5)
+        assert order == ["early", "late"]
+
+    asyncio.run(main())
+
+
+def test_a_closed_loop_does_not_stop_the_others_timers_and_the_thread_ends_when_idle() -> None:
+    own = ticker._Ticker()  # its own thread: other tests' heartbeats keep the shared one busy
+    closed = asyncio.new_event_loop()
+    closed.close()
+    own.call_later(closed, 0.01, lambda: None)
+    own.call_later(closed, 0.02, lambda: None).cancel()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        fired = loop.create_future()
+        own.call_later(loop, 0.03, lambda: fired.set_result(None))
+        await asyncio.wait_for(fired, 5)
+
+    asyncio.run(main())
+    deadline = time.monotonic() + 5
+    while own._thread is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert own._thread is None and not own._heap
