@@ -22,9 +22,15 @@ import itertools
 import os
 import threading
 import time
-from typing import Callable
+from typing import Callable, Protocol
 
-__all__ = ["TickHandle", "call_later"]
+__all__ = ["TickHandle", "Timer", "call_later"]
+
+
+class Timer(Protocol):
+    """What :func:`call_later` returns: a :class:`TickHandle`, or asyncio's ``TimerHandle`` when no thread could start."""
+
+    def cancel(self) -> None: ...
 
 
 def _nothing() -> None:
@@ -38,13 +44,16 @@ class TickHandle:
 
     def __init__(self, when: float, loop: asyncio.AbstractEventLoop, callback: Callable[[], object]) -> None:
         self.when = when
-        self.loop = loop
+        self.loop: asyncio.AbstractEventLoop | None = loop
         self.callback = callback
         self.cancelled = False
 
     def cancel(self) -> None:
         self.cancelled = True
-        self.callback = _nothing  # what it would have called is not kept alive until it was due
+        # Neither what it would have called nor its loop (a stopped server's, maybe) is kept
+        # alive until it was due: it stays in the heap until then.
+        self.callback = _nothing
+        self.loop = None
 
     def _fire(self) -> None:
         if not self.cancelled:  # cancelled after it was posted, before the loop ran it
@@ -61,13 +70,18 @@ class _Ticker:
         self._serial = itertools.count()
         self._thread: threading.Thread | None = None
 
-    def call_later(self, loop: asyncio.AbstractEventLoop, delay: float, callback: Callable[[], object]) -> TickHandle:
+    def call_later(self, loop: asyncio.AbstractEventLoop, delay: float, callback: Callable[[], object]) -> Timer:
         handle = TickHandle(time.monotonic() + delay, loop, callback)
         with self._lock:
             heapq.heappush(self._heap, (handle.when, next(self._serial), handle))
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="ws-ticker", daemon=True)
-                self._thread.start()
+                thread = threading.Thread(target=self._run, name="ws-ticker", daemon=True)
+                try:
+                    thread.start()
+                except RuntimeError:  # no thread to be had now (a thread or pid limit): the loop's own timer
+                    handle.cancel()
+                    return loop.call_later(delay, callback)
+                self._thread = thread  # only a running one: a later call_later starts another otherwise
             elif self._heap[0][2] is handle:
                 self._lock.notify()  # due before what the thread sleeps for
         return handle
@@ -87,13 +101,21 @@ class _Ticker:
                     lock.wait(wait)
                     continue
                 handle = heapq.heappop(heap)[2]
+                loop = handle.loop
+            if loop is None:
+                continue  # cancelled since
             try:
-                handle.loop.call_soon_threadsafe(handle._fire)
+                loop.call_soon_threadsafe(handle._fire)
             except Exception:  # its loop is closed (RuntimeError): nothing to run it on; the others still go
-                handle.cancelled = True
+                handle.cancel()
 
     def _after_fork(self) -> None:
-        """In a forked child the thread is gone and the lock may be held: start afresh (timers of the parent's loops die with it)."""
+        """In a forked child the thread is gone and the lock may be held: start afresh.
+
+        The parent's timers die with it, as the loops they tick for do not run in the child
+        (asyncio does not carry a running loop across ``fork``).  Ticking them would write to
+        the self-pipes the child shares with its parent's loops.
+        """
         self.__init__()  # type: ignore[misc]
 
 
@@ -102,6 +124,6 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_ticker._after_fork)
 
 
-def call_later(loop: asyncio.AbstractEventLoop, delay: float, callback: Callable[[], object]) -> TickHandle:
+def call_later(loop: asyncio.AbstractEventLoop, delay: float, callback: Callable[[], object]) -> Timer:
     """Run ``callback()`` on ``loop`` about ``delay`` seconds from now, with no timer on the loop's heap meanwhile."""
     return _ticker.call_later(loop, delay, callback)

@@ -81,7 +81,7 @@ class Heartbeat:
         self.sockets: dict[Pingable, float] = {}  # socket -> time of its last ping
         self._discard = self.discard  # bound once: every socket holds the same hook
         # Off asyncio's heap (ws/_runtime/ticker.py): a pending timer there costs every loop turn.
-        self._timer: ticker.TickHandle | None = None
+        self._timer: ticker.Timer | None = None
 
     def add(self, ws: Pingable) -> None:
         ws._when_finished(self._discard)
