@@ -203,3 +203,20 @@ def test_the_end_of_input_waits_for_the_requests_before_it(cls):
     parser.receive(b"")
     events = events_of(parser)
     assert [e for e in events if not isinstance(e, parsing.Head)] == [parsing.END] * 3 + [parsing.CLOSED]
+
+
+@pytest.mark.parametrize("cls", PARSERS)
+@pytest.mark.parametrize("step", [7, 1000, 1 << 20])
+def test_bodies_holding_blank_lines_are_read_whole_in_any_pieces(cls, step):
+    """A body is no head: CRLF CRLF inside it, across reads, before pipelined requests."""
+    body = b"a\r\n\r\nGET / HTTP/1.1\r\n\r\n" * 2000
+    post = b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    data = post + b"GET /g HTTP/1.1\r\nHost: x\r\n\r\n" + post
+    parser = cls(1024)
+    events: list[object] = []
+    for i in range(0, len(data), step):
+        parser.receive(memoryview(bytearray(data[i : i + step])))
+        events += events_of(parser)
+    assert [e.target for e in events if isinstance(e, parsing.Head)] == [b"/p", b"/g", b"/p"]
+    bodies = b"".join(e for e in events if type(e) is bytes)
+    assert bodies == body * 2 and events[-1] is parsing.END

@@ -254,6 +254,8 @@ class H11Parser:
 
 # -- httptools ----------------------------------------------------------------------------
 
+_HEAD_END = re.compile(b"\r\n\r\n")
+
 
 class HttptoolsParser:
     """llhttp through httptools: parses as events are asked for, one request ahead at most.
@@ -276,7 +278,7 @@ class HttptoolsParser:
     __slots__ = (
         "parser", "events", "queued", "limit", "target", "headers", "in_head", "in_message",
         "final", "stopped", "upgraded", "after", "broken", "raw", "pos", "eof", "ends", "pending",
-        "piece", "seen",
+        "piece", "seen", "remaining",
     )
 
     def __init__(self, max_header_size: int) -> None:
@@ -315,6 +317,8 @@ class HttptoolsParser:
         #: its last progress (-1: no progress in it).
         self.piece = 0
         self.seen = -1
+        #: Body bytes still to come by Content-Length: fed in one piece, not searched.
+        self.remaining = 0
 
     # llhttp's callbacks (httptools looks them up by name)
 
@@ -346,10 +350,17 @@ class HttptoolsParser:
         method = parser.get_method()
         head = Head(method, self.target, version, self.headers)
         self.final = not _keep_alive(head)
-        self._push(head, len(self.target) + sum(len(n) + len(v) for n, v in self.headers))
+        size = len(self.target)
+        for name, value in self.headers:
+            size += len(name) + len(value)
+            if len(name) == 14 and name.lower() == b"content-length" and value.isdigit():
+                self.remaining = int(value)
+        self._push(head, size)
 
     def on_body(self, body: bytes) -> None:
         self.seen = max(self.seen, 0) + len(body)
+        if self.remaining:
+            self.remaining -= len(body)
         self._push(body, len(body))
 
     def on_message_complete(self) -> None:
@@ -384,22 +395,32 @@ class HttptoolsParser:
         elif self.pos < len(self.raw):
             self.raw = self.raw[self.pos:] + data
             self.pos = 0
-        else:
+        elif self.ends:  # (the request being read is parsed at once, later ones when asked for)
             self.raw = bytes(data)  # (a copy: ``data`` may be a view of the shared read buffer)
             self.pos = 0
-        if not self.ends:  # (the request being read is parsed at once, later ones when asked for)
+            return
+        else:
+            self._feed(data)
+            return
+        if not self.ends:
             self._feed()
 
-    def _feed(self) -> None:
-        """Feed ``raw`` to llhttp piece by piece until a request is queued (or it runs out)."""
-        raw = self.raw
-        pos = self.pos
+    def _feed(self, data: bytes | memoryview | None = None) -> None:
+        """Feed ``data`` (else ``raw``) to llhttp piece by piece until a request is queued (or it runs out).
+
+        What is left of ``data`` is copied to ``raw``: it may be a view of the shared read buffer.
+        """
+        raw = self.raw if data is None else data
+        pos = self.pos if data is None else 0
         size = len(raw)
         limit = self.limit
         parser = self.parser
         while pos < size and not self.ends and not self.broken and not self.stopped:
-            cut = raw.find(b"\r\n\r\n", pos, pos + limit)
-            end = cut + 4 if cut >= 0 else min(pos + limit, size)
+            if self.remaining and not self.in_head:
+                end = min(pos + self.remaining, size)  # (body bytes: nothing to search)
+            else:
+                found = _HEAD_END.search(raw, pos, pos + limit)  # (bytes or a view alike)
+                end = found.end() if found is not None else min(pos + limit, size)
             n = end - pos
             self.piece = n
             self.seen = -1
@@ -431,8 +452,11 @@ class HttptoolsParser:
             self.pos = 0
             if self.eof and not self.broken and not self.stopped:
                 self._fail(ParseError(400, "peer closed in the middle of a request") if self.in_message else CLOSED)
-        else:
+        elif data is None:
             self.pos = pos
+        else:
+            self.raw = bytes(raw[pos:])
+            self.pos = 0
 
     def next_event(self) -> Event:
         events = self.events
