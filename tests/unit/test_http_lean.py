@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ws.http import parsing
+from ws.http import lean, parsing
 from ws.http.lean import upgrade_head
 
 SIZE, COUNT = 8192, 100
@@ -117,6 +117,38 @@ def test_limits_and_what_follows_the_head():
     assert upgrade_head(BROWSER + b"\x81\x05Hello", SIZE, COUNT) is None  # unmasked: no client's frame
     assert upgrade_head(BROWSER + b"\xc1\x85", SIZE, COUNT) is not None  # (RSV1: deflate's, decided later)
     assert upgrade_head(BROWSER + b"\x83\x85", SIZE, COUNT) is None  # opcode 3
+
+
+class RecordingPattern:
+    """Stands in for the lean regex: records how many bytes each match is asked to scan."""
+
+    def __init__(self, pattern, sizes: list[int]) -> None:
+        self.pattern = pattern
+        self.sizes = sizes
+
+    def match(self, data):
+        self.sizes.append(len(data))
+        return self.pattern.match(data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        BROWSER + FRAME * 2000,  # a head and many frames: the full parser's
+        b"GET / HTTP/1.1\r\n" + b"X: a b\r\n" * (1 << 17) + b"\x01",  # 1 MiB of header lines, then a bad byte
+        b"GET / HTTP/1.1\r\nX: a" + b" " * (1 << 20),  # 1 MiB of whitespace in a value
+    ],
+)
+def test_a_large_first_read_is_not_scanned(monkeypatch, data):
+    """The regex's cost is linear in what it scans; what it scans is bounded, so a failed attempt is cheap."""
+    sizes: list[int] = []
+    monkeypatch.setattr(lean, "_HEAD", RecordingPattern(lean._HEAD, sizes))
+    assert upgrade_head(data, SIZE, COUNT) is None
+    assert sizes == []
+    bounded = data[: SIZE + lean.SLACK]
+    upgrade_head(bounded, SIZE, COUNT)  # (within the bound: scanned)
+    assert sizes == [len(bounded)]
+    assert upgrade_head(BROWSER + FRAME * 2, SIZE, COUNT) is not None  # a frame or two after the head is fine
 
 
 # -- the differential property ----------------------------------------------------------

@@ -42,7 +42,7 @@ from . import parsing as _parsing
 from .lean import upgrade_head as _lean_upgrade_head
 from . import status as _status
 from .context import Context, Response
-from .responses import SERVER_NAME, http_date, plain_response
+from .responses import SERVER_NAME, check_header, http_date, plain_response
 
 if TYPE_CHECKING:
     from .routing import Handler
@@ -272,7 +272,7 @@ class Connection(asyncio.BufferedProtocol):
             return  # not ours, or draining the peer before closing
         try:
             if self.fresh:
-                if data[:4] == b"GET " and LEAN_UPGRADE and self._lean_upgrade(bytes(data)):
+                if data[:4] == b"GET " and LEAN_UPGRADE and self._lean_upgrade(data):
                     return
                 self._start_parser()
             # The parser copies ``data`` at once: a view of the shared read buffer is fine.
@@ -540,7 +540,7 @@ class Connection(asyncio.BufferedProtocol):
 
     # -- the upgrade hand-off --
 
-    def _lean_upgrade(self, data: bytes) -> bool:
+    def _lean_upgrade(self, data: bytes | memoryview) -> bool:
         """The lean path: a first read holding one plain upgrade request for a path that takes it.
 
         Does what ``_process`` would do for it (release the pending slot,
@@ -566,7 +566,7 @@ class Connection(asyncio.BufferedProtocol):
         self.upgrade_header = head.upgrade
         self.request = request
         self.request_done = True
-        self._hand_off(handler, request, data[head.end:])
+        self._hand_off(handler, request, bytes(data[head.end:]))  # (a copy: ``data`` may be the shared read buffer)
         return True
 
     def _hand_off(self, handler: UpgradeHandler, request: Request, after_head: bytes | None = None) -> None:
@@ -669,6 +669,9 @@ class Connection(asyncio.BufferedProtocol):
     def _headers_for(self, response: Response, closing: bool) -> list[tuple[str, str]]:
         headers = [("Server", SERVER_NAME), ("Date", http_date())]
         for name, value in response.headers:
+            if type(value) is not str:
+                value = str(value)  # (``ctx.headers`` edited by hand: an int is fine)
+            check_header(name, value)  # (ValueError: ``_send`` answers 500 instead)
             key = name.lower()
             if key in ("server", "date"):
                 headers = [h for h in headers if h[0].lower() != key]
@@ -692,7 +695,20 @@ class Connection(asyncio.BufferedProtocol):
                 response.file.close()
             return
         try:
-            self._send_response(response)
+            try:
+                out = self._response_head(response)
+            except ValueError as exc:
+                # A header the handler put in ``ctx.headers`` by hand (``set_header`` checks
+                # its own) would break the framing: nothing is sent yet, so a 500 instead.
+                request = self.request
+                assert request is not None
+                report_error(logger, "handler for %s %s set a bad response header", request.method, request.path, error=exc)
+                if response.file is not None:
+                    response.file.close()
+                response = Response(_status.INTERNAL_SERVER_ERROR, [("Content-Type", "text/plain; charset=utf-8")],
+                                    b"500 Internal Server Error\n")
+                out = self._response_head(response)
+            self._send_response(response, out)
         except Exception:
             logger.exception("sending a response failed")
             if response.file is not None:
@@ -701,15 +717,19 @@ class Connection(asyncio.BufferedProtocol):
 
     def _response_head(self, response: Response) -> bytes:
         """The status line and headers: the one place a response is framed (always by Content-Length)."""
-        closing = not self.reusable or self._last_answer() or self.owner.keep_alive_timeout == 0
+        request = self.request
+        # (CONNECT: a tunnel we do not provide; and the parsers disagree on what follows it
+        # (llhttp: the tunnel's bytes; h11: a Content-Length body, then the next request),
+        # so nothing after it is read as HTTP.)
+        closing = (
+            not self.reusable or self._last_answer() or self.owner.keep_alive_timeout == 0
+            or (request is not None and request.method == "CONNECT")
+        )
         headers = self._headers_for(response, closing)
         if not closing:
             for name, value in headers:
                 if name.lower() == "connection" and "close" in (v.strip().lower() for v in value.split(",")):
                     closing = True  # the handler's own ``Connection: close``
-        request = self.request
-        if request is not None and request.method == "CONNECT" and 200 <= response.status < 300:
-            closing = True  # (a tunnel we do not provide: the connection is no HTTP any more)
         self.closing = closing
         self.answered = True
         lines = [f"HTTP/1.1 {response.status} {_status.reason(response.status)}"]
@@ -717,8 +737,8 @@ class Connection(asyncio.BufferedProtocol):
         lines.append("\r\n")
         return "\r\n".join(lines).encode("latin-1")
 
-    def _send_response(self, response: Response) -> None:
-        out = self._response_head(response)
+    def _send_response(self, response: Response, out: bytes) -> None:
+        """Write ``response`` after its head ``out``."""
         no_body = (
             self.request is not None and self.request.method == "HEAD"
         ) or response.status in _NO_BODY_STATUSES

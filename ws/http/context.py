@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Union
 from .._runtime import loop as _loop
 from ..request import Request
 from . import status as _status
+from .responses import check_header
 
 if TYPE_CHECKING:  # pragma: no cover
     from .server import Server
@@ -27,14 +28,6 @@ HeaderValue = Union[str, "list[str]"]
 # Framing headers are computed by the server from the body; a handler
 # setting them by hand would only produce malformed responses.
 _FRAMING = frozenset({"content-length", "transfer-encoding"})
-
-
-def _check_header(name: str, value: str) -> None:
-    """Reject header injection early, where the handler's traceback helps."""
-    if not name or any(c in name for c in " \t\r\n:\0"):
-        raise ValueError(f"invalid header name: {name!r}")
-    if any(c in value for c in "\r\n\0"):
-        raise ValueError(f"invalid value for header {name!r}: {value!r}")
 
 
 def _check_status(code: int) -> None:
@@ -111,7 +104,7 @@ class Context:
         """
         values = value if isinstance(value, list) else [value]
         for item in values:
-            _check_header(name, str(item))
+            check_header(name, str(item))
         key = name.lower()
         for existing in [k for k in self.headers if k.lower() == key]:
             del self.headers[existing]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-__all__ = ["LeanHead", "upgrade_head"]
+__all__ = ["SLACK", "LeanHead", "upgrade_head"]
 
 # A whole head: the request line (an origin-form target: llhttp refuses some
 # other forms h11 takes), header lines with token names and values of visible
@@ -29,6 +29,14 @@ _HEAD = re.compile(
     rb"((?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[ \t]*[\x21-\x7e](?:[ \t\x21-\x7e]*[\x21-\x7e])?[ \t]*\r\n)+)"
     rb"\r\n"
 )
+
+
+#: Bytes a first read may hold beyond ``max_size`` (a frame or two after the head, and the
+#: request line and CRLFs, which the size does not count): a larger read is no plain
+#: handshake and goes to the full parser unread, so the regex never scans more than this.
+#: (The pattern runs in linear time, ``tests/unit/test_http_lean.py`` checks its worst
+#: case; this bound makes the cost of a failed attempt small as well.)
+SLACK = 4096
 
 
 class LeanHead(NamedTuple):
@@ -43,16 +51,19 @@ class LeanHead(NamedTuple):
     end: int
 
 
-def upgrade_head(data: bytes, max_size: int, max_count: int) -> LeanHead | None:
+def upgrade_head(data: bytes | memoryview, max_size: int, max_count: int) -> LeanHead | None:
     """``data`` as one complete, plain upgrade request head, or ``None`` (use the full parser).
 
     Accepted: ``GET`` with ``HTTP/1.1``, exactly one ``Host``, one
     ``Upgrade``, a ``Connection`` naming ``upgrade``, no body
     (``Content-Length: 0`` at most, no ``Transfer-Encoding``), no
     ``Expect``, within ``max_size`` (counted as ``Connection`` counts it)
-    and ``max_count``; after the head, nothing or what looks like the start
+    and ``max_count``, in at most ``max_size + SLACK`` bytes of ``data`` (a view is
+    fine: nothing of it is kept); after the head, nothing or what looks like the start
     of a masked WebSocket frame, never a pipelined request.
     """
+    if len(data) > max_size + SLACK:
+        return None
     match = _HEAD.match(data)
     if match is None:
         return None

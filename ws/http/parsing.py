@@ -155,7 +155,8 @@ def check_head(head: Head) -> int | None:
 
     Raises ``ParseError`` like h11 would: a HTTP/1.1 request needs exactly
     one ``Host``, Content-Length must be digits, Transfer-Encoding only
-    ``chunked`` (501 otherwise).  And like llhttp: no control characters in
+    ``chunked`` (501 otherwise).  Neither: Transfer-Encoding with
+    Content-Length (400).  And like llhttp: no control characters in
     header values.  Both: HTTP/1.0 and 1.1 only (505; 400 for 0.9).  Run on every head
     (it finds the Content-Length for the body limit on the way).
     """
@@ -180,6 +181,10 @@ def check_head(head: Head) -> int | None:
             if value.lower() != b"chunked" or codings:
                 raise ParseError(501, "Only one Transfer-Encoding: chunked is supported")
             codings = 1
+    if codings and length is not None:
+        # (RFC 9112 6.1 lets Transfer-Encoding win; a proxy in front that let Content-Length
+        # win would see a different next request: refused, as a smuggling attempt.)
+        raise ParseError(400, "Transfer-Encoding and Content-Length together")
     if hosts > 1:
         raise ParseError(400, "Found multiple Host: headers")
     if hosts == 0 and head.http_version == b"1.1":
@@ -249,20 +254,31 @@ class H11Parser:
 
 # -- httptools ----------------------------------------------------------------------------
 
+_HEAD_END = re.compile(b"\r\n\r\n")
+
 
 class HttptoolsParser:
-    """llhttp through httptools: parses as bytes arrive, events wait in a queue.
+    """llhttp through httptools: parses as events are asked for, one request ahead at most.
 
-    llhttp calls back as it parses; the callbacks queue events (a pipelined
-    request's events wait behind the current one's).  Parsing stops after a
-    request that ends the connection (``Connection: close``, HTTP/1.0), as
-    h11 does, and after an upgrade (see ``receive``).  A head that stays incomplete past ``max_header_size``
-    bytes is a 431, as h11's incomplete-event limit.
+    Received bytes are fed to llhttp in pieces, each ending at the next
+    ``CRLF CRLF`` (so at most one head ends in it) or after
+    ``max_header_size`` bytes, until a whole request is queued; the rest
+    waits raw until ``next_event`` has nothing else to give:
+    a read of many tiny pipelined requests is parsed one request at a time, as
+    they are answered, not into thousands of queued heads at once.
+
+    llhttp calls back as it parses; the callbacks queue events.  Parsing stops
+    after a request that ends the connection (``Connection: close``,
+    HTTP/1.0), as h11 does, and after an upgrade (see ``_feed``).  Non-body
+    bytes that pile up without progress (an incomplete head, a chunk
+    extension, a trailer section) past ``max_header_size`` are a 431, as
+    h11's incomplete-event limit.
     """
 
     __slots__ = (
         "parser", "events", "queued", "limit", "target", "headers", "in_head", "in_message",
-        "head_bytes", "final", "stopped", "upgraded", "after", "broken",
+        "final", "stopped", "upgraded", "after", "broken", "raw", "pos", "eof", "ends", "pending",
+        "piece", "seen", "remaining",
     )
 
     def __init__(self, max_header_size: int) -> None:
@@ -274,12 +290,11 @@ class HttptoolsParser:
         self.parser.set_dangerous_leniencies(lenient_version=True, lenient_transfer_encoding=True)
         self.events: collections.deque[Event | ParseError] = collections.deque()
         self.queued = 0
-        self.limit = max_header_size
+        self.limit = max(max_header_size, 1)
         self.target = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.in_head = False
         self.in_message = False
-        self.head_bytes = 0
         #: The request being parsed ends the connection's HTTP.
         self.final = False
         #: A final request was complete: later bytes are not HTTP.
@@ -289,15 +304,31 @@ class HttptoolsParser:
         self.after = bytearray()
         #: An error is queued: nothing more is parsed.
         self.broken = False
+        #: Received bytes not fed to llhttp yet: ``raw[pos:]``.
+        self.raw = b""
+        self.pos = 0
+        #: The peer ended its input (acted on once ``raw`` is fed).
+        self.eof = False
+        #: How many whole requests are queued (``END`` events).
+        self.ends = 0
+        #: Non-body bytes since the last progress (a head begun or ended, body bytes).
+        self.pending = 0
+        #: The length of the piece being fed, and how much of it is known to precede
+        #: its last progress (-1: no progress in it).
+        self.piece = 0
+        self.seen = -1
+        #: Body bytes still to come by Content-Length: fed in one piece, not searched.
+        self.remaining = 0
 
     # llhttp's callbacks (httptools looks them up by name)
 
     def on_message_begin(self) -> None:
         self.in_head = self.in_message = True
-        self.head_bytes = 0
         self.target = b""
         self.headers = []
         self.final = False
+        if self.seen < 0:
+            self.seen = 0
 
     def on_url(self, url: bytes) -> None:
         self.target += url
@@ -313,18 +344,29 @@ class HttptoolsParser:
 
     def on_headers_complete(self) -> None:
         self.in_head = False
+        self.seen = self.piece  # (a head ends with CRLF CRLF: so does the piece)
         parser = self.parser
         version = parser.get_http_version().encode("ascii")
         method = parser.get_method()
         head = Head(method, self.target, version, self.headers)
         self.final = not _keep_alive(head)
-        self._push(head, len(self.target) + sum(len(n) + len(v) for n, v in self.headers))
+        size = len(self.target)
+        for name, value in self.headers:
+            size += len(name) + len(value)
+            if len(name) == 14 and name.lower() == b"content-length" and value.isdigit():
+                self.remaining = int(value)
+        self._push(head, size)
 
     def on_body(self, body: bytes) -> None:
+        self.seen = max(self.seen, 0) + len(body)
+        if self.remaining:
+            self.remaining -= len(body)
         self._push(body, len(body))
 
     def on_message_complete(self) -> None:
         self.in_message = False
+        if not self.stopped and not self.broken:
+            self.ends += 1
         self._push(END, 0)
         if self.final:
             self.stopped = True
@@ -336,6 +378,11 @@ class HttptoolsParser:
             self.events.append(event)
             self.queued += size
 
+    def _fail(self, error: Event | ParseError) -> None:
+        """Queue ``error`` (or the end of input) as the last event: nothing more is parsed."""
+        self._push(error, 0)
+        self.broken = True
+
     def receive(self, data: bytes | memoryview) -> None:
         if self.broken:
             return
@@ -344,48 +391,96 @@ class HttptoolsParser:
                 self.after += data
             return
         if not data:
-            self._push(ParseError(400, "peer closed in the middle of a request") if self.in_message else CLOSED, 0)
-            self.broken = True
+            self.eof = True
+        elif self.pos < len(self.raw):
+            self.raw = self.raw[self.pos:] + data
+            self.pos = 0
+        elif self.ends:  # (the request being read is parsed at once, later ones when asked for)
+            self.raw = bytes(data)  # (a copy: ``data`` may be a view of the shared read buffer)
+            self.pos = 0
             return
-        try:
-            self.parser.feed_data(data)
-        except _httptools.HttpParserUpgrade as exc:
-            # llhttp stops after an upgrade request (``Connection: upgrade``
-            # and ``Upgrade``) or CONNECT, the last queued: what follows is the
-            # new protocol's or, if the upgrade is refused, the next request's
-            # (``next_cycle``).
-            self.stopped = self.upgraded = True
-            self.after += data[int(exc.args[0]):]
+        else:
+            self._feed(data)
             return
-        except _httptools.HttpParserError as exc:
-            if not self.stopped:  # (after a final request, llhttp's complaints about what follows are moot)
-                self._push(ParseError(400, str(exc) or type(exc).__name__), 0)
-                self.broken = True
-            return
-        if self.in_head:
-            self.head_bytes += len(data)
-            if self.head_bytes > self.limit:
-                self._push(ParseError(431, "Receive buffer too long"), 0)
-                self.broken = True
+        if not self.ends:
+            self._feed()
+
+    def _feed(self, data: bytes | memoryview | None = None) -> None:
+        """Feed ``data`` (else ``raw``) to llhttp piece by piece until a request is queued (or it runs out).
+
+        What is left of ``data`` is copied to ``raw``: it may be a view of the shared read buffer.
+        """
+        raw = self.raw if data is None else data
+        pos = self.pos if data is None else 0
+        size = len(raw)
+        limit = self.limit
+        parser = self.parser
+        while pos < size and not self.ends and not self.broken and not self.stopped:
+            if self.remaining and not self.in_head:
+                end = min(pos + self.remaining, size)  # (body bytes: nothing to search)
+            else:
+                found = _HEAD_END.search(raw, pos, pos + limit)  # (bytes or a view alike)
+                end = found.end() if found is not None else min(pos + limit, size)
+            n = end - pos
+            self.piece = n
+            self.seen = -1
+            try:
+                parser.feed_data(raw if n == size else memoryview(raw)[pos:end])
+            except _httptools.HttpParserUpgrade as exc:
+                # llhttp stops after an upgrade request (``Connection: upgrade``
+                # and ``Upgrade``) or CONNECT, the last queued: what follows is the
+                # new protocol's or, if the upgrade is refused, the next request's
+                # (``next_cycle``).
+                self.stopped = self.upgraded = True
+                self.after += raw[pos + int(exc.args[0]):]
+                pos = size
+                break
+            except _httptools.HttpParserError as exc:
+                if not self.stopped:  # (after a final request, llhttp's complaints about what follows are moot)
+                    self._fail(ParseError(400, str(exc) or type(exc).__name__))
+                break
+            pos = end
+            if self.in_message:
+                seen = self.seen
+                self.pending = self.pending + n if seen < 0 else n - min(seen, n)
+                if self.pending > limit:
+                    self._fail(ParseError(431, "Receive buffer too long"))
+            else:
+                self.pending = 0
+        if pos >= size or self.broken or self.stopped:
+            self.raw = b""
+            self.pos = 0
+            if self.eof and not self.broken and not self.stopped:
+                self._fail(ParseError(400, "peer closed in the middle of a request") if self.in_message else CLOSED)
+        elif data is None:
+            self.pos = pos
+        else:
+            self.raw = bytes(raw[pos:])
+            self.pos = 0
 
     def next_event(self) -> Event:
-        if not self.events:
-            return NEED_DATA
-        event = self.events.popleft()
+        events = self.events
+        if not events:
+            self._feed()
+            if not events:
+                return NEED_DATA
+        event = events.popleft()
         if isinstance(event, ParseError):
             raise event
         if type(event) is bytes:
             self.queued -= len(event)
         elif isinstance(event, Head):
             self.queued = max(0, self.queued - len(event.target) - sum(len(n) + len(v) for n, v in event.headers))
+        elif event is END:
+            self.ends -= 1
         return event
 
     def buffered(self) -> int:
         # (+ the events: a queued error or end of input is waiting too, and has no bytes)
-        return self.queued + len(self.after) + len(self.events)
+        return self.queued + len(self.after) + len(self.events) + len(self.raw) - self.pos
 
     def partial_head(self) -> bool:
-        return self.in_message
+        return self.in_message or self.pos < len(self.raw)
 
     def after_head(self) -> bytes:
         # (Only once the upgrade request is the one being answered: no event of it is left.)

@@ -9,16 +9,36 @@ close``.  This is the one place that builds it.  It imports nothing from
 
 from __future__ import annotations
 
+import re
 import time
 from email.utils import formatdate
 from typing import Iterable
 
 from .status import reason
 
-__all__ = ["SERVER_NAME", "http_date", "phrase", "plain_response"]
+__all__ = ["SERVER_NAME", "check_header", "http_date", "phrase", "plain_response"]
 
 #: The ``Server`` header value of responses the library writes.
 SERVER_NAME = "ws-python"
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: What a response header value must not hold: a control character (CR or LF would put a second
+#: header, or a body, on the wire) or one ``latin-1`` cannot encode.  (A negated class: cheap to compile.)
+_BAD_VALUE = re.compile("[^\t\x20-\x7e\x80-\xff]")
+
+
+def check_header(name: str, value: str) -> None:
+    """Raise ``ValueError`` unless ``name: value`` is one well-formed response header line.
+
+    Every response header goes through it before anything is written:
+    ``ctx.set_header`` at once, ``ctx.headers`` edited by hand when the
+    response is framed (``Connection``).
+    """
+    if not _TOKEN.fullmatch(name):
+        raise ValueError(f"invalid header name: {name!r}")
+    if _BAD_VALUE.search(value):
+        raise ValueError(f"invalid value for header {name!r}: {value!r}")
+
 
 _date_cache: list[int | str] = [0, ""]
 
