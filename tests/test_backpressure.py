@@ -16,9 +16,10 @@ import pytest
 from ws import WebSocket, WebSocketServer
 from ws.exceptions import WebSocketError
 from ws.connection.websocket import DEFAULT_MAX_BUFFERED_AMOUNT, MAX_PENDING_LISTENERS
+from ws.protocol.reader import READ_AHEAD
 
 from .conftest import Recorder, echo_server, run, until
-from .test_limits import CLOSE, TEXT, T, RawPeer, close_payload, frame
+from .test_limits import BINARY, CLOSE, TEXT, T, RawPeer, close_payload, frame
 
 MB = 1 << 20
 
@@ -418,3 +419,40 @@ def test_water_marks_apply_on_both_sides() -> None:
             await crec.wait("close", timeout=T)
 
     run(main)
+
+
+def test_a_paused_socket_keeps_at_most_read_ahead_of_a_fast_peer_s_input() -> None:
+    # The peer streams 64 KiB frames as fast as TCP takes them; the listener
+    # pauses after every message, so each pause comes at the start of a read
+    # of a full socket buffer.  What the socket keeps unparsed meanwhile is at
+    # most READ_AHEAD (1 MiB reads kept up to 15 of those frames).
+    async def main() -> None:
+        async with echo_server(ping_interval=None, close_timeout=1.0) as served:
+            served.wss.remove_all_listeners("connection")
+            got: list[int] = []
+            kept: list[int] = []
+
+            def on_connection(sock: WebSocket, request: Any) -> None:
+                def on_message(event: Any) -> None:
+                    got.append(len(event.data))
+                    sock.pause()
+
+                sock.on("message", on_message)
+                served.accepted.append((sock, Recorder(sock, "close")))
+
+            served.wss.on("connection", on_connection)
+            peer = await RawPeer.open(served.port)
+            payload = b"k" * 65536
+            peer.send(frame(BINARY, payload) * 96)  # 6 MiB: asyncio writes it as the server takes it
+            sock, _ = await served.socket()
+            for n in range(1, 49):
+                await until(lambda: len(got) >= n and sock.is_paused)
+                await asyncio.sleep(0.005)  # the peer refills the socket buffer meanwhile
+                kept.append(sock._reader.kept)
+                assert len(got) == n  # paused: nothing more is delivered
+                sock.resume()
+            assert max(kept) <= READ_AHEAD, kept
+            assert max(kept) > 0, kept  # reads did bring frames past the paused one
+            peer.writer.close()
+
+    run(main, 40)

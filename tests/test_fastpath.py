@@ -23,7 +23,7 @@ from ws import WebSocket, WebSocketServer, http
 from ws.connection.websocket import _SOCKET_TRANSPORT, WebSocket as _WebSocket
 from ws.protocol._websockets import Server as ServerProtocol
 from ws._runtime.reads import READ_SIZE
-from ws.protocol.reader import SHORT_READ, apply_mask
+from ws.protocol.reader import READ_AHEAD, SHORT_READ, apply_mask
 
 from .conftest import Recorder, run, until
 from .frames import frame
@@ -183,9 +183,10 @@ def test_many_messages_in_one_read_leave_in_one_write() -> None:
     run(main, 30)
 
 
-def test_reads_are_short_right_after_a_large_frame_read_in_place() -> None:
-    # 1 MiB reads, but not into the shared buffer right after a frame read in
-    # place: the next large frame's first part is copied out of that buffer.
+def test_reads_take_the_frame_in_progress_and_read_ahead_and_are_short_after_a_large_frame_read_in_place() -> None:
+    # READ_AHEAD beyond the frame in progress (up to READ_SIZE), and less into
+    # the shared buffer right after a frame read in place: the next large
+    # frame's first part is copied out of that buffer.
     async def main() -> None:
         sock, transport = _accepted(1 << 24)
         got: list[bytes] = []
@@ -203,9 +204,12 @@ def test_reads_are_short_right_after_a_large_frame_read_in_place() -> None:
             stream.buffer_updated(n)
             pos += n
         assert got == payloads
-        # A full read, the rest of the first frame in place, then a short read.
-        assert sizes[:3] == [READ_SIZE, len(frame(0x2, payloads[0])) - READ_SIZE, SHORT_READ]
-        assert stream.get_buffer(-1).nbytes == READ_SIZE  # a small frame came last: full reads again
+        # READ_AHEAD; then the frame in progress (not an eighth in yet) and
+        # READ_AHEAD, up to READ_SIZE; the rest of the first frame in place;
+        # then a short read.
+        first = len(frame(0x2, payloads[0]))
+        assert sizes[:4] == [READ_AHEAD, READ_SIZE, first - READ_AHEAD - READ_SIZE, SHORT_READ]
+        assert stream.get_buffer(-1).nbytes == READ_AHEAD  # a small frame came last: no frame in progress
 
     run(main, 30)
 

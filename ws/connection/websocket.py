@@ -31,7 +31,7 @@ from websockets.http11 import Response
 from ..protocol._websockets import Client as _ClientProtocol, LazyServer as _LazyServer, Server as _ServerProtocol
 from ..protocol.assembler import MessageError
 from ..protocol.handshake import DEFAULT_MAX_PAYLOAD_DEFLATE
-from ..protocol.reader import SHORT_READ, FrameReader, unfinished_token
+from ..protocol.reader import READ_AHEAD, FrameReader, unfinished_token
 from ..protocol.writer import FrameWriter
 from .._runtime import loop as _loop
 from .._runtime.budget import SendBudget
@@ -152,10 +152,12 @@ class _Stream(asyncio.BufferedProtocol):
     A ``BufferedProtocol``: reads land in a buffer shared by the thread's
     sockets, which the reader parses in place, except while a large frame
     is coming in, which is read straight into a buffer of its own size
-    (``FrameReader.buffer``); right after one, a read takes only ``SHORT_READ``.
+    (``FrameReader.buffer``).  A read into the shared buffer takes what
+    ``FrameReader.read_size`` allows: the rest of the frame in progress and
+    ``READ_AHEAD`` beyond, all that a hold can leave kept per connection.
     """
 
-    __slots__ = ("ws", "reader", "view", "shared")
+    __slots__ = ("ws", "reader", "view", "shared", "ahead")
 
     def __init__(self, ws: "WebSocket") -> None:
         self.ws = ws
@@ -163,6 +165,7 @@ class _Stream(asyncio.BufferedProtocol):
         self.view: memoryview | None = None
         #: The loop thread's shared buffer, found on the first read (a connection stays on one thread).
         self.shared: memoryview | None = None
+        self.ahead = memoryview(b"")  # its first READ_AHEAD bytes (the usual read)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.ws._connection_made(transport)  # type: ignore[arg-type]
@@ -177,8 +180,9 @@ class _Stream(asyncio.BufferedProtocol):
         if view is None:
             reader.buffer()  # tells the reader that reads come through here (a large frame may come straight in)
             view = self.shared = read_buffer()
-        if reader.short_read:
-            view = view[:SHORT_READ]
+            self.ahead = view[:READ_AHEAD]
+        size = reader.read_size()
+        view = view[:size] if size != READ_AHEAD else self.ahead
         self.view = view
         return view
 
