@@ -71,12 +71,11 @@ DIRECT_AHEAD = 8
 #: frame's first part is copied from it into the kept buffer, the rest is
 #: read there in place.  A whole 1 MiB read would copy most of a 1 MiB frame.
 SHORT_READ = DIRECT_MIN
-#: A read into the shared buffer takes at most the rest of the frame in
-#: progress (a message the peer has started; ``limit`` bounds it) and this
-#: much beyond (:meth:`FrameReader.read_size`): all a hold (``pause()``, a rate
-#: limit, a backlog) or the turn budget can leave unparsed in a connection,
-#: however fast its peer sends.  A stream of 64 KiB frames is still read about
-#: five frames at a time, its cut frame completed by the next read.
+#: A bounded read (:meth:`FrameReader.read_size`, once the thread's budget of
+#: kept bytes is spent: ``ws/_runtime/reads.py``) takes the rest of the frame
+#: in progress (a message the peer has started; ``limit`` bounds it) and this
+#: much beyond: all a hold (``pause()``, a rate limit, a backlog) or the turn
+#: budget can then leave unparsed in a connection, however fast its peer sends.
 READ_AHEAD = 256 * 1024
 #: Frames parsed per call (a loop turn) before the rest waits for the next
 #: turn: a frame counts as ``FRAME_COST`` bytes on top of its own, against a
@@ -309,6 +308,11 @@ class FrameReader:
             return frame[self.fill :]
         self.direct_reads = True
         return None
+
+    @property
+    def short_read(self) -> bool:
+        """A large frame was just read in place (its buffer is kept for the next): read at most ``SHORT_READ``."""
+        return self._spare is not None
 
     def read_size(self) -> int:
         """How much the next read into the shared buffer may take: ``READ_AHEAD`` beyond the frame in progress.
