@@ -461,7 +461,8 @@ def test_a_paused_socket_keeps_at_most_read_ahead_once_the_kept_budget_is_spent(
     # 1 MiB reads, up to 15 of those frames).
     async def main() -> None:
         budget = kept_budget()
-        limit, budget.limit = budget.limit, 0
+        limit = budget.limit
+        budget.set_limit(0)
         try:
             async with echo_server(ping_interval=None, close_timeout=1.0) as served:
                 kept: list[int] = []
@@ -469,7 +470,7 @@ def test_a_paused_socket_keeps_at_most_read_ahead_once_the_kept_budget_is_spent(
                 assert max(kept) <= READ_AHEAD, kept
                 assert max(kept) > 0, kept  # reads did bring frames past the paused one
         finally:
-            budget.limit = limit
+            budget.set_limit(limit)
 
     run(main, 40)
 

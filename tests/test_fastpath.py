@@ -221,7 +221,8 @@ def test_reads_are_bounded_once_the_thread_s_kept_budget_is_spent() -> None:
         stream = transport.stream
         stream.get_buffer(-1)  # (the first read finds the thread's buffer and budget)
         budget = kept_budget()
-        budget.over, limit = budget.limit, budget.limit
+        limit = budget.limit
+        budget.set_limit(0)
         try:
             payloads = [os.urandom(3 << 20), os.urandom(100_000), b"small"]
             wire = b"".join(frame(0x2, p) for p in payloads)
@@ -240,10 +241,10 @@ def test_reads_are_bounded_once_the_thread_s_kept_budget_is_spent() -> None:
             # up to READ_SIZE; its rest in place; a short read (the other two); then READ_AHEAD again.
             assert sizes == [READ_AHEAD, READ_SIZE, first - READ_AHEAD - READ_SIZE, SHORT_READ]
             assert stream.get_buffer(-1).nbytes == READ_AHEAD
-            budget.over = 0
+            budget.set_limit(limit)
             assert stream.get_buffer(-1).nbytes == READ_SIZE  # the budget has room again: full reads
         finally:
-            budget.over, budget.limit = 0, limit
+            budget.set_limit(limit)
 
     run(main, 30)
 

@@ -42,16 +42,28 @@ _local = threading.local()
 class KeptBudget:
     """A thread's bytes kept beyond ``READ_AHEAD`` by paused connections (``over``), against ``limit``.
 
-    A read is 1 MiB only while ``over < limit``: the one read that may cross
-    the limit adds at most 1 MiB to it.  Each connection adds what it keeps
-    when its reading pauses and takes it back when it resumes or ends.
+    Reads are 1 MiB until ``spent`` (``over >= limit``): the one read that
+    may cross the limit adds at most 1 MiB to it.  Each connection adds what
+    it keeps when its reading pauses and takes it back when it resumes or ends.
     """
 
-    __slots__ = ("over", "limit")
+    __slots__ = ("over", "limit", "spent")
 
     def __init__(self) -> None:
         self.over = 0
         self.limit = KEPT_BUDGET
+        #: Reads are bounded (one attribute for ``get_buffer`` to look at).
+        self.spent = False
+
+    def add(self, nbytes: int) -> None:
+        """``nbytes`` more are kept (less, when negative)."""
+        self.over += nbytes
+        self.spent = self.over >= self.limit
+
+    def set_limit(self, limit: int) -> None:
+        """Change the limit (tests spend it at once with 0)."""
+        self.limit = limit
+        self.spent = self.over >= limit
 
 
 def kept_budget() -> KeptBudget:

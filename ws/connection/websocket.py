@@ -182,8 +182,7 @@ class _Stream(asyncio.BufferedProtocol):
             reader.buffer()  # tells the reader that reads come through here (a large frame may come straight in)
             view = self.shared = read_buffer()
             self.budget = kept_budget()  # (this thread's: __init__ may have run on another)
-        budget = self.budget
-        if budget.over >= budget.limit:
+        if self.budget.spent:
             view = view[: reader.read_size()]  # paused peers keep much already: bounded reads
         elif reader.short_read:
             view = view[:SHORT_READ]
@@ -311,7 +310,7 @@ class WebSocket(IterationMixin, EventTarget):
         "_writing_paused", "_writer", "_reader", "_proto_fed", "_is_server", "_on_message",
         "_held", "_flush_scheduled", "_hops",
         "_read_scheduled", "_frames_in", "_unfinished", "_budget", "_replies_held", "_reply_bytes", "_keepalive_payload",
-        "_told_not_open", "_rate", "_kept_over",
+        "_told_not_open", "_rate", "_kept_over", "_kept_check",
     )
     _ready_state: ReadyState
     _url: str
@@ -401,6 +400,7 @@ class WebSocket(IterationMixin, EventTarget):
         self._proto_fed = False  # the protocol object read bytes in this read callback
         self._read_scheduled = False  # the rest of a read waits for the next loop turn (_read_on)
         self._kept_over = 0  # what the reader keeps beyond READ_AHEAD, counted in the thread's KeptBudget
+        self._kept_check = False  # reading paused during this read: count what the reader kept once it returns
         self._frames_in = 0  # frames the protocol object parsed (tells its incomplete frames apart)
         # message_timeout: (message token, when its clock started, last sweep)
         self._unfinished: tuple[int, float, float] | None = None
@@ -1218,6 +1218,7 @@ class WebSocket(IterationMixin, EventTarget):
         if held:
             transport.pause_reading()
             self._count_kept()
+            self._kept_check = True  # (inside a read, the reader keeps the rest once the listener returns)
             return
         if reader.holding:
             if self._dispatch_thread is None:
@@ -1240,6 +1241,7 @@ class WebSocket(IterationMixin, EventTarget):
         if self._read_scheduled:
             return
         self._read_scheduled = True
+        self._kept_check = True
         transport = self._transport
         if transport is not None and not transport.is_closing():
             transport.pause_reading()
@@ -1266,7 +1268,7 @@ class WebSocket(IterationMixin, EventTarget):
         if over < 0:
             over = 0
         if over != self._kept_over:
-            kept_budget().over += over - self._kept_over
+            kept_budget().add(over - self._kept_over)
             self._kept_over = over
 
     def _reading_held(self) -> bool:
@@ -1443,7 +1445,8 @@ class WebSocket(IterationMixin, EventTarget):
             self._fail(1011, f"internal error: {exc}")
         finally:
             self._dispatch_thread = None
-        if self._reader.holding:  # held, or past the turn budget: reading pauses with the rest kept
+        if self._kept_check:  # held, or past the turn budget: reading paused with the rest kept
+            self._kept_check = False
             self._count_kept()
         if self._proto_fed:
             self._after_receive(proto)
