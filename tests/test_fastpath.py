@@ -184,6 +184,20 @@ def test_many_messages_in_one_read_leave_in_one_write() -> None:
     run(main, 30)
 
 
+def _read_in(stream: Any, wire: bytes) -> list[int]:
+    """Put ``wire`` through ``stream`` as asyncio reads (into the buffer it is given); the size of each buffer."""
+    sizes = []
+    pos = 0
+    while pos < len(wire):
+        buffer = stream.get_buffer(-1)
+        sizes.append(len(buffer))
+        n = min(len(buffer), len(wire) - pos)
+        buffer[:n] = wire[pos : pos + n]
+        stream.buffer_updated(n)
+        pos += n
+    return sizes
+
+
 def test_reads_are_short_right_after_a_large_frame_read_in_place() -> None:
     # 1 MiB reads, but not into the shared buffer right after a frame read in
     # place: the next large frame's first part is copied out of that buffer.
@@ -194,15 +208,7 @@ def test_reads_are_short_right_after_a_large_frame_read_in_place() -> None:
         stream = transport.stream
         payloads = [os.urandom(3 << 20), os.urandom(3 << 20), b"small"]
         wire = b"".join(frame(0x2, p) for p in payloads)
-        sizes = []
-        pos = 0
-        while pos < len(wire):
-            buffer = stream.get_buffer(-1)  # as asyncio reads: into the buffer it is given
-            sizes.append(len(buffer))
-            n = min(len(buffer), len(wire) - pos)
-            buffer[:n] = wire[pos : pos + n]
-            stream.buffer_updated(n)
-            pos += n
+        sizes = _read_in(stream, wire)
         assert got == payloads
         # A full read, the rest of the first frame in place, then a short read.
         assert sizes[:3] == [READ_SIZE, len(frame(0x2, payloads[0])) - READ_SIZE, SHORT_READ]
@@ -226,15 +232,7 @@ def test_reads_are_bounded_once_the_thread_s_kept_budget_is_spent() -> None:
         try:
             payloads = [os.urandom(3 << 20), os.urandom(100_000), b"small"]
             wire = b"".join(frame(0x2, p) for p in payloads)
-            sizes = []
-            pos = 0
-            while pos < len(wire):
-                buffer = stream.get_buffer(-1)
-                sizes.append(len(buffer))
-                n = min(len(buffer), len(wire) - pos)
-                buffer[:n] = wire[pos : pos + n]
-                stream.buffer_updated(n)
-                pos += n
+            sizes = _read_in(stream, wire)
             assert got == payloads
             first = len(frame(0x2, payloads[0]))
             # READ_AHEAD; the frame in progress (not an eighth in yet) and READ_AHEAD,
