@@ -16,9 +16,11 @@ import pytest
 from ws import WebSocket, WebSocketServer
 from ws.exceptions import WebSocketError
 from ws.connection.websocket import DEFAULT_MAX_BUFFERED_AMOUNT, MAX_PENDING_LISTENERS
+from ws._runtime.reads import kept_budget
+from ws.protocol.reader import READ_AHEAD
 
 from .conftest import Recorder, echo_server, run, until
-from .test_limits import CLOSE, TEXT, T, RawPeer, close_payload, frame
+from .test_limits import BINARY, CLOSE, TEXT, T, RawPeer, close_payload, frame
 
 MB = 1 << 20
 
@@ -418,3 +420,78 @@ def test_water_marks_apply_on_both_sides() -> None:
             await crec.wait("close", timeout=T)
 
     run(main)
+
+
+async def _pause_after_every_message(served: Any, kept: list[int], counted: list[int], pauses: int) -> WebSocket:
+    """A peer streams 64 KiB frames as fast as TCP takes them; the socket pauses after each message.
+
+    Each pause comes at the start of a read of a full socket buffer; what the
+    socket keeps unparsed at each pause goes to ``kept``, the thread's
+    ``KeptBudget.over`` then to ``counted``.
+    """
+    served.wss.remove_all_listeners("connection")
+    got: list[int] = []
+
+    def on_connection(sock: WebSocket, request: Any) -> None:
+        def on_message(event: Any) -> None:
+            got.append(len(event.data))
+            sock.pause()
+
+        sock.on("message", on_message)
+        served.accepted.append((sock, Recorder(sock, "close")))
+
+    served.wss.on("connection", on_connection)
+    peer = await RawPeer.open(served.port)
+    peer.send(frame(BINARY, b"k" * 65536) * (pauses * 2))  # asyncio writes it as the server takes it
+    sock, _ = await served.socket()
+    for n in range(1, pauses + 1):
+        await until(lambda: len(got) >= n and sock.is_paused)
+        await asyncio.sleep(0.005)  # the peer refills the socket buffer meanwhile
+        kept.append(sock._reader.kept)
+        counted.append(kept_budget().over)
+        assert len(got) == n  # paused: nothing more is delivered
+        sock.resume()
+    await until(lambda: sock.is_paused)  # (after the next message)
+    return sock
+
+
+def test_a_paused_socket_keeps_at_most_read_ahead_once_the_kept_budget_is_spent() -> None:
+    # The thread's paused sockets keep more than its budget (here: none at
+    # all): a paused socket keeps at most READ_AHEAD of its peer's input (with
+    # 1 MiB reads, up to 15 of those frames).
+    async def main() -> None:
+        budget = kept_budget()
+        limit = budget.limit
+        budget.set_limit(0)
+        try:
+            async with echo_server(ping_interval=None, close_timeout=1.0) as served:
+                kept: list[int] = []
+                await _pause_after_every_message(served, kept, [], 48)
+                assert max(kept) <= READ_AHEAD, kept
+                assert max(kept) > 0, kept  # reads did bring frames past the paused one
+        finally:
+            budget.set_limit(limit)
+
+    run(main, 40)
+
+
+def test_what_paused_sockets_keep_beyond_read_ahead_is_counted_and_given_back() -> None:
+    # Within the budget, reads are 1 MiB and a paused socket may keep more
+    # than READ_AHEAD: the thread's budget counts it while reading is paused
+    # and has it back once the socket reads again, or is gone.
+    async def main() -> None:
+        budget = kept_budget()
+        assert budget.over == 0
+        async with echo_server(ping_interval=None, close_timeout=1.0) as served:
+            kept: list[int] = []
+            counted: list[int] = []
+            sock = await _pause_after_every_message(served, kept, counted, 24)
+            assert max(kept) > READ_AHEAD, kept  # 1 MiB reads (a full socket buffer)
+            # At each pause, that pause's excess alone: each resume gave the last one back.
+            assert counted == [max(0, n - READ_AHEAD) for n in kept]
+            assert budget.over == max(0, sock._reader.kept - READ_AHEAD)  # paused once more
+            sock.terminate()  # gone while paused: what it kept is given back too
+            await until(lambda: sock.ready_state == 3)
+        assert budget.over == 0
+
+    run(main, 40)

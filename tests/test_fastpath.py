@@ -23,7 +23,8 @@ from ws import WebSocket, WebSocketServer, http
 from ws.connection.websocket import _SOCKET_TRANSPORT, WebSocket as _WebSocket
 from ws.protocol._websockets import Server as ServerProtocol
 from ws._runtime.reads import READ_SIZE
-from ws.protocol.reader import SHORT_READ, apply_mask
+from ws._runtime.reads import kept_budget
+from ws.protocol.reader import READ_AHEAD, SHORT_READ, apply_mask
 
 from .conftest import Recorder, run, until
 from .frames import frame
@@ -183,6 +184,20 @@ def test_many_messages_in_one_read_leave_in_one_write() -> None:
     run(main, 30)
 
 
+def _read_in(stream: Any, wire: bytes) -> list[int]:
+    """Put ``wire`` through ``stream`` as asyncio reads (into the buffer it is given); the size of each buffer."""
+    sizes = []
+    pos = 0
+    while pos < len(wire):
+        buffer = stream.get_buffer(-1)
+        sizes.append(len(buffer))
+        n = min(len(buffer), len(wire) - pos)
+        buffer[:n] = wire[pos : pos + n]
+        stream.buffer_updated(n)
+        pos += n
+    return sizes
+
+
 def test_reads_are_short_right_after_a_large_frame_read_in_place() -> None:
     # 1 MiB reads, but not into the shared buffer right after a frame read in
     # place: the next large frame's first part is copied out of that buffer.
@@ -193,19 +208,41 @@ def test_reads_are_short_right_after_a_large_frame_read_in_place() -> None:
         stream = transport.stream
         payloads = [os.urandom(3 << 20), os.urandom(3 << 20), b"small"]
         wire = b"".join(frame(0x2, p) for p in payloads)
-        sizes = []
-        pos = 0
-        while pos < len(wire):
-            buffer = stream.get_buffer(-1)  # as asyncio reads: into the buffer it is given
-            sizes.append(len(buffer))
-            n = min(len(buffer), len(wire) - pos)
-            buffer[:n] = wire[pos : pos + n]
-            stream.buffer_updated(n)
-            pos += n
+        sizes = _read_in(stream, wire)
         assert got == payloads
         # A full read, the rest of the first frame in place, then a short read.
         assert sizes[:3] == [READ_SIZE, len(frame(0x2, payloads[0])) - READ_SIZE, SHORT_READ]
         assert stream.get_buffer(-1).nbytes == READ_SIZE  # a small frame came last: full reads again
+
+    run(main, 30)
+
+
+def test_reads_are_bounded_once_the_thread_s_kept_budget_is_spent() -> None:
+    # Paused connections keep more than the budget: a read takes the rest of
+    # the frame in progress and READ_AHEAD beyond it, no more.
+    async def main() -> None:
+        sock, transport = _accepted(1 << 24)
+        got: list[bytes] = []
+        sock.on("message", lambda evt: got.append(evt.data))
+        stream = transport.stream
+        stream.get_buffer(-1)  # (the first read finds the thread's buffer and budget)
+        budget = kept_budget()
+        limit = budget.limit
+        budget.set_limit(0)
+        try:
+            payloads = [os.urandom(3 << 20), os.urandom(100_000), b"small"]
+            wire = b"".join(frame(0x2, p) for p in payloads)
+            sizes = _read_in(stream, wire)
+            assert got == payloads
+            first = len(frame(0x2, payloads[0]))
+            # READ_AHEAD; the frame in progress (not an eighth in yet) and READ_AHEAD,
+            # up to READ_SIZE; its rest in place; a short read (the other two); then READ_AHEAD again.
+            assert sizes == [READ_AHEAD, READ_SIZE, first - READ_AHEAD - READ_SIZE, SHORT_READ]
+            assert stream.get_buffer(-1).nbytes == READ_AHEAD
+            budget.set_limit(limit)
+            assert stream.get_buffer(-1).nbytes == READ_SIZE  # the budget has room again: full reads
+        finally:
+            budget.set_limit(limit)
 
     run(main, 30)
 

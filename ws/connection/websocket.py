@@ -31,7 +31,7 @@ from websockets.http11 import Response
 from ..protocol._websockets import Client as _ClientProtocol, LazyServer as _LazyServer, Server as _ServerProtocol
 from ..protocol.assembler import MessageError
 from ..protocol.handshake import DEFAULT_MAX_PAYLOAD_DEFLATE
-from ..protocol.reader import SHORT_READ, FrameReader, unfinished_token
+from ..protocol.reader import READ_AHEAD, SHORT_READ, FrameReader, unfinished_token
 from ..protocol.writer import FrameWriter
 from .._runtime import loop as _loop
 from .._runtime.budget import SendBudget
@@ -42,7 +42,7 @@ from .._runtime.rate import MessageRate, RatePolicy, rate_policy
 from .dom import EventTarget
 from .pull import IterationMixin
 from . import sent as _sent
-from .._runtime.reads import read_buffer
+from .._runtime.reads import kept_budget, read_buffer
 from ..events import BINARY, TEXT, MessageEvent, ReadyState
 from ..exceptions import ConnectionClosed, HandshakeError, NotOpenError, ProtocolError, WebSocketError, describe
 
@@ -153,9 +153,12 @@ class _Stream(asyncio.BufferedProtocol):
     sockets, which the reader parses in place, except while a large frame
     is coming in, which is read straight into a buffer of its own size
     (``FrameReader.buffer``); right after one, a read takes only ``SHORT_READ``.
+    Once the thread's budget of kept bytes is spent (``KeptBudget``), a read
+    takes only what ``FrameReader.read_size`` allows: the rest of the frame
+    in progress and ``READ_AHEAD`` beyond, all that a hold can leave kept.
     """
 
-    __slots__ = ("ws", "reader", "view", "shared")
+    __slots__ = ("ws", "reader", "view", "shared", "budget")
 
     def __init__(self, ws: "WebSocket") -> None:
         self.ws = ws
@@ -163,6 +166,7 @@ class _Stream(asyncio.BufferedProtocol):
         self.view: memoryview | None = None
         #: The loop thread's shared buffer, found on the first read (a connection stays on one thread).
         self.shared: memoryview | None = None
+        self.budget = kept_budget()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.ws._connection_made(transport)  # type: ignore[arg-type]
@@ -177,7 +181,10 @@ class _Stream(asyncio.BufferedProtocol):
         if view is None:
             reader.buffer()  # tells the reader that reads come through here (a large frame may come straight in)
             view = self.shared = read_buffer()
-        if reader.short_read:
+            self.budget = kept_budget()  # (this thread's: __init__ may have run on another)
+        if self.budget.spent:
+            view = view[: reader.read_size()]  # paused peers keep much already: bounded reads
+        elif reader.short_read:
             view = view[:SHORT_READ]
         self.view = view
         return view
@@ -303,7 +310,7 @@ class WebSocket(IterationMixin, EventTarget):
         "_writing_paused", "_writer", "_reader", "_proto_fed", "_is_server", "_on_message",
         "_held", "_flush_scheduled", "_hops",
         "_read_scheduled", "_frames_in", "_unfinished", "_budget", "_replies_held", "_reply_bytes", "_keepalive_payload",
-        "_told_not_open", "_rate",
+        "_told_not_open", "_rate", "_kept_over", "_kept_check",
     )
     _ready_state: ReadyState
     _url: str
@@ -392,6 +399,8 @@ class WebSocket(IterationMixin, EventTarget):
         )
         self._proto_fed = False  # the protocol object read bytes in this read callback
         self._read_scheduled = False  # the rest of a read waits for the next loop turn (_read_on)
+        self._kept_over = 0  # what the reader keeps beyond READ_AHEAD, counted in the thread's KeptBudget
+        self._kept_check = False  # reading paused during this read: count what the reader kept once it returns
         self._frames_in = 0  # frames the protocol object parsed (tells its incomplete frames apart)
         # message_timeout: (message token, when its clock started, last sweep)
         self._unfinished: tuple[int, float, float] | None = None
@@ -1208,6 +1217,8 @@ class WebSocket(IterationMixin, EventTarget):
             return
         if held:
             transport.pause_reading()
+            self._count_kept()
+            self._kept_check = True  # (inside a read, the reader keeps the rest once the listener returns)
             return
         if reader.holding:
             if self._dispatch_thread is None:
@@ -1218,6 +1229,7 @@ class WebSocket(IterationMixin, EventTarget):
                 return
         elif self._read_scheduled:
             return  # _read_on reads on
+        self._count_kept()
         transport.resume_reading()
 
     def _read_later(self) -> None:
@@ -1229,6 +1241,7 @@ class WebSocket(IterationMixin, EventTarget):
         if self._read_scheduled:
             return
         self._read_scheduled = True
+        self._kept_check = True
         transport = self._transport
         if transport is not None and not transport.is_closing():
             transport.pause_reading()
@@ -1242,7 +1255,21 @@ class WebSocket(IterationMixin, EventTarget):
         if self._reader.holding:
             self._data_received(b"")
         if not self._read_scheduled and not self._reading_held():
+            self._count_kept()
             transport.resume_reading()
+
+    def _count_kept(self) -> None:
+        """Tell the thread's ``KeptBudget`` what the reader keeps beyond ``READ_AHEAD`` now (reading pauses or resumes).
+
+        While paused connections keep more than the budget, every read on
+        the thread is bounded (``_Stream.get_buffer``).
+        """
+        over = self._reader.kept - READ_AHEAD
+        if over < 0:
+            over = 0
+        if over != self._kept_over:
+            kept_budget().add(over - self._kept_over)
+            self._kept_over = over
 
     def _reading_held(self) -> bool:
         """Held by us (``_held_by_us``), or replies waiting above the high-water mark."""
@@ -1418,6 +1445,9 @@ class WebSocket(IterationMixin, EventTarget):
             self._fail(1011, f"internal error: {exc}")
         finally:
             self._dispatch_thread = None
+        if self._kept_check:  # held, or past the turn budget: reading paused with the rest kept
+            self._kept_check = False
+            self._count_kept()
         if self._proto_fed:
             self._after_receive(proto)
         else:  # only the reader's own frames: the protocol has nothing new
@@ -1637,6 +1667,7 @@ class WebSocket(IterationMixin, EventTarget):
         if self._closed_with is None:
             self._closed_with = (code, reason)
         self._reader.reset()
+        self._count_kept()  # (nothing kept any more)
         if self._rate is not None:
             self._rate.close()
         self._writer.clear()  # frames queued for the end of the loop turn can no longer leave

@@ -56,7 +56,7 @@ from ..events import BINARY, TEXT
 from .assembler import Assembler, MessageError
 from .writer import FIN_BINARY, FIN_TEXT, apply_mask
 
-__all__ = ["FrameReader", "unfinished_token", "DIRECT_MIN", "DIRECT_AHEAD", "SHORT_READ", "TURN_FRAMES", "TURN_BYTES", "PROTOCOL_TURN_BYTES", "apply_mask"]
+__all__ = ["FrameReader", "unfinished_token", "DIRECT_MIN", "DIRECT_AHEAD", "SHORT_READ", "READ_AHEAD", "TURN_FRAMES", "TURN_BYTES", "PROTOCOL_TURN_BYTES", "apply_mask"]
 
 Buffer = Union[bytes, bytearray, memoryview]
 
@@ -71,12 +71,18 @@ DIRECT_AHEAD = 8
 #: frame's first part is copied from it into the kept buffer, the rest is
 #: read there in place.  A whole 1 MiB read would copy most of a 1 MiB frame.
 SHORT_READ = DIRECT_MIN
+#: A bounded read (:meth:`FrameReader.read_size`, once the thread's budget of
+#: kept bytes is spent: ``ws/_runtime/reads.py``) takes the rest of the frame
+#: in progress (a message the peer has started; ``limit`` bounds it) and this
+#: much beyond: all a hold (``pause()``, a rate limit, a backlog) or the turn
+#: budget can then leave unparsed in a connection, however fast its peer sends.
+READ_AHEAD = 256 * 1024
 #: Frames parsed per call (a loop turn) before the rest waits for the next
 #: turn: a frame counts as ``FRAME_COST`` bytes on top of its own, against a
 #: budget of ``TURN_BYTES`` (one subtraction per frame).  That is 4,096 empty
 #: frames (about 12 ms of listeners), or 2 MiB: reads are at most 1 MiB
-#: (``READ_SIZE``), so a read of messages of 1 KiB or more never waits
-#: (1,000 frames of 1 KiB use three quarters).
+#: (``READ_SIZE``, :meth:`FrameReader.read_size`), so a read of messages of
+#: 1 KiB or more never waits (1,000 frames of 1 KiB use three quarters).
 TURN_FRAMES = 4096
 FRAME_COST = 512
 TURN_BYTES = TURN_FRAMES * FRAME_COST
@@ -307,6 +313,28 @@ class FrameReader:
     def short_read(self) -> bool:
         """A large frame was just read in place (its buffer is kept for the next): read at most ``SHORT_READ``."""
         return self._spare is not None
+
+    def read_size(self) -> int:
+        """How much the next read into the shared buffer may take: ``READ_AHEAD`` beyond the frame in progress.
+
+        What a read brings past the frame the peer has started may wait
+        unparsed (held, or past the turn budget), so that part is bounded;
+        right after a large frame read in place, ``SHORT_READ`` (the next
+        one's first part is copied out of the shared buffer).
+        """
+        if self._spare is not None:
+            return SHORT_READ
+        partial = self._partial
+        if partial is None:
+            return READ_AHEAD
+        rest = _frame_size(partial) - len(partial)  # (negative while its header is incomplete)
+        return READ_AHEAD + rest if rest > 0 else READ_AHEAD
+
+    @property
+    def kept(self) -> int:
+        """Bytes received and kept unparsed beyond the frame in progress (held, or for the next turn)."""
+        held = self._held_input
+        return 0 if held is None else len(held) - self._held_from
 
     def filled(self, nbytes: int) -> memoryview | None:
         """``nbytes`` more of the large frame are in; the whole frame once complete."""
