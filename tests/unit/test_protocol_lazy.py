@@ -61,8 +61,16 @@ def test_the_questions_of_a_lean_connection_do_not_build_it() -> None:
         lambda p: p.send_ping(b"keepalive"),
         lambda p: p.send_close(1000, "bye"),
         lambda p: p.receive_data(masked(Opcode.PING, b"hi")),
-        lambda p: p.receive_data(masked(Opcode.CLOSE, Close(1000, "done").serialize())),
         lambda p: p.receive_data(b"\x89"),  # part of a frame
+        # Closes the stand-in leaves to the real object: invalid, not alone, or not a plain final frame.
+        lambda p: p.receive_data(masked(Opcode.CLOSE, b"\x03")),
+        lambda p: p.receive_data(masked(Opcode.CLOSE, b"\x03\xed")),  # 1005
+        lambda p: p.receive_data(masked(Opcode.CLOSE, b"\x03\xe8\xff")),  # bad UTF-8
+        lambda p: p.receive_data(masked(Opcode.CLOSE, b"\x13\x88")),  # 5000
+        lambda p: p.receive_data(masked(Opcode.CLOSE, b"") + masked(Opcode.PING, b"")),
+        lambda p: p.receive_data(b"\x08\x80\x00\x00\x00\x00"),  # a Close without FIN (empty, zero mask)
+        lambda p: p.receive_data(Frame(Opcode.CLOSE, b"").serialize(mask=False, extensions=[])),  # type: ignore[call-arg,unused-ignore]
+        lambda p: p.receive_data(masked(Opcode.CLOSE, Close(1000, "x" * 123).serialize())[:-1]),  # part of one
         lambda p: p.fail(1008, "policy"),
         lambda p: p.continue_message(10),
         lambda p: p.receive_eof(),
@@ -94,6 +102,83 @@ def test_a_fragmented_message_after_the_lean_reader_goes_on_in_the_built_object(
     assert proto.close_sent is not None and proto.close_sent.code == 1009
 
 
+QUESTIONS: list[Callable[[Server], Any]] = [
+    lambda p: p.data_to_send(), lambda p: [repr(e) for e in p.events_received()],
+    lambda p: p.close_rcvd, lambda p: p.close_sent, lambda p: p.close_expected(), lambda p: p.is_open(),
+    lambda p: p.is_closing(), lambda p: p.has_pending(), lambda p: p.pending_size(), lambda p: p.in_fragmented_message(),
+    lambda p: p.partial_frame(), lambda p: repr(p.parser_error()), lambda p: p.message_limit(), lambda p: bool(p.extensions),
+]
+
+
+def answers(proto: Server) -> list[Any]:
+    """Every answer, the pending output first (``pending_size`` and ``has_pending`` asked before it is taken)."""
+    return [QUESTIONS[i](proto) for i in (7, 8, 0, 1, 2, 3, 4, 5, 6, 9, 10, 11, 12, 13)]
+
+
+PEER_CLOSES = [b"", Close(1000, "").serialize(), Close(1001, "away").serialize(), Close(3000, "").serialize(),
+               Close(4999, "é" * 61 + "z").serialize()]
+
+
+@pytest.mark.parametrize("payload", PEER_CLOSES)
+def test_the_peers_close_is_answered_without_building_it(payload: bytes) -> None:
+    proto, reference = lazy(), eager()
+    for p in (proto, reference):
+        p.receive_data(masked(Opcode.CLOSE, payload))
+    assert not built(proto)
+    assert answers(proto) == answers(reference)
+    assert proto.data_to_send() == [] and proto.events_received() == []  # taken once
+    for p in (proto, reference):
+        p.receive_data(masked(Opcode.TEXT, b"late") + b"\x81")  # discarded after the Close
+    assert not built(proto)
+    assert answers(proto) == answers(reference)
+
+
+@pytest.mark.parametrize(
+    "then",
+    [
+        lambda p: p.receive_eof(),
+        lambda p: p.fail(1011, "late"),
+        lambda p: p.send_ping(b"x"),
+        lambda p: p.send_text(b"x"),
+        lambda p: p.send_close(1000),
+    ],
+)
+@pytest.mark.parametrize("taken", [False, True])
+def test_after_the_close_anything_else_builds_it_where_it_would_be(then: Callable[[Server], Any], taken: bool) -> None:
+    """The real object built after the stand-in answered a Close has read it, and sent what the stand-in sent."""
+    proto, reference = lazy(), eager()
+    payload = Close(1000, "bye").serialize()
+    outcomes = []
+    for p in (proto, reference):
+        p.receive_data(masked(Opcode.CLOSE, payload))
+        if taken:
+            p.data_to_send()
+            p.events_received()
+        try:
+            then(p)
+            outcomes.append(None)
+        except Exception as exc:
+            outcomes.append(repr(exc))
+    assert built(proto) and outcomes[0] == outcomes[1]
+    assert proto.real().state is reference.state
+    assert answers(proto) == answers(reference)
+
+
+def test_a_close_over_max_size_or_with_a_debug_log_is_the_real_objects() -> None:
+    proto, reference = lazy(max_size=4), eager(max_size=4)
+    for p in (proto, reference):
+        p.receive_data(masked(Opcode.CLOSE, Close(1000, "long").serialize()))
+    assert built(proto) and answers(proto) == answers(reference)
+    assert reference.close_sent is not None and reference.close_sent.code == 1009
+    LOGGER.setLevel(logging.DEBUG)
+    try:
+        logged = lazy()
+    finally:
+        LOGGER.setLevel(logging.NOTSET)
+    logged.receive_data(masked(Opcode.CLOSE, b""))
+    assert built(logged)
+
+
 def test_debug_is_fixed_when_the_handshake_is_accepted() -> None:
     LOGGER.setLevel(logging.DEBUG)
     try:
@@ -107,8 +192,9 @@ def test_debug_is_fixed_when_the_handshake_is_accepted() -> None:
 
 def test_the_questions_are_forwarded_once_built() -> None:
     proto = lazy()
-    proto.receive_data(masked(Opcode.CLOSE, Close(1000, "done").serialize()))
+    proto.receive_data(masked(Opcode.PING, b""))
     assert built(proto)
+    proto.receive_data(masked(Opcode.CLOSE, Close(1000, "done").serialize()))
     assert proto.close_rcvd is not None and proto.close_sent is not None and proto.is_closing()
     assert not proto.is_open() and proto.has_pending() and proto.close_expected()
 

@@ -35,8 +35,10 @@ from websockets.datastructures import Headers
 from websockets.exceptions import InvalidHandshake
 from websockets.frames import Close, Frame, Opcode
 from websockets.http11 import Request
-from websockets.protocol import CLOSING, OPEN, Protocol
+from websockets.protocol import CLOSING, OPEN, SEND_EOF, Protocol
 from websockets.server import ServerProtocol
+
+from .writer import apply_mask
 
 __all__ = ["Client", "InvalidMethod", "InvalidProtocol", "Server", "LazyServer", "SUPPORTED", "check_version", "opened_server"]
 
@@ -233,9 +235,17 @@ class LazyServer:
     of an object whose class changed in a dict of its own, and the close
     handshake then cost ~5% more of a whole handshake (docs/performance-log.md).
     An idle connection saves the ~1.4 KB of the real object.
+
+    The peer's Close, the usual end, is answered here when it comes alone
+    and valid (:meth:`_peer_closed`), as ``Protocol.recv_frame`` answers it:
+    the Close echoed, the end of the stream, the bytes after it discarded.
+    Building, feeding and closing the real object for it cost tens of
+    thousands of instructions a connection.  Anything asked after it that
+    this stand-in does not answer builds the real object and replays the
+    Close into it, so that it is where it would have been.
     """
 
-    __slots__ = ("subprotocol", "debug", "_max_size", "_logger", "_real", "_built")
+    __slots__ = ("subprotocol", "debug", "_max_size", "_logger", "_real", "_built", "_closed", "_close", "_events", "_writes")
 
     def __init__(self, max_size: int | None, subprotocol: str | None, logger: logging.Logger) -> None:
         self.subprotocol = subprotocol
@@ -244,6 +254,11 @@ class LazyServer:
         self._logger = logger
         self._real: Server | None = None
         self._built: Callable[[Server], object] | None = None
+        # The peer's Close, once answered here: its frame as received, parsed, and what was not taken yet.
+        self._closed: bytes | None = None
+        self._close: Close | None = None
+        self._events: list[Any] | None = None
+        self._writes: list[bytes] | None = None
 
     def when_built(self, callback: Callable[[Server], object]) -> None:
         """Call ``callback(server)`` when the real object is built (its holder swaps it in)."""
@@ -258,6 +273,9 @@ class LazyServer:
             real.mark_open()
             real.read_frames()
             real.debug = self.debug
+            if self._closed is not None:  # the Close answered here: replayed, then what was taken of its output dropped
+                real.receive_data(self._closed)
+                real.events, real.writes = self._events or [], self._writes or []
             built, self._built = self._built, None
             if built is not None:
                 built(real)
@@ -269,15 +287,55 @@ class LazyServer:
     # cost a formatted AttributeError each.
 
     def receive_data(self, data: bytes) -> None:
+        if self._real is None:
+            if self._closed is not None:
+                return  # after the Close: discarded, as the real object's discard() does
+            if self._peer_closed(data):
+                return
         self.real().receive_data(data)
+
+    def _peer_closed(self, data: bytes) -> bool:
+        """Whether ``data`` is the peer's Close alone, valid, and now answered as ``Server`` would.
+
+        A masked, final Close frame of 125 bytes at most, within ``max_size``,
+        whose payload ``Close.parse`` accepts (empty, or a valid code and
+        UTF-8 reason).  Anything else (and a debug log, which wants the
+        frames logged) is the real object's to judge.  Its state is that of a
+        fresh OPEN object, as the real one would be built now: the lean
+        reader joins fragmented messages itself, and sends only whole frames.
+        """
+        n = len(data)
+        # 0x88: FIN and CLOSE, no reserved bit; then the mask bit and the 7-bit length, n - 6 (0x80 + n - 6).
+        if not 6 <= n <= 6 + 125 or data[0] != 0x88 or data[1] != n + 122 or self.debug:
+            return False
+        limit = self._max_size
+        if limit is not None and n - 6 > limit:
+            return False  # PayloadTooBig there
+        payload = apply_mask(data[6:], data[2:6])
+        try:
+            close = Close.parse(payload)
+        except Exception:  # too short, a code not to be sent, bad UTF-8: the real object fails the connection
+            return False
+        self._closed = data
+        self._close = close
+        self._events = [Frame(_CLOSE, payload)]
+        # The echo of the payload as received (websockets echoes it, 1005 for none), then the server's EOF.
+        self._writes = [bytes((0x88, n - 6)) + payload, SEND_EOF]
+        return True
 
     def receive_eof(self) -> None:
         self.real().receive_eof()
 
     def events_received(self) -> list[Any]:
+        if self._real is None and self._closed is not None:
+            events, self._events = self._events or [], None
+            return events
         return self.real().events_received()
 
     def data_to_send(self) -> list[bytes]:
+        if self._real is None and self._closed is not None:
+            writes, self._writes = self._writes or [], None
+            return writes
         return self.real().data_to_send()
 
     def send_close(self, code: int | None = None, reason: str = "") -> None:
@@ -308,7 +366,8 @@ class LazyServer:
         if self._real is not None:
             self._real.drop_extensions()
 
-    # The questions of a lean connection (its reads, sends, timers and end), answered without building.
+    # The questions of a lean connection (its reads, sends, timers and end), answered without building:
+    # OPEN, or (``_closed``) CLOSING after the peer's Close, answered, with the EOF sent.
 
     @property
     def extensions(self) -> list[Any]:
@@ -316,23 +375,23 @@ class LazyServer:
 
     @property
     def close_rcvd(self) -> Close | None:
-        return None if self._real is None else self._real.close_rcvd
+        return self._close if self._real is None else self._real.close_rcvd
 
     @property
     def close_sent(self) -> Close | None:
-        return None if self._real is None else self._real.close_sent
+        return self._close if self._real is None else self._real.close_sent
 
     def is_open(self) -> bool:
-        return True if self._real is None else self._real.is_open()
+        return self._closed is None if self._real is None else self._real.is_open()
 
     def is_closing(self) -> bool:
-        return False if self._real is None else self._real.is_closing()
+        return self._closed is not None if self._real is None else self._real.is_closing()
 
     def has_pending(self) -> bool:
-        return False if self._real is None else self._real.has_pending()
+        return bool(self._writes) if self._real is None else self._real.has_pending()
 
     def pending_size(self) -> int:
-        return 0 if self._real is None else self._real.pending_size()
+        return sum(map(len, self._writes or ())) if self._real is None else self._real.pending_size()
 
     def in_fragmented_message(self) -> bool:
         return False if self._real is None else self._real.in_fragmented_message()
@@ -344,7 +403,7 @@ class LazyServer:
         return None if self._real is None else self._real.parser_error()
 
     def close_expected(self) -> bool:
-        return False if self._real is None else self._real.close_expected()
+        return self._closed is not None if self._real is None else self._real.close_expected()
 
     def message_limit(self) -> int | None:
         return self._max_size if self._real is None else self._real.message_limit()
