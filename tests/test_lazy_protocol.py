@@ -148,16 +148,17 @@ def test_the_peers_close_as_with_the_object_built_at_once(case: str, monkeypatch
     run(main)
 
 
+@pytest.mark.parametrize("server_closes", [False, True])
 @pytest.mark.parametrize("code, reason", [(None, ""), (1000, ""), (1001, "going"), (4999, "fin ✓")])
-def test_a_client_closing_sees_the_same_close_either_way(
-    code: int | None, reason: str, monkeypatch: pytest.MonkeyPatch
+def test_a_client_sees_the_same_close_either_way(
+    server_closes: bool, code: int | None, reason: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async def exchange() -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], bool]:
         async with echo_server() as served:
             client, rec = await connect(served.port, "/ws", per_message_deflate=False)
             await rec.wait("open")
             sock, server_rec = await served.socket()
-            client.close(code, reason)
+            (sock if server_closes else client).close(code, reason)
             server_close = await server_rec.wait("close")
             client_close = await rec.wait("close")
             return server_close, client_close, _lazy(sock)
@@ -169,5 +170,58 @@ def test_a_client_closing_sees_the_same_close_either_way(
         lazy = await exchange()
         assert lazy[:2] == reference[:2] == ([(code or 1005, reason)],) * 2
         assert lazy[2]  # never built
+
+    run(main)
+
+
+# The peer's answer to our Close (one write), and whether it is answered without the object.
+REPLIES: dict[str, tuple[bytes, bool]] = {
+    "empty": (frame(0x8, b""), True),
+    "1000": (frame(0x8, _close(1000)), True),
+    "4000 with a reason": (frame(0x8, _close(4000, "ok ✓".encode())), True),
+    "1005": (frame(0x8, _close(1005)), False),
+    "bad UTF-8 reason": (frame(0x8, _close(1000, b"\xc3")), False),
+    "1-byte payload": (frame(0x8, b"\x01"), False),
+    "a message first": (frame(0x1, b"late") + frame(0x8, _close(1000)), False),
+    "a fragment first": (frame(0x1, b"par", fin=False) + frame(0x8, _close(1000)), False),
+}
+
+
+async def _our_close_exchange(code: int | None, reason: str, reply: bytes) -> tuple[bytes, bytes, list[tuple[str, Any]], bool]:
+    """Handshake by hand, the server closes, the peer replies: (our Close, the rest to EOF, the server's events, still lazy)."""
+    async with echo_server() as served:
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        writer.write(
+            f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        sock, rec = await served.socket()
+        sock.on("message", lambda event: rec.log.append(("message", (event.data,))))
+        sock.close(code, reason)
+        head = await asyncio.wait_for(reader.readexactly(2), 5)
+        ours = head + await asyncio.wait_for(reader.readexactly(head[1] & 0x7F), 5)
+        writer.write(reply)
+        rest = await asyncio.wait_for(reader.read(), 5)  # to the server's EOF
+        await rec.wait("close")
+        writer.close()
+        events = [(name, tuple(str(a) for a in args)) for name, args in rec.log]
+        return ours, rest, events, _lazy(sock)
+
+
+@pytest.mark.parametrize("code, reason", [(None, ""), (1000, ""), (4999, "fin ✓")])
+@pytest.mark.parametrize("case", list(REPLIES))
+def test_our_close_as_with_the_object_built_at_once(
+    code: int | None, reason: str, case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reply, lean = REPLIES[case]
+
+    async def main() -> None:
+        monkeypatch.setattr(_websockets, "EAGER", True)
+        reference = await _our_close_exchange(code, reason, reply)
+        monkeypatch.setattr(_websockets, "EAGER", False)
+        lazy = await _our_close_exchange(code, reason, reply)
+        assert lazy[:3] == reference[:3]
+        assert lazy[3] is lean
 
     run(main)

@@ -59,7 +59,8 @@ def test_the_questions_of_a_lean_connection_do_not_build_it() -> None:
     "use",
     [
         lambda p: p.send_ping(b"keepalive"),
-        lambda p: p.send_close(1000, "bye"),
+        lambda p: p.send_close(1005),  # invalid: the real object's error
+        lambda p: p.send_close(None, "no code"),
         lambda p: p.receive_data(masked(Opcode.PING, b"hi")),
         lambda p: p.receive_data(b"\x89"),  # part of a frame
         # Closes the stand-in leaves to the real object: invalid, not alone, or not a plain final frame.
@@ -82,8 +83,14 @@ def test_any_other_use_builds_it_and_it_behaves_as_one_built_at_once(use: Callab
     handed: list[Server] = []
     assert isinstance(proto, _websockets.LazyServer)
     proto.when_built(handed.append)
-    use(proto)
-    use(reference)
+    outcomes = []
+    for p in (proto, reference):
+        try:
+            use(p)
+            outcomes.append("")
+        except Exception as exc:  # an invalid close: the same error
+            outcomes.append(repr(exc))
+    assert outcomes[0] == outcomes[1]
     assert built(proto) and handed == [proto.real()] and type(handed[0]) is Server
     assert proto.real().state is reference.state
     for ask in (
@@ -164,6 +171,33 @@ def test_after_the_close_anything_else_builds_it_where_it_would_be(then: Callabl
     assert answers(proto) == answers(reference)
 
 
+@pytest.mark.parametrize("code, reason", [(None, ""), (1000, ""), (1001, "going"), (4999, "é" * 61 + "z")])
+@pytest.mark.parametrize(
+    "reply, answered",
+    [
+        (masked(Opcode.CLOSE, b""), True),
+        (masked(Opcode.CLOSE, Close(1000, "").serialize()), True),
+        (masked(Opcode.CLOSE, Close(3000, "ok").serialize()), True),
+        # The real object's: invalid, with more, or not the Close.
+        (masked(Opcode.CLOSE, b"\x03\xed"), False),
+        (masked(Opcode.CLOSE, b"\x03\xe8\xc3"), False),
+        (masked(Opcode.TEXT, b"in flight") + masked(Opcode.CLOSE, b""), False),
+        (masked(Opcode.PING, b""), False),
+        (masked(Opcode.CLOSE, b"")[:3], False),
+    ],
+)
+def test_our_close_and_the_peers_answer(code: int | None, reason: str, reply: bytes, answered: bool) -> None:
+    proto, reference = lazy(), eager()
+    for p in (proto, reference):
+        p.send_close(code, reason)
+    assert not built(proto)
+    assert answers(proto) == answers(reference)
+    for p in (proto, reference):
+        p.receive_data(reply)
+    assert built(proto) is not answered
+    assert answers(proto) == answers(reference)
+
+
 def test_a_close_over_max_size_or_with_a_debug_log_is_the_real_objects() -> None:
     proto, reference = lazy(max_size=4), eager(max_size=4)
     for p in (proto, reference):
@@ -176,6 +210,13 @@ def test_a_close_over_max_size_or_with_a_debug_log_is_the_real_objects() -> None
     finally:
         LOGGER.setLevel(logging.NOTSET)
     logged.receive_data(masked(Opcode.CLOSE, b""))
+    assert built(logged)
+    LOGGER.setLevel(logging.DEBUG)
+    try:
+        logged = lazy()
+    finally:
+        LOGGER.setLevel(logging.NOTSET)
+    logged.send_close(1000)
     assert built(logged)
 
 

@@ -218,6 +218,28 @@ class Server(_Internals, ServerProtocol):
 EAGER = False
 
 
+class _Closing:
+    """A closing handshake that a :class:`LazyServer` answered: what ``Server`` would hold, and how to get there."""
+
+    __slots__ = ("ours", "theirs", "sent", "rcvd", "events", "writes")
+
+    def __init__(self) -> None:
+        self.ours: tuple[int | None, str] | None = None  # the arguments of our send_close()
+        self.theirs: bytes | None = None  # the peer's Close frame, as received
+        self.sent: Close | None = None
+        self.rcvd: Close | None = None
+        self.events: list[Any] = []  # not taken yet
+        self.writes: list[bytes] = []
+
+    def replay(self, real: Server) -> None:
+        """Bring a freshly built ``real`` to this point: the same calls, then only the output not taken yet."""
+        if self.ours is not None:
+            real.send_close(*self.ours)
+        if self.theirs is not None:
+            real.receive_data(self.theirs)
+        real.events, real.writes = self.events, self.writes
+
+
 class LazyServer:
     """The protocol object of a lean handshake, built on first use.
 
@@ -226,7 +248,7 @@ class LazyServer:
     ``ws``' reader and writer frame those.  Until then this stand-in answers
     the questions such a connection asks, as a fresh OPEN server protocol
     would (nothing queued, parsed, sent or received); the first use of
-    anything else (a control frame, a fragment, a close, a failure) builds
+    anything else (a control frame, a fragment, a failure) builds
     the real :class:`Server`, OPEN and reading frames, forwards to it, and
     hands it to the callback given to :meth:`when_built`, so that its holder
     (the socket) uses it directly from then on.  It has only the part of
@@ -236,16 +258,17 @@ class LazyServer:
     handshake then cost ~5% more of a whole handshake (docs/performance-log.md).
     An idle connection saves the ~1.4 KB of the real object.
 
-    The peer's Close, the usual end, is answered here when it comes alone
-    and valid (:meth:`_peer_closed`), as ``Protocol.recv_frame`` answers it:
-    the Close echoed, the end of the stream, the bytes after it discarded.
-    Building, feeding and closing the real object for it cost tens of
-    thousands of instructions a connection.  Anything asked after it that
-    this stand-in does not answer builds the real object and replays the
-    Close into it, so that it is where it would have been.
+    The usual end, a clean closing handshake, is answered here too, as
+    ``Protocol`` answers it (building, feeding and closing the real object
+    for it cost about 10% of a whole handshake): the peer's Close when it
+    comes alone and valid (:meth:`_peer_closed`: echoed, the end of the
+    stream, what follows discarded), our own (:meth:`send_close`), and the
+    peer's answer to it.  Anything asked after that which this stand-in does
+    not answer builds the real object and replays the handshake into it
+    (:class:`_Closing`), so that it is where it would have been.
     """
 
-    __slots__ = ("subprotocol", "debug", "_max_size", "_logger", "_real", "_built", "_closed", "_close", "_events", "_writes")
+    __slots__ = ("subprotocol", "debug", "_max_size", "_logger", "_real", "_built", "_closing")
 
     def __init__(self, max_size: int | None, subprotocol: str | None, logger: logging.Logger) -> None:
         self.subprotocol = subprotocol
@@ -254,11 +277,7 @@ class LazyServer:
         self._logger = logger
         self._real: Server | None = None
         self._built: Callable[[Server], object] | None = None
-        # The peer's Close, once answered here: its frame as received, parsed, and what was not taken yet.
-        self._closed: bytes | None = None
-        self._close: Close | None = None
-        self._events: list[Any] | None = None
-        self._writes: list[bytes] | None = None
+        self._closing: _Closing | None = None  # a closing handshake answered here
 
     def when_built(self, callback: Callable[[Server], object]) -> None:
         """Call ``callback(server)`` when the real object is built (its holder swaps it in)."""
@@ -273,9 +292,8 @@ class LazyServer:
             real.mark_open()
             real.read_frames()
             real.debug = self.debug
-            if self._closed is not None:  # the Close answered here: replayed, then what was taken of its output dropped
-                real.receive_data(self._closed)
-                real.events, real.writes = self._events or [], self._writes or []
+            if self._closing is not None:
+                self._closing.replay(real)
             built, self._built = self._built, None
             if built is not None:
                 built(real)
@@ -288,8 +306,9 @@ class LazyServer:
 
     def receive_data(self, data: bytes) -> None:
         if self._real is None:
-            if self._closed is not None:
-                return  # after the Close: discarded, as the real object's discard() does
+            closing = self._closing
+            if closing is not None and closing.theirs is not None:
+                return  # after the peer's Close: discarded, as the real object's discard() does
             if self._peer_closed(data):
                 return
         self.real().receive_data(data)
@@ -300,9 +319,10 @@ class LazyServer:
         A masked, final Close frame of 125 bytes at most, within ``max_size``,
         whose payload ``Close.parse`` accepts (empty, or a valid code and
         UTF-8 reason).  Anything else (and a debug log, which wants the
-        frames logged) is the real object's to judge.  Its state is that of a
-        fresh OPEN object, as the real one would be built now: the lean
-        reader joins fragmented messages itself, and sends only whole frames.
+        frames logged) is the real object's to judge.  Unbuilt, nothing was
+        fed here before (but a Close, then nothing more is read), so ``data``
+        starts at a frame boundary and no fragmented message is open here:
+        the lean reader joins those itself, and feeds whole frames.
         """
         n = len(data)
         # 0x88: FIN and CLOSE, no reserved bit; then the mask bit and the 7-bit length, n - 6 (0x80 + n - 6).
@@ -316,30 +336,61 @@ class LazyServer:
             close = Close.parse(payload)
         except Exception:  # too short, a code not to be sent, bad UTF-8: the real object fails the connection
             return False
-        self._closed = data
-        self._close = close
-        self._events = [Frame(_CLOSE, payload)]
-        # The echo of the payload as received (websockets echoes it, 1005 for none), then the server's EOF.
-        self._writes = [bytes((0x88, n - 6)) + payload, SEND_EOF]
+        closing = self._closing
+        if closing is None:  # OPEN: echoed as received (websockets does: an empty one stays empty)
+            closing = self._closing = _Closing()
+            closing.writes.append(bytes((0x88, n - 6)) + payload)
+            closing.sent = close
+        closing.theirs = data
+        closing.rcvd = close
+        closing.events.append(Frame(_CLOSE, payload))
+        closing.writes.append(SEND_EOF)  # a server closes the TCP connection at once
         return True
 
     def receive_eof(self) -> None:
         self.real().receive_eof()
 
     def events_received(self) -> list[Any]:
-        if self._real is None and self._closed is not None:
-            events, self._events = self._events or [], None
+        closing = self._closing
+        if self._real is None and closing is not None:
+            events, closing.events = closing.events, []
             return events
         return self.real().events_received()
 
     def data_to_send(self) -> list[bytes]:
-        if self._real is None and self._closed is not None:
-            writes, self._writes = self._writes or [], None
+        closing = self._closing
+        if self._real is None and closing is not None:
+            writes, closing.writes = closing.writes, []
             return writes
         return self.real().data_to_send()
 
     def send_close(self, code: int | None = None, reason: str = "") -> None:
+        if self._real is None and self._closing is None and not self.debug and self._close_sent(code, reason):
+            return
         self.real().send_close(code, reason)
+
+    def _close_sent(self, code: int | None, reason: str) -> bool:
+        """OPEN: whether our Close is valid, and now sent and recorded as ``Protocol.send_close`` does.
+
+        An invalid one is the real object's, which raises what it raises.
+        """
+        if code is None:
+            if reason:
+                return False
+            close, data = Close.parse(b""), b""  # (1005, ""), sent as an empty Close
+        else:
+            close = Close(code, reason)
+            try:
+                data = close.serialize()
+            except Exception:  # a code not to be sent
+                return False
+            if len(data) > 125:
+                return False  # a control frame too long
+        closing = self._closing = _Closing()
+        closing.ours = (code, reason)
+        closing.sent = close
+        closing.writes.append(bytes((0x88, len(data))) + data)
+        return True
 
     def send_ping(self, data: bytes) -> None:
         self.real().send_ping(data)
@@ -367,7 +418,7 @@ class LazyServer:
             self._real.drop_extensions()
 
     # The questions of a lean connection (its reads, sends, timers and end), answered without building:
-    # OPEN, or (``_closed``) CLOSING after the peer's Close, answered, with the EOF sent.
+    # OPEN, or CLOSING once a closing handshake started here (``_closing``).
 
     @property
     def extensions(self) -> list[Any]:
@@ -375,23 +426,31 @@ class LazyServer:
 
     @property
     def close_rcvd(self) -> Close | None:
-        return self._close if self._real is None else self._real.close_rcvd
+        if self._real is None:
+            return None if self._closing is None else self._closing.rcvd
+        return self._real.close_rcvd
 
     @property
     def close_sent(self) -> Close | None:
-        return self._close if self._real is None else self._real.close_sent
+        if self._real is None:
+            return None if self._closing is None else self._closing.sent
+        return self._real.close_sent
 
     def is_open(self) -> bool:
-        return self._closed is None if self._real is None else self._real.is_open()
+        return self._closing is None if self._real is None else self._real.is_open()
 
     def is_closing(self) -> bool:
-        return self._closed is not None if self._real is None else self._real.is_closing()
+        return self._closing is not None if self._real is None else self._real.is_closing()
 
     def has_pending(self) -> bool:
-        return bool(self._writes) if self._real is None else self._real.has_pending()
+        if self._real is None:
+            return self._closing is not None and bool(self._closing.writes)
+        return self._real.has_pending()
 
     def pending_size(self) -> int:
-        return sum(map(len, self._writes or ())) if self._real is None else self._real.pending_size()
+        if self._real is None:
+            return 0 if self._closing is None else sum(map(len, self._closing.writes))
+        return self._real.pending_size()
 
     def in_fragmented_message(self) -> bool:
         return False if self._real is None else self._real.in_fragmented_message()
@@ -403,7 +462,7 @@ class LazyServer:
         return None if self._real is None else self._real.parser_error()
 
     def close_expected(self) -> bool:
-        return self._closed is not None if self._real is None else self._real.close_expected()
+        return self._closing is not None if self._real is None else self._real.close_expected()
 
     def message_limit(self) -> int | None:
         return self._max_size if self._real is None else self._real.message_limit()
