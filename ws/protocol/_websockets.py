@@ -260,7 +260,7 @@ class LazyServer:
 
     The usual end, a clean closing handshake, is answered here too, as
     ``Protocol`` answers it (building, feeding and closing the real object
-    for it cost about 10% of a whole handshake): the peer's Close when it
+    for it cost about 12% of a whole handshake): the peer's Close when it
     comes alone and valid (:meth:`_peer_closed`: echoed, the end of the
     stream, what follows discarded), our own (:meth:`send_close`), and the
     peer's answer to it.  Anything asked after that which this stand-in does
@@ -319,10 +319,10 @@ class LazyServer:
         A masked, final Close frame of 125 bytes at most, within ``max_size``,
         whose payload ``Close.parse`` accepts (empty, or a valid code and
         UTF-8 reason).  Anything else (and a debug log, which wants the
-        frames logged) is the real object's to judge.  Unbuilt, nothing was
-        fed here before (but a Close, then nothing more is read), so ``data``
-        starts at a frame boundary and no fragmented message is open here:
-        the lean reader joins those itself, and feeds whole frames.
+        frames logged) is the real object's to judge.  While unbuilt, nothing
+        else was fed here, so ``data`` starts at a frame boundary and no
+        fragmented message is open here (the lean reader joins those itself
+        and feeds whole frames): a real object built now would be as fresh.
         """
         n = len(data)
         # 0x88: FIN and CLOSE, no reserved bit; then the mask bit and the 7-bit length, n - 6 (0x80 + n - 6).
