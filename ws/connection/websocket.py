@@ -1016,9 +1016,11 @@ class WebSocket(IterationMixin, EventTarget):
         What the kernel does not take, or everything while the transport
         holds bytes, goes to ``transport.write``, which buffers it (a view,
         not a copy, from 3.12 on) or reports the error that stopped
-        ``writev``.  Other transports get ``writelines``: uvloop writes the
-        pieces with one ``writev`` too, TLS encrypts each and sends the
-        records in one write.
+        ``writev``.  Other transports get ``writelines``: uvloop keeps each
+        piece as it is (no join) and, while its queue is empty, writes them
+        at once with one ``writev`` (``uv_try_write``), the system call
+        ours makes, so its socket is left to it; TLS encrypts each and
+        sends the records in one write.
         """
         if type(transport) is not _SOCKET_TRANSPORT:
             transport.writelines(pieces)
