@@ -1,6 +1,7 @@
 """The server's cost of a handshake, of its decision alone, and the memory of an idle connection.
 
-    python benchmarks/handshake_inproc.py [--count 2000] [--profile FILE] [--memory 1000] [--decide 20000]
+    python benchmarks/handshake_inproc.py [--count 2000] [--parallel 1] [--loop asyncio] [--profile FILE]
+        [--memory 1000] [--decide 20000]
 
 A ``ws.http.Server`` with a ``WebSocketServer`` (default options) on
 loopback, and plain-socket clients in another process.  ``--count N``: N
@@ -11,7 +12,9 @@ time per handshake, and ``--profile`` writes a cProfile of the server.
 Under ``valgrind --tool=callgrind`` (which follows only this process) the
 instructions counted are the server's, immune to the machine's load: the
 difference between two counts divided by the difference of N is the cost
-of one handshake.  ``--memory N`` opens N connections and leaves them idle,
+of one handshake.  ``--parallel K``: K client threads at a time (the
+harness' ``handshake_par10`` is 10).  ``--loop uvloop`` serves on uvloop
+(``WS_HTTP`` picks the parser as usual).  ``--memory N`` opens N connections and leaves them idle,
 and prints the bytes that the server allocated per connection
 (tracemalloc).  ``--decide N`` runs only the decision,
 ``ws.protocol.handshake.accept``, for a browser's request, N times,
@@ -70,7 +73,7 @@ async def _main(args: argparse.Namespace) -> None:
         tracemalloc.start()
         before = tracemalloc.get_traced_memory()[0]
         clients = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", _CLIENTS, str(port), str(args.memory),
+            sys.executable, "-c", _CLIENTS, str(port), str(args.memory), "1",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         )
         assert clients.stdout is not None and clients.stdin is not None
@@ -90,7 +93,8 @@ async def _main(args: argparse.Namespace) -> None:
         if profile:
             profile.enable()
         clients = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", _CLIENTS, str(port), str(args.count), "close", stdout=asyncio.subprocess.PIPE,
+            sys.executable, "-c", _CLIENTS, str(port), str(args.count), str(args.parallel), "close",
+            stdout=asyncio.subprocess.PIPE,
         )
         assert clients.stdout is not None
         line = await asyncio.wait_for(clients.stdout.readline(), 600)
@@ -104,11 +108,13 @@ async def _main(args: argparse.Namespace) -> None:
 
 
 _CLIENTS = """
-import base64, os, socket, sys, time
-port, count, close = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:] == ["close"]
+import base64, os, socket, sys, threading, time
+port, count, parallel, close = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:] == ["close"]
 held = []
-start = time.perf_counter()
-for _ in range(count):
+left = [count]
+lock = threading.Lock()
+
+def one():
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
     key = base64.b64encode(os.urandom(16)).decode()
     sock.sendall((f"GET / HTTP/1.1\\r\\nHost: x\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n"
@@ -125,6 +131,21 @@ for _ in range(count):
         sock.close()
     else:
         held.append(sock)
+
+def slot():
+    while True:
+        with lock:
+            if left[0] <= 0:
+                return
+            left[0] -= 1
+        one()
+
+start = time.perf_counter()
+threads = [threading.Thread(target=slot) for _ in range(parallel)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
 if close:
     print(time.perf_counter() - start, flush=True)
 else:
@@ -154,6 +175,8 @@ def _decide(count: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--parallel", type=int, default=1)
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     parser.add_argument("--profile", default="")
     parser.add_argument("--memory", type=int, default=0)
     parser.add_argument("--decide", type=int, default=0)
@@ -161,7 +184,12 @@ def main() -> None:
     if args.decide:
         _decide(args.decide)
         return
-    asyncio.run(_main(args))
+    if args.loop == "uvloop":
+        import uvloop
+
+        uvloop.run(_main(args))
+    else:
+        asyncio.run(_main(args))
 
 
 if __name__ == "__main__":

@@ -110,6 +110,19 @@ def exchange(socks: list[socket.socket], frame: bytes, reply: int, rounds: int) 
     poller.close()
 
 
+def callgrind_total(out: str) -> int:
+    """The instructions of the largest dump written under the ``--callgrind-out-file`` prefix ``out``."""
+    folder = os.path.dirname(os.path.abspath(out))
+    total = 0
+    for name in os.listdir(folder):
+        if name.startswith(os.path.basename(out)):
+            with open(os.path.join(folder, name)) as f:
+                for line in f:
+                    if line.startswith(("summary:", "totals:")):
+                        total = max(total, int(line.split()[1]))
+    return total
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--rounds", type=int, default=20000, help="round trips per connection measured per run")
@@ -150,14 +163,7 @@ def main() -> None:
             subprocess.run([*control, "--dump=measured"], check=True, capture_output=True)
             subprocess.run([*control, "--instr=off"], check=True, capture_output=True)
             time.sleep(0.5)
-            total = 0
-            for name in os.listdir(os.path.dirname(os.path.abspath(a.callgrind)) or "."):
-                path = os.path.join(os.path.dirname(os.path.abspath(a.callgrind)), name)
-                if name.startswith(os.path.basename(a.callgrind)):
-                    with open(path) as f:
-                        for line in f:
-                            if line.startswith("summary:") or line.startswith("totals:"):
-                                total = max(total, int(line.split()[1]))
+            total = callgrind_total(a.callgrind)
             what = "round trip" if a.window == 1 else "message"
             print(f"instructions per {what}: {total / unit:,.0f}  ({total:,} over {unit:,})")
         else:

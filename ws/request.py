@@ -84,14 +84,16 @@ class Request:
         self.socket = RequestSocket(peername, secure)
         self.remote_address = self.socket.remote_address
         self.state = types.SimpleNamespace()
-        headers: dict[str, str] = {}
-        for name, value in self.raw_headers:
-            key = name.lower()
-            if key in headers:
-                sep = "; " if key == "cookie" else ", "
-                headers[key] = headers[key] + sep + value
-            else:
-                headers[key] = value
+        headers = {name.lower(): value for name, value in self.raw_headers}
+        if len(headers) != len(self.raw_headers):  # a repeated header: joined (the comprehension kept the last)
+            headers = {}
+            for name, value in self.raw_headers:
+                key = name.lower()
+                if key in headers:
+                    sep = "; " if key == "cookie" else ", "
+                    headers[key] = headers[key] + sep + value
+                else:
+                    headers[key] = value
         self.headers = headers
         if target[:1] == "/" and target[1:2] != "/" and "?" not in target and "#" not in target:
             self.path, self.query_string = target, ""  # the common case, without urlsplit

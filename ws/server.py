@@ -919,8 +919,13 @@ class WebSocketServer(EventEmitter):
             self._max_payload, self._deflate_max_payload, self._allowed_origins,
         )
         cached = self._policy_cache
-        if cached is not None and all(a is b for a, b in zip(cached[0], options)):
-            return cached[1]
+        if cached is not None:
+            old = cached[0]  # (unrolled: a generator over the pairs cost more than the comparisons)
+            if (
+                old[0] is options[0] and old[1] is options[1] and old[2] is options[2] and old[3] is options[3]
+                and old[4] is options[4] and old[5] is options[5] and old[6] is options[6]
+            ):
+                return cached[1]
         policy = Policy(
             verify_client=self._verify_client,
             verify_form=self._verify_form,

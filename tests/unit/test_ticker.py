@@ -108,3 +108,17 @@ def test_a_cancelled_timer_lets_its_loop_go_before_it_was_due() -> None:
     finally:
         sooner.cancel()
         other.close()
+
+
+def test_cancelled_timers_do_not_pile_up_in_the_heap() -> None:
+    own = ticker._Ticker()
+    loop = asyncio.new_event_loop()
+    try:
+        live = own.call_later(loop, 60, lambda: None)
+        for _ in range(5 * ticker.PURGE_AT):
+            own.call_later(loop, 60, lambda: None).cancel()
+        assert len(own._heap) <= ticker.PURGE_AT  # swept whenever the heap doubled
+        assert any(entry[2] is live for entry in own._heap)  # the live one stays
+        live.cancel()
+    finally:
+        loop.close()

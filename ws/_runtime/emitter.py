@@ -198,8 +198,10 @@ class EventEmitter(_PyeeEmitter):
     ) -> None:
         if not isinstance(registration, _Registration):
             registration = _Registration(registration, False)
-        # pyee fires 'new_listener' before adding, as Node fires 'newListener'.
-        self.emit("new_listener", event, registration.listener)
+        # pyee fires 'new_listener' before adding, as Node fires 'newListener' (only when heard:
+        # a socket's first on() is part of every handshake, and an emit costs more than the add).
+        if self._events.get("new_listener"):
+            self.emit("new_listener", event, registration.listener)
         with self._lock:
             listeners = self._events.get(event)
             if listeners is None:
@@ -416,6 +418,17 @@ class EventEmitter(_PyeeEmitter):
         self._held = keep
 
     # -- calling listeners ----------------------------------------------------------------------
+
+    def _call_handlers(self, event: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+        """pyee's, without the empty ``OrderedDict`` it makes for every emit (``'connection'``, ``'close'``...)."""
+        with self._lock:
+            listeners = self._events.get(event)
+            if not listeners:
+                return False
+            funcs = list(listeners.values())
+        for f in funcs:
+            self._emit_run(f, args, kwargs)
+        return True
 
     def _emit_run(self, f: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         try:

@@ -10,8 +10,12 @@ lives here instead: a daemon thread sleeps until the first one is due and
 hands the callback to its loop with ``call_soon_threadsafe``, one wake-up
 per tick.  The callback runs on the loop, as a ``call_later`` one would.
 
-For a few long timers (a server's heartbeat, a client's); short or
-per-message timers belong on the loop.
+For long timers (a server's heartbeat, a client's) and per-connection
+timers that are almost always cancelled (``ws.http``'s header and idle
+timeouts); per-message timers belong on the loop.  A cancelled timer stays
+in the heap until due or until the heap has doubled since it was last
+swept (``PURGE_AT``), so cancelling costs nothing and the heap holds at
+most twice the live timers (or ``PURGE_AT``).
 """
 
 from __future__ import annotations
@@ -31,6 +35,10 @@ class Timer(Protocol):
     """What :func:`call_later` returns: a :class:`TickHandle`, or asyncio's ``TimerHandle`` when no thread could start."""
 
     def cancel(self) -> None: ...
+
+
+#: Fewest entries in the heap before cancelled ones are swept out of it.
+PURGE_AT = 1024
 
 
 def _nothing() -> None:
@@ -69,10 +77,13 @@ class _Ticker:
         self._heap: list[tuple[float, int, TickHandle]] = []
         self._serial = itertools.count()
         self._thread: threading.Thread | None = None
+        self._purge_at = PURGE_AT  # the heap's size at which cancelled timers are swept out
 
     def call_later(self, loop: asyncio.AbstractEventLoop, delay: float, callback: Callable[[], object]) -> Timer:
         handle = TickHandle(time.monotonic() + delay, loop, callback)
         with self._lock:
+            if len(self._heap) >= self._purge_at:
+                self._purge()
             heapq.heappush(self._heap, (handle.when, next(self._serial), handle))
             if self._thread is None:
                 thread = threading.Thread(target=self._run, name="ws-ticker", daemon=True)
@@ -85,6 +96,13 @@ class _Ticker:
             elif self._heap[0][2] is handle:
                 self._lock.notify()  # due before what the thread sleeps for
         return handle
+
+    def _purge(self) -> None:
+        """Drop the cancelled timers (under the lock); the next sweep waits until the heap has doubled."""
+        heap = [entry for entry in self._heap if not entry[2].cancelled]
+        heapq.heapify(heap)
+        self._heap = heap
+        self._purge_at = max(PURGE_AT, 2 * len(heap))
 
     def _run(self) -> None:
         lock = self._lock

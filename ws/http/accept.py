@@ -179,7 +179,7 @@ class Acceptor:
     def _accept(self) -> None:
         for _ in range(BATCH):
             try:
-                conn, _ = self._sock.accept()
+                conn, addr = self._sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except ConnectionAbortedError:
@@ -187,6 +187,8 @@ class Acceptor:
             except OSError as exc:
                 self._pause(exc)
                 return
+            if self._ssl is None and self._plain(conn, addr):
+                continue
             room = self._room
             if room is not None and not room(len(self._tasks)):
                 conn.close()  # too many TLS handshakes under way: no 503 can be sent before TLS
@@ -204,6 +206,26 @@ class Acceptor:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             task.add_done_callback(_swallow)
+
+    def _plain(self, conn: socket.socket, addr: Any) -> bool:
+        """A plain TCP connection: its transport made at once, as asyncio's own accept makes it, but without a task.
+
+        ``connect_accepted_socket`` runs a task per connection (a coroutine,
+        a future it awaits, three more callbacks, a ``getpeername`` call):
+        about a tenth of a handshake's instructions on asyncio's loop.  The
+        transport schedules ``connection_made`` itself.  ``False`` (nothing
+        done) on a loop without the method; the task path then takes it.
+        """
+        make = getattr(self._loop, "_make_socket_transport", None)
+        if make is None:
+            return False
+        try:
+            conn.setblocking(False)
+            make(conn, self._factory(), extra={"peername": addr})
+        except Exception:
+            conn.close()
+            logger.exception("HTTP server could not take a connection")
+        return True
 
     def _pause(self, exc: OSError) -> None:
         """Out of descriptors (or another accept failure): stop for a moment, log rarely, retry."""

@@ -226,7 +226,7 @@ class Accepted:
 
     def response(self) -> bytes:
         """The serialised 101 (values are ours or the user's edit, written as given)."""
-        lines = "".join(f"{name}: {value}\r\n" for name, value in self.headers)
+        lines = "".join([f"{name}: {value}\r\n" for name, value in self.headers])
         return f"{STATUS_LINE_101}\r\n{lines}\r\n".encode("latin-1")
 
 
@@ -406,29 +406,46 @@ def lean_request(request: Request, policy: Policy) -> tuple[str, list[str]] | No
     """
     if request.method != "GET" or request.http_version != "1.1":
         return None
-    once: list[str | None] = [None, None, None, None]  # Upgrade, Connection, the key, the version
-    protocols: list[str] = []
-    origins = 0
-    repeated = extended = False
-    for name, value in request.raw_headers:
-        name = name.lower()
-        index = _ONCE.get(name)
-        if index is not None:
-            repeated |= once[index] is not None
-            once[index] = value
-        elif name == "sec-websocket-protocol":
-            protocols.append(value)
-        elif name == "origin":
-            origins += 1
-        elif name == "sec-websocket-extensions":
-            extended = True
-    upgrade, connection, key, version = once
+    raw = request.raw_headers
+    headers = request.headers
+    if len(headers) == len(raw):
+        # No name twice (the common case): ``request.headers`` holds each value as sent, and
+        # lookups replace a walk over the headers.
+        upgrade = headers.get("upgrade")
+        connection = headers.get("connection")
+        key = headers.get("sec-websocket-key")
+        version = headers.get("sec-websocket-version")
+        offered_value = headers.get("sec-websocket-protocol")
+        protocols = [] if offered_value is None else [offered_value]
+        repeated = False
+        origins = 1 if "origin" in headers else 0
+        extended = "sec-websocket-extensions" in headers
+        values = "\t".join(headers.values())
+    else:
+        once: list[str | None] = [None, None, None, None]  # Upgrade, Connection, the key, the version
+        protocols = []
+        origins = 0
+        repeated = extended = False
+        for name, value in raw:
+            name = name.lower()
+            index = _ONCE.get(name)
+            if index is not None:
+                repeated |= once[index] is not None
+                once[index] = value
+            elif name == "sec-websocket-protocol":
+                protocols.append(value)
+            elif name == "origin":
+                origins += 1
+            elif name == "sec-websocket-extensions":
+                extended = True
+        upgrade, connection, key, version = once
+        values = "\t".join([value for _, value in raw])
     if (
         repeated or version != "13" or key is None or _KEY(key) is None or upgrade is None
         or upgrade.lower() != "websocket" or connection is None or origins > 1 or _TOKEN_LIST(connection) is None
         or "upgrade" not in [token.lower() for token in _TOKEN_SPLIT(connection)]
         or (extended and policy.per_message_deflate)  # (websockets ignores them when it does not compress)
-        or _VALID_VALUES("\t".join([value for _, value in request.raw_headers])) is None
+        or _VALID_VALUES(values) is None
     ):
         return None
     offered: list[str] = []
