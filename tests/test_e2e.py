@@ -216,6 +216,9 @@ def test_client_script_reports_a_refused_connection_and_exits(tmp_path: Path) ->
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_closes_clients_with_1001_and_exits_promptly(echo_server: tuple, signum: int) -> None:
     proc, port = echo_server
+    # 'listening' prints from the reactor before serve() returns: a signal while the script's
+    # main thread still runs is a KeyboardInterrupt there (with its traceback), as in any script.
+    proc.main_done()
 
     async def main() -> tuple[int, float]:
         sock = WebSocket(f"ws://127.0.0.1:{port}/ws")
