@@ -28,9 +28,8 @@ import os
 import socket
 import subprocess
 import threading
-import time
 
-from pingpong import callgrind_total, free_port, server_cpu
+from pingpong import callgrind_instructions, server_cpu, start_server
 
 _REQUEST = (
     b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -130,14 +129,7 @@ def main() -> None:
     p.add_argument("--pin", action="store_true", help="server on CPU 0, clients on CPU 1 (as the harness pins)")
     p.add_argument("server", nargs="+")
     a = p.parse_args()
-    port = free_port()
-    command = [*a.server, "--port", str(port)]
-    if a.callgrind:
-        command = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={a.callgrind}", *command]
-    pin = (lambda: os.sched_setaffinity(0, {0})) if a.pin else None
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, preexec_fn=pin)
-    if a.pin:
-        os.sched_setaffinity(0, {1})
+    server, port = start_server(a.server, a.callgrind, a.pin)
 
     def measured() -> int:
         """One measured run; how many handshakes it made."""
@@ -147,22 +139,9 @@ def main() -> None:
         return a.count
 
     try:
-        assert server.stdout is not None
-        for line in server.stdout:
-            if line.startswith("READY"):
-                break
-        else:
-            raise SystemExit("server ended before READY")
         run(port, a.warmup, min(a.parallel, 10))
         if a.callgrind:
-            control = ["callgrind_control", str(server.pid)]
-            subprocess.run([*control, "--instr=on"], check=True, capture_output=True)
-            subprocess.run([*control, "--zero"], check=True, capture_output=True)
-            count = measured()
-            subprocess.run([*control, "--dump=measured"], check=True, capture_output=True)
-            subprocess.run([*control, "--instr=off"], check=True, capture_output=True)
-            time.sleep(0.5)
-            total = callgrind_total(a.callgrind)
+            total, count = callgrind_instructions(server.pid, a.callgrind, measured)
             print(f"instructions per handshake: {total / count:,.0f}  ({total:,} over {count:,}, parallel {a.parallel})")
         else:
             best = float("inf")

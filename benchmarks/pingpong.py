@@ -30,6 +30,9 @@ import socket
 import subprocess
 import sys
 import time
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
 
 
 def server_cpu(pid: int) -> float:
@@ -123,6 +126,37 @@ def callgrind_total(out: str) -> int:
     return total
 
 
+def start_server(server: list[str], callgrind: str | None, pin: bool) -> tuple[subprocess.Popen[str], int]:
+    """Start ``server --port P`` (under callgrind, instrumentation off, if asked; on CPU 0 with ``pin``,
+    this process then on CPU 1) and wait for its READY line; ``(process, P)``."""
+    port = free_port()
+    command = [*server, "--port", str(port)]
+    if callgrind:
+        command = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={callgrind}", *command]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True,
+                            preexec_fn=(lambda: os.sched_setaffinity(0, {0})) if pin else None)
+    if pin:
+        os.sched_setaffinity(0, {1})
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("READY"):
+            return proc, port
+    proc.wait(10)
+    raise SystemExit("server ended before READY")
+
+
+def callgrind_instructions(pid: int, out: str, work: Callable[[], T]) -> tuple[int, T]:
+    """Instructions the callgrind-run server ``pid`` spent during ``work()``, and what ``work`` returned."""
+    control = ["callgrind_control", str(pid)]
+    subprocess.run([*control, "--instr=on"], check=True, capture_output=True)
+    subprocess.run([*control, "--zero"], check=True, capture_output=True)
+    result = work()
+    subprocess.run([*control, "--dump=measured"], check=True, capture_output=True)
+    subprocess.run([*control, "--instr=off"], check=True, capture_output=True)
+    time.sleep(0.5)
+    return callgrind_total(out), result
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--rounds", type=int, default=20000, help="round trips per connection measured per run")
@@ -135,35 +169,15 @@ def main() -> None:
     p.add_argument("--pin", action="store_true", help="server on CPU 0, clients on CPU 1 (as the harness's --pin split)")
     p.add_argument("server", nargs="+")
     a = p.parse_args()
-    port = free_port()
-    command = [*a.server, "--port", str(port)]
-    if a.callgrind:
-        command = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={a.callgrind}", *command]
-    pin = (lambda: os.sched_setaffinity(0, {0})) if a.pin else None
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, preexec_fn=pin)
-    if a.pin:
-        os.sched_setaffinity(0, {1})
+    server, port = start_server(a.server, a.callgrind, a.pin)
     try:
-        assert server.stdout is not None
-        for line in server.stdout:
-            if line.startswith("READY"):
-                break
-        else:
-            raise SystemExit("server ended before READY")
         socks = [connect(port, a.raw) for _ in range(a.conns)]
         frame, reply = message(a.size, a.raw)
         frame, reply = frame * a.window, reply * a.window
         exchange(socks, frame, reply, 2000 if not a.callgrind else 200)  # warm-up
         unit = a.rounds * a.conns * a.window
         if a.callgrind:
-            control = ["callgrind_control", str(server.pid)]
-            subprocess.run([*control, "--instr=on"], check=True, capture_output=True)
-            subprocess.run([*control, "--zero"], check=True, capture_output=True)
-            exchange(socks, frame, reply, a.rounds)
-            subprocess.run([*control, "--dump=measured"], check=True, capture_output=True)
-            subprocess.run([*control, "--instr=off"], check=True, capture_output=True)
-            time.sleep(0.5)
-            total = callgrind_total(a.callgrind)
+            total, _ = callgrind_instructions(server.pid, a.callgrind, lambda: exchange(socks, frame, reply, a.rounds))
             what = "round trip" if a.window == 1 else "message"
             print(f"instructions per {what}: {total / unit:,.0f}  ({total:,} over {unit:,})")
         else:
