@@ -102,3 +102,52 @@ def test_out_of_descriptors_pauses_accepting_logs_once_and_resumes(
         acceptor.close()
         loop.run_until_complete(asyncio.sleep(0))
         loop.close()
+
+
+def test_a_plain_connection_whose_protocol_cannot_be_made_is_closed_and_the_next_one_served(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The transport made at accept (no task): a failure there closes that socket, logs, and accepting goes on."""
+    loop = asyncio.SelectorEventLoop()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.setblocking(False)
+    made: list[asyncio.BaseTransport] = []
+    calls = 0
+
+    class Protocol(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            made.append(transport)
+
+    def factory() -> asyncio.Protocol:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("protocol refused on purpose")
+        return Protocol()
+
+    acceptor = Acceptor(loop, listener, factory)
+    acceptor.start()
+    first = socket.create_connection(listener.getsockname())
+    first.settimeout(5)
+    try:
+        with caplog.at_level(logging.ERROR, "ws.http"):
+            loop.run_until_complete(asyncio.sleep(0.1))
+        assert first.recv(1) == b""  # closed by the server
+        assert any("could not take a connection" in r.getMessage() and r.exc_info for r in caplog.records)
+        second = socket.create_connection(listener.getsockname())
+        try:
+            loop.run_until_complete(asyncio.sleep(0.1))
+            assert len(made) == 1 and calls == 2
+            assert made[0].get_extra_info("peername") == second.getsockname()
+        finally:
+            second.close()
+    finally:
+        first.close()
+        for transport in made:
+            transport.close()
+        acceptor.close()
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.close()
+        listener.close()
