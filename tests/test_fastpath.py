@@ -20,11 +20,12 @@ from typing import Any
 import pytest
 
 from ws import WebSocket, WebSocketServer, http
+from ws.events import BINARY, TEXT, MessageEvent
 from ws.connection.websocket import _SOCKET_TRANSPORT, WebSocket as _WebSocket
 from ws.protocol._websockets import Server as ServerProtocol
 from ws._runtime.reads import READ_SIZE
 from ws._runtime.reads import kept_budget
-from ws.protocol.reader import READ_AHEAD, SHORT_READ, apply_mask
+from ws.protocol.reader import ONE_SMALL_MAX, READ_AHEAD, SHORT_READ, apply_mask
 
 from .conftest import Recorder, run, until
 from .frames import frame
@@ -180,6 +181,42 @@ def test_many_messages_in_one_read_leave_in_one_write() -> None:
         # 200 echoes of one read: one write, with every frame in order.
         assert len(transport.writes) == 1
         assert transport.writes[0] == b"".join(bytes((0x81, len(m))) + m for m in messages)
+
+    run(main, 30)
+
+
+def test_small_reads_keep_their_own_copy_of_the_shared_buffer() -> None:
+    # A read shorter than a small frame's largest (ONE_SMALL_MAX) reaches the reader as a copy
+    # (a bytearray slice), not a view: an incomplete frame it keeps must survive the next read
+    # overwriting the thread's shared buffer, and small replies keep their exact wire bytes.
+    async def main() -> None:
+        sock, transport = _accepted(1 << 20)
+        sock.on("message", lambda evt: sock.send(evt.data))
+        stream = transport.stream
+        wire = frame(0x1, "héllo ✓".encode()) + frame(0x2, bytes(range(100)))
+        for n in (1, 3, 7, len(wire) - 5):  # every split keeps a head or a tail of a frame
+            transport.writes.clear()
+            _read_in(stream, wire[:n])
+            stream.get_buffer(-1)[:ONE_SMALL_MAX] = b"\xff" * ONE_SMALL_MAX  # the shared buffer reused meanwhile
+            _read_in(stream, wire[n:])
+            assert b"".join(transport.writes) == (
+                bytes((0x81, len("héllo ✓".encode()))) + "héllo ✓".encode() + bytes((0x82, 100)) + bytes(range(100))
+            )
+
+    run(main, 30)
+
+
+def test_a_message_event_is_whole_though_built_without_its_init() -> None:
+    # _deliver fills MessageEvent's slots itself (no __init__ call): every field is set.
+    async def main() -> None:
+        sock, transport = _accepted(1 << 20)
+        got: list[MessageEvent] = []
+        sock.on("message", got.append)
+        _read_in(transport.stream, frame(0x1, b"text") + frame(0x2, b"\x00\x01"))
+        assert [(type(e), e.type, e.data, e.target, e.is_binary) for e in got] == [
+            (MessageEvent, TEXT, "text", sock, False), (MessageEvent, BINARY, b"\x00\x01", sock, True)
+        ]
+        assert repr(got[0]) == "<MessageEvent text 4 chars>" and str(got[1]) == "b'\\x00\\x01'"
 
     run(main, 30)
 

@@ -56,7 +56,7 @@ from ..events import BINARY, TEXT
 from .assembler import Assembler, MessageError
 from .writer import FIN_BINARY, FIN_TEXT, apply_mask
 
-__all__ = ["FrameReader", "unfinished_token", "DIRECT_MIN", "DIRECT_AHEAD", "SHORT_READ", "READ_AHEAD", "TURN_FRAMES", "TURN_BYTES", "PROTOCOL_TURN_BYTES", "apply_mask"]
+__all__ = ["FrameReader", "unfinished_token", "DIRECT_MIN", "DIRECT_AHEAD", "SHORT_READ", "READ_AHEAD", "TURN_FRAMES", "TURN_BYTES", "PROTOCOL_TURN_BYTES", "ONE_SMALL_MAX", "apply_mask"]
 
 Buffer = Union[bytes, bytearray, memoryview]
 
@@ -100,7 +100,7 @@ PROTOCOL_TURN_BYTES = 32 * 1024
 #: through the whole receive path (the copy of 192 KiB a read saved).
 _SPLIT_MIN = 16384
 #: A read shorter than this may be one whole masked frame of under 126 bytes (``receive``'s shortcut).
-_ONE_SMALL_MAX = 6 + 126
+ONE_SMALL_MAX = 6 + 126
 _from_bytes = int.from_bytes
 _DATA_OPCODES = (Opcode.CONT, Opcode.TEXT, Opcode.BINARY)
 
@@ -155,7 +155,7 @@ class FrameReader:
 
     __slots__ = (
         "lean", "_stopped", "_held", "direct_reads", "frame", "fill", "_partial", "_held_input", "_held_from",
-        "_spare", "_fragmented", "_server", "limit", "_deliver", "_fail", "_feed", "_more",
+        "spare", "_fragmented", "_server", "limit", "_deliver", "_fail", "_feed", "_more",
         "max_fragments", "assembler", "message_size", "_frames",
     )
 
@@ -182,7 +182,8 @@ class FrameReader:
         self._partial: bytearray | None = None  # the incomplete frame at the end of the last read
         self._held_input: bytearray | None = None  # bytes not parsed yet (held, or for the next turn)...
         self._held_from = 0  # ... from this offset on
-        self._spare: bytearray | None = None  # the last large frame's buffer, for the next one
+        #: The last large frame's buffer, kept for the next one (reads are short while it is: :attr:`short_read`).
+        self.spare: bytearray | None = None
         self._fragmented = False  # a fragmented message is open (lean): its frames go to the assembler
         self._server = server  # frames come masked
         self.limit = limit
@@ -263,7 +264,7 @@ class FrameReader:
 
     def trim(self) -> None:
         """Drop the buffer kept from the last large frame (an idle connection holds nothing that large)."""
-        self._spare = None
+        self.spare = None
 
     def release(self) -> None:
         """Parse the input kept for later: while held, past ``TURN_FRAMES``, or when not lean (call once no longer held)."""
@@ -297,7 +298,7 @@ class FrameReader:
     def _drop_input(self) -> None:
         self.lean = False
         self._stopped = True
-        self.frame = self._partial = self._held_input = self._spare = None
+        self.frame = self._partial = self._held_input = self.spare = None
 
     # -- large frames, read in place ----------------------------------------------
 
@@ -312,7 +313,7 @@ class FrameReader:
     @property
     def short_read(self) -> bool:
         """A large frame was just read in place (its buffer is kept for the next): read at most ``SHORT_READ``."""
-        return self._spare is not None
+        return self.spare is not None
 
     def read_size(self) -> int:
         """How much the next read into the shared buffer may take: ``READ_AHEAD`` beyond the frame in progress.
@@ -322,7 +323,7 @@ class FrameReader:
         right after a large frame read in place, ``SHORT_READ`` (the next
         one's first part is copied out of the shared buffer).
         """
-        if self._spare is not None:
+        if self.spare is not None:
             return SHORT_READ
         partial = self._partial
         if partial is None:
@@ -348,7 +349,7 @@ class FrameReader:
     def recycle(self, frame: memoryview) -> None:
         """A large frame was delivered (its payload copied out): its buffer may take the next one."""
         if self.lean:
-            self._spare = frame.obj  # type: ignore[assignment]
+            self.spare = frame.obj  # type: ignore[assignment]
 
     # -- parsing ------------------------------------------------------------------
 
@@ -364,7 +365,7 @@ class FrameReader:
         partial = self._partial
         n = len(data)
         if (
-            5 < n < _ONE_SMALL_MAX and partial is None and self._server and not self._stopped
+            5 < n < ONE_SMALL_MAX and partial is None and self._server and not self._stopped
             and not self._fragmented and self._held_input is None
         ):
             # A strict ping-pong reads one small message at a time: when ``data`` is
@@ -375,9 +376,9 @@ class FrameReader:
                 b0 = data[0]
                 limit = self.limit
                 if (b0 == FIN_TEXT or b0 == FIN_BINARY) and (limit is None or n - 6 <= limit):
-                    self._spare = None  # as at the end of any read parsed whole
-                    whole = bytes(data)  # (slices of bytes cost less than views of a view)
-                    message = apply_mask(whole[6:], whole[2:6])
+                    self.spare = None  # as at the end of any read parsed whole
+                    # (Such reads come as a bytearray or bytes, whose slices cost less than views: ``_Stream``.)
+                    message = apply_mask(data[6:], data[2:6])
                     if b0 == FIN_BINARY:
                         self._deliver(BINARY, message)
                         return
@@ -516,8 +517,8 @@ class FrameReader:
             self._keep(data, pos)
             self._more()
             return
-        spare = self._spare
-        self._spare = None  # kept only from one large frame to the next
+        spare = self.spare
+        self.spare = None  # kept only from one large frame to the next
         if pos < n:
             if pos or partial is None:
                 self._frames += 1  # a new incomplete frame, not more of the last one
