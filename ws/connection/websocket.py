@@ -964,7 +964,10 @@ class WebSocket(IterationMixin, EventTarget):
         writes = writer.pending
         if writes:
             writer.pending = []
-            if proto.has_pending():
+            # Lean and OPEN, whatever the protocol object made is in the writer already (what it
+            # answers to a frame fed, a ping, a fragment: _take_protocol_output; a close leaves OPEN):
+            # no call to ask it (about 330 instructions a flush).
+            if (not self._lean or self._ready_state is not OPEN) and proto.has_pending():
                 writes += proto.data_to_send()
         elif proto.has_pending():
             writes = proto.data_to_send()
