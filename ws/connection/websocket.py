@@ -159,12 +159,11 @@ class _Stream(asyncio.BufferedProtocol):
     in progress and ``READ_AHEAD`` beyond, all that a hold can leave kept.
     """
 
-    __slots__ = ("ws", "reader", "view", "shared", "array", "budget")
+    __slots__ = ("ws", "reader", "shared", "array", "budget")
 
     def __init__(self, ws: "WebSocket") -> None:
         self.ws = ws
         self.reader = ws._reader
-        self.view: memoryview | None = None
         #: The loop thread's shared buffer, found on the first read (a connection stays on one thread).
         self.shared: memoryview | None = None
         self.array = bytearray()  # the bytearray under ``shared``
@@ -176,7 +175,6 @@ class _Stream(asyncio.BufferedProtocol):
     def get_buffer(self, sizehint: int) -> memoryview:
         reader = self.reader
         if reader.frame is not None:
-            self.view = None
             return reader.buffer()  # type: ignore[return-value]
         # Once per read: attribute reads, no call for the buffer (a small message's read is short).
         view = self.shared
@@ -189,21 +187,20 @@ class _Stream(asyncio.BufferedProtocol):
             view = view[: reader.read_size()]  # paused peers keep much already: bounded reads
         elif reader.spare is not None:  # (reader.short_read without the property's call)
             view = view[:SHORT_READ]
-        self.view = view
         return view
 
     def buffer_updated(self, nbytes: int) -> None:
-        view = self.view
-        if view is not None:
-            self.view = None
+        # The transport read into what get_buffer() returned just before, with no Python code in
+        # between: the large frame's buffer while the reader has one, else a start of the shared one.
+        if self.reader.frame is None:
             if nbytes < ONE_SMALL_MAX:
-                # A read that may be one small frame (a strict ping-pong): a bytearray slice of the
-                # buffer (``view`` starts it) costs less than a view and the reader's bytes() of it.
+                # A read that may be one small frame (a strict ping-pong): a bytearray slice
+                # costs less than a view and the reader's bytes() of it.
                 self.ws._data_received(self.array[:nbytes])
                 return
             # The reader parses the shared buffer in place (it copies what it
             # keeps: payloads by unmasking, an incomplete tail).
-            self.ws._data_received(view[:nbytes])
+            self.ws._data_received(self.shared[:nbytes])  # type: ignore[index]
             return
         frame = self.reader.filled(nbytes)
         if frame is not None:
