@@ -1465,8 +1465,19 @@ class WebSocket(IterationMixin, EventTarget):
             self._count_kept()
         if self._proto_fed:
             self._after_receive(proto)
-        else:  # only the reader's own frames: the protocol has nothing new
-            self._flush()
+            return
+        # Only the reader's own frames: the protocol has nothing new.
+        writer = self._writer
+        writes = writer.pending
+        if len(writes) == 1 and writes[0] and self._lean and self._ready_state is OPEN:
+            # The usual reply alone, lean and OPEN (the protocol's output is in the writer then):
+            # _flush's first case without its call.
+            writer.pending = []
+            transport = self._transport
+            if transport is not None and not transport.is_closing():
+                transport.write(writes[0])
+            return
+        self._flush()
 
     def _receive_handshake(self, client: "ClientConfig", data: Any) -> None:
         """Client side, before OPEN: the client reads the response (a bounded head,
