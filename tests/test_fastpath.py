@@ -130,6 +130,44 @@ def test_any_split_of_mixed_frames_gives_the_same_replies_in_order(chunk: int) -
     run(main, 60)
 
 
+def test_a_listener_s_reply_with_a_ping_or_a_close_leaves_in_order() -> None:
+    # One small frame a read (the read callback writes a lone reply itself): a ping sent from
+    # the listener goes behind the reply before it, a close behind the reply, with nothing after.
+    async def main() -> None:
+        server = http.Server(address="127.0.0.1:0")
+        wss = WebSocketServer(server=server, path="/")
+
+        def on_connection(sock: WebSocket, request: Any) -> None:
+            def on_message(evt: Any) -> None:
+                sock.send(evt.data)
+                if evt.data == "ping":
+                    sock.ping(b"p")
+                    sock.send("after")
+                elif evt.data == "bye":
+                    sock.close(1000, "done")
+
+            sock.on("message", on_message)
+
+        wss.on("connection", on_connection)
+        await server.serve_async()
+        reader, writer, frames = await raw_client(server.port)
+        for text in ("one", "ping", "two", "bye"):
+            writer.write(frame(0x1, text.encode()))
+            await writer.drain()
+            await asyncio.sleep(0.01)  # one frame a read
+        got = [await frames.next() for _ in range(7)]
+        assert got == [
+            (0x81, b"one"), (0x81, b"ping"), (0x89, b"p"), (0x81, b"after"), (0x81, b"two"), (0x81, b"bye"),
+            (0x88, struct.pack("!H", 1000) + b"done"),
+        ]
+        writer.write(frame(0x8, struct.pack("!H", 1000)))
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # the server ends the connection, nothing more
+        writer.close()
+        server.close()
+
+    run(main, 30)
+
+
 class _CountingTransport(asyncio.Transport):
     """Takes the socket's writes; the one ``BufferedProtocol`` it feeds is ``stream``."""
 
