@@ -171,6 +171,20 @@ def test_a_read_of_one_small_frame_is_judged_as_in_the_loop(
         assert not owner.reader.lean
 
 
+def test_a_limit_set_after_the_start_holds_for_a_read_of_one_small_frame() -> None:
+    # The owner sets the limit once the connection opens (WebSocket._start_lean): the shortcut's
+    # bound follows it, so a message over it is the protocol's to fail, one within it delivered.
+    owner = Owner()
+    wire = frame(0x1, b"eleven byte")
+    owner.reader.limit = 10
+    owner.reader.receive(bytearray(wire))
+    assert owner.messages == [] and owner.fed == [wire]
+    owner = Owner(limit=10)
+    owner.reader.limit = None
+    owner.reader.receive(bytearray(wire))
+    assert owner.messages == [(TEXT, "eleven byte")] and owner.fed == []
+
+
 def test_a_read_of_one_small_frame_after_a_kept_tail_completes_it_first() -> None:
     owner = Owner()
     first, second = frame(0x1, b"first"), frame(0x1, b"second")

@@ -155,7 +155,7 @@ class FrameReader:
 
     __slots__ = (
         "lean", "_stopped", "_held", "direct_reads", "frame", "fill", "_partial", "_held_input", "_held_from",
-        "spare", "_fragmented", "_server", "limit", "_deliver", "_fail", "_feed", "_more",
+        "spare", "_fragmented", "_server", "_limit", "_small_end", "_deliver", "_fail", "_feed", "_more",
         "max_fragments", "assembler", "message_size", "_frames",
     )
 
@@ -186,6 +186,8 @@ class FrameReader:
         self.spare: bytearray | None = None
         self._fragmented = False  # a fragmented message is open (lean): its frames go to the assembler
         self._server = server  # frames come masked
+        self._limit = limit
+        self._small_end = 0  # reads shorter than this may be one small frame within the limit (see limit)
         self.limit = limit
         self._deliver = deliver
         self._fail = fail
@@ -197,6 +199,19 @@ class FrameReader:
         #: Bytes of the fragmented message open in the lean path so far.
         self.message_size = 0
         self._frames = 0  # incomplete frames kept so far (tells one from the next, see unfinished())
+
+    @property
+    def limit(self) -> int | None:
+        """The largest message accepted (``None``: any); a larger one is the protocol object's to fail (1009)."""
+        return self._limit
+
+    @limit.setter
+    def limit(self, limit: int | None) -> None:
+        self._limit = limit
+        # A server's read of fewer bytes than this may be one masked frame of under 126 bytes within
+        # the limit (receive's shortcut, which then needs no test of its own for either).
+        small = ONE_SMALL_MAX if limit is None else min(ONE_SMALL_MAX, 6 + limit + 1)
+        self._small_end = small if self._server else 0
 
     # -- the owner's controls ---------------------------------------------------
 
@@ -365,17 +380,17 @@ class FrameReader:
         partial = self._partial
         n = len(data)
         if (
-            5 < n < ONE_SMALL_MAX and partial is None and self._server and not self._stopped
+            5 < n < self._small_end and partial is None and not self._stopped
             and not self._fragmented and self._held_input is None
         ):
             # A strict ping-pong reads one small message at a time: when ``data`` is
             # exactly one masked frame of under 126 bytes (its length byte says
             # ``n - 6``; 0x80 + n - 6 is ``n + 122``), skip the loop's bookkeeping
-            # (about half of the reader's bytecodes for such a read).
+            # (about half of the reader's bytecodes for such a read).  A server's only,
+            # within the limit: _small_end says both.
             if data[1] == n + 122:
                 b0 = data[0]
-                limit = self.limit
-                if (b0 == FIN_TEXT or b0 == FIN_BINARY) and (limit is None or n - 6 <= limit):
+                if b0 == FIN_TEXT or b0 == FIN_BINARY:
                     self.spare = None  # as at the end of any read parsed whole
                     # (Such reads come as a bytearray or bytes, whose slices cost less than views: ``_Stream``.)
                     message = apply_mask(data[6:], data[2:6])
@@ -420,7 +435,7 @@ class FrameReader:
             stop, cost = pos + TURN_BYTES, FRAME_COST
         need = 0  # the length of the incomplete frame at ``pos``, once its header is in
         server = self._server
-        limit = self.limit
+        limit = self._limit
         deliver = self._deliver
         fragmented = self._fragmented
         if fragmented and limit is not None:
@@ -499,7 +514,7 @@ class FrameReader:
                 pos = end
                 self._fragment(b0, chunk)
                 fragmented = self._fragmented
-                limit = self.limit
+                limit = self._limit
                 if fragmented and limit is not None:
                     limit -= self.message_size
         if self._stopped:
@@ -593,7 +608,7 @@ class FrameReader:
         payload is read; a control frame or a new message within ``limit``
         is judged as usual.  Anything else the protocol fails from its header.
         """
-        limit = self.limit
+        limit = self._limit
         if masked is not self._server or not self._fragmented or limit is None:
             return False
         if b0 & 0x0F:
