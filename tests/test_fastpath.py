@@ -15,7 +15,7 @@ import hashlib
 import os
 import socket
 import struct
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -56,14 +56,20 @@ class FrameReader:
         return b0, apply_mask(payload, key) if key else payload
 
 
-async def echo_server(**options: Any) -> tuple[http.Server, WebSocketServer, list]:
+async def echo_server(
+    reply: Callable[[WebSocket, Any], None] | None = None, **options: Any
+) -> tuple[http.Server, WebSocketServer, list]:
+    """A server echoing each message (or calling ``reply(sock, event)`` for it)."""
     server = http.Server(address="127.0.0.1:0")
     wss = WebSocketServer(server=server, path="/", **options)
     sockets: list = []
 
     def on_connection(sock: WebSocket, request: Any) -> None:
         sockets.append((sock, Recorder(sock, "error", "close")))
-        sock.on("message", lambda evt: sock.send(evt.data))
+        if reply is None:
+            sock.on("message", lambda evt: sock.send(evt.data))
+        else:
+            sock.on("message", lambda evt: reply(sock, evt))
 
     wss.on("connection", on_connection)
     await server.serve_async()
@@ -133,23 +139,16 @@ def test_any_split_of_mixed_frames_gives_the_same_replies_in_order(chunk: int) -
 def test_a_listener_s_reply_with_a_ping_or_a_close_leaves_in_order() -> None:
     # One small frame a read (the read callback writes a lone reply itself): a ping sent from
     # the listener goes behind the reply before it, a close behind the reply, with nothing after.
+    def reply(sock: WebSocket, evt: Any) -> None:
+        sock.send(evt.data)
+        if evt.data == "ping":
+            sock.ping(b"p")
+            sock.send("after")
+        elif evt.data == "bye":
+            sock.close(1000, "done")
+
     async def main() -> None:
-        server = http.Server(address="127.0.0.1:0")
-        wss = WebSocketServer(server=server, path="/")
-
-        def on_connection(sock: WebSocket, request: Any) -> None:
-            def on_message(evt: Any) -> None:
-                sock.send(evt.data)
-                if evt.data == "ping":
-                    sock.ping(b"p")
-                    sock.send("after")
-                elif evt.data == "bye":
-                    sock.close(1000, "done")
-
-            sock.on("message", on_message)
-
-        wss.on("connection", on_connection)
-        await server.serve_async()
+        server, _, _ = await echo_server(reply)
         reader, writer, frames = await raw_client(server.port)
         for text in ("one", "ping", "two", "bye"):
             writer.write(frame(0x1, text.encode()))
