@@ -64,6 +64,7 @@ _CLOSE = Opcode.CLOSE
 #: ``send`` asks "am I on the loop?" by thread id first where asyncio's answer costs a system call.
 _IDS_FIRST = _loop.GETPID_IN_RUNNING_LOOP
 _new_object = object.__new__
+_NO_ARRAY = bytearray()  # a _Stream's ``array`` until its first read (shared: never written to)
 
 CONNECTING = ReadyState.CONNECTING
 OPEN = ReadyState.OPEN
@@ -166,7 +167,7 @@ class _Stream(asyncio.BufferedProtocol):
         self.reader = ws._reader
         #: The loop thread's shared buffer, found on the first read (a connection stays on one thread).
         self.shared: memoryview | None = None
-        self.array = bytearray()  # the bytearray under ``shared``
+        self.array = _NO_ARRAY  # the bytearray under ``shared`` (found with it)
         self.budget = kept_budget()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
