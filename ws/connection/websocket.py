@@ -600,7 +600,7 @@ class WebSocket(IterationMixin, EventTarget):
             is_text, payload = self._payload(data, binary)
         dispatching = self._dispatch_thread
         if dispatching is None:
-            on_loop = _loop._get_running_loop() is self._loop
+            on_loop = _loop.in_loop(self._loop)
         else:
             # Our read callback runs, on the loop's thread: this is it when the ids match, with no
             # need to ask asyncio, whose _get_running_loop() costs a getpid() system call before
@@ -764,7 +764,13 @@ class WebSocket(IterationMixin, EventTarget):
             elif self._dispatch_thread is None and not self._flush_scheduled:
                 # Outside a listener (a coroutine, a timer, another thread):
                 # the frames sent in one loop turn leave in one write, so a
-                # burst costs one system call instead of one per message.
+                # burst costs one system call instead of one per message;
+                # but the reply of a task that waited in recv_async() leaves
+                # now, without a loop turn for the write (pull.py).
+                inbox = self._inbox
+                if inbox is not None and inbox.replier is not None and inbox.replying(self._loop):
+                    self._flush()
+                    return
                 self._flush_scheduled = True
                 self._loop.call_soon(self._scheduled_flush)
         else:
