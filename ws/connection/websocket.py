@@ -43,6 +43,7 @@ from .dom import EventTarget
 from .pull import IterationMixin
 from . import sent as _sent
 from .._runtime.reads import kept_budget, read_buffer
+from .._runtime.segments import hold_for_fin
 from ..events import BINARY, TEXT, MessageEvent, ReadyState
 from ..exceptions import ConnectionClosed, HandshakeError, NotOpenError, ProtocolError, WebSocketError, describe
 
@@ -989,6 +990,9 @@ class WebSocket(IterationMixin, EventTarget):
         if writes[-1] == b"":
             eof = True
             writes.pop()
+            if writes and self._is_server and proto.close_rcvd is not None:
+                # The answer to the peer's Close, and TCP's end right after it: in one segment.
+                hold_for_fin(transport)
         if len(writes) == 1:
             transport.write(writes[0])
         elif writes:
