@@ -700,6 +700,22 @@ def test_64k_echoes_sixteen_in_flight_come_back_whole_and_in_order(loop_name: st
     run_on(loop_name, main, 60)
 
 
+async def _one_echo_peer() -> tuple[http.Server, asyncio.StreamWriter, FrameReader, WebSocket, Recorder]:
+    """An echo server, a raw peer connected to it, and the server's socket for that peer (with its Recorder)."""
+    server, _, sockets = await echo_server()
+    _, writer, frames = await raw_client(server.port)
+    await until(lambda: sockets)
+    sock, rec = sockets[0]
+    return server, writer, frames, sock, rec
+
+
+async def _ping_pong(writer: asyncio.StreamWriter, frames: FrameReader, count: int) -> None:
+    """``count`` small text messages, each echoed before the next is sent (one short read each)."""
+    for i in range(count):
+        writer.write(frame(0x1, b"small %d" % i))
+        assert await frames.next() == (0x81, b"small %d" % i)
+
+
 @pytest.mark.parametrize("loop_name", LOOPS)
 def test_on_uvloop_small_reads_are_plain_and_long_ones_go_through_our_buffers(loop_name: str) -> None:
     # uvloop hands a plain protocol a bytes copy of each read: cheaper than
@@ -709,27 +725,18 @@ def test_on_uvloop_small_reads_are_plain_and_long_ones_go_through_our_buffers(lo
     # own buffer), and plain again after SMALL_RUN short reads; asyncio's
     # transports always get the buffered protocol.  The peer sees the same echoes.
     async def main() -> None:
-        server, _, sockets = await echo_server()
-        reader, writer, frames = await raw_client(server.port)
-        await until(lambda: sockets)
-        sock, rec = sockets[0]
+        server, writer, frames, sock, rec = await _one_echo_peer()
         transport = sock._transport
         plain = "_PlainStream" if loop_name == "uvloop" else "_Stream"
         buffered = "_SwitchingStream" if loop_name == "uvloop" else "_Stream"
-
-        async def ping_pong(count: int) -> None:
-            for i in range(count):
-                writer.write(frame(0x1, b"small %d" % i))
-                assert await frames.next() == (0x81, b"small %d" % i)
-
-        await ping_pong(3)
+        await _ping_pong(writer, frames, 3)
         assert type(transport.get_protocol()).__name__ == plain
         writer.write(b"".join(frame(0x2, p) for p in LARGE))  # long reads; large frames read in place
         for payload in LARGE:
             assert await frames.next() == (0x82, payload)
         assert type(transport.get_protocol()).__name__ == buffered
         assert sock._reader.direct_reads  # a large frame may come straight into its buffer
-        await ping_pong(_websocket.SMALL_RUN)
+        await _ping_pong(writer, frames, _websocket.SMALL_RUN)
         assert type(transport.get_protocol()).__name__ == plain
         assert not sock._reader.direct_reads or loop_name == "asyncio"
         writer.write(b"".join(frame(0x2, p) for p in LARGE[:2]))  # and back again
@@ -737,7 +744,7 @@ def test_on_uvloop_small_reads_are_plain_and_long_ones_go_through_our_buffers(lo
             assert await frames.next() == (0x82, payload)
         assert type(transport.get_protocol()).__name__ == buffered
         assert sock._reader.direct_reads
-        await ping_pong(_websocket.SMALL_RUN)
+        await _ping_pong(writer, frames, _websocket.SMALL_RUN)
         assert type(transport.get_protocol()).__name__ == plain
         assert rec.count("error") == 0
         writer.close()
@@ -753,10 +760,7 @@ def test_large_frames_trickling_in_across_the_switches_of_reads_arrive_whole(loo
     # stays buffered while the rest trickles in, however many short reads that
     # takes (plain reads cannot fill a frame's buffer).
     async def main() -> None:
-        server, _, sockets = await echo_server()
-        reader, writer, frames = await raw_client(server.port)
-        await until(lambda: sockets)
-        sock, rec = sockets[0]
+        server, writer, frames, sock, rec = await _one_echo_peer()
         big = os.urandom(300_000)
 
         async def trickle(wire: bytes, first: int) -> None:
@@ -769,9 +773,7 @@ def test_large_frames_trickling_in_across_the_switches_of_reads_arrive_whole(loo
 
         writer.write(frame(0x2, LARGE[1]))  # a long read: buffered reads (on uvloop)
         assert await frames.next() == (0x82, LARGE[1])
-        for i in range(_websocket.SMALL_RUN):  # short ones: plain reads again
-            writer.write(frame(0x1, b"small %d" % i))
-            assert await frames.next() == (0x81, b"small %d" % i)
+        await _ping_pong(writer, frames, _websocket.SMALL_RUN)  # short ones: plain reads again
         await trickle(frame(0x2, big), 40_000)  # starts in a short plain read
         writer.write(frame(0x2, LARGE[1]))  # a long read: buffered reads
         assert await frames.next() == (0x82, LARGE[1])

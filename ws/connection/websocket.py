@@ -149,7 +149,29 @@ class MessageLink(Protocol):
         """Bytes given to :meth:`send` that the host has not taken yet."""
 
 
-class _Stream(asyncio.BufferedProtocol):
+class _ToSocket:
+    """What the transport tells a ``WebSocket``'s protocols besides its reads: forwarded to the socket."""
+
+    __slots__ = ()
+    ws: "WebSocket"
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.ws._connection_made(transport)  # type: ignore[arg-type]
+
+    def eof_received(self) -> bool | None:
+        return self.ws._eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.ws._connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.ws._writing_blocked()
+
+    def resume_writing(self) -> None:
+        self.ws._writing_resumed()
+
+
+class _Stream(_ToSocket, asyncio.BufferedProtocol):
     """The transport-facing half of a ``WebSocket``: forwards asyncio callbacks.
 
     A ``BufferedProtocol``: reads land in a buffer shared by the thread's
@@ -170,9 +192,6 @@ class _Stream(asyncio.BufferedProtocol):
         self.shared: memoryview | None = None
         self.array = _NO_ARRAY  # the bytearray under ``shared`` (found with it)
         self.budget = kept_budget()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.ws._connection_made(transport)  # type: ignore[arg-type]
 
     def get_buffer(self, sizehint: int) -> memoryview:
         reader = self.reader
@@ -216,18 +235,6 @@ class _Stream(asyncio.BufferedProtocol):
         # Transports that do not use get_buffer() (never with a large frame pending).
         self.ws._data_received(data)
 
-    def eof_received(self) -> bool | None:
-        return self.ws._eof_received()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.ws._connection_lost(exc)
-
-    def pause_writing(self) -> None:
-        self.ws._writing_blocked()
-
-    def resume_writing(self) -> None:
-        self.ws._writing_resumed()
-
 
 #: On uvloop's TCP transports (``plain_reads``), ``SMALL_RUN`` buffered reads in a
 #: row shorter than ``SMALL_READ`` move a socket back to plain reads (a plain read
@@ -236,7 +243,7 @@ SMALL_READ = 16 * 1024
 SMALL_RUN = 8
 
 
-class _PlainStream(asyncio.Protocol):
+class _PlainStream(_ToSocket, asyncio.Protocol):
     """A server socket's reads on uvloop's TCP transports while they are small: plain ``data_received``.
 
     uvloop hands a plain protocol a ``bytes`` copy of each read, which costs
@@ -262,21 +269,6 @@ class _PlainStream(asyncio.Protocol):
         if bulk is None:
             bulk = self.bulk = _SwitchingStream(self.ws, self)
         bulk.take_over()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.ws._connection_made(transport)  # type: ignore[arg-type]
-
-    def eof_received(self) -> bool | None:
-        return self.ws._eof_received()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.ws._connection_lost(exc)
-
-    def pause_writing(self) -> None:
-        self.ws._writing_blocked()
-
-    def resume_writing(self) -> None:
-        self.ws._writing_resumed()
 
 
 class _SwitchingStream(_Stream):
