@@ -24,7 +24,8 @@ from ws.events import BINARY, TEXT, MessageEvent
 from ws.connection.websocket import _SOCKET_TRANSPORT, WebSocket as _WebSocket
 from ws.protocol._websockets import Server as ServerProtocol
 from ws._runtime.reads import READ_SIZE
-from ws._runtime.reads import kept_budget
+from ws._runtime.reads import kept_budget, plain_reads
+from ws.connection import websocket as _websocket
 from ws.protocol.reader import ONE_SMALL_MAX, READ_AHEAD, SHORT_READ, apply_mask
 
 from .conftest import Recorder, run, until
@@ -54,6 +55,24 @@ class FrameReader:
         key = await self.reader.readexactly(4) if b1 & 0x80 else None
         payload = await self.reader.readexactly(n)
         return b0, apply_mask(payload, key) if key else payload
+
+
+def run_on(loop_name: str, coro_fn: Any, timeout: float) -> None:
+    """``run``, on asyncio's loop or on uvloop's (the ``speed`` extra: ``writelines``, not ``writev``, in ``_write_vector``)."""
+    if loop_name == "asyncio":
+        run(coro_fn, timeout)
+        return
+    import uvloop  # a test dependency: fails, never skips, when missing
+
+    loop = uvloop.new_event_loop()  # (asyncio.Runner's loop_factory is 3.11+; the suite runs on 3.10 too)
+    try:
+        loop.run_until_complete(asyncio.wait_for(coro_fn(), timeout))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()
+
+
+LOOPS = ["asyncio", "uvloop"]
 
 
 async def echo_server(
@@ -109,8 +128,9 @@ EXPECTED = [
 ]
 
 
+@pytest.mark.parametrize("loop_name", LOOPS)
 @pytest.mark.parametrize("chunk", [0, 1, 3, 7, 1000], ids=lambda c: f"chunk{c or 'all'}")
-def test_any_split_of_mixed_frames_gives_the_same_replies_in_order(chunk: int) -> None:
+def test_any_split_of_mixed_frames_gives_the_same_replies_in_order(chunk: int, loop_name: str) -> None:
     async def main() -> None:
         server, _, sockets = await echo_server()
         reader, writer, frames = await raw_client(server.port)
@@ -133,7 +153,7 @@ def test_any_split_of_mixed_frames_gives_the_same_replies_in_order(chunk: int) -
         writer.close()
         server.close()
 
-    run(main, 60)
+    run_on(loop_name, main, 60)
 
 
 def test_a_listener_s_reply_with_a_ping_or_a_close_leaves_in_order() -> None:
@@ -564,8 +584,9 @@ def test_client_large_echo_through_our_server() -> None:
 LARGE = [os.urandom(300_000), os.urandom(1 << 20), b"\x05" * 200_000, os.urandom(2 << 20)]
 
 
+@pytest.mark.parametrize("loop_name", LOOPS)
 @pytest.mark.parametrize("chunk", [0, 4096, 65_537], ids=lambda c: f"chunk{c or 'all'}")
-def test_large_frames_between_small_ones_arrive_whole_and_in_order(chunk: int) -> None:
+def test_large_frames_between_small_ones_arrive_whole_and_in_order(chunk: int, loop_name: str) -> None:
     async def main() -> None:
         server, _, sockets = await echo_server()
         reader, writer, frames = await raw_client(server.port)
@@ -582,7 +603,7 @@ def test_large_frames_between_small_ones_arrive_whole_and_in_order(chunk: int) -
         writer.close()
         server.close()
 
-    run(main, 60)
+    run_on(loop_name, main, 60)
 
 
 def test_eof_in_the_middle_of_a_large_frame_is_an_abnormal_close() -> None:
@@ -615,22 +636,6 @@ class _Sink(asyncio.Protocol):
         self.pauses += 1
 
 
-def run_on(loop_name: str, coro_fn: Any, timeout: float) -> None:
-    """``run``, on asyncio's loop or on uvloop's (the ``speed`` extra: ``writelines``, not ``writev``, in ``_write_vector``)."""
-    if loop_name == "asyncio":
-        run(coro_fn, timeout)
-        return
-    import uvloop  # a test dependency: fails, never skips, when missing
-
-    loop = uvloop.new_event_loop()  # (asyncio.Runner's loop_factory is 3.11+; the suite runs on 3.10 too)
-    try:
-        loop.run_until_complete(asyncio.wait_for(coro_fn(), timeout))
-        loop.run_until_complete(loop.shutdown_asyncgens())
-    finally:
-        loop.close()
-
-
-LOOPS = ["asyncio", "uvloop"]
 
 
 @pytest.mark.parametrize("loop_name", LOOPS)
@@ -693,6 +698,180 @@ def test_64k_echoes_sixteen_in_flight_come_back_whole_and_in_order(loop_name: st
         server.close()
 
     run_on(loop_name, main, 60)
+
+
+async def _one_echo_peer() -> tuple[http.Server, asyncio.StreamWriter, FrameReader, WebSocket, Recorder]:
+    """An echo server, a raw peer connected to it, and the server's socket for that peer (with its Recorder)."""
+    server, _, sockets = await echo_server()
+    _, writer, frames = await raw_client(server.port)
+    await until(lambda: sockets)
+    sock, rec = sockets[0]
+    return server, writer, frames, sock, rec
+
+
+async def _ping_pong(writer: asyncio.StreamWriter, frames: FrameReader, count: int) -> None:
+    """``count`` small text messages, each echoed before the next is sent (one short read each)."""
+    for i in range(count):
+        writer.write(frame(0x1, b"small %d" % i))
+        assert await frames.next() == (0x81, b"small %d" % i)
+
+
+@pytest.mark.parametrize("loop_name", LOOPS)
+def test_on_uvloop_small_reads_are_plain_and_long_ones_go_through_our_buffers(loop_name: str) -> None:
+    # uvloop hands a plain protocol a bytes copy of each read: cheaper than
+    # get_buffer/buffer_updated for a small message, dearer for a long read.  A
+    # server socket on uvloop's TCP transport reads plain while reads are small,
+    # through its buffers from a long read on (large frames straight into their
+    # own buffer), and plain again after SMALL_RUN short reads; asyncio's
+    # transports always get the buffered protocol.  The peer sees the same echoes.
+    async def main() -> None:
+        server, writer, frames, sock, rec = await _one_echo_peer()
+        transport = sock._transport
+        plain = "_PlainStream" if loop_name == "uvloop" else "_Stream"
+        buffered = "_SwitchingStream" if loop_name == "uvloop" else "_Stream"
+        await _ping_pong(writer, frames, 3)
+        assert type(transport.get_protocol()).__name__ == plain
+        writer.write(b"".join(frame(0x2, p) for p in LARGE))  # long reads; large frames read in place
+        for payload in LARGE:
+            assert await frames.next() == (0x82, payload)
+        assert type(transport.get_protocol()).__name__ == buffered
+        assert sock._reader.direct_reads  # a large frame may come straight into its buffer
+        await _ping_pong(writer, frames, _websocket.SMALL_RUN)
+        assert type(transport.get_protocol()).__name__ == plain
+        assert not sock._reader.direct_reads or loop_name == "asyncio"
+        writer.write(b"".join(frame(0x2, p) for p in LARGE[:2]))  # and back again
+        for payload in LARGE[:2]:
+            assert await frames.next() == (0x82, payload)
+        assert type(transport.get_protocol()).__name__ == buffered
+        assert sock._reader.direct_reads
+        await _ping_pong(writer, frames, _websocket.SMALL_RUN)
+        assert type(transport.get_protocol()).__name__ == plain
+        assert rec.count("error") == 0
+        writer.close()
+        server.close()
+
+    run_on(loop_name, main, 60)
+
+
+@pytest.mark.parametrize("loop_name", LOOPS)
+def test_large_frames_trickling_in_across_the_switches_of_reads_arrive_whole(loop_name: str) -> None:
+    # A large frame started in a short plain read is kept as an incomplete frame,
+    # not read in place (only get_buffer can go on with that); one read in place
+    # stays buffered while the rest trickles in, however many short reads that
+    # takes (plain reads cannot fill a frame's buffer).
+    async def main() -> None:
+        server, writer, frames, sock, rec = await _one_echo_peer()
+        big = os.urandom(300_000)
+
+        async def trickle(wire: bytes, first: int) -> None:
+            writer.write(wire[:first])  # an eighth of the frame and more: enough for a buffer of its size
+            await asyncio.sleep(0.05)
+            for i in range(first, len(wire), 2000):
+                writer.write(wire[i : i + 2000])
+                await asyncio.sleep(0.002)  # short reads, one at a time
+            assert await frames.next() == (0x82, big)
+
+        writer.write(frame(0x2, LARGE[1]))  # a long read: buffered reads (on uvloop)
+        assert await frames.next() == (0x82, LARGE[1])
+        await _ping_pong(writer, frames, _websocket.SMALL_RUN)  # short ones: plain reads again
+        await trickle(frame(0x2, big), 40_000)  # starts in a short plain read
+        writer.write(frame(0x2, LARGE[1]))  # a long read: buffered reads
+        assert await frames.next() == (0x82, LARGE[1])
+        await trickle(frame(0x2, big), 100_000)  # read in place, then short reads
+        writer.write(frame(0x1, b"last"))
+        assert await frames.next() == (0x81, b"last")
+        assert rec.count("error") == 0
+        writer.close()
+        server.close()
+
+    run_on(loop_name, main, 60)
+
+
+def test_only_uvloop_s_plain_tcp_transports_read_plain() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair()
+        transport, _ = await loop.create_connection(asyncio.Protocol, sock=ours)
+        assert plain_reads(transport) is (type(loop).__module__ == "uvloop")
+        transport.close()
+        theirs.close()
+
+    run(main, 10)
+    run_on("uvloop", main, 10)
+    assert not plain_reads(object())
+
+
+def test_wss_on_uvloop_keeps_buffered_reads() -> None:
+    # uvloop's TLS transport copies a read for either kind of protocol: no plain reads there.
+    from .fixtures.tls import TestPKI
+
+    pki = TestPKI()
+
+    async def main() -> None:
+        server = http.Server(address="127.0.0.1:0", ssl=pki.server_context("localhost"))
+        wss = WebSocketServer(server=server, path="/")
+        sockets: list[WebSocket] = []
+
+        def on_connection(sock: WebSocket, request: Any) -> None:
+            sockets.append(sock)
+            sock.on("message", lambda event: sock.send(event.data))
+
+        wss.on("connection", on_connection)
+        await server.serve_async()
+        client = WebSocket(f"wss://localhost:{server.port}/", ssl=pki.client_context())
+        rec = Recorder(client, "open", "message", "close")
+        await rec.wait("open", timeout=10)
+        for text in ("one", "two"):
+            client.send(text)
+        got = await rec.wait("message", 2, timeout=10)
+        assert [m[0].data for m in got] == ["one", "two"]
+        assert not plain_reads(sockets[0]._transport)
+        assert type(sockets[0]._transport.get_protocol()).__name__ == "_Stream"
+        client.close()
+        await rec.wait("close", timeout=10)
+        server.close()
+
+    run_on("uvloop", main, 30)
+
+
+@pytest.mark.parametrize("loop_name", LOOPS)
+def test_pause_inside_a_plain_read_keeps_the_rest_of_it_for_resume(loop_name: str) -> None:
+    # uvloop's plain reads are bytes the transport does not reuse; what a
+    # listener's pause() leaves unread of one is kept and delivered on resume.
+    async def main() -> None:
+        server = http.Server(address="127.0.0.1:0")
+        wss = WebSocketServer(server=server, path="/")
+        got: list[str] = []
+        paused: list[WebSocket] = []
+
+        def on_connection(sock: WebSocket, request: Any) -> None:
+            def on_message(event: Any) -> None:
+                got.append(event.data)
+                sock.send(event.data)
+                if event.data == "pause":
+                    sock.pause()
+                    paused.append(sock)
+
+            sock.on("message", on_message)
+
+        wss.on("connection", on_connection)
+        await server.serve_async()
+        reader, writer, frames = await raw_client(server.port)
+        texts = ["a", "pause", "b", "c", "d"]
+        writer.write(b"".join(frame(0x1, t.encode()) for t in texts))  # one read
+        await until(lambda: paused)
+        if loop_name == "uvloop":
+            assert type(paused[0]._transport.get_protocol()).__name__ == "_PlainStream"
+        await asyncio.sleep(0.05)
+        assert got == ["a", "pause"]
+        paused[0].resume()
+        for t in texts:
+            assert await frames.next() == (0x81, t.encode())
+        assert got == texts
+        writer.close()
+        server.close()
+
+    run_on(loop_name, main, 30)
 
 
 def test_sockets_keep_few_enough_attributes_in_their_dict_for_shared_keys() -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import threading
 
-__all__ = ["READ_SIZE", "KEPT_BUDGET", "KeptBudget", "read_buffer", "kept_budget"]
+__all__ = ["READ_SIZE", "KEPT_BUDGET", "KeptBudget", "read_buffer", "kept_budget", "plain_reads"]
 
 #: Bytes read from the socket at a time, four times what asyncio reads: a
 #: peer that streams large messages (64 KiB echoes, 16 in flight) is read in a
@@ -81,3 +81,26 @@ def read_buffer() -> memoryview:
     if view is None:
         view = _local.view = memoryview(bytearray(READ_SIZE))
     return view
+
+
+#: uvloop's transports that read into one buffer of the loop and pass plain
+#: protocols a ``bytes`` copy of each read (at most 256,000 bytes).
+_PLAIN_READ_TRANSPORTS = frozenset({("uvloop.loop", "TCPTransport"), ("uvloop.loop", "UnixTransport")})
+
+
+def plain_reads(transport: object) -> bool:
+    """Whether small reads cost less through ``data_received`` than through a ``BufferedProtocol`` on ``transport``.
+
+    uvloop's TCP and Unix transports read into a buffer of the loop and hand
+    a plain protocol a ``bytes`` copy of each read: for a small read that
+    copy costs less than the two Python calls of a ``BufferedProtocol``
+    (``get_buffer``, ``buffer_updated``), the export of its buffer and our
+    view of what arrived (about 2,950 instructions per read of a 32-byte
+    message; docs/performance-log.md, "Plain reads on uvloop").  Long reads
+    still go through a buffer of ours: no copy, large frames straight into
+    their own buffer.  asyncio's transports allocate 256 KiB per plain read
+    (above) and uvloop's TLS transport copies either way: both keep the
+    buffered protocol.
+    """
+    cls = type(transport)
+    return (cls.__module__, cls.__name__) in _PLAIN_READ_TRANSPORTS

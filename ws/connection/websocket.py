@@ -42,7 +42,7 @@ from .._runtime.rate import MessageRate, RatePolicy, rate_policy
 from .dom import EventTarget
 from .pull import IterationMixin
 from . import sent as _sent
-from .._runtime.reads import kept_budget, read_buffer
+from .._runtime.reads import kept_budget, plain_reads, read_buffer
 from .._runtime.segments import hold_for_fin
 from ..events import BINARY, TEXT, MessageEvent, ReadyState
 from ..exceptions import ConnectionClosed, HandshakeError, NotOpenError, ProtocolError, WebSocketError, describe
@@ -149,7 +149,29 @@ class MessageLink(Protocol):
         """Bytes given to :meth:`send` that the host has not taken yet."""
 
 
-class _Stream(asyncio.BufferedProtocol):
+class _ToSocket:
+    """What the transport tells a ``WebSocket``'s protocols besides its reads: forwarded to the socket."""
+
+    __slots__ = ()
+    ws: "WebSocket"
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.ws._connection_made(transport)  # type: ignore[arg-type]
+
+    def eof_received(self) -> bool | None:
+        return self.ws._eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.ws._connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.ws._writing_blocked()
+
+    def resume_writing(self) -> None:
+        self.ws._writing_resumed()
+
+
+class _Stream(_ToSocket, asyncio.BufferedProtocol):
     """The transport-facing half of a ``WebSocket``: forwards asyncio callbacks.
 
     A ``BufferedProtocol``: reads land in a buffer shared by the thread's
@@ -170,9 +192,6 @@ class _Stream(asyncio.BufferedProtocol):
         self.shared: memoryview | None = None
         self.array = _NO_ARRAY  # the bytearray under ``shared`` (found with it)
         self.budget = kept_budget()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.ws._connection_made(transport)  # type: ignore[arg-type]
 
     def get_buffer(self, sizehint: int) -> memoryview:
         reader = self.reader
@@ -216,17 +235,87 @@ class _Stream(asyncio.BufferedProtocol):
         # Transports that do not use get_buffer() (never with a large frame pending).
         self.ws._data_received(data)
 
-    def eof_received(self) -> bool | None:
-        return self.ws._eof_received()
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.ws._connection_lost(exc)
+#: On uvloop's TCP transports (``plain_reads``), ``SMALL_RUN`` buffered reads in a
+#: row shorter than ``SMALL_READ`` move a socket back to plain reads (a plain read
+#: of ``LONG_READ`` or more moves it to buffered ones: uvloop copies every plain read).
+SMALL_READ = 16 * 1024
+SMALL_RUN = 8
 
-    def pause_writing(self) -> None:
-        self.ws._writing_blocked()
 
-    def resume_writing(self) -> None:
-        self.ws._writing_resumed()
+class _PlainStream(_ToSocket, asyncio.Protocol):
+    """A server socket's reads on uvloop's TCP transports while they are small: plain ``data_received``.
+
+    uvloop hands a plain protocol a ``bytes`` copy of each read, which costs
+    less for a small message than a ``BufferedProtocol``'s two calls, buffer
+    export and view (``plain_reads``).  ``data_received`` is the socket's
+    own ``_data_received`` (no call in between).  A read of ``LONG_READ``
+    bytes or more (``FrameReader.long_read``) gives the transport to a
+    buffered twin, ``bulk`` (made then), which gives it back once reads are
+    small again (``_SwitchingStream``).  Both forward everything else to the socket.
+    """
+
+    __slots__ = ("ws", "bulk", "data_received")
+
+    def __init__(self, ws: "WebSocket") -> None:
+        self.ws = ws
+        self.bulk: _SwitchingStream | None = None
+        self.data_received = ws._data_received  # type: ignore[method-assign]  # (a slot: shadows asyncio.Protocol's method)
+        ws._reader.long_read = self.to_bulk
+
+    def to_bulk(self) -> None:
+        """A long read: it is parsed as it is, the next go through buffers of ours."""
+        bulk = self.bulk
+        if bulk is None:
+            bulk = self.bulk = _SwitchingStream(self.ws, self)
+        bulk.take_over()
+
+
+class _SwitchingStream(_Stream):
+    """The buffered twin of a ``_PlainStream``: long reads go through our buffers, as on asyncio.
+
+    It reads while reads are long (a stream of large messages, a large
+    frame straight into its own buffer) and hands the transport back to
+    ``plain`` after ``SMALL_RUN`` reads in a row shorter than ``SMALL_READ``
+    with no large frame in progress.  One ``set_protocol`` per switch.
+    """
+
+    __slots__ = ("plain", "small")
+
+    def __init__(self, ws: "WebSocket", plain: _PlainStream) -> None:
+        super().__init__(ws)
+        self.plain = plain
+        self.small = 0
+
+    def buffer_updated(self, nbytes: int) -> None:
+        _Stream.buffer_updated(self, nbytes)
+        if nbytes >= SMALL_READ:
+            self.small = 0
+            return
+        self.small += 1
+        if self.small >= SMALL_RUN:
+            self.small = 0
+            self._switch(self, self.plain)
+
+    def take_over(self) -> None:
+        """From ``plain``: the next reads go through our buffers."""
+        self.small = 0
+        self.shared = None  # get_buffer tells the reader again that a large frame may come straight in
+        self._switch(self.plain, self)
+
+    def _switch(self, current: asyncio.BaseProtocol, new: asyncio.BaseProtocol) -> None:
+        transport = self.ws._transport
+        if transport is None or transport.is_closing() or transport.get_protocol() is not current:
+            return  # closing, or handed to someone else meanwhile
+        reader = self.reader
+        if new is self:
+            reader.long_read = None
+        else:
+            if reader.frame is not None:
+                return  # a large frame is being read into its buffer: only get_buffer can go on with it
+            reader.direct_reads = False  # plain reads never go straight into a frame's buffer
+            reader.long_read = self.plain.to_bulk
+        transport.set_protocol(new)
 
 
 class _RatedStream(_Stream):
@@ -443,10 +532,18 @@ class WebSocket(IterationMixin, EventTarget):
         """Call ``hook(self)`` once, when the connection is gone (after ``'close'`` is decided)."""
         self._finish_hooks += (hook,)
 
-    def _stream(self) -> _Stream:
-        """A new asyncio protocol feeding this socket (client.py connects with it)."""
+    def _stream(self, transport: asyncio.BaseTransport | None = None) -> asyncio.BaseProtocol:
+        """A new asyncio protocol feeding this socket (client.py connects with it).
+
+        Given the ``transport`` it will read (a server socket), plain reads
+        where they cost less (``plain_reads``: uvloop's TCP transports).
+        """
         rate = self._rate
-        return _Stream(self) if rate is None else _RatedStream(self, rate)
+        if rate is not None:
+            return _RatedStream(self, rate)
+        if transport is not None and plain_reads(transport):
+            return _PlainStream(self)
+        return _Stream(self)
 
     @classmethod
     def _accepted(
@@ -487,7 +584,7 @@ class WebSocket(IterationMixin, EventTarget):
         self._ready_state = OPEN
         self._start_lean(proto)
         self._ref.hold()
-        transport.set_protocol(self._stream())
+        transport.set_protocol(self._stream(transport))
         self._transport = transport
         self._set_write_limits(options)
         self._flush()

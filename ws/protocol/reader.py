@@ -56,7 +56,7 @@ from ..events import BINARY, TEXT
 from .assembler import Assembler, MessageError
 from .writer import FIN_BINARY, FIN_TEXT, apply_mask
 
-__all__ = ["FrameReader", "unfinished_token", "DIRECT_MIN", "DIRECT_AHEAD", "SHORT_READ", "READ_AHEAD", "TURN_FRAMES", "TURN_BYTES", "PROTOCOL_TURN_BYTES", "ONE_SMALL_MAX", "apply_mask"]
+__all__ = ["FrameReader", "unfinished_token", "DIRECT_MIN", "DIRECT_AHEAD", "LONG_READ", "SHORT_READ", "READ_AHEAD", "TURN_FRAMES", "TURN_BYTES", "PROTOCOL_TURN_BYTES", "ONE_SMALL_MAX", "apply_mask"]
 
 Buffer = Union[bytes, bytearray, memoryview]
 
@@ -66,6 +66,9 @@ _SMALL = 2048
 #: size once ``1 / DIRECT_AHEAD`` of them has arrived.
 DIRECT_MIN = 128 * 1024
 DIRECT_AHEAD = 8
+#: A read at least this long calls :attr:`FrameReader.long_read` (uvloop's plain
+#: reads copy every read: ``ws/connection/websocket.py``, ``_PlainStream``).
+LONG_READ = 64 * 1024
 #: Right after a large frame read in place, a read into the shared buffer
 #: takes at most this much (:attr:`FrameReader.short_read`): the next large
 #: frame's first part is copied from it into the kept buffer, the rest is
@@ -154,7 +157,7 @@ class FrameReader:
     """
 
     __slots__ = (
-        "lean", "_stopped", "_held", "direct_reads", "frame", "fill", "_partial", "_held_input", "_held_from",
+        "lean", "_stopped", "_held", "direct_reads", "long_read", "frame", "fill", "_partial", "_held_input", "_held_from",
         "spare", "_fragmented", "_server", "_limit", "_small_end", "_deliver", "_fail", "_feed", "_more",
         "max_fragments", "assembler", "message_size", "_frames",
     )
@@ -176,6 +179,8 @@ class FrameReader:
         self._held = False
         #: The transport reads through :meth:`buffer` (a large frame can go straight into its buffer).
         self.direct_reads = False
+        #: Called (lean) when a read of ``LONG_READ`` bytes or more arrives, before it is parsed.
+        self.long_read: Callable[[], object] | None = None
         #: A large frame being read into a buffer of its size, and how much of it is in.
         self.frame: memoryview | None = None
         self.fill = 0
@@ -405,6 +410,8 @@ class FrameReader:
                         return
                     self._deliver(TEXT, text)
                     return
+        if n >= LONG_READ and self.long_read is not None:
+            self.long_read()  # (the owner may read such reads differently from the next on)
         pos = 0
         if partial is None:
             buf = self._held_input
