@@ -389,6 +389,18 @@ class FrameReader:
                         return
                     self._deliver(TEXT, text)
                     return
+                if (b0 & 0x70 or (b0 & 0x0F) > 2) and (limit is None or n - 6 <= limit):
+                    # One control frame (a peer's Close ends every connection): the protocol's, as in the
+                    # loop below, without its bookkeeping.
+                    if not self._feed(bytes(data)):
+                        self._hand_over(b"")
+                        return
+                    if self._stopped:
+                        if not self.lean:
+                            self._hand_over(b"")
+                        return
+                    self._spare = None
+                    return
         pos = 0
         if partial is None:
             buf = self._held_input
