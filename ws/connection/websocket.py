@@ -1653,8 +1653,9 @@ class WebSocket(IterationMixin, EventTarget):
             return
         code, reason = 1006, ""
         if proto is not None:
-            if proto.close_rcvd is not None:
-                code, reason = proto.close_rcvd.code, proto.close_rcvd.reason
+            rcvd = proto.close_rcvd  # (a property of the stand-in protocol object: read once)
+            if rcvd is not None:
+                code, reason = rcvd.code, rcvd.reason
             elif proto.close_sent is not None and proto.parser_error() is not None:
                 code, reason = proto.close_sent.code, proto.close_sent.reason
             elif self._failed_with is not None:
