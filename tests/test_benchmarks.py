@@ -9,6 +9,7 @@ clean 1000 closing handshake.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from typing import Iterator
@@ -97,3 +98,17 @@ def test_pingpong_measures_a_server_it_starts(window: int) -> None:
     unit = "round trip" if window == 1 else "message"
     assert out.stdout.startswith(f"server CPU per {unit}: ")
     assert f"of {200 * window:,})" in out.stdout
+
+
+@_needs_harness
+@pytest.mark.parametrize("adapter", ["client_ws.py", "client_ws_speed.py"])
+def test_client_pingpong_measures_a_client_adapter(adapter: str) -> None:
+    """benchmarks/client_pingpong.py: the harness's client adapter in ping-pong with a server it starts."""
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "client_pingpong.py"), "--rounds", "200", "--runs", "2",
+         "--server", f"{sys.executable} {BENCHMARKS / 'server_ws.py'}", str(BENCHMARKS / adapter)],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(IMPLS)},
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("client CPU per round trip: ")
+    assert "(min of 2 runs of 200;" in out.stdout

@@ -15,16 +15,17 @@ import hashlib
 import os
 import socket
 import struct
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
 from ws import WebSocket, WebSocketServer, http
+from ws.events import BINARY, TEXT, MessageEvent
 from ws.connection.websocket import _SOCKET_TRANSPORT, WebSocket as _WebSocket
 from ws.protocol._websockets import Server as ServerProtocol
 from ws._runtime.reads import READ_SIZE
 from ws._runtime.reads import kept_budget
-from ws.protocol.reader import READ_AHEAD, SHORT_READ, apply_mask
+from ws.protocol.reader import ONE_SMALL_MAX, READ_AHEAD, SHORT_READ, apply_mask
 
 from .conftest import Recorder, run, until
 from .frames import frame
@@ -55,14 +56,20 @@ class FrameReader:
         return b0, apply_mask(payload, key) if key else payload
 
 
-async def echo_server(**options: Any) -> tuple[http.Server, WebSocketServer, list]:
+async def echo_server(
+    reply: Callable[[WebSocket, Any], None] | None = None, **options: Any
+) -> tuple[http.Server, WebSocketServer, list]:
+    """A server echoing each message (or calling ``reply(sock, event)`` for it)."""
     server = http.Server(address="127.0.0.1:0")
     wss = WebSocketServer(server=server, path="/", **options)
     sockets: list = []
 
     def on_connection(sock: WebSocket, request: Any) -> None:
         sockets.append((sock, Recorder(sock, "error", "close")))
-        sock.on("message", lambda evt: sock.send(evt.data))
+        if reply is None:
+            sock.on("message", lambda evt: sock.send(evt.data))
+        else:
+            sock.on("message", lambda evt: reply(sock, evt))
 
     wss.on("connection", on_connection)
     await server.serve_async()
@@ -129,6 +136,37 @@ def test_any_split_of_mixed_frames_gives_the_same_replies_in_order(chunk: int) -
     run(main, 60)
 
 
+def test_a_listener_s_reply_with_a_ping_or_a_close_leaves_in_order() -> None:
+    # One small frame a read (the read callback writes a lone reply itself): a ping sent from
+    # the listener goes behind the reply before it, a close behind the reply, with nothing after.
+    def reply(sock: WebSocket, evt: Any) -> None:
+        sock.send(evt.data)
+        if evt.data == "ping":
+            sock.ping(b"p")
+            sock.send("after")
+        elif evt.data == "bye":
+            sock.close(1000, "done")
+
+    async def main() -> None:
+        server, _, _ = await echo_server(reply)
+        reader, writer, frames = await raw_client(server.port)
+        for text in ("one", "ping", "two", "bye"):
+            writer.write(frame(0x1, text.encode()))
+            await writer.drain()
+            await asyncio.sleep(0.01)  # one frame a read
+        got = [await frames.next() for _ in range(7)]
+        assert got == [
+            (0x81, b"one"), (0x81, b"ping"), (0x89, b"p"), (0x81, b"after"), (0x81, b"two"), (0x81, b"bye"),
+            (0x88, struct.pack("!H", 1000) + b"done"),
+        ]
+        writer.write(frame(0x8, struct.pack("!H", 1000)))
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # the server ends the connection, nothing more
+        writer.close()
+        server.close()
+
+    run(main, 30)
+
+
 class _CountingTransport(asyncio.Transport):
     """Takes the socket's writes; the one ``BufferedProtocol`` it feeds is ``stream``."""
 
@@ -180,6 +218,42 @@ def test_many_messages_in_one_read_leave_in_one_write() -> None:
         # 200 echoes of one read: one write, with every frame in order.
         assert len(transport.writes) == 1
         assert transport.writes[0] == b"".join(bytes((0x81, len(m))) + m for m in messages)
+
+    run(main, 30)
+
+
+def test_small_reads_keep_their_own_copy_of_the_shared_buffer() -> None:
+    # A read shorter than a small frame's largest (ONE_SMALL_MAX) reaches the reader as a copy
+    # (a bytearray slice), not a view: an incomplete frame it keeps must survive the next read
+    # overwriting the thread's shared buffer, and small replies keep their exact wire bytes.
+    async def main() -> None:
+        sock, transport = _accepted(1 << 20)
+        sock.on("message", lambda evt: sock.send(evt.data))
+        stream = transport.stream
+        wire = frame(0x1, "héllo ✓".encode()) + frame(0x2, bytes(range(100)))
+        for n in (1, 3, 7, len(wire) - 5):  # every split keeps a head or a tail of a frame
+            transport.writes.clear()
+            _read_in(stream, wire[:n])
+            stream.get_buffer(-1)[:ONE_SMALL_MAX] = b"\xff" * ONE_SMALL_MAX  # the shared buffer reused meanwhile
+            _read_in(stream, wire[n:])
+            assert b"".join(transport.writes) == (
+                bytes((0x81, len("héllo ✓".encode()))) + "héllo ✓".encode() + bytes((0x82, 100)) + bytes(range(100))
+            )
+
+    run(main, 30)
+
+
+def test_a_message_event_is_whole_though_built_without_its_init() -> None:
+    # _deliver fills MessageEvent's slots itself (no __init__ call): every field is set.
+    async def main() -> None:
+        sock, transport = _accepted(1 << 20)
+        got: list[MessageEvent] = []
+        sock.on("message", got.append)
+        _read_in(transport.stream, frame(0x1, b"text") + frame(0x2, b"\x00\x01"))
+        assert [(type(e), e.type, e.data, e.target, e.is_binary) for e in got] == [
+            (MessageEvent, TEXT, "text", sock, False), (MessageEvent, BINARY, b"\x00\x01", sock, True)
+        ]
+        assert repr(got[0]) == "<MessageEvent text 4 chars>" and str(got[1]) == "b'\\x00\\x01'"
 
     run(main, 30)
 

@@ -104,6 +104,64 @@ def test_async_with_raises_the_connect_error() -> None:
     run(main)
 
 
+def test_the_reply_of_a_task_that_waited_in_recv_async_is_written_at_once() -> None:
+    """A coroutine's sends leave together at the end of the loop turn, except the reply of the task
+    that waited in ``recv_async()`` for a message: its first send is written at once (no loop turn
+    for the write), the next ones of the turn join the end-of-turn write again."""
+
+    async def main() -> None:
+        async with serve(echo, "127.0.0.1", 0) as server:
+            async with WebSocket(url_of(server), per_message_deflate=False) as sock:
+                sock.send("ping")
+                assert sock._flush_scheduled and len(sock._writer.pending) == 1  # no wait before it
+                assert (await sock.recv_async()).data == "ping"  # waited
+                sock.send("reply")
+                assert not sock._flush_scheduled and sock._writer.pending == []  # written at once
+                sock.send("more")
+                assert sock._flush_scheduled and len(sock._writer.pending) == 1  # the rest of the turn: together
+                assert [(await sock.recv_async()).data for _ in range(2)] == ["reply", "more"]
+
+                # A message that was waiting already: no reply to write at once.
+                inbox = sock._inbox
+                assert inbox is not None
+                sock.send("a")
+                sock.send("b")
+                await until(lambda: len(inbox.items) == 2, 5, what="the echoes did not arrive")
+                assert (await sock.recv_async()).data == "a"
+                sock.send("c")
+                assert sock._flush_scheduled
+
+                assert [(await sock.recv_async()).data for _ in range(2)] == ["b", "c"]
+
+                # Another task waited: this task's sends still leave at the end of the turn.
+                receiver = asyncio.ensure_future(sock.recv_async())
+                await until(lambda: inbox.waiters, 5, what="recv_async did not wait")
+                sock.send("d")
+                assert (await receiver).data == "d"
+                assert inbox.replier is receiver
+                sock.send("e")
+                assert sock._flush_scheduled and inbox.replier is None
+                assert (await sock.recv_async()).data == "e"
+
+    run(main)
+
+
+def test_a_cancelled_recv_async_loses_no_message() -> None:
+    async def main() -> None:
+        async with serve(echo, "127.0.0.1", 0) as server:
+            async with WebSocket(url_of(server)) as sock:
+                waiting = asyncio.ensure_future(sock.recv_async())
+                await until(lambda: sock._inbox is not None and sock._inbox.waiters, 5, what="recv_async did not wait")
+                waiting.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await waiting
+                assert sock._inbox is not None and sock._inbox.waiters == []
+                sock.send("after")
+                assert (await sock.recv_async(timeout=5)).data == "after"
+
+    run(main)
+
+
 def test_full_inbox_pauses_reading_until_consumed() -> None:
     count = 1000
 

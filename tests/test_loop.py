@@ -46,6 +46,69 @@ def test_objects_made_in_asyncio_bind_to_the_running_loop() -> None:
     asyncio.run(asyncio.wait_for(main(), TIMEOUT))
 
 
+@pytest.mark.parametrize("check", [_loop._in_loop_by_thread, _loop._in_loop_asking])
+def test_in_loop_answers_alike_by_thread_id_and_by_asking_asyncio(check: Any) -> None:
+    """Both spellings of ``in_loop`` (by thread id before 3.12, asking asyncio after) give the same answers."""
+    loop = asyncio.new_event_loop()
+    other = asyncio.new_event_loop()
+    try:
+        assert not check(loop)  # not running
+        answers: list[bool] = []
+
+        async def inside() -> None:
+            answers.append(check(loop))
+            answers.append(check(other))
+            in_thread: list[bool] = []
+            thread = threading.Thread(target=lambda: in_thread.append(check(loop)))
+            thread.start()
+            thread.join(TIMEOUT)
+            answers.append(in_thread[0])
+
+        loop.run_until_complete(inside())
+        assert answers == [True, False, False]  # its own loop; another loop; another thread
+        assert not check(loop)  # stopped
+    finally:
+        loop.close()
+        other.close()
+
+
+def test_in_loop_by_thread_id_spares_asyncio_and_asks_a_loop_without_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """asyncio's loops name their thread (no getpid() before 3.12); a loop that does not is asked about."""
+    asked: list[object] = []
+
+    def ask() -> object:
+        asked.append(None)
+        return asyncio._get_running_loop()
+
+    monkeypatch.setattr(_loop, "_get_running_loop", ask)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        assert _loop._in_loop_by_thread(loop)
+        assert asked == []  # answered by the thread id
+        monkeypatch.setattr(loop, "_thread_id", None)  # as a subclass that runs without noting its thread
+        assert _loop._in_loop_by_thread(loop)
+        assert asked == [None]  # the fallback asked asyncio
+
+    asyncio.run(asyncio.wait_for(main(), TIMEOUT))
+
+
+def test_in_loop_by_thread_id_on_uvloop() -> None:
+    """uvloop keeps no ``_thread_id``: the fallback answers."""
+    uvloop = pytest.importorskip("uvloop")
+    loop = uvloop.new_event_loop()
+    try:
+        assert getattr(loop, "_thread_id", None) is None
+        assert not _loop._in_loop_by_thread(loop)
+
+        async def inside() -> bool:
+            return _loop._in_loop_by_thread(loop)
+
+        assert loop.run_until_complete(inside())
+    finally:
+        loop.close()
+
+
 def test_objects_made_in_a_plain_thread_bind_to_the_reactor() -> None:
     loop = _loop.bind()
     assert _loop.is_reactor(loop) and loop is _loop.reactor.loop

@@ -363,6 +363,33 @@ def test_compress_false_sends_that_message_uncompressed() -> None:
     run(main)
 
 
+def test_a_listener_s_uncompressed_reply_then_a_compressed_one_both_leave_at_once() -> None:
+    # On a compressed connection the reply sent with compress=False waits in the writer and the
+    # compressed one in the protocol object: the flush at the end of the listeners writes both, in
+    # order, also for a message the rate limit held and delivers later (no read then: _flush asks
+    # the protocol object, as it skips that only on a lean connection).
+    async def main() -> None:
+        async with serving(per_message_deflate=True, rate_limit=(1, 0.2), rate_limit_action="pause") as served:
+            seen = Recorder(served.wss, "connection")
+            sock, _ = await opened(f"ws://127.0.0.1:{served.port}/ws")
+            assert "permessage-deflate" in sock.extensions
+            (peer, _), = await seen.wait("connection")
+
+            def on_message(evt: Any) -> None:
+                peer.send(f"plain {evt.data}", compress=False)
+                peer.send(f"deflated {evt.data}")
+
+            peer.on("message", on_message)
+            got = Recorder(sock, "message")
+            sock.send("1")
+            sock.send("2")  # held by the rate limit, delivered about 0.2 s later
+            messages = await got.wait("message", 4, timeout=5)
+            assert [m.data for (m,) in messages] == ["plain 1", "deflated 1", "plain 2", "deflated 2"]
+            sock.close()
+
+    run(main)
+
+
 # -- verify_client: sync, Node's (info, callback), async def ------------------------------------------
 
 

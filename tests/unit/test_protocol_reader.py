@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
+from typing import Any
 
 import pytest
 
@@ -155,17 +156,33 @@ def test_invalid_utf8_fails_with_1007_and_the_rest_goes_to_the_protocol() -> Non
     ],
     ids=["text", "binary-125", "empty", "bad-utf8", "over-limit", "fragment", "rsv1", "unmasked"],
 )
+@pytest.mark.parametrize("container", [bytes, bytearray, lambda b: memoryview(bytearray(b))], ids=["bytes", "bytearray", "view"])
 def test_a_read_of_one_small_frame_is_judged_as_in_the_loop(
-    wire: bytes, messages: list[tuple[int, str | bytes]], failure: int | None, fed: bool
+    wire: bytes, messages: list[tuple[int, str | bytes]], failure: int | None, fed: bool, container: Any
 ) -> None:
-    """A read that is exactly one masked frame under 126 bytes takes a shortcut: the same verdicts."""
+    """A read that is exactly one masked frame under 126 bytes takes a shortcut: the same verdicts,
+    whatever holds the read (the socket passes a bytearray copy, other callers bytes or a view)."""
     owner = Owner(limit=10 if len(wire) - 6 == 11 else None)
-    owner.reader.receive(memoryview(bytearray(wire)))
+    owner.reader.receive(container(wire))
     assert owner.messages == messages
     assert [code for code, _ in owner.failures] == ([failure] if failure else [])
     assert owner.fed == ([wire] if fed else [])
     if failure:
         assert not owner.reader.lean
+
+
+def test_a_limit_set_after_the_start_holds_for_a_read_of_one_small_frame() -> None:
+    # The owner sets the limit once the connection opens (WebSocket._start_lean): the shortcut's
+    # bound follows it, so a message over it is the protocol's to fail, one within it delivered.
+    owner = Owner()
+    wire = frame(0x1, b"eleven byte")
+    owner.reader.limit = 10
+    owner.reader.receive(bytearray(wire))
+    assert owner.messages == [] and owner.fed == [wire]
+    owner = Owner(limit=10)
+    owner.reader.limit = None
+    owner.reader.receive(bytearray(wire))
+    assert owner.messages == [(TEXT, "eleven byte")] and owner.fed == []
 
 
 def test_a_read_of_one_small_frame_after_a_kept_tail_completes_it_first() -> None:

@@ -39,6 +39,8 @@ logger = logging.getLogger("ws")
 T = TypeVar("T")
 
 _get_running_loop = asyncio._get_running_loop  # C-accelerated, no exception when none
+_get_ident = threading.get_ident
+_BaseEventLoop = asyncio.BaseEventLoop
 
 #: Before Python 3.12 ``_get_running_loop()`` makes a ``getpid()`` system call whenever a loop
 #: runs (CPython gh-100363 removed it): ~200 ns, where comparing thread ids costs ~40 ns.  From
@@ -482,9 +484,29 @@ def is_reactor(loop: asyncio.AbstractEventLoop) -> bool:
     return loop is reactor.loop
 
 
-def in_loop(loop: asyncio.AbstractEventLoop) -> bool:
+def _in_loop_asking(loop: asyncio.AbstractEventLoop) -> bool:
     """Whether the caller runs on ``loop``'s thread, inside it."""
     return _get_running_loop() is loop
+
+
+def _in_loop_by_thread(loop: asyncio.AbstractEventLoop) -> bool:
+    """``_in_loop_asking``, answered without the ``getpid()`` where the loop names its thread.
+
+    asyncio's own loops keep the id of the thread running them in
+    ``_thread_id`` (``None`` when not running; a thread runs one loop at a
+    time), set before the first callback and cleared after the last.  Any
+    other loop (uvloop: no ``getattr`` miss, which costs an exception), or a
+    "no" (another thread's loop, a subclass that runs without noting it),
+    is asked about as before.
+    """
+    if isinstance(loop, _BaseEventLoop) and loop._thread_id == _get_ident():  # type: ignore[attr-defined]
+        return True
+    return _get_running_loop() is loop
+
+
+#: ``in_loop(loop)``: whether the caller runs on ``loop``'s thread, inside it (sends from a coroutine,
+#: ``recv_async`` ask it per message).  Before 3.12 a thread id spares asyncio's ``getpid()``.
+in_loop = _in_loop_by_thread if GETPID_IN_RUNNING_LOOP else _in_loop_asking
 
 
 def call(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from asyncio import current_task as _current_task
 from types import TracebackType
 from typing import Any, AsyncIterator, Callable, Coroutine, TypeVar
 
@@ -51,7 +52,7 @@ _CONNECTING, _OPEN, _CLOSED = ReadyState.CONNECTING, ReadyState.OPEN, ReadyState
 class _Inbox:
     """Messages waiting for ``recv()``; lives on the socket's loop only."""
 
-    __slots__ = ("items", "waiters", "closed", "gate", "sock")
+    __slots__ = ("items", "waiters", "closed", "gate", "sock", "replier")
 
     def __init__(self, sock: IterationMixin, limit: int) -> None:
         self.sock = sock
@@ -60,11 +61,21 @@ class _Inbox:
         self.closed: tuple[int, str] | None = None
         # Too many unread messages stop the socket reading (TCP pushes back), until half are read.
         self.gate = FlowGate(limit, limit // 2, lambda: sock._set_paused(True), lambda: sock._set_paused(False))
+        #: The task that last waited in ``recv_async()`` for the message it got: its next ``send``
+        #: leaves at once rather than at the end of the loop turn (``replying``).
+        self.replier: asyncio.Task[Any] | None = None
 
     def put(self, event: MessageEvent) -> None:
-        self.items.append(event)
-        self._wake()
-        self.gate.added(len(self.items), can_pause=not self.sock._paused)
+        items = self.items
+        items.append(event)
+        waiters = self.waiters
+        if waiters:  # (_wake's work inline: a recv_async() waits for each message of a ping-pong)
+            self.waiters = []
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
+        if len(items) >= self.gate.high:  # (the gate's own test first: no call per message below it)
+            self.gate.added(len(items), can_pause=not self.sock._paused)
 
     def close(self, code: int, reason: str) -> None:
         self.closed = (code, reason)
@@ -72,13 +83,27 @@ class _Inbox:
 
     def take(self) -> MessageEvent | None:
         """The oldest message, or ``None``; raises ``ConnectionClosed`` once drained after close."""
-        if self.items:
-            event = self.items.popleft()
-            self.gate.removed(len(self.items))
+        items = self.items
+        if items:
+            event = items.popleft()
+            if self.gate.paused:  # (the gate's own test first)
+                self.gate.removed(len(items))
             return event
         if self.closed is not None:
             raise ConnectionClosed(*self.closed)
         return None
+
+    def replying(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Whether a coroutine's ``send`` is the reply of the task that waited for a message; asks once.
+
+        A coroutine that waited in ``recv_async()`` and then sends is most
+        likely answering (request/response, ping-pong): its frame is written
+        at once, which spares the loop turn of the end-of-turn write.  Any
+        other coroutine's sends (a burst from a sender task) still leave
+        together at the end of the turn.
+        """
+        replier, self.replier = self.replier, None
+        return replier is not None and replier is _current_task(loop)
 
     def _wake(self) -> None:
         waiters, self.waiters = self.waiters, []
@@ -165,25 +190,38 @@ class IterationMixin:
         message received before was taken, ``TimeoutError`` after ``timeout``
         seconds.
         """
-        return self._block(self._recv(), timeout, "recv()", "await sock.recv_async()")
+        return self._block(self.recv_async(), timeout, "recv()", "await sock.recv_async()")
 
     async def recv_async(self, timeout: float | None = None) -> MessageEvent:
-        """The next message; the coroutine form of ``recv()`` (same errors)."""
-        return await self._await(self._recv(), timeout)
+        """The next message; the coroutine form of ``recv()`` (same errors).
 
-    async def _recv(self) -> MessageEvent:
-        inbox = self._ensure_inbox()
-        while True:
-            event = inbox.take()
-            if event is not None:
-                return event
-            fut: asyncio.Future[None] = self._loop.create_future()
-            inbox.waiters.append(fut)
-            try:
-                await fut
-            finally:
-                if fut in inbox.waiters:
-                    inbox.waiters.remove(fut)
+        On the socket's own loop without ``timeout`` this coroutine waits
+        itself, on one future the read callback resolves, and a ``send`` its
+        task makes after waiting is written at once (``_Inbox.replying``).
+        """
+        if timeout is not None or not _loop.in_loop(self._loop):
+            # (On the socket's loop this very method then waits, without the timeout.)
+            return await self._await(self.recv_async(), timeout)
+        inbox = self._inbox or self._ensure_inbox()
+        items = inbox.items
+        if not items:
+            loop = self._loop
+            while not items:
+                if inbox.closed is not None:
+                    raise ConnectionClosed(*inbox.closed)
+                fut: asyncio.Future[None] = loop.create_future()
+                inbox.waiters.append(fut)
+                try:
+                    await fut
+                except BaseException:
+                    if fut in inbox.waiters:  # (woken, it is not: _wake empties the list)
+                        inbox.waiters.remove(fut)
+                    raise
+            inbox.replier = _current_task(loop)
+        if inbox.gate.paused:
+            # There is a message: take() returns it (and may resume reading).
+            return inbox.take()  # type: ignore[return-value]
+        return items.popleft()
 
     def _ensure_inbox(self, limit: int = DEFAULT_INBOX_SIZE) -> _Inbox:
         inbox = self._inbox

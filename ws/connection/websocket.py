@@ -31,8 +31,8 @@ from websockets.http11 import Response
 from ..protocol._websockets import Client as _ClientProtocol, LazyServer as _LazyServer, Server as _ServerProtocol
 from ..protocol.assembler import MessageError
 from ..protocol.handshake import DEFAULT_MAX_PAYLOAD_DEFLATE
-from ..protocol.reader import READ_AHEAD, SHORT_READ, FrameReader, unfinished_token
-from ..protocol.writer import FrameWriter
+from ..protocol.reader import ONE_SMALL_MAX, READ_AHEAD, SHORT_READ, FrameReader, unfinished_token
+from ..protocol.writer import BINARY_HEADS, TEXT_HEADS, FrameWriter
 from .._runtime import loop as _loop
 from .._runtime.budget import SendBudget
 from .._runtime.emitter import MAX_HELD_EVENTS, EventEmitter, adapt_arity, direct, report
@@ -43,6 +43,7 @@ from .dom import EventTarget
 from .pull import IterationMixin
 from . import sent as _sent
 from .._runtime.reads import kept_budget, read_buffer
+from .._runtime.segments import hold_for_fin
 from ..events import BINARY, TEXT, MessageEvent, ReadyState
 from ..exceptions import ConnectionClosed, HandshakeError, NotOpenError, ProtocolError, WebSocketError, describe
 
@@ -63,6 +64,8 @@ _PONG = Opcode.PONG
 _CLOSE = Opcode.CLOSE
 #: ``send`` asks "am I on the loop?" by thread id first where asyncio's answer costs a system call.
 _IDS_FIRST = _loop.GETPID_IN_RUNNING_LOOP
+_new_object = object.__new__
+_NO_ARRAY = bytearray()  # a _Stream's ``array`` until its first read (shared: never written to)
 
 CONNECTING = ReadyState.CONNECTING
 OPEN = ReadyState.OPEN
@@ -158,14 +161,14 @@ class _Stream(asyncio.BufferedProtocol):
     in progress and ``READ_AHEAD`` beyond, all that a hold can leave kept.
     """
 
-    __slots__ = ("ws", "reader", "view", "shared", "budget")
+    __slots__ = ("ws", "reader", "shared", "array", "budget")
 
     def __init__(self, ws: "WebSocket") -> None:
         self.ws = ws
         self.reader = ws._reader
-        self.view: memoryview | None = None
         #: The loop thread's shared buffer, found on the first read (a connection stays on one thread).
         self.shared: memoryview | None = None
+        self.array = _NO_ARRAY  # the bytearray under ``shared`` (found with it)
         self.budget = kept_budget()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -174,28 +177,32 @@ class _Stream(asyncio.BufferedProtocol):
     def get_buffer(self, sizehint: int) -> memoryview:
         reader = self.reader
         if reader.frame is not None:
-            self.view = None
             return reader.buffer()  # type: ignore[return-value]
         # Once per read: attribute reads, no call for the buffer (a small message's read is short).
         view = self.shared
         if view is None:
             reader.buffer()  # tells the reader that reads come through here (a large frame may come straight in)
             view = self.shared = read_buffer()
+            self.array = view.obj  # type: ignore[assignment]
             self.budget = kept_budget()  # (this thread's: __init__ may have run on another)
         if self.budget.spent:
             view = view[: reader.read_size()]  # paused peers keep much already: bounded reads
-        elif reader.short_read:
+        elif reader.spare is not None:  # (reader.short_read without the property's call)
             view = view[:SHORT_READ]
-        self.view = view
         return view
 
     def buffer_updated(self, nbytes: int) -> None:
-        view = self.view
-        if view is not None:
-            self.view = None
+        # The transport read into what get_buffer() returned just before, with no Python code in
+        # between: the large frame's buffer while the reader has one, else a start of the shared one.
+        if self.reader.frame is None:
+            if nbytes < ONE_SMALL_MAX:
+                # A read that may be one small frame (a strict ping-pong): a bytearray slice
+                # costs less than a view and the reader's bytes() of it.
+                self.ws._data_received(self.array[:nbytes])
+                return
             # The reader parses the shared buffer in place (it copies what it
             # keeps: payloads by unmasking, an incomplete tail).
-            self.ws._data_received(view[:nbytes])
+            self.ws._data_received(self.shared[:nbytes])  # type: ignore[index]
             return
         frame = self.reader.filled(nbytes)
         if frame is not None:
@@ -594,7 +601,7 @@ class WebSocket(IterationMixin, EventTarget):
             is_text, payload = self._payload(data, binary)
         dispatching = self._dispatch_thread
         if dispatching is None:
-            on_loop = _loop._get_running_loop() is self._loop
+            on_loop = _loop.in_loop(self._loop)
         else:
             # Our read callback runs, on the loop's thread: this is it when the ids match, with no
             # need to ask asyncio, whose _get_running_loop() costs a getpid() system call before
@@ -606,7 +613,12 @@ class WebSocket(IterationMixin, EventTarget):
             ):
                 # A listener's reply, the usual echo: _send_frame's lean case with its checks
                 # inline, one call fewer per message; the read callback writes it when it ends.
-                self._writer.add(is_text, payload)
+                writer = self._writer
+                n = len(payload)
+                if n < 126 and not writer.mask:  # writer.add's first case, inline: one call fewer again
+                    writer.pending.append((TEXT_HEADS if is_text else BINARY_HEADS)[n] + payload)
+                else:
+                    writer.add(is_text, payload)
                 return
         if on_loop and not self._hops:
             self._send_frame(is_text, payload, fin)
@@ -753,7 +765,13 @@ class WebSocket(IterationMixin, EventTarget):
             elif self._dispatch_thread is None and not self._flush_scheduled:
                 # Outside a listener (a coroutine, a timer, another thread):
                 # the frames sent in one loop turn leave in one write, so a
-                # burst costs one system call instead of one per message.
+                # burst costs one system call instead of one per message;
+                # but the reply of a task that waited in recv_async() leaves
+                # now, without a loop turn for the write (pull.py).
+                inbox = self._inbox
+                if inbox is not None and inbox.replier is not None and inbox.replying(self._loop):
+                    self._flush()
+                    return
                 self._flush_scheduled = True
                 self._loop.call_soon(self._scheduled_flush)
         else:
@@ -951,7 +969,10 @@ class WebSocket(IterationMixin, EventTarget):
         writes = writer.pending
         if writes:
             writer.pending = []
-            if proto.has_pending():
+            # Lean and OPEN, whatever the protocol object made is in the writer already (what it
+            # answers to a frame fed, a ping, a fragment: _take_protocol_output; a close leaves OPEN):
+            # no call to ask it (about 330 instructions a flush).
+            if (not self._lean or self._ready_state is not OPEN) and proto.has_pending():
                 writes += proto.data_to_send()
         elif proto.has_pending():
             writes = proto.data_to_send()
@@ -969,6 +990,9 @@ class WebSocket(IterationMixin, EventTarget):
         if writes[-1] == b"":
             eof = True
             writes.pop()
+            if writes and self._is_server and proto.close_rcvd is not None:
+                # The answer to the peer's Close, and TCP's end right after it: in one segment.
+                hold_for_fin(transport)
         if len(writes) == 1:
             transport.write(writes[0])
         elif writes:
@@ -1452,8 +1476,19 @@ class WebSocket(IterationMixin, EventTarget):
             self._count_kept()
         if self._proto_fed:
             self._after_receive(proto)
-        else:  # only the reader's own frames: the protocol has nothing new
-            self._flush()
+            return
+        # Only the reader's own frames: the protocol has nothing new.
+        writer = self._writer
+        writes = writer.pending
+        if len(writes) == 1 and writes[0] and self._lean and self._ready_state is OPEN:
+            # The usual reply alone, lean and OPEN (the protocol's output is in the writer then):
+            # _flush's first case without its call.
+            writer.pending = []
+            transport = self._transport
+            if transport is not None and not transport.is_closing():
+                transport.write(writes[0])
+            return
+        self._flush()
 
     def _receive_handshake(self, client: "ClientConfig", data: Any) -> None:
         """Client side, before OPEN: the client reads the response (a bounded head,
@@ -1580,7 +1615,13 @@ class WebSocket(IterationMixin, EventTarget):
                     self._closing()
 
     def _deliver(self, kind: int, data: str | bytes) -> None:
-        event = MessageEvent(kind, data, self)
+        # MessageEvent(kind, data, self) without its __init__: calling a Python class goes into C and back
+        # into the interpreter for __init__ (on 3.11); making it and storing its three slots here costs
+        # about 550 instructions less a message.
+        event = _new_object(MessageEvent)
+        event.type = kind
+        event.data = data
+        event.target = self
         single = self._on_message
         if single is not None:
             try:

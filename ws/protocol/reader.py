@@ -56,7 +56,7 @@ from ..events import BINARY, TEXT
 from .assembler import Assembler, MessageError
 from .writer import FIN_BINARY, FIN_TEXT, apply_mask
 
-__all__ = ["FrameReader", "unfinished_token", "DIRECT_MIN", "DIRECT_AHEAD", "SHORT_READ", "READ_AHEAD", "TURN_FRAMES", "TURN_BYTES", "PROTOCOL_TURN_BYTES", "apply_mask"]
+__all__ = ["FrameReader", "unfinished_token", "DIRECT_MIN", "DIRECT_AHEAD", "SHORT_READ", "READ_AHEAD", "TURN_FRAMES", "TURN_BYTES", "PROTOCOL_TURN_BYTES", "ONE_SMALL_MAX", "apply_mask"]
 
 Buffer = Union[bytes, bytearray, memoryview]
 
@@ -100,7 +100,7 @@ PROTOCOL_TURN_BYTES = 32 * 1024
 #: through the whole receive path (the copy of 192 KiB a read saved).
 _SPLIT_MIN = 16384
 #: A read shorter than this may be one whole masked frame of under 126 bytes (``receive``'s shortcut).
-_ONE_SMALL_MAX = 6 + 126
+ONE_SMALL_MAX = 6 + 126
 _from_bytes = int.from_bytes
 _DATA_OPCODES = (Opcode.CONT, Opcode.TEXT, Opcode.BINARY)
 
@@ -155,7 +155,7 @@ class FrameReader:
 
     __slots__ = (
         "lean", "_stopped", "_held", "direct_reads", "frame", "fill", "_partial", "_held_input", "_held_from",
-        "_spare", "_fragmented", "_server", "limit", "_deliver", "_fail", "_feed", "_more",
+        "spare", "_fragmented", "_server", "_limit", "_small_end", "_deliver", "_fail", "_feed", "_more",
         "max_fragments", "assembler", "message_size", "_frames",
     )
 
@@ -182,9 +182,12 @@ class FrameReader:
         self._partial: bytearray | None = None  # the incomplete frame at the end of the last read
         self._held_input: bytearray | None = None  # bytes not parsed yet (held, or for the next turn)...
         self._held_from = 0  # ... from this offset on
-        self._spare: bytearray | None = None  # the last large frame's buffer, for the next one
+        #: The last large frame's buffer, kept for the next one (reads are short while it is: :attr:`short_read`).
+        self.spare: bytearray | None = None
         self._fragmented = False  # a fragmented message is open (lean): its frames go to the assembler
         self._server = server  # frames come masked
+        self._limit = limit
+        self._small_end = 0  # reads shorter than this may be one small frame within the limit (see limit)
         self.limit = limit
         self._deliver = deliver
         self._fail = fail
@@ -196,6 +199,19 @@ class FrameReader:
         #: Bytes of the fragmented message open in the lean path so far.
         self.message_size = 0
         self._frames = 0  # incomplete frames kept so far (tells one from the next, see unfinished())
+
+    @property
+    def limit(self) -> int | None:
+        """The largest message accepted (``None``: any); a larger one is the protocol object's to fail (1009)."""
+        return self._limit
+
+    @limit.setter
+    def limit(self, limit: int | None) -> None:
+        self._limit = limit
+        # A server's read of fewer bytes than this may be one masked frame of under 126 bytes within
+        # the limit (receive's shortcut, which then needs no test of its own for either).
+        small = ONE_SMALL_MAX if limit is None else min(ONE_SMALL_MAX, 6 + limit + 1)
+        self._small_end = small if self._server else 0
 
     # -- the owner's controls ---------------------------------------------------
 
@@ -263,7 +279,7 @@ class FrameReader:
 
     def trim(self) -> None:
         """Drop the buffer kept from the last large frame (an idle connection holds nothing that large)."""
-        self._spare = None
+        self.spare = None
 
     def release(self) -> None:
         """Parse the input kept for later: while held, past ``TURN_FRAMES``, or when not lean (call once no longer held)."""
@@ -297,7 +313,7 @@ class FrameReader:
     def _drop_input(self) -> None:
         self.lean = False
         self._stopped = True
-        self.frame = self._partial = self._held_input = self._spare = None
+        self.frame = self._partial = self._held_input = self.spare = None
 
     # -- large frames, read in place ----------------------------------------------
 
@@ -312,7 +328,7 @@ class FrameReader:
     @property
     def short_read(self) -> bool:
         """A large frame was just read in place (its buffer is kept for the next): read at most ``SHORT_READ``."""
-        return self._spare is not None
+        return self.spare is not None
 
     def read_size(self) -> int:
         """How much the next read into the shared buffer may take: ``READ_AHEAD`` beyond the frame in progress.
@@ -322,7 +338,7 @@ class FrameReader:
         right after a large frame read in place, ``SHORT_READ`` (the next
         one's first part is copied out of the shared buffer).
         """
-        if self._spare is not None:
+        if self.spare is not None:
             return SHORT_READ
         partial = self._partial
         if partial is None:
@@ -348,7 +364,7 @@ class FrameReader:
     def recycle(self, frame: memoryview) -> None:
         """A large frame was delivered (its payload copied out): its buffer may take the next one."""
         if self.lean:
-            self._spare = frame.obj  # type: ignore[assignment]
+            self.spare = frame.obj  # type: ignore[assignment]
 
     # -- parsing ------------------------------------------------------------------
 
@@ -364,20 +380,20 @@ class FrameReader:
         partial = self._partial
         n = len(data)
         if (
-            5 < n < _ONE_SMALL_MAX and partial is None and self._server and not self._stopped
+            5 < n < self._small_end and partial is None and not self._stopped
             and not self._fragmented and self._held_input is None
         ):
             # A strict ping-pong reads one small message at a time: when ``data`` is
             # exactly one masked frame of under 126 bytes (its length byte says
             # ``n - 6``; 0x80 + n - 6 is ``n + 122``), skip the loop's bookkeeping
-            # (about half of the reader's bytecodes for such a read).
+            # (about half of the reader's bytecodes for such a read).  A server's only,
+            # within the limit: _small_end says both.
             if data[1] == n + 122:
                 b0 = data[0]
-                limit = self.limit
-                if (b0 == FIN_TEXT or b0 == FIN_BINARY) and (limit is None or n - 6 <= limit):
-                    self._spare = None  # as at the end of any read parsed whole
-                    whole = bytes(data)  # (slices of bytes cost less than views of a view)
-                    message = apply_mask(whole[6:], whole[2:6])
+                if b0 == FIN_TEXT or b0 == FIN_BINARY:
+                    self.spare = None  # as at the end of any read parsed whole
+                    # (Such reads come as a bytearray or bytes, whose slices cost less than views: ``_Stream``.)
+                    message = apply_mask(data[6:], data[2:6])
                     if b0 == FIN_BINARY:
                         self._deliver(BINARY, message)
                         return
@@ -431,7 +447,7 @@ class FrameReader:
             stop, cost = pos + TURN_BYTES, FRAME_COST
         need = 0  # the length of the incomplete frame at ``pos``, once its header is in
         server = self._server
-        limit = self.limit
+        limit = self._limit
         deliver = self._deliver
         fragmented = self._fragmented
         if fragmented and limit is not None:
@@ -510,7 +526,7 @@ class FrameReader:
                 pos = end
                 self._fragment(b0, chunk)
                 fragmented = self._fragmented
-                limit = self.limit
+                limit = self._limit
                 if fragmented and limit is not None:
                     limit -= self.message_size
         if self._stopped:
@@ -528,8 +544,8 @@ class FrameReader:
             self._keep(data, pos)
             self._more()
             return
-        spare = self._spare
-        self._spare = None  # kept only from one large frame to the next
+        spare = self.spare
+        self.spare = None  # kept only from one large frame to the next
         if pos < n:
             if pos or partial is None:
                 self._frames += 1  # a new incomplete frame, not more of the last one
@@ -604,7 +620,7 @@ class FrameReader:
         payload is read; a control frame or a new message within ``limit``
         is judged as usual.  Anything else the protocol fails from its header.
         """
-        limit = self.limit
+        limit = self._limit
         if masked is not self._server or not self._fragmented or limit is None:
             return False
         if b0 & 0x0F:

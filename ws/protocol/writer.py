@@ -96,21 +96,22 @@ class FrameWriter:
     order on the wire is the order of the sends.
     """
 
-    __slots__ = ("pending", "_mask")
+    __slots__ = ("pending", "mask")
 
     def __init__(self, *, mask: bool) -> None:
         #: Wire pieces in order; ``b""`` last means "then end the stream".
         self.pending: list[bytes] = []
-        self._mask = mask
+        #: Client side: every frame is masked (``add``'s table of headers is for unmasked frames only).
+        self.mask = mask
 
     def add(self, is_text: bool, payload: Buffer) -> bool:
         """Queue one FIN TEXT/BINARY frame; ``True``: write now rather than at the end of the turn."""
         n = len(payload)
         pending = self.pending
-        if n < 126 and not self._mask:
+        if n < 126 and not self.mask:
             pending.append((TEXT_HEADS if is_text else BINARY_HEADS)[n] + payload)
             return len(pending) >= BATCH_FRAMES
-        pending += serialize(FIN_TEXT if is_text else FIN_BINARY, payload, self._mask)
+        pending += serialize(FIN_TEXT if is_text else FIN_BINARY, payload, self.mask)
         return n > BATCH_BYTES or len(pending) >= BATCH_FRAMES
 
     def extend(self, pieces: list[bytes]) -> None:
