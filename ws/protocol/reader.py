@@ -405,7 +405,7 @@ class FrameReader:
                         return
                     self._deliver(TEXT, text)
                     return
-                if (b0 & 0x70 or (b0 & 0x0F) > 2) and (limit is None or n - 6 <= limit):
+                if b0 & 0x70 or (b0 & 0x0F) > 2:
                     # One control frame (a peer's Close ends every connection): the protocol's, as in the
                     # loop below, without its bookkeeping.
                     if not self._feed(bytes(data)):
@@ -415,7 +415,7 @@ class FrameReader:
                         if not self.lean:
                             self._hand_over(b"")
                         return
-                    self._spare = None
+                    self.spare = None
                     return
         pos = 0
         if partial is None:
