@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ws._runtime.emitter import EventEmitter, adapt_arity, invoke, spawn
+from ws._runtime.emitter import EventEmitter, adapt_arity, arity, direct, invoke, spawn
 
 from .conftest import run, until
 
@@ -37,6 +37,17 @@ def test_adapt_arity_drops_surplus_arguments() -> None:
     assert adapt_arity(functools.partial(lambda a, b: (a, b), 1))(2, 3) == (1, 2)
     # Callables without a signature are called as they are.
     assert adapt_arity(print) is print
+
+
+def test_direct_finds_the_listener_an_arity_wrapper_calls() -> None:
+    """A one-argument emit may call the listener itself; ``direct`` finds it in ``adapt_arity``'s wrapper."""
+    one, two = (lambda a: a), (lambda a, b=0: (a, b))
+    assert direct(adapt_arity(one)) is one and direct(adapt_arity(two)) is two
+    box = Box()
+    assert direct(adapt_arity(box.method)) == box.method
+    for call in (adapt_arity(lambda: 1), adapt_arity(lambda *args: args), print, one):  # nothing to skip
+        assert direct(call) is call
+    assert arity(lambda a, b, c=1, *args: 0) == (2, None) and arity(box.method) == (1, 1) and arity(print) == (0, None)
 
 
 def test_fewer_argument_listeners_on_emit() -> None:

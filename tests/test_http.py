@@ -1327,3 +1327,15 @@ def test_serve_returns_the_bound_address_in_a_thread_and_inside_asyncio():
         await inside.close_async()
 
     asyncio.run(main())
+
+
+def test_the_moved_websocket_factories_say_what_to_write_without_a_getattr_hook():
+    server = http.Server()
+    with pytest.raises(AttributeError, match=r"http\.Server\.route_ws\(\) is gone .*write: route_ws\(server, path"):
+        server.route_ws  # noqa: B018
+    assert not hasattr(server, "websocket") and not hasattr(http.Server, "ws")
+    with pytest.raises(AttributeError, match="'Server' object has no attribute 'nope'"):
+        server.nope  # noqa: B018
+    # No __getattr__ on the class: with one, CPython reads every attribute of a server (its
+    # connections ask it several per request) through a slower hook.
+    assert not hasattr(http.Server, "__getattr__")

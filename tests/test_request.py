@@ -6,6 +6,7 @@ import asyncio
 import types
 
 from ws import Request, WebSocketServer
+from ws.request import RequestSocket
 from ws import http
 
 from .conftest import Recorder, run
@@ -85,6 +86,18 @@ def test_state_is_a_fresh_namespace_per_request() -> None:
     assert isinstance(a.state, types.SimpleNamespace)
     a.state.user = "alice"
     assert not hasattr(b.state, "user")
+
+
+def test_socket_and_state_are_made_when_first_read_and_may_be_replaced() -> None:
+    req = make(peername=("10.0.0.1", 5000))
+    assert req.socket is req.socket and req.state is req.state  # made once, then kept
+    assert (req.socket.remote_address, req.socket.remote_port, req.socket.encrypted) == ("10.0.0.1", 5000, False)
+    assert req.remote_address == "10.0.0.1"
+    mine = types.SimpleNamespace(user="bob")
+    req.state = mine
+    other = RequestSocket(("10.0.0.2", 1))
+    req.socket = other
+    assert req.state is mine and req.socket is other
 
 
 def test_body_helpers() -> None:

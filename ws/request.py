@@ -60,6 +60,36 @@ class Request:
     # Worked out on first use (most requests never ask), or set by resolve_client_ip().
     _client_ip: str | None = None
     _client_ip_known = False
+    #: Every header value is visible ASCII with inner spaces and tabs at most: the HTTP layer's lean
+    #: path checked them (the handshake then does not again).  Internal.
+    _plain_values = False
+    # Made on first use (most handshakes never ask): ``socket`` and ``state``.
+    _socket: RequestSocket | None = None
+    _state: types.SimpleNamespace | None = None
+
+    @property
+    def socket(self) -> RequestSocket:
+        """The peer, as Node's ``request.socket``: ``remote_address``, ``remote_port``, ``encrypted``."""
+        sock = self._socket
+        if sock is None:
+            sock = self._socket = RequestSocket(self._peername, self.secure)
+        return sock
+
+    @socket.setter
+    def socket(self, value: RequestSocket) -> None:
+        self._socket = value
+
+    @property
+    def state(self) -> types.SimpleNamespace:
+        """A namespace of the application's own for this request (``request.state.user = ...``)."""
+        state = self._state
+        if state is None:
+            state = self._state = types.SimpleNamespace()
+        return state
+
+    @state.setter
+    def state(self, value: types.SimpleNamespace) -> None:
+        self._state = value
 
     def __init__(
         self,
@@ -72,7 +102,9 @@ class Request:
         secure: bool = False,
         body: bytes = b"",
         complete: bool = True,
+        _fields: dict[str, str] | None = None,
     ) -> None:
+        """``_fields``: ``headers`` as the caller built them already from ``raw_headers``, no name repeated."""
         self.method = method.upper()
         self.url = target
         self.request_uri = target
@@ -81,10 +113,9 @@ class Request:
         self.secure = secure
         self.body = body
         self.complete = complete
-        self.socket = RequestSocket(peername, secure)
-        self.remote_address = self.socket.remote_address
-        self.state = types.SimpleNamespace()
-        headers = {name.lower(): value for name, value in self.raw_headers}
+        self._peername = peername
+        self.remote_address = _format_address(peername)
+        headers = {name.lower(): value for name, value in self.raw_headers} if _fields is None else _fields
         if len(headers) != len(self.raw_headers):  # a repeated header: joined (the comprehension kept the last)
             headers = {}
             for name, value in self.raw_headers:

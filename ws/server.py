@@ -33,7 +33,7 @@ from .protocol.writer import FIN_BINARY, FIN_TEXT, serialize as _serialize
 from ._runtime import loop as _loop
 from ._runtime import metrics as _metrics
 from ._runtime import workers as _workers
-from ._runtime.budget import DEFAULT_MAX_TOTAL_BUFFERED, budget_for
+from ._runtime.budget import DEFAULT_MAX_TOTAL_BUFFERED, SendBudget, budget_for
 from ._runtime.compat import normalize_options
 from ._runtime.emitter import MAX_HELD_EVENTS, EventEmitter
 from ._runtime.log import ORIGIN_NOT_ALLOWED, refusal_cause, report_error, report_event
@@ -211,6 +211,8 @@ class WebSocketServer(EventEmitter):
         self._joining: set[WebSocket] = set()
         self._finished_hook = self._socket_closed  # bound once: every socket holds the same hook
         self._policy_cache: tuple[tuple[object, ...], Policy] | None = None
+        # The send budget of the last handshake: (loop, limit, budget), asked of budget_for() again when either changed.
+        self._budget_cache: tuple[asyncio.AbstractEventLoop, int, SendBudget] | None = None
         self._closed = False
         self._close_emitted = False
         self._close_callbacks: list[Callable[[], Any]] = []
@@ -804,13 +806,22 @@ class WebSocketServer(EventEmitter):
         options = self._socket_options
         if extensions_header:  # compressed: the limit the handshake chose (see Policy.deflate_max_payload)
             options = {**options, "max_payload": proto.message_limit()}
-        budget = self.max_total_buffered_amount
+        limit = self.max_total_buffered_amount
+        if limit is None:
+            budget = None
+        else:
+            cached = self._budget_cache
+            if cached is not None and cached[0] is self._loop and cached[1] == limit:
+                budget = cached[2]
+            else:
+                budget = budget_for(self._loop, limit)
+                self._budget_cache = (self._loop, limit, budget)
         tally = _metrics.tally(self._loop, self.path)
         # Nobody hears 'connection' yet, in a script still attaching listeners: it and the socket's own events wait.
         keep = callback is None and self._keeping and not self._events.get("connection")
         ws = (WebSocket if tally is None else MeteredWebSocket)._accepted(
             self._loop, proto, transport, request, self._finished_hook, options, extensions_header,
-            None if budget is None else budget_for(self._loop, budget), hold_events=keep,
+            budget, hold_events=keep,
         )
         if tally is not None:
             assert isinstance(ws, MeteredWebSocket)
@@ -914,18 +925,19 @@ class WebSocketServer(EventEmitter):
         Built again only when an option changed (compared by identity): a
         frozen dataclass costs about a microsecond per handshake otherwise.
         """
+        cached = self._policy_cache
+        if cached is not None:
+            old = cached[0]  # (unrolled, and no tuple of the current ones: each costs more than the comparisons)
+            if (
+                old[0] is self._verify_client and old[1] is self.handle_protocols and old[2] is self.protocols
+                and old[3] is self.per_message_deflate and old[4] is self._max_payload
+                and old[5] is self._deflate_max_payload and old[6] is self._allowed_origins
+            ):
+                return cached[1]
         options = (
             self._verify_client, self.handle_protocols, self.protocols, self.per_message_deflate,
             self._max_payload, self._deflate_max_payload, self._allowed_origins,
         )
-        cached = self._policy_cache
-        if cached is not None:
-            old = cached[0]  # (unrolled: a generator over the pairs cost more than the comparisons)
-            if (
-                old[0] is options[0] and old[1] is options[1] and old[2] is options[2] and old[3] is options[3]
-                and old[4] is options[4] and old[5] is options[5] and old[6] is options[6]
-            ):
-                return cached[1]
         policy = Policy(
             verify_client=self._verify_client,
             verify_form=self._verify_form,

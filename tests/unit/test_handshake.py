@@ -358,3 +358,12 @@ def test_admit_runs_verify_client() -> None:
 def test_admit_reports_a_broken_handle_protocols() -> None:
     result = refused(admit(upgrade(), Policy(handle_protocols=lambda o, r: "zzz"), ["a"]))
     assert result.status == 500 and isinstance(result.error, WebSocketError)
+
+
+def test_the_101_is_the_status_line_then_one_line_per_header() -> None:
+    status = b"HTTP/1.1 101 Switching Protocols\r\n"
+    assert Accepted(None).response() == status + b"\r\n"
+    pairs = (("Upgrade", "websocket"), ("X-A", "caf\xe9"), ("X-B", ""))
+    assert Accepted(None, headers=pairs).response() == status + b"Upgrade: websocket\r\nX-A: caf\xe9\r\nX-B: \r\n\r\n"
+    odd: Any = (("X-Count", 3), ("X-Name", "n"))  # (a value that is no str: written as formatted)
+    assert Accepted(None, headers=odd).response() == status + b"X-Count: 3\r\nX-Name: n\r\n\r\n"

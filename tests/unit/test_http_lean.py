@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from ws.http import lean, parsing
 from ws.http.lean import upgrade_head
+from ws.request import Request
 
 SIZE, COUNT = 8192, 100
 
@@ -191,3 +192,7 @@ def test_what_the_lean_path_accepts_the_full_parsers_read_the_same(data: bytes) 
     expected = (lean.target, lean.headers, data[lean.end :])
     for cls in PARSERS:
         assert full_parse(cls, data) == expected, cls
+    # The headers it hands to ``Request`` are the ones ``Request`` would build from the list.
+    built = Request("GET", lean.target, lean.headers).headers
+    assert lean.fields is None or lean.fields == built
+    assert Request("GET", lean.target, lean.headers, _fields=lean.fields).headers == built

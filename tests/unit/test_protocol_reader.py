@@ -456,3 +456,41 @@ def test_a_kept_frame_completed_by_a_long_read_then_the_rest_in_place(action: st
     else:
         assert [m[1] for m in messages] == [bytes([i]) * 65536 for i in range(6)] and not fed and lean
 
+
+
+@pytest.mark.parametrize(
+    "wire, protocol_open, stops, limit",
+    [
+        (PING, True, False, None),
+        (frame(0xA, b"pong"), True, False, None),
+        (frame(0x8, struct.pack("!H", 1000)), False, False, None),  # the peer's Close: the protocol leaves OPEN
+        (frame(0x8, b""), False, False, None),
+        (PING, True, True, None),  # the protocol's answer stops the reader (e.g. replies held)
+        (frame(0x9, b"x" * 20), True, False, 10),  # over the limit: judged from the header
+        (bytes([0x89 | 0x40]) + frame(0x9, b"rsv")[1:], True, False, None),  # RSV1 on a control frame
+    ],
+    ids=["ping", "pong", "close", "close-empty", "ping-stops", "over-limit", "rsv1"],
+)
+def test_a_read_of_one_control_frame_is_judged_as_in_the_loop(
+    wire: bytes, protocol_open: bool, stops: bool, limit: int | None
+) -> None:
+    """One masked control frame alone in a read (a peer's Close, usually) takes a shortcut: the same result
+    as when the loop parses it (here: its first byte came in a read of its own)."""
+    after = frame(0x1, b"after")
+    results = []
+    for reads in ([wire], [wire[:1], wire[1:]]):
+        owner = Owner(limit=limit)
+        owner.protocol_open = protocol_open
+        if stops:
+            fed = owner.feed
+            owner.feed = lambda data: (fed(data), owner.reader.stop())[0]  # type: ignore[method-assign]
+            owner.reader = FrameReader(server=True, limit=limit, deliver=owner.deliver, fail=owner.fail,
+                                       feed=owner.feed, more=owner.more)
+            owner.reader.start()
+        for data in reads:
+            owner.reader.receive(memoryview(bytearray(data)))
+        state = (owner.reader.lean, owner.reader.unparsed() if owner.reader.lean else None)
+        owner.reader.receive(after)
+        results.append((owner.fed, owner.messages, owner.failures, state))
+    assert results[0] == results[1]
+    assert results[0][0][:1] == [wire]

@@ -58,7 +58,7 @@ from ..exceptions import MaxListenersExceededWarning
 from . import loop as _loop
 from .log import report_error
 
-__all__ = ["EventEmitter", "adapt_arity", "invoke", "report", "required_positional", "spawn"]
+__all__ = ["EventEmitter", "adapt_arity", "arity", "direct", "invoke", "report", "required_positional", "spawn"]
 
 logger = logging.getLogger("ws")
 
@@ -82,60 +82,83 @@ def report(message: str, *args: Any, error: BaseException | None = None, log: lo
     report_error(log, message, *args, error=error if isinstance(error, BaseException) else None, stderr=True)
 
 
-def _positional_capacity(fn: Callable[..., Any]) -> int | None:
-    """How many positional arguments ``fn`` takes; ``None`` for "any number"."""
+def _code_arity(fn: Callable[..., Any]) -> tuple[int, int | None] | None:
+    """``arity(fn)`` read off a plain function's or method's code object; ``None`` for anything else."""
     # Plain functions and methods (most listeners, one per connection) are read
     # off their code object: inspect.signature costs ~50 us per handshake.
     func = fn.__func__ if type(fn) is types.MethodType else fn
-    if type(func) is types.FunctionType and not hasattr(func, "__wrapped__") and not hasattr(func, "__signature__"):
-        code = func.__code__
-        if code.co_flags & inspect.CO_VARARGS:
-            return None
-        return code.co_argcount - (func is not fn)
+    if type(func) is not types.FunctionType or hasattr(func, "__wrapped__") or hasattr(func, "__signature__"):
+        return None
+    code = func.__code__
+    bound = func is not fn
+    required = code.co_argcount - len(func.__defaults__ or ()) - bound
+    return (required if required > 0 else 0), (None if code.co_flags & inspect.CO_VARARGS else code.co_argcount - bound)
+
+
+def arity(fn: Callable[..., Any]) -> tuple[int, int | None]:
+    """How many positional arguments ``fn`` requires, and how many it takes (``None``: any number)."""
+    known = _code_arity(fn)
+    if known is not None:
+        return known
     try:
         sig = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return None
-    count = 0
+    except (TypeError, ValueError):  # builtins without a signature (print): called with one argument
+        return 0, None
+    required = count = 0
     for param in sig.parameters.values():
         if param.kind is param.VAR_POSITIONAL:
-            return None
+            return required, None
         if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
             count += 1
-    return count
+            if param.default is param.empty:
+                required += 1
+    return required, count
 
 
 def required_positional(fn: Callable[..., Any]) -> int:
     """How many positional arguments ``fn`` requires (those without a default); 0 when unknown."""
-    func = fn.__func__ if type(fn) is types.MethodType else fn
-    if type(func) is types.FunctionType and not hasattr(func, "__wrapped__") and not hasattr(func, "__signature__"):
-        required = func.__code__.co_argcount - len(func.__defaults__ or ())
-        return max(required - (func is not fn), 0)
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):  # builtins without a signature (print): called with one argument
-        return 0
-    return sum(
-        1
-        for param in sig.parameters.values()
-        if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD) and param.default is param.empty
-    )
+    return arity(fn)[0]
 
 
-def adapt_arity(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap ``fn`` so that surplus positional arguments are dropped."""
-    capacity = _positional_capacity(fn)
+def _first(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return lambda *args: fn(*args[:1])
+
+
+def _first_n(fn: Callable[..., Any], capacity: int) -> Callable[..., Any]:
+    return lambda *args: fn(*args[:capacity])
+
+
+# The wrappers' code: ``direct`` finds the listener in their closure (no attribute, so no ``__dict__``
+# for every connection's wrapper).
+_FIRST = _first(print).__code__
+_FIRST_N = _first_n(print, 2).__code__
+_FIRST_N_FN = _FIRST_N.co_freevars.index("fn")
+
+
+def adapt_arity(fn: Callable[..., Any], capacity: int | None | bool = False) -> Callable[..., Any]:
+    """Wrap ``fn`` so that surplus positional arguments are dropped.
+
+    ``capacity``: what ``arity(fn)`` says it takes, when the caller knows it already.
+    """
+    if capacity is False:
+        capacity = arity(fn)[1]
     if capacity is None:
         return fn
     if capacity == 0:
         return lambda *args: fn()
-    if capacity == 1:
-        wrapper = lambda *args: fn(*args[:1])  # noqa: E731
-    else:
-        wrapper = lambda *args: fn(*args[:capacity])  # noqa: E731
-    # Hot paths emitting exactly one argument may call ``fn`` as is, skipping a frame.
-    wrapper._ws_direct = fn  # type: ignore[attr-defined]
-    return wrapper
+    # Hot paths emitting exactly one argument may call ``fn`` as is (``direct``), skipping a frame.
+    return _first(fn) if capacity == 1 else _first_n(fn, capacity)
+
+
+def direct(call: Callable[..., Any]) -> Callable[..., Any]:
+    """What an emit of exactly one argument may call instead of ``call``: the listener ``adapt_arity`` wrapped in it
+    to drop surplus arguments (it takes one at least), else ``call`` itself."""
+    code = getattr(call, "__code__", None)
+    if code is _FIRST or code is _FIRST_N:
+        cells: tuple[types.CellType, ...] = call.__closure__  # type: ignore[assignment]
+        listener: Callable[..., Any] = cells[0 if code is _FIRST else _FIRST_N_FN].cell_contents
+        return listener
+    return call
 
 
 class _Registration:
@@ -530,11 +553,11 @@ def _capacity(fn: Callable[..., Any]) -> int | None:
     try:
         return _capacities[fn]
     except KeyError:
-        capacity = _positional_capacity(fn)
+        capacity = arity(fn)[1]
         _capacities[fn] = capacity
         return capacity
     except TypeError:  # not weakly referenceable: work it out each time
-        return _positional_capacity(fn)
+        return arity(fn)[1]
 
 
 def invoke(fn: Callable[..., Any], *args: Any, what: str = "handler") -> Any:

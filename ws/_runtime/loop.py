@@ -566,11 +566,17 @@ class Ref:
             reactor.release()
 
     def hold(self) -> None:
+        if self._loop is not reactor.loop:  # (every server socket on a loop of the user's: nothing counts)
+            self._alive = True
+            return
         before = self._counts()
         self._alive = True
         self._update(before)
 
     def release(self) -> None:
+        if self._loop is not reactor.loop:
+            self._alive = False
+            return
         before = self._counts()
         self._alive = False
         self._update(before)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .._runtime.emitter import EventEmitter, adapt_arity, required_positional
+from .._runtime.emitter import EventEmitter, adapt_arity, arity, direct
 from ..events import BINARY, CloseEvent, ErrorEvent, Event
 
 __all__ = ["EventTarget", "adapt_message"]
@@ -45,9 +45,9 @@ def adapt_message(fn: Callable[..., Any]) -> Callable[..., Any]:
     ``MessageEvent``, as before.  Requiring more than two is an error now,
     not at the first message.
     """
-    required = required_positional(fn)
+    required, capacity = arity(fn)
     if required < 2:
-        return adapt_arity(fn)
+        return adapt_arity(fn, capacity)
     if required > 2:
         name = getattr(fn, "__qualname__", None) or repr(fn)
         raise TypeError(
@@ -107,10 +107,10 @@ class EventTarget(EventEmitter):
             raise TypeError(f"a listener must be callable, got {_type_name(listener)}")
         call = adapt_arity(listener)
         if type == "message":
-            direct = getattr(call, "_ws_direct", call)  # the MessageEvent is the DOM event: no wrapping
+            direct_call = direct(call)  # the MessageEvent is the DOM event: no wrapping
 
             def dom_listener(*args: Any) -> Any:
-                return direct(args[0])
+                return direct_call(args[0])
 
         else:
 

@@ -35,7 +35,7 @@ from ..protocol.reader import ONE_SMALL_MAX, READ_AHEAD, SHORT_READ, FrameReader
 from ..protocol.writer import BINARY_HEADS, TEXT_HEADS, FrameWriter
 from .._runtime import loop as _loop
 from .._runtime.budget import SendBudget
-from .._runtime.emitter import MAX_HELD_EVENTS, EventEmitter, adapt_arity, report
+from .._runtime.emitter import MAX_HELD_EVENTS, EventEmitter, adapt_arity, direct, report
 from .._runtime.flow import FlowGate
 from .._runtime.log import protocol_cause, report_event
 from .._runtime.rate import MessageRate, RatePolicy, rate_policy
@@ -1750,7 +1750,7 @@ class WebSocket(IterationMixin, EventTarget):
             listeners = self._events.get("message")
             if listeners and len(listeners) == 1:
                 listener = next(iter(listeners.values()))
-                self._on_message = getattr(listener, "_ws_direct", listener)  # one argument: no arity wrapper
+                self._on_message = direct(listener)  # one argument: no arity wrapper
             else:
                 self._on_message = None
         super()._listeners_changed(event)
@@ -1791,8 +1791,9 @@ class WebSocket(IterationMixin, EventTarget):
             return
         code, reason = 1006, ""
         if proto is not None:
-            if proto.close_rcvd is not None:
-                code, reason = proto.close_rcvd.code, proto.close_rcvd.reason
+            rcvd = proto.close_rcvd  # (a property of the stand-in protocol object: read once)
+            if rcvd is not None:
+                code, reason = rcvd.code, rcvd.reason
             elif proto.close_sent is not None and proto.parser_error() is not None:
                 code, reason = proto.close_sent.code, proto.close_sent.reason
             elif self._failed_with is not None:
@@ -1807,10 +1808,12 @@ class WebSocket(IterationMixin, EventTarget):
         if self._closed_with is None:
             self._closed_with = (code, reason)
         self._reader.reset()
-        self._count_kept()  # (nothing kept any more)
+        if self._kept_over:
+            self._count_kept()  # (nothing kept any more)
         if self._rate is not None:
             self._rate.close()
-        self._writer.clear()  # frames queued for the end of the loop turn can no longer leave
+        if self._writer.pending:
+            self._writer.clear()  # frames queued for the end of the loop turn can no longer leave
         transport = self._transport
         if transport is not None and not transport.is_closing():
             transport.abort()

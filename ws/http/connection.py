@@ -565,8 +565,9 @@ class Connection(asyncio.BufferedProtocol):
             return False
         request = Request(
             "GET", head.target, head.headers,
-            http_version="1.1", peername=self.peername, secure=owner.secure, body=b"", complete=True,
+            http_version="1.1", peername=self.peername, secure=owner.secure, body=b"", complete=True, _fields=head.fields,
         )
+        request._plain_values = True  # (upgrade_head checked every value)
         handler = owner.upgrade_handler_for(request.path)
         if handler is None:
             return False  # (a 404 or a route: the full parser's business)

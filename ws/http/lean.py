@@ -49,6 +49,8 @@ class LeanHead(NamedTuple):
     upgrade: bytes
     #: Where the head ends in the data: what follows is the new protocol's.
     end: int
+    #: ``Request.headers`` when no name repeats (lower-cased names, values as sent); ``None``: build them.
+    fields: dict[str, str] | None = None
 
 
 def upgrade_head(data: bytes | memoryview, max_size: int, max_count: int) -> LeanHead | None:
@@ -78,21 +80,48 @@ def upgrade_head(data: bytes | memoryview, max_size: int, max_count: int) -> Lea
             return None
     target = match.group(1)
     # Validated ASCII: decoded once, split into fields as str (what ``Request`` takes).
-    lines = match.group(2).decode("ascii").split("\r\n")
+    block = match.group(2).decode("ascii")
+    lines = block.split("\r\n")
     lines.pop()  # (after the last CRLF)
     if len(lines) > max_count:
         return None
-    size = len(target)
     headers = []
-    hosts = 0
-    upgrade: str | None = None
-    connection_upgrade = False
-    lengths = 0
+    lowered: dict[str, str] = {}
     for line in lines:
         name, _, value = line.partition(":")
         value = value.strip(" \t")
         headers.append((name, value))
-        size += len(name) + len(value) + 4
+        lowered[name.lower()] = value
+    fields: dict[str, str] | None = lowered
+    if len(lowered) == len(headers):  # no name twice (the common case): looked up, not walked
+        upgrade = lowered.get("upgrade")
+        connection = lowered.get("connection")
+        length = lowered.get("content-length")
+        if (
+            upgrade is None or connection is None or "host" not in lowered or (length is not None and length != "0")
+            or "transfer-encoding" in lowered or "expect" in lowered
+            or ("upgrade" not in connection.lower() or "upgrade" not in [v.strip() for v in connection.lower().split(",")])
+        ):
+            return None
+    else:
+        fields = None  # (``Request`` joins the repeated ones)
+        upgrade = _walk(headers)
+        if upgrade is None:
+            return None
+    # At most one more per field than what ``Connection`` counts (``len(name) + len(value) + 4``).
+    if len(target) + len(block) + len(headers) > max_size:
+        if len(target) + sum(len(name) + len(value) + 4 for name, value in headers) > max_size:
+            return None
+    return LeanHead(target.decode("ascii"), headers, upgrade.encode("ascii"), end, fields)
+
+
+def _walk(headers: list[tuple[str, str]]) -> str | None:
+    """The ``Upgrade`` value of fields where a name repeats, if they are a plain upgrade's (else ``None``)."""
+    hosts = 0
+    upgrade: str | None = None
+    connection_upgrade = False
+    lengths = 0
+    for name, value in headers:
         key = name.lower()
         if key == "host":
             hosts += 1
@@ -108,6 +137,6 @@ def upgrade_head(data: bytes | memoryview, max_size: int, max_count: int) -> Lea
             lengths = 1
         elif key == "transfer-encoding" or key == "expect":
             return None
-    if size > max_size or hosts != 1 or upgrade is None or not connection_upgrade:
+    if hosts != 1 or not connection_upgrade:
         return None
-    return LeanHead(target.decode("ascii"), headers, upgrade.encode("ascii"), end)
+    return upgrade

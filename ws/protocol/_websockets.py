@@ -33,7 +33,7 @@ from websockets.version import version as _installed_version
 from websockets.client import ClientProtocol
 from websockets.datastructures import Headers
 from websockets.exceptions import InvalidHandshake
-from websockets.frames import Close, Frame, Opcode
+from websockets.frames import EXTERNAL_CLOSE_CODES, Close, Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import CLOSING, OPEN, SEND_EOF, Protocol
 from websockets.server import ServerProtocol
@@ -332,10 +332,14 @@ class LazyServer:
         if limit is not None and n - 6 > limit:
             return False  # PayloadTooBig there
         payload = apply_mask(data[6:], data[2:6])
-        try:
-            close = Close.parse(payload)
-        except Exception:  # too short, a code not to be sent, bad UTF-8: the real object fails the connection
-            return False
+        code = payload[0] << 8 | payload[1] if n == 8 else 0
+        if code in EXTERNAL_CLOSE_CODES or 3000 <= code < 5000:
+            close = Close(code, "")  # (a code alone, as most closes: what Close.parse gives for it)
+        else:
+            try:
+                close = Close.parse(payload)
+            except Exception:  # too short, a code not to be sent, bad UTF-8: the real object fails the connection
+                return False
         closing = self._closing
         if closing is None:  # OPEN: echoed as received (websockets does: an empty one stays empty)
             closing = self._closing = _Closing()

@@ -226,8 +226,14 @@ class Accepted:
 
     def response(self) -> bytes:
         """The serialised 101 (values are ours or the user's edit, written as given)."""
-        lines = "".join([f"{name}: {value}\r\n" for name, value in self.headers])
-        return f"{STATUS_LINE_101}\r\n{lines}\r\n".encode("latin-1")
+        headers = self.headers
+        if not headers:
+            return f"{STATUS_LINE_101}\r\n\r\n".encode("latin-1")
+        try:
+            lines = "\r\n".join(map(": ".join, headers))  # (no Python step per header)
+        except TypeError:  # a value that is no str
+            lines = "\r\n".join([f"{name}: {value}" for name, value in headers])
+        return f"{STATUS_LINE_101}\r\n{lines}\r\n\r\n".encode("latin-1")
 
 
 HandshakeResult = Union[Accepted, Refused]
@@ -316,6 +322,14 @@ def accept(request: Request, policy: Policy, *, date: str | None = None) -> Hand
     protocol: _websockets.Server | None = None
     if lean is not None:
         accept_key, offered = lean
+        if policy.allowed_origins is None and policy.verify_client is None:
+            # No hook to run (no Origin check, nobody to verify): what _hooks would do, at once.
+            try:
+                subprotocol = _choose(request, policy, offered)
+            except _Refusal as refusal:
+                return refusal.refused
+            opened = _websockets.opened_server(policy.max_payload, subprotocol, _PROTOCOL_LOGGER)
+            return _accepted(opened, accept_key, None, subprotocol, date)
         extensions: str | None = None
     else:
         checked = _checked_by_websockets(request, policy)
@@ -331,16 +345,22 @@ def accept(request: Request, policy: Policy, *, date: str | None = None) -> Hand
             opened.choose_subprotocol(subprotocol)
             if extensions is not None:  # compressed: a message may inflate ~1,000x what was sent
                 opened.set_message_limit(policy.deflate_max_payload)
-        stamp = when if when is not None else date
-        headers = [("Date", stamp)] if stamp is not None else []
-        headers += [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Accept", accept_key)]
-        if extensions is not None:
-            headers.append(("Sec-WebSocket-Extensions", extensions))
-        if subprotocol:
-            headers.append(("Sec-WebSocket-Protocol", subprotocol))
-        return Accepted(subprotocol, extensions, tuple(headers), opened)
+        return _accepted(opened, accept_key, extensions, subprotocol, when if when is not None else date)
 
     return _hooks(request, policy, offered, accepted)
+
+
+def _accepted(
+    protocol: _websockets.Server, accept_key: str, extensions: str | None, subprotocol: str | None, date: str | None
+) -> Accepted:
+    """The 101 of an accepted handshake: ``Date`` (when given), the RFC 6455 headers, then what was negotiated."""
+    headers = [("Date", date)] if date is not None else []
+    headers += [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Accept", accept_key)]
+    if extensions is not None:
+        headers.append(("Sec-WebSocket-Extensions", extensions))
+    if subprotocol:
+        headers.append(("Sec-WebSocket-Protocol", subprotocol))
+    return Accepted(subprotocol, extensions, tuple(headers), protocol)
 
 
 def _checked_by_websockets(
@@ -420,7 +440,6 @@ def lean_request(request: Request, policy: Policy) -> tuple[str, list[str]] | No
         repeated = False
         origins = 1 if "origin" in headers else 0
         extended = "sec-websocket-extensions" in headers
-        values = "\t".join(headers.values())
     else:
         once: list[str | None] = [None, None, None, None]  # Upgrade, Connection, the key, the version
         protocols = []
@@ -439,14 +458,17 @@ def lean_request(request: Request, policy: Policy) -> tuple[str, list[str]] | No
             elif name == "sec-websocket-extensions":
                 extended = True
         upgrade, connection, key, version = once
-        values = "\t".join([value for _, value in raw])
     if (
         repeated or version != "13" or key is None or _KEY(key) is None or upgrade is None
-        or upgrade.lower() != "websocket" or connection is None or origins > 1 or _TOKEN_LIST(connection) is None
-        or "upgrade" not in [token.lower() for token in _TOKEN_SPLIT(connection)]
+        or upgrade.lower() != "websocket" or connection is None or origins > 1
+        or (
+            connection.lower() != "upgrade"  # (the usual value: a valid token list naming upgrade)
+            and (_TOKEN_LIST(connection) is None or "upgrade" not in [token.lower() for token in _TOKEN_SPLIT(connection)])
+        )
         or (extended and policy.per_message_deflate)  # (websockets ignores them when it does not compress)
-        or _VALID_VALUES(values) is None
     ):
+        return None
+    if not request._plain_values and _VALID_VALUES("\t".join([value for _, value in raw])) is None:
         return None
     offered: list[str] = []
     for value in protocols:

@@ -410,6 +410,18 @@ class FrameReader:
                         return
                     self._deliver(TEXT, text)
                     return
+                if b0 & 0x70 or (b0 & 0x0F) > 2:
+                    # One control frame (a peer's Close ends every connection): the protocol's, as in the
+                    # loop below, without its bookkeeping.
+                    if not self._feed(bytes(data)):
+                        self._hand_over(b"")
+                        return
+                    if self._stopped:
+                        if not self.lean:
+                            self._hand_over(b"")
+                        return
+                    self.spare = None
+                    return
         if n >= LONG_READ and self.long_read is not None:
             self.long_read()  # (the owner may read such reads differently from the next on)
         pos = 0
