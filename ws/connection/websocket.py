@@ -1303,6 +1303,9 @@ class WebSocket(IterationMixin, EventTarget):
         self._failed_with = (1011, "keepalive ping timeout")
         if proto.is_open():
             proto.fail(1011, "keepalive ping timeout")
+            # Still lean and OPEN here: _flush does not ask the protocol object then, so its Close
+            # joins the writer's queue first (behind frames queued for the end of the turn).
+            self._take_protocol_output(proto)
             self._flush()
         self._closing()
         if self._transport is not None:
