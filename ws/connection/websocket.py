@@ -43,7 +43,7 @@ from .dom import EventTarget
 from .pull import IterationMixin
 from . import sent as _sent
 from .._runtime.reads import kept_budget, plain_reads, read_buffer
-from .._runtime.segments import hold_for_fin
+from .._runtime.segments import hold_for_fin, send_fin
 from ..events import BINARY, TEXT, MessageEvent, ReadyState
 from ..exceptions import ConnectionClosed, HandshakeError, NotOpenError, ProtocolError, WebSocketError, describe
 
@@ -1084,12 +1084,13 @@ class WebSocket(IterationMixin, EventTarget):
                 transport.write(piece)
                 return
         eof = False
+        corked = None
         if writes[-1] == b"":
             eof = True
             writes.pop()
             if writes and self._is_server and proto.close_rcvd is not None:
                 # The answer to the peer's Close, and TCP's end right after it: in one segment.
-                hold_for_fin(transport)
+                corked = hold_for_fin(transport)
         if len(writes) == 1:
             transport.write(writes[0])
         elif writes:
@@ -1098,6 +1099,8 @@ class WebSocket(IterationMixin, EventTarget):
             else:
                 self._write_runs(transport, writes)
         if eof:
+            if corked is not None:
+                send_fin(transport, corked)
             self._send_eof()
 
     @staticmethod
