@@ -406,7 +406,7 @@ class WebSocket(IterationMixin, EventTarget):
         "_writing_paused", "_writer", "_reader", "_proto_fed", "_is_server", "_on_message",
         "_held", "_flush_scheduled", "_hops",
         "_read_scheduled", "_frames_in", "_unfinished", "_budget", "_replies_held", "_reply_bytes", "_keepalive_payload",
-        "_told_not_open", "_rate", "_kept_over", "_kept_check",
+        "_told_not_open", "_rate", "_kept_over", "_kept_check", "_quick",
     )
     _ready_state: ReadyState
     _url: str
@@ -483,6 +483,8 @@ class WebSocket(IterationMixin, EventTarget):
         # Frames are read and written without the protocol object (OPEN, no
         # extension, no debug log); while OPEN the protocol is OPEN too.
         self._lean = False
+        # A listener's send may queue its frame in the writer itself (see _update_quick).
+        self._quick = False
         # Rate limits (docs/security.md): the reader delivers through their check; without any, straight to _deliver.
         self._rate: MessageRate | None = None
         deliver: Callable[[int, Any], object] = self._deliver
@@ -599,6 +601,20 @@ class WebSocket(IterationMixin, EventTarget):
             self._lean = True
             self._reader.limit = proto.message_limit()
             self._reader.start()
+            self._update_quick()
+
+    def _update_quick(self) -> None:
+        """Keep ``_quick`` true to the state: ``send`` from a listener then tests one attribute, not six.
+
+        ``_quick``: lean and OPEN (so whatever the protocol object made is in
+        the writer already), no send from another thread on its way, writes
+        not paused, no fragmented message open, and not a subclass (whose
+        ``_send_frame`` may do more).  Called wherever one of these changes.
+        """
+        self._quick = (
+            self._lean and self._ready_state is OPEN and not self._hops and not self._writing_paused
+            and not self._fragmenting and type(self) is WebSocket
+        )
 
     def _set_write_limits(self, options: dict[str, Any]) -> None:
         assert self._transport is not None
@@ -704,10 +720,7 @@ class WebSocket(IterationMixin, EventTarget):
             # need to ask asyncio, whose _get_running_loop() costs a getpid() system call before
             # Python 3.12 (from 3.12 on, asking is the cheaper).
             on_loop = dispatching == _get_ident() if _IDS_FIRST else _loop._get_running_loop() is self._loop
-            if (
-                on_loop and fin and self._lean and self._ready_state is OPEN and not self._hops
-                and not self._writing_paused and not self._fragmenting and type(self) is WebSocket
-            ):
+            if on_loop and fin and self._quick:
                 # A listener's reply, the usual echo: _send_frame's lean case with its checks
                 # inline, one call fewer per message; the read callback writes it when it ends.
                 writer = self._writer
@@ -724,6 +737,7 @@ class WebSocket(IterationMixin, EventTarget):
                 payload = bytes(payload)  # the caller may reuse its buffer
             self._queued_bytes += len(payload)
             self._hops += 1
+            self._quick = False
             if on_loop:  # sends from another thread are on their way: this one goes after them, in order
                 self._loop.call_soon(self._send_from_thread, is_text, payload, fin)
             else:
@@ -754,6 +768,7 @@ class WebSocket(IterationMixin, EventTarget):
         payload = bytes(payload)  # the caller may reuse its buffer
         self._queued_bytes += len(payload)
         self._hops += 1  # in order with the other sends on their way, as send()'s
+        self._quick = False
         if on_loop:
             self._loop.call_soon(self._send_tracked, is_text, payload, fin, compress, callback, True)
         else:
@@ -771,6 +786,7 @@ class WebSocket(IterationMixin, EventTarget):
         if queued:
             self._queued_bytes -= len(payload)
             self._hops -= 1
+            self._update_quick()
         if callback is None:
             self._send_maybe_compressed(is_text, payload, fin, compress)
             return
@@ -841,6 +857,7 @@ class WebSocket(IterationMixin, EventTarget):
     def _send_from_thread(self, is_text: bool, payload: bytes, fin: bool = True) -> None:
         self._queued_bytes -= len(payload)
         self._hops -= 1
+        self._update_quick()
         self._send_frame(is_text, payload, fin)
 
     def _send_frame(self, is_text: bool, payload: Any, fin: bool = True) -> None:
@@ -937,6 +954,7 @@ class WebSocket(IterationMixin, EventTarget):
             assert self._link is not None
             self._link.send(is_text, bytes(payload), fin)
             self._fragmenting = not fin
+            self._update_quick()
             return
         if not proto.is_open():
             return
@@ -947,6 +965,7 @@ class WebSocket(IterationMixin, EventTarget):
         else:
             proto.send_binary(payload, fin)
         self._fragmenting = not fin
+        self._update_quick()
         self._take_protocol_output(proto)
 
     def _take_protocol_output(self, proto: "_ClientProtocol | _ServerProtocol") -> None:
@@ -1068,8 +1087,8 @@ class WebSocket(IterationMixin, EventTarget):
             writer.pending = []
             # Lean and OPEN, whatever the protocol object made is in the writer already (what it
             # answers to a frame fed, a ping, a fragment: _take_protocol_output; a close leaves OPEN):
-            # no call to ask it (about 330 instructions a flush).
-            if (not self._lean or self._ready_state is not OPEN) and proto.has_pending():
+            # no call to ask it (about 330 instructions a flush).  _quick says lean and OPEN, and more.
+            if not self._quick and proto.has_pending():
                 writes += proto.data_to_send()
         elif proto.has_pending():
             writes = proto.data_to_send()
@@ -1205,6 +1224,7 @@ class WebSocket(IterationMixin, EventTarget):
     def _closing(self) -> None:
         """Leave OPEN: the protocol object reads and writes everything from now on; past a rate limit a message is dropped."""
         self._ready_state = CLOSING
+        self._quick = False
         self._stop_reader()
         if self._rate is not None:
             self._rate.stop()
@@ -1528,12 +1548,14 @@ class WebSocket(IterationMixin, EventTarget):
     def _writing_blocked(self) -> None:
         """Above the high-water mark: ``send`` keeps queueing, ``'drain'`` says when it fell below the low one."""
         self._writing_paused = True
+        self._quick = False
         budget = self._budget
         if budget is not None:
             budget.charge(self, self.buffered_amount, shed=False)  # (inside the transport's write: decided later)
 
     def _writing_resumed(self) -> None:
         self._writing_paused = False
+        self._update_quick()
         self._reply_bytes = 0
         if self._budget is not None:
             self._budget.release(self)
@@ -1583,9 +1605,9 @@ class WebSocket(IterationMixin, EventTarget):
         # Only the reader's own frames: the protocol has nothing new.
         writer = self._writer
         writes = writer.pending
-        if len(writes) == 1 and writes[0] and self._lean and self._ready_state is OPEN:
-            # The usual reply alone, lean and OPEN (the protocol's output is in the writer then):
-            # _flush's first case without its call.
+        if len(writes) == 1 and self._quick:
+            # The usual reply alone, lean and OPEN (the protocol's output is in the writer then, and
+            # no end of the stream, b"", which only follows a close): _flush's first case without its call.
             writer.pending = []
             transport = self._transport
             if transport is not None and not transport.is_closing():
@@ -1766,6 +1788,7 @@ class WebSocket(IterationMixin, EventTarget):
         if proto is None:
             return None
         self._lean = False
+        self._quick = False
         self._stop_reader()
         rest = self._reader.unparsed()  # an incomplete frame, or frames held back
         if rest and self._ready_state is not CONNECTING:
@@ -1811,6 +1834,7 @@ class WebSocket(IterationMixin, EventTarget):
         # A plain int, as Node's: websockets' codes are a CloseCode IntEnum, which Python 3.10 prints by name.
         code = int(code)
         self._ready_state = CLOSED
+        self._quick = False
         if self._closed_with is None:
             self._closed_with = (code, reason)
         self._reader.reset()
