@@ -500,7 +500,7 @@ def _shortcut_bound_is_true_to_the_state(reader: FrameReader) -> bool:
     """``_small_now`` (the one attribute the one-small-frame shortcut tests) against the state it stands for."""
     open_to_it = (
         reader.lean and not reader._stopped and reader._partial is None and not reader._fragmented
-        and reader._held_input is None
+        and reader._held_input is None and reader.spare is None
     )
     return reader._small_now == (reader._small_end if open_to_it else 0)
 
@@ -543,3 +543,21 @@ def test_the_shortcut_s_bound_follows_every_change_of_the_state(seed: int) -> No
     assert reader._small_now == 0 and _shortcut_bound_is_true_to_the_state(reader)
     reader.reset()
     assert reader._small_now == 0
+
+
+def test_after_a_large_frame_read_in_place_the_next_small_read_goes_the_general_way_once() -> None:
+    # The large frame's buffer is kept (spare) for the next, and reads stay short while it is:
+    # the one-small-frame shortcut leaves dropping it to the general path, once.
+    owner = Owner()
+    reader = owner.reader
+    big = frame(0x2, b"\x05" * (DIRECT_MIN * 2))
+    read_into(reader, big, 4096, owner)
+    assert reader.spare is not None and reader._small_now == 0
+    assert _shortcut_bound_is_true_to_the_state(reader)
+    reader.receive(bytearray(frame(0x1, b"small")))
+    assert reader.spare is None and _shortcut_bound_is_true_to_the_state(reader) and reader._small_now
+    reader.receive(bytearray(frame(0x1, b"again")))  # (the shortcut's)
+    assert [m[1] for m in owner.messages] == [b"\x05" * (DIRECT_MIN * 2), "small", "again"]
+    read_into(reader, big, 4096, owner)
+    reader.trim()
+    assert reader.spare is None and _shortcut_bound_is_true_to_the_state(reader) and reader._small_now

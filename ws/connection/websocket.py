@@ -65,6 +65,9 @@ _CLOSE = Opcode.CLOSE
 #: ``send`` asks "am I on the loop?" by thread id first where asyncio's answer costs a system call.
 _IDS_FIRST = _loop.GETPID_IN_RUNNING_LOOP
 _new_object = object.__new__
+#: WebSocket._read_notes: the protocol object read bytes in this read callback; reading paused with input kept.
+_FED = 1
+_KEPT = 2
 _NO_ARRAY = bytearray()  # a _Stream's ``array`` until its first read (shared: never written to)
 
 CONNECTING = ReadyState.CONNECTING
@@ -403,10 +406,10 @@ class WebSocket(IterationMixin, EventTarget):
     # Users' own attributes (``sock.is_alive = True``) count too.
     __slots__ = (
         "_ready_state", "_proto", "_transport", "_lean", "_dispatch_thread", "_fragmenting",
-        "_writing_paused", "_writer", "_reader", "_proto_fed", "_is_server", "_on_message",
+        "_writing_paused", "_writer", "_reader", "_read_notes", "_is_server", "_on_message",
         "_held", "_flush_scheduled", "_hops",
         "_read_scheduled", "_frames_in", "_unfinished", "_budget", "_replies_held", "_reply_bytes", "_keepalive_payload",
-        "_told_not_open", "_rate", "_kept_over", "_kept_check", "_quick",
+        "_told_not_open", "_rate", "_kept_over", "_quick",
     )
     _ready_state: ReadyState
     _url: str
@@ -495,10 +498,12 @@ class WebSocket(IterationMixin, EventTarget):
             server=is_server, limit=self.max_payload, deliver=deliver, fail=self._fail, feed=self._feed,
             more=self._read_later, max_fragments=self.max_fragments,
         )
-        self._proto_fed = False  # the protocol object read bytes in this read callback
+        # What the read callback sees to once the reader returns (one test a read while none):
+        # _FED, the protocol object read bytes (its verdicts, then a write: _after_receive);
+        # _KEPT, reading paused during the read (count what the reader kept once it returns).
+        self._read_notes = 0
         self._read_scheduled = False  # the rest of a read waits for the next loop turn (_read_on)
         self._kept_over = 0  # what the reader keeps beyond READ_AHEAD, counted in the thread's KeptBudget
-        self._kept_check = False  # reading paused during this read: count what the reader kept once it returns
         self._frames_in = 0  # frames the protocol object parsed (tells its incomplete frames apart)
         # message_timeout: (message token, when its clock started, last sweep)
         self._unfinished: tuple[int, float, float] | None = None
@@ -1367,7 +1372,7 @@ class WebSocket(IterationMixin, EventTarget):
         if held:
             transport.pause_reading()
             self._count_kept()
-            self._kept_check = True  # (inside a read, the reader keeps the rest once the listener returns)
+            self._read_notes |= _KEPT  # (inside a read, the reader keeps the rest once the listener returns)
             return
         if reader.holding:
             if self._dispatch_thread is None:
@@ -1390,7 +1395,7 @@ class WebSocket(IterationMixin, EventTarget):
         if self._read_scheduled:
             return
         self._read_scheduled = True
-        self._kept_check = True
+        self._read_notes |= _KEPT
         transport = self._transport
         if transport is not None and not transport.is_closing():
             transport.pause_reading()
@@ -1596,11 +1601,7 @@ class WebSocket(IterationMixin, EventTarget):
             self._fail(1011, f"internal error: {exc}")
         finally:
             self._dispatch_thread = None
-        if self._kept_check:  # held, or past the turn budget: reading paused with the rest kept
-            self._kept_check = False
-            self._count_kept()
-        if self._proto_fed:
-            self._after_receive(proto)
+        if self._read_notes and self._read_noted(proto):
             return
         # Only the reader's own frames: the protocol has nothing new.
         writer = self._writer
@@ -1614,6 +1615,16 @@ class WebSocket(IterationMixin, EventTarget):
                 transport.write(writes[0])
             return
         self._flush()
+
+    def _read_noted(self, proto: "_ClientProtocol | _ServerProtocol") -> bool:
+        """What the read noted (``_read_notes``), seen to; ``True`` once written (the protocol object read)."""
+        if self._read_notes & _KEPT:  # held, or past the turn budget: reading paused with the rest kept
+            self._read_notes &= _FED
+            self._count_kept()
+        if self._read_notes & _FED:
+            self._after_receive(proto)
+            return True
+        return False
 
     def _receive_handshake(self, client: "ClientConfig", data: Any) -> None:
         """Client side, before OPEN: the client reads the response (a bounded head,
@@ -1642,7 +1653,7 @@ class WebSocket(IterationMixin, EventTarget):
         transport = self._transport
         if transport is not None and transport.is_closing():
             return False  # failed or dropped: the rest of the read goes nowhere, no listener hears it
-        self._proto_fed = True
+        self._read_notes |= _FED
         proto.receive_data(data)
         if self._writing_paused and proto.has_pending():
             # The protocol answered (pongs, a close) while our writes back up.
@@ -1662,7 +1673,7 @@ class WebSocket(IterationMixin, EventTarget):
 
     def _after_receive(self, proto: "_ClientProtocol | _ServerProtocol") -> None:
         """The protocol object read in this read callback: its verdicts, then one write (``_flush``)."""
-        self._proto_fed = False
+        self._read_notes &= _KEPT
         if proto.parser_error() is not None and not self._error_emitted:
             self._report_parser_error(proto)
         if self._ready_state is OPEN and proto.is_closing():
@@ -1801,7 +1812,7 @@ class WebSocket(IterationMixin, EventTarget):
                 self._handle_events(events)
             finally:
                 self._dispatch_thread = None
-        self._proto_fed = True
+        self._read_notes |= _FED
         self._after_receive(proto)
         # Keep the transport open for writing only if the protocol still
         # has a closing handshake to finish; otherwise let asyncio close it.

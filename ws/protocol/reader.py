@@ -225,13 +225,16 @@ class FrameReader:
 
         The shortcut is for a read that may be one small frame of a server's,
         within the limit, parsed here (lean, neither held nor stopped), with
-        nothing kept from before (no incomplete frame, no input held) and no
-        fragmented message open.  Called by every method that changes one of
-        these (the controls, and ``receive``'s general path as it ends).
+        nothing kept from before (no incomplete frame, no input held, no
+        large frame's buffer: :attr:`spare`, which the next read parsed whole
+        drops) and no fragmented message open.  Called by every method that
+        changes one of these (the controls, and ``receive``'s general path as
+        it ends).
         """
         self._small_now = (
             self._small_end
             if not self._stopped and self._partial is None and not self._fragmented and self._held_input is None
+            and self.spare is None
             else 0
         )
 
@@ -306,6 +309,7 @@ class FrameReader:
     def trim(self) -> None:
         """Drop the buffer kept from the last large frame (an idle connection holds nothing that large)."""
         self.spare = None
+        self._ready()
 
     def release(self) -> None:
         """Parse the input kept for later: while held, past ``TURN_FRAMES``, or when not lean (call once no longer held)."""
@@ -392,6 +396,7 @@ class FrameReader:
         """A large frame was delivered (its payload copied out): its buffer may take the next one."""
         if self.lean:
             self.spare = frame.obj  # type: ignore[assignment]
+            self._small_now = 0  # (the next read goes the general way, which drops it: short reads end)
 
     # -- parsing ------------------------------------------------------------------
 
@@ -411,20 +416,18 @@ class FrameReader:
             # message open: _small_now says all of it (it is 0 otherwise, see _ready).
             if data[1] == n + 122:
                 b0 = data[0]
-                if b0 == FIN_TEXT or b0 == FIN_BINARY:
-                    self.spare = None  # as at the end of any read parsed whole
-                    # (Such reads come as a bytearray or bytes, whose slices cost less than views: ``_Stream``.)
-                    message = apply_mask(data[6:], data[2:6])
-                    if b0 == FIN_BINARY:
-                        self._deliver(BINARY, message)
-                        return
+                # (Such reads come as a bytearray or bytes, whose slices cost less than views: ``_Stream``.)
+                if b0 == FIN_TEXT:
                     try:
-                        text = message.decode()
+                        text = apply_mask(data[6:], data[2:6]).decode()
                     except UnicodeDecodeError as exc:
                         self._fail(1007, f"invalid UTF-8 at position {exc.start}")
                         self._hand_over(b"")
                         return
                     self._deliver(TEXT, text)
+                    return
+                if b0 == FIN_BINARY:
+                    self._deliver(BINARY, apply_mask(data[6:], data[2:6]))
                     return
                 if b0 & 0x70 or (b0 & 0x0F) > 2:
                     # One control frame (a peer's Close ends every connection): the protocol's, as in the
@@ -432,11 +435,8 @@ class FrameReader:
                     if not self._feed(bytes(data)):
                         self._hand_over(b"")
                         return
-                    if self._stopped:
-                        if not self.lean:
-                            self._hand_over(b"")
-                        return
-                    self.spare = None
+                    if self._stopped and not self.lean:
+                        self._hand_over(b"")
                     return
         if not self.lean:
             self._receive_all(data)
