@@ -1608,10 +1608,15 @@ class WebSocket(IterationMixin, EventTarget):
         writes = writer.pending
         if len(writes) == 1 and self._quick:
             # The usual reply alone, lean and OPEN (the protocol's output is in the writer then, and
-            # no end of the stream, b"", which only follows a close): _flush's first case without its call.
+            # no end of the stream, b"", which only follows a close): _flush's first case without its
+            # call, nor its transport.is_closing().  The transport that read this was not closing, and
+            # nothing the listeners did closed it: a close, terminate or failure of ours leaves OPEN
+            # first (_quick is False then), and their sends wait for this write.  One that failed
+            # in an earlier callback (connection_lost on its way; _read_on and _apply_reading ask
+            # before they read on) drops and counts the write, as asyncio's and uvloop's do.
             writer.pending = []
             transport = self._transport
-            if transport is not None and not transport.is_closing():
+            if transport is not None:
                 transport.write(writes[0])
             return
         self._flush()
