@@ -1092,8 +1092,9 @@ class WebSocket(IterationMixin, EventTarget):
             writer.pending = []
             # Lean and OPEN, whatever the protocol object made is in the writer already (what it
             # answers to a frame fed, a ping, a fragment: _take_protocol_output; a close leaves OPEN):
-            # no call to ask it (about 330 instructions a flush).  _quick says lean and OPEN, and more.
-            if not self._quick and proto.has_pending():
+            # no call to ask it (about 330 instructions a flush).  _quick says lean and OPEN, and more
+            # (a subclass's socket, a MeteredWebSocket, is never _quick: it asks the state itself).
+            if not self._quick and (not self._lean or self._ready_state is not OPEN) and proto.has_pending():
                 writes += proto.data_to_send()
         elif proto.has_pending():
             writes = proto.data_to_send()
@@ -1606,12 +1607,13 @@ class WebSocket(IterationMixin, EventTarget):
         # Only the reader's own frames: the protocol has nothing new.
         writer = self._writer
         writes = writer.pending
-        if len(writes) == 1 and self._quick:
-            # The usual reply alone, lean and OPEN (the protocol's output is in the writer then, and
-            # no end of the stream, b"", which only follows a close): _flush's first case without its
-            # call, nor its transport.is_closing().  The transport that read this was not closing, and
+        if len(writes) == 1 and (self._quick or (self._lean and self._ready_state is OPEN)):
+            # The usual reply alone, lean and OPEN (_quick says it and more, a MeteredWebSocket's
+            # state says it; the protocol's output is in the writer then, and no end of the stream,
+            # b"", which only follows a close): _flush's first case without its call, nor its
+            # transport.is_closing().  The transport that read this was not closing, and
             # nothing the listeners did closed it: a close, terminate or failure of ours leaves OPEN
-            # first (_quick is False then), and their sends wait for this write.  One that failed
+            # first, and their sends wait for this write.  One that failed
             # in an earlier callback (connection_lost on its way; _read_on and _apply_reading ask
             # before they read on) drops and counts the write, as asyncio's and uvloop's do.
             writer.pending = []
