@@ -219,13 +219,13 @@ class _Req:
     remote_address = "127.0.0.1"
 
 
-def _accepted(max_size: int) -> tuple[_WebSocket, _CountingTransport]:
-    """An OPEN server socket on a ``_CountingTransport`` (call on the running loop)."""
+def _accepted(max_size: int, cls: type[_WebSocket] = _WebSocket) -> tuple[_WebSocket, _CountingTransport]:
+    """An OPEN server socket (of ``cls``) on a ``_CountingTransport`` (call on the running loop)."""
     proto = ServerProtocol(max_size=max_size)
     proto.mark_open()
     proto.read_frames()
     transport = _CountingTransport()
-    sock = _WebSocket._accepted(asyncio.get_running_loop(), proto, transport, _Req(), None, {})  # type: ignore[arg-type]
+    sock = cls._accepted(asyncio.get_running_loop(), proto, transport, _Req(), None, {})  # type: ignore[arg-type]
     return sock, transport
 
 
@@ -949,11 +949,8 @@ def test_a_listener_s_reply_takes_the_short_way_only_while_nothing_else_may_go_f
 def test_a_subclass_s_sends_never_take_the_short_way() -> None:
     # A subclass may count or shape what it sends in _send_frame (MeteredWebSocket does).
     async def main() -> None:
-        proto = ServerProtocol(max_size=1 << 20)
-        proto.mark_open()
-        proto.read_frames()
-        transport = _CountingTransport()
-        sock = MeteredWebSocket._accepted(asyncio.get_running_loop(), proto, transport, _Req(), None, {})  # type: ignore[arg-type]
+        sock, transport = _accepted(1 << 20, MeteredWebSocket)
+        assert isinstance(sock, MeteredWebSocket)
         sock._metered(Tally("/"))
         sock.on("message", lambda evt: sock.send(evt.data))
         assert sock._lean and not sock._quick and _quick_is_true_to_the_state(sock)
