@@ -93,6 +93,32 @@ def test_in_loop_by_thread_id_spares_asyncio_and_asks_a_loop_without_one(monkeyp
     asyncio.run(asyncio.wait_for(main(), TIMEOUT))
 
 
+def test_call_on_the_loop_runs_at_once_and_asks_as_in_loop_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``call`` on its own loop runs now (elsewhere soon); before 3.12 asyncio's loop answers without asyncio's getpid()."""
+    asked: list[object] = []
+
+    def ask() -> object:
+        asked.append(None)
+        return asyncio._get_running_loop()
+
+    monkeypatch.setattr(_loop, "_get_running_loop", ask)
+    ran: list[str] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        _loop.call(loop, ran.append, "now")
+        assert ran == ["now"]
+        assert asked == ([] if _loop.GETPID_IN_RUNNING_LOOP else [None])
+        thread = threading.Thread(target=_loop.call, args=(loop, ran.append, "soon"))
+        thread.start()
+        thread.join(TIMEOUT)
+        assert ran == ["now"]  # (from another thread: scheduled, not run there)
+        await asyncio.sleep(0)
+        assert ran == ["now", "soon"]
+
+    asyncio.run(asyncio.wait_for(main(), TIMEOUT))
+
+
 def test_in_loop_by_thread_id_on_uvloop() -> None:
     """uvloop keeps no ``_thread_id``: the fallback answers."""
     uvloop = pytest.importorskip("uvloop")
