@@ -72,16 +72,23 @@ def test_in_loop_answers_alike_by_thread_id_and_by_asking_asyncio(check: Any) ->
         other.close()
 
 
-def test_in_loop_by_thread_id_spares_asyncio_and_asks_a_loop_without_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    """asyncio's loops name their thread (no getpid() before 3.12); a loop that does not is asked about."""
-    asked: list[object] = []
+@pytest.fixture
+def asked(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """One entry per time ``ws._runtime.loop`` asks asyncio for the running loop (the getpid() before 3.12)."""
+    calls: list[object] = []
 
     def ask() -> object:
-        asked.append(None)
+        calls.append(None)
         return asyncio._get_running_loop()
 
     monkeypatch.setattr(_loop, "_get_running_loop", ask)
+    return calls
 
+
+def test_in_loop_by_thread_id_spares_asyncio_and_asks_a_loop_without_one(
+    monkeypatch: pytest.MonkeyPatch, asked: list[object]
+) -> None:
+    """asyncio's loops name their thread (no getpid() before 3.12); a loop that does not is asked about."""
     async def main() -> None:
         loop = asyncio.get_running_loop()
         assert _loop._in_loop_by_thread(loop)
@@ -89,6 +96,25 @@ def test_in_loop_by_thread_id_spares_asyncio_and_asks_a_loop_without_one(monkeyp
         monkeypatch.setattr(loop, "_thread_id", None)  # as a subclass that runs without noting its thread
         assert _loop._in_loop_by_thread(loop)
         assert asked == [None]  # the fallback asked asyncio
+
+    asyncio.run(asyncio.wait_for(main(), TIMEOUT))
+
+
+def test_call_on_the_loop_runs_at_once_and_asks_as_in_loop_does(asked: list[object]) -> None:
+    """``call`` on its own loop runs now (elsewhere soon); before 3.12 asyncio's loop answers without asyncio's getpid()."""
+    ran: list[str] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        _loop.call(loop, ran.append, "now")
+        assert ran == ["now"]
+        assert asked == ([] if _loop.GETPID_IN_RUNNING_LOOP else [None])
+        thread = threading.Thread(target=_loop.call, args=(loop, ran.append, "soon"))
+        thread.start()
+        thread.join(TIMEOUT)
+        assert ran == ["now"]  # (from another thread: scheduled, not run there)
+        await asyncio.sleep(0)
+        assert ran == ["now", "soon"]
 
     asyncio.run(asyncio.wait_for(main(), TIMEOUT))
 

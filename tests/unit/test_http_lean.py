@@ -79,6 +79,17 @@ def test_whitespace_around_values_is_dropped_as_the_full_parsers_do():
 
 
 @pytest.mark.parametrize(
+    "connection", [b"Upgrade", b"upgrade", b"UPGRADE", b"keep-alive, Upgrade", b"Upgrade ,keep-alive", b"x,  upgrade"]
+)
+def test_connection_naming_upgrade_in_any_form_is_taken(connection):
+    data = BROWSER.replace(b"Connection: Upgrade\r\n", b"Connection: " + connection + b"\r\n")
+    lean = upgrade_head(data, SIZE, COUNT)
+    assert lean is not None
+    for cls in PARSERS:
+        assert full_parse(cls, data) == (lean.target, lean.headers, b"")
+
+
+@pytest.mark.parametrize(
     "change",
     [
         (b"GET /chat?room=1 HTTP/1.1", b"POST /chat HTTP/1.1"),  # not GET
@@ -90,6 +101,10 @@ def test_whitespace_around_values_is_dropped_as_the_full_parsers_do():
         (b"Pragma: no-cache", b"Pragma: n\xe9"),  # non-ASCII
         (b"Pragma: no-cache", b"Pra gma: no-cache"),  # not a token
         (b"Pragma: no-cache", b"Pragma:"),  # empty value
+        (b"Pragma: no-cache", b"Pragma: \t "),  # only whitespace (checked after the pattern, which takes it)
+        (b"Pragma: no-cache", b"Pragma:\t"),
+        (b"Connection: Upgrade\r\n", b"Connection: Upgraded\r\n"),  # not the token
+        (b"Connection: Upgrade\r\n", b"Connection: keep-alive, upgrades\r\n"),
         (b"Pragma: no-cache\r\n", b"Pragma: no-cache\n"),  # bare LF
         (b"Pragma: no-cache\r\n", b"Host: other\r\n"),  # duplicate Host
         (b"Host: example.com:8080\r\n", b""),  # no Host

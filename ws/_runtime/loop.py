@@ -510,8 +510,12 @@ in_loop = _in_loop_by_thread if GETPID_IN_RUNNING_LOOP else _in_loop_asking
 
 
 def call(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> None:
-    """Run ``fn(*args)`` on ``loop``: now if we are on it, else soon (thread-safe)."""
-    if _get_running_loop() is loop:
+    """Run ``fn(*args)`` on ``loop``: now if we are on it, else soon (thread-safe).
+
+    Asked by ``in_loop`` (before 3.12 asyncio's loops answer by thread id, without the
+    ``getpid()`` of asking asyncio: every handshake of ``ws.http`` and every ``broadcast`` passes here).
+    """
+    if in_loop(loop):
         fn(*args)
     else:
         try:
