@@ -15,6 +15,7 @@ import hashlib
 import os
 import socket
 import struct
+import threading
 from typing import Any, Callable
 
 import pytest
@@ -26,6 +27,8 @@ from ws.protocol._websockets import Server as ServerProtocol
 from ws._runtime.reads import READ_SIZE
 from ws._runtime.reads import kept_budget, plain_reads
 from ws.connection import websocket as _websocket
+from ws.connection.metered import MeteredWebSocket
+from ws._runtime.metrics import Tally
 from ws.protocol.reader import ONE_SMALL_MAX, READ_AHEAD, SHORT_READ, apply_mask
 
 from .conftest import Recorder, run, until
@@ -216,13 +219,13 @@ class _Req:
     remote_address = "127.0.0.1"
 
 
-def _accepted(max_size: int) -> tuple[_WebSocket, _CountingTransport]:
-    """An OPEN server socket on a ``_CountingTransport`` (call on the running loop)."""
+def _accepted(max_size: int, cls: type[_WebSocket] = _WebSocket) -> tuple[_WebSocket, _CountingTransport]:
+    """An OPEN server socket (of ``cls``) on a ``_CountingTransport`` (call on the running loop)."""
     proto = ServerProtocol(max_size=max_size)
     proto.mark_open()
     proto.read_frames()
     transport = _CountingTransport()
-    sock = _WebSocket._accepted(asyncio.get_running_loop(), proto, transport, _Req(), None, {})  # type: ignore[arg-type]
+    sock = cls._accepted(asyncio.get_running_loop(), proto, transport, _Req(), None, {})  # type: ignore[arg-type]
     return sock, transport
 
 
@@ -892,3 +895,67 @@ def test_sockets_keep_few_enough_attributes_in_their_dict_for_shared_keys() -> N
         server.close()
 
     run(main)
+
+
+def _quick_is_true_to_the_state(sock: _WebSocket) -> bool:
+    """``_quick`` (the one attribute a listener's send tests) against the state it stands for."""
+    return sock._quick == (
+        sock._lean and sock._ready_state is _websocket.OPEN and not sock._hops and not sock._writing_paused
+        and not sock._fragmenting and type(sock) is _WebSocket
+    )
+
+
+def test_a_listener_s_reply_takes_the_short_way_only_while_nothing_else_may_go_first() -> None:
+    # send() from a listener tests one attribute (_quick) kept up to date by every change of
+    # what it stands for.  A reply while a fragmented message is open continues it; one while a
+    # send from another thread is on its way goes after it; either way the wire says so.
+    async def main() -> None:
+        sock, transport = _accepted(1 << 20)
+        sock.on("message", lambda evt: sock.send(evt.data))
+        stream = transport.stream
+        assert sock._quick and _quick_is_true_to_the_state(sock)
+
+        sock.send("open", fin=False)  # a fragmented message, outside a listener
+        assert not sock._quick and _quick_is_true_to_the_state(sock)
+        await asyncio.sleep(0)
+        transport.writes.clear()
+        _read_in(stream, frame(0x1, b"end"))  # the listener's reply ends it: a continuation, FIN
+        assert b"".join(transport.writes) == bytes((0x80, 3)) + b"end"
+        assert sock._quick and _quick_is_true_to_the_state(sock)
+
+        transport.writes.clear()
+        thread = threading.Thread(target=sock.send, args=("from a thread",))
+        thread.start()
+        thread.join()  # (the loop does not run meanwhile: the message is on its way)
+        assert sock._hops == 1 and not sock._quick and _quick_is_true_to_the_state(sock)
+        _read_in(stream, frame(0x1, b"echo"))  # the reply queues behind the thread's message
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert b"".join(transport.writes) == bytes((0x81, 13)) + b"from a thread" + bytes((0x81, 4)) + b"echo"
+        assert sock._quick and _quick_is_true_to_the_state(sock)
+
+        sock._writing_blocked()  # the transport's pause_writing
+        assert not sock._quick and _quick_is_true_to_the_state(sock)
+        sock._writing_resumed()
+        assert sock._quick and _quick_is_true_to_the_state(sock)
+
+        sock.close()
+        await asyncio.sleep(0)
+        assert not sock._quick and _quick_is_true_to_the_state(sock)
+
+    run(main, 30)
+
+
+def test_a_subclass_s_sends_never_take_the_short_way() -> None:
+    # A subclass may count or shape what it sends in _send_frame (MeteredWebSocket does).
+    async def main() -> None:
+        sock, transport = _accepted(1 << 20, MeteredWebSocket)
+        assert isinstance(sock, MeteredWebSocket)
+        sock._metered(Tally("/"))
+        sock.on("message", lambda evt: sock.send(evt.data))
+        assert sock._lean and not sock._quick and _quick_is_true_to_the_state(sock)
+        _read_in(transport.stream, frame(0x1, b"counted"))
+        assert b"".join(transport.writes) == bytes((0x81, 7)) + b"counted"
+        assert sock._messages_out == 1
+
+    run(main, 30)

@@ -494,3 +494,70 @@ def test_a_read_of_one_control_frame_is_judged_as_in_the_loop(
         results.append((owner.fed, owner.messages, owner.failures, state))
     assert results[0] == results[1]
     assert results[0][0][:1] == [wire]
+
+
+def _shortcut_bound_is_true_to_the_state(reader: FrameReader) -> bool:
+    """``_small_now`` (the one attribute the one-small-frame shortcut tests) against the state it stands for."""
+    open_to_it = (
+        reader.lean and not reader._stopped and reader._partial is None and not reader._fragmented
+        and reader._held_input is None and reader.spare is None
+    )
+    return reader._small_now == (reader._small_end if open_to_it else 0)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_shortcut_s_bound_follows_every_change_of_the_state(seed: int) -> None:
+    # The shortcut tests one attribute kept up to date by every change of what it stands for
+    # (a kept tail, input held, a fragmented message open, a stop, the limit): a random walk of
+    # reads of every size, holds, releases and limits must never find it stale, and the messages
+    # must be those of one read of everything.
+    import random
+
+    rng = random.Random(seed)
+    small = [frame(0x1, b"s%d" % i) for i in range(40)]
+    wire = b"".join(small[:10]) + b"".join(MIXED[:7]) + b"".join(small[10:])
+    owner = Owner()
+    reader = owner.reader
+    assert _shortcut_bound_is_true_to_the_state(reader)
+    pos = 0
+    while pos < len(wire):
+        action = rng.random()
+        if action < 0.1:
+            reader.hold(not reader._held)
+        elif action < 0.15:
+            reader.limit = rng.choice([None, 1 << 20, 1000])  # (all within: the messages stay those of one read)
+        elif action < 0.2 and not reader._held:
+            reader.release()
+        else:
+            n = rng.choice([1, 2, 5, 6, 9, 12, 40, 300])
+            reader.receive(bytearray(wire[pos : pos + n]))
+            pos += n
+        assert _shortcut_bound_is_true_to_the_state(reader), (seed, pos)
+    reader.hold(False)
+    reader.release()
+    assert _shortcut_bound_is_true_to_the_state(reader)
+    whole = Owner()
+    whole.reader.receive(wire)
+    assert owner.messages == whole.messages and owner.fed == whole.fed
+    reader.stop()
+    assert reader._small_now == 0 and _shortcut_bound_is_true_to_the_state(reader)
+    reader.reset()
+    assert reader._small_now == 0
+
+
+def test_after_a_large_frame_read_in_place_the_next_small_read_goes_the_general_way_once() -> None:
+    # The large frame's buffer is kept (spare) for the next, and reads stay short while it is:
+    # the one-small-frame shortcut leaves dropping it to the general path, once.
+    owner = Owner()
+    reader = owner.reader
+    big = frame(0x2, b"\x05" * (DIRECT_MIN * 2))
+    read_into(reader, big, 4096, owner)
+    assert reader.spare is not None and reader._small_now == 0
+    assert _shortcut_bound_is_true_to_the_state(reader)
+    reader.receive(bytearray(frame(0x1, b"small")))
+    assert reader.spare is None and _shortcut_bound_is_true_to_the_state(reader) and reader._small_now
+    reader.receive(bytearray(frame(0x1, b"again")))  # (the shortcut's)
+    assert [m[1] for m in owner.messages] == [b"\x05" * (DIRECT_MIN * 2), "small", "again"]
+    read_into(reader, big, 4096, owner)
+    reader.trim()
+    assert reader.spare is None and _shortcut_bound_is_true_to_the_state(reader) and reader._small_now

@@ -66,6 +66,9 @@ _CLOSE = Opcode.CLOSE
 #: ``send`` asks "am I on the loop?" by thread id first where asyncio's answer costs a system call.
 _IDS_FIRST = _loop.GETPID_IN_RUNNING_LOOP
 _new_object = object.__new__
+#: WebSocket._read_notes: the protocol object read bytes in this read callback; reading paused with input kept.
+_FED = 1
+_KEPT = 2
 _NO_ARRAY = bytearray()  # a _Stream's ``array`` until its first read (shared: never written to)
 
 CONNECTING = ReadyState.CONNECTING
@@ -412,10 +415,10 @@ class WebSocket(IterationMixin, EventTarget):
     # Users' own attributes (``sock.is_alive = True``) count too.
     __slots__ = (
         "_ready_state", "_proto", "_transport", "_lean", "_dispatch_thread", "_fragmenting",
-        "_writing_paused", "_writer", "_reader", "_proto_fed", "_is_server", "_on_message",
+        "_writing_paused", "_writer", "_reader", "_read_notes", "_is_server", "_on_message",
         "_held", "_flush_scheduled", "_hops",
         "_read_scheduled", "_frames_in", "_unfinished", "_budget", "_replies_held", "_reply_bytes", "_keepalive_payload",
-        "_told_not_open", "_rate", "_kept_over", "_kept_check",
+        "_told_not_open", "_rate", "_kept_over", "_quick",
     )
     _ready_state: ReadyState
     _url: str
@@ -492,6 +495,8 @@ class WebSocket(IterationMixin, EventTarget):
         # Frames are read and written without the protocol object (OPEN, no
         # extension, no debug log); while OPEN the protocol is OPEN too.
         self._lean = False
+        # A listener's send may queue its frame in the writer itself (see _update_quick).
+        self._quick = False
         # Rate limits (docs/security.md): the reader delivers through their check; without any, straight to _deliver.
         self._rate: MessageRate | None = None
         deliver: Callable[[int, Any], object] = self._deliver
@@ -502,10 +507,12 @@ class WebSocket(IterationMixin, EventTarget):
             server=is_server, limit=self.max_payload, deliver=deliver, fail=self._fail, feed=self._feed,
             more=self._read_later, max_fragments=self.max_fragments,
         )
-        self._proto_fed = False  # the protocol object read bytes in this read callback
+        # What the read callback sees to once the reader returns (one test a read while none):
+        # _FED, the protocol object read bytes (its verdicts, then a write: _after_receive);
+        # _KEPT, reading paused during the read (count what the reader kept once it returns).
+        self._read_notes = 0
         self._read_scheduled = False  # the rest of a read waits for the next loop turn (_read_on)
         self._kept_over = 0  # what the reader keeps beyond READ_AHEAD, counted in the thread's KeptBudget
-        self._kept_check = False  # reading paused during this read: count what the reader kept once it returns
         self._frames_in = 0  # frames the protocol object parsed (tells its incomplete frames apart)
         # message_timeout: (message token, when its clock started, last sweep)
         self._unfinished: tuple[int, float, float] | None = None
@@ -608,6 +615,20 @@ class WebSocket(IterationMixin, EventTarget):
             self._lean = True
             self._reader.limit = proto.message_limit()
             self._reader.start()
+            self._update_quick()
+
+    def _update_quick(self) -> None:
+        """Keep ``_quick`` true to the state: ``send`` from a listener then tests one attribute, not six.
+
+        ``_quick``: lean and OPEN (so whatever the protocol object made is in
+        the writer already), no send from another thread on its way, writes
+        not paused, no fragmented message open, and not a subclass (whose
+        ``_send_frame`` may do more).  Called wherever one of these changes.
+        """
+        self._quick = (
+            self._lean and self._ready_state is OPEN and not self._hops and not self._writing_paused
+            and not self._fragmenting and type(self) is WebSocket
+        )
 
     def _set_write_limits(self, options: dict[str, Any]) -> None:
         assert self._transport is not None
@@ -713,10 +734,7 @@ class WebSocket(IterationMixin, EventTarget):
             # need to ask asyncio, whose _get_running_loop() costs a getpid() system call before
             # Python 3.12 (from 3.12 on, asking is the cheaper).
             on_loop = dispatching == _get_ident() if _IDS_FIRST else _loop._get_running_loop() is self._loop
-            if (
-                on_loop and fin and self._lean and self._ready_state is OPEN and not self._hops
-                and not self._writing_paused and not self._fragmenting and type(self) is WebSocket
-            ):
+            if on_loop and fin and self._quick:
                 # A listener's reply, the usual echo: _send_frame's lean case with its checks
                 # inline, one call fewer per message; the read callback writes it when it ends.
                 writer = self._writer
@@ -733,6 +751,7 @@ class WebSocket(IterationMixin, EventTarget):
                 payload = bytes(payload)  # the caller may reuse its buffer
             self._queued_bytes += len(payload)
             self._hops += 1
+            self._quick = False
             if on_loop:  # sends from another thread are on their way: this one goes after them, in order
                 self._loop.call_soon(self._send_from_thread, is_text, payload, fin)
             else:
@@ -763,6 +782,7 @@ class WebSocket(IterationMixin, EventTarget):
         payload = bytes(payload)  # the caller may reuse its buffer
         self._queued_bytes += len(payload)
         self._hops += 1  # in order with the other sends on their way, as send()'s
+        self._quick = False
         if on_loop:
             self._loop.call_soon(self._send_tracked, is_text, payload, fin, compress, callback, True)
         else:
@@ -780,6 +800,7 @@ class WebSocket(IterationMixin, EventTarget):
         if queued:
             self._queued_bytes -= len(payload)
             self._hops -= 1
+            self._update_quick()
         if callback is None:
             self._send_maybe_compressed(is_text, payload, fin, compress)
             return
@@ -850,6 +871,7 @@ class WebSocket(IterationMixin, EventTarget):
     def _send_from_thread(self, is_text: bool, payload: bytes, fin: bool = True) -> None:
         self._queued_bytes -= len(payload)
         self._hops -= 1
+        self._update_quick()
         self._send_frame(is_text, payload, fin)
 
     def _send_frame(self, is_text: bool, payload: Any, fin: bool = True) -> None:
@@ -946,6 +968,7 @@ class WebSocket(IterationMixin, EventTarget):
             assert self._link is not None
             self._link.send(is_text, bytes(payload), fin)
             self._fragmenting = not fin
+            self._update_quick()
             return
         if not proto.is_open():
             return
@@ -956,6 +979,7 @@ class WebSocket(IterationMixin, EventTarget):
         else:
             proto.send_binary(payload, fin)
         self._fragmenting = not fin
+        self._update_quick()
         self._take_protocol_output(proto)
 
     def _take_protocol_output(self, proto: "_ClientProtocol | _ServerProtocol") -> None:
@@ -1077,8 +1101,9 @@ class WebSocket(IterationMixin, EventTarget):
             writer.pending = []
             # Lean and OPEN, whatever the protocol object made is in the writer already (what it
             # answers to a frame fed, a ping, a fragment: _take_protocol_output; a close leaves OPEN):
-            # no call to ask it (about 330 instructions a flush).
-            if (not self._lean or self._ready_state is not OPEN) and proto.has_pending():
+            # no call to ask it (about 330 instructions a flush).  _quick says lean and OPEN, and more
+            # (a subclass's socket, a MeteredWebSocket, is never _quick: it asks the state itself).
+            if not self._quick and (not self._lean or self._ready_state is not OPEN) and proto.has_pending():
                 writes += proto.data_to_send()
         elif proto.has_pending():
             writes = proto.data_to_send()
@@ -1214,6 +1239,7 @@ class WebSocket(IterationMixin, EventTarget):
     def _closing(self) -> None:
         """Leave OPEN: the protocol object reads and writes everything from now on; past a rate limit a message is dropped."""
         self._ready_state = CLOSING
+        self._quick = False
         self._stop_reader()
         if self._rate is not None:
             self._rate.stop()
@@ -1356,7 +1382,7 @@ class WebSocket(IterationMixin, EventTarget):
         if held:
             transport.pause_reading()
             self._count_kept()
-            self._kept_check = True  # (inside a read, the reader keeps the rest once the listener returns)
+            self._read_notes |= _KEPT  # (inside a read, the reader keeps the rest once the listener returns)
             return
         if reader.holding:
             if self._dispatch_thread is None:
@@ -1379,7 +1405,7 @@ class WebSocket(IterationMixin, EventTarget):
         if self._read_scheduled:
             return
         self._read_scheduled = True
-        self._kept_check = True
+        self._read_notes |= _KEPT
         transport = self._transport
         if transport is not None and not transport.is_closing():
             transport.pause_reading()
@@ -1537,12 +1563,14 @@ class WebSocket(IterationMixin, EventTarget):
     def _writing_blocked(self) -> None:
         """Above the high-water mark: ``send`` keeps queueing, ``'drain'`` says when it fell below the low one."""
         self._writing_paused = True
+        self._quick = False
         budget = self._budget
         if budget is not None:
             budget.charge(self, self.buffered_amount, shed=False)  # (inside the transport's write: decided later)
 
     def _writing_resumed(self) -> None:
         self._writing_paused = False
+        self._update_quick()
         self._reply_bytes = 0
         if self._budget is not None:
             self._budget.release(self)
@@ -1583,24 +1611,36 @@ class WebSocket(IterationMixin, EventTarget):
             self._fail(1011, f"internal error: {exc}")
         finally:
             self._dispatch_thread = None
-        if self._kept_check:  # held, or past the turn budget: reading paused with the rest kept
-            self._kept_check = False
-            self._count_kept()
-        if self._proto_fed:
-            self._after_receive(proto)
+        if self._read_notes and self._read_noted(proto):
             return
         # Only the reader's own frames: the protocol has nothing new.
         writer = self._writer
         writes = writer.pending
-        if len(writes) == 1 and writes[0] and self._lean and self._ready_state is OPEN:
-            # The usual reply alone, lean and OPEN (the protocol's output is in the writer then):
-            # _flush's first case without its call.
+        if len(writes) == 1 and (self._quick or (self._lean and self._ready_state is OPEN)):
+            # The usual reply alone, lean and OPEN (_quick says it and more, a MeteredWebSocket's
+            # state says it; the protocol's output is in the writer then, and no end of the stream,
+            # b"", which only follows a close): _flush's first case without its call, nor its
+            # transport.is_closing().  The transport that read this was not closing, and
+            # nothing the listeners did closed it: a close, terminate or failure of ours leaves OPEN
+            # first, and their sends wait for this write.  One that failed
+            # in an earlier callback (connection_lost on its way; _read_on and _apply_reading ask
+            # before they read on) drops and counts the write, as asyncio's and uvloop's do.
             writer.pending = []
             transport = self._transport
-            if transport is not None and not transport.is_closing():
+            if transport is not None:
                 transport.write(writes[0])
             return
         self._flush()
+
+    def _read_noted(self, proto: "_ClientProtocol | _ServerProtocol") -> bool:
+        """What the read noted (``_read_notes``), seen to; ``True`` once written (the protocol object read)."""
+        if self._read_notes & _KEPT:  # held, or past the turn budget: reading paused with the rest kept
+            self._read_notes &= _FED
+            self._count_kept()
+        if self._read_notes & _FED:
+            self._after_receive(proto)
+            return True
+        return False
 
     def _receive_handshake(self, client: "ClientConfig", data: Any) -> None:
         """Client side, before OPEN: the client reads the response (a bounded head,
@@ -1629,7 +1669,7 @@ class WebSocket(IterationMixin, EventTarget):
         transport = self._transport
         if transport is not None and transport.is_closing():
             return False  # failed or dropped: the rest of the read goes nowhere, no listener hears it
-        self._proto_fed = True
+        self._read_notes |= _FED
         proto.receive_data(data)
         if self._writing_paused and proto.has_pending():
             # The protocol answered (pongs, a close) while our writes back up.
@@ -1649,7 +1689,7 @@ class WebSocket(IterationMixin, EventTarget):
 
     def _after_receive(self, proto: "_ClientProtocol | _ServerProtocol") -> None:
         """The protocol object read in this read callback: its verdicts, then one write (``_flush``)."""
-        self._proto_fed = False
+        self._read_notes &= _KEPT
         if proto.parser_error() is not None and not self._error_emitted:
             self._report_parser_error(proto)
         if self._ready_state is OPEN and proto.is_closing():
@@ -1775,6 +1815,7 @@ class WebSocket(IterationMixin, EventTarget):
         if proto is None:
             return None
         self._lean = False
+        self._quick = False
         self._stop_reader()
         rest = self._reader.unparsed()  # an incomplete frame, or frames held back
         if rest and self._ready_state is not CONNECTING:
@@ -1787,7 +1828,7 @@ class WebSocket(IterationMixin, EventTarget):
                 self._handle_events(events)
             finally:
                 self._dispatch_thread = None
-        self._proto_fed = True
+        self._read_notes |= _FED
         self._after_receive(proto)
         # Keep the transport open for writing only if the protocol still
         # has a closing handshake to finish; otherwise let asyncio close it.
@@ -1820,6 +1861,7 @@ class WebSocket(IterationMixin, EventTarget):
         # A plain int, as Node's: websockets' codes are a CloseCode IntEnum, which Python 3.10 prints by name.
         code = int(code)
         self._ready_state = CLOSED
+        self._quick = False
         if self._closed_with is None:
             self._closed_with = (code, reason)
         self._reader.reset()

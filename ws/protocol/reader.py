@@ -167,7 +167,7 @@ class FrameReader:
 
     __slots__ = (
         "lean", "_stopped", "_held", "direct_reads", "long_read", "frame", "fill", "_partial", "_held_input", "_held_from",
-        "spare", "_fragmented", "_server", "_limit", "_small_end", "_deliver", "_fail", "_feed", "_more",
+        "spare", "_fragmented", "_server", "_limit", "_small_end", "_small_now", "_deliver", "_fail", "_feed", "_more",
         "max_fragments", "assembler", "message_size", "_frames",
     )
 
@@ -202,6 +202,7 @@ class FrameReader:
         self._server = server  # frames come masked
         self._limit = limit
         self._small_end = 0  # reads shorter than this may be one small frame within the limit (see limit)
+        self._small_now = 0  # _small_end while nothing else stands in the shortcut's way (see _ready), else 0
         self.limit = limit
         self._deliver = deliver
         self._fail = fail
@@ -226,6 +227,25 @@ class FrameReader:
         # the limit (receive's shortcut, which then needs no test of its own for either).
         small = ONE_SMALL_MAX if limit is None else min(ONE_SMALL_MAX, 6 + limit + 1)
         self._small_end = small if self._server else 0
+        self._ready()
+
+    def _ready(self) -> None:
+        """Keep :attr:`_small_now` true to the state: ``receive``'s shortcut then tests one attribute, not five.
+
+        The shortcut is for a read that may be one small frame of a server's,
+        within the limit, parsed here (lean, neither held nor stopped), with
+        nothing kept from before (no incomplete frame, no input held, no
+        large frame's buffer: :attr:`spare`, which the next read parsed whole
+        drops) and no fragmented message open.  Called by every method that
+        changes one of these (the controls, and ``receive``'s general path as
+        it ends).
+        """
+        self._small_now = (
+            self._small_end
+            if not self._stopped and self._partial is None and not self._fragmented and self._held_input is None
+            and self.spare is None
+            else 0
+        )
 
     # -- the owner's controls ---------------------------------------------------
 
@@ -233,6 +253,7 @@ class FrameReader:
         """Parse common frames here from now on (OPEN, no extension, no debug log)."""
         self.lean = True
         self._stopped = self._held
+        self._ready()
 
     def stop(self) -> None:
         """The connection left OPEN: the protocol reads the rest, even of the current read.
@@ -245,6 +266,7 @@ class FrameReader:
         """
         self.lean = False
         self._stopped = True
+        self._small_now = 0
         if self._partial is not None:
             self._held_input, self._held_from, self._partial = self._partial, 0, None
 
@@ -252,6 +274,7 @@ class FrameReader:
         """Stop (or go on) delivering between frames: ``pause()``, or a backlog of listeners."""
         self._held = held
         self._stopped = held or not self.lean
+        self._ready()
 
     @property
     def holding(self) -> bool:
@@ -274,6 +297,7 @@ class FrameReader:
         """Forget the fragmented message being received (a close frame came, or the connection ended)."""
         self._fragmented = False
         self.message_size = 0
+        self._ready()
         if self.assembler is not None:
             self.assembler.reset()
 
@@ -294,6 +318,7 @@ class FrameReader:
     def trim(self) -> None:
         """Drop the buffer kept from the last large frame (an idle connection holds nothing that large)."""
         self.spare = None
+        self._ready()
 
     def release(self) -> None:
         """Parse the input kept for later: while held, past ``TURN_FRAMES``, or when not lean (call once no longer held)."""
@@ -339,6 +364,7 @@ class FrameReader:
     def _drop_input(self) -> None:
         self.lean = False
         self._stopped = True
+        self._small_now = 0
         self.frame = self._partial = self._held_input = self.spare = None
 
     # -- large frames, read in place ----------------------------------------------
@@ -391,6 +417,7 @@ class FrameReader:
         """A large frame was delivered (its payload copied out): its buffer may take the next one."""
         if self.lean:
             self.spare = frame.obj  # type: ignore[assignment]
+            self._small_now = 0  # (the next read goes the general way, which drops it: short reads end)
 
     # -- parsing ------------------------------------------------------------------
 
@@ -400,36 +427,28 @@ class FrameReader:
         ``data`` may be a view of a buffer reused after this call: what is
         kept is copied.
         """
-        if not self.lean:
-            self._receive_all(data)
-            return
-        partial = self._partial
         n = len(data)
-        if (
-            5 < n < self._small_end and partial is None and not self._stopped
-            and not self._fragmented and self._held_input is None
-        ):
+        if 5 < n < self._small_now:
             # A strict ping-pong reads one small message at a time: when ``data`` is
             # exactly one masked frame of under 126 bytes (its length byte says
             # ``n - 6``; 0x80 + n - 6 is ``n + 122``), skip the loop's bookkeeping
             # (about half of the reader's bytecodes for such a read).  A server's only,
-            # within the limit: _small_end says both.
+            # within the limit, lean and not stopped, nothing kept, no fragmented
+            # message open: _small_now says all of it (it is 0 otherwise, see _ready).
             if data[1] == n + 122:
                 b0 = data[0]
-                if b0 == FIN_TEXT or b0 == FIN_BINARY:
-                    self.spare = None  # as at the end of any read parsed whole
-                    # (Such reads come as a bytearray or bytes, whose slices cost less than views: ``_Stream``.)
-                    message = apply_mask(data[6:], data[2:6])
-                    if b0 == FIN_BINARY:
-                        self._deliver(BINARY, message)
-                        return
+                # (Such reads come as a bytearray or bytes, whose slices cost less than views: ``_Stream``.)
+                if b0 == FIN_TEXT:
                     try:
-                        text = message.decode()
+                        text = apply_mask(data[6:], data[2:6]).decode()
                     except UnicodeDecodeError as exc:
                         self._fail(1007, f"invalid UTF-8 at position {exc.start}")
                         self._hand_over(b"")
                         return
                     self._deliver(TEXT, text)
+                    return
+                if b0 == FIN_BINARY:
+                    self._deliver(BINARY, apply_mask(data[6:], data[2:6]))
                     return
                 if b0 & 0x70 or (b0 & 0x0F) > 2:
                     # One control frame (a peer's Close ends every connection): the protocol's, as in the
@@ -437,169 +456,173 @@ class FrameReader:
                     if not self._feed(bytes(data)):
                         self._hand_over(b"")
                         return
-                    if self._stopped:
-                        if not self.lean:
-                            self._hand_over(b"")
-                        return
-                    self.spare = None
+                    if self._stopped and not self.lean:
+                        self._hand_over(b"")
                     return
-        if n >= LONG_READ and self.long_read is not None:
-            self.long_read()  # (the owner may read such reads differently from the next on)
-        pos = 0
-        if partial is None:
-            buf = self._held_input
-            if buf is not None:
-                self._held_input = None
-                pos = self._held_from
-                buf += data
-                data = buf
-        else:
-            self._partial = None
-            if len(data) > _SPLIT_MIN and not self._stopped:
-                missing = _frame_size(partial) - len(partial)
-                if 0 < missing < len(data):
-                    # The incomplete frame ends early in a long read: it gets
-                    # only what it lacks, and the rest is parsed in place, not
-                    # appended to it (a copy of the whole read).
-                    self._complete(partial, data, missing)
-                    return
-            partial += data
-            data = partial
-        n = len(data)
-        # The loop ends at ``stop`` (or at the end of ``data``), which each
-        # complete frame brings FRAME_COST closer: at most TURN_FRAMES frames
-        # per call, however long the read.  Short input ends first anyway.
-        if self._more is None or n - pos <= _UNBOUNDED:
-            stop, cost = n, 0
-        else:
-            stop, cost = pos + TURN_BYTES, FRAME_COST
-        need = 0  # the length of the incomplete frame at ``pos``, once its header is in
-        server = self._server
-        limit = self._limit
-        deliver = self._deliver
-        fragmented = self._fragmented
-        if fragmented and limit is not None:
-            limit -= self.message_size  # what the next continuation may carry
-        view: memoryview | None = None
-        while stop - pos >= 2:
-            if self._stopped:
-                break
-            try:  # (free while no exception, once a call: the end of ``data`` costs no test per frame)
-                b0 = data[pos]
-                b1 = data[pos + 1]
-            except IndexError:
-                break  # fewer than 2 bytes left
-            length = b1 & 0x7F
-            if length < 126:
-                head = pos + 2
-            elif length == 126:
-                if n - pos < 4:
-                    break
-                length = (data[pos + 2] << 8) | data[pos + 3]
-                head = pos + 4
+        if not self.lean:
+            self._receive_all(data)
+            return
+        try:
+            if n >= LONG_READ and self.long_read is not None:
+                self.long_read()  # (the owner may read such reads differently from the next on)
+            partial = self._partial
+            pos = 0
+            if partial is None:
+                buf = self._held_input
+                if buf is not None:
+                    self._held_input = None
+                    pos = self._held_from
+                    buf += data
+                    data = buf
             else:
-                if n - pos < 10:
+                self._partial = None
+                if len(data) > _SPLIT_MIN and not self._stopped:
+                    missing = _frame_size(partial) - len(partial)
+                    if 0 < missing < len(data):
+                        # The incomplete frame ends early in a long read: it gets
+                        # only what it lacks, and the rest is parsed in place, not
+                        # appended to it (a copy of the whole read).
+                        self._complete(partial, data, missing)
+                        return
+                partial += data
+                data = partial
+            n = len(data)
+            # The loop ends at ``stop`` (or at the end of ``data``), which each
+            # complete frame brings FRAME_COST closer: at most TURN_FRAMES frames
+            # per call, however long the read.  Short input ends first anyway.
+            if self._more is None or n - pos <= _UNBOUNDED:
+                stop, cost = n, 0
+            else:
+                stop, cost = pos + TURN_BYTES, FRAME_COST
+            need = 0  # the length of the incomplete frame at ``pos``, once its header is in
+            server = self._server
+            limit = self._limit
+            deliver = self._deliver
+            fragmented = self._fragmented
+            if fragmented and limit is not None:
+                limit -= self.message_size  # what the next continuation may carry
+            view: memoryview | None = None
+            while stop - pos >= 2:
+                if self._stopped:
                     break
-                length = _from_bytes(data[pos + 2 : pos + 10], "big")
-                head = pos + 10
-            if (b1 >= 0x80) is not server or (limit is not None and length > limit):
-                if not self._may_parse(b0, b1 >= 0x80, length):
-                    # A masking error or an oversized frame: the connection fails
-                    # from the header alone; the protocol reads from here on.
-                    self._hand_over(data[pos:])
-                    return
-            if server:
-                head += 4
-            end = head + length
-            if end > n:
-                need = end - pos
-                break
-            stop -= cost
-            if (b0 == FIN_TEXT or b0 == FIN_BINARY) and not fragmented:
-                if length < _SMALL:
-                    payload = data[head:end]
+                try:  # (free while no exception, once a call: the end of ``data`` costs no test per frame)
+                    b0 = data[pos]
+                    b1 = data[pos + 1]
+                except IndexError:
+                    break  # fewer than 2 bytes left
+                length = b1 & 0x7F
+                if length < 126:
+                    head = pos + 2
+                elif length == 126:
+                    if n - pos < 4:
+                        break
+                    length = (data[pos + 2] << 8) | data[pos + 3]
+                    head = pos + 4
                 else:
-                    if view is None:
-                        view = memoryview(data)
-                    payload = view[head:end]
-                if server:
-                    message = apply_mask(payload, data[head - 4 : head])
-                elif type(payload) is bytes:
-                    message = payload
-                else:
-                    message = bytes(payload)
-                pos = end
-                if b0 == FIN_TEXT:
-                    try:
-                        text = message.decode()
-                    except UnicodeDecodeError as exc:
-                        self._fail(1007, f"invalid UTF-8 at position {exc.start}")
+                    if n - pos < 10:
+                        break
+                    length = _from_bytes(data[pos + 2 : pos + 10], "big")
+                    head = pos + 10
+                if (b1 >= 0x80) is not server or (limit is not None and length > limit):
+                    if not self._may_parse(b0, b1 >= 0x80, length):
+                        # A masking error or an oversized frame: the connection fails
+                        # from the header alone; the protocol reads from here on.
                         self._hand_over(data[pos:])
                         return
-                    deliver(TEXT, text)
-                else:
-                    deliver(BINARY, message)
-            elif b0 & 0x70 or (b0 & 0x0F) > 2:
-                # Control frame, reserved bits, unknown opcode: the protocol's job.
-                if not self._feed(bytes(data[pos:end])):
-                    self._hand_over(data[end:])
-                    return
-                pos = end
-            else:
-                # A fragment (or any data frame while a fragmented message is open).
                 if server:
-                    chunk = apply_mask(memoryview(data)[head:end], data[head - 4 : head])
+                    head += 4
+                end = head + length
+                if end > n:
+                    need = end - pos
+                    break
+                stop -= cost
+                if (b0 == FIN_TEXT or b0 == FIN_BINARY) and not fragmented:
+                    if length < _SMALL:
+                        payload = data[head:end]
+                    else:
+                        if view is None:
+                            view = memoryview(data)
+                        payload = view[head:end]
+                    if server:
+                        message = apply_mask(payload, data[head - 4 : head])
+                    elif type(payload) is bytes:
+                        message = payload
+                    else:
+                        message = bytes(payload)
+                    pos = end
+                    if b0 == FIN_TEXT:
+                        try:
+                            text = message.decode()
+                        except UnicodeDecodeError as exc:
+                            self._fail(1007, f"invalid UTF-8 at position {exc.start}")
+                            self._hand_over(data[pos:])
+                            return
+                        deliver(TEXT, text)
+                    else:
+                        deliver(BINARY, message)
+                elif b0 & 0x70 or (b0 & 0x0F) > 2:
+                    # Control frame, reserved bits, unknown opcode: the protocol's job.
+                    if not self._feed(bytes(data[pos:end])):
+                        self._hand_over(data[end:])
+                        return
+                    pos = end
                 else:
-                    chunk = bytes(memoryview(data)[head:end])
-                pos = end
-                self._fragment(b0, chunk)
-                fragmented = self._fragmented
-                limit = self._limit
-                if fragmented and limit is not None:
-                    limit -= self.message_size
-        if self._stopped:
-            if not self.lean:
-                # A listener closed, failed or terminated the connection: the
-                # protocol reads the rest.
-                self._hand_over(data[pos:])
-                return
-            if pos < n:  # held: the rest waits, unparsed
-                self._keep(data, pos)
-            return
-        if stop - pos < 2 <= n - pos:
-            # TURN_FRAMES parsed: the rest waits for the owner's next loop turn.
-            assert self._more is not None
-            self._keep(data, pos)
-            self._more()
-            return
-        spare = self.spare
-        self.spare = None  # kept only from one large frame to the next
-        if pos < n:
-            if pos or partial is None:
-                self._frames += 1  # a new incomplete frame, not more of the last one
-            have = n - pos
-            if need >= DIRECT_MIN and self.direct_reads:
-                # A large frame: a buffer of its size, which the transport reads
-                # the rest into; no growing buffer, no copy between the socket
-                # and the unmasking.  The previous large frame's buffer is
-                # reused (no allocation, no page faults); a new one is made only
-                # once an eighth of the frame is here, so that a header alone
-                # cannot make us reserve its claimed length.
-                if spare is not None and need <= len(spare) <= 4 * need:
-                    frame: memoryview | None = memoryview(spare)[:need]
-                elif have * DIRECT_AHEAD >= need:
-                    frame = memoryview(bytearray(need))
-                else:
-                    frame = None
-                if frame is not None:
-                    frame[:have] = memoryview(data)[pos:]
-                    self.frame, self.fill = frame, have
+                    # A fragment (or any data frame while a fragmented message is open).
+                    if server:
+                        chunk = apply_mask(memoryview(data)[head:end], data[head - 4 : head])
+                    else:
+                        chunk = bytes(memoryview(data)[head:end])
+                    pos = end
+                    self._fragment(b0, chunk)
+                    fragmented = self._fragmented
+                    limit = self._limit
+                    if fragmented and limit is not None:
+                        limit -= self.message_size
+            if self._stopped:
+                if not self.lean:
+                    # A listener closed, failed or terminated the connection: the
+                    # protocol reads the rest.
+                    self._hand_over(data[pos:])
                     return
-            # Only the tail of an incomplete frame waits (reused when nothing was taken).
-            if type(data) is bytearray:
-                self._partial = data if pos == 0 else data[pos:]
-            else:
-                self._partial = bytearray(memoryview(data)[pos:])  # one copy, not two
+                if pos < n:  # held: the rest waits, unparsed
+                    self._keep(data, pos)
+                return
+            if stop - pos < 2 <= n - pos:
+                # TURN_FRAMES parsed: the rest waits for the owner's next loop turn.
+                assert self._more is not None
+                self._keep(data, pos)
+                self._more()
+                return
+            spare = self.spare
+            self.spare = None  # kept only from one large frame to the next
+            if pos < n:
+                if pos or partial is None:
+                    self._frames += 1  # a new incomplete frame, not more of the last one
+                have = n - pos
+                if need >= DIRECT_MIN and self.direct_reads:
+                    # A large frame: a buffer of its size, which the transport reads
+                    # the rest into; no growing buffer, no copy between the socket
+                    # and the unmasking.  The previous large frame's buffer is
+                    # reused (no allocation, no page faults); a new one is made only
+                    # once an eighth of the frame is here, so that a header alone
+                    # cannot make us reserve its claimed length.
+                    if spare is not None and need <= len(spare) <= 4 * need:
+                        frame: memoryview | None = memoryview(spare)[:need]
+                    elif have * DIRECT_AHEAD >= need:
+                        frame = memoryview(bytearray(need))
+                    else:
+                        frame = None
+                    if frame is not None:
+                        frame[:have] = memoryview(data)[pos:]
+                        self.frame, self.fill = frame, have
+                        return
+                # Only the tail of an incomplete frame waits (reused when nothing was taken).
+                if type(data) is bytearray:
+                    self._partial = data if pos == 0 else data[pos:]
+                else:
+                    self._partial = bytearray(memoryview(data)[pos:])  # one copy, not two
+        finally:
+            self._ready()  # (what the general path changed: what it keeps, a message left open, a stop)
 
     def _complete(self, partial: bytearray, data: Buffer, missing: int) -> None:
         """Parse the frame kept in ``partial`` once ``missing`` more bytes of ``data`` complete it, then the rest of ``data``.
@@ -677,10 +700,12 @@ class FrameReader:
         self._fail(code, reason)
         self.lean = False
         self._stopped = True
+        self._small_now = 0
 
     def _hand_over(self, rest: Buffer) -> None:
         """The protocol object reads everything from now on (closing or failing)."""
         self.lean = False
         self._stopped = True
+        self._small_now = 0
         if rest:
             self._feed(bytes(rest))
