@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import logging
 import threading
 from typing import Any
@@ -48,6 +49,16 @@ def test_direct_finds_the_listener_an_arity_wrapper_calls() -> None:
     for call in (adapt_arity(lambda: 1), adapt_arity(lambda *args: args), print, one):  # nothing to skip
         assert direct(call) is call
     assert arity(lambda a, b, c=1, *args: 0) == (2, None) and arity(box.method) == (1, 1) and arity(print) == (0, None)
+
+
+def test_an_arity_wrapper_is_one_object_holding_its_listener() -> None:
+    """No closure (function, cell and tuple of cells): one bound method per wrapped listener, freed with it."""
+    one, two = (lambda a: a), (lambda a, b: (a, b))
+    for listener, wrapper in ((one, adapt_arity(one)), (two, adapt_arity(two))):
+        assert getattr(wrapper, "__closure__", None) is None
+        (held,) = [ref for ref in gc.get_referents(wrapper) if ref is listener or isinstance(ref, tuple)]
+        assert held is listener or held[0] is listener
+    assert adapt_arity(two)(1, 2, 3) == (1, 2) and adapt_arity(one)(4, 5) == 4
 
 
 def test_fewer_argument_listeners_on_emit() -> None:

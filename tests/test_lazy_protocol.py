@@ -25,6 +25,14 @@ def _lazy(sock: WebSocket) -> bool:
     return isinstance(sock._proto, _websockets.LazyServer)
 
 
+def _never_built(proto: Any) -> bool:
+    """Whether a socket's protocol object, taken while it was open, is a stand-in that was never built.
+
+    (A closed socket lets go of its protocol object, ``WebSocket._let_go``.)
+    """
+    return isinstance(proto, _websockets.LazyServer) and proto._real is None
+
+
 @pytest.mark.parametrize("eager", [False, True])
 def test_messages_leave_it_unbuilt_a_ping_and_the_close_build_it(eager: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_websockets, "EAGER", eager)
@@ -124,12 +132,13 @@ async def _close_exchange(sent: bytes, max_payload: int) -> tuple[bytes, list[tu
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
         assert head.startswith(b"HTTP/1.1 101")
         sock, rec = await served.socket()
+        proto = sock._proto
         writer.write(sent)
         received = await asyncio.wait_for(reader.read(), 5)  # to the server's EOF
         closes = await rec.wait("close")
         writer.close()
         errors = [(str(args[0]), getattr(args[0], "code", None)) for args in rec.args("error")]
-        return received, closes, errors, _lazy(sock)
+        return received, closes, errors, _never_built(proto)
 
 
 @pytest.mark.parametrize("case", list(CLOSES))
@@ -158,10 +167,11 @@ def test_a_client_sees_the_same_close_either_way(
             client, rec = await connect(served.port, "/ws", per_message_deflate=False)
             await rec.wait("open")
             sock, server_rec = await served.socket()
+            proto = sock._proto
             (sock if server_closes else client).close(code, reason)
             server_close = await server_rec.wait("close")
             client_close = await rec.wait("close")
-            return server_close, client_close, _lazy(sock)
+            return server_close, client_close, _never_built(proto)
 
     async def main() -> None:
         monkeypatch.setattr(_websockets, "EAGER", True)
@@ -197,6 +207,7 @@ async def _our_close_exchange(code: int | None, reason: str, reply: bytes) -> tu
         )
         await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
         sock, rec = await served.socket()
+        proto = sock._proto
         sock.on("message", lambda event: rec.log.append(("message", (event.data,))))
         sock.close(code, reason)
         head = await asyncio.wait_for(reader.readexactly(2), 5)
@@ -206,7 +217,7 @@ async def _our_close_exchange(code: int | None, reason: str, reply: bytes) -> tu
         await rec.wait("close")
         writer.close()
         events = [(name, tuple(str(a) for a in args)) for name, args in rec.log]
-        return ours, rest, events, _lazy(sock)
+        return ours, rest, events, _never_built(proto)
 
 
 @pytest.mark.parametrize("code, reason", [(None, ""), (1000, ""), (4999, "fin ✓")])

@@ -120,19 +120,25 @@ def required_positional(fn: Callable[..., Any]) -> int:
     return arity(fn)[0]
 
 
+def _call_first(fn: Callable[..., Any], *args: Any) -> Any:
+    return fn(*args[:1])
+
+
+def _call_first_n(bound: tuple[Callable[..., Any], int], *args: Any) -> Any:
+    fn, capacity = bound
+    return fn(*args[:capacity])
+
+
+# The wrappers are bound methods of these functions, bound to the listener: one object each, where a
+# closure is three (function, cell, tuple of cells); every connection's listener gets one, and those
+# of a socket that stays in a cycle of the application's go with the garbage collector.  ``direct``
+# finds the listener in ``__self__``.
 def _first(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return lambda *args: fn(*args[:1])
+    return types.MethodType(_call_first, fn)
 
 
 def _first_n(fn: Callable[..., Any], capacity: int) -> Callable[..., Any]:
-    return lambda *args: fn(*args[:capacity])
-
-
-# The wrappers' code: ``direct`` finds the listener in their closure (no attribute, so no ``__dict__``
-# for every connection's wrapper).
-_FIRST = _first(print).__code__
-_FIRST_N = _first_n(print, 2).__code__
-_FIRST_N_FN = _FIRST_N.co_freevars.index("fn")
+    return types.MethodType(_call_first_n, (fn, capacity))
 
 
 def adapt_arity(fn: Callable[..., Any], capacity: int | None | bool = False) -> Callable[..., Any]:
@@ -153,11 +159,15 @@ def adapt_arity(fn: Callable[..., Any], capacity: int | None | bool = False) -> 
 def direct(call: Callable[..., Any]) -> Callable[..., Any]:
     """What an emit of exactly one argument may call instead of ``call``: the listener ``adapt_arity`` wrapped in it
     to drop surplus arguments (it takes one at least), else ``call`` itself."""
-    code = getattr(call, "__code__", None)
-    if code is _FIRST or code is _FIRST_N:
-        cells: tuple[types.CellType, ...] = call.__closure__  # type: ignore[assignment]
-        listener: Callable[..., Any] = cells[0 if code is _FIRST else _FIRST_N_FN].cell_contents
-        return listener
+    if type(call) is types.MethodType:
+        wrapper = call.__func__
+        bound: Any = call.__self__
+        if wrapper is _call_first:
+            listener: Callable[..., Any] = bound
+            return listener
+        if wrapper is _call_first_n:
+            listener = bound[0]
+            return listener
     return call
 
 

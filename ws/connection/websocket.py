@@ -44,6 +44,7 @@ from .pull import IterationMixin
 from . import sent as _sent
 from .._runtime.reads import kept_budget, plain_reads, read_buffer
 from .._runtime.segments import hold_for_fin, send_fin
+from .._runtime.transports import untangle
 from ..events import BINARY, TEXT, MessageEvent, ReadyState
 from ..exceptions import ConnectionClosed, HandshakeError, NotOpenError, ProtocolError, WebSocketError, describe
 
@@ -266,6 +267,10 @@ class _PlainStream(_ToSocket, asyncio.Protocol):
         self.data_received = ws._data_received  # type: ignore[method-assign]  # (a slot: shadows asyncio.Protocol's method)
         ws._reader.long_read = self.to_bulk
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.bulk = None  # (the twin refers back: without the pair's cycle the socket goes by reference counting)
+        self.ws._connection_lost(exc)
+
     def to_bulk(self) -> None:
         """A long read: it is parsed as it is, the next go through buffers of ours."""
         bulk = self.bulk
@@ -299,6 +304,10 @@ class _SwitchingStream(_Stream):
         if self.small >= SMALL_RUN:
             self.small = 0
             self._switch(self, self.plain)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.plain.bulk = None  # (see _PlainStream.connection_lost)
+        self.ws._connection_lost(exc)
 
     def take_over(self) -> None:
         """From ``plain``: the next reads go through our buffers."""
@@ -1879,9 +1888,41 @@ class WebSocket(IterationMixin, EventTarget):
             hook(self)
         if not self._is_server:
             _loop.reactor.remove_shutdown(self._going_away)
+        self._let_go()
         if not self._close_emitted:
             self._close_emitted = True
             self._emit_event("close", code, reason)
+
+    def _let_go(self) -> None:
+        """The connection is over: drop what refers back to this socket (``_finish``, every time).
+
+        The transport (whose protocol, a ``_Stream``, holds the socket; asyncio's
+        own is in a cycle with itself, broken here: ``ws._runtime.transports``),
+        the protocol object (a ``LazyServer`` holds our ``_protocol_built``), the
+        reader's callbacks (our bound methods) and the close timer: what is
+        left refers to nothing that refers back, so a socket the application
+        drops is freed by reference counting, with everything it held, and one
+        kept in a cycle of the application's own (a listener that closes over
+        it) takes only itself, its listeners and its request to the garbage
+        collector (39 -> 22 objects per handshake of the harness' echo server:
+        docs/performance-log.md).  Nothing the API offers after ``'close'`` reads them: the
+        state, ``url``, ``protocol``, ``extensions``, ``request`` and the
+        addresses are kept, ``buffered_amount`` counts no transport once it
+        is closing, ``send``/``ping``/``pong``/``close``/``terminate`` look at
+        the state first.  (A client's connector, an ASGI host's link, a rate
+        limit and a backlog of ``async`` listeners keep theirs: rare, and read
+        after the end by their own paths.)
+        """
+        transport = self._transport
+        if transport is not None:
+            self._transport = None
+            untangle(transport)  # asyncio's own transport is in a cycle with itself: broken once it is done
+        self._proto = None
+        self._reader.detach()
+        timer = self._close_timer
+        if timer is not None:  # (its abort of a closing transport would do nothing)
+            self._close_timer = None
+            timer.cancel()
 
     # -- the client connector's interface (ws/connection/client.py) ----------------
 

@@ -144,6 +144,15 @@ def _frame_size(buf: Buffer) -> int:
     return head + length + 4 if b1 & 0x80 else head + length
 
 
+def _gone(*_args: object) -> None:
+    """``deliver``/``fail`` of a reader whose connection is over (:meth:`FrameReader.detach`): nothing to tell."""
+
+
+def _gone_feed(_data: bytes) -> bool:
+    """``feed`` of a reader whose connection is over: no protocol object reads any more."""
+    return False
+
+
 class FrameReader:
     """The receive half of one connection's wire state.
 
@@ -339,6 +348,18 @@ class FrameReader:
         self._drop_input()
         self.drop_message()
         self.assembler = None
+
+    def detach(self) -> None:
+        """The connection is over: forget the owner's callbacks (call after :meth:`reset`).
+
+        They are its bound methods, and the owner holds this reader: without
+        them the owner is in no reference cycle of ours, and is freed by
+        reference counting, not by the cyclic garbage collector.  Anything
+        received from then on goes nowhere.
+        """
+        self._deliver = self._fail = _gone
+        self._feed = _gone_feed
+        self._more = self.long_read = None
 
     def _drop_input(self) -> None:
         self.lean = False
