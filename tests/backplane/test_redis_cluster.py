@@ -441,7 +441,7 @@ def test_a_failover_moves_the_channels_to_the_promoted_replica(redis_cluster: Re
     redis_cluster.wait_ok()
 
 
-def fail_over_to(replica: Master, attempts: int = 3) -> None:
+def fail_over_to(replica: Master, attempts: int = 5) -> None:
     """``CLUSTER FAILOVER`` on ``replica`` until it is a master: a manual failover that does not complete in
     time (the masters' votes come late on a loaded machine) is abandoned by Redis, so ask again."""
     for attempt in range(attempts):
