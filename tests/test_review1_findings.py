@@ -21,6 +21,7 @@ from ws.protocol._websockets import Server as ServerProtocol
 
 from .conftest import run
 from .frames import frame
+from .test_fastpath import _CountingTransport, _Req
 
 LOOPS = ["asyncio", "uvloop"]
 
@@ -44,18 +45,16 @@ _REQUEST = (
 )
 
 
-class _Transport(asyncio.Transport):
-    """Takes the socket's writes; records an abort."""
+class _Transport(_CountingTransport):
+    """test_fastpath's transport that also records an abort (and takes no write after it)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.writes: list[bytes] = []
         self.aborted = False
-        self.stream: Any = None
 
     def write(self, data: Any) -> None:
         if not self.aborted:
-            self.writes.append(bytes(data))
+            super().write(data)
 
     def writelines(self, pieces: Any) -> None:
         for piece in pieces:
@@ -69,20 +68,6 @@ class _Transport(asyncio.Transport):
 
     def abort(self) -> None:
         self.aborted = True
-
-    def set_protocol(self, protocol: Any) -> None:
-        self.stream = protocol
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        pass
-
-
-class _Req:
-    url = "/"
-    remote_address = "127.0.0.1"
 
 
 def test_keepalive_timeout_sends_its_1011_close_even_with_frames_queued_for_the_turn() -> None:
